@@ -1,0 +1,199 @@
+/* kiln.h: the public C API of kiln's core: a lazy graph of meta-operators,
+ * fused and compiled just in time.
+ *
+ * A worked example, ((x*2+1).exp()*x).sum() on four floats:
+ *
+ *   kl_context *ctx;  kl_var *x, *two, *one, *t, *y;
+ *   float data[4] = {0, 1, 2, 3};  int64_t n = 4;  float result;
+ *   kl_context_new(&ctx);
+ *   kl_var_from_host(ctx, KL_FLOAT32, 1, &n, data, &x);
+ *   kl_full(ctx, KL_FLOAT32, 0, NULL, 2.0, &two);     rank-0 scalars broadcast
+ *   kl_full(ctx, KL_FLOAT32, 0, NULL, 1.0, &one);
+ *   kl_binary(KL_MUL, x, two, &t);                    nothing runs yet
+ *   ... kl_binary(KL_ADD, ...), kl_unary(KL_EXP, ...), kl_binary(KL_MUL, ..., x, ...)
+ *   kl_reduce(t, KL_SUM, 0, NULL, 0, &y);              all axes
+ *   kl_var_copy_to_host(y, &result, sizeof result);   fuses, compiles, runs: one kernel
+ *   kl_var_release(...) each handle; kl_context_free(ctx);
+ *
+ * Conventions: every function that can fail returns a kl_status and leaves a
+ * message for kl_last_error() (per thread). A function returning a new kl_var
+ * hands the caller one reference, dropped with kl_var_release(). Ops take
+ * their own references to their inputs, so inputs may be released at once.
+ * Nothing computes until a sync (kl_sync, kl_var_data, kl_var_copy_to_host). */
+#ifndef KILN_H
+#define KILN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KL_MAX_DIMS 8
+
+typedef enum {
+    KL_OK = 0,
+    KL_ERR_VALUE,   /* bad shape, axis, expression: Python ValueError */
+    KL_ERR_TYPE,    /* bad dtype: TypeError */
+    KL_ERR_INDEX,   /* index out of range: IndexError */
+    KL_ERR_RUNTIME, /* compile or run failure: RuntimeError */
+    KL_ERR_MEMORY   /* allocation failed: MemoryError */
+} kl_status;
+
+typedef enum {
+    KL_BOOL, KL_INT8, KL_UINT8, KL_INT16, KL_INT32, KL_INT64,
+    KL_FLOAT16, KL_FLOAT32, KL_FLOAT64,
+    KL_DTYPE_COUNT
+} kl_dtype;
+
+typedef enum {
+#define KL_UNARY(ID, name) KL_##ID,
+#include "kiln_ops.def"
+#undef KL_UNARY
+    KL_UNARY_COUNT
+} kl_unary_op;
+
+typedef enum {
+#define KL_BINARY(ID, name) KL_##ID,
+#include "kiln_ops.def"
+#undef KL_BINARY
+    KL_BINARY_COUNT
+} kl_binary_op;
+
+typedef enum {
+#define KL_REDUCE(ID, name, scatter) KL_REDUCE_##ID,
+#include "kiln_ops.def"
+#undef KL_REDUCE
+    KL_REDUCE_COUNT
+} kl_reduce_op;
+
+typedef enum { KL_RANDOM_UNIFORM, KL_RANDOM_NORMAL } kl_random_kind;
+
+typedef struct kl_context kl_context;
+typedef struct kl_var kl_var;
+
+typedef struct {
+    uint64_t kernels_compiled;   /* compiler invocations that produced a kernel */
+    uint64_t cache_hits_memory;  /* kernel found already loaded in this process */
+    uint64_t cache_hits_disk;    /* kernel found in the on-disk cache */
+    uint64_t kernels_launched;
+    uint64_t bytes_allocated;    /* total bytes handed out by the allocator */
+    uint64_t bytes_in_use;       /* bytes held by live buffers now */
+    uint64_t bytes_cached;       /* freed bytes kept for reuse */
+    uint64_t peak_bytes_in_use;
+    uint64_t vars_alive;
+} kl_counters;
+
+/* ---- errors and dtypes ---- */
+const char *kl_last_error(void);
+const char *kl_status_name(kl_status s);
+const char *kl_dtype_name(kl_dtype t);
+kl_status kl_dtype_from_name(const char *name, kl_dtype *out);
+size_t kl_dtype_size(kl_dtype t);
+int kl_dtype_is_float(kl_dtype t);
+int kl_dtype_is_int(kl_dtype t); /* signed or unsigned integer, not bool */
+/* NumPy's promote_types for two array dtypes. */
+kl_status kl_dtype_promote(kl_dtype a, kl_dtype b, kl_dtype *out);
+
+const char *kl_unary_name(kl_unary_op op);
+const char *kl_binary_name(kl_binary_op op);
+const char *kl_reduce_name(kl_reduce_op op);
+kl_status kl_unary_from_name(const char *name, kl_unary_op *out);
+kl_status kl_binary_from_name(const char *name, kl_binary_op *out);
+/* Accepts reduce names (sum, max, ...) and scatter names (add, maximum, ...). */
+kl_status kl_reduce_from_name(const char *name, kl_reduce_op *out);
+
+/* ---- context ---- */
+/* Reads KILN_CACHE_DIR (default ~/.cache/kiln), KILN_DEBUG (1: print each
+ * compiled kernel's source and command; 2: also every launch), KILN_CC. */
+kl_status kl_context_new(kl_context **out);
+void kl_context_free(kl_context *ctx);
+kl_status kl_context_set_cache_dir(kl_context *ctx, const char *dir);
+const char *kl_context_cache_dir(const kl_context *ctx);
+void kl_context_set_debug(kl_context *ctx, int level);
+int kl_context_debug(const kl_context *ctx);
+void kl_context_seed(kl_context *ctx, uint64_t seed);
+void kl_context_counters(const kl_context *ctx, kl_counters *out);
+/* Returns cached, unused host memory to the system. */
+void kl_context_gc(kl_context *ctx);
+
+/* ---- vars ---- */
+/* Copies ndim/shape/data; data may be NULL for an uninitialised array. */
+kl_status kl_var_from_host(kl_context *ctx, kl_dtype dtype, int ndim,
+                           const int64_t *shape, const void *data, kl_var **out);
+void kl_var_retain(kl_var *v);
+void kl_var_release(kl_var *v);
+kl_context *kl_var_context(const kl_var *v);
+kl_dtype kl_var_dtype(const kl_var *v);
+int kl_var_ndim(const kl_var *v);
+const int64_t *kl_var_shape(const kl_var *v);
+int64_t kl_var_numel(const kl_var *v);
+uint64_t kl_var_id(const kl_var *v);
+int kl_var_is_computed(const kl_var *v);
+/* A var that requires grad (and every float var computed from it) keeps its
+ * producing graph after it is computed, so kl_grad can still reach through it. */
+void kl_var_set_requires_grad(kl_var *v, int on);
+int kl_var_requires_grad(const kl_var *v);
+/* Name of the op that produces v ("array" for data, "reshape", "exp", ...). */
+const char *kl_var_op_name(const kl_var *v);
+/* Syncs v and returns a pointer to its contiguous data, valid while v is held. */
+kl_status kl_var_data(kl_var *v, const void **out);
+kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes);
+/* Computes every listed var (and what they need) in as few kernels as fusion allows. */
+kl_status kl_sync(kl_var *const *vars, int n);
+
+/* ---- leaves ---- */
+kl_status kl_full(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+                  double value, kl_var **out);
+/* uniform: [a, b); normal: mean a, standard deviation b. Counter-based: the
+ * values depend only on the context's seed and how many random numbers the
+ * context has handed out, not on threads or fusion. */
+kl_status kl_random(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+                    kl_random_kind kind, double a, double b, kl_var **out);
+/* out[i0, ..., in] = i_dim (Jittor's index op). */
+kl_status kl_index(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+                   int dim, kl_var **out);
+
+/* ---- meta-operators ---- */
+kl_status kl_unary(kl_unary_op op, kl_var *x, kl_var **out);
+kl_status kl_cast(kl_var *x, kl_dtype dtype, kl_var **out);
+/* a and b broadcast against each other as in NumPy. */
+kl_status kl_binary(kl_binary_op op, kl_var *a, kl_var *b, kl_var **out);
+kl_status kl_where(kl_var *cond, kl_var *a, kl_var *b, kl_var **out);
+/* x's dims map to the output dims not listed in dims (Jittor's broadcast with
+ * dims); with ndims == 0, x is right-aligned as in NumPy. Size-1 dims expand. */
+kl_status kl_broadcast_to(kl_var *x, int ndim, const int64_t *shape,
+                          int ndims, const int *dims, kl_var **out);
+/* out[i0..] = x[indexes[0], ..., indexes[x.ndim-1]], or overflow_value where an
+ * index falls outside x or any overflow condition is true. Expressions may use
+ * i0..i7, integers, + - * / % comparisons && || ! ?:, min(a,b), max(a,b),
+ * xshapeK/yshapeK, XDIM/YDIM, and @eK(...) to read extras[K] (integer vars). */
+kl_status kl_reindex(kl_var *x, int ndim, const int64_t *shape,
+                     const char *const *indexes, double overflow_value,
+                     int n_conditions, const char *const *conditions,
+                     int n_extras, kl_var *const *extras, kl_var **out);
+/* Scatter: for every index i of y, out[indexes(i)] op= y[i]; targets outside
+ * out, or where a condition holds, are skipped. Untouched outputs hold op's
+ * identity. Here x names the output and y the input, as in Jittor. */
+kl_status kl_reindex_reduce(kl_var *y, kl_reduce_op op, int ndim, const int64_t *shape,
+                            const char *const *indexes,
+                            int n_conditions, const char *const *conditions,
+                            int n_extras, kl_var *const *extras, kl_var **out);
+/* Reduces over the listed dims (negative counts from the end); ndims == 0 means all. */
+kl_status kl_reduce(kl_var *x, kl_reduce_op op, int ndims, const int *dims,
+                    int keepdims, kl_var **out);
+/* Same elements, new shape (one dim may be -1); zero-copy once x is computed. */
+kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **out);
+
+/* ---- autograd ---- */
+/* Gradients of sum(y * dy) (dy NULL means ones) with respect to each xs[k],
+ * as lazy vars built from meta-ops; a var y does not depend on gets zeros. */
+kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grads);
+/* Same value as x; gradients do not flow through it. */
+kl_status kl_stop_grad(kl_var *x, kl_var **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,108 @@
+/* kernel.c: assembling a fused kernel: the element-wise (map) loop nest here,
+ * reductions and scatters from their op files, then the C text around them. */
+#include "codegen/kernel.h"
+#include "codegen/prelude.h"
+#include "core/dtype.h"
+#include "ops/ops.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* out[...] = value over the root's shape: one flat loop when every access is
+ * at the element's own linear index, else a nest with the innermost loop
+ * contiguous. */
+static kl_status map_kernel(kl_emitter *em, kl_strbuf *L)
+{
+    kl_var *v = em->root;
+    int r = v->ndim;
+    kl_coords c = kl_emit_loop_coords(r, 1);
+    const char *t = kl_emit(em, v, &c);
+    if (!t) return em->status;
+    const char *store = kl_emit_str(em, "        out[li] = (%s)%s;\n", kl_dtype_ctype(v->dtype), t);
+    kl_sb_printf(L, "    int64_t n = 1;\n");
+    for (int d = 0; d < r; d++) kl_sb_printf(L, "    n *= %s;\n", kl_emit_shape(em, v, d));
+    const char *body = em->body.data ? em->body.data : "";
+    if (!em->needs_coords || r == 0) {
+        kl_sb_printf(L, "    #pragma omp parallel for simd if(n > 32768) schedule(static)\n");
+        kl_sb_printf(L, "    for (int64_t li = 0; li < n; li++) {\n%s%s    }\n", body, store);
+        return em->status;
+    }
+    if (r == 1) kl_sb_printf(L, "    #pragma omp parallel for simd if(n > 32768) schedule(static)\n");
+    else kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(n > 32768) schedule(static)\n", r - 1);
+    for (int d = 0; d < r; d++) {
+        if (d == r - 1 && r > 1) kl_sb_printf(L, "%*s#pragma omp simd\n", 4 + 4 * d, "");
+        kl_sb_printf(L, "%*sfor (int64_t i%d = 0; i%d < %s; i%d++)\n", 4 + 4 * d, "", d, d,
+                     kl_emit_shape(em, v, d), d);
+    }
+    kl_sb_printf(L, "    {\n        const int64_t li = i0");
+    for (int d = 1; d < r; d++) kl_sb_printf(L, " * %s + i%d", kl_emit_shape(em, v, d), d);
+    kl_sb_printf(L, ";\n%s%s    }\n", body, store);
+    return em->status;
+}
+
+static void describe(kl_emitter *em, kl_strbuf *sb)
+{
+    /* names, ops and dtypes only: shapes are arguments, not part of the text */
+    for (int i = 0; i < em->n_locals; i++) {
+        kl_var *v = em->locals[i];
+        int loaded = i > 0 && (v->buf || v->materialize);
+        kl_sb_printf(sb, " *   v%d: %s %s%s\n", i, kl_dtype_name(v->dtype),
+                     loaded ? "input" : kl_var_op_name(v), v->op.kind == KL_OP_REDUCE ?
+                     (v->op.p.reduce.op == KL_REDUCE_MEAN ? " (mean)" : "") : "");
+    }
+}
+
+kl_status kl_kernel_build(kl_var *root, kl_kernel *k)
+{
+    memset(k, 0, sizeof *k);
+    kl_emitter *em = malloc(sizeof *em);
+    if (!em) return kl_error(KL_ERR_MEMORY, "out of memory generating a kernel");
+    kl_emitter_init(em, root);
+    kl_strbuf loops = {0};
+    const char *kind = "map";
+    kl_status s;
+    if (root->op.kind == KL_OP_REDUCE) {
+        kind = kl_reduce_name(root->op.p.reduce.op);
+        s = kl_reduce_kernel(em, &loops);
+    } else if (root->op.kind == KL_OP_REINDEX_REDUCE) {
+        kind = "scatter";
+        s = kl_reindex_reduce_kernel(em, &loops);
+    } else {
+        s = map_kernel(em, &loops);
+    }
+    if (s == KL_OK && (loops.failed || em->body.failed || em->decls.failed))
+        s = kl_error(KL_ERR_MEMORY, "out of memory generating a kernel");
+    if (s == KL_OK) {
+        kl_strbuf src = {0};
+        kl_sb_printf(&src, "/* kiln kernel (%s):\n", kind);
+        describe(em, &src);
+        kl_sb_printf(&src, " */\n%s\n", kl_kernel_prelude);
+        const char *T = kl_dtype_ctype(root->dtype);
+        kl_sb_printf(&src, "void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)\n{\n"
+                           "    (void)iarg; (void)farg;\n    %s *restrict out = (%s *)buf[0]; /* v0 */\n", T, T);
+        kl_sb_append(&src, em->decls.data ? em->decls.data : "");
+        kl_sb_append(&src, loops.data ? loops.data : "");
+        kl_sb_append(&src, "}\n");
+        if (src.failed) { kl_sb_free(&src); s = kl_error(KL_ERR_MEMORY, "out of memory generating a kernel"); }
+        else k->source = kl_sb_take(&src);
+    }
+    if (s == KL_OK) {
+        k->n_bufs = em->n_bufs;
+        for (int i = 0; i < em->n_bufs; i++) { k->bufs[i] = em->bufs[i]; kl_var_retain(k->bufs[i]); }
+        k->n_iargs = em->n_iargs;
+        k->n_fargs = em->n_fargs;
+        memcpy(k->iargs, em->iargs, (size_t)em->n_iargs * sizeof *k->iargs);
+        memcpy(k->fargs, em->fargs, (size_t)em->n_fargs * sizeof *k->fargs);
+    }
+    kl_sb_free(&loops);
+    kl_emitter_free(em);
+    free(em);
+    return s;
+}
+
+void kl_kernel_free(kl_kernel *k)
+{
+    free(k->source);
+    k->source = NULL;
+    for (int i = 0; i < k->n_bufs; i++) kl_var_release(k->bufs[i]);
+    k->n_bufs = 0;
+}

@@ -1,0 +1,59 @@
+/* context.c: creating a context from the environment, its settings and counters. */
+#include "core/context.h"
+#include "core/error.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+kl_status kl_context_new(kl_context **out)
+{
+    kl_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return kl_error(KL_ERR_MEMORY, "out of memory creating a context");
+    const char *dir = getenv("KILN_CACHE_DIR");
+    const char *home = getenv("HOME");
+    if (dir && *dir) snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", dir);
+    else snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s/.cache/kiln", home && *home ? home : "/tmp");
+    const char *debug = getenv("KILN_DEBUG");
+    ctx->debug = debug ? atoi(debug) : 0;
+    ctx->seed = 0;
+    *out = ctx;
+    return KL_OK;
+}
+
+void kl_context_free(kl_context *ctx)
+{
+    if (!ctx) return;
+    kl_jit_free(&ctx->jit);
+    kl_host_trim(&ctx->alloc);
+    free(ctx);
+}
+
+kl_status kl_context_set_cache_dir(kl_context *ctx, const char *dir)
+{
+    if (!dir || !*dir) return kl_error(KL_ERR_VALUE, "cache directory must be a non-empty path");
+    if (strlen(dir) >= sizeof ctx->cache_dir - 64) return kl_error(KL_ERR_VALUE, "cache directory path too long");
+    snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", dir);
+    return KL_OK;
+}
+
+const char *kl_context_cache_dir(const kl_context *ctx) { return ctx->cache_dir; }
+void kl_context_set_debug(kl_context *ctx, int level) { ctx->debug = level; }
+int kl_context_debug(const kl_context *ctx) { return ctx->debug; }
+
+void kl_context_seed(kl_context *ctx, uint64_t seed)
+{
+    ctx->seed = seed;
+    ctx->rng_offset = 0;
+}
+
+void kl_context_counters(const kl_context *ctx, kl_counters *out)
+{
+    *out = ctx->counters;
+    out->bytes_allocated = ctx->alloc.bytes_allocated;
+    out->bytes_in_use = ctx->alloc.bytes_in_use;
+    out->bytes_cached = ctx->alloc.bytes_cached;
+    out->peak_bytes_in_use = ctx->alloc.peak_bytes_in_use;
+    out->vars_alive = ctx->vars_alive;
+}
+
+void kl_context_gc(kl_context *ctx) { kl_host_trim(&ctx->alloc); }

@@ -1,0 +1,22 @@
+/* context.h: the one object that holds kiln's mutable state: settings,
+ * counters, the allocator and the kernel table. */
+#ifndef KL_CONTEXT_H
+#define KL_CONTEXT_H
+
+#include "kiln.h"
+#include "mem/host_alloc.h"
+#include "jit/jit.h"
+#include <limits.h>
+
+struct kl_context {
+    char cache_dir[PATH_MAX];
+    int debug;
+    uint64_t seed, rng_offset;
+    uint64_t next_var_id, sync_epoch;
+    uint64_t vars_alive;
+    kl_counters counters; /* kernel counters; memory figures come from alloc */
+    kl_host_allocator alloc;
+    kl_jit jit;
+};
+
+#endif

@@ -1,0 +1,14 @@
+/* error.h: the per-thread error message behind kl_last_error(). */
+#ifndef KL_ERROR_H
+#define KL_ERROR_H
+
+#include "kiln.h"
+
+/* Records the message and returns status, so callers can `return kl_error(...)`. */
+kl_status kl_error(kl_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Propagates a failing status from a call. */
+#define KL_TRY(call) do { kl_status kl_try_s_ = (call); if (kl_try_s_ != KL_OK) return kl_try_s_; } while (0)
+
+#endif

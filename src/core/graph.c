@@ -1,0 +1,183 @@
+/* graph.c: vars and their ops: creation, reference counting and freeing, so a
+ * var nobody holds goes away with the part of the graph only it needed. */
+#include "core/graph.h"
+#include "core/context.h"
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kind_names[KL_OP_KIND_COUNT] = {
+    [KL_OP_ARRAY] = "array", [KL_OP_FULL] = "full", [KL_OP_RANDOM] = "random",
+    [KL_OP_INDEX] = "index", [KL_OP_UNARY] = "unary", [KL_OP_CAST] = "cast",
+    [KL_OP_BINARY] = "binary", [KL_OP_WHERE] = "where", [KL_OP_BROADCAST] = "broadcast_to",
+    [KL_OP_REINDEX] = "reindex", [KL_OP_REINDEX_REDUCE] = "reindex_reduce",
+    [KL_OP_REDUCE] = "reduce", [KL_OP_RESHAPE] = "reshape", [KL_OP_STOP_GRAD] = "stop_grad",
+};
+
+const char *kl_op_kind_name(kl_op_kind k) { return kind_names[k]; }
+
+int64_t kl_shape_numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+kl_status kl_check_shape(const char *op, int ndim, const int64_t *shape)
+{
+    if (ndim < 0 || ndim > KL_MAX_DIMS)
+        return kl_error(KL_ERR_VALUE, "%s: rank %d is not supported (0 to %d dims)", op, ndim, KL_MAX_DIMS);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return kl_error(KL_ERR_VALUE, "%s: negative dimension %lld at axis %d", op, (long long)shape[i], i);
+        if (shape[i] > 0 && n > (INT64_C(1) << 48) / shape[i])
+            return kl_error(KL_ERR_VALUE, "%s: shape has too many elements", op);
+        n *= shape[i];
+    }
+    return KL_OK;
+}
+
+kl_buffer *kl_buffer_new(kl_context *ctx, size_t nbytes)
+{
+    kl_buffer *b = malloc(sizeof *b);
+    if (!b) return NULL;
+    b->data = kl_host_alloc(&ctx->alloc, nbytes);
+    if (!b->data) { free(b); return NULL; }
+    b->refcount = 1;
+    b->nbytes = nbytes;
+    b->ctx = ctx;
+    return b;
+}
+
+void kl_buffer_release(kl_buffer *b)
+{
+    if (!b || --b->refcount > 0) return;
+    kl_host_free(&b->ctx->alloc, b->data, b->nbytes);
+    free(b);
+}
+
+static void free_params(kl_op *op)
+{
+    if (op->kind == KL_OP_REINDEX || op->kind == KL_OP_REINDEX_REDUCE) {
+        for (int i = 0; i < op->p.reindex.n_indexes; i++) kl_expr_free(op->p.reindex.indexes[i]);
+        for (int i = 0; i < op->p.reindex.n_conditions; i++) kl_expr_free(op->p.reindex.conditions[i]);
+        op->p.reindex.n_indexes = op->p.reindex.n_conditions = 0;
+    }
+}
+
+/* Frees dead vars without recursion, so a long chain cannot overflow the stack. */
+static void collect(kl_var *v)
+{
+    kl_var *stack_small[64];
+    kl_var **stack = stack_small;
+    size_t cap = 64, n = 0;
+    if (v->user_refs == 0 && v->graph_refs == 0) stack[n++] = v;
+    while (n) {
+        kl_var *d = stack[--n];
+        for (int i = 0; i < d->op.n_inputs; i++) {
+            kl_var *in = d->op.inputs[i];
+            if (--in->graph_refs == 0 && in->user_refs == 0) {
+                if (n == cap) {
+                    kl_var **bigger = malloc(2 * cap * sizeof *bigger);
+                    if (!bigger) continue; /* leaks this var rather than crash */
+                    memcpy(bigger, stack, n * sizeof *stack);
+                    if (stack != stack_small) free(stack);
+                    stack = bigger;
+                    cap *= 2;
+                }
+                stack[n++] = in;
+            }
+        }
+        free_params(&d->op);
+        kl_buffer_release(d->buf);
+        d->ctx->vars_alive--;
+        free(d);
+    }
+    if (stack != stack_small) free(stack);
+}
+
+kl_status kl_var_new(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+                     const kl_op *op, kl_var **out)
+{
+    *out = NULL;
+    kl_var *v = calloc(1, sizeof *v);
+    if (!v) return kl_error(KL_ERR_MEMORY, "out of memory creating a var");
+    v->ctx = ctx;
+    v->id = ++ctx->next_var_id;
+    v->user_refs = 1;
+    v->dtype = dtype;
+    v->ndim = ndim;
+    if (ndim) memcpy(v->shape, shape, (size_t)ndim * sizeof *shape);
+    v->numel = kl_shape_numel(ndim, shape);
+    v->op = *op;
+    for (int i = 0; i < op->n_inputs; i++) {
+        op->inputs[i]->graph_refs++;
+        v->requires_grad |= op->inputs[i]->requires_grad;
+    }
+    if (!kl_dtype_is_float(dtype) || op->kind == KL_OP_STOP_GRAD) v->requires_grad = 0;
+    ctx->vars_alive++;
+    *out = v;
+    return KL_OK;
+}
+
+void kl_var_unref_graph(kl_var *v)
+{
+    if (--v->graph_refs == 0 && v->user_refs == 0) collect(v);
+}
+
+void kl_var_set_computed(kl_var *v, kl_buffer *buf)
+{
+    v->buf = buf;
+    if (v->requires_grad && v->op.n_inputs > 0) return; /* the graph stays for backward */
+    kl_op old = v->op;
+    memset(&v->op, 0, sizeof v->op);
+    v->op.kind = KL_OP_ARRAY;
+    v->buf = buf;
+    for (int i = 0; i < old.n_inputs; i++) kl_var_unref_graph(old.inputs[i]);
+    free_params(&old);
+}
+
+void kl_var_set_requires_grad(kl_var *v, int on) { v->requires_grad = on && kl_dtype_is_float(v->dtype); }
+int kl_var_requires_grad(const kl_var *v) { return v->requires_grad; }
+
+void kl_var_retain(kl_var *v) { if (v) v->user_refs++; }
+
+void kl_var_release(kl_var *v)
+{
+    if (!v) return;
+    if (--v->user_refs == 0 && v->graph_refs == 0) collect(v);
+}
+
+kl_context *kl_var_context(const kl_var *v) { return v->ctx; }
+kl_dtype kl_var_dtype(const kl_var *v) { return v->dtype; }
+int kl_var_ndim(const kl_var *v) { return v->ndim; }
+const int64_t *kl_var_shape(const kl_var *v) { return v->shape; }
+int64_t kl_var_numel(const kl_var *v) { return v->numel; }
+uint64_t kl_var_id(const kl_var *v) { return v->id; }
+int kl_var_is_computed(const kl_var *v) { return v->buf != NULL; }
+
+const char *kl_var_op_name(const kl_var *v)
+{
+    switch (v->op.kind) {
+    case KL_OP_UNARY: return kl_unary_name(v->op.p.unary);
+    case KL_OP_BINARY: return kl_binary_name(v->op.p.binary);
+    default: return kl_op_kind_name(v->op.kind);
+    }
+}
+
+kl_status kl_var_from_host(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+                           const void *data, kl_var **out)
+{
+    *out = NULL;
+    if ((unsigned)dtype >= KL_DTYPE_COUNT) return kl_error(KL_ERR_TYPE, "array: invalid dtype code %d", (int)dtype);
+    KL_TRY(kl_check_shape("array", ndim, shape));
+    size_t nbytes = (size_t)kl_shape_numel(ndim, shape) * kl_dtype_size(dtype);
+    kl_buffer *buf = kl_buffer_new(ctx, nbytes);
+    if (!buf) return kl_error(KL_ERR_MEMORY, "array: out of memory allocating %zu bytes", nbytes);
+    if (data && nbytes) memcpy(buf->data, data, nbytes);
+    kl_op op = {.kind = KL_OP_ARRAY};
+    kl_status s = kl_var_new(ctx, dtype, ndim, shape, &op, out);
+    if (s != KL_OK) { kl_buffer_release(buf); return s; }
+    (*out)->buf = buf;
+    return KL_OK;
+}

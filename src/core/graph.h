@@ -1,0 +1,97 @@
+/* graph.h: the lazy graph's data structures: vars, the op that produces each,
+ * buffers, and the context that owns caches and counters. Internal to the core. */
+#ifndef KL_GRAPH_H
+#define KL_GRAPH_H
+
+#include "kiln.h"
+#include "core/error.h"
+#include "core/expr.h"
+#include <stdbool.h>
+
+typedef enum {
+    KL_OP_ARRAY,          /* data from the host, or computed: a leaf */
+    KL_OP_FULL,
+    KL_OP_RANDOM,
+    KL_OP_INDEX,
+    KL_OP_UNARY,
+    KL_OP_CAST,
+    KL_OP_BINARY,
+    KL_OP_WHERE,
+    KL_OP_BROADCAST,
+    KL_OP_REINDEX,
+    KL_OP_REINDEX_REDUCE,
+    KL_OP_REDUCE,
+    KL_OP_RESHAPE,
+    KL_OP_STOP_GRAD,
+    KL_OP_KIND_COUNT
+} kl_op_kind;
+
+/* Host memory shared by a var and the reshapes that alias it. */
+typedef struct kl_buffer {
+    int refcount;
+    void *data;
+    size_t nbytes;
+    struct kl_context *ctx;
+} kl_buffer;
+
+#define KL_MAX_INPUTS (2 + 8) /* where's three, or reindex's x plus extras */
+
+typedef struct kl_op {
+    kl_op_kind kind;
+    int n_inputs;
+    kl_var *inputs[KL_MAX_INPUTS];
+    union {
+        kl_unary_op unary;
+        kl_binary_op binary;
+        struct { double value; } full;
+        struct { kl_random_kind kind; double a, b; uint64_t seed, offset; } random;
+        struct { int dim; } index;
+        struct { uint8_t mask; } broadcast; /* bit d: output dim d is new (not from x) */
+        struct {
+            kl_reduce_op op;     /* reindex_reduce only */
+            int n_indexes, n_conditions;
+            kl_expr *indexes[KL_MAX_DIMS];
+            kl_expr *conditions[KL_MAX_DIMS];
+            double overflow_value;
+        } reindex;
+        struct { kl_reduce_op op; uint8_t mask; int keepdims; } reduce; /* bit d: input dim d reduced */
+    } p;
+} kl_op;
+
+struct kl_var {
+    struct kl_context *ctx;
+    uint64_t id;
+    int user_refs;   /* handles held outside the graph */
+    int graph_refs;  /* pending consumers holding this var as an input */
+    kl_dtype dtype;
+    int ndim;
+    int64_t shape[KL_MAX_DIMS];
+    int64_t numel;
+    kl_op op;        /* op.kind == KL_OP_ARRAY once computed */
+    kl_buffer *buf;  /* non-NULL once computed */
+    /* Computed vars keep their op and inputs only when a gradient may be
+     * asked of them later (an input requires grad). */
+    uint8_t requires_grad;
+    /* scratch for the executor, meaningful only during one sync */
+    uint64_t epoch;
+    int materialize;
+    int cost;        /* nodes an inlined copy of this var adds to a kernel */
+    kl_var *grad;    /* scratch for kl_grad */
+};
+
+/* Creates a var with the given op (inputs retained) and one user reference. */
+kl_status kl_var_new(struct kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+                     const kl_op *op, kl_var **out);
+/* Drops a graph reference taken by kl_var_new for an input. */
+void kl_var_unref_graph(kl_var *v);
+/* Turns a pending var into a leaf holding buf (takes buf's reference) and
+ * releases its inputs. */
+void kl_var_set_computed(kl_var *v, kl_buffer *buf);
+const char *kl_op_kind_name(kl_op_kind k);
+int64_t kl_shape_numel(int ndim, const int64_t *shape);
+kl_status kl_check_shape(const char *op, int ndim, const int64_t *shape);
+
+kl_buffer *kl_buffer_new(struct kl_context *ctx, size_t nbytes);
+void kl_buffer_release(kl_buffer *b);
+
+#endif

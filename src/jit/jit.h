@@ -1,0 +1,33 @@
+/* jit.h: turning kernel source into a callable function: an in-memory table,
+ * the on-disk cache, the system C compiler (several at once) and dlopen. */
+#ifndef KL_JIT_H
+#define KL_JIT_H
+
+#include "kiln.h"
+#include <stdint.h>
+
+typedef void (*kl_kernel_fn)(void *const *buf, const int64_t *iarg, const double *farg);
+
+typedef struct kl_jit_entry {
+    uint64_t hash;
+    char *source;
+    kl_kernel_fn fn;
+    void *handle;
+} kl_jit_entry;
+
+typedef struct {
+    kl_jit_entry *entries; /* open addressing, capacity a power of two */
+    size_t capacity, count;
+    char compiler[4096];   /* resolved compiler path */
+    char identity[512];    /* compiler file identity, CPU flags digest, flags */
+    int probed;
+} kl_jit;
+
+struct kl_context;
+
+/* Looks up or compiles every source; misses compile in parallel. fns[i] is
+ * set for each i. On a compile failure the error names the kept source file. */
+kl_status kl_jit_get_many(struct kl_context *ctx, int n, const char *const *sources, kl_kernel_fn *fns);
+void kl_jit_free(kl_jit *jit);
+
+#endif

@@ -1,0 +1,48 @@
+/* ops.h: what each op family file under src/ops/ provides to the rest of the
+ * core: its code generation (emit) and its backward rule, built from meta-ops. */
+#ifndef KL_OPS_H
+#define KL_OPS_H
+
+#include "codegen/emit.h"
+
+/* emit: the value of pending var v at coordinates c (see codegen/emit.h). */
+const char *kl_leaf_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+const char *kl_unary_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+const char *kl_binary_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+const char *kl_where_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+const char *kl_broadcast_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+const char *kl_reshape_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+
+/* Kernels whose root is a reduction: they write their own loop nests. */
+kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *loops);
+kl_status kl_reindex_reduce_kernel(kl_emitter *em, kl_strbuf *loops);
+
+/* backward: the gradient flowing to input k of v, given dv (the gradient of v).
+ * *out may be set to NULL when no gradient flows. */
+kl_status kl_unary_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+kl_status kl_binary_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+kl_status kl_where_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+kl_status kl_broadcast_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+kl_status kl_reindex_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+kl_status kl_reindex_reduce_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+kl_status kl_reduce_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+kl_status kl_reshape_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+
+/* Parses and checks reindex-style index expressions into op->p.reindex and
+ * the extras into op->inputs[1..]. n_index: loop dims the i<k> range over. */
+kl_status kl_reindex_parse(const char *opname, kl_op *op, int n_indexes, const char *const *indexes,
+                           int n_conditions, const char *const *conditions,
+                           int n_extras, kl_var *const *extras, int n_index, int xdim, int ydim);
+/* A reindex or reindex_reduce sharing src's expressions (cloned). */
+kl_status kl_reindex_like(const kl_op *src, kl_op_kind kind, kl_reduce_op rop, kl_var *input,
+                          int ndim, const int64_t *shape, double overflow_value, kl_var **out);
+
+/* Helpers shared by the families. */
+kl_status kl_scalar_like(kl_var *like, kl_dtype dtype, double value, kl_var **out);
+/* Sums g down to shape of `to` (undoing NumPy broadcasting). */
+kl_status kl_unbroadcast(kl_var *g, kl_var *to, kl_var **out);
+/* a op b with the references of a and b dropped (for building chains). */
+kl_status kl_binary_take(kl_binary_op op, kl_var *a, kl_var *b, kl_var **out);
+
+#endif

@@ -1,0 +1,116 @@
+/* reindex.c: out[i] = x[f(i)] with f a list of index expressions; indexes
+ * outside x, or a true overflow condition, give the overflow value. The
+ * backward is reindex_reduce(add) with the same expressions. */
+#include "ops/ops.h"
+#include "core/builder.h"
+#include "core/dtype.h"
+
+kl_status kl_reindex_parse(const char *opname, kl_op *op, int n_indexes, const char *const *indexes,
+                           int n_conditions, const char *const *conditions,
+                           int n_extras, kl_var *const *extras, int n_index, int xdim, int ydim)
+{
+    if (n_extras < 0 || n_extras > KL_MAX_INPUTS - 1)
+        return kl_error(KL_ERR_VALUE, "%s: at most %d extra inputs", opname, KL_MAX_INPUTS - 1);
+    if (n_conditions < 0 || n_conditions > KL_MAX_DIMS)
+        return kl_error(KL_ERR_VALUE, "%s: at most %d overflow conditions", opname, KL_MAX_DIMS);
+    int extra_ndims[KL_MAX_INPUTS];
+    for (int i = 0; i < n_extras; i++) {
+        if (!extras[i]) return kl_error(KL_ERR_VALUE, "%s: extra input %d is NULL", opname, i);
+        if (kl_dtype_is_float(extras[i]->dtype))
+            return kl_error(KL_ERR_TYPE, "%s: extra input @e%d must be an integer var, got %s", opname, i,
+                            kl_dtype_name(extras[i]->dtype));
+        extra_ndims[i] = extras[i]->ndim;
+        op->inputs[1 + i] = extras[i];
+    }
+    op->n_inputs = 1 + n_extras;
+    kl_status s = KL_OK;
+    for (int i = 0; i < n_indexes && s == KL_OK; i++) {
+        s = kl_expr_parse(indexes[i], &op->p.reindex.indexes[i]);
+        if (s == KL_OK) op->p.reindex.n_indexes++;
+        if (s == KL_OK) s = kl_expr_validate(op->p.reindex.indexes[i], indexes[i], n_index, xdim, ydim, n_extras, extra_ndims);
+    }
+    for (int i = 0; i < n_conditions && s == KL_OK; i++) {
+        s = kl_expr_parse(conditions[i], &op->p.reindex.conditions[i]);
+        if (s == KL_OK) op->p.reindex.n_conditions++;
+        if (s == KL_OK) s = kl_expr_validate(op->p.reindex.conditions[i], conditions[i], n_index, xdim, ydim, n_extras, extra_ndims);
+    }
+    if (s != KL_OK) {
+        for (int i = 0; i < op->p.reindex.n_indexes; i++) kl_expr_free(op->p.reindex.indexes[i]);
+        for (int i = 0; i < op->p.reindex.n_conditions; i++) kl_expr_free(op->p.reindex.conditions[i]);
+        op->p.reindex.n_indexes = op->p.reindex.n_conditions = 0;
+    }
+    return s;
+}
+
+kl_status kl_reindex(kl_var *x, int ndim, const int64_t *shape, const char *const *indexes,
+                     double overflow_value, int n_conditions, const char *const *conditions,
+                     int n_extras, kl_var *const *extras, kl_var **out)
+{
+    *out = NULL;
+    if (!x) return kl_error(KL_ERR_VALUE, "reindex: input is NULL");
+    KL_TRY(kl_check_shape("reindex", ndim, shape));
+    kl_op o = {.kind = KL_OP_REINDEX, .inputs = {x}};
+    o.p.reindex.overflow_value = overflow_value;
+    KL_TRY(kl_reindex_parse("reindex", &o, x->ndim, indexes, n_conditions, conditions,
+                            n_extras, extras, ndim, x->ndim, ndim));
+    kl_status s = kl_var_new(x->ctx, x->dtype, ndim, shape, &o, out);
+    if (s != KL_OK) {
+        for (int i = 0; i < o.p.reindex.n_indexes; i++) kl_expr_free(o.p.reindex.indexes[i]);
+        for (int i = 0; i < o.p.reindex.n_conditions; i++) kl_expr_free(o.p.reindex.conditions[i]);
+    }
+    return s;
+}
+
+kl_status kl_reindex_like(const kl_op *src, kl_op_kind kind, kl_reduce_op rop, kl_var *input,
+                          int ndim, const int64_t *shape, double overflow_value, kl_var **out)
+{
+    kl_op o = *src;
+    o.kind = kind;
+    o.inputs[0] = input;
+    o.p.reindex.op = rop;
+    o.p.reindex.overflow_value = overflow_value;
+    for (int i = 0; i < o.p.reindex.n_indexes; i++) o.p.reindex.indexes[i] = kl_expr_clone(src->p.reindex.indexes[i]);
+    for (int i = 0; i < o.p.reindex.n_conditions; i++) o.p.reindex.conditions[i] = kl_expr_clone(src->p.reindex.conditions[i]);
+    return kl_var_new(input->ctx, input->dtype, ndim, shape, &o, out);
+}
+
+const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+{
+    kl_var *x = v->op.inputs[0];
+    kl_var *const *extras = v->op.inputs + 1;
+    const char *xi[KL_MAX_DIMS];
+    kl_strbuf outside = {0};
+    kl_sb_append(&outside, "0");
+    for (int d = 0; d < x->ndim; d++) {
+        xi[d] = kl_emit_index_expr(em, v->op.p.reindex.indexes[d], c, x, v, extras);
+        if (!xi[d]) { kl_sb_free(&outside); return NULL; }
+        kl_sb_printf(&outside, " | (%s < 0) | (%s >= %s)", xi[d], xi[d], kl_emit_shape(em, x, d));
+    }
+    for (int i = 0; i < v->op.p.reindex.n_conditions; i++) {
+        const char *t = kl_emit_index_expr(em, v->op.p.reindex.conditions[i], c, x, v, extras);
+        if (!t) { kl_sb_free(&outside); return NULL; }
+        kl_sb_printf(&outside, " | (%s != 0)", t);
+    }
+    const char *o = kl_emit_temp(em, "int", "%s", outside.data ? outside.data : "0");
+    kl_sb_free(&outside);
+    if (!o) return NULL;
+    /* outside reads use coordinate 0, so the load stays in bounds and the
+     * select below (not a branch) keeps the loop vectorisable */
+    kl_coords xc = {.n = x->ndim, .identity = 0};
+    for (int d = 0; d < x->ndim; d++) xc.c[d] = kl_emit_temp(em, "int64_t", "%s ? 0 : %s", o, xi[d]);
+    em->needs_coords = 1;
+    const char *val = kl_emit(em, x, &xc);
+    if (!val) return NULL;
+    const char *T = kl_dtype_compute_ctype(v->dtype);
+    const char *ov = kl_dtype_is_float(v->dtype) ? kl_emit_farg(em, v->op.p.reindex.overflow_value)
+                                                 : kl_emit_iarg(em, (int64_t)v->op.p.reindex.overflow_value);
+    return ov ? kl_emit_temp(em, T, "%s ? (%s)%s : %s", o, T, ov, val) : NULL;
+}
+
+kl_status kl_reindex_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
+{
+    *out = NULL;
+    kl_var *x = v->op.inputs[0];
+    if (k != 0 || !kl_dtype_is_float(x->dtype)) return KL_OK;
+    return kl_reindex_like(&v->op, KL_OP_REINDEX_REDUCE, KL_REDUCE_SUM, dv, x->ndim, x->shape, 0, out);
+}

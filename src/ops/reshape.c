@@ -1,0 +1,73 @@
+/* reshape.c: same elements, new shape. Once the input is computed the
+ * executor aliases its buffer; inlined, it maps coordinates through the flat index. */
+#include "ops/ops.h"
+#include "core/builder.h"
+#include <string.h>
+
+kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **out)
+{
+    *out = NULL;
+    if (!x) return kl_error(KL_ERR_VALUE, "reshape: input is NULL");
+    if (ndim < 0 || ndim > KL_MAX_DIMS) return kl_error(KL_ERR_VALUE, "reshape: rank %d is not supported", ndim);
+    int64_t s[KL_MAX_DIMS], known = 1;
+    int infer = -1;
+    for (int d = 0; d < ndim; d++) {
+        s[d] = shape[d];
+        if (s[d] == -1) {
+            if (infer >= 0) return kl_error(KL_ERR_VALUE, "reshape: only one dimension can be -1");
+            infer = d;
+        } else if (s[d] < 0) {
+            return kl_error(KL_ERR_VALUE, "reshape: negative dimension %lld", (long long)s[d]);
+        } else {
+            known *= s[d];
+        }
+    }
+    if (infer >= 0) {
+        if (known == 0 || x->numel % known != 0)
+            return kl_error(KL_ERR_VALUE, "reshape: cannot infer -1 for %lld elements", (long long)x->numel);
+        s[infer] = x->numel / known;
+    }
+    KL_TRY(kl_check_shape("reshape", ndim, s));
+    if (kl_shape_numel(ndim, s) != x->numel)
+        return kl_error(KL_ERR_VALUE, "reshape: cannot reshape %lld elements into a shape of %lld",
+                        (long long)x->numel, (long long)kl_shape_numel(ndim, s));
+    kl_op o = {.kind = KL_OP_RESHAPE, .n_inputs = 1, .inputs = {x}};
+    return kl_var_new(x->ctx, x->dtype, ndim, s, &o, out);
+}
+
+kl_status kl_stop_grad(kl_var *x, kl_var **out)
+{
+    *out = NULL;
+    if (!x) return kl_error(KL_ERR_VALUE, "stop_grad: input is NULL");
+    kl_op o = {.kind = KL_OP_STOP_GRAD, .n_inputs = 1, .inputs = {x}};
+    return kl_var_new(x->ctx, x->dtype, x->ndim, x->shape, &o, out);
+}
+
+const char *kl_reshape_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+{
+    kl_var *x = v->op.inputs[0];
+    if (c->identity && v->ndim == c->n && (x->buf || x->materialize)) {
+        /* a load at the same linear index */
+        kl_coords xc = kl_emit_loop_coords(x->ndim, 1);
+        return kl_emit(em, x, &xc);
+    }
+    const char *flat = kl_emit_offset(em, v, c);
+    if (!flat) return NULL;
+    kl_coords xc = {.n = x->ndim, .identity = 0};
+    const char *rest = kl_emit_temp(em, "int64_t", "%s", flat);
+    for (int k = x->ndim - 1; k >= 0 && rest; k--) {
+        const char *s = kl_emit_shape(em, x, k);
+        xc.c[k] = k ? kl_emit_temp(em, "int64_t", "%s %% %s", rest, s) : rest;
+        if (k) rest = kl_emit_temp(em, "int64_t", "%s / %s", rest, s);
+    }
+    em->needs_coords = 1;
+    return kl_emit(em, x, &xc);
+}
+
+kl_status kl_reshape_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
+{
+    (void)k;
+    kl_var *x = v->op.inputs[0];
+    if (v->op.kind == KL_OP_STOP_GRAD) { *out = NULL; return KL_OK; }
+    return kl_reshape(dv, x->ndim, x->shape, out);
+}

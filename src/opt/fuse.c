@@ -1,0 +1,42 @@
+/* fuse.c: the fusion rules. A var is computed by a kernel of its own when it
+ * is asked for, held by the user, a reduction or scatter (those end a loop
+ * nest), or read by several consumers and too costly to recompute in each;
+ * every other pending var is inlined: element-wise chains, broadcasts and
+ * reindexes fold into whoever reads them, and a reduce absorbs its producers. */
+#include "opt/fuse.h"
+
+#define SHARED_INLINE_COST 8  /* recompute rather than store below this */
+#define MAX_INLINE_COST 96    /* keep generated kernels a readable size */
+
+static int is_alias(const kl_var *v) { return v->op.kind == KL_OP_RESHAPE || v->op.kind == KL_OP_STOP_GRAD; }
+
+void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
+{
+    for (int i = 0; i < n; i++) order[i]->materialize = 0;
+    /* extras are read by index, so they must be stored */
+    for (int i = 0; i < n; i++) {
+        kl_var *v = order[i];
+        if (v->op.kind == KL_OP_REINDEX || v->op.kind == KL_OP_REINDEX_REDUCE)
+            for (int k = 1; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        kl_var *v = order[i];
+        int cost = 1;
+        for (int k = 0; k < v->op.n_inputs; k++) {
+            kl_var *in = v->op.inputs[k];
+            if (!in->buf && !in->materialize) cost += in->cost;
+        }
+        v->cost = cost;
+        int shared = v->graph_refs > 1 && cost > SHARED_INLINE_COST;
+        /* a generator is recomputed for free wherever it is read */
+        int generator = v->op.kind == KL_OP_FULL || v->op.kind == KL_OP_INDEX;
+        /* a reshape of a stored var is free (an alias); of an inlined one, index arithmetic */
+        int alias_free = is_alias(v) && (v->op.inputs[0]->buf || v->op.inputs[0]->materialize);
+        if (is_target[i] || shared || cost > MAX_INLINE_COST || alias_free ||
+            (v->user_refs > 0 && !generator) ||
+            v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE)
+            v->materialize = 1;
+        if (v->materialize && is_alias(v)) v->op.inputs[0]->materialize |= !v->op.inputs[0]->buf;
+        if (v->materialize) v->cost = 0;
+    }
+}

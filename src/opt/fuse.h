@@ -1,0 +1,12 @@
+/* fuse.h: deciding which pending vars become kernel outputs (materialised)
+ * and which are inlined into their consumers' loops. */
+#ifndef KL_FUSE_H
+#define KL_FUSE_H
+
+#include "core/graph.h"
+
+/* order: the pending vars of one sync, inputs before consumers; is_target
+ * marks the vars the caller asked for. Sets each var's materialize flag. */
+void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target);
+
+#endif

@@ -1,0 +1,166 @@
+/* exec.c: sync. Orders the pending vars that the requested ones need, asks
+ * the fusion pass which to materialise, generates and compiles (in one batch)
+ * a kernel per materialised var, then launches them in order; each executed
+ * var drops its inputs, so intermediates are freed right after their last use. */
+#include "codegen/kernel.h"
+#include "core/context.h"
+#include "core/dtype.h"
+#include "opt/fuse.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    kl_var **v;
+    int n, cap;
+} var_list;
+
+static int push(var_list *l, kl_var *v)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        kl_var **p = realloc(l->v, (size_t)cap * sizeof *p);
+        if (!p) return 0;
+        l->v = p;
+        l->cap = cap;
+    }
+    l->v[l->n++] = v;
+    return 1;
+}
+
+/* Post-order DFS without recursion: pending vars, inputs first. */
+static kl_status topo_order(kl_var *const *targets, int n, uint64_t epoch, var_list *order)
+{
+    var_list stack = {0};
+    var_list next = {0}; /* parallel to stack: cast index of the next input */
+    kl_status s = KL_OK;
+    for (int t = 0; t < n && s == KL_OK; t++) {
+        kl_var *root = targets[t];
+        if (root->buf || root->epoch == epoch) continue;
+        root->epoch = epoch;
+        if (!push(&stack, root) || !push(&next, NULL)) s = KL_ERR_MEMORY;
+        while (stack.n && s == KL_OK) {
+            kl_var *v = stack.v[stack.n - 1];
+            intptr_t k = (intptr_t)next.v[next.n - 1];
+            if (k < v->op.n_inputs) {
+                next.v[next.n - 1] = (kl_var *)(k + 1);
+                kl_var *in = v->op.inputs[k];
+                if (!in->buf && in->epoch != epoch) {
+                    in->epoch = epoch;
+                    if (!push(&stack, in) || !push(&next, NULL)) s = KL_ERR_MEMORY;
+                }
+            } else {
+                stack.n--;
+                next.n--;
+                if (!push(order, v)) s = KL_ERR_MEMORY;
+            }
+        }
+    }
+    free(stack.v);
+    free(next.v);
+    return s == KL_OK ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory ordering the graph");
+}
+
+typedef struct {
+    kl_var *v;
+    int is_alias;
+    kl_kernel k;
+    kl_kernel_fn fn;
+} step;
+
+static kl_status run_step(kl_context *ctx, step *st)
+{
+    kl_var *v = st->v;
+    if (st->is_alias) {
+        kl_buffer *b = v->op.inputs[0]->buf;
+        if (!b) return kl_error(KL_ERR_RUNTIME, "internal: %s input not computed", kl_op_kind_name(v->op.kind));
+        b->refcount++;
+        kl_var_set_computed(v, b);
+        return KL_OK;
+    }
+    void *ptrs[KL_EMIT_MAX_BUFS];
+    for (int i = 1; i < st->k.n_bufs; i++) {
+        if (!st->k.bufs[i]->buf) return kl_error(KL_ERR_RUNTIME, "internal: kernel input v%d not computed", i);
+        ptrs[i] = st->k.bufs[i]->buf->data;
+    }
+    size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
+    kl_buffer *out = kl_buffer_new(ctx, nbytes);
+    if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for a %s result (%llu bytes in use)",
+                              nbytes, kl_var_op_name(v), (unsigned long long)ctx->alloc.bytes_in_use);
+    ptrs[0] = out->data;
+    if (ctx->debug >= 2) fprintf(stderr, "[kiln] launch %s -> %s[%lld]\n", kl_var_op_name(v), kl_dtype_name(v->dtype), (long long)v->numel);
+    st->fn(ptrs, st->k.iargs, st->k.fargs);
+    ctx->counters.kernels_launched++;
+    kl_var_set_computed(v, out);
+    return KL_OK;
+}
+
+kl_status kl_sync(kl_var *const *vars, int n)
+{
+    if (n <= 0) return KL_OK;
+    for (int i = 0; i < n; i++)
+        if (!vars[i]) return kl_error(KL_ERR_VALUE, "sync: var %d is NULL", i);
+    kl_context *ctx = vars[0]->ctx;
+    uint64_t epoch = ++ctx->sync_epoch;
+    var_list order = {0};
+    KL_TRY(topo_order(vars, n, epoch, &order));
+    if (order.n == 0) return KL_OK;
+    uint8_t *is_target = calloc((size_t)order.n, 1);
+    step *steps = calloc((size_t)order.n, sizeof *steps);
+    const char **sources = calloc((size_t)order.n, sizeof *sources);
+    kl_kernel_fn *fns = calloc((size_t)order.n, sizeof *fns);
+    kl_status s = (is_target && steps && sources && fns) ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
+    int n_steps = 0, n_src = 0;
+    if (s == KL_OK) {
+        for (int i = 0; i < order.n; i++)
+            for (int t = 0; t < n; t++) is_target[i] |= order.v[i] == vars[t];
+        kl_fuse_plan(order.v, order.n, is_target);
+        for (int i = 0; i < order.n && s == KL_OK; i++) {
+            kl_var *v = order.v[i];
+            if (!v->materialize) continue;
+            step *st = &steps[n_steps++];
+            st->v = v;
+            kl_var_retain(v);
+            st->is_alias = v->op.kind == KL_OP_RESHAPE || v->op.kind == KL_OP_STOP_GRAD;
+            if (!st->is_alias) {
+                s = kl_kernel_build(v, &st->k);
+                if (s == KL_OK) sources[n_src++] = st->k.source;
+            }
+        }
+    }
+    if (s == KL_OK) s = kl_jit_get_many(ctx, n_src, sources, fns);
+    for (int i = 0, j = 0; s == KL_OK && i < n_steps; i++)
+        if (!steps[i].is_alias) steps[i].fn = fns[j++];
+    for (int i = 0; s == KL_OK && i < n_steps; i++) s = run_step(ctx, &steps[i]);
+    for (int i = 0; i < n_steps; i++) {
+        kl_kernel_free(&steps[i].k);
+        kl_var_release(steps[i].v);
+    }
+    free(order.v);
+    free(is_target);
+    free(steps);
+    free(sources);
+    free(fns);
+    return s;
+}
+
+kl_status kl_var_data(kl_var *v, const void **out)
+{
+    *out = NULL;
+    if (!v) return kl_error(KL_ERR_VALUE, "data: var is NULL");
+    if (!v->buf) KL_TRY(kl_sync(&v, 1));
+    *out = v->buf->data;
+    return KL_OK;
+}
+
+kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes)
+{
+    if (!v) return kl_error(KL_ERR_VALUE, "copy_to_host: var is NULL");
+    size_t need = (size_t)v->numel * kl_dtype_size(v->dtype);
+    if (nbytes != need)
+        return kl_error(KL_ERR_VALUE, "copy_to_host: destination holds %zu bytes, the var has %zu", nbytes, need);
+    const void *src;
+    KL_TRY(kl_var_data(v, &src));
+    if (need) memcpy(dst, src, need);
+    return KL_OK;
+}
