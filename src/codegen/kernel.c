@@ -33,9 +33,9 @@ static kl_status map_kernel(kl_emitter *em, kl_strbuf *L)
         kl_sb_printf(L, "%*sfor (int64_t i%d = 0; i%d < %s; i%d++)\n", 4 + 4 * d, "", d, d,
                      kl_emit_shape(em, v, d), d);
     }
-    kl_sb_printf(L, "    {\n        const int64_t li = i0");
-    for (int d = 1; d < r; d++) kl_sb_printf(L, " * %s + i%d", kl_emit_shape(em, v, d), d);
-    kl_sb_printf(L, ";\n%s%s    }\n", body, store);
+    kl_coords own = kl_emit_loop_coords(r, 0);
+    const char *li = kl_emit_offset(em, v, &own);
+    kl_sb_printf(L, "    {\n        const int64_t li = %s;\n%s%s    }\n", li, body, store);
     return em->status;
 }
 

@@ -281,9 +281,17 @@ static size_t print_rec(const kl_expr *e, char *buf, size_t size, size_t pos)
         OUT(")");
         break;
     case KL_EX_SELECT:
+        OUT("(");
+        pos = print_rec(e->args[0], buf, size, pos);
+        OUT("?");
+        pos = print_rec(e->args[1], buf, size, pos);
+        OUT(":");
+        pos = print_rec(e->args[2], buf, size, pos);
+        OUT(")");
+        break;
     case KL_EX_MIN: case KL_EX_MAX: case KL_EX_EXTRA:
         if (e->kind == KL_EX_EXTRA) OUT("@e%lld(", v);
-        else OUT("%s(", e->kind == KL_EX_MIN ? "min" : e->kind == KL_EX_MAX ? "max" : "select");
+        else OUT("%s(", e->kind == KL_EX_MIN ? "min" : "max");
         for (int i = 0; i < e->n_args; i++) {
             if (i) OUT(",");
             pos = print_rec(e->args[i], buf, size, pos);

@@ -8,7 +8,8 @@ static int class_of(size_t nbytes, size_t *class_size)
     size_t base = KL_ALLOC_ALIGN;
     for (int k = 0; k < KL_ALLOC_CLASSES / 4; k++, base *= 2) {
         for (int q = 0; q < 4; q++) {
-            size_t size = base / 4 * (size_t)(4 + q);
+            /* aligned_alloc wants a multiple of the alignment */
+            size_t size = (base / 4 * (size_t)(4 + q) + KL_ALLOC_ALIGN - 1) / KL_ALLOC_ALIGN * KL_ALLOC_ALIGN;
             if (size >= nbytes) { *class_size = size; return k * 4 + q; }
         }
     }

@@ -104,6 +104,7 @@ kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *L)
     kl_coords c = kl_emit_loop_coords(r, 0);
     const char *t = kl_emit(em, x, &c);
     if (!t) return em->status;
+    const char *t_raw = t;
     if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN)
         t = kl_emit_str(em, "(%s)%s", rc.acc_type, t);
     kl_coords oc = {.n = v->ndim, .identity = 0};
@@ -128,6 +129,8 @@ kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *L)
     const char *nanfold = rc.track_nan ? kl_emit_str(em, " n |= %s != %s;", t, t) : "";
     if (!final || !red_clause || !fold || !nanfold) return em->status;
 
+    int blocked = nr > 0 && (op == KL_REDUCE_SUM || op == KL_REDUCE_MEAN) &&
+                  (x->dtype == KL_FLOAT32 || x->dtype == KL_FLOAT16);
     if (nr == 0 || red[nr - 1] == r - 1) {
         /* rows: the innermost input dim is reduced */
         for (int variant = 0; variant < 2; variant++) {
@@ -138,14 +141,27 @@ kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *L)
             for (int i = 0; i < nk; i++) open_loop(L, em, x, kept[i], 1 + i);
             kl_sb_printf(L, "    {\n        %s a = %s; int n = 0; (void)n;\n", rc.acc_type, rc.identity);
             for (int i = 0; i < nr; i++) {
+                int innermost = i == nr - 1;
+                if (innermost && blocked) {
+                    /* float partial sums over short blocks, blocks summed in double */
+                    const char *S = kl_emit_shape(em, x, red[i]);
+                    if (i == 0 && !over_kept)
+                        kl_sb_printf(L, "    #pragma omp parallel for %s if(rn > 32768) schedule(static)\n", red_clause);
+                    kl_sb_printf(L, "    for (int64_t blk = 0; blk < %s; blk += 1024) {\n", S);
+                    kl_sb_printf(L, "        float ba = 0; const int64_t bend = blk + 1024 < %s ? blk + 1024 : %s;\n", S, S);
+                    kl_sb_printf(L, "    #pragma omp simd reduction(+:ba)\n");
+                    kl_sb_printf(L, "    for (int64_t i%d = blk; i%d < bend; i%d++)\n", red[i], red[i], red[i]);
+                    kl_sb_printf(L, "    {\n%s        ba += %s;\n    }\n        a += ba;\n    }\n", body, t_raw);
+                    break;
+                }
                 if (i == 0 && !over_kept)
                     kl_sb_printf(L, "    #pragma omp parallel for%s %s if(rn > 32768) schedule(static)\n",
                                  nr == 1 ? " simd" : "", red_clause);
-                else if (i == nr - 1)
+                else if (innermost)
                     kl_sb_printf(L, "    #pragma omp simd %s\n", red_clause);
                 open_loop(L, em, x, red[i], 2 + i);
             }
-            kl_sb_printf(L, "    {\n%s        %s%s\n    }\n", body, fold, nanfold);
+            if (!blocked) kl_sb_printf(L, "    {\n%s        %s%s\n    }\n", body, fold, nanfold);
             kl_sb_printf(L, "        out[%s] = %s;\n    }\n", off, final);
         }
         kl_sb_printf(L, "    }\n");

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# install.sh: installs what kiln needs from Debian's packages (skipping what
+# is present), then builds the C core and the Python extension in place.
+# Run as root (or with sudo available) on Debian 12 or newer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+    gcc g++ make                          # kernels are compiled by the system C compiler
+    python3 python3-dev python3-setuptools python3-numpy python3-pytest
+    python3-sklearn                       # the digits data set for the demo
+    libopenblas-dev libopenblas0-pthread  # CPU BLAS (and a fast BLAS for PyTorch in benchmarks)
+    libdnnl-dev                           # oneDNN, CPU convolution
+    python3-torch python3-tqdm            # side-by-side benchmarks and reference tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "install.sh: installing ${missing[*]}"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+make -j"$(nproc)"
+/usr/bin/python3 setup.py -q build_ext --inplace
+echo "install.sh: kiln is built (C core in build/, Python package in python/kiln)"

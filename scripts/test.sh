@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# test.sh: builds kiln and runs every test: the C tests, the C tests again
+# under AddressSanitizer and UBSan, and the Python suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export KILN_CACHE_DIR="${KILN_CACHE_DIR:-$PWD/build/kernel-cache}"
+jobs=$(nproc)
+
+make -j"$jobs"
+make -j"$jobs" test-c
+make -j"$jobs" asan
+/usr/bin/python3 setup.py -q build_ext --inplace
+PYTHONPATH=python /usr/bin/python3 -m pytest -q tests/python
