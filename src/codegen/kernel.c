@@ -1,7 +1,6 @@
 /* kernel.c: assembling a fused kernel: the element-wise (map) loop nest here,
  * reductions and scatters from their op files, then the C text around them. */
 #include "codegen/kernel.h"
-#include "codegen/prelude.h"
 #include "core/dtype.h"
 #include "ops/ops.h"
 #include <stdlib.h>
@@ -75,7 +74,7 @@ kl_status kl_kernel_build(kl_var *root, kl_kernel *k)
         kl_strbuf src = {0};
         kl_sb_printf(&src, "/* kiln kernel (%s):\n", kind);
         describe(em, &src);
-        kl_sb_printf(&src, " */\n%s\n", kl_kernel_prelude);
+        kl_sb_printf(&src, " */\n");
         const char *T = kl_dtype_ctype(root->dtype);
         kl_sb_printf(&src, "void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)\n{\n"
                            "    (void)iarg; (void)farg;\n    %s *restrict out = (%s *)buf[0]; /* v0 */\n", T, T);

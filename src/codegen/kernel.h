@@ -6,7 +6,7 @@
 #include "codegen/emit.h"
 
 typedef struct {
-    char *source;
+    char *source; /* the kernel's own text; the jit prepends the common prelude */
     int n_bufs;
     kl_var *bufs[KL_EMIT_MAX_BUFS]; /* bufs[0] is the output; each retained */
     int n_iargs, n_fargs;

@@ -5,6 +5,7 @@
 #include "jit/jit.h"
 #include "core/context.h"
 #include "core/error.h"
+#include "codegen/prelude.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -74,6 +75,9 @@ static kl_status probe(kl_jit *jit)
                      (long long)rst.st_size, (long long)rst.st_mtime, (unsigned long long)cpu);
     for (size_t i = 0; i < N_FLAGS && n > 0 && (size_t)n < sizeof jit->identity; i++)
         n += snprintf(jit->identity + n, sizeof jit->identity - (size_t)n, "%s ", compile_flags[i]);
+    jit->base_hash = fnv1a(fnv1a(0xcbf29ce484222325ULL, jit->identity), kl_kernel_prelude);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    jit->cores = cores > 0 ? (int)cores : 1;
     jit->probed = 1;
     return KL_OK;
 }
@@ -140,14 +144,14 @@ static kl_status mkdirs(const char *dir)
     return KL_OK;
 }
 
-static kl_status write_atomic(const char *path, const char *text)
+static kl_status write_atomic(const char *path, const char *head, const char *text)
 {
     char tmp[PATH_MAX + 512];
     snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) return kl_error(KL_ERR_RUNTIME, "cannot write %s: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n;
+    size_t nh = strlen(head), n = strlen(text);
+    int ok = fwrite(head, 1, nh, f) == nh && fwrite(text, 1, n, f) == n;
     ok &= fclose(f) == 0;
     if (!ok || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -235,7 +239,7 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, kl
     snprintf(dir, sizeof dir, "%s/kernels", ctx->cache_dir);
     int dir_made = 0;
     for (int i = 0; i < n && s == KL_OK; i++) {
-        uint64_t h1 = fnv1a(fnv1a(0xcbf29ce484222325ULL, ctx->jit.identity), sources[i]);
+        uint64_t h1 = fnv1a(ctx->jit.base_hash, sources[i]);
         kl_jit_entry *e = find(&ctx->jit, h1, sources[i]);
         if (e) { fns[i] = e->fn; ctx->counters.cache_hits_memory++; continue; }
         int dup = 0;
@@ -245,7 +249,7 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, kl
         job *j = &jobs[n_jobs];
         j->source = sources[i];
         j->hash = h1;
-        uint64_t h2 = fnv1a(fnv1a(0x84222325cbf29ce4ULL, sources[i]), ctx->jit.identity);
+        uint64_t h2 = fnv1a(fnv1a(fnv1a(0x84222325cbf29ce4ULL, sources[i]), ctx->jit.identity), kl_kernel_prelude);
         snprintf(j->name, sizeof j->name, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
         snprintf(j->so, sizeof j->so, "%s/%s.so", dir, j->name);
         snprintf(j->c, sizeof j->c, "%s/%s.c", dir, j->name);
@@ -258,11 +262,10 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, kl
         n_jobs++;
     }
     /* compile the misses, as many at once as there are cores */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int width = cores > 0 ? (int)cores : 1, next = 0, done = 0;
+    int width = ctx->jit.cores, next = 0, done = 0;
     while (s == KL_OK && done < n_jobs) {
         while (next < n_jobs && next - done < width && s == KL_OK) {
-            s = write_atomic(jobs[next].c, jobs[next].source);
+            s = write_atomic(jobs[next].c, kl_kernel_prelude, jobs[next].source);
             if (s == KL_OK) s = spawn(ctx, &jobs[next]);
             if (s == KL_OK) next++;
         }
@@ -279,7 +282,7 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, kl
     }
     if (s == KL_OK) {
         for (int i = 0; i < n; i++) {
-            uint64_t h1 = fnv1a(fnv1a(0xcbf29ce484222325ULL, ctx->jit.identity), sources[i]);
+            uint64_t h1 = fnv1a(ctx->jit.base_hash, sources[i]);
             kl_jit_entry *e = find(&ctx->jit, h1, sources[i]);
             if (!e) { s = kl_error(KL_ERR_RUNTIME, "internal: kernel missing after compile"); break; }
             fns[i] = e->fn;

@@ -20,6 +20,8 @@ typedef struct {
     size_t capacity, count;
     char compiler[4096];   /* resolved compiler path */
     char identity[512];    /* compiler file identity, CPU flags digest, flags */
+    uint64_t base_hash;    /* hash of identity and prelude, the start of every key */
+    int cores;             /* compiles run at once */
     int probed;
 } kl_jit;
 
