@@ -186,6 +186,26 @@ kl_status kl_reduce(kl_var *x, kl_reduce_op op, int ndims, const int *dims,
 /* Same elements, new shape (one dim may be -1); zero-copy once x is computed. */
 kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **out);
 
+/* ---- custom kernels (jt.code) ---- */
+typedef struct {
+    kl_dtype dtype;
+    int ndim;
+    int64_t shape[KL_MAX_DIMS]; /* a negative dim is dynamic: at most -dim, set by the kernel */
+} kl_code_output;
+
+/* A kernel written by the user. source defines
+ *     void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)
+ * (extern "C" when cplusplus): buf[0..n_outputs-1] are the outputs, then the
+ * inputs, then an int64_t array of the outputs' dims (outputs in order), which
+ * the kernel overwrites to give dynamic outputs their size; iarg holds the
+ * dims of the outputs then of the inputs, so a new shape needs no new compile.
+ * grad_sources[k] (NULL: none) is a kernel of the same form whose inputs are
+ * the inputs, output 0 and its gradient, and whose one output is input k's
+ * gradient. Outputs with dynamic dims are computed at once. */
+kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
+                  int n_outputs, const kl_code_output *outs, const char *source, int cplusplus,
+                  int n_grads, const char *const *grad_sources, kl_var **outputs);
+
 /* ---- autograd ---- */
 /* Gradients of sum(y * dy) (dy NULL means ones) with respect to each xs[k],
  * as lazy vars built from meta-ops; a var y does not depend on gets zeros. */

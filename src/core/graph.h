@@ -23,6 +23,7 @@ typedef enum {
     KL_OP_REDUCE,
     KL_OP_RESHAPE,
     KL_OP_STOP_GRAD,
+    KL_OP_CODE,           /* one output of a user kernel (src/ops/code.c) */
     KL_OP_KIND_COUNT
 } kl_op_kind;
 
@@ -55,6 +56,7 @@ typedef struct kl_op {
             double overflow_value;
         } reindex;
         struct { kl_reduce_op op; uint8_t mask; int keepdims; } reduce; /* bit d: input dim d reduced */
+        struct { struct kl_code_node *node; int index; } code;
     } p;
 } kl_op;
 
@@ -88,6 +90,8 @@ void kl_var_unref_graph(kl_var *v);
  * releases its inputs. */
 void kl_var_set_computed(kl_var *v, kl_buffer *buf);
 const char *kl_op_kind_name(kl_op_kind k);
+/* Drops a code output's hold on its shared kernel node (src/ops/code.c). */
+void kl_code_detach(kl_op *op);
 int64_t kl_shape_numel(int ndim, const int64_t *shape);
 kl_status kl_check_shape(const char *op, int ndim, const int64_t *shape);
 

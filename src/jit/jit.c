@@ -19,10 +19,16 @@
 
 extern char **environ;
 
-static const char *const compile_flags[] = {
-    "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu11", "-w",
+/* Flags per language; the list ends with NULL. */
+static const char *const c_flags[] = {
+    "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu11", "-w", NULL,
 };
-#define N_FLAGS (sizeof compile_flags / sizeof compile_flags[0])
+static const char *const cxx_flags[] = {
+    "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno", "-std=gnu++17", NULL,
+};
+static const char *const *flags_of(kl_lang lang) { return lang == KL_LANG_CXX ? cxx_flags : c_flags; }
+static const char *extension_of(kl_lang lang) { return lang == KL_LANG_CXX ? "cc" : "c"; }
+static const char *prelude_of(kl_lang lang) { return lang == KL_LANG_KERNEL ? kl_kernel_prelude : ""; }
 
 static uint64_t fnv1a(uint64_t h, const char *s)
 {
@@ -32,11 +38,13 @@ static uint64_t fnv1a(uint64_t h, const char *s)
 
 /* Finds the compiler on PATH and records what identifies it, so a changed
  * compiler, CPU or flag set never reuses an old binary. */
-static kl_status probe(kl_jit *jit)
+static kl_status probe(kl_jit *jit, kl_lang lang)
 {
-    if (jit->probed) return KL_OK;
-    const char *cc = getenv("KILN_CC");
-    if (!cc || !*cc) cc = "cc";
+    kl_jit_lang *L = &jit->lang[lang];
+    if (L->probed) return KL_OK;
+    int cxx = lang == KL_LANG_CXX;
+    const char *cc = getenv(cxx ? "KILN_CXX" : "KILN_CC");
+    if (!cc || !*cc) cc = cxx ? "c++" : "cc";
     char found[4096] = "";
     if (strchr(cc, '/')) {
         snprintf(found, sizeof found, "%s", cc);
@@ -54,7 +62,8 @@ static kl_status probe(kl_jit *jit)
     }
     struct stat st;
     if (!*found || stat(found, &st) != 0)
-        return kl_error(KL_ERR_RUNTIME, "no C compiler: '%s' was not found on PATH (install gcc, or set KILN_CC)", cc);
+        return kl_error(KL_ERR_RUNTIME, cxx ? "no C++ compiler: '%s' was not found on PATH (install g++, set KILN_CXX, or use lang='c')"
+                                            : "no C compiler: '%s' was not found on PATH (install gcc, or set KILN_CC)", cc);
     char real[4096];
     if (!realpath(found, real)) snprintf(real, sizeof real, "%s", found);
     struct stat rst;
@@ -70,15 +79,15 @@ static kl_status probe(kl_jit *jit)
             }
         fclose(f);
     }
-    snprintf(jit->compiler, sizeof jit->compiler, "%s", found);
-    int n = snprintf(jit->identity, sizeof jit->identity, "%s|%lld|%lld|%016llx|", real,
+    snprintf(L->compiler, sizeof L->compiler, "%s", found);
+    int n = snprintf(L->identity, sizeof L->identity, "%d|%s|%lld|%lld|%016llx|", (int)lang, real,
                      (long long)rst.st_size, (long long)rst.st_mtime, (unsigned long long)cpu);
-    for (size_t i = 0; i < N_FLAGS && n > 0 && (size_t)n < sizeof jit->identity; i++)
-        n += snprintf(jit->identity + n, sizeof jit->identity - (size_t)n, "%s ", compile_flags[i]);
-    jit->base_hash = fnv1a(fnv1a(0xcbf29ce484222325ULL, jit->identity), kl_kernel_prelude);
+    for (const char *const *fl = flags_of(lang); *fl && n > 0 && (size_t)n < sizeof L->identity; fl++)
+        n += snprintf(L->identity + n, sizeof L->identity - (size_t)n, "%s ", *fl);
+    L->base_hash = fnv1a(fnv1a(0xcbf29ce484222325ULL, L->identity), prelude_of(lang));
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     jit->cores = cores > 0 ? (int)cores : 1;
-    jit->probed = 1;
+    L->probed = 1;
     return KL_OK;
 }
 
@@ -162,6 +171,7 @@ static kl_status write_atomic(const char *path, const char *head, const char *te
 
 typedef struct {
     const char *source;
+    kl_lang lang;
     uint64_t hash;
     char name[40];
     char so[PATH_MAX + 256], c[PATH_MAX + 256], tmp_so[PATH_MAX + 256], log[PATH_MAX + 256];
@@ -182,12 +192,13 @@ static kl_status load(kl_context *ctx, job *j, const char *path)
 
 static kl_status spawn(kl_context *ctx, job *j)
 {
-    const char *argv[N_FLAGS + 10];
+    const char *argv[32];
     int n = 0;
-    argv[n++] = ctx->jit.compiler;
-    for (size_t i = 0; i < N_FLAGS; i++) argv[n++] = compile_flags[i];
+    argv[n++] = ctx->jit.lang[j->lang].compiler;
+    for (const char *const *fl = flags_of(j->lang); *fl; fl++) argv[n++] = *fl;
     argv[n++] = "-o"; argv[n++] = j->tmp_so; argv[n++] = j->c;
-    argv[n++] = "-lmvec"; argv[n++] = "-lm";
+    if (j->lang != KL_LANG_CXX) argv[n++] = "-lmvec";
+    argv[n++] = "-lm";
     argv[n] = NULL;
     if (ctx->debug >= 1) {
         fprintf(stderr, "[kiln] compiling kernel %s:\n%s\n[kiln] command:", j->name, j->source);
@@ -198,9 +209,9 @@ static kl_status spawn(kl_context *ctx, job *j)
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, j->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    int rc = posix_spawn(&j->pid, ctx->jit.compiler, &fa, NULL, (char *const *)argv, environ);
+    int rc = posix_spawn(&j->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) return kl_error(KL_ERR_RUNTIME, "cannot run the C compiler %s: %s", ctx->jit.compiler, strerror(rc));
+    if (rc != 0) return kl_error(KL_ERR_RUNTIME, "cannot run the compiler %s: %s", argv[0], strerror(rc));
     return KL_OK;
 }
 
@@ -228,9 +239,9 @@ static kl_status finish(kl_context *ctx, job *j)
     return load(ctx, j, j->so);
 }
 
-kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, kl_kernel_fn *fns)
+kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, const kl_lang *langs, kl_kernel_fn *fns)
 {
-    KL_TRY(probe(&ctx->jit));
+    for (int i = 0; i < n; i++) KL_TRY(probe(&ctx->jit, langs ? langs[i] : KL_LANG_KERNEL));
     job *jobs = calloc((size_t)(n ? n : 1), sizeof *jobs);
     if (!jobs) return kl_error(KL_ERR_MEMORY, "out of memory planning kernel compiles");
     int n_jobs = 0;
@@ -239,7 +250,9 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, kl
     snprintf(dir, sizeof dir, "%s/kernels", ctx->cache_dir);
     int dir_made = 0;
     for (int i = 0; i < n && s == KL_OK; i++) {
-        uint64_t h1 = fnv1a(ctx->jit.base_hash, sources[i]);
+        kl_lang lang = langs ? langs[i] : KL_LANG_KERNEL;
+        kl_jit_lang *L = &ctx->jit.lang[lang];
+        uint64_t h1 = fnv1a(L->base_hash, sources[i]);
         kl_jit_entry *e = find(&ctx->jit, h1, sources[i]);
         if (e) { fns[i] = e->fn; ctx->counters.cache_hits_memory++; continue; }
         int dup = 0;
@@ -248,11 +261,12 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, kl
         if (!dir_made) { s = mkdirs(dir); dir_made = 1; if (s != KL_OK) break; }
         job *j = &jobs[n_jobs];
         j->source = sources[i];
+        j->lang = lang;
         j->hash = h1;
-        uint64_t h2 = fnv1a(fnv1a(fnv1a(0x84222325cbf29ce4ULL, sources[i]), ctx->jit.identity), kl_kernel_prelude);
+        uint64_t h2 = fnv1a(fnv1a(fnv1a(0x84222325cbf29ce4ULL, sources[i]), L->identity), prelude_of(lang));
         snprintf(j->name, sizeof j->name, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
         snprintf(j->so, sizeof j->so, "%s/%s.so", dir, j->name);
-        snprintf(j->c, sizeof j->c, "%s/%s.c", dir, j->name);
+        snprintf(j->c, sizeof j->c, "%s/%s.%s", dir, j->name, extension_of(lang));
         snprintf(j->tmp_so, sizeof j->tmp_so, "%s/%s.so.tmp-%d", dir, j->name, (int)getpid());
         snprintf(j->log, sizeof j->log, "%s/%s.log.tmp-%d", dir, j->name, (int)getpid());
         if (access(j->so, R_OK) == 0 && load(ctx, j, j->so) == KL_OK) {
@@ -265,7 +279,7 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, kl
     int width = ctx->jit.cores, next = 0, done = 0;
     while (s == KL_OK && done < n_jobs) {
         while (next < n_jobs && next - done < width && s == KL_OK) {
-            s = write_atomic(jobs[next].c, kl_kernel_prelude, jobs[next].source);
+            s = write_atomic(jobs[next].c, prelude_of(jobs[next].lang), jobs[next].source);
             if (s == KL_OK) s = spawn(ctx, &jobs[next]);
             if (s == KL_OK) next++;
         }
@@ -282,7 +296,7 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, kl
     }
     if (s == KL_OK) {
         for (int i = 0; i < n; i++) {
-            uint64_t h1 = fnv1a(ctx->jit.base_hash, sources[i]);
+            uint64_t h1 = fnv1a(ctx->jit.lang[langs ? langs[i] : KL_LANG_KERNEL].base_hash, sources[i]);
             kl_jit_entry *e = find(&ctx->jit, h1, sources[i]);
             if (!e) { s = kl_error(KL_ERR_RUNTIME, "internal: kernel missing after compile"); break; }
             fns[i] = e->fn;

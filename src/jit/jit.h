@@ -15,21 +15,30 @@ typedef struct kl_jit_entry {
     void *handle;
 } kl_jit_entry;
 
+/* What a source is: a generated kernel (C, after the common prelude), or a
+ * user kernel in plain C or C++ (jt.code). */
+typedef enum { KL_LANG_KERNEL, KL_LANG_C, KL_LANG_CXX, KL_LANG_COUNT } kl_lang;
+
+typedef struct {
+    char compiler[4096];   /* resolved compiler path */
+    char identity[512];    /* compiler file identity, CPU flags digest, flags */
+    uint64_t base_hash;    /* hash of identity (and prelude), the start of every key */
+    int probed;
+} kl_jit_lang;
+
 typedef struct {
     kl_jit_entry *entries; /* open addressing, capacity a power of two */
     size_t capacity, count;
-    char compiler[4096];   /* resolved compiler path */
-    char identity[512];    /* compiler file identity, CPU flags digest, flags */
-    uint64_t base_hash;    /* hash of identity and prelude, the start of every key */
+    kl_jit_lang lang[KL_LANG_COUNT];
     int cores;             /* compiles run at once */
-    int probed;
 } kl_jit;
 
 struct kl_context;
 
 /* Looks up or compiles every source; misses compile in parallel. fns[i] is
  * set for each i. On a compile failure the error names the kept source file. */
-kl_status kl_jit_get_many(struct kl_context *ctx, int n, const char *const *sources, kl_kernel_fn *fns);
+kl_status kl_jit_get_many(struct kl_context *ctx, int n, const char *const *sources,
+                          const kl_lang *langs, kl_kernel_fn *fns);
 void kl_jit_free(kl_jit *jit);
 
 #endif

@@ -4,6 +4,7 @@
 #define KL_OPS_H
 
 #include "codegen/emit.h"
+#include "jit/jit.h"
 
 /* emit: the value of pending var v at coordinates c (see codegen/emit.h). */
 const char *kl_leaf_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
@@ -37,6 +38,12 @@ kl_status kl_reindex_parse(const char *opname, kl_op *op, int n_indexes, const c
 /* A reindex or reindex_reduce sharing src's expressions (cloned). */
 kl_status kl_reindex_like(const kl_op *src, kl_op_kind kind, kl_reduce_op rop, kl_var *input,
                           int ndim, const int64_t *shape, double overflow_value, kl_var **out);
+
+/* User kernels: the source and language of v's kernel, running it (and its
+ * siblings), and its gradient kernels. */
+const char *kl_code_source(const kl_var *v, int *cplusplus);
+kl_status kl_code_run(struct kl_context *ctx, kl_var *v, kl_kernel_fn fn);
+kl_status kl_code_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
 
 /* Helpers shared by the families. */
 kl_status kl_scalar_like(kl_var *like, kl_dtype dtype, double value, kl_var **out);

@@ -18,6 +18,8 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
         kl_var *v = order[i];
         if (v->op.kind == KL_OP_REINDEX || v->op.kind == KL_OP_REINDEX_REDUCE)
             for (int k = 1; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;
+        if (v->op.kind == KL_OP_CODE) /* user kernels read whole buffers */
+            for (int k = 0; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;
     }
     for (int i = 0; i < n; i++) {
         kl_var *v = order[i];
@@ -34,7 +36,7 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
         int alias_free = is_alias(v) && (v->op.inputs[0]->buf || v->op.inputs[0]->materialize);
         if (is_target[i] || shared || cost > MAX_INLINE_COST || alias_free ||
             (v->user_refs > 0 && !generator) ||
-            v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE)
+            v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE || v->op.kind == KL_OP_CODE)
             v->materialize = 1;
         if (v->materialize && is_alias(v)) v->op.inputs[0]->materialize |= !v->op.inputs[0]->buf;
         if (v->materialize) v->cost = 0;

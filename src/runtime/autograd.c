@@ -20,6 +20,7 @@ static kl_status backward_of(kl_var *v, int k, kl_var *dv, kl_var **out)
     case KL_OP_REINDEX_REDUCE: return kl_reindex_reduce_backward(v, k, dv, out);
     case KL_OP_REDUCE: return kl_reduce_backward(v, k, dv, out);
     case KL_OP_RESHAPE: case KL_OP_STOP_GRAD: return kl_reshape_backward(v, k, dv, out);
+    case KL_OP_CODE: return kl_code_backward(v, k, dv, out);
     default: return KL_OK;
     }
 }

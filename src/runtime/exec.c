@@ -6,6 +6,7 @@
 #include "core/context.h"
 #include "core/dtype.h"
 #include "opt/fuse.h"
+#include "ops/ops.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,7 @@ static kl_status topo_order(kl_var *const *targets, int n, uint64_t epoch, var_l
 
 typedef struct {
     kl_var *v;
-    int is_alias;
+    int is_alias, is_code;
     kl_kernel k;
     kl_kernel_fn fn;
 } step;
@@ -71,6 +72,8 @@ typedef struct {
 static kl_status run_step(kl_context *ctx, step *st)
 {
     kl_var *v = st->v;
+    if (v->buf) return KL_OK; /* a code output its sibling's run computed */
+    if (st->is_code) return kl_code_run(ctx, v, st->fn);
     if (st->is_alias) {
         kl_buffer *b = v->op.inputs[0]->buf;
         if (!b) return kl_error(KL_ERR_RUNTIME, "internal: %s input not computed", kl_op_kind_name(v->op.kind));
@@ -108,8 +111,9 @@ kl_status kl_sync(kl_var *const *vars, int n)
     uint8_t *is_target = calloc((size_t)order.n, 1);
     step *steps = calloc((size_t)order.n, sizeof *steps);
     const char **sources = calloc((size_t)order.n, sizeof *sources);
+    kl_lang *langs = calloc((size_t)order.n, sizeof *langs);
     kl_kernel_fn *fns = calloc((size_t)order.n, sizeof *fns);
-    kl_status s = (is_target && steps && sources && fns) ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
+    kl_status s = (is_target && steps && sources && langs && fns) ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
     int n_steps = 0, n_src = 0;
     if (s == KL_OK) {
         for (int i = 0; i < order.n; i++)
@@ -122,13 +126,18 @@ kl_status kl_sync(kl_var *const *vars, int n)
             st->v = v;
             kl_var_retain(v);
             st->is_alias = v->op.kind == KL_OP_RESHAPE || v->op.kind == KL_OP_STOP_GRAD;
-            if (!st->is_alias) {
+            st->is_code = v->op.kind == KL_OP_CODE;
+            if (st->is_code) {
+                int cxx;
+                sources[n_src] = kl_code_source(v, &cxx);
+                langs[n_src++] = cxx ? KL_LANG_CXX : KL_LANG_C;
+            } else if (!st->is_alias) {
                 s = kl_kernel_build(v, &st->k);
-                if (s == KL_OK) sources[n_src++] = st->k.source;
+                if (s == KL_OK) { langs[n_src] = KL_LANG_KERNEL; sources[n_src++] = st->k.source; }
             }
         }
     }
-    if (s == KL_OK) s = kl_jit_get_many(ctx, n_src, sources, fns);
+    if (s == KL_OK) s = kl_jit_get_many(ctx, n_src, sources, langs, fns);
     for (int i = 0, j = 0; s == KL_OK && i < n_steps; i++)
         if (!steps[i].is_alias) steps[i].fn = fns[j++];
     for (int i = 0; s == KL_OK && i < n_steps; i++) s = run_step(ctx, &steps[i]);
@@ -140,6 +149,7 @@ kl_status kl_sync(kl_var *const *vars, int n)
     free(is_target);
     free(steps);
     free(sources);
+    free(langs);
     free(fns);
     return s;
 }

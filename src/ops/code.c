@@ -1,0 +1,170 @@
+/* code.c: user kernels (jt.code). The outputs of one kernel are separate vars
+ * sharing a node, so the graph stays single-output; running any of them runs
+ * the kernel once and fills every live sibling. Gradients are further user
+ * kernels, given per input. */
+#include "ops/ops.h"
+#include "core/context.h"
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct kl_code_node {
+    int refcount;
+    char *source;
+    int cplusplus;
+    int n_outputs;
+    kl_code_output outs[KL_MAX_INPUTS];
+    kl_var *vars[KL_MAX_INPUTS]; /* weak: cleared when an output var goes */
+    char *grads[KL_MAX_INPUTS];
+} kl_code_node;
+
+static void node_release(kl_code_node *n)
+{
+    if (!n || --n->refcount > 0) return;
+    free(n->source);
+    for (int i = 0; i < KL_MAX_INPUTS; i++) free(n->grads[i]);
+    free(n);
+}
+
+void kl_code_detach(kl_op *op)
+{
+    kl_code_node *n = op->p.code.node;
+    if (!n) return;
+    if (n->vars[op->p.code.index]) n->vars[op->p.code.index] = NULL;
+    op->p.code.node = NULL;
+    node_release(n);
+}
+
+static int is_dynamic(const kl_code_output *o)
+{
+    for (int d = 0; d < o->ndim; d++) if (o->shape[d] < 0) return 1;
+    return 0;
+}
+
+kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
+                  int n_outputs, const kl_code_output *outs, const char *source, int cplusplus,
+                  int n_grads, const char *const *grad_sources, kl_var **outputs)
+{
+    for (int i = 0; i < n_outputs && i >= 0; i++) outputs[i] = NULL;
+    if (!ctx || !source) return kl_error(KL_ERR_VALUE, "code: context and source are required");
+    if (n_outputs < 1 || n_outputs > KL_MAX_INPUTS)
+        return kl_error(KL_ERR_VALUE, "code: between 1 and %d outputs, got %d", KL_MAX_INPUTS, n_outputs);
+    if (n_inputs < 0 || n_inputs > KL_MAX_INPUTS)
+        return kl_error(KL_ERR_VALUE, "code: at most %d inputs, got %d", KL_MAX_INPUTS, n_inputs);
+    if (n_grads > n_inputs) return kl_error(KL_ERR_VALUE, "code: more gradient kernels than inputs");
+    int dynamic = 0;
+    for (int i = 0; i < n_outputs; i++) {
+        if ((unsigned)outs[i].dtype >= KL_DTYPE_COUNT) return kl_error(KL_ERR_TYPE, "code: output %d has an invalid dtype", i);
+        int64_t shape[KL_MAX_DIMS];
+        if (outs[i].ndim < 0 || outs[i].ndim > KL_MAX_DIMS) return kl_error(KL_ERR_VALUE, "code: output %d has rank %d", i, outs[i].ndim);
+        for (int d = 0; d < outs[i].ndim; d++) shape[d] = outs[i].shape[d] < 0 ? -outs[i].shape[d] : outs[i].shape[d];
+        KL_TRY(kl_check_shape("code", outs[i].ndim, shape));
+        dynamic |= is_dynamic(&outs[i]);
+    }
+    for (int i = 0; i < n_inputs; i++) if (!inputs[i]) return kl_error(KL_ERR_VALUE, "code: input %d is NULL", i);
+    kl_code_node *node = calloc(1, sizeof *node);
+    if (!node || !(node->source = strdup(source))) {
+        free(node);
+        return kl_error(KL_ERR_MEMORY, "code: out of memory");
+    }
+    node->cplusplus = cplusplus;
+    node->n_outputs = n_outputs;
+    memcpy(node->outs, outs, (size_t)n_outputs * sizeof *outs);
+    for (int k = 0; k < n_grads; k++)
+        if (grad_sources[k] && !(node->grads[k] = strdup(grad_sources[k]))) { node->refcount = 1; node_release(node); return kl_error(KL_ERR_MEMORY, "code: out of memory"); }
+    kl_status s = KL_OK;
+    for (int i = 0; i < n_outputs && s == KL_OK; i++) {
+        kl_op o = {.kind = KL_OP_CODE, .n_inputs = n_inputs, .p.code = {node, i}};
+        for (int k = 0; k < n_inputs; k++) o.inputs[k] = inputs[k];
+        int64_t shape[KL_MAX_DIMS];
+        for (int d = 0; d < outs[i].ndim; d++) shape[d] = outs[i].shape[d] < 0 ? -outs[i].shape[d] : outs[i].shape[d];
+        node->refcount++;
+        s = kl_var_new(ctx, outs[i].dtype, outs[i].ndim, shape, &o, &outputs[i]);
+        if (s != KL_OK) node->refcount--;
+        else node->vars[i] = outputs[i];
+    }
+    if (s == KL_OK && dynamic) s = kl_sync(outputs, n_outputs);
+    if (s != KL_OK) {
+        for (int i = 0; i < n_outputs; i++) { kl_var_release(outputs[i]); outputs[i] = NULL; }
+        if (node->refcount == 0) { node->refcount = 1; node_release(node); }
+    }
+    return s;
+}
+
+const char *kl_code_source(const kl_var *v, int *cplusplus)
+{
+    *cplusplus = v->op.p.code.node->cplusplus;
+    return v->op.p.code.node->source;
+}
+
+kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
+{
+    kl_code_node *node = v->op.p.code.node;
+    node->refcount++; /* siblings computed below detach from it */
+    int no = node->n_outputs, ni = v->op.n_inputs;
+    void *ptrs[2 * KL_MAX_INPUTS + 1];
+    kl_buffer *bufs[KL_MAX_INPUTS] = {0};
+    int64_t dims[KL_MAX_INPUTS * KL_MAX_DIMS], iarg[2 * KL_MAX_INPUTS * KL_MAX_DIMS];
+    int nd = 0, na = 0;
+    kl_status s = KL_OK;
+    for (int i = 0; i < no && s == KL_OK; i++) {
+        const kl_code_output *o = &node->outs[i];
+        int64_t numel = 1;
+        for (int d = 0; d < o->ndim; d++) {
+            int64_t size = o->shape[d] < 0 ? -o->shape[d] : o->shape[d];
+            dims[nd++] = iarg[na++] = size;
+            numel *= size;
+        }
+        bufs[i] = kl_buffer_new(ctx, (size_t)numel * kl_dtype_size(o->dtype));
+        if (!bufs[i]) s = kl_error(KL_ERR_MEMORY, "code: out of memory for output %d", i);
+        else ptrs[i] = bufs[i]->data;
+    }
+    for (int k = 0; k < ni && s == KL_OK; k++) {
+        kl_var *in = v->op.inputs[k];
+        if (!in->buf) s = kl_error(KL_ERR_RUNTIME, "internal: code input %d not computed", k);
+        else ptrs[no + k] = in->buf->data;
+        for (int d = 0; d < in->ndim; d++) iarg[na++] = in->shape[d];
+    }
+    ptrs[no + ni] = dims;
+    if (s == KL_OK) {
+        fn(ptrs, iarg, NULL);
+        ctx->counters.kernels_launched++;
+    }
+    for (int i = 0, at = 0; i < no; i++) {
+        const kl_code_output *o = &node->outs[i];
+        kl_var *out = node->vars[i];
+        if (s == KL_OK && out && !out->buf) {
+            for (int d = 0; d < o->ndim; d++) {
+                int64_t max = o->shape[d] < 0 ? -o->shape[d] : o->shape[d];
+                if (o->shape[d] < 0 && (dims[at + d] < 0 || dims[at + d] > max))
+                    s = kl_error(KL_ERR_RUNTIME, "code: output %d dim %d set to %lld, outside 0..%lld",
+                                 i, d, (long long)dims[at + d], (long long)max);
+                else if (o->shape[d] < 0) out->shape[d] = dims[at + d];
+            }
+            out->numel = kl_shape_numel(out->ndim, out->shape);
+            if (s == KL_OK) { kl_var_set_computed(out, bufs[i]); bufs[i] = NULL; }
+        }
+        at += o->ndim;
+        kl_buffer_release(bufs[i]);
+    }
+    node_release(node);
+    return s;
+}
+
+kl_status kl_code_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
+{
+    *out = NULL;
+    kl_code_node *node = v->op.p.code.node;
+    kl_var *x = v->op.inputs[k];
+    if (!node || !node->grads[k] || !kl_dtype_is_float(x->dtype)) return KL_OK;
+    if (node->n_outputs != 1)
+        return kl_error(KL_ERR_VALUE, "code: gradient kernels are supported for one-output code ops only");
+    kl_var *ins[KL_MAX_INPUTS + 2];
+    int n = v->op.n_inputs;
+    if (n + 2 > KL_MAX_INPUTS) return kl_error(KL_ERR_VALUE, "code: too many inputs for a gradient kernel");
+    for (int i = 0; i < n; i++) ins[i] = v->op.inputs[i];
+    ins[n] = v;
+    ins[n + 1] = dv;
+    kl_code_output o = {.dtype = x->dtype, .ndim = x->ndim};
+    memcpy(o.shape, x->shape, (size_t)x->ndim * sizeof *x->shape);
+    return kl_code(v->ctx, n + 2, ins, 1, &o, node->grads[k], node->cplusplus, 0, NULL, out);
+}
