@@ -1,0 +1,154 @@
+/* test_dtype.c: dtype names, sizes, classification and NumPy promotion. */
+#include "check.h"
+
+#define B KL_BOOL
+#define I1 KL_INT8
+#define U1 KL_UINT8
+#define I2 KL_INT16
+#define I4 KL_INT32
+#define I8 KL_INT64
+#define F2 KL_FLOAT16
+#define F4 KL_FLOAT32
+#define F8 KL_FLOAT64
+
+/* numpy.promote_types(row, col), rows and columns in kl_dtype order:
+ * bool, int8, uint8, int16, int32, int64, float16, float32, float64. */
+static const kl_dtype promote_table[9][9] = {
+    /*          b   i1  u1  i2  i4  i8  f2  f4  f8 */
+    /* b  */ {B, I1, U1, I2, I4, I8, F2, F4, F8},
+    /* i1 */ {I1, I1, I2, I2, I4, I8, F2, F4, F8},
+    /* u1 */ {U1, I2, U1, I2, I4, I8, F2, F4, F8},
+    /* i2 */ {I2, I2, I2, I2, I4, I8, F4, F4, F8},
+    /* i4 */ {I4, I4, I4, I4, I4, I8, F8, F8, F8},
+    /* i8 */ {I8, I8, I8, I8, I8, I8, F8, F8, F8},
+    /* f2 */ {F2, F2, F2, F4, F8, F8, F2, F4, F8},
+    /* f4 */ {F4, F4, F4, F4, F8, F8, F4, F4, F8},
+    /* f8 */ {F8, F8, F8, F8, F8, F8, F8, F8, F8},
+};
+
+static const char *const names[9] = {"bool",    "int8",    "uint8",   "int16",  "int32",
+                                     "int64",   "float16", "float32", "float64"};
+
+static void test_promote_table_is_symmetric(void)
+{
+    /* A sanity check of the table itself. */
+    for (int a = 0; a < 9; a++)
+        for (int b = 0; b < 9; b++) CHECK(promote_table[a][b] == promote_table[b][a]);
+}
+
+static void test_promote_all_pairs(void)
+{
+    for (int a = 0; a < 9; a++) {
+        for (int b = 0; b < 9; b++) {
+            kl_dtype out = (kl_dtype)-1;
+            if (!CHECK_OK(kl_dtype_promote((kl_dtype)a, (kl_dtype)b, &out))) continue;
+            CHECK_MSG(out == promote_table[a][b], "promote(%s, %s) = %d, expected %s", names[a],
+                      names[b], (int)out, names[promote_table[a][b]]);
+        }
+    }
+}
+
+static void test_promote_named_cases(void)
+{
+    kl_dtype out;
+    CHECK_OK(kl_dtype_promote(KL_INT8, KL_UINT8, &out));
+    CHECK_EQ_INT(out, KL_INT16);
+    CHECK_OK(kl_dtype_promote(KL_INT32, KL_FLOAT32, &out));
+    CHECK_EQ_INT(out, KL_FLOAT64);
+    CHECK_OK(kl_dtype_promote(KL_INT64, KL_FLOAT16, &out));
+    CHECK_EQ_INT(out, KL_FLOAT64);
+    CHECK_OK(kl_dtype_promote(KL_UINT8, KL_FLOAT16, &out));
+    CHECK_EQ_INT(out, KL_FLOAT16);
+    CHECK_OK(kl_dtype_promote(KL_INT16, KL_FLOAT16, &out));
+    CHECK_EQ_INT(out, KL_FLOAT32);
+    for (int t = 0; t < KL_DTYPE_COUNT; t++) {
+        CHECK_OK(kl_dtype_promote(KL_BOOL, (kl_dtype)t, &out));
+        CHECK_EQ_INT(out, t);
+        CHECK_OK(kl_dtype_promote((kl_dtype)t, (kl_dtype)t, &out));
+        CHECK_EQ_INT(out, t);
+    }
+}
+
+static void test_names_round_trip(void)
+{
+    for (int t = 0; t < KL_DTYPE_COUNT; t++) {
+        const char *n = kl_dtype_name((kl_dtype)t);
+        CHECK_EQ_STR(n, names[t]);
+        kl_dtype back = (kl_dtype)-1;
+        if (n && CHECK_OK(kl_dtype_from_name(n, &back))) CHECK_EQ_INT(back, t);
+        back = (kl_dtype)-1;
+        if (CHECK_OK(kl_dtype_from_name(names[t], &back))) CHECK_EQ_INT(back, t);
+    }
+}
+
+static void test_unknown_name(void)
+{
+    kl_dtype out = KL_FLOAT32;
+    CHECK_STATUS(kl_dtype_from_name("float128", &out), KL_ERR_TYPE);
+    CHECK_STATUS(kl_dtype_from_name("", &out), KL_ERR_TYPE);
+    CHECK_STATUS(kl_dtype_from_name("Float32", &out), KL_ERR_TYPE);
+    CHECK_STATUS(kl_dtype_from_name("complex64", &out), KL_ERR_TYPE);
+    const char *msg = kl_last_error();
+    CHECK(msg && strlen(msg) > 0);
+}
+
+static void test_sizes(void)
+{
+    static const size_t sizes[9] = {1, 1, 1, 2, 4, 8, 2, 4, 8};
+    for (int t = 0; t < KL_DTYPE_COUNT; t++) CHECK_EQ_INT(kl_dtype_size((kl_dtype)t), sizes[t]);
+}
+
+static void test_classification(void)
+{
+    for (int t = 0; t < KL_DTYPE_COUNT; t++) {
+        int is_float = t >= KL_FLOAT16;
+        int is_int = t >= KL_INT8 && t <= KL_INT64;
+        CHECK_MSG(!!kl_dtype_is_float((kl_dtype)t) == is_float, "is_float(%s)", names[t]);
+        CHECK_MSG(!!kl_dtype_is_int((kl_dtype)t) == is_int, "is_int(%s)", names[t]);
+    }
+}
+
+static void test_status_and_op_names(void)
+{
+    CHECK(kl_status_name(KL_OK) && kl_status_name(KL_OK)[0]);
+    CHECK(kl_status_name(KL_ERR_TYPE) && kl_status_name(KL_ERR_TYPE)[0]);
+    for (int op = 0; op < KL_UNARY_COUNT; op++) {
+        const char *n = kl_unary_name((kl_unary_op)op);
+        kl_unary_op back = (kl_unary_op)-1;
+        if (CHECK(n && n[0]) && CHECK_OK(kl_unary_from_name(n, &back))) CHECK_EQ_INT(back, op);
+    }
+    for (int op = 0; op < KL_BINARY_COUNT; op++) {
+        const char *n = kl_binary_name((kl_binary_op)op);
+        kl_binary_op back = (kl_binary_op)-1;
+        if (CHECK(n && n[0]) && CHECK_OK(kl_binary_from_name(n, &back))) CHECK_EQ_INT(back, op);
+    }
+    for (int op = 0; op < KL_REDUCE_COUNT; op++) {
+        const char *n = kl_reduce_name((kl_reduce_op)op);
+        kl_reduce_op back = (kl_reduce_op)-1;
+        if (CHECK(n && n[0]) && CHECK_OK(kl_reduce_from_name(n, &back))) CHECK_EQ_INT(back, op);
+    }
+    CHECK_EQ_STR(kl_unary_name(KL_EXP), "exp");
+    CHECK_EQ_STR(kl_binary_name(KL_SUB), "subtract");
+    CHECK_EQ_STR(kl_reduce_name(KL_REDUCE_SUM), "sum");
+    /* Scatter names from kiln_ops.def map to the same reduce ops. */
+    static const struct { const char *name; kl_reduce_op op; } scatter[] = {
+        {"add", KL_REDUCE_SUM},         {"multiply", KL_REDUCE_PROD},
+        {"maximum", KL_REDUCE_MAX},     {"minimum", KL_REDUCE_MIN},
+        {"logical_or", KL_REDUCE_ANY},  {"logical_and", KL_REDUCE_ALL},
+    };
+    for (size_t i = 0; i < sizeof scatter / sizeof scatter[0]; i++) {
+        kl_reduce_op back = (kl_reduce_op)-1;
+        if (CHECK_OK(kl_reduce_from_name(scatter[i].name, &back))) CHECK_EQ_INT(back, scatter[i].op);
+    }
+    kl_unary_op u;
+    kl_binary_op b;
+    kl_reduce_op r;
+    CHECK(kl_unary_from_name("no_such_op", &u) != KL_OK);
+    CHECK(kl_binary_from_name("no_such_op", &b) != KL_OK);
+    CHECK(kl_reduce_from_name("no_such_op", &r) != KL_OK);
+    CHECK(kl_last_error() && kl_last_error()[0]);
+}
+
+CHECK_MAIN(TEST(test_promote_table_is_symmetric), TEST(test_promote_all_pairs),
+           TEST(test_promote_named_cases), TEST(test_names_round_trip), TEST(test_unknown_name),
+           TEST(test_sizes), TEST(test_classification), TEST(test_status_and_op_names))
