@@ -16,7 +16,7 @@ TESTBIN := $(TESTS:tests/c/%.c=$(BUILD)/tests/%)
 .PHONY: all test-c asan clean
 all: $(BUILD)/libkiln.so
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/*.h include/*.def src/*/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard include/*.h include/*.def src/*/*.h src/*/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -78,6 +78,7 @@ typedef struct {
     uint64_t cache_hits_memory;  /* kernel found already loaded in this process */
     uint64_t cache_hits_disk;    /* kernel found in the on-disk cache */
     uint64_t kernels_launched;
+    uint64_t library_calls;      /* kernels replaced by a library (BLAS gemm) */
     uint64_t bytes_allocated;    /* total bytes handed out by the allocator */
     uint64_t bytes_in_use;       /* bytes held by live buffers now */
     uint64_t bytes_cached;       /* freed bytes kept for reuse */

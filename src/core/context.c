@@ -16,6 +16,7 @@ kl_status kl_context_new(kl_context **out)
     const char *debug = getenv("KILN_DEBUG");
     ctx->debug = debug ? atoi(debug) : 0;
     ctx->seed = 0;
+    kl_blas_init(&ctx->blas);
     *out = ctx;
     return KL_OK;
 }

@@ -6,6 +6,7 @@
 #include "kiln.h"
 #include "mem/host_alloc.h"
 #include "jit/jit.h"
+#include "backend/cpu/blas.h"
 #include <limits.h>
 
 struct kl_context {
@@ -17,6 +18,7 @@ struct kl_context {
     kl_counters counters; /* kernel counters; memory figures come from alloc */
     kl_host_allocator alloc;
     kl_jit jit;
+    kl_blas blas;
 };
 
 #endif

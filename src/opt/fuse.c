@@ -4,6 +4,8 @@
  * every other pending var is inlined: element-wise chains, broadcasts and
  * reindexes fold into whoever reads them, and a reduce absorbs its producers. */
 #include "opt/fuse.h"
+#include "core/context.h"
+#include "opt/matmul.h"
 
 #define SHARED_INLINE_COST 8  /* recompute rather than store below this */
 #define MAX_INLINE_COST 96    /* keep generated kernels a readable size */
@@ -18,6 +20,12 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
         kl_var *v = order[i];
         if (v->op.kind == KL_OP_REINDEX || v->op.kind == KL_OP_REINDEX_REDUCE)
             for (int k = 1; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;
+        /* a matrix product goes to BLAS when its operands are stored */
+        kl_matmul_plan mm;
+        if (v->op.kind == KL_OP_REDUCE && kl_blas_available(&v->ctx->blas) && kl_matmul_match(v, 1, &mm)) {
+            if (!mm.a->buf) mm.a->materialize = 1;
+            if (!mm.b->buf) mm.b->materialize = 1;
+        }
         if (v->op.kind == KL_OP_CODE) /* user kernels read whole buffers */
             for (int k = 0; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;
     }

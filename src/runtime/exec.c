@@ -7,6 +7,7 @@
 #include "core/dtype.h"
 #include "opt/fuse.h"
 #include "ops/ops.h"
+#include "opt/matmul.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,8 @@ static kl_status topo_order(kl_var *const *targets, int n, uint64_t epoch, var_l
 
 typedef struct {
     kl_var *v;
-    int is_alias, is_code;
+    int is_alias, is_code, is_gemm;
+    kl_matmul_plan gemm;
     kl_kernel k;
     kl_kernel_fn fn;
 } step;
@@ -74,6 +76,7 @@ static kl_status run_step(kl_context *ctx, step *st)
     kl_var *v = st->v;
     if (v->buf) return KL_OK; /* a code output its sibling's run computed */
     if (st->is_code) return kl_code_run(ctx, v, st->fn);
+    if (st->is_gemm) return kl_matmul_run(ctx, v, &st->gemm);
     if (st->is_alias) {
         kl_buffer *b = v->op.inputs[0]->buf;
         if (!b) return kl_error(KL_ERR_RUNTIME, "internal: %s input not computed", kl_op_kind_name(v->op.kind));
@@ -127,7 +130,11 @@ kl_status kl_sync(kl_var *const *vars, int n)
             kl_var_retain(v);
             st->is_alias = v->op.kind == KL_OP_RESHAPE || v->op.kind == KL_OP_STOP_GRAD;
             st->is_code = v->op.kind == KL_OP_CODE;
-            if (st->is_code) {
+            st->is_gemm = v->op.kind == KL_OP_REDUCE && kl_blas_available(&ctx->blas) &&
+                          kl_matmul_match(v, 0, &st->gemm);
+            if (st->is_gemm) {
+                continue;
+            } else if (st->is_code) {
                 int cxx;
                 sources[n_src] = kl_code_source(v, &cxx);
                 langs[n_src++] = cxx ? KL_LANG_CXX : KL_LANG_C;

@@ -1,0 +1,139 @@
+/* matmul.c: the replacement pass for matrix products. The fused loop kernel
+ * computes the same thing; this only swaps in OpenBLAS when the pattern
+ * matches exactly (one reduced dim, one row dim, one column dim, any batch
+ * dims, float32/float64, operands laid out so gemm can read them). */
+#include "opt/matmul.h"
+#include "core/context.h"
+#include <string.h>
+
+static int stored(const kl_var *x, int assume_roots)
+{
+    return x->buf || x->materialize || (assume_roots && x->op.kind != KL_OP_BROADCAST && x->op.kind != KL_OP_STOP_GRAD);
+}
+
+/* Element strides of each of the R iteration dims in the stored var behind x
+ * (0 where x is broadcast along the dim). map[d]: x's dim for iteration dim d. */
+static int view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl_var **src, int64_t *strides)
+{
+    int map[KL_MAX_DIMS];
+    for (int d = 0; d < R; d++) {
+        int k = d - (R - x->ndim);
+        map[d] = (k >= 0 && !(x->shape[k] == 1 && shape[d] != 1)) ? k : -1;
+    }
+    while (!stored(x, assume_roots)) {
+        kl_var *in = x->op.inputs[0];
+        if (x->op.kind == KL_OP_BROADCAST) {
+            int to_in[KL_MAX_DIMS];
+            for (int e = 0, j = 0; e < x->ndim; e++) {
+                if (x->op.p.broadcast.mask >> e & 1) { to_in[e] = -1; continue; }
+                to_in[e] = in->shape[j] == 1 && x->shape[e] != 1 ? -1 : j;
+                j++;
+            }
+            for (int d = 0; d < R; d++) if (map[d] >= 0) map[d] = to_in[map[d]];
+        } else if (x->op.kind != KL_OP_STOP_GRAD) {
+            return 0;
+        }
+        x = in;
+    }
+    int64_t stride[KL_MAX_DIMS], s = 1;
+    for (int j = x->ndim - 1; j >= 0; j--) { stride[j] = s; s *= x->shape[j]; }
+    for (int d = 0; d < R; d++) strides[d] = map[d] >= 0 && x->shape[map[d]] != 1 ? stride[map[d]] : 0;
+    *src = x;
+    return 1;
+}
+
+static int fits(int64_t v) { return v > 0 && v < (INT64_C(1) << 31); }
+
+int kl_matmul_match(kl_var *v, int assume_roots, kl_matmul_plan *p)
+{
+    if (v->op.kind != KL_OP_REDUCE || v->op.p.reduce.op != KL_REDUCE_SUM) return 0;
+    if (v->dtype != KL_FLOAT32 && v->dtype != KL_FLOAT64) return 0;
+    kl_var *prod = v->op.inputs[0];
+    if (prod->buf || prod->materialize || prod->op.kind != KL_OP_BINARY || prod->op.p.binary != KL_MUL) return 0;
+    kl_var *x = prod->op.inputs[0], *y = prod->op.inputs[1];
+    if (x->dtype != v->dtype || y->dtype != v->dtype) return 0;
+    int R = prod->ndim;
+    const int64_t *shape = prod->shape;
+    int64_t sx[KL_MAX_DIMS], sy[KL_MAX_DIMS];
+    kl_var *a, *b;
+    if (!view(x, R, shape, assume_roots, &a, sx) || !view(y, R, shape, assume_roots, &b, sy)) return 0;
+    if (a->dtype != v->dtype || b->dtype != v->dtype) return 0;
+    uint8_t mask = v->op.p.reduce.mask;
+    int kd = -1, md = -1, nd = -1;
+    memset(p, 0, sizeof *p);
+    int64_t out_stride[KL_MAX_DIMS], s = 1;
+    for (int d = R - 1; d >= 0; d--) { out_stride[d] = (mask >> d & 1) ? 0 : s; if (!(mask >> d & 1)) s *= shape[d]; }
+    for (int d = 0; d < R; d++) {
+        if (mask >> d & 1) {
+            if (kd >= 0) return 0;
+            kd = d;
+        } else if (shape[d] == 1) {
+            continue;
+        } else if (sx[d] && sy[d]) {
+            p->batch_size[p->n_batch] = shape[d];
+            p->batch_a[p->n_batch] = sx[d];
+            p->batch_b[p->n_batch] = sy[d];
+            p->batch_c[p->n_batch++] = out_stride[d];
+        } else if (sx[d] && md < 0) {
+            md = d;
+        } else if (sy[d] && nd < 0) {
+            nd = d;
+        } else {
+            return 0;
+        }
+    }
+    if (kd < 0 || md < 0 || nd < 0 || !sx[kd] || !sy[kd]) return 0;
+    int64_t m = shape[md], n = shape[nd], k = shape[kd];
+    /* A[i,k] at i*am + k*ak, B[k,j] at k*bk + j*bn, C[i,j] at i*cm + j*cn */
+    int64_t am = sx[md], ak = sx[kd], bk = sy[kd], bn = sy[nd], cm = out_stride[md], cn = out_stride[nd];
+    if (cn != 1) { /* C is column-major: compute C^T = B^T A^T */
+        if (cm != 1) return 0;
+        kl_var *t = a; a = b; b = t;
+        int64_t t1 = m; m = n; n = t1;
+        int64_t nam = bn, nak = bk, nbk = ak, nbn = am;
+        am = nam; ak = nak; bk = nbk; bn = nbn;
+        cm = cn;
+        for (int i = 0; i < p->n_batch; i++) { int64_t t2 = p->batch_a[i]; p->batch_a[i] = p->batch_b[i]; p->batch_b[i] = t2; }
+    }
+    int64_t lda, ldb;
+    if (ak == 1 && am >= k) { p->trans_a = 0; lda = am; }
+    else if (am == 1 && ak >= m) { p->trans_a = 1; lda = ak; }
+    else return 0;
+    if (bn == 1 && bk >= n) { p->trans_b = 0; ldb = bk; }
+    else if (bk == 1 && bn >= k) { p->trans_b = 1; ldb = bn; }
+    else return 0;
+    if (!fits(m) || !fits(n) || !fits(k) || !fits(lda) || !fits(ldb) || !fits(cm)) return 0;
+    p->a = a; p->b = b;
+    p->m = (int)m; p->n = (int)n; p->k = (int)k;
+    p->lda = (int)lda; p->ldb = (int)ldb; p->ldc = (int)cm;
+    return 1;
+}
+
+kl_status kl_matmul_run(kl_context *ctx, kl_var *v, const kl_matmul_plan *p)
+{
+    if (!p->a->buf || !p->b->buf) return kl_error(KL_ERR_RUNTIME, "internal: matmul operand not computed");
+    size_t esize = kl_dtype_size(v->dtype);
+    kl_buffer *out = kl_buffer_new(ctx, (size_t)v->numel * esize);
+    if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for a matmul result", (size_t)v->numel * esize);
+    int64_t count = 1;
+    for (int i = 0; i < p->n_batch; i++) count *= p->batch_size[i];
+    int ta = p->trans_a ? KL_BLAS_TRANS : KL_BLAS_NO_TRANS, tb = p->trans_b ? KL_BLAS_TRANS : KL_BLAS_NO_TRANS;
+    for (int64_t t = 0; t < count; t++) {
+        int64_t rest = t, oa = 0, ob = 0, oc = 0;
+        for (int i = p->n_batch - 1; i >= 0; i--) {
+            int64_t idx = rest % p->batch_size[i];
+            rest /= p->batch_size[i];
+            oa += idx * p->batch_a[i]; ob += idx * p->batch_b[i]; oc += idx * p->batch_c[i];
+        }
+        if (v->dtype == KL_FLOAT32)
+            ctx->blas.sgemm(KL_BLAS_ROW_MAJOR, ta, tb, p->m, p->n, p->k, 1.0f, (const float *)p->a->buf->data + oa, p->lda,
+                            (const float *)p->b->buf->data + ob, p->ldb, 0.0f, (float *)out->data + oc, p->ldc);
+        else
+            ctx->blas.dgemm(KL_BLAS_ROW_MAJOR, ta, tb, p->m, p->n, p->k, 1.0, (const double *)p->a->buf->data + oa, p->lda,
+                            (const double *)p->b->buf->data + ob, p->ldb, 0.0, (double *)out->data + oc, p->ldc);
+    }
+    ctx->counters.library_calls++;
+    ctx->counters.kernels_launched++;
+    kl_var_set_computed(v, out);
+    return KL_OK;
+}
