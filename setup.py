@@ -1,4 +1,4 @@
-# setup.py: builds kiln's one extension, kiln._C, from the C core (src/*/*.c)
+# setup.py: builds kiln's one extension, kiln._C, from the C core (src/*/*.c, src/*/*/*.c)
 # and the CPython bindings (python/kiln/_C/*.c); `setup.py build_ext --inplace` for development.
 import glob
 import os

@@ -130,7 +130,9 @@ void kl_var_unref_graph(kl_var *v)
 void kl_var_set_computed(kl_var *v, kl_buffer *buf)
 {
     v->buf = buf;
-    if (v->requires_grad && v->op.n_inputs > 0) return; /* the graph stays for backward */
+    /* the graph stays for backward, except behind a stop_grad, which no
+     * gradient crosses (parameter updates would otherwise chain every step) */
+    if (v->requires_grad && v->op.n_inputs > 0 && v->op.kind != KL_OP_STOP_GRAD) return;
     kl_op old = v->op;
     memset(&v->op, 0, sizeof v->op);
     v->op.kind = KL_OP_ARRAY;

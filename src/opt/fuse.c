@@ -46,7 +46,9 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
             (v->user_refs > 0 && !generator) ||
             v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE || v->op.kind == KL_OP_CODE)
             v->materialize = 1;
-        if (v->materialize && is_alias(v)) v->op.inputs[0]->materialize |= !v->op.inputs[0]->buf;
+        /* a stored alias needs its input stored, down a chain of aliases */
+        for (kl_var *a = v; a->materialize && is_alias(a) && !a->op.inputs[0]->buf; a = a->op.inputs[0])
+            a->op.inputs[0]->materialize = 1;
         if (v->materialize) v->cost = 0;
     }
 }

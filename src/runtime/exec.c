@@ -146,7 +146,7 @@ kl_status kl_sync(kl_var *const *vars, int n)
     }
     if (s == KL_OK) s = kl_jit_get_many(ctx, n_src, sources, langs, fns);
     for (int i = 0, j = 0; s == KL_OK && i < n_steps; i++)
-        if (!steps[i].is_alias) steps[i].fn = fns[j++];
+        if (!steps[i].is_alias && !steps[i].is_gemm) steps[i].fn = fns[j++];
     for (int i = 0; s == KL_OK && i < n_steps; i++) s = run_step(ctx, &steps[i]);
     for (int i = 0; i < n_steps; i++) {
         kl_kernel_free(&steps[i].k);

@@ -3,6 +3,7 @@
  * counters show which path ran. KILN_BLAS=0 forces the fused path. */
 #include "check.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 typedef struct {
@@ -109,5 +110,44 @@ static void test_unmatched_left_to_fused(void)
     compare(&l, KL_FLOAT32, 0, "not a matmul");
 }
 
-CHECK_MAIN(TEST(test_plain), TEST(test_transposed_a), TEST(test_transposed_b), TEST(test_column_major_output),
+static void test_gemm_between_kernels(void)
+{
+    /* exp(relu-ish(x) @ w): a fused kernel, gemm, and a fused kernel in one sync */
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    enum { M = 6, K = 5, N = 4 };
+    int64_t sx[2] = {M, K}, sw[2] = {K, N}, s3[3] = {M, K, N};
+    double x[M * K], w[K * N], want[M * N];
+    uint64_t st = 5;
+    for (int i = 0; i < M * K; i++) x[i] = check_rand01(&st) - 0.5;
+    for (int i = 0; i < K * N; i++) w[i] = check_rand01(&st) - 0.5;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) s += fabs(x[i * K + k]) * w[k * N + j];
+            want[i * N + j] = exp(s);
+        }
+    kl_var *X = check_var(ctx, KL_FLOAT64, 2, sx, x), *W = check_var(ctx, KL_FLOAT64, 2, sw, w);
+    kl_var *A = NULL, *Ab = NULL, *Wb = NULL, *P = NULL, *C = NULL, *E = NULL;
+    int d2 = 2, d0 = 0, d1 = 1;
+    if (X && W && CHECK_OK(kl_unary(KL_ABS, X, &A)) && CHECK_OK(kl_broadcast_to(A, 3, s3, 1, &d2, &Ab)) &&
+        CHECK_OK(kl_broadcast_to(W, 3, s3, 1, &d0, &Wb)) && CHECK_OK(kl_binary(KL_MUL, Ab, Wb, &P)) &&
+        CHECK_OK(kl_reduce(P, KL_REDUCE_SUM, 1, &d1, 0, &C)) && CHECK_OK(kl_unary(KL_EXP, C, &E))) {
+        kl_var_release(A); kl_var_release(Ab); kl_var_release(Wb); kl_var_release(P); kl_var_release(C);
+        A = Ab = Wb = P = C = NULL;
+        kl_counters before, after;
+        kl_context_counters(ctx, &before);
+        double *got = check_read(E);
+        kl_context_counters(ctx, &after);
+        if (got) CHECK_ARRAY_CLOSE(got, want, M * N, 1e-12, 1e-12, "exp(|x| @ w)");
+        CHECK_EQ_INT(after.library_calls - before.library_calls, 1);
+        CHECK_EQ_INT(after.kernels_launched - before.kernels_launched, 3);
+        free(got);
+    }
+    check_release(X); check_release(W); check_release(A); check_release(Ab); check_release(Wb);
+    check_release(P); check_release(C); check_release(E);
+    kl_context_free(ctx);
+}
+
+CHECK_MAIN(TEST(test_gemm_between_kernels), TEST(test_plain), TEST(test_transposed_a), TEST(test_transposed_b), TEST(test_column_major_output),
            TEST(test_batched), TEST(test_unmatched_left_to_fused))
