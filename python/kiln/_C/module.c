@@ -1,0 +1,284 @@
+/* module.c: kiln._C's module: the process-wide context, status-to-exception
+ * mapping, argument converters, and the context-level functions (flags, counters, names). */
+#include "kiln_py.h"
+
+kl_context *klpy_ctx = NULL;
+
+PyObject *klpy_raise(kl_status s)
+{
+    PyObject *exc;
+    switch (s) {
+    case KL_ERR_VALUE: exc = PyExc_ValueError; break;
+    case KL_ERR_TYPE: exc = PyExc_TypeError; break;
+    case KL_ERR_INDEX: exc = PyExc_IndexError; break;
+    case KL_ERR_MEMORY: exc = PyExc_MemoryError; break;
+    default: exc = PyExc_RuntimeError; break;
+    }
+    const char *msg = kl_last_error();
+    PyErr_SetString(exc, msg && *msg ? msg : kl_status_name(s));
+    return NULL;
+}
+
+int klpy_conv_shape(PyObject *o, void *out)
+{
+    klpy_shape *sh = out;
+    if (PyLong_Check(o)) {   /* a single int is a 1-d shape */
+        sh->ndim = 1;
+        sh->dims[0] = PyLong_AsLongLong(o);
+        return PyErr_Occurred() ? 0 : 1;
+    }
+    PyObject *seq = PySequence_Fast(o, "shape must be a sequence of ints");
+    if (!seq) return 0;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > KL_MAX_DIMS) {
+        PyErr_Format(PyExc_ValueError, "shape has %zd dims, at most %d are supported", n, KL_MAX_DIMS);
+        Py_DECREF(seq);
+        return 0;
+    }
+    sh->ndim = (int)n;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyNumber_Index(PySequence_Fast_GET_ITEM(seq, i));
+        if (!d) { Py_DECREF(seq); return 0; }
+        sh->dims[i] = PyLong_AsLongLong(d);
+        Py_DECREF(d);
+        if (PyErr_Occurred()) { Py_DECREF(seq); return 0; }
+    }
+    Py_DECREF(seq);
+    return 1;
+}
+
+int klpy_conv_ints(PyObject *o, void *out)
+{
+    klpy_ints *r = out;
+    klpy_shape sh;
+    if (!klpy_conv_shape(o, &sh)) return 0;
+    r->n = sh.ndim;
+    for (int i = 0; i < sh.ndim; i++) r->v[i] = (int)sh.dims[i];
+    return 1;
+}
+
+int klpy_conv_dtype(PyObject *o, void *out)
+{
+    kl_dtype *t = out;
+    if (PyLong_Check(o)) {
+        long c = PyLong_AsLong(o);
+        if (c < 0 || c >= KL_DTYPE_COUNT) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "invalid dtype code %ld", c);
+            return 0;
+        }
+        *t = (kl_dtype)c;
+        return 1;
+    }
+    if (PyUnicode_Check(o)) {
+        kl_status s = kl_dtype_from_name(PyUnicode_AsUTF8(o), t);
+        if (s != KL_OK) { klpy_raise(s); return 0; }
+        return 1;
+    }
+    PyErr_Format(PyExc_TypeError, "dtype must be a name or code, got %.100s", Py_TYPE(o)->tp_name);
+    return 0;
+}
+
+/* ---- buffers in ---- */
+
+/* The kl_dtype of a struct-module format of one item, or -1. */
+static int dtype_of_format(const char *fmt, Py_ssize_t itemsize)
+{
+    if (!fmt) return KL_UINT8;
+    if (*fmt == '@' || *fmt == '=' || *fmt == '<') fmt++;
+    else if ((*fmt == '>' || *fmt == '!') && itemsize == 1) fmt++;
+    if (!fmt[0] || fmt[1]) return -1;
+    switch (fmt[0]) {
+    case '?': return KL_BOOL;
+    case 'b': return KL_INT8;
+    case 'B': case 'c': return KL_UINT8;
+    case 'h': case 'i': case 'l': case 'q': case 'n':
+        return itemsize == 1 ? KL_INT8 : itemsize == 2 ? KL_INT16 : itemsize == 4 ? KL_INT32
+             : itemsize == 8 ? KL_INT64 : -1;
+    case 'e': return KL_FLOAT16;
+    case 'f': return KL_FLOAT32;
+    case 'd': return KL_FLOAT64;
+    default: return -1;
+    }
+}
+
+/* from_buffer(obj): a new array Var holding a copy of a C-contiguous buffer. */
+static PyObject *m_from_buffer(PyObject *mod, PyObject *obj)
+{
+    (void)mod;
+    Py_buffer b;
+    if (PyObject_GetBuffer(obj, &b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    PyObject *res = NULL;
+    int t = dtype_of_format(b.format, b.itemsize);
+    if (t < 0) {
+        PyErr_Format(PyExc_TypeError, "unsupported buffer element format '%s' (itemsize %zd)",
+                     b.format ? b.format : "B", b.itemsize);
+    } else if (b.ndim > KL_MAX_DIMS) {
+        PyErr_Format(PyExc_ValueError, "buffer has %d dims, at most %d are supported", b.ndim, KL_MAX_DIMS);
+    } else {
+        int64_t shape[KL_MAX_DIMS];
+        for (int i = 0; i < b.ndim; i++) shape[i] = b.shape ? (int64_t)b.shape[i] : (int64_t)(b.len / b.itemsize);
+        kl_var *v;
+        kl_status s = kl_var_from_host(klpy_ctx, (kl_dtype)t, b.ndim, shape, b.buf, &v);
+        res = s == KL_OK ? klpy_wrap(v) : klpy_raise(s);
+    }
+    PyBuffer_Release(&b);
+    return res;
+}
+
+/* ---- context ---- */
+
+static PyObject *m_set_var_class(PyObject *mod, PyObject *cls)
+{
+    (void)mod;
+    if (klpy_set_var_class(cls) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *m_seed(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    unsigned long long s = PyLong_AsUnsignedLongLongMask(arg);
+    if (PyErr_Occurred()) return NULL;
+    kl_context_seed(klpy_ctx, (uint64_t)s);
+    Py_RETURN_NONE;
+}
+
+static PyObject *m_gc(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    kl_context_gc(klpy_ctx);
+    Py_RETURN_NONE;
+}
+
+static PyObject *m_set_debug(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    long level = PyLong_AsLong(arg);
+    if (level == -1 && PyErr_Occurred()) return NULL;
+    kl_context_set_debug(klpy_ctx, (int)level);
+    Py_RETURN_NONE;
+}
+
+static PyObject *m_get_debug(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    return PyLong_FromLong(kl_context_debug(klpy_ctx));
+}
+
+static PyObject *m_cache_dir(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    const char *dir = NULL;
+    if (!PyArg_ParseTuple(args, "|z", &dir)) return NULL;
+    if (dir) {
+        kl_status s = kl_context_set_cache_dir(klpy_ctx, dir);
+        if (s != KL_OK) return klpy_raise(s);
+    }
+    const char *cur = kl_context_cache_dir(klpy_ctx);
+    return PyUnicode_FromString(cur ? cur : "");
+}
+
+static PyObject *m_counters(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    kl_counters c;
+    kl_context_counters(klpy_ctx, &c);
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+        "kernels_compiled", (unsigned long long)c.kernels_compiled,
+        "cache_hits_memory", (unsigned long long)c.cache_hits_memory,
+        "cache_hits_disk", (unsigned long long)c.cache_hits_disk,
+        "kernels_launched", (unsigned long long)c.kernels_launched,
+        "bytes_allocated", (unsigned long long)c.bytes_allocated,
+        "bytes_in_use", (unsigned long long)c.bytes_in_use,
+        "bytes_cached", (unsigned long long)c.bytes_cached,
+        "peak_bytes_in_use", (unsigned long long)c.peak_bytes_in_use,
+        "vars_alive", (unsigned long long)c.vars_alive);
+}
+
+/* ---- names ---- */
+
+static PyObject *name_list(int n, const char *(*name)(int))
+{
+    PyObject *l = PyList_New(n);
+    if (!l) return NULL;
+    for (int i = 0; i < n; i++) {
+        PyObject *s = PyUnicode_FromString(name(i));
+        if (!s) { Py_DECREF(l); return NULL; }
+        PyList_SET_ITEM(l, i, s);
+    }
+    return l;
+}
+
+static const char *dtype_name_i(int i) { return kl_dtype_name((kl_dtype)i); }
+static const char *unary_name_i(int i) { return kl_unary_name((kl_unary_op)i); }
+static const char *binary_name_i(int i) { return kl_binary_name((kl_binary_op)i); }
+static const char *reduce_name_i(int i) { return kl_reduce_name((kl_reduce_op)i); }
+
+static PyObject *m_names(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    const char *kind = PyUnicode_AsUTF8(arg);
+    if (!kind) return NULL;
+    if (!strcmp(kind, "dtype")) return name_list(KL_DTYPE_COUNT, dtype_name_i);
+    if (!strcmp(kind, "unary")) return name_list(KL_UNARY_COUNT, unary_name_i);
+    if (!strcmp(kind, "binary")) return name_list(KL_BINARY_COUNT, binary_name_i);
+    if (!strcmp(kind, "reduce")) return name_list(KL_REDUCE_COUNT, reduce_name_i);
+    PyErr_Format(PyExc_ValueError, "names: unknown kind '%s'", kind);
+    return NULL;
+}
+
+static PyObject *m_promote(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    kl_dtype a, b, r;
+    if (!PyArg_ParseTuple(args, "O&O&", klpy_conv_dtype, &a, klpy_conv_dtype, &b)) return NULL;
+    kl_status s = kl_dtype_promote(a, b, &r);
+    if (s != KL_OK) return klpy_raise(s);
+    return PyLong_FromLong((long)r);
+}
+
+static PyMethodDef module_methods[] = {
+    {"from_buffer", m_from_buffer, METH_O, "from_buffer(obj): a Var copying a C-contiguous buffer"},
+    {"set_var_class", m_set_var_class, METH_O, "set the class new Vars are made of"},
+    {"seed", m_seed, METH_O, "seed(n): reseed the random generator"},
+    {"gc", m_gc, METH_NOARGS, "return cached memory to the system"},
+    {"set_debug", m_set_debug, METH_O, "set the debug print level"},
+    {"get_debug", m_get_debug, METH_NOARGS, "the debug print level"},
+    {"cache_dir", m_cache_dir, METH_VARARGS, "cache_dir([dir]): get or set the kernel cache folder"},
+    {"counters", m_counters, METH_NOARGS, "the context's counters as a dict"},
+    {"names", m_names, METH_O, "names(kind): names of 'dtype', 'unary', 'binary', 'reduce' by code"},
+    {"promote", m_promote, METH_VARARGS, "promote(a, b): NumPy's promote_types on dtype codes"},
+    {NULL, NULL, 0, NULL}
+};
+
+static void module_free(void *mod)
+{
+    (void)mod;
+    /* Vars may outlive the module during interpreter shutdown; the context
+     * is left to the process exit rather than freed under them. */
+}
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "kiln._C", "kiln's C core, bound to Python.", -1,
+    module_methods, NULL, NULL, NULL, module_free
+};
+
+PyMODINIT_FUNC PyInit__C(void)
+{
+    if (PyType_Ready(&KlVar_Type) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    if (PyModule_AddFunctions(m, klpy_op_methods) < 0) goto fail;
+    if (PyModule_AddFunctions(m, klpy_code_methods) < 0) goto fail;
+    Py_INCREF(&KlVar_Type);
+    if (PyModule_AddObject(m, "Var", (PyObject *)&KlVar_Type) < 0) { Py_DECREF(&KlVar_Type); goto fail; }
+    if (PyModule_AddIntConstant(m, "MAX_DIMS", KL_MAX_DIMS) < 0) goto fail;
+    if (!klpy_ctx) {
+        kl_status s = kl_context_new(&klpy_ctx);
+        if (s != KL_OK) { klpy_raise(s); goto fail; }
+    }
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

@@ -1,0 +1,262 @@
+/* var.c: the Var type of kiln._C: a handle on a kl_var with its shape, dtype
+ * and a read-only buffer export of its data (numpy.asarray(var) is zero-copy). */
+#include "kiln_py.h"
+
+static PyTypeObject *var_class = &KlVar_Type;
+
+int klpy_set_var_class(PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &KlVar_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the Var class must subclass kiln._C.Var");
+        return -1;
+    }
+    Py_INCREF(cls);
+    if (var_class != &KlVar_Type) Py_DECREF((PyObject *)var_class);
+    var_class = (PyTypeObject *)cls;
+    return 0;
+}
+
+PyObject *klpy_wrap(kl_var *v)
+{
+    KlVarObject *o = (KlVarObject *)var_class->tp_alloc(var_class, 0);
+    if (!o) { kl_var_release(v); return NULL; }
+    o->v = v;
+    return (PyObject *)o;
+}
+
+kl_var *klpy_var(PyObject *o, const char *what)
+{
+    if (!PyObject_TypeCheck(o, &KlVar_Type)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a Var, got %.100s", what, Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    kl_var *v = ((KlVarObject *)o)->v;
+    if (!v) PyErr_Format(PyExc_ValueError, "%s: the Var is uninitialised", what);
+    return v;
+}
+
+static void var_dealloc(KlVarObject *self)
+{
+    if (self->v) kl_var_release(self->v);
+    self->v = NULL;
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+#define SELF_VAR(self, what) kl_var *v = klpy_var((PyObject *)(self), what); if (!v) return NULL
+
+static PyObject *var_get_shape(KlVarObject *self, void *closure)
+{
+    (void)closure;
+    SELF_VAR(self, "shape");
+    int nd = kl_var_ndim(v);
+    const int64_t *sh = kl_var_shape(v);
+    PyObject *t = PyTuple_New(nd);
+    if (!t) return NULL;
+    for (int i = 0; i < nd; i++) {
+        PyObject *d = PyLong_FromLongLong(sh[i]);
+        if (!d) { Py_DECREF(t); return NULL; }
+        PyTuple_SET_ITEM(t, i, d);
+    }
+    return t;
+}
+
+static PyObject *var_get_ndim(KlVarObject *self, void *closure)
+{
+    (void)closure;
+    SELF_VAR(self, "ndim");
+    return PyLong_FromLong(kl_var_ndim(v));
+}
+
+static PyObject *var_get_dtype_code(KlVarObject *self, void *closure)
+{
+    (void)closure;
+    SELF_VAR(self, "dtype");
+    return PyLong_FromLong((long)kl_var_dtype(v));
+}
+
+static PyObject *var_get_numel(KlVarObject *self, void *closure)
+{
+    (void)closure;
+    SELF_VAR(self, "numel");
+    return PyLong_FromLongLong(kl_var_numel(v));
+}
+
+static PyObject *var_get_id(KlVarObject *self, void *closure)
+{
+    (void)closure;
+    SELF_VAR(self, "id");
+    return PyLong_FromUnsignedLongLong(kl_var_id(v));
+}
+
+static PyObject *var_get_op(KlVarObject *self, void *closure)
+{
+    (void)closure;
+    SELF_VAR(self, "op");
+    return PyUnicode_FromString(kl_var_op_name(v));
+}
+
+static PyObject *var_get_computed(KlVarObject *self, void *closure)
+{
+    (void)closure;
+    SELF_VAR(self, "is_computed");
+    return PyBool_FromLong(kl_var_is_computed(v));
+}
+
+static PyObject *var_get_keep_graph(KlVarObject *self, void *closure)
+{
+    (void)closure;
+    SELF_VAR(self, "requires_grad");
+    return PyBool_FromLong(kl_var_requires_grad(v));
+}
+
+static int var_set_keep_graph(KlVarObject *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    kl_var *v = klpy_var((PyObject *)self, "requires_grad");
+    if (!v) return -1;
+    int on = value ? PyObject_IsTrue(value) : 0;
+    if (on < 0) return -1;
+    kl_var_set_requires_grad(v, on);
+    return 0;
+}
+
+static PyGetSetDef var_getset[] = {
+    {"shape", (getter)var_get_shape, NULL, "the shape, a tuple", NULL},
+    {"ndim", (getter)var_get_ndim, NULL, "number of dimensions", NULL},
+    {"_dtype_code", (getter)var_get_dtype_code, NULL, "kl_dtype code", NULL},
+    {"_numel", (getter)var_get_numel, NULL, "number of elements", NULL},
+    {"_id", (getter)var_get_id, NULL, "the kl_var's id", NULL},
+    {"_op", (getter)var_get_op, NULL, "name of the op producing the var", NULL},
+    {"is_computed", (getter)var_get_computed, NULL, "whether the data exists", NULL},
+    {"_keep_graph", (getter)var_get_keep_graph, (setter)var_set_keep_graph,
+     "the core's requires_grad: the var (and what is computed from it) keeps its graph", NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+/* Makes self hold other's kl_var: how in-place ops update a Var. */
+static PyObject *var_rebind(KlVarObject *self, PyObject *other)
+{
+    kl_var *nv = klpy_var(other, "rebind");
+    if (!nv) return NULL;
+    kl_var_retain(nv);
+    kl_var *old = self->v;
+    self->v = nv;
+    if (old) kl_var_release(old);
+    Py_RETURN_NONE;
+}
+
+/* A second Var object on the same kl_var. */
+static PyObject *var_alias(KlVarObject *self, PyObject *unused)
+{
+    (void)unused;
+    SELF_VAR(self, "alias");
+    kl_var_retain(v);
+    return klpy_wrap(v);
+}
+
+static PyMethodDef var_methods[] = {
+    {"_rebind", (PyCFunction)var_rebind, METH_O, "make this Var hold other's value"},
+    {"_alias", (PyCFunction)var_alias, METH_NOARGS, "a new Var object on the same value"},
+    {NULL, NULL, 0, NULL}
+};
+
+/* ---- buffer export ---- */
+
+/* What a buffer view owns: the var it reads (kept alive even if the Var
+ * object is rebound) and its shape and strides. */
+typedef struct {
+    kl_var *v;
+    Py_ssize_t shape[KL_MAX_DIMS], strides[KL_MAX_DIMS];
+    char format[2];
+} view_info;
+
+static const char *format_of(kl_dtype t)
+{
+    switch (t) {
+    case KL_BOOL: return "?";
+    case KL_INT8: return "b";
+    case KL_UINT8: return "B";
+    case KL_INT16: return "h";
+    case KL_INT32: return "i";
+    case KL_INT64: return "q";
+    case KL_FLOAT16: return "e";
+    case KL_FLOAT32: return "f";
+    case KL_FLOAT64: return "d";
+    default: return "B";
+    }
+}
+
+static int var_getbuffer(KlVarObject *self, Py_buffer *view, int flags)
+{
+    static char empty[16];
+    view->obj = NULL;
+    kl_var *v = klpy_var((PyObject *)self, "buffer");
+    if (!v) return -1;
+    if (flags & PyBUF_WRITABLE) {
+        PyErr_SetString(PyExc_BufferError, "Var data is read-only (use numpy() for a writable copy)");
+        return -1;
+    }
+    const void *data = NULL;
+    int64_t numel = kl_var_numel(v);
+    if (numel > 0) {
+        kl_status s = kl_var_data(v, &data);
+        if (s != KL_OK) { klpy_raise(s); return -1; }
+    }
+    view_info *info = PyMem_Calloc(1, sizeof *info);
+    if (!info) { PyErr_NoMemory(); return -1; }
+    kl_var_retain(v);
+    info->v = v;
+    kl_dtype t = kl_var_dtype(v);
+    Py_ssize_t item = (Py_ssize_t)kl_dtype_size(t);
+    int nd = kl_var_ndim(v);
+    const int64_t *sh = kl_var_shape(v);
+    Py_ssize_t stride = item;
+    for (int i = nd - 1; i >= 0; i--) {
+        info->shape[i] = (Py_ssize_t)sh[i];
+        info->strides[i] = stride;
+        stride *= (Py_ssize_t)sh[i];
+    }
+    info->format[0] = format_of(t)[0];
+    view->buf = data ? (void *)data : (void *)empty;
+    view->len = (Py_ssize_t)numel * item;
+    view->itemsize = item;
+    view->readonly = 1;
+    view->ndim = nd;
+    view->format = (flags & PyBUF_FORMAT) ? info->format : NULL;
+    view->shape = (flags & PyBUF_ND) ? info->shape : NULL;
+    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? info->strides : NULL;
+    view->suboffsets = NULL;
+    view->internal = info;
+    Py_INCREF(self);
+    view->obj = (PyObject *)self;
+    return 0;
+}
+
+static void var_releasebuffer(KlVarObject *self, Py_buffer *view)
+{
+    (void)self;
+    view_info *info = view->internal;
+    if (info) {
+        kl_var_release(info->v);
+        PyMem_Free(info);
+    }
+    view->internal = NULL;
+}
+
+static PyBufferProcs var_as_buffer = {
+    (getbufferproc)var_getbuffer,
+    (releasebufferproc)var_releasebuffer,
+};
+
+PyTypeObject KlVar_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kiln._C.Var",
+    .tp_basicsize = sizeof(KlVarObject),
+    .tp_dealloc = (destructor)var_dealloc,
+    .tp_as_buffer = &var_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A handle on one variable of kiln's lazy graph.",
+    .tp_methods = var_methods,
+    .tp_getset = var_getset,
+    .tp_new = PyType_GenericNew,
+};

@@ -1,0 +1,81 @@
+"""kiln: a deep-learning framework with a C core (a lazy graph of meta-operators,
+fused and compiled just in time) and Jittor's Python API: ``import kiln as jt``."""
+from . import _C
+from ._core import Var, array, cast, where
+from ._dtype import DTYPES, as_dtype, dtype
+from ._ops import BINARY, UNARY, astype, clamp, install_number_protocol
+from ._shape import (broadcast, broadcast_var, chunk, concat, expand, flatten, flip, permute,
+                     reindex, reindex_reduce, reshape, split, squeeze, stack, transpose, unsqueeze)
+from ._index import getitem, setitem
+from ._reduce import (all, any, argmax, argmin, argsort, bmm, cumprod, cumsum, index,
+                      log_softmax, logsumexp, matmul, max, mean, min, norm, prod, reduce, softmax,
+                      sort, std, sum, topk, var)
+from ._create import (arange, empty, eye, full, full_like, linspace, ones, ones_like, rand,
+                      rand_like, randint, randint_like, randn, randn_like, random, seed,
+                      set_global_seed, zeros, zeros_like)
+from ._autograd import backward, detach, enable_grad, grad, is_grad_enabled, no_grad, stop_grad
+from ._flags import counters, display_memory_info, flags, gc, sync, sync_all
+from . import nn
+
+__version__ = "0.1.0"
+
+# ---- dtypes: jt.float32 ... (also callable: jt.float32(x) converts) ----
+bool = as_dtype("bool")
+int8, uint8, int16, int32, int64 = (as_dtype(n) for n in ("int8", "uint8", "int16", "int32",
+                                                           "int64"))
+float16, float32, float64 = as_dtype("float16"), as_dtype("float32"), as_dtype("float64")
+float, int, double, half, long = float32, int32, float64, float16, int64
+
+# ---- element-wise functions: jt.exp, jt.maximum, ... ----
+globals().update(UNARY)
+globals().update(BINARY)
+_ALIASES = {
+    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arcsinh": "asinh",
+    "arccosh": "acosh", "arctanh": "atanh", "negative": "neg",
+}
+for _a, _n in _ALIASES.items():
+    globals()[_a] = UNARY[_n]
+_BINARY_ALIASES = {
+    "sub": "subtract", "mul": "multiply", "div": "divide", "true_divide": "divide",
+    "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal", "eq": "equal",
+    "ne": "not_equal",
+}
+for _a, _n in _BINARY_ALIASES.items():
+    globals()[_a] = BINARY[_n]
+cat = concat
+clip = clamp
+
+
+# ---- Var's methods ----
+def _install_methods():
+    methods = dict(UNARY)
+    methods.update(BINARY)
+    methods.update({a: UNARY[n] for a, n in _ALIASES.items()})
+    methods.update({a: BINARY[n] for a, n in _BINARY_ALIASES.items()})
+    methods.update({
+        "reindex": reindex, "reindex_reduce": reindex_reduce, "broadcast": broadcast,
+        "broadcast_var": broadcast_var, "expand": expand, "broadcast_to": broadcast,
+        "reshape": reshape, "view": reshape, "flatten": flatten, "squeeze": squeeze,
+        "unsqueeze": unsqueeze, "permute": permute, "transpose": transpose, "flip": flip,
+        "split": split, "chunk": chunk,
+        "reduce": reduce, "sum": sum, "mean": mean, "max": max, "min": min, "prod": prod,
+        "any": any, "all": all, "argmax": argmax, "argmin": argmin, "var": var, "std": std,
+        "norm": norm, "cumsum": cumsum, "cumprod": cumprod, "argsort": argsort, "sort": sort,
+        "topk": topk, "softmax": softmax, "log_softmax": log_softmax, "logsumexp": logsumexp,
+        "matmul": matmul, "bmm": bmm, "clamp": clamp, "clip": clamp, "astype": astype,
+        "__getitem__": getitem, "__setitem__": setitem, "backward": backward,
+        "relu": nn.relu,
+    })
+    for name, dt in (("float32", float32), ("float64", float64), ("float16", float16),
+                     ("int8", int8), ("uint8", uint8), ("int16", int16), ("int32", int32),
+                     ("int64", int64), ("bool", bool), ("float", float32), ("double", float64),
+                     ("half", float16), ("int", int32), ("long", int64)):
+        methods[name] = (lambda d: lambda x: cast(x, d))(dt)
+    for name, f in methods.items():
+        setattr(Var, name, f)
+    Var.T = property(lambda x: permute(x))
+    install_number_protocol(matmul)
+
+
+_install_methods()
+del _install_methods

@@ -1,0 +1,104 @@
+"""jt.flags and the process-level calls: sync, sync_all, gc, counters and
+display_memory_info."""
+import gc as _pygc
+
+from . import _C
+from ._core import pending, state, to_var
+
+__all__ = ["flags", "sync", "sync_all", "gc", "counters", "display_memory_info"]
+
+
+class _Flags:
+    """Jittor's jt.flags: lazy_execution, log_level, use_cuda, no_grad, cache_dir."""
+
+    __slots__ = ()
+
+    @property
+    def lazy_execution(self):
+        return int(state.lazy)
+
+    @lazy_execution.setter
+    def lazy_execution(self, v):
+        state.lazy = bool(v)
+
+    @property
+    def log_level(self):
+        return _C.get_debug()
+
+    @log_level.setter
+    def log_level(self, v):
+        _C.set_debug(max(0, int(v)))
+
+    @property
+    def use_cuda(self):
+        return 0
+
+    @use_cuda.setter
+    def use_cuda(self, v):
+        if v:
+            raise RuntimeError("use_cuda: no CUDA device: kiln has no GPU backend yet "
+                               "(only the CPU backend is available)")
+
+    @property
+    def no_grad(self):
+        return int(not state.grad_enabled)
+
+    @no_grad.setter
+    def no_grad(self, v):
+        state.grad_enabled = not v
+
+    @property
+    def cache_dir(self):
+        return _C.cache_dir()
+
+    @cache_dir.setter
+    def cache_dir(self, v):
+        _C.cache_dir(str(v))
+
+    def __repr__(self):
+        names = ("lazy_execution", "log_level", "use_cuda", "no_grad", "cache_dir")
+        return "jt.flags(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
+
+
+flags = _Flags()
+
+
+def sync(vars):
+    """Computes the listed vars together (as few kernels as fusion allows)."""
+    vs = [to_var(v) for v in vars]
+    _C.sync(vs)
+    return vs
+
+
+def sync_all(device_sync=False):
+    """Computes every var built since the last sync_all that is still alive."""
+    del device_sync
+    vs = [v for v in (r() for r in pending.values()) if v is not None and not v.is_computed]
+    pending.clear()
+    if vs:
+        _C.sync(vs)
+
+
+def gc():
+    """Frees unreachable vars and returns cached memory to the system."""
+    _pygc.collect()
+    _C.gc()
+
+
+def counters():
+    """The core's counters: kernels compiled/launched, cache hits, bytes, live vars."""
+    return _C.counters()
+
+
+def display_memory_info():
+    c = _C.counters()
+    mib = 1 / 2**20
+    print("=== kiln memory info ===\n"
+          f"vars alive:        {c['vars_alive']}\n"
+          f"bytes in use:      {c['bytes_in_use'] * mib:.3f} MiB\n"
+          f"bytes cached:      {c['bytes_cached'] * mib:.3f} MiB\n"
+          f"peak bytes in use: {c['peak_bytes_in_use'] * mib:.3f} MiB\n"
+          f"bytes allocated:   {c['bytes_allocated'] * mib:.3f} MiB (total)\n"
+          f"kernels: {c['kernels_compiled']} compiled, {c['cache_hits_memory']} memory hits, "
+          f"{c['cache_hits_disk']} disk hits, {c['kernels_launched']} launched")
+    return c

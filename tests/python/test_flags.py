@@ -1,0 +1,87 @@
+"""jt.flags, counters, sync_all, gc, display_memory_info."""
+import numpy as np
+import pytest
+
+import kiln as jt
+from ktest import check
+
+
+def test_lazy_execution_flag():
+    x = jt.array([1.0, 2.0])
+    assert jt.flags.lazy_execution == 1
+    y = x * 2
+    assert not y.is_computed
+    jt.flags.lazy_execution = 0
+    try:
+        z = x * 3 + 1
+        assert z.is_computed
+        check(z, [4.0, 7.0])
+    finally:
+        jt.flags.lazy_execution = 1
+    assert not (x * 5).is_computed
+
+
+def test_use_cuda_is_a_clear_error():
+    assert jt.flags.use_cuda == 0
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        jt.flags.use_cuda = 1
+    jt.flags.use_cuda = 0
+    assert jt.flags.use_cuda == 0
+
+
+def test_log_level_prints_kernels(capfd):
+    x = jt.array([1.0, 2.0, 3.0])
+    old = jt.flags.log_level
+    jt.flags.log_level = 2
+    try:
+        assert jt.flags.log_level == 2
+        (x * 7.0 - 2.0).exp().numpy()
+    finally:
+        jt.flags.log_level = old
+    out, err = capfd.readouterr()
+    assert "kiln" in out + err
+    jt.flags.log_level = 0
+    (x * 11.0).numpy()
+    out, err = capfd.readouterr()
+    assert "kiln" not in out + err
+
+
+def test_counters_and_memory_info(capsys):
+    c = jt.counters()
+    for key in ("kernels_compiled", "cache_hits_memory", "cache_hits_disk", "kernels_launched",
+                "bytes_allocated", "bytes_in_use", "bytes_cached", "peak_bytes_in_use",
+                "vars_alive"):
+        assert isinstance(c[key], int) and c[key] >= 0
+    before = c["kernels_launched"]
+    (jt.array([1.0]) + 1).sync()
+    assert jt.counters()["kernels_launched"] == before + 1
+    info = jt.display_memory_info()
+    assert "vars alive" in capsys.readouterr().out
+    assert info["peak_bytes_in_use"] >= info["bytes_in_use"]
+
+
+def test_vars_are_freed():
+    jt.gc()
+    base = jt.counters()["vars_alive"]
+    xs = [jt.array(np.ones(100)) * i for i in range(10)]
+    assert jt.counters()["vars_alive"] >= base + 10
+    del xs
+    jt.gc()
+    assert jt.counters()["vars_alive"] <= base
+
+
+def test_sync_all():
+    x = jt.array([1.0, 2.0])
+    a, b = x + 1, x * 2
+    jt.sync_all()
+    assert a.is_computed and b.is_computed
+    check(a, [2.0, 3.0])
+    c = jt.sync([x - 1])[0]
+    assert c.is_computed
+
+
+def test_flags_repr_and_unknown_flag():
+    assert "lazy_execution" in repr(jt.flags)
+    with pytest.raises(AttributeError):
+        jt.flags.no_such_flag = 1
+    assert isinstance(jt.flags.cache_dir, str)

@@ -1,0 +1,158 @@
+"""Reductions and what is composed from them, against NumPy: sum/mean/max/...,
+argmax, var/std, cumsum, argsort/topk, softmax, matmul."""
+import numpy as np
+import pytest
+
+import kiln as jt
+from ktest import check, data, rng
+
+REDUCERS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "prod": np.prod}
+DIMS = [None, 0, -1, (0, 2), (-1, 1), (0, 1, 2), ()]
+
+
+@pytest.mark.parametrize("name", sorted(REDUCERS))
+def test_reduce_dims_keepdims(name):
+    ref = REDUCERS[name]
+    a = data(rng(len(name)), (2, 3, 4), 0.5, 1.5)
+    x = jt.array(a)
+    for dims in DIMS:
+        np_axis = None if dims in (None, ()) else dims
+        for keep in (False, True):
+            expected = ref(a, axis=np_axis, keepdims=keep)
+            check(getattr(x, name)(dims, keepdims=keep), expected, rtol=1e-12)
+            check(getattr(jt, name)(x, dims=dims, keepdims=keep), expected, rtol=1e-12)
+    check(getattr(x, name)(dim=1, keepdim=True), ref(a, axis=1, keepdims=True), rtol=1e-12)
+
+
+def test_reduce_rank0_and_empty():
+    s = jt.array(2.5)
+    check(s.sum(), 2.5)
+    check(s.max(), 2.5)
+    e = jt.array(np.zeros((0, 3)))
+    check(e.sum(), 0.0)
+    check(e.sum(0), np.zeros(3))
+    check(e.prod(0), np.ones(3))
+    check(e.sum(1), np.zeros(0))
+    assert np.isnan(e.mean().item())
+    with pytest.raises(ValueError):
+        e.max(0)
+    check(jt.array(np.zeros((2, 0))).max(0), np.zeros(0))
+
+
+def test_reduce_dtypes():
+    b = jt.array([[True, False], [True, True]])
+    check(b.sum(), 3, dtype="int64")          # NumPy's integer sums
+    check(b.prod(), 0, dtype="int64")
+    check(b.any(1), [True, True])
+    check(b.all(1), [False, True])
+    check(jt.all(b), False)
+    check(jt.any(jt.array([0, 0, 2])), True)
+    i = jt.array(np.array([[1, 5], [7, -2]], np.int32))
+    check(i.sum(0), [8, 3], dtype="int64")
+    check(i.max(), 7, dtype="int32")
+    check(i.mean(), 2.75, dtype="float32")
+    check(jt.array([1.0, 2.0], "float32").sum(), 3.0, dtype="float32")
+
+
+def test_argmax_argmin():
+    a = data(rng(3), (3, 5))
+    x = jt.array(a)
+    for dim in (0, 1, -1):
+        idx, val = x.argmax(dim)
+        check(idx, a.argmax(dim), dtype="int32")
+        check(val, a.max(dim))
+        idx, val = jt.argmin(x, dim, keepdims=True)
+        check(idx, np.expand_dims(a.argmin(dim), dim))
+        check(val, a.min(dim, keepdims=True))
+    ties = jt.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]])
+    check(ties.argmax(1)[0], [1, 0])                     # the first maximum, as NumPy
+    check(x.argmax()[0], a.argmax())
+
+
+def test_var_std_norm():
+    a = data(rng(4), (3, 4))
+    x = jt.array(a)
+    check(x.var(), a.var(), rtol=1e-12)
+    check(x.var(1), a.var(1), rtol=1e-12)
+    check(x.var(0, keepdims=True, unbiased=True), a.var(0, keepdims=True, ddof=1), rtol=1e-12)
+    check(jt.std(x, 1), a.std(1), rtol=1e-12)
+    check(x.std(unbiased=True), a.std(ddof=1), rtol=1e-12)
+    check(x.norm(), np.linalg.norm(a, axis=-1), rtol=1e-12)
+    check(x.norm(1, 0), np.abs(a).sum(0), rtol=1e-12)
+
+
+def test_cumsum_cumprod():
+    a = data(rng(5), (3, 6), 0.5, 1.5)
+    x = jt.array(a)
+    for dim in (0, 1, -1):
+        check(x.cumsum(dim), np.cumsum(a, dim), rtol=1e-12)
+        check(jt.cumprod(x, dim), np.cumprod(a, dim), rtol=1e-12)
+    check(jt.cumsum(jt.array([True, True, False])), [1, 2, 2])
+    check(jt.cumsum(jt.array(np.zeros((0,)))), np.zeros(0))
+
+
+def test_argsort_sort_topk():
+    r = rng(6)
+    a = data(r, (4, 7))
+    x = jt.array(a)
+    for dim in (0, 1, -1):
+        idx, val = jt.argsort(x, dim)
+        check(idx, np.argsort(a, dim, kind="stable"), dtype="int32")
+        check(val, np.sort(a, dim))
+        idx, val = x.argsort(dim, descending=True)
+        check(idx, np.argsort(-a, dim, kind="stable"))
+        check(val, -np.sort(-a, dim))
+    ties = jt.array([3, 1, 2, 1, 3])
+    check(jt.argsort(ties)[0], np.argsort([3, 1, 2, 1, 3], kind="stable"))
+    check(jt.argsort(ties, descending=True)[0], [0, 4, 2, 1, 3])
+    v, i = jt.sort(x, 1)
+    check(v, np.sort(a, 1))
+    v, i = jt.topk(x, 3)
+    check(v, -np.sort(-a, 1)[:, :3])
+    check(i, np.argsort(-a, 1, kind="stable")[:, :3])
+    check(jt.topk(x, 1, dim=None)[0], a.max(1, keepdims=True))
+    v, i = x.topk(2, dim=0, largest=False)
+    check(v, np.sort(a, 0)[:2])
+    with pytest.raises(ValueError):
+        jt.topk(x, 8)
+
+
+def test_softmax_family():
+    a = data(rng(7), (3, 5), -30, 30)
+    x = jt.array(a)
+    e = np.exp(a - a.max(-1, keepdims=True))
+    ref = e / e.sum(-1, keepdims=True)
+    check(jt.softmax(x), ref, rtol=1e-12)
+    check(jt.nn.softmax(x, dim=0), np.exp(a - a.max(0)) / np.exp(a - a.max(0)).sum(0),
+          rtol=1e-12)
+    check(jt.nn.log_softmax(x, 1), np.log(ref), rtol=1e-12, atol=1e-12)
+    big = jt.array([1000.0, 1000.0], "float32")           # stable where exp overflows
+    check(jt.softmax(big), [0.5, 0.5])
+    check(jt.logsumexp(x, 1), np.log(np.exp(a).sum(1)), rtol=1e-12)
+
+
+MATMUL = [((3, 4), (4, 5)), ((4,), (4, 2)), ((3, 4), (4,)), ((4,), (4,)), ((2, 3, 4), (4, 5)),
+          ((2, 1, 3, 4), (5, 4, 2)), ((3, 4), (2, 4, 1)), ((0, 4), (4, 3)), ((3, 0), (0, 2))]
+
+
+@pytest.mark.parametrize("sa,sb", MATMUL, ids=repr)
+def test_matmul(sa, sb):
+    r = rng(8)
+    a, b = data(r, sa), data(r, sb)
+    check(jt.matmul(jt.array(a), jt.array(b)), np.matmul(a, b), rtol=1e-12, atol=1e-12)
+    check(jt.array(a) @ jt.array(b), a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_matmul_errors_and_bmm():
+    r = rng(9)
+    a, b = data(r, (2, 3, 4)), data(r, (2, 4, 5))
+    check(jt.bmm(jt.array(a), jt.array(b)), a @ b, rtol=1e-12)
+    check(jt.array(a.astype(np.float32)) @ jt.array(b), a.astype(np.float32) @ b, rtol=1e-6)
+    ia, ib = (a * 3).astype(np.int32), (b * 3).astype(np.int32)
+    check(jt.array(ia) @ jt.array(ib), ia @ ib, dtype="int32")
+    with pytest.raises(ValueError, match="matmul"):
+        jt.matmul(jt.array(a), jt.array(a))
+    with pytest.raises(ValueError):
+        jt.matmul(jt.array(2.0), jt.array(b))
+    with pytest.raises(ValueError):
+        jt.bmm(jt.array(a[0]), jt.array(b[0]))
