@@ -10,7 +10,12 @@
 
 void kl_emitter_init(kl_emitter *em, kl_var *root)
 {
-    memset(em, 0, sizeof *em);
+    /* the big tables are filled before they are read: zero the scalars only */
+    em->body = em->comment = em->decls = (kl_strbuf){0};
+    em->n_iargs = em->n_fargs = em->n_shapes = em->n_memo = em->n_locals = em->n_temps = 0;
+    em->needs_coords = 0;
+    em->arena = NULL;
+    em->n_arena = em->cap_arena = 0;
     em->root = root;
     em->status = KL_OK;
     em->n_bufs = 1;

@@ -28,8 +28,9 @@ static kl_status map_kernel(kl_emitter *em, kl_strbuf *L)
     if (r == 1) kl_sb_printf(L, "    #pragma omp parallel for simd if(n > 32768) schedule(static)\n");
     else kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(n > 32768) schedule(static)\n", r - 1);
     for (int d = 0; d < r; d++) {
-        if (d == r - 1 && r > 1) kl_sb_printf(L, "%*s#pragma omp simd\n", 4 + 4 * d, "");
-        kl_sb_printf(L, "%*sfor (int64_t i%d = 0; i%d < %s; i%d++)\n", 4 + 4 * d, "", d, d,
+        if (d == r - 1 && r > 1) { kl_sb_indent(L, 4 + 4 * d); kl_sb_append(L, "#pragma omp simd\n"); }
+        kl_sb_indent(L, 4 + 4 * d);
+        kl_sb_printf(L, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", d, d,
                      kl_emit_shape(em, v, d), d);
     }
     kl_coords own = kl_emit_loop_coords(r, 0);
@@ -52,7 +53,8 @@ static void describe(kl_emitter *em, kl_strbuf *sb)
 
 kl_status kl_kernel_build(kl_var *root, kl_kernel *k)
 {
-    memset(k, 0, sizeof *k);
+    k->source = NULL;
+    k->n_bufs = k->n_iargs = k->n_fargs = 0;
     kl_emitter *em = malloc(sizeof *em);
     if (!em) return kl_error(KL_ERR_MEMORY, "out of memory generating a kernel");
     kl_emitter_init(em, root);

@@ -55,3 +55,13 @@ char *kl_sb_take(kl_strbuf *sb)
     sb->len = sb->cap = 0;
     return p;
 }
+
+void kl_sb_indent(kl_strbuf *sb, int n)
+{
+    static const char spaces[] = "                                                                ";
+    while (n > 0) {
+        int k = n < (int)sizeof spaces - 1 ? n : (int)sizeof spaces - 1;
+        kl_sb_append(sb, spaces + (sizeof spaces - 1 - (size_t)k));
+        n -= k;
+    }
+}

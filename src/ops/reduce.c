@@ -90,7 +90,8 @@ static const char *combine(kl_emitter *em, kl_reduce_op op, const char *a, const
 
 static void open_loop(kl_strbuf *sb, kl_emitter *em, kl_var *x, int d, int depth)
 {
-    kl_sb_printf(sb, "%*sfor (int64_t i%d = 0; i%d < %s; i%d++)\n", 4 * depth, "", d, d, kl_emit_shape(em, x, d), d);
+    kl_sb_indent(sb, 4 * depth);
+    kl_sb_printf(sb, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", d, d, kl_emit_shape(em, x, d), d);
 }
 
 kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *L)

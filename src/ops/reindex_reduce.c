@@ -66,9 +66,10 @@ kl_status kl_reindex_reduce_kernel(kl_emitter *em, kl_strbuf *loops)
     int atomic = v->dtype != KL_FLOAT16 && op != KL_REDUCE_MAX && op != KL_REDUCE_MIN;
     if (atomic && y->ndim > 0)
         kl_sb_printf(loops, "    #pragma omp parallel for collapse(%d) if(yn > 32768) schedule(static)\n", y->ndim);
-    for (int d = 0; d < y->ndim; d++)
-        kl_sb_printf(loops, "%*sfor (int64_t i%d = 0; i%d < %s; i%d++)\n", 4 + 4 * d, "", d, d,
-                     kl_emit_shape(em, y, d), d);
+    for (int d = 0; d < y->ndim; d++) {
+        kl_sb_indent(loops, 4 + 4 * d);
+        kl_sb_printf(loops, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", d, d, kl_emit_shape(em, y, d), d);
+    }
     kl_sb_printf(loops, "    {\n%s", em->body.data ? em->body.data : "");
     kl_sb_printf(loops, "        if (!(%s)) {\n", outside.data);
     kl_sb_free(&outside);

@@ -183,11 +183,12 @@ static PyObject *m_counters(PyObject *mod, PyObject *unused)
     (void)mod; (void)unused;
     kl_counters c;
     kl_context_counters(klpy_ctx, &c);
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
         "kernels_compiled", (unsigned long long)c.kernels_compiled,
         "cache_hits_memory", (unsigned long long)c.cache_hits_memory,
         "cache_hits_disk", (unsigned long long)c.cache_hits_disk,
         "kernels_launched", (unsigned long long)c.kernels_launched,
+        "library_calls", (unsigned long long)c.library_calls,
         "bytes_allocated", (unsigned long long)c.bytes_allocated,
         "bytes_in_use", (unsigned long long)c.bytes_in_use,
         "bytes_cached", (unsigned long long)c.bytes_cached,
