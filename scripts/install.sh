@@ -11,7 +11,8 @@ packages=(
     python3-sklearn                       # the digits data set for the demo
     libopenblas-dev libopenblas0-pthread  # CPU BLAS (and a fast BLAS for PyTorch in benchmarks)
     libdnnl-dev                           # oneDNN, CPU convolution
-    python3-torch python3-tqdm            # side-by-side benchmarks and reference tests
+    python3-torch python3-torchvision     # side-by-side benchmarks and reference tests
+    python3-tqdm                          # progress bars
 )
 
 missing=()
