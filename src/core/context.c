@@ -15,6 +15,8 @@ kl_status kl_context_new(kl_context **out)
     else snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s/.cache/kiln", home && *home ? home : "/tmp");
     const char *debug = getenv("KILN_DEBUG");
     ctx->debug = debug ? atoi(debug) : 0;
+    const char *log = getenv("KILN_LOG");
+    ctx->log_compile = log && strstr(log, "compile") != NULL;
     ctx->seed = 0;
     kl_blas_init(&ctx->blas);
     *out = ctx;

@@ -12,6 +12,7 @@
 struct kl_context {
     char cache_dir[PATH_MAX];
     int debug;
+    int log_compile; /* KILN_LOG=compile: one line per compile, saying why */
     uint64_t seed, rng_offset;
     uint64_t next_var_id, sync_epoch;
     uint64_t vars_alive;

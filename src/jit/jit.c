@@ -200,6 +200,12 @@ static kl_status spawn(kl_context *ctx, job *j)
     if (j->lang != KL_LANG_CXX) argv[n++] = "-lmvec";
     argv[n++] = "-lm";
     argv[n] = NULL;
+    if (ctx->log_compile) {
+        /* the first comment line says what the kernel is */
+        const char *eol = strchr(j->source, '\n');
+        fprintf(stderr, "[kiln] compile %s: not in this process's table nor in %s (%.*s)\n", j->name,
+                ctx->cache_dir, eol ? (int)(eol - j->source) : 40, j->source);
+    }
     if (ctx->debug >= 1) {
         fprintf(stderr, "[kiln] compiling kernel %s:\n%s\n[kiln] command:", j->name, j->source);
         for (int i = 0; i < n; i++) fprintf(stderr, " %s", argv[i]);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
     kl_var **v;
@@ -71,6 +72,13 @@ typedef struct {
     kl_kernel_fn fn;
 } step;
 
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 static kl_status run_step(kl_context *ctx, step *st)
 {
     kl_var *v = st->v;
@@ -94,8 +102,11 @@ static kl_status run_step(kl_context *ctx, step *st)
     if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for a %s result (%llu bytes in use)",
                               nbytes, kl_var_op_name(v), (unsigned long long)ctx->alloc.bytes_in_use);
     ptrs[0] = out->data;
-    if (ctx->debug >= 2) fprintf(stderr, "[kiln] launch %s -> %s[%lld]\n", kl_var_op_name(v), kl_dtype_name(v->dtype), (long long)v->numel);
+    double t0 = ctx->debug >= 2 ? now_seconds() : 0;
     st->fn(ptrs, st->k.iargs, st->k.fargs);
+    if (ctx->debug >= 2)
+        fprintf(stderr, "[kiln] launch %s -> %s[%lld] %.3f ms\n", kl_var_op_name(v), kl_dtype_name(v->dtype),
+                (long long)v->numel, (now_seconds() - t0) * 1e3);
     ctx->counters.kernels_launched++;
     kl_var_set_computed(v, out);
     return KL_OK;
