@@ -4,6 +4,7 @@
 #include "ops/ops.h"
 #include "core/builder.h"
 #include "core/dtype.h"
+#include <stdio.h>
 
 kl_status kl_reindex_parse(const char *opname, kl_op *op, int n_indexes, const char *const *indexes,
                            int n_conditions, const char *const *conditions,
@@ -107,10 +108,37 @@ const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
     return ov ? kl_emit_temp(em, T, "%s ? (%s)%s : %s", o, T, ov, val) : NULL;
 }
 
+/* p[d]: the output dim that x's dim d reads, when the reindex only permutes
+ * dims (a transpose); -1 otherwise. */
+static int permutation(const kl_var *v, int *p)
+{
+    const kl_var *x = v->op.inputs[0];
+    if (x->ndim != v->ndim || v->op.n_inputs != 1 || v->op.p.reindex.n_conditions) return 0;
+    uint32_t seen = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        const kl_expr *e = v->op.p.reindex.indexes[d];
+        if (e->kind != KL_EX_INDEX || (seen >> e->value & 1) || v->shape[e->value] != x->shape[d]) return 0;
+        seen |= 1u << e->value;
+        p[d] = (int)e->value;
+    }
+    return 1;
+}
+
 kl_status kl_reindex_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
 {
     *out = NULL;
     kl_var *x = v->op.inputs[0];
     if (k != 0 || !kl_dtype_is_float(x->dtype)) return KL_OK;
+    int p[KL_MAX_DIMS];
+    if (permutation(v, p)) {
+        /* a transpose's gradient is the inverse transpose: a gather, not a scatter */
+        char text[KL_MAX_DIMS][8];
+        const char *inverse[KL_MAX_DIMS];
+        for (int d = 0; d < x->ndim; d++) {
+            snprintf(text[p[d]], sizeof text[p[d]], "i%d", d);
+            inverse[p[d]] = text[p[d]];
+        }
+        return kl_reindex(dv, x->ndim, x->shape, inverse, 0, 0, NULL, 0, NULL, out);
+    }
     return kl_reindex_like(&v->op, KL_OP_REINDEX_REDUCE, KL_REDUCE_SUM, dv, x->ndim, x->shape, 0, out);
 }
