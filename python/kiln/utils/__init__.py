@@ -1,0 +1,2 @@
+"""kiln.utils: helpers around the framework (``pytorch_converter``: PyTorch model
+source -> kiln source)."""
