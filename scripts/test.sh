@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KILN_CACHE_DIR="${KILN_CACHE_DIR:-$PWD/build/kernel-cache}"
+# every plan-cache hit is checked against freshly generated code
+export KILN_CHECK_PLANS=1
 jobs=$(nproc)
 
 make -j"$jobs"

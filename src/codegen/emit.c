@@ -92,13 +92,38 @@ int kl_emit_local(kl_emitter *em, kl_var *v)
     return em->n_locals++;
 }
 
-static int add_iarg(kl_emitter *em, int64_t value)
+double kl_arg_value(const kl_var *v, kl_arg_kind kind, int dim)
+{
+    switch (kind) {
+    case KL_ARG_SHAPE: return (double)v->shape[dim];
+    case KL_ARG_FULL: return v->op.p.full.value;
+    case KL_ARG_SEED: return (double)v->op.p.random.seed;
+    case KL_ARG_OFFSET: return (double)v->op.p.random.offset;
+    case KL_ARG_RAND_A: return v->op.p.random.a;
+    case KL_ARG_RAND_B: return v->op.p.random.b;
+    case KL_ARG_OVERFLOW: return v->op.p.reindex.overflow_value;
+    }
+    return 0;
+}
+
+int64_t kl_arg_int(const kl_var *v, kl_arg_kind kind, int dim)
+{
+    switch (kind) {
+    case KL_ARG_SHAPE: return v->shape[dim];
+    case KL_ARG_SEED: return (int64_t)v->op.p.random.seed;
+    case KL_ARG_OFFSET: return (int64_t)v->op.p.random.offset;
+    default: return (int64_t)kl_arg_value(v, kind, dim);
+    }
+}
+
+static int add_iarg(kl_emitter *em, kl_var *v, kl_arg_kind kind, int dim)
 {
     if (em->n_iargs == KL_EMIT_MAX_IARGS) {
         kl_emit_fail(em, kl_error(KL_ERR_RUNTIME, "kernel too large: too many integer arguments"));
         return 0;
     }
-    em->iargs[em->n_iargs] = value;
+    em->iargs[em->n_iargs] = kl_arg_int(v, kind, dim);
+    em->isrc[em->n_iargs] = (kl_arg_source){v, (uint8_t)kind, (uint8_t)dim};
     return em->n_iargs++;
 }
 
@@ -108,7 +133,7 @@ const char *kl_emit_shape(kl_emitter *em, kl_var *v, int dim)
     for (int i = 0; i < em->n_shapes; i++)
         if (em->shapes[i].v == v && em->shapes[i].dim == dim)
             return kl_emit_str(em, "v%d_s%d", local, dim);
-    int arg = add_iarg(em, v->shape[dim]);
+    int arg = add_iarg(em, v, KL_ARG_SHAPE, dim);
     em->shapes[em->n_shapes].v = v;
     em->shapes[em->n_shapes].dim = dim;
     em->shapes[em->n_shapes++].arg = arg;
@@ -116,19 +141,20 @@ const char *kl_emit_shape(kl_emitter *em, kl_var *v, int dim)
     return kl_emit_str(em, "v%d_s%d", local, dim);
 }
 
-const char *kl_emit_iarg(kl_emitter *em, int64_t value)
+const char *kl_emit_iarg(kl_emitter *em, kl_var *v, kl_arg_kind kind)
 {
-    int arg = add_iarg(em, value);
+    int arg = add_iarg(em, v, kind, 0);
     kl_sb_printf(&em->decls, "    const int64_t k%d = iarg[%d];\n", arg, arg);
     return kl_emit_str(em, "k%d", arg);
 }
 
-const char *kl_emit_farg(kl_emitter *em, double value)
+const char *kl_emit_farg(kl_emitter *em, kl_var *v, kl_arg_kind kind)
 {
     if (em->n_fargs == KL_EMIT_MAX_FARGS)
         return kl_emit_fail(em, kl_error(KL_ERR_RUNTIME, "kernel too large: too many scalar arguments"));
     int arg = em->n_fargs;
-    em->fargs[em->n_fargs++] = value;
+    em->fsrc[arg] = (kl_arg_source){v, (uint8_t)kind, 0};
+    em->fargs[em->n_fargs++] = kl_arg_value(v, kind, 0);
     kl_sb_printf(&em->decls, "    const double f%d = farg[%d];\n", arg, arg);
     return kl_emit_str(em, "f%d", arg);
 }

@@ -29,6 +29,22 @@ typedef struct {
     const char *temp;
 } kl_emit_memo;
 
+/* Where a kernel argument's value comes from, so a cached plan can read the
+ * arguments of a new graph of the same structure without generating text. */
+typedef enum {
+    KL_ARG_SHAPE, KL_ARG_FULL, KL_ARG_SEED, KL_ARG_OFFSET, KL_ARG_RAND_A, KL_ARG_RAND_B, KL_ARG_OVERFLOW
+} kl_arg_kind;
+
+typedef struct {
+    kl_var *v;
+    uint8_t kind, dim;
+} kl_arg_source;
+
+/* The value of an argument of kind on v (integer arguments truncate). */
+double kl_arg_value(const kl_var *v, kl_arg_kind kind, int dim);
+/* The same for integer arguments, exact for all 64 bits (seeds). */
+int64_t kl_arg_int(const kl_var *v, kl_arg_kind kind, int dim);
+
 typedef struct kl_emitter {
     kl_var *root;
     kl_strbuf body;        /* statements of the innermost loop body */
@@ -38,6 +54,7 @@ typedef struct kl_emitter {
     int n_iargs, n_fargs;
     int64_t iargs[KL_EMIT_MAX_IARGS];
     double fargs[KL_EMIT_MAX_FARGS];
+    kl_arg_source isrc[KL_EMIT_MAX_IARGS], fsrc[KL_EMIT_MAX_FARGS];
     struct { kl_var *v; int dim; int arg; } shapes[KL_EMIT_MAX_IARGS];
     int n_shapes;
     kl_strbuf decls;       /* argument declarations at the top of the kernel */
@@ -65,8 +82,9 @@ const char *kl_emit_temp(kl_emitter *em, const char *ctype, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 /* Name of the runtime argument holding v->shape[dim]. */
 const char *kl_emit_shape(kl_emitter *em, kl_var *v, int dim);
-const char *kl_emit_iarg(kl_emitter *em, int64_t value);
-const char *kl_emit_farg(kl_emitter *em, double value);
+/* A scalar argument: the value of kind on v (see kl_arg_kind). */
+const char *kl_emit_iarg(kl_emitter *em, kl_var *v, kl_arg_kind kind);
+const char *kl_emit_farg(kl_emitter *em, kl_var *v, kl_arg_kind kind);
 /* Index of v in the kernel's buffer table (adding it), or -1 when full. */
 int kl_emit_buffer(kl_emitter *em, kl_var *v);
 /* The local name used for v in comments and argument names. */

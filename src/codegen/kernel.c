@@ -41,13 +41,14 @@ static kl_status map_kernel(kl_emitter *em, kl_strbuf *L)
 
 static void describe(kl_emitter *em, kl_strbuf *sb)
 {
-    /* names, ops and dtypes only: shapes are arguments, not part of the text */
+    /* names, ops and dtypes only: shapes are arguments, not part of the text;
+     * nothing about a loaded var but its dtype (the plan cache relies on it) */
     for (int i = 0; i < em->n_locals; i++) {
         kl_var *v = em->locals[i];
         int loaded = i > 0 && (v->buf || v->materialize);
-        kl_sb_printf(sb, " *   v%d: %s %s%s\n", i, kl_dtype_name(v->dtype),
-                     loaded ? "input" : kl_var_op_name(v), v->op.kind == KL_OP_REDUCE ?
-                     (v->op.p.reduce.op == KL_REDUCE_MEAN ? " (mean)" : "") : "");
+        int mean = !loaded && v->op.kind == KL_OP_REDUCE && v->op.p.reduce.op == KL_REDUCE_MEAN;
+        kl_sb_printf(sb, " *   v%d: %s %s%s\n", i, kl_dtype_name(v->dtype), loaded ? "input" : kl_var_op_name(v),
+                     mean ? " (mean)" : "");
     }
 }
 
@@ -93,6 +94,8 @@ kl_status kl_kernel_build(kl_var *root, kl_kernel *k)
         k->n_fargs = em->n_fargs;
         memcpy(k->iargs, em->iargs, (size_t)em->n_iargs * sizeof *k->iargs);
         memcpy(k->fargs, em->fargs, (size_t)em->n_fargs * sizeof *k->fargs);
+        memcpy(k->isrc, em->isrc, (size_t)em->n_iargs * sizeof *k->isrc);
+        memcpy(k->fsrc, em->fsrc, (size_t)em->n_fargs * sizeof *k->fsrc);
     }
     kl_sb_free(&loops);
     kl_emitter_free(em);

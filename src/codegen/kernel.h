@@ -12,6 +12,7 @@ typedef struct {
     int n_iargs, n_fargs;
     int64_t iargs[KL_EMIT_MAX_IARGS];
     double fargs[KL_EMIT_MAX_FARGS];
+    kl_arg_source isrc[KL_EMIT_MAX_IARGS], fsrc[KL_EMIT_MAX_FARGS]; /* where each came from */
 } kl_kernel;
 
 /* Generates the kernel that computes root, whose pending inputs are inlined

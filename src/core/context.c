@@ -19,6 +19,10 @@ kl_status kl_context_new(kl_context **out)
     ctx->log_compile = log && strstr(log, "compile") != NULL;
     ctx->seed = 0;
     kl_blas_init(&ctx->blas);
+    const char *check = getenv("KILN_CHECK_PLANS");
+    ctx->plans.check = check && *check && strcmp(check, "0") != 0;
+    const char *plans = getenv("KILN_PLANS");
+    ctx->plans.disabled = plans && strcmp(plans, "0") == 0;
     *out = ctx;
     return KL_OK;
 }
@@ -26,6 +30,8 @@ kl_status kl_context_new(kl_context **out)
 void kl_context_free(kl_context *ctx)
 {
     if (!ctx) return;
+    kl_plan_cache_free(&ctx->plans);
+    kl_fingerprint_free(&ctx->fingerprint);
     kl_jit_free(&ctx->jit);
     kl_host_trim(&ctx->alloc);
     free(ctx);

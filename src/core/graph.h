@@ -79,6 +79,8 @@ struct kl_var {
     int materialize;
     int cost;        /* nodes an inlined copy of this var adds to a kernel */
     kl_var *grad;    /* scratch for kl_grad */
+    uint64_t fp_epoch; /* scratch for plan fingerprints (src/codegen/plan.c) */
+    int fp_index;
 };
 
 /* Creates a var with the given op (inputs retained) and one user reference. */

@@ -51,8 +51,7 @@ const char *kl_leaf_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
     const char *T = kl_dtype_compute_ctype(v->dtype);
     switch (v->op.kind) {
     case KL_OP_FULL: {
-        double value = v->op.p.full.value;
-        const char *arg = kl_dtype_is_float(v->dtype) ? kl_emit_farg(em, value) : kl_emit_iarg(em, (int64_t)value);
+        const char *arg = kl_dtype_is_float(v->dtype) ? kl_emit_farg(em, v, KL_ARG_FULL) : kl_emit_iarg(em, v, KL_ARG_FULL);
         if (v->dtype == KL_BOOL) return arg ? kl_emit_str(em, "(uint8_t)(%s != 0)", arg) : NULL;
         return arg ? kl_emit_str(em, "((%s)%s)", T, arg) : NULL;
     }
@@ -61,10 +60,10 @@ const char *kl_leaf_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
         return kl_emit_str(em, "((%s)%s)", T, c->c[v->op.p.index.dim]);
     default: {
         const char *flat = kl_emit_offset(em, v, c);
-        const char *seed = kl_emit_iarg(em, (int64_t)v->op.p.random.seed);
-        const char *start = kl_emit_iarg(em, (int64_t)v->op.p.random.offset);
-        const char *a = kl_emit_farg(em, v->op.p.random.a);
-        const char *b = kl_emit_farg(em, v->op.p.random.b);
+        const char *seed = kl_emit_iarg(em, v, KL_ARG_SEED);
+        const char *start = kl_emit_iarg(em, v, KL_ARG_OFFSET);
+        const char *a = kl_emit_farg(em, v, KL_ARG_RAND_A);
+        const char *b = kl_emit_farg(em, v, KL_ARG_RAND_B);
         if (!flat || !seed || !start || !a || !b) return NULL;
         const char *bits = v->dtype == KL_FLOAT64 ? "f64" : "f32";
         if (v->op.p.random.kind == KL_RANDOM_NORMAL)

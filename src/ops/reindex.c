@@ -103,8 +103,8 @@ const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
     const char *val = kl_emit(em, x, &xc);
     if (!val) return NULL;
     const char *T = kl_dtype_compute_ctype(v->dtype);
-    const char *ov = kl_dtype_is_float(v->dtype) ? kl_emit_farg(em, v->op.p.reindex.overflow_value)
-                                                 : kl_emit_iarg(em, (int64_t)v->op.p.reindex.overflow_value);
+    const char *ov = kl_dtype_is_float(v->dtype) ? kl_emit_farg(em, v, KL_ARG_OVERFLOW)
+                                                 : kl_emit_iarg(em, v, KL_ARG_OVERFLOW);
     return ov ? kl_emit_temp(em, T, "%s ? (%s)%s : %s", o, T, ov, val) : NULL;
 }
 

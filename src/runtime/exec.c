@@ -8,6 +8,7 @@
 #include "opt/fuse.h"
 #include "ops/ops.h"
 #include "opt/matmul.h"
+#include "codegen/plan.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,8 +67,9 @@ static kl_status topo_order(kl_var *const *targets, int n, uint64_t epoch, var_l
 
 typedef struct {
     kl_var *v;
-    int is_alias, is_code, is_gemm;
+    int is_alias, is_code, is_gemm, planned;
     kl_matmul_plan gemm;
+    kl_plan *new_plan; /* a plan recorded in this sync, waiting for its function */
     kl_kernel k;
     kl_kernel_fn fn;
 } step;
@@ -112,6 +114,43 @@ static kl_status run_step(kl_context *ctx, step *st)
     return KL_OK;
 }
 
+static int same_launch(const kl_kernel *a, const kl_kernel *b)
+{
+    if (a->n_bufs != b->n_bufs || a->n_iargs != b->n_iargs || a->n_fargs != b->n_fargs) return 0;
+    for (int i = 0; i < a->n_bufs; i++) if (a->bufs[i] != b->bufs[i]) return 0;
+    for (int i = 0; i < a->n_iargs; i++) if (a->iargs[i] != b->iargs[i]) return 0;
+    for (int i = 0; i < a->n_fargs; i++)
+        if (memcmp(&a->fargs[i], &b->fargs[i], sizeof a->fargs[i]) != 0) return 0;
+    return 1;
+}
+
+/* A fused kernel from the plan cache when its structure was seen before;
+ * else generated (and its plan recorded). */
+static kl_status build_step(kl_context *ctx, step *st)
+{
+    kl_fingerprint *fp = &ctx->fingerprint;
+    KL_TRY(kl_fingerprint_build(&ctx->plans, st->v, fp));
+    const char *cached_source = NULL;
+    kl_kernel_fn cached_fn = NULL;
+    if (kl_plan_lookup(&ctx->plans, fp, &st->k, &cached_fn, &cached_source)) {
+        st->fn = cached_fn;
+        st->planned = 1;
+        ctx->counters.cache_hits_memory++;
+        if (!ctx->plans.check) return KL_OK;
+        /* verify: the text and arguments the generator gives must be the plan's */
+        kl_kernel fresh;
+        kl_status s = kl_kernel_build(st->v, &fresh);
+        if (s == KL_OK && (strcmp(fresh.source, cached_source) != 0 || !same_launch(&fresh, &st->k)))
+            s = kl_error(KL_ERR_RUNTIME, "internal: the plan cache gave a different kernel for %s:\n%s\nvs\n%s",
+                         kl_var_op_name(st->v), cached_source, fresh.source);
+        kl_kernel_free(&fresh);
+        return s;
+    }
+    KL_TRY(kl_kernel_build(st->v, &st->k));
+    st->new_plan = kl_plan_insert(&ctx->plans, fp, &st->k);
+    return KL_OK;
+}
+
 kl_status kl_sync(kl_var *const *vars, int n)
 {
     if (n <= 0) return KL_OK;
@@ -150,14 +189,17 @@ kl_status kl_sync(kl_var *const *vars, int n)
                 sources[n_src] = kl_code_source(v, &cxx);
                 langs[n_src++] = cxx ? KL_LANG_CXX : KL_LANG_C;
             } else if (!st->is_alias) {
-                s = kl_kernel_build(v, &st->k);
-                if (s == KL_OK) { langs[n_src] = KL_LANG_KERNEL; sources[n_src++] = st->k.source; }
+                s = build_step(ctx, st);
+                if (s == KL_OK && !st->planned) { langs[n_src] = KL_LANG_KERNEL; sources[n_src++] = st->k.source; }
             }
         }
     }
     if (s == KL_OK) s = kl_jit_get_many(ctx, n_src, sources, langs, fns);
     for (int i = 0, j = 0; s == KL_OK && i < n_steps; i++)
-        if (!steps[i].is_alias && !steps[i].is_gemm) steps[i].fn = fns[j++];
+        if (!steps[i].is_alias && !steps[i].is_gemm && !steps[i].planned) {
+            steps[i].fn = fns[j++];
+            if (steps[i].new_plan) kl_plan_set_fn(steps[i].new_plan, steps[i].fn);
+        }
     for (int i = 0; s == KL_OK && i < n_steps; i++) s = run_step(ctx, &steps[i]);
     for (int i = 0; i < n_steps; i++) {
         kl_kernel_free(&steps[i].k);
