@@ -4,7 +4,6 @@
 #include "ops/ops.h"
 #include "core/builder.h"
 #include "core/dtype.h"
-#include <stdio.h>
 
 kl_status kl_reindex_parse(const char *opname, kl_op *op, int n_indexes, const char *const *indexes,
                            int n_conditions, const char *const *conditions,
@@ -132,12 +131,9 @@ kl_status kl_reindex_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
     int p[KL_MAX_DIMS];
     if (permutation(v, p)) {
         /* a transpose's gradient is the inverse transpose: a gather, not a scatter */
-        char text[KL_MAX_DIMS][8];
+        static const char *const names[KL_MAX_DIMS] = {"i0", "i1", "i2", "i3", "i4", "i5", "i6", "i7"};
         const char *inverse[KL_MAX_DIMS];
-        for (int d = 0; d < x->ndim; d++) {
-            snprintf(text[p[d]], sizeof text[p[d]], "i%d", d);
-            inverse[p[d]] = text[p[d]];
-        }
+        for (int d = 0; d < x->ndim; d++) inverse[p[d]] = names[d];
         return kl_reindex(dv, x->ndim, x->shape, inverse, 0, 0, NULL, 0, NULL, out);
     }
     return kl_reindex_like(&v->op, KL_OP_REINDEX_REDUCE, KL_REDUCE_SUM, dv, x->ndim, x->shape, 0, out);
