@@ -16,6 +16,8 @@ from ._create import (arange, empty, eye, full, full_like, linspace, ones, ones_
 from ._autograd import backward, detach, enable_grad, grad, is_grad_enabled, no_grad, stop_grad
 from ._flags import counters, display_memory_info, flags, gc, sync, sync_all
 from . import nn
+from .code import code
+from . import models, utils
 
 __version__ = "0.1.0"
 

@@ -61,3 +61,16 @@ def softplus(x, beta=1.0, threshold=20.0):
 def mse_loss(output, target):
     d = to_var(output) - target
     return (d * d).mean()
+
+
+# ---- layers, containers and losses (Module-based; see the files named) ----
+from ._module import Module, Parameter  # noqa: E402
+from ._containers import *  # noqa: E402,F401,F403
+from ._activation import *  # noqa: E402,F401,F403
+from ._linear import *  # noqa: E402,F401,F403
+from ._conv import *  # noqa: E402,F401,F403
+from ._pool import *  # noqa: E402,F401,F403
+from ._norm import *  # noqa: E402,F401,F403
+from ._resize import *  # noqa: E402,F401,F403
+from ._losses import *  # noqa: E402,F401,F403
+from . import _api  # noqa: E402,F401  (jt.Module, jt.optim, jt.save, ...)

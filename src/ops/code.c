@@ -163,8 +163,13 @@ kl_status kl_code_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
     if (n + 2 > KL_MAX_INPUTS) return kl_error(KL_ERR_VALUE, "code: too many inputs for a gradient kernel");
     for (int i = 0; i < n; i++) ins[i] = v->op.inputs[i];
     ins[n] = v;
-    ins[n + 1] = dv;
+    /* the gradient kernel reads dout with the output's element type */
+    kl_var *dcast = NULL;
+    if (dv->dtype != v->dtype) KL_TRY(kl_cast(dv, v->dtype, &dcast));
+    ins[n + 1] = dcast ? dcast : dv;
     kl_code_output o = {.dtype = x->dtype, .ndim = x->ndim};
     memcpy(o.shape, x->shape, (size_t)x->ndim * sizeof *x->shape);
-    return kl_code(v->ctx, n + 2, ins, 1, &o, node->grads[k], node->cplusplus, 0, NULL, out);
+    kl_status s = kl_code(v->ctx, n + 2, ins, 1, &o, node->grads[k], node->cplusplus, 0, NULL, out);
+    kl_var_release(dcast);
+    return s;
 }

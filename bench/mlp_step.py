@@ -1,0 +1,47 @@
+"""One training step of an MLP, 784-256-10, batch 64 (Linear-ReLU-Linear,
+cross entropy, SGD with momentum), in kiln (nn.Module + optim, Jittor's
+optimizer.step(loss)) and PyTorch (backward + step), with the same initial
+weights and data. Checks that a few steps agree, then prints the median step
+times and the ratio."""
+import numpy as np
+
+from _harness import jt, median_time, report, torch
+
+rng = np.random.RandomState(0)
+X = rng.rand(64, 784).astype(np.float32)
+Y = rng.randint(0, 10, 64).astype(np.int64)
+
+jt.seed(0)
+model = jt.nn.Sequential(jt.nn.Linear(784, 256), jt.nn.ReLU(), jt.nn.Linear(256, 10))
+opt = jt.optim.SGD(model.parameters(), 0.01, momentum=0.9)
+x, y = jt.array(X), jt.array(Y)
+loss_fn = jt.nn.CrossEntropyLoss()
+
+
+def kiln_step():
+    opt.step(loss_fn(model(x), y))
+
+
+torch_s = None
+if torch is not None:
+    tmodel = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
+                                 torch.nn.Linear(256, 10))
+    tmodel.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in
+                            model.state_dict().items()})
+    topt = torch.optim.SGD(tmodel.parameters(), 0.01, momentum=0.9)
+    tx, ty = torch.from_numpy(X), torch.from_numpy(Y)
+    tloss_fn = torch.nn.CrossEntropyLoss()
+
+    def torch_step():
+        topt.zero_grad()
+        tloss_fn(tmodel(tx), ty).backward()
+        topt.step()
+
+    for _ in range(3):           # same start, same steps: same weights
+        kiln_step()
+        torch_step()
+    for (name, p), tp in zip(model.named_parameters(), tmodel.parameters()):
+        err = np.abs(p.numpy() - tp.detach().numpy()).max()
+        assert err < 1e-5, f"{name} differs from PyTorch by {err}"
+    torch_s = median_time(torch_step, repeat=50)
+report("MLP 784-256-10 b64 train step", median_time(kiln_step, repeat=50), torch_s)

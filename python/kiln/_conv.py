@@ -1,0 +1,385 @@
+"""Convolutions from meta-ops. groups == 1 and wide groups: im2col (a window
+reindex) times the weight matrices, a broadcast·mul·sum the core hands to
+BLAS (_conv_gemm; 3-d: _im2col_flat here). Depthwise and narrow groups:
+the direct form, the input reindexed into windows [N, O, *out, C/g, *kernel]
+(padding = reads out of bounds, which give 0), the weight broadcast over
+[N, *out], the product summed over the window dims. Transposed convolutions
+gather the same way. Gradients are the core's autograd of these meta-ops.
+Layers: Conv1d/2d/3d (Jittor's Conv), ConvTranspose1d/2d."""
+import math
+
+from ._conv_gemm import conv_im2col
+from ._core import to_var
+from ._module import Module
+from ._shape import broadcast, reindex
+from . import init as _init
+
+__all__ = ["conv1d", "conv2d", "conv3d", "conv", "conv_transpose1d", "conv_transpose2d",
+           "conv_transpose3d", "Conv1d", "Conv2d", "Conv3d", "Conv", "ConvTranspose1d",
+           "ConvTranspose2d", "ConvTranspose3d", "ConvTranspose"]
+
+_MAX_DIMS = 8
+_USE_GEMM = True     # groups == 1: im2col + matrix product; else the direct form
+
+
+def _tuple(v, n, name="argument"):
+    if isinstance(v, (list, tuple)):
+        if len(v) != n:
+            raise ValueError(f"{name} must have {n} values, got {tuple(v)}")
+        return tuple(int(a) for a in v)
+    return (int(v),) * n
+
+
+def _term(coef, name):
+    return "" if coef == 0 else name if coef == 1 else f"{name}*{coef}"
+
+
+def _affine(*terms, const=0):
+    """An index expression: the sum of the non-empty terms plus const."""
+    parts = [t for t in terms if t]
+    e = "+".join(parts) if parts else "0"
+    if const > 0:
+        e = f"{e}+{const}"
+    elif const < 0:
+        e = f"{e}-{-const}"
+    return e
+
+
+def _pads(padding, nd, ks, stride, dilation, name):
+    """(low, high) padding per spatial dim; 'same' pads the extra on the high side."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0)] * nd
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{name}: padding='same' is not supported for strided "
+                                 "convolutions")
+            out = []
+            for k, d in zip(ks, dilation):
+                total = d * (k - 1)
+                out.append((total // 2, total - total // 2))
+            return out
+        raise ValueError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', "
+                         f"got {padding!r}")
+    p = _tuple(padding, nd, f"{name}: padding")
+    if any(v < 0 for v in p):
+        raise ValueError(f"{name}: negative padding {p}")
+    return [(v, v) for v in p]
+
+
+def _kernel_exprs(ks, first_dim, separate):
+    """Per kernel dim: its index expression, given the kernel dims start at
+    first_dim (separate dims) or are one flattened dim there."""
+    if separate:
+        return [f"i{first_dim + j}" for j in range(len(ks))]
+    exprs = []
+    for j, k in enumerate(ks):
+        inner = int(math.prod(ks[j + 1:]))
+        e = f"i{first_dim}" if inner == 1 else f"i{first_dim}/{inner}"
+        exprs.append(e if j == 0 else f"({e})%{k}")
+    return exprs
+
+
+def _check_input(x, w, nd, name, transposed=False):
+    x, w = to_var(x), to_var(w)
+    batched = x.ndim == nd + 2
+    if not batched:
+        if x.ndim != nd + 1:
+            raise ValueError(f"{name}: expected a {nd + 2}-d (batched) or {nd + 1}-d input, "
+                             f"got shape {x.shape}")
+        x = x.reshape((1,) + x.shape)
+    if w.ndim != nd + 2:
+        raise ValueError(f"{name}: expected a {nd + 2}-d weight, got shape {w.shape}")
+    if not x.dtype.is_float:
+        x = x.float32()
+    return x, w, batched
+
+
+def conv_nd(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, nd=2,
+            name="conv2d"):
+    """N-d convolution (cross-correlation), PyTorch's semantics and layouts:
+    x (N, C, *spatial), weight (O, C/groups, *kernel)."""
+    x, weight, batched = _check_input(x, weight, nd, name)
+    N, C = x.shape[:2]
+    sp = x.shape[2:]
+    O, Cg = weight.shape[:2]
+    ks = weight.shape[2:]
+    stride = _tuple(stride, nd, f"{name}: stride")
+    dilation = _tuple(dilation, nd, f"{name}: dilation")
+    if groups < 1 or C % groups or O % groups:
+        raise ValueError(f"{name}: groups={groups} must divide the input channels ({C}) and "
+                         f"the output channels ({O})")
+    if Cg * groups != C:
+        raise ValueError(f"{name}: input of shape {x.shape} has {C} channels, but weight of "
+                         f"shape {weight.shape} expects {Cg * groups} (groups={groups})")
+    pads = _pads(padding, nd, ks, stride, dilation, name)
+    outs = []
+    for j in range(nd):
+        lo, hi = pads[j]
+        o = (sp[j] + lo + hi - dilation[j] * (ks[j] - 1) - 1) // stride[j] + 1
+        if o <= 0:
+            raise ValueError(f"{name}: input of shape {x.shape} is too small for kernel "
+                             f"{tuple(ks)} (dilation {dilation}, padding {pads})")
+        outs.append(o)
+    gemm_ok = _USE_GEMM and x.dtype in ("float32", "float64") and \
+        (groups == 1 or O // groups >= 4)
+    if gemm_ok and 3 + 2 * nd <= _MAX_DIMS:
+        # im2col + a (batched) matrix product, BLAS when the core has it
+        y = conv_im2col(x, weight, stride, pads, dilation, outs, groups)
+    elif gemm_ok:
+        y = _im2col_flat(x, weight, stride, pads, dilation, outs, groups)
+    else:
+        # depthwise and narrow groups: the direct form is faster (measured)
+        y = _conv_direct(x, weight, stride, pads, dilation, groups, outs)
+    if bias is not None:
+        y = y + to_var(bias).reshape((1, O) + (1,) * nd)
+    return y if batched else y.reshape(y.shape[1:])
+
+
+def _im2col_flat(x, weight, stride, pads, dilation, outs, groups):
+    """im2col with the kernel dims flattened into one (3-d convolutions, where
+    separate dims would pass the core's 8): windows (N*out, G, C/g*kernel)
+    times the weight (G, O/g, C/g*kernel), summed over the last dim."""
+    nd = len(outs)
+    N = x.shape[0]
+    O, Cg = weight.shape[:2]
+    ks = tuple(weight.shape[2:])
+    G, Og, R = groups, O // groups, int(math.prod(ks))
+    P = int(math.prod(outs))
+    M, K = N * P, Cg * R
+    kexpr = _kernel_exprs(ks, 3 + nd, False)
+    idx = ["i0", f"i{1 + nd}*{Cg}+i{2 + nd}" if G > 1 else f"i{2 + nd}"]
+    for j in range(nd):
+        idx.append(_affine(_term(stride[j], f"i{1 + j}"), _term(dilation[j], kexpr[j]),
+                           const=-pads[j][0]))
+    cols = reindex(x, (N, *outs, G, Cg, R), idx).reshape((M, G, K))
+    shape = (M, G, Og, K)
+    y = (broadcast(cols, shape, [2]) * broadcast(weight.reshape((G, Og, K)), shape, [0])).sum(3)
+    y = reindex(y.reshape((N, P, O)), (N, O, P), ["i0", "i2", "i1"])
+    return y.reshape((N, O, *outs))
+
+
+def _conv_direct(x, weight, stride, pads, dilation, groups, outs):
+    """One fused reindex·broadcast·mul·sum over [N, O, *out, C/g, *kernel]."""
+    nd = len(outs)
+    N = x.shape[0]
+    O, Cg = weight.shape[:2]
+    ks = weight.shape[2:]
+    separate = 3 + 2 * nd <= _MAX_DIMS
+    cdim = 2 + nd
+    kexpr = _kernel_exprs(ks, cdim + 1, separate)
+    Og = O // groups
+    cexpr = f"i{cdim}" if groups == 1 else f"i1/{Og}*{Cg}+i{cdim}"
+    idx = ["i0", cexpr]
+    for j in range(nd):
+        idx.append(_affine(_term(stride[j], f"i{2 + j}"), _term(dilation[j], kexpr[j]),
+                           const=-pads[j][0]))
+    kshape = tuple(ks) if separate else (int(math.prod(ks)),)
+    shape = (N, O, *outs, Cg, *kshape)
+    xx = reindex(x, shape, idx)
+    w = weight if separate else weight.reshape((O, Cg) + kshape)
+    ww = broadcast(w, shape, [0] + list(range(2, 2 + nd)))
+    return (xx * ww).sum(list(range(cdim, len(shape))))
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return conv_nd(x, weight, bias, stride, padding, dilation, groups, 1, "conv1d")
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return conv_nd(x, weight, bias, stride, padding, dilation, groups, 2, "conv2d")
+
+
+def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return conv_nd(x, weight, bias, stride, padding, dilation, groups, 3, "conv3d")
+
+
+conv = conv2d
+
+
+def conv_transpose_nd(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                      dilation=1, nd=2, name="conv_transpose2d"):
+    """The gradient of conv_nd with respect to its input, as a gather:
+    out[n, o, y] = sum x[n, c, (y + p - k*d) / s] * w[c, o, k] where the
+    division is exact. weight (C_in, C_out/groups, *kernel), PyTorch's layout."""
+    x, weight, batched = _check_input(x, weight, nd, name)
+    N, C = x.shape[:2]
+    sp = x.shape[2:]
+    Cw, Og = weight.shape[:2]
+    ks = weight.shape[2:]
+    if Cw != C:
+        raise ValueError(f"{name}: input of shape {x.shape} has {C} channels, weight of "
+                         f"shape {weight.shape} expects {Cw}")
+    if C % groups:
+        raise ValueError(f"{name}: groups={groups} must divide the input channels ({C})")
+    stride = _tuple(stride, nd, f"{name}: stride")
+    dilation = _tuple(dilation, nd, f"{name}: dilation")
+    pad = _tuple(padding, nd, f"{name}: padding")
+    opad = _tuple(output_padding, nd, f"{name}: output_padding")
+    Cg, O = C // groups, Og * groups
+    outs = [(sp[j] - 1) * stride[j] - 2 * pad[j] + dilation[j] * (ks[j] - 1) + opad[j] + 1
+            for j in range(nd)]
+    separate = 3 + 2 * nd <= _MAX_DIMS
+    cdim = 2 + nd
+    kexpr = _kernel_exprs(ks, cdim + 1, separate)
+    cexpr = f"i{cdim}" if groups == 1 else f"i1/{Og}*{Cg}+i{cdim}"
+    idx, conds = ["i0", cexpr], []
+    for j in range(nd):
+        num = _affine(f"i{2 + j}", f"-{_term(dilation[j], kexpr[j])}", const=pad[j])
+        num = num.replace("+-", "-")
+        if stride[j] == 1:
+            idx.append(num)
+        else:
+            idx.append(f"({num})/{stride[j]}")
+            conds.append(f"({num})%{stride[j]}!=0")
+    kshape = tuple(ks) if separate else (int(math.prod(ks)),)
+    shape = (N, O, *outs, Cg, *kshape)
+    xx = reindex(x, shape, idx, 0, ["||".join(f"({c})" for c in conds)] if conds else [])
+    w = weight if separate else weight.reshape((C, Og) + kshape)
+    oexpr = "i1" if groups == 1 else f"i1%{Og}"
+    widx = [cexpr, oexpr] + [f"i{cdim + 1 + j}" for j in range(len(kshape))]
+    ww = reindex(w, shape, widx)
+    y = (xx * ww).sum(list(range(cdim, len(shape))))
+    if bias is not None:
+        y = y + to_var(bias).reshape((1, O) + (1,) * nd)
+    return y if batched else y.reshape(y.shape[1:])
+
+
+def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    return conv_transpose_nd(x, weight, bias, stride, padding, output_padding, groups,
+                             dilation, 1, "conv_transpose1d")
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    return conv_transpose_nd(x, weight, bias, stride, padding, output_padding, groups,
+                             dilation, 2, "conv_transpose2d")
+
+
+def conv_transpose3d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    return conv_transpose_nd(x, weight, bias, stride, padding, output_padding, groups,
+                             dilation, 3, "conv_transpose3d")
+
+
+def _init_weight_bias(shape, fan_in, n_bias, dtype):
+    """PyTorch's default: kaiming_uniform(a=sqrt(5)) = uniform(+-1/sqrt(fan_in)),
+    the bias (n_bias values, or none) likewise."""
+    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+    w = _init.uniform(shape, dtype, -bound, bound)
+    b = _init.uniform((n_bias,), dtype, -bound, bound) if n_bias else None
+    return w, b
+
+
+class _ConvNd(Module):
+    _nd = 2
+    _transposed = False
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", output_padding=0,
+                 dtype="float32"):
+        super().__init__()
+        nd = self._nd
+        name = type(self).__name__
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels "
+                             f"({in_channels}) and out_channels ({out_channels})")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"{name}: unknown padding_mode {padding_mode!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _tuple(kernel_size, nd, f"{name}: kernel_size")
+        self.stride = _tuple(stride, nd, f"{name}: stride")
+        self.padding = padding if isinstance(padding, str) else \
+            _tuple(padding, nd, f"{name}: padding")
+        self.dilation = _tuple(dilation, nd, f"{name}: dilation")
+        self.output_padding = _tuple(output_padding, nd, f"{name}: output_padding")
+        self.groups, self.padding_mode = groups, padding_mode
+        rf = int(math.prod(self.kernel_size))
+        if self._transposed:
+            shape = (in_channels, out_channels // groups) + self.kernel_size
+            fan_in = out_channels // groups * rf     # PyTorch's fan of this layout
+        else:
+            shape = (out_channels, in_channels // groups) + self.kernel_size
+            fan_in = in_channels // groups * rf
+        self.weight, self.bias = _init_weight_bias(shape, fan_in, out_channels if bias else 0,
+                                                   dtype)
+
+    def _padded(self, x):
+        """Non-zero padding modes pad explicitly, then convolve unpadded."""
+        if self.padding_mode == "zeros":
+            return x, self.padding
+        from ._resize import pad
+        if isinstance(self.padding, str):
+            pads = _pads(self.padding, self._nd, self.kernel_size, self.stride, self.dilation,
+                         type(self).__name__)
+        else:
+            pads = [(p, p) for p in self.padding]
+        flat = []
+        for lo, hi in reversed(pads):
+            flat += [lo, hi]
+        return pad(x, flat, self.padding_mode), 0
+
+    def execute(self, x):
+        if self._transposed:
+            return conv_transpose_nd(x, self.weight, self.bias, self.stride, self.padding,
+                                     self.output_padding, self.groups, self.dilation, self._nd,
+                                     type(self).__name__)
+        x, padding = self._padded(x)
+        return conv_nd(x, self.weight, self.bias, self.stride, padding, self.dilation,
+                       self.groups, self._nd, type(self).__name__)
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0,) * self._nd:
+            s += f", padding={self.padding}"
+        if self.dilation != (1,) * self._nd:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class Conv1d(_ConvNd):
+    _nd = 1
+
+
+class Conv2d(_ConvNd):
+    _nd = 2
+
+
+class Conv3d(_ConvNd):
+    _nd = 3
+
+
+Conv = Conv2d
+
+
+class _ConvTransposeNd(_ConvNd):
+    _transposed = True
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
+                 dtype="float32"):
+        if padding_mode != "zeros":
+            raise ValueError(f"{type(self).__name__}: only padding_mode='zeros' is supported")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, output_padding, dtype)
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    _nd = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    _nd = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    _nd = 3
+
+
+ConvTranspose = ConvTranspose2d

@@ -1,0 +1,285 @@
+"""Normalisation layers: BatchNorm1d/2d/3d (running statistics with PyTorch's
+momentum rule, eval mode, num_batches_tracked), LayerNorm, GroupNorm,
+InstanceNorm1d/2d, and the functional forms. Running statistics are buffers,
+updated with Var.update (no gradient path)."""
+import numpy as np
+
+from ._core import to_var
+from ._module import Module, update_state
+from . import init as _init
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "BatchNorm1d",
+           "BatchNorm2d", "BatchNorm3d", "BatchNorm", "LayerNorm", "GroupNorm",
+           "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LocalResponseNorm"]
+
+
+def _channel_shape(x):
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def _affine(y, x, weight, bias):
+    if weight is not None:
+        y = y * to_var(weight).reshape(_channel_shape(x))
+    if bias is not None:
+        y = y + to_var(bias).reshape(_channel_shape(x))
+    return y
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5, num_batches_tracked=None):
+    """PyTorch's F.batch_norm. In training the batch statistics normalise x and,
+    when given, running_mean/running_var are updated in place:
+    r = (1 - momentum) * r + momentum * batch statistic (unbiased variance).
+    momentum=None means a cumulative average over num_batches_tracked batches."""
+    x = to_var(x)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected at least 2 dims (N, C, ...), got {x.shape}")
+    if not x.dtype.is_float:
+        x = x.float32()
+    C = x.shape[1]
+    dims = [0] + list(range(2, x.ndim))
+    if not training:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: eval mode needs running_mean and running_var")
+        scale = (to_var(running_var) + eps).rsqrt()
+        if weight is not None:
+            scale = scale * weight
+        shift = -to_var(running_mean) * scale
+        if bias is not None:
+            shift = shift + bias
+        return x * scale.reshape(_channel_shape(x)) + shift.reshape(_channel_shape(x))
+    n = x.numel() // C
+    if n <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                         f"got input of shape {x.shape}")
+    mean = x.mean(dims, keepdims=True)
+    xc = x - mean
+    var = (xc * xc).mean(dims, keepdims=True)
+    y = _affine(xc * (var + eps).rsqrt(), x, weight, bias)
+    if running_mean is not None and running_var is not None:
+        if momentum is None:
+            count = int(num_batches_tracked.item()) if num_batches_tracked is not None else 1
+            m = 1.0 / max(count, 1)
+        else:
+            m = float(momentum)
+        bm = mean.detach().reshape((C,))
+        bv = var.detach().reshape((C,)) * (n / (n - 1))
+        update_state(running_mean, running_mean * (1 - m) + bm * m)
+        update_state(running_var, running_var * (1 - m) + bv * m)
+    return y
+
+
+class _BatchNorm(Module):
+    _dims = None
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, is_train=True, sync=True, dtype="float32"):
+        super().__init__()
+        del is_train, sync
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = _init.one((num_features,), dtype)
+            self.bias = _init.zero((num_features,), dtype)
+        else:
+            self.weight = self.bias = None
+        if track_running_stats:
+            self.register_buffer("running_mean", _init.zero((num_features,), dtype))
+            self.register_buffer("running_var", _init.one((num_features,), dtype))
+            self.register_buffer("num_batches_tracked", _init.zero((), "int64"))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def _check(self, x):
+        if self._dims is not None and x.ndim not in self._dims:
+            raise ValueError(f"{type(self).__name__}: expected a {' or '.join(map(str, self._dims))}"
+                             f"-d input, got shape {x.shape}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}: expected {self.num_features} channels "
+                             f"(dim 1), got input of shape {x.shape}")
+
+    def execute(self, x):
+        x = to_var(x)
+        self._check(x)
+        use_batch = self.training or not self.track_running_stats
+        if self.training and self.track_running_stats:
+            update_state(self.num_batches_tracked, self.num_batches_tracked + 1)
+        track = self.training and self.track_running_stats
+        return batch_norm(x, self.running_mean if track or not use_batch else None,
+                          self.running_var if track or not use_batch else None,
+                          self.weight, self.bias, use_batch, self.momentum, self.eps,
+                          self.num_batches_tracked)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    _dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    _dims = (4,)
+
+
+class BatchNorm3d(_BatchNorm):
+    _dims = (5,)
+
+
+BatchNorm = BatchNorm2d
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    x = to_var(x)
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    normalized_shape = tuple(normalized_shape)
+    k = len(normalized_shape)
+    if tuple(x.shape[x.ndim - k:]) != normalized_shape:
+        raise ValueError(f"layer_norm: input of shape {x.shape} does not end with the "
+                         f"normalized shape {normalized_shape}")
+    dims = list(range(x.ndim - k, x.ndim))
+    mean = x.mean(dims, keepdims=True)
+    xc = x - mean
+    y = xc * ((xc * xc).mean(dims, keepdims=True) + eps).rsqrt()
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+class LayerNorm(Module):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 dtype="float32"):
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        if elementwise_affine:
+            self.weight = _init.one(self.normalized_shape, dtype)
+            self.bias = _init.zero(self.normalized_shape, dtype) if bias else None
+        else:
+            self.weight = self.bias = None
+
+    def execute(self, x):
+        return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, " \
+               f"elementwise_affine={self.elementwise_affine}"
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    x = to_var(x)
+    N, C = x.shape[:2]
+    if C % num_groups:
+        raise ValueError(f"group_norm: {num_groups} groups do not divide {C} channels")
+    g = x.reshape((N, num_groups, -1))
+    mean = g.mean(2, keepdims=True)
+    gc = g - mean
+    y = (gc * ((gc * gc).mean(2, keepdims=True) + eps).rsqrt()).reshape(x.shape)
+    return _affine(y, x, weight, bias)
+
+
+class GroupNorm(Module):
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype="float32"):
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: {num_groups} groups do not divide {num_channels} "
+                             "channels")
+        self.num_groups, self.num_channels, self.eps, self.affine = (num_groups, num_channels,
+                                                                     eps, affine)
+        if affine:
+            self.weight = _init.one((num_channels,), dtype)
+            self.bias = _init.zero((num_channels,), dtype)
+        else:
+            self.weight = self.bias = None
+
+    def execute(self, x):
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    x = to_var(x)
+    dims = list(range(2, x.ndim))
+    if not use_input_stats:
+        shape = _channel_shape(x)
+        y = (x - to_var(running_mean).reshape(shape)) * \
+            (to_var(running_var).reshape(shape) + eps).rsqrt()
+        return _affine(y, x, weight, bias)
+    mean = x.mean(dims, keepdims=True)
+    xc = x - mean
+    var = (xc * xc).mean(dims, keepdims=True)
+    if running_mean is not None and running_var is not None:
+        n = int(np.prod(x.shape[2:]))
+        m = float(momentum)
+        bm = mean.detach().mean(0).reshape((x.shape[1],))
+        bv = (var.detach() * (n / max(n - 1, 1))).mean(0).reshape((x.shape[1],))
+        update_state(running_mean, running_mean * (1 - m) + bm * m)
+        update_state(running_var, running_var * (1 - m) + bv * m)
+    return _affine(xc * (var + eps).rsqrt(), x, weight, bias)
+
+
+class _InstanceNorm(Module):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
+                 track_running_stats=False, dtype="float32"):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = _init.one((num_features,), dtype)
+            self.bias = _init.zero((num_features,), dtype)
+        else:
+            self.weight = self.bias = None
+        if track_running_stats:
+            self.register_buffer("running_mean", _init.zero((num_features,), dtype))
+            self.register_buffer("running_var", _init.one((num_features,), dtype))
+            self.register_buffer("num_batches_tracked", _init.zero((), "int64"))
+
+    def execute(self, x):
+        x = to_var(x)
+        track = self.track_running_stats
+        use_input = self.training or not track
+        if track and self.training:
+            update_state(self.num_batches_tracked, self.num_batches_tracked + 1)
+        return instance_norm(x, self.running_mean if track else None,
+                             self.running_var if track else None, self.weight, self.bias,
+                             use_input, self.momentum, self.eps)
+
+
+class InstanceNorm1d(_InstanceNorm):
+    pass
+
+
+class InstanceNorm2d(_InstanceNorm):
+    pass
+
+
+class InstanceNorm3d(_InstanceNorm):
+    pass
+
+
+class LocalResponseNorm(Module):
+    """PyTorch's LRN across channels: x / (k + alpha/n * sum of squares)^beta."""
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def execute(self, x):
+        x = to_var(x)
+        lo = self.size // 2
+        shape = x.shape + (self.size,)
+        nd = x.ndim
+        idx = ["i0", f"i1+i{nd}-{lo}"] + [f"i{d}" for d in range(2, nd)]
+        sq = (x * x).reindex(shape, idx).sum(nd)
+        return x / (sq * (self.alpha / self.size) + self.k) ** self.beta

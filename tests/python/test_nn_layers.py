@@ -1,0 +1,394 @@
+"""Each layer's forward and gradients against PyTorch (same weights, float64),
+plus finite differences for a few, and layer behaviour (eval mode, running
+statistics, default initialisation)."""
+import numpy as np
+import pytest
+
+import kiln as jt
+from kiln import nn
+from ktest import check_grad
+from nnref import compare, torch
+
+R = np.random.default_rng(0)
+
+
+def rand(*shape, low=-1.0, high=1.0):
+    return R.uniform(low, high, size=shape)
+
+
+# ---- linear, embedding ----
+
+def test_linear():
+    t = torch()
+    compare(nn.Linear(5, 3), t.nn.Linear(5, 3), rand(4, 5))
+    compare(nn.Linear(5, 3, bias=False), t.nn.Linear(5, 3, bias=False), rand(2, 6, 5))
+
+
+def test_linear_finite_differences():
+    w, b = rand(3, 4), rand(3)
+    check_grad(lambda x, w, b: nn.linear(x, w, b), rand(2, 4), w, b)
+
+
+def test_embedding():
+    t = torch()
+    idx = R.integers(0, 10, size=(3, 4))
+    compare(nn.Embedding(10, 6), t.nn.Embedding(10, 6), idx)
+    compare(nn.Embedding(10, 6, padding_idx=2), t.nn.Embedding(10, 6, padding_idx=2),
+            np.array([[2, 3, 2], [1, 2, 0]]))
+
+
+def test_bilinear():
+    t = torch()
+    compare(nn.Bilinear(3, 4, 2), t.nn.Bilinear(3, 4, 2), rand(5, 3), rand(5, 4))
+
+
+# ---- convolutions ----
+
+@pytest.mark.parametrize("kw", [
+    dict(), dict(stride=2), dict(padding=1), dict(padding=(2, 1), dilation=(1, 2)),
+    dict(padding="same"), dict(padding="same", dilation=2), dict(groups=2),
+    dict(groups=4, padding=1), dict(stride=(2, 1), padding=1, bias=False),
+    dict(padding=1, padding_mode="reflect"), dict(padding=2, padding_mode="circular"),
+    dict(padding=1, padding_mode="replicate"),
+])
+def test_conv2d(kw):
+    t = torch()
+    args = (4, 8, 3)
+    kernel = kw.pop("kernel", 3)
+    compare(nn.Conv2d(4, 8, kernel, **kw), t.nn.Conv2d(*args, **kw), rand(2, 4, 7, 6))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+def test_conv2d_depthwise_and_even_kernel():
+    t = torch()
+    compare(nn.Conv2d(6, 6, 3, padding=1, groups=6), t.nn.Conv2d(6, 6, 3, padding=1, groups=6),
+            rand(2, 6, 5, 5))
+    compare(nn.Conv2d(3, 4, (2, 4), padding="same"), t.nn.Conv2d(3, 4, (2, 4), padding="same"),
+            rand(1, 3, 6, 7))
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=1), dict(groups=2, dilation=2)])
+def test_conv2d_direct_form(kw, monkeypatch):
+    """The fused direct form (used for depthwise convs) for every case."""
+    from kiln import _conv
+    t = torch()
+    monkeypatch.setattr(_conv, "_USE_GEMM", False)
+    compare(nn.Conv2d(4, 8, 3, **kw), t.nn.Conv2d(4, 8, 3, **kw), rand(2, 4, 7, 6))
+
+
+def test_conv_alias_and_unbatched():
+    assert nn.Conv is nn.Conv2d
+    c = nn.Conv2d(2, 3, 3)
+    x = rand(2, 5, 5)
+    np.testing.assert_allclose(c(jt.array(x)).numpy(), c(jt.array(x[None])).numpy()[0],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_conv1d():
+    t = torch()
+    compare(nn.Conv1d(3, 5, 3, stride=2, padding=1), t.nn.Conv1d(3, 5, 3, stride=2, padding=1),
+            rand(2, 3, 9))
+    compare(nn.Conv1d(4, 4, 3, groups=2, dilation=2), t.nn.Conv1d(4, 4, 3, groups=2, dilation=2),
+            rand(2, 4, 9))
+    compare(nn.Conv1d(4, 8, 3, groups=2, stride=2), t.nn.Conv1d(4, 8, 3, groups=2, stride=2),
+            rand(2, 4, 9))
+
+
+def test_conv3d():
+    t = torch()
+    compare(nn.Conv3d(2, 3, 3, padding=1), t.nn.Conv3d(2, 3, 3, padding=1), rand(1, 2, 4, 5, 3))
+    compare(nn.Conv3d(2, 4, (2, 3, 2), stride=(1, 2, 1), groups=2),
+            t.nn.Conv3d(2, 4, (2, 3, 2), stride=(1, 2, 1), groups=2), rand(2, 2, 4, 5, 3))
+    compare(nn.Conv3d(4, 8, 2, padding=(1, 0, 1), dilation=(1, 2, 1), groups=2),
+            t.nn.Conv3d(4, 8, 2, padding=(1, 0, 1), dilation=(1, 2, 1), groups=2),
+            rand(1, 4, 3, 5, 4))
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(stride=2), dict(stride=2, padding=1),
+                                dict(stride=2, padding=1, output_padding=1),
+                                dict(stride=3, dilation=2, groups=2)])
+def test_conv_transpose2d(kw):
+    t = torch()
+    compare(nn.ConvTranspose2d(4, 6, 3, **kw), t.nn.ConvTranspose2d(4, 6, 3, **kw),
+            rand(2, 4, 4, 5))
+
+
+def test_conv_transpose1d():
+    t = torch()
+    compare(nn.ConvTranspose1d(3, 2, 4, stride=2, padding=1),
+            t.nn.ConvTranspose1d(3, 2, 4, stride=2, padding=1), rand(2, 3, 5))
+
+
+def test_conv2d_finite_differences():
+    def f(x, w, b):
+        return nn.conv2d(x, w, b, stride=2, padding=1)
+    check_grad(f, rand(1, 2, 5, 4), rand(3, 2, 3, 3), rand(3), rtol=1e-5, atol=1e-7)
+
+    def g(x, w):
+        return nn.conv2d(x, w, None, padding=1, groups=2)
+    check_grad(g, rand(1, 4, 3, 3), rand(2, 2, 3, 3))
+
+
+def test_conv_errors():
+    c = nn.Conv2d(3, 4, 3)
+    with pytest.raises(ValueError, match="channels"):
+        c(jt.zeros((1, 2, 5, 5)))
+    with pytest.raises(ValueError, match="too small"):
+        c(jt.zeros((1, 3, 2, 2)))
+    with pytest.raises(ValueError, match="groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+
+
+# ---- pooling ----
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2),
+                                dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=3, stride=2, ceil_mode=True),
+                                dict(kernel_size=2, stride=1, dilation=2)])
+def test_max_pool2d(kw):
+    t = torch()
+    compare(nn.MaxPool2d(**kw), t.nn.MaxPool2d(**kw), rand(2, 3, 7, 8))
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
+                                dict(kernel_size=3, stride=2, ceil_mode=True),
+                                dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
+                                     count_include_pad=False),
+                                dict(kernel_size=2, divisor_override=3)])
+def test_avg_pool2d(kw):
+    t = torch()
+    compare(nn.AvgPool2d(**kw), t.nn.AvgPool2d(**kw), rand(2, 3, 7, 8))
+
+
+def test_pool_1d_3d():
+    t = torch()
+    compare(nn.MaxPool1d(3, 2), t.nn.MaxPool1d(3, 2), rand(2, 3, 9))
+    compare(nn.AvgPool1d(3, 2, 1), t.nn.AvgPool1d(3, 2, 1), rand(2, 3, 9))
+    compare(nn.MaxPool3d(2), t.nn.MaxPool3d(2), rand(1, 2, 4, 4, 6))
+
+
+@pytest.mark.parametrize("size", [1, 2, (3, 2), (5, 3), (None, 2)])
+def test_adaptive_pools(size):
+    t = torch()
+    compare(nn.AdaptiveAvgPool2d(size), t.nn.AdaptiveAvgPool2d(size), rand(2, 3, 7, 6))
+    compare(nn.AdaptiveMaxPool2d(size), t.nn.AdaptiveMaxPool2d(size), rand(2, 3, 7, 6))
+
+
+def test_jittor_pool():
+    x = rand(1, 2, 6, 6)
+    ref = nn.MaxPool2d(2)(jt.array(x)).numpy()
+    np.testing.assert_allclose(nn.Pool(2, op="maximum")(jt.array(x)).numpy(), ref)
+    avg = nn.Pool(2, op="mean")(jt.array(x)).numpy()
+    np.testing.assert_allclose(avg, x.reshape(1, 2, 3, 2, 3, 2).mean((3, 5)), rtol=1e-12)
+
+
+def test_max_pool_finite_differences():
+    check_grad(lambda x: nn.max_pool2d(x, 3, 2, 1), rand(1, 2, 5, 5))
+    check_grad(lambda x: nn.avg_pool2d(x, 3, 2, 1, count_include_pad=False), rand(1, 2, 5, 5))
+
+
+# ---- normalisation ----
+
+def test_batchnorm2d_train_and_eval():
+    t = torch()
+    bn, tbn = nn.BatchNorm2d(3), t.nn.BatchNorm2d(3)
+    x = rand(4, 3, 5, 5) * 3 + 1
+    compare(bn, tbn, x)
+    for k in ("running_mean", "running_var"):
+        np.testing.assert_allclose(getattr(bn, k).numpy(), getattr(tbn, k).numpy(),
+                                   rtol=1e-10, err_msg=k)
+    assert int(bn.num_batches_tracked.item()) == int(tbn.num_batches_tracked) == 1
+    x2 = rand(4, 3, 5, 5) * 2
+    bn(jt.array(x2)).sync()
+    tbn(t.from_numpy(x2))
+    np.testing.assert_allclose(bn.running_var.numpy(), tbn.running_var.numpy(), rtol=1e-10)
+    bn.eval()
+    tbn.eval()
+    compare(bn, tbn, x)
+
+
+def test_batchnorm1d_and_options():
+    t = torch()
+    compare(nn.BatchNorm1d(4), t.nn.BatchNorm1d(4), rand(6, 4))
+    compare(nn.BatchNorm1d(4, affine=False), t.nn.BatchNorm1d(4, affine=False), rand(3, 4, 5))
+    bn, tbn = nn.BatchNorm2d(2, momentum=None), t.nn.BatchNorm2d(2, momentum=None)
+    for _ in range(3):
+        x = rand(3, 2, 2, 2)
+        compare(bn, tbn, x)
+    np.testing.assert_allclose(bn.running_mean.numpy(), tbn.running_mean.numpy(), rtol=1e-10)
+    bn, tbn = nn.BatchNorm2d(2, track_running_stats=False), \
+        t.nn.BatchNorm2d(2, track_running_stats=False)
+    bn.eval()
+    tbn.eval()
+    compare(bn, tbn, rand(3, 2, 2, 2))
+
+
+def test_batchnorm_stats_are_buffers():
+    bn = nn.BatchNorm2d(3)
+    names = [n for n, _ in bn.named_parameters()]
+    assert names == ["weight", "bias"]
+    assert [n for n, _ in bn.named_buffers()] == ["running_mean", "running_var",
+                                                  "num_batches_tracked"]
+
+
+def test_layer_group_instance_norm():
+    t = torch()
+    compare(nn.LayerNorm(5), t.nn.LayerNorm(5), rand(2, 3, 5))
+    compare(nn.LayerNorm((3, 5), elementwise_affine=False),
+            t.nn.LayerNorm((3, 5), elementwise_affine=False), rand(2, 3, 5))
+    compare(nn.GroupNorm(2, 6), t.nn.GroupNorm(2, 6), rand(2, 6, 3, 3))
+    compare(nn.InstanceNorm2d(3), t.nn.InstanceNorm2d(3), rand(2, 3, 4, 4))
+    compare(nn.InstanceNorm2d(3, affine=True), t.nn.InstanceNorm2d(3, affine=True),
+            rand(2, 3, 4, 4))
+    compare(nn.LocalResponseNorm(3), t.nn.LocalResponseNorm(3), rand(2, 5, 3, 3))
+
+
+def test_layer_norm_finite_differences():
+    check_grad(lambda x, w, b: nn.layer_norm(x, 4, w, b), rand(2, 4), rand(4), rand(4))
+
+
+# ---- activations ----
+
+@pytest.mark.parametrize("name,args", [
+    ("ReLU", ()), ("ReLU6", ()), ("LeakyReLU", (0.2,)), ("ELU", (0.7,)), ("GELU", ()),
+    ("SiLU", ()), ("Sigmoid", ()), ("Tanh", ()), ("Softmax", (1,)), ("LogSoftmax", (1,)),
+    ("Hardswish", ()), ("Hardsigmoid", ()), ("Softplus", ()), ("Mish", ()), ("SELU", ()),
+    ("Hardtanh", ()), ("Softsign", ()), ("LogSigmoid", ()), ("Tanhshrink", ()),
+])
+def test_activation(name, args):
+    t = torch()
+    compare(getattr(nn, name)(*args), getattr(t.nn, name)(*args), rand(3, 4, 2, low=-5, high=5))
+
+
+def test_gelu_tanh_and_prelu():
+    t = torch()
+    compare(nn.GELU("tanh"), t.nn.GELU("tanh"), rand(3, 4))
+    compare(nn.PReLU(), t.nn.PReLU(), rand(2, 3, 4))
+    compare(nn.PReLU(3), t.nn.PReLU(3), rand(2, 3, 4))
+
+
+# ---- dropout ----
+
+def test_dropout():
+    jt.seed(3)
+    x = jt.ones((200, 100))
+    d = nn.Dropout(0.3)
+    y = d(x).numpy()
+    kept = (y != 0).mean()
+    assert abs(kept - 0.7) < 0.02
+    np.testing.assert_allclose(y[y != 0], 1 / 0.7, rtol=1e-6)
+    d.eval()
+    assert d(x) is x or np.all(d(x).numpy() == 1)
+    y2 = nn.Dropout2d(0.5)(jt.ones((8, 50, 3, 3))).numpy()
+    per_channel = y2.reshape(8, 50, 9)
+    assert np.all(per_channel.min(2) == per_channel.max(2))   # whole channels
+    g = jt.grad((nn.dropout(x, 0.5) * 1).sum(), x)
+    assert set(np.unique(g.numpy())) <= {0.0, 2.0}
+
+
+def test_dropout_reproducible():
+    jt.seed(5)
+    a = nn.dropout(jt.ones((50,)), 0.5).numpy()
+    jt.seed(5)
+    b = nn.dropout(jt.ones((50,)), 0.5).numpy()
+    np.testing.assert_array_equal(a, b)
+
+
+# ---- shape layers ----
+
+def test_pads():
+    t = torch()
+    x = rand(2, 3, 4, 5)
+    for layer, tlayer in [(nn.ZeroPad2d(2), t.nn.ZeroPad2d(2)),
+                          (nn.ZeroPad2d((1, 0, 2, 3)), t.nn.ZeroPad2d((1, 0, 2, 3))),
+                          (nn.ConstantPad2d((1, 2, 0, 1), 3.5), t.nn.ConstantPad2d((1, 2, 0, 1),
+                                                                                  3.5)),
+                          (nn.ReflectionPad2d((2, 1, 3, 1)), t.nn.ReflectionPad2d((2, 1, 3, 1))),
+                          (nn.ReplicationPad2d((3, 1, 0, 2)),
+                           t.nn.ReplicationPad2d((3, 1, 0, 2)))]:
+        compare(layer, tlayer, x)
+    F = t.nn.functional
+    for mode in ("constant", "reflect", "replicate", "circular"):
+        got = nn.pad(jt.array(x), (1, 2, 2, 1), mode)
+        np.testing.assert_allclose(got.numpy(), F.pad(t.from_numpy(x), (1, 2, 2, 1), mode))
+    np.testing.assert_allclose(nn.pad(jt.array(x), (-1, 1)).numpy(),
+                               F.pad(t.from_numpy(x), (-1, 1)).numpy())
+
+
+def test_pixel_shuffle_flatten_identity():
+    t = torch()
+    compare(nn.PixelShuffle(2), t.nn.PixelShuffle(2), rand(2, 8, 3, 4))
+    compare(nn.PixelUnshuffle(2), t.nn.PixelUnshuffle(2), rand(2, 2, 4, 6))
+    compare(nn.Flatten(), t.nn.Flatten(), rand(2, 3, 4))
+    compare(nn.Flatten(0, 1), t.nn.Flatten(0, 1), rand(2, 3, 4))
+    compare(nn.Identity(), t.nn.Identity(), rand(2, 3))
+    compare(nn.Unflatten(1, (2, 3)), t.nn.Unflatten(1, (2, 3)), rand(4, 6))
+
+
+@pytest.mark.parametrize("kw", [
+    dict(scale_factor=2), dict(size=(5, 7)), dict(scale_factor=1.5),
+    dict(scale_factor=2, mode="bilinear", align_corners=False),
+    dict(scale_factor=2, mode="bilinear", align_corners=True),
+    dict(size=(3, 9), mode="bilinear", align_corners=False),
+    dict(size=(7, 3), mode="bilinear", align_corners=True),
+])
+def test_upsample(kw):
+    t = torch()
+    compare(nn.Upsample(**kw), t.nn.Upsample(**kw), rand(2, 3, 4, 5), rtol=1e-5, atol=1e-6)
+
+
+def test_interpolate_functional():
+    t = torch()
+    x = rand(1, 2, 5, 4)
+    F = t.nn.functional
+    got = nn.interpolate(jt.array(x), size=(3, 3), mode="bilinear", align_corners=False)
+    want = F.interpolate(t.from_numpy(x), size=(3, 3), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    got = nn.interpolate(jt.array(rand(1, 2, 5)), scale_factor=2, mode="linear")
+    assert got.shape == (1, 2, 10)
+
+
+# ---- functional forms and initialisation ----
+
+def test_functional_names():
+    x = jt.array(rand(1, 2, 6, 6))
+    w = jt.array(rand(3, 2, 3, 3))
+    assert nn.conv2d(x, w, padding=1).shape == (1, 3, 6, 6)
+    assert nn.max_pool2d(x, 2).shape == (1, 2, 3, 3)
+    assert nn.avg_pool2d(x, 2).shape == (1, 2, 3, 3)
+    assert nn.pool(x, 2, "maximum").shape == (1, 2, 3, 3)
+    assert nn.dropout(x, 0.5, training=False) is x
+    assert nn.pad(x, (1, 1, 1, 1)).shape == (1, 2, 8, 8)
+    assert nn.interpolate(x, scale_factor=2).shape == (1, 2, 12, 12)
+    assert nn.resize(x, (3, 3)).shape == (1, 2, 3, 3)
+    assert nn.adaptive_avg_pool2d(x, 1).shape == (1, 2, 1, 1)
+    assert nn.linear(jt.ones((2, 3)), jt.ones((4, 3))).shape == (2, 4)
+    import kiln.nn.functional as F
+    assert F.relu is nn.relu
+
+
+def test_default_init_bounds():
+    jt.seed(0)
+    lin = nn.Linear(100, 50)
+    w = lin.weight.numpy()
+    assert np.abs(w).max() <= 0.1 + 1e-7 and np.abs(w).max() > 0.09
+    assert abs(w.std() - 0.1 / np.sqrt(3)) < 0.005
+    conv = nn.Conv2d(8, 16, 3)
+    bound = 1 / np.sqrt(8 * 9)
+    assert np.abs(conv.weight.numpy()).max() <= bound + 1e-7
+    assert np.abs(conv.bias.numpy()).max() <= bound + 1e-7
+    emb = nn.Embedding(1000, 10).weight.numpy()
+    assert abs(emb.std() - 1) < 0.05
+    bn = nn.BatchNorm2d(4)
+    np.testing.assert_array_equal(bn.weight.numpy(), 1)
+    np.testing.assert_array_equal(bn.bias.numpy(), 0)
+    assert nn.PReLU().weight.numpy()[0] == pytest.approx(0.25)
+
+
+def test_init_reproducible_under_seed():
+    jt.seed(42)
+    a = nn.Linear(4, 3).weight.numpy()
+    jt.seed(42)
+    b = nn.Linear(4, 3).weight.numpy()
+    np.testing.assert_array_equal(a, b)
