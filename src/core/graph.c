@@ -57,7 +57,7 @@ void kl_buffer_release(kl_buffer *b)
     free(b);
 }
 
-static void free_params(kl_op *op)
+void kl_op_free_params(kl_op *op)
 {
     if (op->kind == KL_OP_CODE) kl_code_detach(op);
     if (op->kind == KL_OP_REINDEX || op->kind == KL_OP_REINDEX_REDUCE) {
@@ -90,7 +90,7 @@ static void collect(kl_var *v)
                 stack[n++] = in;
             }
         }
-        free_params(&d->op);
+        kl_op_free_params(&d->op);
         kl_buffer_release(d->buf);
         d->ctx->vars_alive--;
         free(d);
@@ -138,7 +138,7 @@ void kl_var_set_computed(kl_var *v, kl_buffer *buf)
     v->op.kind = KL_OP_ARRAY;
     v->buf = buf;
     for (int i = 0; i < old.n_inputs; i++) kl_var_unref_graph(old.inputs[i]);
-    free_params(&old);
+    kl_op_free_params(&old);
 }
 
 void kl_var_set_requires_grad(kl_var *v, int on) { v->requires_grad = on && kl_dtype_is_float(v->dtype); }

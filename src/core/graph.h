@@ -92,6 +92,8 @@ void kl_var_unref_graph(kl_var *v);
  * releases its inputs. */
 void kl_var_set_computed(kl_var *v, kl_buffer *buf);
 const char *kl_op_kind_name(kl_op_kind k);
+/* Frees what an op owns besides its inputs (parsed expressions, a code node). */
+void kl_op_free_params(kl_op *op);
 /* Drops a code output's hold on its shared kernel node (src/ops/code.c). */
 void kl_code_detach(kl_op *op);
 int64_t kl_shape_numel(int ndim, const int64_t *shape);

@@ -34,11 +34,7 @@ kl_status kl_reindex_parse(const char *opname, kl_op *op, int n_indexes, const c
         if (s == KL_OK) op->p.reindex.n_conditions++;
         if (s == KL_OK) s = kl_expr_validate(op->p.reindex.conditions[i], conditions[i], n_index, xdim, ydim, n_extras, extra_ndims);
     }
-    if (s != KL_OK) {
-        for (int i = 0; i < op->p.reindex.n_indexes; i++) kl_expr_free(op->p.reindex.indexes[i]);
-        for (int i = 0; i < op->p.reindex.n_conditions; i++) kl_expr_free(op->p.reindex.conditions[i]);
-        op->p.reindex.n_indexes = op->p.reindex.n_conditions = 0;
-    }
+    if (s != KL_OK) kl_op_free_params(op);
     return s;
 }
 
@@ -54,10 +50,7 @@ kl_status kl_reindex(kl_var *x, int ndim, const int64_t *shape, const char *cons
     KL_TRY(kl_reindex_parse("reindex", &o, x->ndim, indexes, n_conditions, conditions,
                             n_extras, extras, ndim, x->ndim, ndim));
     kl_status s = kl_var_new(x->ctx, x->dtype, ndim, shape, &o, out);
-    if (s != KL_OK) {
-        for (int i = 0; i < o.p.reindex.n_indexes; i++) kl_expr_free(o.p.reindex.indexes[i]);
-        for (int i = 0; i < o.p.reindex.n_conditions; i++) kl_expr_free(o.p.reindex.conditions[i]);
-    }
+    if (s != KL_OK) kl_op_free_params(&o);
     return s;
 }
 

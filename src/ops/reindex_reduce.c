@@ -20,10 +20,7 @@ kl_status kl_reindex_reduce(kl_var *y, kl_reduce_op op, int ndim, const int64_t 
                             n_extras, extras, y->ndim, ndim, y->ndim));
     kl_dtype dtype = (op == KL_REDUCE_ANY || op == KL_REDUCE_ALL) ? KL_BOOL : y->dtype;
     kl_status s = kl_var_new(y->ctx, dtype, ndim, shape, &o, out);
-    if (s != KL_OK) {
-        for (int i = 0; i < o.p.reindex.n_indexes; i++) kl_expr_free(o.p.reindex.indexes[i]);
-        for (int i = 0; i < o.p.reindex.n_conditions; i++) kl_expr_free(o.p.reindex.conditions[i]);
-    }
+    if (s != KL_OK) kl_op_free_params(&o);
     return s;
 }
 
