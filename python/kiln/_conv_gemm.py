@@ -1,7 +1,7 @@
 """Convolution as im2col plus a matrix product, in meta-ops: the input is
-reindexed into a (groups, N*out, C/groups*kernel) stack of window matrices
+reindexed into a (groups, N*out, kernel*C/groups) stack of window matrices
 (padding reads give 0), which is multiplied by the (groups, O/groups,
-C/groups*kernel) weight matrices with broadcast·mul·sum. The core hands that
+kernel*C/groups) weight matrices with broadcast·mul·sum. The core hands that
 product, and both products autograd derives from it (the input and weight
 gradients), to BLAS; the window scatter of the input gradient (col2im) is
 the reindex's backward, a fused reindex_reduce."""
@@ -25,13 +25,16 @@ def conv_im2col(x, weight, stride, pads, dilation, outs, groups=1):
     ks = tuple(weight.shape[2:])
     G, Og = groups, O // groups
     P, K = math.prod(outs), Cg * math.prod(ks)
-    # cols[g, n, o_1..o_nd, c, k_1..k_nd] = x[n, g*Cg + c, o_j*stride_j + k_j*dilation_j - pad_j]
-    shape = (G, N, *outs, Cg, *ks)
-    cdim = 2 + nd
+    # cols[g, n, o_1..o_nd, k_1..k_nd, c] = x[n, g*Cg + c, o_j*stride_j + k_j*dilation_j - pad_j]:
+    # channels innermost, so the copy's inner loop is long (kernel dims are short)
+    shape = (G, N, *outs, *ks, Cg)
+    cdim = 2 + 2 * nd
     channel = f"i{cdim}" if G == 1 else f"i0*{Cg}+i{cdim}"
-    idx = ["i1", channel] + [_index(2 + j, stride[j], cdim + 1 + j, dilation[j], pads[j][0]) for j in range(nd)]
+    idx = ["i1", channel] + [_index(2 + j, stride[j], 2 + nd + j, dilation[j], pads[j][0]) for j in range(nd)]
     cols = reindex(x, shape, idx).reshape((G, N * P, K))
-    wmat = weight.reshape((G, Og, K))
+    # the weight's (c, k) order made (k, c) to match
+    wperm = weight.reshape((G, Og, Cg, math.prod(ks)))
+    wmat = reindex(wperm, (G, Og, math.prod(ks), Cg), ["i0", "i1", "i3", "i2"]).reshape((G, Og, K))
     y = (broadcast(cols, (G, N * P, Og, K), [2]) * broadcast(wmat, (G, N * P, Og, K), [1])).sum(3)
     # (G, N*P, Og) -> (N, G*Og, P): a transpose the consumer's kernel reads in place
     y = y.reshape((G, N, P, Og))
