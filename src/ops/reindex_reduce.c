@@ -24,6 +24,16 @@ kl_status kl_reindex_reduce(kl_var *y, kl_reduce_op op, int ndim, const int64_t 
     return s;
 }
 
+/* k when e is i_k or i_k plus or minus an integer, else -1. */
+static int shifted_index(const kl_expr *e)
+{
+    if (e->kind == KL_EX_INDEX) return (int)e->value;
+    if (e->kind == KL_EX_BINARY && (e->op == KL_EXB_ADD || e->op == KL_EXB_SUB) &&
+        e->args[0]->kind == KL_EX_INDEX && e->args[1]->kind == KL_EX_INT)
+        return (int)e->args[0]->value;
+    return -1;
+}
+
 /* Identity of op for dtype t, as C text. */
 const char *kl_reduce_identity(kl_reduce_op op, kl_dtype t);
 
@@ -60,11 +70,26 @@ kl_status kl_reindex_reduce_kernel(kl_emitter *em, kl_strbuf *loops)
     kl_sb_printf(loops, "    #pragma omp parallel for simd if(on > 32768) schedule(static)\n"
                         "    for (int64_t li = 0; li < on; li++) out[li] = %s;\n",
                  kl_reduce_identity(op, v->dtype));
-    int atomic = v->dtype != KL_FLOAT16 && op != KL_REDUCE_MAX && op != KL_REDUCE_MIN;
-    if (atomic && y->ndim > 0)
+    /* y dims some target index follows one to one (i_d plus a constant):
+     * different values of them write different targets, so they can be the
+     * parallel loops and no update needs to be atomic */
+    uint32_t disjoint = 0;
+    for (int d = 0; d < v->ndim; d++) {
+        int k = shifted_index(v->op.p.reindex.indexes[d]);
+        if (k >= 0) disjoint |= 1u << k;
+    }
+    int order[KL_MAX_DIMS], n_disjoint = 0, n = 0;
+    for (int d = 0; d < y->ndim; d++) if (disjoint >> d & 1) order[n++] = d;
+    n_disjoint = n;
+    for (int d = 0; d < y->ndim; d++) if (!(disjoint >> d & 1)) order[n++] = d;
+    int atomic = !n_disjoint && v->dtype != KL_FLOAT16 && op != KL_REDUCE_MAX && op != KL_REDUCE_MIN;
+    if (n_disjoint)
+        kl_sb_printf(loops, "    #pragma omp parallel for collapse(%d) if(yn > 32768) schedule(static)\n", n_disjoint);
+    else if (atomic && y->ndim > 0)
         kl_sb_printf(loops, "    #pragma omp parallel for collapse(%d) if(yn > 32768) schedule(static)\n", y->ndim);
-    for (int d = 0; d < y->ndim; d++) {
-        kl_sb_indent(loops, 4 + 4 * d);
+    for (int j = 0; j < y->ndim; j++) {
+        int d = order[j];
+        kl_sb_indent(loops, 4 + 4 * j);
         kl_sb_printf(loops, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", d, d, kl_emit_shape(em, y, d), d);
     }
     kl_sb_printf(loops, "    {\n%s", em->body.data ? em->body.data : "");
