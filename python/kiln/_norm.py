@@ -69,6 +69,25 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     return y
 
 
+def _init_state(m, num_features, eps, momentum, affine, track_running_stats, dtype, register_absent):
+    """The affine parameters and running statistics batch and instance norm
+    share (PyTorch's names); register_absent adds None buffers when not tracking."""
+    m.num_features, m.eps, m.momentum = num_features, eps, momentum
+    m.affine, m.track_running_stats = affine, track_running_stats
+    if affine:
+        m.weight = _init.one((num_features,), dtype)
+        m.bias = _init.zero((num_features,), dtype)
+    else:
+        m.weight = m.bias = None
+    if track_running_stats:
+        m.register_buffer("running_mean", _init.zero((num_features,), dtype))
+        m.register_buffer("running_var", _init.one((num_features,), dtype))
+        m.register_buffer("num_batches_tracked", _init.zero((), "int64"))
+    elif register_absent:
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            m.register_buffer(name, None)
+
+
 class _BatchNorm(Module):
     _dims = None
 
@@ -76,21 +95,8 @@ class _BatchNorm(Module):
                  track_running_stats=True, is_train=True, sync=True, dtype="float32"):
         super().__init__()
         del is_train, sync
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = _init.one((num_features,), dtype)
-            self.bias = _init.zero((num_features,), dtype)
-        else:
-            self.weight = self.bias = None
-        if track_running_stats:
-            self.register_buffer("running_mean", _init.zero((num_features,), dtype))
-            self.register_buffer("running_var", _init.one((num_features,), dtype))
-            self.register_buffer("num_batches_tracked", _init.zero((), "int64"))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        _init_state(self, num_features, eps, momentum, affine, track_running_stats, dtype,
+                    register_absent=True)
 
     def _check(self, x):
         if self._dims is not None and x.ndim not in self._dims:
@@ -233,17 +239,8 @@ class _InstanceNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
                  track_running_stats=False, dtype="float32"):
         super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = _init.one((num_features,), dtype)
-            self.bias = _init.zero((num_features,), dtype)
-        else:
-            self.weight = self.bias = None
-        if track_running_stats:
-            self.register_buffer("running_mean", _init.zero((num_features,), dtype))
-            self.register_buffer("running_var", _init.one((num_features,), dtype))
-            self.register_buffer("num_batches_tracked", _init.zero((), "int64"))
+        _init_state(self, num_features, eps, momentum, affine, track_running_stats, dtype,
+                    register_absent=False)
 
     def execute(self, x):
         x = to_var(x)

@@ -35,6 +35,11 @@ kl_status kl_reshape_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
 kl_status kl_reindex_parse(const char *opname, kl_op *op, int n_indexes, const char *const *indexes,
                            int n_conditions, const char *const *conditions,
                            int n_extras, kl_var *const *extras, int n_index, int xdim, int ydim);
+/* The targets of v's index expressions at coordinates c (xshape/yshape name
+ * x's and y's shapes), bounded by x's shape: fills targets and returns C text
+ * that is nonzero when a target is outside x or an overflow condition holds. */
+const char *kl_reindex_targets(kl_emitter *em, kl_var *v, const kl_coords *c, kl_var *x, kl_var *y,
+                               kl_coords *targets);
 /* A reindex or reindex_reduce sharing src's expressions (cloned). */
 kl_status kl_reindex_like(const kl_op *src, kl_op_kind kind, kl_reduce_op rop, kl_var *input,
                           int ndim, const int64_t *shape, double overflow_value, kl_var **out);

@@ -67,30 +67,41 @@ kl_status kl_reindex_like(const kl_op *src, kl_op_kind kind, kl_reduce_op rop, k
     return kl_var_new(input->ctx, input->dtype, ndim, shape, &o, out);
 }
 
-const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+const char *kl_reindex_targets(kl_emitter *em, kl_var *v, const kl_coords *c, kl_var *x, kl_var *y,
+                               kl_coords *targets)
 {
-    kl_var *x = v->op.inputs[0];
     kl_var *const *extras = v->op.inputs + 1;
-    const char *xi[KL_MAX_DIMS];
     kl_strbuf outside = {0};
     kl_sb_append(&outside, "0");
+    *targets = (kl_coords){.n = x->ndim, .identity = 0};
     for (int d = 0; d < x->ndim; d++) {
-        xi[d] = kl_emit_index_expr(em, v->op.p.reindex.indexes[d], c, x, v, extras);
-        if (!xi[d]) { kl_sb_free(&outside); return NULL; }
-        kl_sb_printf(&outside, " | (%s < 0) | (%s >= %s)", xi[d], xi[d], kl_emit_shape(em, x, d));
+        const char *t = kl_emit_index_expr(em, v->op.p.reindex.indexes[d], c, x, y, extras);
+        if (!t) { kl_sb_free(&outside); return NULL; }
+        targets->c[d] = t;
+        kl_sb_printf(&outside, " | (%s < 0) | (%s >= %s)", t, t, kl_emit_shape(em, x, d));
     }
     for (int i = 0; i < v->op.p.reindex.n_conditions; i++) {
-        const char *t = kl_emit_index_expr(em, v->op.p.reindex.conditions[i], c, x, v, extras);
+        const char *t = kl_emit_index_expr(em, v->op.p.reindex.conditions[i], c, x, y, extras);
         if (!t) { kl_sb_free(&outside); return NULL; }
         kl_sb_printf(&outside, " | (%s != 0)", t);
     }
-    const char *o = kl_emit_temp(em, "int", "%s", outside.data ? outside.data : "0");
+    const char *text = outside.failed ? kl_emit_fail(em, kl_error(KL_ERR_MEMORY, "out of memory generating a kernel"))
+                                      : kl_emit_str(em, "%s", outside.data);
     kl_sb_free(&outside);
+    return text;
+}
+
+const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+{
+    kl_var *x = v->op.inputs[0];
+    kl_coords xi;
+    const char *outside = kl_reindex_targets(em, v, c, x, v, &xi);
+    const char *o = outside ? kl_emit_temp(em, "int", "%s", outside) : NULL;
     if (!o) return NULL;
     /* outside reads use coordinate 0, so the load stays in bounds and the
      * select below (not a branch) keeps the loop vectorisable */
     kl_coords xc = {.n = x->ndim, .identity = 0};
-    for (int d = 0; d < x->ndim; d++) xc.c[d] = kl_emit_temp(em, "int64_t", "%s ? 0 : %s", o, xi[d]);
+    for (int d = 0; d < x->ndim; d++) xc.c[d] = kl_emit_temp(em, "int64_t", "%s ? 0 : %s", o, xi.c[d]);
     em->needs_coords = 1;
     const char *val = kl_emit(em, x, &xc);
     if (!val) return NULL;

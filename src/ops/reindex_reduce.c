@@ -40,28 +40,16 @@ const char *kl_reduce_identity(kl_reduce_op op, kl_dtype t);
 kl_status kl_reindex_reduce_kernel(kl_emitter *em, kl_strbuf *loops)
 {
     kl_var *v = em->root, *y = v->op.inputs[0];
-    kl_var *const *extras = v->op.inputs + 1;
     kl_reduce_op op = v->op.p.reindex.op;
     const char *T = kl_dtype_compute_ctype(v->dtype);
     kl_coords c = kl_emit_loop_coords(y->ndim, 0);
     const char *val = kl_emit(em, y, &c);
     if (!val) return em->status;
     val = kl_emit_convert(em, val, y->dtype, v->dtype);
-    kl_strbuf outside = {0};
-    kl_sb_append(&outside, "0");
-    kl_coords oc = {.n = v->ndim, .identity = 0};
-    for (int d = 0; d < v->ndim; d++) {
-        oc.c[d] = kl_emit_index_expr(em, v->op.p.reindex.indexes[d], &c, v, y, extras);
-        if (!oc.c[d]) { kl_sb_free(&outside); return em->status; }
-        kl_sb_printf(&outside, " | (%s < 0) | (%s >= %s)", oc.c[d], oc.c[d], kl_emit_shape(em, v, d));
-    }
-    for (int i = 0; i < v->op.p.reindex.n_conditions; i++) {
-        const char *t = kl_emit_index_expr(em, v->op.p.reindex.conditions[i], &c, v, y, extras);
-        if (!t) { kl_sb_free(&outside); return em->status; }
-        kl_sb_printf(&outside, " | (%s != 0)", t);
-    }
-    const char *off = kl_emit_offset(em, v, &oc);
-    if (!off) { kl_sb_free(&outside); return em->status; }
+    kl_coords oc;
+    const char *outside = kl_reindex_targets(em, v, &c, v, y, &oc);
+    const char *off = outside ? kl_emit_offset(em, v, &oc) : NULL;
+    if (!off) return em->status;
 
     kl_sb_printf(loops, "    int64_t on = 1;\n");
     for (int d = 0; d < v->ndim; d++) kl_sb_printf(loops, "    on *= %s;\n", kl_emit_shape(em, v, d));
@@ -93,8 +81,7 @@ kl_status kl_reindex_reduce_kernel(kl_emitter *em, kl_strbuf *loops)
         kl_sb_printf(loops, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", d, d, kl_emit_shape(em, y, d), d);
     }
     kl_sb_printf(loops, "    {\n%s", em->body.data ? em->body.data : "");
-    kl_sb_printf(loops, "        if (!(%s)) {\n", outside.data);
-    kl_sb_free(&outside);
+    kl_sb_printf(loops, "        if (!(%s)) {\n", outside);
     const char *tgt = kl_emit_str(em, "out[%s]", off);
     const char *now = v->dtype == KL_FLOAT16 ? kl_emit_str(em, "(float)out[%s]", off) : tgt;
     if (!tgt || !now) return em->status;
