@@ -78,7 +78,7 @@ typedef struct {
     uint64_t cache_hits_memory;  /* kernel found already loaded in this process */
     uint64_t cache_hits_disk;    /* kernel found in the on-disk cache */
     uint64_t kernels_launched;
-    uint64_t library_calls;      /* kernels replaced by a library (BLAS gemm) */
+    uint64_t library_calls;      /* kernels replaced by a library (BLAS gemm, oneDNN conv) */
     uint64_t bytes_allocated;    /* total bytes handed out by the allocator */
     uint64_t bytes_in_use;       /* bytes held by live buffers now */
     uint64_t bytes_cached;       /* freed bytes kept for reuse */
@@ -118,6 +118,9 @@ void kl_context_seed(kl_context *ctx, uint64_t seed);
 void kl_context_counters(const kl_context *ctx, kl_counters *out);
 /* Returns cached, unused host memory to the system. */
 void kl_context_gc(kl_context *ctx);
+/* 1 when the named library ("blas": OpenBLAS gemm, "dnnl": oneDNN 2.x
+ * convolutions) is found and not disabled (KILN_BLAS=0, KILN_DNNL=0). */
+int kl_context_has_library(kl_context *ctx, const char *name);
 
 /* ---- vars ---- */
 /* Copies ndim/shape/data; data may be NULL for an uninitialised array. */

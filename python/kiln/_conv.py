@@ -1,14 +1,19 @@
-"""Convolutions from meta-ops. groups == 1 and wide groups: im2col (a window
-reindex) times the weight matrices, a broadcast·mul·sum the core hands to
-BLAS (_conv_gemm; 3-d: _im2col_flat here). Depthwise and narrow groups:
-the direct form, the input reindexed into windows [N, O, *out, C/g, *kernel]
-(padding = reads out of bounds, which give 0), the weight broadcast over
-[N, *out], the product summed over the window dims. Transposed convolutions
-gather the same way. Gradients are the core's autograd of these meta-ops.
+"""Convolutions from meta-ops. The direct form: the input reindexed into
+windows [N, (G,) O/g, *out, C/g, *kernel] (padding = reads out of bounds,
+which give 0), the weight broadcast over [N, *out], the product summed over
+the window dims. Where the core has oneDNN (float32, 1-d and 2-d), it
+recognises that form and the two its autograd derives (the input and weight
+gradients) and runs all three with oneDNN (src/opt/conv.c). Otherwise
+groups == 1 and wide groups run as im2col (a window reindex) times the weight
+matrices, a broadcast·mul·sum the core hands to BLAS (_conv_gemm; 3-d:
+_im2col_flat here), and depthwise and narrow groups as the direct form's
+fused kernel. Transposed convolutions gather the same way. Gradients are the
+core's autograd of these meta-ops.
 Layers: Conv1d/2d/3d (Jittor's Conv), ConvTranspose1d/2d."""
 import math
 
 from ._conv_gemm import conv_im2col
+from . import _C
 from ._core import to_var
 from ._module import Module
 from ._shape import broadcast, reindex
@@ -20,6 +25,15 @@ __all__ = ["conv1d", "conv2d", "conv3d", "conv", "conv_transpose1d", "conv_trans
 
 _MAX_DIMS = 8
 _USE_GEMM = True     # groups == 1: im2col + matrix product; else the direct form
+_USE_DNNL = None     # None: ask the core once whether oneDNN is there
+
+
+def _dnnl_ok(x, weight, nd, groups):
+    global _USE_DNNL
+    if _USE_DNNL is None:
+        _USE_DNNL = bool(_C.has_library("dnnl"))
+    return (_USE_DNNL and x.dtype == "float32" and weight.dtype == "float32"
+            and 3 + 2 * nd + (groups > 1) <= _MAX_DIMS)
 
 
 def _tuple(v, n, name="argument"):
@@ -123,7 +137,10 @@ def conv_nd(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, nd=
         outs.append(o)
     gemm_ok = _USE_GEMM and x.dtype in ("float32", "float64") and \
         (groups == 1 or O // groups >= 4)
-    if gemm_ok and 3 + 2 * nd <= _MAX_DIMS:
+    if _dnnl_ok(x, weight, nd, groups):
+        # the form the core hands to oneDNN, forward and backward
+        y = _conv_direct(x, weight, stride, pads, dilation, groups, outs)
+    elif gemm_ok and 3 + 2 * nd <= _MAX_DIMS:
         # im2col + a (batched) matrix product, BLAS when the core has it
         y = conv_im2col(x, weight, stride, pads, dilation, outs, groups)
     elif gemm_ok:
@@ -160,26 +177,31 @@ def _im2col_flat(x, weight, stride, pads, dilation, outs, groups):
 
 
 def _conv_direct(x, weight, stride, pads, dilation, groups, outs):
-    """One fused reindex·broadcast·mul·sum over [N, O, *out, C/g, *kernel]."""
+    """One reindex·broadcast·mul·sum over [N, (G,) O/g, *out, C/g, *kernel]
+    (the group dim only when groups > 1; the kernel dims flattened into one
+    where separate dims would pass the core's 8)."""
     nd = len(outs)
     N = x.shape[0]
     O, Cg = weight.shape[:2]
     ks = weight.shape[2:]
-    separate = 3 + 2 * nd <= _MAX_DIMS
-    cdim = 2 + nd
+    G, Og = groups, O // groups
+    lead = (N, G, Og) if G > 1 else (N, O)
+    first_out = len(lead)
+    separate = first_out + 1 + 2 * nd <= _MAX_DIMS
+    cdim = first_out + nd
     kexpr = _kernel_exprs(ks, cdim + 1, separate)
-    Og = O // groups
-    cexpr = f"i{cdim}" if groups == 1 else f"i1/{Og}*{Cg}+i{cdim}"
+    cexpr = f"i{cdim}" if G == 1 else f"i1*{Cg}+i{cdim}"
     idx = ["i0", cexpr]
     for j in range(nd):
-        idx.append(_affine(_term(stride[j], f"i{2 + j}"), _term(dilation[j], kexpr[j]),
+        idx.append(_affine(_term(stride[j], f"i{first_out + j}"), _term(dilation[j], kexpr[j]),
                            const=-pads[j][0]))
     kshape = tuple(ks) if separate else (int(math.prod(ks)),)
-    shape = (N, O, *outs, Cg, *kshape)
+    shape = (*lead, *outs, Cg, *kshape)
     xx = reindex(x, shape, idx)
-    w = weight if separate else weight.reshape((O, Cg) + kshape)
-    ww = broadcast(w, shape, [0] + list(range(2, 2 + nd)))
-    return (xx * ww).sum(list(range(cdim, len(shape))))
+    w = weight.reshape(lead[1:] + (Cg,) + kshape)
+    ww = broadcast(w, shape, [0] + list(range(first_out, first_out + nd)))
+    y = (xx * ww).sum(list(range(cdim, len(shape))))
+    return y.reshape((N, O, *outs)) if G > 1 else y
 
 
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

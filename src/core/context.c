@@ -19,6 +19,7 @@ kl_status kl_context_new(kl_context **out)
     ctx->log_compile = log && strstr(log, "compile") != NULL;
     ctx->seed = 0;
     kl_blas_init(&ctx->blas);
+    kl_dnnl_init(&ctx->dnnl);
     const char *check = getenv("KILN_CHECK_PLANS");
     ctx->plans.check = check && *check && strcmp(check, "0") != 0;
     const char *plans = getenv("KILN_PLANS");
@@ -31,6 +32,7 @@ void kl_context_free(kl_context *ctx)
 {
     if (!ctx) return;
     kl_plan_cache_free(&ctx->plans);
+    kl_dnnl_free(&ctx->dnnl);
     kl_fingerprint_free(&ctx->fingerprint);
     kl_jit_free(&ctx->jit);
     kl_host_trim(&ctx->alloc);
@@ -66,3 +68,10 @@ void kl_context_counters(const kl_context *ctx, kl_counters *out)
 }
 
 void kl_context_gc(kl_context *ctx) { kl_host_trim(&ctx->alloc); }
+
+int kl_context_has_library(kl_context *ctx, const char *name)
+{
+    if (strcmp(name, "blas") == 0) return kl_blas_available(&ctx->blas);
+    if (strcmp(name, "dnnl") == 0) return kl_dnnl_available(&ctx->dnnl);
+    return 0;
+}

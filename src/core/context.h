@@ -7,6 +7,7 @@
 #include "mem/host_alloc.h"
 #include "jit/jit.h"
 #include "backend/cpu/blas.h"
+#include "backend/cpu/dnnl.h"
 #include "codegen/plan.h"
 #include <limits.h>
 
@@ -21,6 +22,7 @@ struct kl_context {
     kl_host_allocator alloc;
     kl_jit jit;
     kl_blas blas;
+    kl_dnnl dnnl;
     kl_plan_cache plans;
     kl_fingerprint fingerprint; /* reused buffer */
 };

@@ -5,6 +5,7 @@
  * reindexes fold into whoever reads them, and a reduce absorbs its producers. */
 #include "opt/fuse.h"
 #include "core/context.h"
+#include "opt/conv.h"
 #include "opt/matmul.h"
 
 #define SHARED_INLINE_COST 8  /* recompute rather than store below this */
@@ -25,6 +26,13 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
         if (v->op.kind == KL_OP_REDUCE && kl_blas_available(&v->ctx->blas) && kl_matmul_match(v, 1, &mm)) {
             if (!mm.a->buf) mm.a->materialize = 1;
             if (!mm.b->buf) mm.b->materialize = 1;
+        }
+        /* so does a convolution oneDNN can run */
+        kl_conv_plan cp;
+        if ((v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE) && kl_dnnl_available(&v->ctx->dnnl) &&
+            kl_conv_match(v, 1, &cp)) {
+            if (!cp.a->buf) cp.a->materialize = 1;
+            if (!cp.b->buf) cp.b->materialize = 1;
         }
         if (v->op.kind == KL_OP_CODE) /* user kernels read whole buffers */
             for (int k = 0; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;

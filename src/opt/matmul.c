@@ -4,43 +4,8 @@
  * dims, float32/float64, operands laid out so gemm can read them). */
 #include "opt/matmul.h"
 #include "core/context.h"
+#include "opt/operand.h"
 #include <string.h>
-
-static int stored(const kl_var *x, int assume_roots)
-{
-    return x->buf || x->materialize || (assume_roots && x->op.kind != KL_OP_BROADCAST && x->op.kind != KL_OP_STOP_GRAD);
-}
-
-/* Element strides of each of the R iteration dims in the stored var behind x
- * (0 where x is broadcast along the dim). map[d]: x's dim for iteration dim d. */
-static int view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl_var **src, int64_t *strides)
-{
-    int map[KL_MAX_DIMS];
-    for (int d = 0; d < R; d++) {
-        int k = d - (R - x->ndim);
-        map[d] = (k >= 0 && !(x->shape[k] == 1 && shape[d] != 1)) ? k : -1;
-    }
-    while (!stored(x, assume_roots)) {
-        kl_var *in = x->op.inputs[0];
-        if (x->op.kind == KL_OP_BROADCAST) {
-            int to_in[KL_MAX_DIMS];
-            for (int e = 0, j = 0; e < x->ndim; e++) {
-                if (x->op.p.broadcast.mask >> e & 1) { to_in[e] = -1; continue; }
-                to_in[e] = in->shape[j] == 1 && x->shape[e] != 1 ? -1 : j;
-                j++;
-            }
-            for (int d = 0; d < R; d++) if (map[d] >= 0) map[d] = to_in[map[d]];
-        } else if (x->op.kind != KL_OP_STOP_GRAD) {
-            return 0;
-        }
-        x = in;
-    }
-    int64_t stride[KL_MAX_DIMS], s = 1;
-    for (int j = x->ndim - 1; j >= 0; j--) { stride[j] = s; s *= x->shape[j]; }
-    for (int d = 0; d < R; d++) strides[d] = map[d] >= 0 && x->shape[map[d]] != 1 ? stride[map[d]] : 0;
-    *src = x;
-    return 1;
-}
 
 static int fits(int64_t v) { return v > 0 && v < (INT64_C(1) << 31); }
 
@@ -56,7 +21,7 @@ int kl_matmul_match(kl_var *v, int assume_roots, kl_matmul_plan *p)
     const int64_t *shape = prod->shape;
     int64_t sx[KL_MAX_DIMS], sy[KL_MAX_DIMS];
     kl_var *a, *b;
-    if (!view(x, R, shape, assume_roots, &a, sx) || !view(y, R, shape, assume_roots, &b, sy)) return 0;
+    if (!kl_operand_view(x, R, shape, assume_roots, &a, sx) || !kl_operand_view(y, R, shape, assume_roots, &b, sy)) return 0;
     if (a->dtype != v->dtype || b->dtype != v->dtype) return 0;
     uint8_t mask = v->op.p.reduce.mask;
     int kd = -1, md = -1, nd = -1;

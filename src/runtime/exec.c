@@ -7,6 +7,7 @@
 #include "core/dtype.h"
 #include "opt/fuse.h"
 #include "ops/ops.h"
+#include "opt/conv.h"
 #include "opt/matmul.h"
 #include "codegen/plan.h"
 #include <stdio.h>
@@ -67,8 +68,9 @@ static kl_status topo_order(kl_var *const *targets, int n, uint64_t epoch, var_l
 
 typedef struct {
     kl_var *v;
-    int is_alias, is_code, is_gemm, planned;
+    int is_alias, is_code, is_gemm, is_conv, planned;
     kl_matmul_plan gemm;
+    kl_conv_plan conv;
     kl_plan *new_plan; /* a plan recorded in this sync, waiting for its function */
     kl_kernel k;
     kl_kernel_fn fn;
@@ -87,6 +89,7 @@ static kl_status run_step(kl_context *ctx, step *st)
     if (v->buf) return KL_OK; /* a code output its sibling's run computed */
     if (st->is_code) return kl_code_run(ctx, v, st->fn);
     if (st->is_gemm) return kl_matmul_run(ctx, v, &st->gemm);
+    if (st->is_conv) return kl_conv_run(ctx, v, &st->conv);
     if (st->is_alias) {
         kl_buffer *b = v->op.inputs[0]->buf;
         if (!b) return kl_error(KL_ERR_RUNTIME, "internal: %s input not computed", kl_op_kind_name(v->op.kind));
@@ -182,7 +185,9 @@ kl_status kl_sync(kl_var *const *vars, int n)
             st->is_code = v->op.kind == KL_OP_CODE;
             st->is_gemm = v->op.kind == KL_OP_REDUCE && kl_blas_available(&ctx->blas) &&
                           kl_matmul_match(v, 0, &st->gemm);
-            if (st->is_gemm) {
+            st->is_conv = !st->is_gemm && (v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE) &&
+                          kl_dnnl_available(&ctx->dnnl) && kl_conv_match(v, 0, &st->conv);
+            if (st->is_gemm || st->is_conv) {
                 continue;
             } else if (st->is_code) {
                 int cxx;
@@ -196,7 +201,7 @@ kl_status kl_sync(kl_var *const *vars, int n)
     }
     if (s == KL_OK) s = kl_jit_get_many(ctx, n_src, sources, langs, fns);
     for (int i = 0, j = 0; s == KL_OK && i < n_steps; i++)
-        if (!steps[i].is_alias && !steps[i].is_gemm && !steps[i].planned) {
+        if (!steps[i].is_alias && !steps[i].is_gemm && !steps[i].is_conv && !steps[i].planned) {
             steps[i].fn = fns[j++];
             if (steps[i].new_plan) kl_plan_set_fn(steps[i].new_plan, steps[i].fn);
         }

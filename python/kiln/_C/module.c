@@ -150,6 +150,14 @@ static PyObject *m_gc(PyObject *mod, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *m_has_library(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name) return NULL;
+    return PyBool_FromLong(kl_context_has_library(klpy_ctx, name));
+}
+
 static PyObject *m_set_debug(PyObject *mod, PyObject *arg)
 {
     (void)mod;
@@ -243,6 +251,7 @@ static PyMethodDef module_methods[] = {
     {"set_var_class", m_set_var_class, METH_O, "set the class new Vars are made of"},
     {"seed", m_seed, METH_O, "seed(n): reseed the random generator"},
     {"gc", m_gc, METH_NOARGS, "return cached memory to the system"},
+    {"has_library", m_has_library, METH_O, "whether 'blas' or 'dnnl' is found and enabled"},
     {"set_debug", m_set_debug, METH_O, "set the debug print level"},
     {"get_debug", m_get_debug, METH_NOARGS, "the debug print level"},
     {"cache_dir", m_cache_dir, METH_VARARGS, "cache_dir([dir]): get or set the kernel cache folder"},

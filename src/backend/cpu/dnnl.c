@@ -1,0 +1,351 @@
+/* dnnl.c: finding oneDNN at run time and running convolutions with it.
+ *
+ * The build never sees oneDNN's headers: the few C entry points used are
+ * declared here, with its descriptors as opaque storage larger than 2.x's
+ * (696-byte memory descriptors, 5976-byte convolution descriptors), and the
+ * library is used only when dnnl_version() says 2.x, whose enum values these
+ * are. Each convolution lets oneDNN choose its layouts (format "any": its
+ * blocked layouts run several times faster than plain NCHW) and reorders
+ * kiln's row-major operands into them; primitives are created once per
+ * shape and kept, most recently used first. */
+#include "backend/cpu/dnnl.h"
+#include "core/error.h"
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { /* oneDNN 2.x's values (dnnl_types.h) */
+    F32 = 3, TAG_ANY = 1, ENGINE_CPU = 1, STREAM_DEFAULT = 1, SUCCESS = 0,
+    FORWARD_TRAINING = 64, FORWARD_INFERENCE = 96, BACKWARD_DATA = 160, BACKWARD_WEIGHTS = 192,
+    CONVOLUTION_DIRECT = 1,
+    ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161,
+    ARG_FROM = 1, ARG_TO = 17,
+    QUERY_IMPL_INFO = 8, QUERY_SRC = 129, QUERY_DIFF_SRC = 130, QUERY_WEIGHTS = 131, QUERY_DIFF_WEIGHTS = 132,
+    QUERY_DST = 133, QUERY_DIFF_DST = 134,
+};
+/* plain tags by spatial rank 1..3: ncw nchw ncdhw / oiw oihw oidhw / goiw goihw goidhw */
+static const int ACTIVATION_TAG[4] = {0, 4, 5, 7}, WEIGHT_TAG[4] = {0, 4, 5, 7}, GROUP_WEIGHT_TAG[4] = {0, 5, 7, 8};
+
+#define MAX_CACHED 128
+#define MD_BYTES 1024
+#define OP_DESC_BYTES 8192
+
+typedef int64_t dims_t[12];
+typedef struct { _Alignas(16) unsigned char bytes[MD_BYTES]; } md_t;
+typedef struct { int arg; void *memory; } exec_arg;
+typedef struct { int major, minor, patch; const char *hash; unsigned cpu_runtime, gpu_runtime; } version_t;
+
+struct kl_dnnl_api {
+    const version_t *(*version)(void);
+    int (*engine_create)(void **engine, int kind, size_t index);
+    int (*engine_destroy)(void *engine);
+    int (*stream_create)(void **stream, void *engine, unsigned flags);
+    int (*stream_wait)(void *stream);
+    int (*stream_destroy)(void *stream);
+    int (*md_init_by_tag)(md_t *md, int ndims, const int64_t *dims, int data_type, int tag);
+    int (*md_equal)(const void *a, const void *b);
+    size_t (*md_size)(const void *md);
+    int (*conv_forward_init)(void *desc, int prop, int alg, const void *src, const void *w, const void *bias,
+                             const void *dst, const int64_t *strides, const int64_t *dilates,
+                             const int64_t *pad_l, const int64_t *pad_r);
+    int (*conv_backward_data_init)(void *desc, int alg, const void *diff_src, const void *w, const void *diff_dst,
+                                   const int64_t *strides, const int64_t *dilates, const int64_t *pad_l,
+                                   const int64_t *pad_r);
+    int (*conv_backward_weights_init)(void *desc, int alg, const void *src, const void *diff_w,
+                                      const void *diff_bias, const void *diff_dst, const int64_t *strides,
+                                      const int64_t *dilates, const int64_t *pad_l, const int64_t *pad_r);
+    int (*pd_create)(void **pd, const void *op_desc, const void *attr, void *engine, const void *hint);
+    int (*pd_destroy)(void *pd);
+    const void *(*pd_query_md)(const void *pd, int what, int index);
+    int (*pd_query)(const void *pd, int what, int index, void *result);
+    int (*primitive_create)(void **p, const void *pd);
+    int (*primitive_destroy)(void *p);
+    int (*primitive_execute)(const void *p, void *stream, int nargs, const exec_arg *args);
+    int (*reorder_pd_create)(void **pd, const void *src_md, void *src_engine, const void *dst_md,
+                             void *dst_engine, const void *attr);
+    int (*memory_create)(void **m, const void *md, void *engine, void *handle);
+    int (*memory_set_data_handle)(void *m, void *handle);
+    int (*memory_destroy)(void *m);
+};
+
+/* One operand: kiln's plain memory and, when oneDNN wants another layout,
+ * its own memory (in the run's scratch) and the reorder between them. */
+typedef struct {
+    int arg;
+    void *user, *inner, *reorder;
+    size_t inner_bytes, offset;
+} operand;
+
+struct kl_dnnl_conv {
+    kl_conv_shape shape;
+    kl_dnnl_conv *next;
+    void *pd, *primitive;
+    operand ops[3]; /* a, b, out */
+    size_t scratch_bytes;
+};
+
+void kl_dnnl_init(kl_dnnl *d)
+{
+    memset(d, 0, sizeof *d);
+    const char *want = getenv("KILN_DNNL");
+    d->disabled = want && strcmp(want, "0") == 0;
+}
+
+#define LOAD(field, name) ok = ok && (*(void **)&api->field = dlsym(d->handle, name)) != NULL
+
+int kl_dnnl_available(kl_dnnl *d)
+{
+    if (d->tried) return d->available;
+    d->tried = 1;
+    if (d->disabled) return 0;
+    d->handle = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!d->handle) return 0;
+    struct kl_dnnl_api *api = calloc(1, sizeof *api);
+    int ok = api != NULL;
+    if (ok) {
+        LOAD(version, "dnnl_version");
+        LOAD(engine_create, "dnnl_engine_create");
+        LOAD(engine_destroy, "dnnl_engine_destroy");
+        LOAD(stream_create, "dnnl_stream_create");
+        LOAD(stream_wait, "dnnl_stream_wait");
+        LOAD(stream_destroy, "dnnl_stream_destroy");
+        LOAD(md_init_by_tag, "dnnl_memory_desc_init_by_tag");
+        LOAD(md_equal, "dnnl_memory_desc_equal");
+        LOAD(md_size, "dnnl_memory_desc_get_size");
+        LOAD(conv_forward_init, "dnnl_dilated_convolution_forward_desc_init");
+        LOAD(conv_backward_data_init, "dnnl_dilated_convolution_backward_data_desc_init");
+        LOAD(conv_backward_weights_init, "dnnl_dilated_convolution_backward_weights_desc_init");
+        LOAD(pd_create, "dnnl_primitive_desc_create");
+        LOAD(pd_destroy, "dnnl_primitive_desc_destroy");
+        LOAD(pd_query_md, "dnnl_primitive_desc_query_md");
+        LOAD(pd_query, "dnnl_primitive_desc_query");
+        LOAD(primitive_create, "dnnl_primitive_create");
+        LOAD(primitive_destroy, "dnnl_primitive_destroy");
+        LOAD(primitive_execute, "dnnl_primitive_execute");
+        LOAD(reorder_pd_create, "dnnl_reorder_primitive_desc_create");
+        LOAD(memory_create, "dnnl_memory_create");
+        LOAD(memory_set_data_handle, "dnnl_memory_set_data_handle");
+        LOAD(memory_destroy, "dnnl_memory_destroy");
+    }
+    ok = ok && api->version()->major == 2;
+    ok = ok && api->engine_create(&d->engine, ENGINE_CPU, 0) == SUCCESS;
+    ok = ok && api->stream_create(&d->stream, d->engine, STREAM_DEFAULT) == SUCCESS;
+    if (!ok) {
+        if (api && d->stream) api->stream_destroy(d->stream);
+        if (api && d->engine) api->engine_destroy(d->engine);
+        free(api);
+        dlclose(d->handle);
+        d->handle = d->engine = d->stream = NULL;
+        return 0;
+    }
+    d->api = api;
+    d->available = 1;
+    return 1;
+}
+
+static void conv_free(struct kl_dnnl_api *api, kl_dnnl_conv *c)
+{
+    for (int i = 0; i < 3; i++) {
+        operand *o = &c->ops[i];
+        if (o->reorder) api->primitive_destroy(o->reorder);
+        if (o->inner) api->memory_destroy(o->inner);
+        if (o->user) api->memory_destroy(o->user);
+    }
+    if (c->primitive) api->primitive_destroy(c->primitive);
+    if (c->pd) api->pd_destroy(c->pd);
+    free(c);
+}
+
+void kl_dnnl_free(kl_dnnl *d)
+{
+    if (!d->available) return;
+    while (d->convs) {
+        kl_dnnl_conv *c = d->convs;
+        d->convs = c->next;
+        conv_free(d->api, c);
+    }
+    d->api->stream_destroy(d->stream);
+    d->api->engine_destroy(d->engine);
+    free(d->api);
+    /* the library stays loaded: its OpenMP threads may outlive this call */
+    d->available = 0;
+}
+
+/* Plain descriptors of src, weights and dst. */
+static int plain_mds(struct kl_dnnl_api *api, const kl_conv_shape *s, md_t *src, md_t *w, md_t *dst)
+{
+    int nd = s->nd, nw = 0;
+    dims_t ds = {s->n, s->ic}, dd = {s->n, s->oc}, dw;
+    if (s->groups > 1) dw[nw++] = s->groups;
+    dw[nw++] = s->oc / s->groups;
+    dw[nw++] = s->ic / s->groups;
+    for (int j = 0; j < nd; j++) { ds[2 + j] = s->in[j]; dd[2 + j] = s->out[j]; dw[nw++] = s->k[j]; }
+    int wtag = s->groups > 1 ? GROUP_WEIGHT_TAG[nd] : WEIGHT_TAG[nd];
+    return api->md_init_by_tag(src, 2 + nd, ds, F32, ACTIVATION_TAG[nd]) == SUCCESS &&
+           api->md_init_by_tag(w, nw, dw, F32, wtag) == SUCCESS &&
+           api->md_init_by_tag(dst, 2 + nd, dd, F32, ACTIVATION_TAG[nd]) == SUCCESS;
+}
+
+/* Any-layout copies of the plain descriptors (same dims). */
+static int any_mds(struct kl_dnnl_api *api, const kl_conv_shape *s, md_t *src, md_t *w, md_t *dst)
+{
+    int nd = s->nd, nw = 0;
+    dims_t ds = {s->n, s->ic}, dd = {s->n, s->oc}, dw;
+    if (s->groups > 1) dw[nw++] = s->groups;
+    dw[nw++] = s->oc / s->groups;
+    dw[nw++] = s->ic / s->groups;
+    for (int j = 0; j < nd; j++) { ds[2 + j] = s->in[j]; dd[2 + j] = s->out[j]; dw[nw++] = s->k[j]; }
+    return api->md_init_by_tag(src, 2 + nd, ds, F32, TAG_ANY) == SUCCESS &&
+           api->md_init_by_tag(w, nw, dw, F32, TAG_ANY) == SUCCESS &&
+           api->md_init_by_tag(dst, 2 + nd, dd, F32, TAG_ANY) == SUCCESS;
+}
+
+/* An operand's memories and reorder; input operands reorder user -> inner. */
+static int setup_operand(kl_dnnl *d, operand *o, int arg, const md_t *user_md, const void *inner_md, int is_output)
+{
+    struct kl_dnnl_api *api = d->api;
+    o->arg = arg;
+    if (api->memory_create(&o->user, user_md, d->engine, NULL) != SUCCESS) return 0;
+    if (api->md_equal(user_md, inner_md)) return 1;
+    o->inner_bytes = api->md_size(inner_md);
+    if (api->memory_create(&o->inner, inner_md, d->engine, NULL) != SUCCESS) return 0;
+    void *rpd = NULL;
+    int ok = is_output ? api->reorder_pd_create(&rpd, inner_md, d->engine, user_md, d->engine, NULL) == SUCCESS
+                       : api->reorder_pd_create(&rpd, user_md, d->engine, inner_md, d->engine, NULL) == SUCCESS;
+    ok = ok && api->primitive_create(&o->reorder, rpd) == SUCCESS;
+    if (rpd) api->pd_destroy(rpd);
+    return ok;
+}
+
+static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, int debug)
+{
+    struct kl_dnnl_api *api = d->api;
+    md_t src, w, dst, asrc, aw, adst;
+    if (!plain_mds(api, s, &src, &w, &dst) || !any_mds(api, s, &asrc, &aw, &adst)) return NULL;
+    int64_t strides[3], dilates[3], pad_l[3], pad_r[3];
+    for (int j = 0; j < s->nd; j++) {
+        strides[j] = s->stride[j];
+        dilates[j] = s->dilation[j] - 1;
+        pad_l[j] = s->pad_lo[j];
+        pad_r[j] = s->pad_hi[j];
+    }
+    void *desc = malloc(OP_DESC_BYTES), *fwd_desc = malloc(OP_DESC_BYTES);
+    kl_dnnl_conv *c = calloc(1, sizeof *c);
+    void *hint = NULL;
+    int ok = desc && fwd_desc && c;
+    int forward = s->kind == KL_CONV_FORWARD;
+    ok = ok && api->conv_forward_init(fwd_desc, forward ? FORWARD_INFERENCE : FORWARD_TRAINING, CONVOLUTION_DIRECT,
+                                      &asrc, &aw, NULL, &adst, strides, dilates, pad_l, pad_r) == SUCCESS;
+    if (ok && forward) {
+        ok = api->pd_create(&c->pd, fwd_desc, NULL, d->engine, NULL) == SUCCESS;
+    } else if (ok) {
+        ok = api->pd_create(&hint, fwd_desc, NULL, d->engine, NULL) == SUCCESS;
+        if (ok && s->kind == KL_CONV_BACKWARD_DATA)
+            ok = api->conv_backward_data_init(desc, CONVOLUTION_DIRECT, &asrc, &aw, &adst, strides, dilates, pad_l,
+                                              pad_r) == SUCCESS;
+        else if (ok)
+            ok = api->conv_backward_weights_init(desc, CONVOLUTION_DIRECT, &asrc, &aw, NULL, &adst, strides, dilates,
+                                                 pad_l, pad_r) == SUCCESS;
+        ok = ok && api->pd_create(&c->pd, desc, NULL, d->engine, hint) == SUCCESS;
+    }
+    if (hint) api->pd_destroy(hint);
+    free(desc);
+    free(fwd_desc);
+    if (c) c->shape = *s;
+    ok = ok && api->primitive_create(&c->primitive, c->pd) == SUCCESS;
+    if (ok) {
+        const void *pd = c->pd;
+        switch (s->kind) {
+        case KL_CONV_FORWARD:
+            ok = setup_operand(d, &c->ops[0], ARG_SRC, &src, api->pd_query_md(pd, QUERY_SRC, 0), 0) &&
+                 setup_operand(d, &c->ops[1], ARG_WEIGHTS, &w, api->pd_query_md(pd, QUERY_WEIGHTS, 0), 0) &&
+                 setup_operand(d, &c->ops[2], ARG_DST, &dst, api->pd_query_md(pd, QUERY_DST, 0), 1);
+            break;
+        case KL_CONV_BACKWARD_DATA:
+            ok = setup_operand(d, &c->ops[0], ARG_DIFF_DST, &dst, api->pd_query_md(pd, QUERY_DIFF_DST, 0), 0) &&
+                 setup_operand(d, &c->ops[1], ARG_WEIGHTS, &w, api->pd_query_md(pd, QUERY_WEIGHTS, 0), 0) &&
+                 setup_operand(d, &c->ops[2], ARG_DIFF_SRC, &src, api->pd_query_md(pd, QUERY_DIFF_SRC, 0), 1);
+            break;
+        default:
+            ok = setup_operand(d, &c->ops[0], ARG_SRC, &src, api->pd_query_md(pd, QUERY_SRC, 0), 0) &&
+                 setup_operand(d, &c->ops[1], ARG_DIFF_DST, &dst, api->pd_query_md(pd, QUERY_DIFF_DST, 0), 0) &&
+                 setup_operand(d, &c->ops[2], ARG_DIFF_WEIGHTS, &w, api->pd_query_md(pd, QUERY_DIFF_WEIGHTS, 0), 1);
+        }
+    }
+    if (!ok) {
+        if (c) conv_free(api, c);
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        c->ops[i].offset = c->scratch_bytes;
+        c->scratch_bytes += (c->ops[i].inner_bytes + 63) / 64 * 64;
+    }
+    if (debug) {
+        static const char *const kinds[] = {"forward", "backward data", "backward weights"};
+        const char *impl = "?";
+        api->pd_query(c->pd, QUERY_IMPL_INFO, 0, &impl);
+        fprintf(stderr, "[kiln] oneDNN convolution %s: n=%lld %lld->%lld groups=%d, implementation %s, %zu bytes of reorders\n",
+                kinds[s->kind], (long long)s->n, (long long)s->ic, (long long)s->oc, s->groups, impl, c->scratch_bytes);
+    }
+    return c;
+}
+
+kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *s, int debug)
+{
+    if (!kl_dnnl_available(d)) return NULL;
+    kl_dnnl_conv **link = &d->convs;
+    for (kl_dnnl_conv *c = d->convs; c; link = &c->next, c = c->next) {
+        if (memcmp(&c->shape, s, sizeof *s) == 0) {
+            *link = c->next; /* move to the front */
+            c->next = d->convs;
+            d->convs = c;
+            return c;
+        }
+    }
+    kl_dnnl_conv *c = create(d, s, debug);
+    if (!c) return NULL;
+    c->next = d->convs;
+    d->convs = c;
+    if (++d->n_convs > MAX_CACHED) { /* drop the least recently used */
+        kl_dnnl_conv **p = &d->convs;
+        while ((*p)->next) p = &(*p)->next;
+        conv_free(d->api, *p);
+        *p = NULL;
+        d->n_convs--;
+    }
+    return c;
+}
+
+size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c) { return c->scratch_bytes; }
+
+static int run(kl_dnnl *d, void *primitive, int n, const exec_arg *args)
+{
+    return d->api->primitive_execute(primitive, d->stream, n, args) == SUCCESS;
+}
+
+kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch)
+{
+    struct kl_dnnl_api *api = d->api;
+    void *data[3] = {(void *)a, (void *)b, out};
+    exec_arg args[3];
+    int ok = 1;
+    for (int i = 0; i < 3 && ok; i++) {
+        operand *o = &c->ops[i];
+        ok = api->memory_set_data_handle(o->user, data[i]) == SUCCESS;
+        if (ok && o->inner) ok = api->memory_set_data_handle(o->inner, (char *)scratch + o->offset) == SUCCESS;
+        args[i] = (exec_arg){o->arg, o->inner ? o->inner : o->user};
+        if (ok && o->inner && i < 2) {
+            exec_arg r[2] = {{ARG_FROM, o->user}, {ARG_TO, o->inner}};
+            ok = run(d, o->reorder, 2, r);
+        }
+    }
+    ok = ok && run(d, c->primitive, 3, args);
+    operand *o = &c->ops[2];
+    if (ok && o->inner) {
+        exec_arg r[2] = {{ARG_FROM, o->inner}, {ARG_TO, o->user}};
+        ok = run(d, o->reorder, 2, r);
+    }
+    ok = ok && api->stream_wait(d->stream) == SUCCESS;
+    return ok ? KL_OK : kl_error(KL_ERR_RUNTIME, "oneDNN failed to run a convolution");
+}

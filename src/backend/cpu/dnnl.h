@@ -1,0 +1,46 @@
+/* dnnl.h: oneDNN's convolutions (forward, backward data, backward weights),
+ * loaded with dlopen when first wanted, so kiln builds and runs without it
+ * (the fused loop kernels then do the work). Speaks oneDNN 2.x's C API. */
+#ifndef KL_DNNL_H
+#define KL_DNNL_H
+
+#include "kiln.h"
+#include <stdint.h>
+
+typedef enum { KL_CONV_FORWARD, KL_CONV_BACKWARD_DATA, KL_CONV_BACKWARD_WEIGHTS } kl_conv_kind;
+
+/* One convolution, all plain row-major: src (n, ic, in...), weights
+ * (oc, ic/groups, k...), dst (n, oc, out...). dilation is kiln's (1: dense). */
+typedef struct {
+    int32_t kind, nd, groups, pad_;
+    int64_t n, ic, oc;
+    int64_t in[3], out[3], k[3], stride[3], dilation[3], pad_lo[3], pad_hi[3];
+} kl_conv_shape;
+
+typedef struct kl_dnnl_conv kl_dnnl_conv; /* a created primitive and its reorders */
+
+typedef struct kl_dnnl {
+    int tried, available, disabled;
+    void *handle;
+    void *engine, *stream;
+    struct kl_dnnl_api *api;
+    kl_dnnl_conv *convs; /* most recently used first */
+    int n_convs;
+} kl_dnnl;
+
+/* Reads KILN_DNNL when a context is made: 0 disables oneDNN. */
+void kl_dnnl_init(kl_dnnl *d);
+/* 1 when oneDNN 2.x can be called (loads it on first use). */
+int kl_dnnl_available(kl_dnnl *d);
+void kl_dnnl_free(kl_dnnl *d);
+/* The primitive for shape, created on first use and kept; NULL when oneDNN
+ * cannot run it (the caller falls back to a kernel). debug: print the choice. */
+kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *shape, int debug);
+/* Bytes of the temporaries (oneDNN's blocked layouts) a run needs. */
+size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c);
+/* forward: a = src, b = weights; backward data: a = diff dst, b = weights;
+ * backward weights: a = src, b = diff dst. out is dst / diff src / diff
+ * weights. scratch: kl_dnnl_conv_scratch_bytes, 64-byte aligned. */
+kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch);
+
+#endif

@@ -1,0 +1,294 @@
+/* conv.c: the replacement pass for convolutions (the forms are in conv.h).
+ * The window reindex's index expressions are read as affine maps of the
+ * iteration dims; they give the batch, channel (and group) and the
+ * (output, kernel) pair of each spatial dim. Which dim of a pair is the
+ * kernel's, and where the output channel is, comes from the strides of
+ * the weights and of the output gradient (an operand's, or the result's
+ * layout when the form produces it); both must be exactly the row-major
+ * layouts oneDNN is given, else the pattern is left to the fused kernels. */
+#include "opt/conv.h"
+#include "core/context.h"
+#include "opt/operand.h"
+#include <stddef.h>
+#include <string.h>
+
+typedef struct {
+    int64_t coef[KL_MAX_DIMS];
+    int64_t constant;
+} affine;
+
+static int constant_of(const kl_expr *e, int64_t *out)
+{
+    int64_t a, b;
+    switch (e->kind) {
+    case KL_EX_INT: *out = e->value; return 1;
+    case KL_EX_NEG: if (!constant_of(e->args[0], &a)) return 0; *out = -a; return 1;
+    case KL_EX_BINARY:
+        if (!constant_of(e->args[0], &a) || !constant_of(e->args[1], &b)) return 0;
+        if (e->op == KL_EXB_ADD) *out = a + b;
+        else if (e->op == KL_EXB_SUB) *out = a - b;
+        else if (e->op == KL_EXB_MUL) *out = a * b;
+        else return 0;
+        return 1;
+    default: return 0;
+    }
+}
+
+/* Adds mult * e to a; 0 when e is not affine in the iteration indexes. */
+static int add_affine(const kl_expr *e, int64_t mult, int R, affine *a)
+{
+    int64_t k;
+    switch (e->kind) {
+    case KL_EX_INT: a->constant += mult * e->value; return 1;
+    case KL_EX_INDEX:
+        if (e->value < 0 || e->value >= R) return 0;
+        a->coef[e->value] += mult;
+        return 1;
+    case KL_EX_NEG: return add_affine(e->args[0], -mult, R, a);
+    case KL_EX_BINARY:
+        if (e->op == KL_EXB_ADD) return add_affine(e->args[0], mult, R, a) && add_affine(e->args[1], mult, R, a);
+        if (e->op == KL_EXB_SUB) return add_affine(e->args[0], mult, R, a) && add_affine(e->args[1], -mult, R, a);
+        if (e->op != KL_EXB_MUL) return 0;
+        if (constant_of(e->args[0], &k)) return add_affine(e->args[1], mult * k, R, a);
+        if (constant_of(e->args[1], &k)) return add_affine(e->args[0], mult * k, R, a);
+        return 0;
+    default: return 0;
+    }
+}
+
+/* The window: which iteration dim is the batch, channel, group, and each
+ * spatial dim's pair (pair[j][1] = -1 when the expression has one term). */
+typedef struct {
+    int nd, n, c, g, o;
+    int pair[3][2];
+    int64_t pair_coef[3][2], pad[3];
+} window;
+
+static int terms(const affine *a, int R, int *dims)
+{
+    int t = 0;
+    for (int d = 0; d < R; d++)
+        if (a->coef[d]) {
+            if (t == 2) return 3;
+            dims[t++] = d;
+        }
+    return t;
+}
+
+static int parse_window(kl_expr *const *indexes, int n_indexes, const int64_t *xshape, int R, const int64_t *S,
+                        window *w)
+{
+    if (n_indexes < 3 || n_indexes > 5) return 0;
+    memset(w, -1, sizeof *w);
+    w->nd = n_indexes - 2;
+    affine a[5];
+    uint32_t used = 0;
+    int dims[2];
+    for (int i = 0; i < n_indexes; i++) {
+        memset(&a[i], 0, sizeof a[i]);
+        if (!add_affine(indexes[i], 1, R, &a[i])) return 0;
+        int t = terms(&a[i], R, dims);
+        if (t < 1 || t > 2) return 0;
+        for (int j = 0; j < t; j++) {
+            if (used >> dims[j] & 1) return 0;
+            used |= 1u << dims[j];
+        }
+        if (i == 0) { /* batch */
+            if (t != 1 || a[0].coef[dims[0]] != 1 || a[0].constant || S[dims[0]] != xshape[0]) return 0;
+            w->n = dims[0];
+        } else if (i == 1) { /* channel, or group * C/G + channel */
+            if (a[1].constant) return 0;
+            if (t == 1) {
+                if (a[1].coef[dims[0]] != 1 || S[dims[0]] != xshape[1]) return 0;
+                w->c = dims[0];
+                continue;
+            }
+            for (int s = 0; s < 2 && w->c < 0; s++) {
+                int c = dims[s], g = dims[1 - s];
+                if (a[1].coef[c] == 1 && a[1].coef[g] == S[c] && S[c] * S[g] == xshape[1]) { w->c = c; w->g = g; }
+            }
+            if (w->c < 0) return 0;
+        } else { /* out * stride + k * dilation - pad */
+            int j = i - 2;
+            if (a[i].constant > 0) return 0;
+            w->pad[j] = -a[i].constant;
+            for (int s = 0; s < t; s++) {
+                if (a[i].coef[dims[s]] <= 0) return 0;
+                w->pair[j][s] = dims[s];
+                w->pair_coef[j][s] = a[i].coef[dims[s]];
+            }
+        }
+    }
+    for (int d = 0; d < R; d++) { /* the output channel: the one dim x does not see */
+        if ((used >> d & 1) || S[d] == 1) continue;
+        if (w->o >= 0) return 0;
+        w->o = d;
+    }
+    return 1;
+}
+
+static int64_t size_of(const int64_t *S, int d) { return d >= 0 ? S[d] : 1; }
+
+/* Decides each pair's kernel dim from the weight and output-gradient strides,
+ * checks both layouts, and fills the shape. */
+static int solve(window *w, int R, const int64_t *S, const int64_t *xshape, const int64_t *wstr,
+                 const int64_t *dystr, kl_conv_shape *cs)
+{
+    int nd = w->nd, out[3], k[3];
+    for (int j = 0; j < nd; j++) {
+        int d0 = w->pair[j][0], d1 = w->pair[j][1];
+        int first_is_k = d1 >= 0 && (wstr[d0] || dystr[d1]);
+        int second_is_k = d1 >= 0 && !first_is_k;
+        out[j] = first_is_k ? d1 : d0;
+        k[j] = first_is_k ? d0 : second_is_k ? d1 : -1;
+        cs->stride[j] = w->pair_coef[j][first_is_k ? 1 : 0];
+        cs->dilation[j] = k[j] < 0 ? 1 : w->pair_coef[j][first_is_k ? 0 : 1];
+    }
+    int64_t G = size_of(S, w->g), Og = size_of(S, w->o), Cg = S[w->c], K = 1, P = 1;
+    for (int j = 0; j < nd; j++) { K *= size_of(S, k[j]); P *= S[out[j]]; }
+    int64_t ew[KL_MAX_DIMS] = {0}, edy[KL_MAX_DIMS] = {0}, s = 1;
+    for (int j = nd - 1; j >= 0; j--) {
+        if (k[j] >= 0) ew[k[j]] = s;
+        s *= size_of(S, k[j]);
+    }
+    ew[w->c] = K;
+    if (w->o >= 0) ew[w->o] = Cg * K;
+    if (w->g >= 0) ew[w->g] = Og * Cg * K;
+    s = 1;
+    for (int j = nd - 1; j >= 0; j--) { edy[out[j]] = s; s *= S[out[j]]; }
+    if (w->o >= 0) edy[w->o] = P;
+    if (w->g >= 0) edy[w->g] = Og * P;
+    edy[w->n] = G * Og * P;
+    for (int d = 0; d < R; d++)
+        if (S[d] != 1 && (wstr[d] != ew[d] || dystr[d] != edy[d])) return 0;
+    memset(cs, 0, offsetof(kl_conv_shape, stride));
+    cs->nd = nd;
+    cs->groups = (int32_t)G;
+    cs->n = S[w->n];
+    cs->ic = xshape[1];
+    cs->oc = G * Og;
+    for (int j = 0; j < nd; j++) {
+        cs->in[j] = xshape[2 + j];
+        cs->out[j] = S[out[j]];
+        cs->k[j] = size_of(S, k[j]);
+        cs->pad_lo[j] = w->pad[j];
+        /* the high padding that makes oneDNN's output size this one */
+        int64_t extent = (cs->k[j] - 1) * cs->dilation[j] + 1;
+        int64_t hi = (cs->out[j] - 1) * cs->stride[j] + extent - cs->in[j] - cs->pad_lo[j];
+        if (hi < 0) {
+            if (-hi >= cs->stride[j]) return 0; /* a cropped output: not oneDNN's shape */
+            hi = 0;
+        }
+        cs->pad_hi[j] = hi;
+    }
+    for (int j = nd; j < 3; j++) cs->in[j] = cs->out[j] = cs->k[j] = cs->stride[j] = cs->dilation[j] = 1;
+    return 1;
+}
+
+/* Row-major strides of a reduce's result over its input's dims (0: reduced). */
+static void result_strides(const kl_var *v, const int64_t *S, int R, int64_t *str)
+{
+    uint8_t mask = v->op.p.reduce.mask;
+    int64_t s = 1;
+    for (int d = R - 1; d >= 0; d--) {
+        str[d] = (mask >> d & 1) ? 0 : s;
+        if (!(mask >> d & 1)) s *= S[d];
+    }
+}
+
+static int plain_reindex(const kl_var *r)
+{
+    return r->op.kind == KL_OP_REINDEX && !r->buf && !r->materialize && r->op.n_inputs == 1 &&
+           r->op.p.reindex.n_conditions == 0 && r->op.p.reindex.overflow_value == 0;
+}
+
+static int match_form(kl_var *v, int assume_roots, kl_conv_plan *p)
+{
+    if (v->dtype != KL_FLOAT32 || v->op.n_inputs < 1) return 0;
+    kl_var *prod = v->op.inputs[0];
+    if (prod->buf || prod->materialize || prod->op.kind != KL_OP_BINARY || prod->op.p.binary != KL_MUL) return 0;
+    int R = prod->ndim;
+    const int64_t *S = prod->shape;
+    window w;
+    int64_t wstr[KL_MAX_DIMS], dystr[KL_MAX_DIMS], mine[KL_MAX_DIMS];
+    kl_var *src;
+    if (v->op.kind == KL_OP_REINDEX_REDUCE) { /* backward data */
+        if (v->op.p.reindex.op != KL_REDUCE_SUM || v->op.n_inputs != 1 || v->op.p.reindex.n_conditions) return 0;
+        if (!parse_window(v->op.p.reindex.indexes, v->op.p.reindex.n_indexes, v->shape, R, S, &w)) return 0;
+        for (int s = 0; s < 2; s++) {
+            kl_var *dy = prod->op.inputs[s], *wt = prod->op.inputs[1 - s], *dys, *wts;
+            if (!kl_operand_view(dy, R, S, assume_roots, &dys, dystr) ||
+                !kl_operand_view(wt, R, S, assume_roots, &wts, wstr))
+                continue;
+            if (dys->dtype != KL_FLOAT32 || wts->dtype != KL_FLOAT32) continue;
+            if (!solve(&w, R, S, v->shape, wstr, dystr, &p->shape)) continue;
+            p->shape.kind = KL_CONV_BACKWARD_DATA;
+            p->a = dys;
+            p->b = wts;
+            return 1;
+        }
+        return 0;
+    }
+    if (v->op.kind != KL_OP_REDUCE || v->op.p.reduce.op != KL_REDUCE_SUM) return 0;
+    result_strides(v, S, R, mine);
+    for (int s = 0; s < 2; s++) {
+        kl_var *r = prod->op.inputs[s], *other = prod->op.inputs[1 - s];
+        if (!plain_reindex(r)) continue;
+        kl_var *x = r->op.inputs[0];
+        if (x->dtype != KL_FLOAT32 || !kl_operand_stored(x, assume_roots)) continue;
+        if (!parse_window(r->op.p.reindex.indexes, r->op.p.reindex.n_indexes, x->shape, R, S, &w)) continue;
+        if (!kl_operand_view(other, R, S, assume_roots, &src, wstr) || src->dtype != KL_FLOAT32) continue;
+        /* forward: the other operand is the weights, the result the output;
+         * backward weights: the other is the output gradient, the result the weights */
+        if (solve(&w, R, S, x->shape, wstr, mine, &p->shape)) {
+            p->shape.kind = KL_CONV_FORWARD;
+        } else {
+            memcpy(dystr, wstr, sizeof dystr);
+            if (!solve(&w, R, S, x->shape, mine, dystr, &p->shape)) continue;
+            p->shape.kind = KL_CONV_BACKWARD_WEIGHTS;
+        }
+        p->a = x;
+        p->b = src;
+        return 1;
+    }
+    return 0;
+}
+
+int kl_conv_match(kl_var *v, int assume_roots, kl_conv_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    if (!match_form(v, assume_roots, p)) return 0;
+    /* the stored operands must hold exactly the arrays oneDNN reads */
+    const kl_conv_shape *s = &p->shape;
+    int64_t x = s->n * s->ic, w = s->oc * (s->ic / s->groups), y = s->n * s->oc;
+    for (int j = 0; j < s->nd; j++) { x *= s->in[j]; w *= s->k[j]; y *= s->out[j]; }
+    int64_t want_a = s->kind == KL_CONV_BACKWARD_DATA ? y : x;
+    int64_t want_b = s->kind == KL_CONV_BACKWARD_WEIGHTS ? y : w;
+    if (p->a->numel != want_a || p->b->numel != want_b) return 0;
+    if (assume_roots) return 1;
+    p->conv = kl_dnnl_conv_get(&v->ctx->dnnl, s, v->ctx->debug);
+    return p->conv != NULL;
+}
+
+kl_status kl_conv_run(kl_context *ctx, kl_var *v, const kl_conv_plan *p)
+{
+    if (!p->a->buf || !p->b->buf) return kl_error(KL_ERR_RUNTIME, "internal: convolution operand not computed");
+    size_t nbytes = (size_t)v->numel * sizeof(float), scratch_bytes = kl_dnnl_conv_scratch_bytes(p->conv);
+    kl_buffer *out = kl_buffer_new(ctx, nbytes);
+    kl_buffer *scratch = scratch_bytes ? kl_buffer_new(ctx, scratch_bytes) : NULL;
+    if (!out || (scratch_bytes && !scratch)) {
+        if (out) kl_buffer_release(out);
+        return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for a convolution", nbytes + scratch_bytes);
+    }
+    kl_status s = kl_dnnl_conv_run(&ctx->dnnl, p->conv, p->a->buf->data, p->b->buf->data, out->data,
+                                   scratch ? scratch->data : NULL);
+    if (scratch) kl_buffer_release(scratch);
+    if (s != KL_OK) {
+        kl_buffer_release(out);
+        return s;
+    }
+    ctx->counters.library_calls++;
+    ctx->counters.kernels_launched++;
+    kl_var_set_computed(v, out);
+    return KL_OK;
+}

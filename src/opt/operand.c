@@ -1,0 +1,36 @@
+/* operand.c: seeing through broadcasts to the stored var a library call reads. */
+#include "opt/operand.h"
+
+int kl_operand_stored(const kl_var *x, int assume_roots)
+{
+    return x->buf || x->materialize || (assume_roots && x->op.kind != KL_OP_BROADCAST && x->op.kind != KL_OP_STOP_GRAD);
+}
+
+int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl_var **src, int64_t *strides)
+{
+    int map[KL_MAX_DIMS];
+    for (int d = 0; d < R; d++) {
+        int k = d - (R - x->ndim);
+        map[d] = (k >= 0 && !(x->shape[k] == 1 && shape[d] != 1)) ? k : -1;
+    }
+    while (!kl_operand_stored(x, assume_roots)) {
+        kl_var *in = x->op.inputs[0];
+        if (x->op.kind == KL_OP_BROADCAST) {
+            int to_in[KL_MAX_DIMS];
+            for (int e = 0, j = 0; e < x->ndim; e++) {
+                if (x->op.p.broadcast.mask >> e & 1) { to_in[e] = -1; continue; }
+                to_in[e] = in->shape[j] == 1 && x->shape[e] != 1 ? -1 : j;
+                j++;
+            }
+            for (int d = 0; d < R; d++) if (map[d] >= 0) map[d] = to_in[map[d]];
+        } else if (x->op.kind != KL_OP_STOP_GRAD) {
+            return 0;
+        }
+        x = in;
+    }
+    int64_t stride[KL_MAX_DIMS], s = 1;
+    for (int j = x->ndim - 1; j >= 0; j--) { stride[j] = s; s *= x->shape[j]; }
+    for (int d = 0; d < R; d++) strides[d] = map[d] >= 0 && x->shape[map[d]] != 1 ? stride[map[d]] : 0;
+    *src = x;
+    return 1;
+}

@@ -1,0 +1,17 @@
+/* operand.h: what the replacement passes (matmul, conv) share: the stored
+ * var behind an operand and its element strides in the iteration space. */
+#ifndef KL_OPERAND_H
+#define KL_OPERAND_H
+
+#include "core/graph.h"
+
+/* x is computed, marked for storing, or (with assume_roots) could be. */
+int kl_operand_stored(const kl_var *x, int assume_roots);
+/* x is read as an R-dim array of the given shape (right-aligned, as a
+ * broadcast would). Walks broadcasts and stop_grads down to a stored var
+ * (computed, marked for storing, or, with assume_roots, anything else) and
+ * gives, per iteration dim, the element stride into it (0 where x is
+ * broadcast along the dim or the dim has size 1). 0 when x is not such a view. */
+int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl_var **src, int64_t *strides);
+
+#endif

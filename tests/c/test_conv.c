@@ -1,0 +1,240 @@
+/* test_conv.c: the oneDNN replacement of the three convolution forms
+ * (src/opt/conv.h) gives what the fused loop kernels give, forward and both
+ * gradients, across strides, padding, dilation, groups and 1 or 2 spatial
+ * dims; the forward also matches a float64 loop here. The counters show
+ * which path ran; KILN_DNNL=0 forces the fused kernels. Near misses of the
+ * pattern must be left to the kernels and still be right. */
+#include "check.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *label;
+    int nd;
+    int64_t n, c, o, groups;
+    int64_t in[3], k[3], stride[3], dilation[3], pad[3];
+    int weight_first;   /* mul(broadcast(w), reindex(x)) instead of the other order */
+    int64_t out_trim;   /* output rows fewer than the natural size (stride leftovers) */
+} conv_case;
+
+typedef struct {
+    double *y, *gx, *gw;
+    uint64_t forward_calls, backward_calls;
+} conv_result;
+
+static int64_t out_size(const conv_case *cc, int j)
+{
+    int64_t extent = (cc->k[j] - 1) * cc->dilation[j] + 1;
+    return (cc->in[j] + 2 * cc->pad[j] - extent) / cc->stride[j] + 1 - (j == 0 ? cc->out_trim : 0);
+}
+
+static int64_t prod(const int64_t *v, int n)
+{
+    int64_t p = 1;
+    for (int i = 0; i < n; i++) p *= v[i];
+    return p;
+}
+
+/* The iteration space (n, [g,] o, out..., c, k...) and the window expressions. */
+static int space(const conv_case *cc, int64_t *shape, char exprs[5][96], int *reduce_dims, int *n_reduce,
+                 int *bcast_dims, int *n_bcast)
+{
+    int R = 0, grouped = cc->groups > 1, nd = cc->nd;
+    int64_t cg = cc->c / cc->groups, og = cc->o / cc->groups;
+    shape[R++] = cc->n;
+    if (grouped) shape[R++] = cc->groups;
+    shape[R++] = og;
+    int out0 = R;
+    for (int j = 0; j < nd; j++) shape[R++] = out_size(cc, j);
+    int cdim = R;
+    shape[R++] = cg;
+    int k0 = R;
+    for (int j = 0; j < nd; j++) shape[R++] = cc->k[j];
+    snprintf(exprs[0], 96, "i0");
+    if (grouped) snprintf(exprs[1], 96, "i1*%lld+i%d", (long long)cg, cdim);
+    else snprintf(exprs[1], 96, "i%d", cdim);
+    for (int j = 0; j < nd; j++)
+        snprintf(exprs[2 + j], 96, "i%d*%lld+i%d*%lld-%lld", out0 + j, (long long)cc->stride[j], k0 + j,
+                 (long long)cc->dilation[j], (long long)cc->pad[j]);
+    *n_reduce = 0;
+    reduce_dims[(*n_reduce)++] = cdim;
+    for (int j = 0; j < nd; j++) reduce_dims[(*n_reduce)++] = k0 + j;
+    *n_bcast = 0;
+    bcast_dims[(*n_bcast)++] = 0;
+    for (int j = 0; j < nd; j++) bcast_dims[(*n_bcast)++] = out0 + j;
+    return R;
+}
+
+static conv_result run(kl_context *ctx, const conv_case *cc, const double *x, const double *w, const double *dy)
+{
+    conv_result r = {0};
+    int nd = cc->nd;
+    int64_t xshape[5] = {cc->n, cc->c}, wshape[6], yshape[6], S[KL_MAX_DIMS];
+    int nw = 0, ny = 0;
+    if (cc->groups > 1) wshape[nw++] = cc->groups;
+    wshape[nw++] = cc->o / cc->groups;
+    wshape[nw++] = cc->c / cc->groups;
+    for (int j = 0; j < nd; j++) { xshape[2 + j] = cc->in[j]; wshape[nw++] = cc->k[j]; }
+    char exprs[5][96];
+    const char *idx[5];
+    int rdims[4], nr, bdims[4], nb;
+    int R = space(cc, S, exprs, rdims, &nr, bdims, &nb);
+    for (int i = 0; i < 2 + nd; i++) idx[i] = exprs[i];
+    for (int d = 0; d < R - 1 - nd; d++) yshape[ny++] = S[d];
+    kl_var *X = check_var(ctx, KL_FLOAT32, 2 + nd, xshape, x), *W = check_var(ctx, KL_FLOAT32, nw, wshape, w);
+    kl_var *DY = check_var(ctx, KL_FLOAT32, ny, yshape, dy);
+    kl_var *xx = NULL, *ww = NULL, *p = NULL, *y = NULL, *g[2] = {NULL, NULL};
+    kl_counters c0, c1, c2;
+    kl_context_counters(ctx, &c0);
+    if (X && W && DY && CHECK_OK(kl_reindex(X, R, S, idx, 0, 0, NULL, 0, NULL, &xx)) &&
+        CHECK_OK(kl_broadcast_to(W, R, S, nb, bdims, &ww)) &&
+        CHECK_OK(cc->weight_first ? kl_binary(KL_MUL, ww, xx, &p) : kl_binary(KL_MUL, xx, ww, &p)) &&
+        CHECK_OK(kl_reduce(p, KL_REDUCE_SUM, nr, rdims, 0, &y))) {
+        kl_var *const wrt[2] = {X, W};
+        CHECK_OK(kl_grad(y, DY, 2, wrt, g));
+        kl_var_release(xx); kl_var_release(ww); kl_var_release(p);
+        xx = ww = p = NULL;
+        r.y = check_read(y);
+        kl_context_counters(ctx, &c1);
+        if (g[0] && g[1] && CHECK_OK(kl_sync(g, 2))) {
+            r.gx = check_read(g[0]);
+            r.gw = check_read(g[1]);
+        }
+        kl_context_counters(ctx, &c2);
+        r.forward_calls = c1.library_calls - c0.library_calls;
+        r.backward_calls = c2.library_calls - c1.library_calls;
+    }
+    check_release(X); check_release(W); check_release(DY); check_release(xx); check_release(ww);
+    check_release(p); check_release(y); check_release(g[0]); check_release(g[1]);
+    return r;
+}
+
+/* y[n, o, out...] in float64, straight from the definition. */
+static double *reference(const conv_case *cc, const double *x, const double *w, int64_t ny)
+{
+    int nd = cc->nd;
+    int64_t outs[3] = {1, 1, 1}, ins[3] = {1, 1, 1}, ks[3] = {1, 1, 1};
+    for (int j = 0; j < nd; j++) { outs[j] = out_size(cc, j); ins[j] = cc->in[j]; ks[j] = cc->k[j]; }
+    int64_t cg = cc->c / cc->groups, og = cc->o / cc->groups, P = prod(outs, 3), K = prod(ks, 3), I = prod(ins, 3);
+    double *y = calloc((size_t)ny, sizeof *y);
+    for (int64_t n = 0; n < cc->n; n++)
+        for (int64_t o = 0; o < cc->o; o++)
+            for (int64_t q = 0; q < P; q++) {
+                int64_t oq[3] = {q / (outs[1] * outs[2]), q / outs[2] % outs[1], q % outs[2]};
+                double acc = 0;
+                for (int64_t c = 0; c < cg; c++)
+                    for (int64_t kk = 0; kk < K; kk++) {
+                        int64_t kq[3] = {kk / (ks[1] * ks[2]), kk / ks[2] % ks[1], kk % ks[2]}, pos = 0, inside = 1;
+                        for (int j = 0; j < 3; j++) {
+                            int64_t at = j < nd ? oq[j] * cc->stride[j] + kq[j] * cc->dilation[j] - cc->pad[j] : 0;
+                            inside &= at >= 0 && at < ins[j];
+                            pos = pos * ins[j] + at;
+                        }
+                        if (!inside) continue;
+                        int64_t ch = o / og * cg + c;
+                        acc += x[(n * cc->c + ch) * I + pos] * w[(o * cg + c) * K + kk];
+                    }
+                y[(n * cc->o + o) * P + q] = acc;
+            }
+    return y;
+}
+
+static void compare(const conv_case *cc)
+{
+    int nd = cc->nd;
+    int64_t nx = cc->n * cc->c, nw = cc->o * (cc->c / cc->groups), ny = cc->n * cc->o;
+    for (int j = 0; j < nd; j++) { nx *= cc->in[j]; nw *= cc->k[j]; ny *= out_size(cc, j); }
+    double *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w), *dy = malloc((size_t)ny * sizeof *dy);
+    uint64_t st = 7;
+    for (int64_t i = 0; i < nx; i++) x[i] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+    for (int64_t i = 0; i < nw; i++) w[i] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+    for (int64_t i = 0; i < ny; i++) dy[i] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+    kl_context *lib = check_context();
+    setenv("KILN_DNNL", "0", 1);
+    kl_context *fused = check_context();
+    unsetenv("KILN_DNNL");
+    if (!lib || !fused) return;
+    CHECK_MSG(kl_context_has_library(lib, "dnnl"), "%s: oneDNN (libdnnl.so.2) not found", cc->label);
+    CHECK(!kl_context_has_library(fused, "dnnl"));
+    conv_result a = run(lib, cc, x, w, dy), b = run(fused, cc, x, w, dy);
+    double *want = reference(cc, x, w, ny);
+    if (a.y && b.y && a.gx && b.gx && a.gw && b.gw) {
+        char label[160];
+        snprintf(label, sizeof label, "%s: oneDNN forward vs float64", cc->label);
+        CHECK_ARRAY_CLOSE(a.y, want, ny, 1e-4, 1e-4, label);
+        snprintf(label, sizeof label, "%s: fused forward vs float64", cc->label);
+        CHECK_ARRAY_CLOSE(b.y, want, ny, 1e-4, 1e-4, label);
+        snprintf(label, sizeof label, "%s: input gradient", cc->label);
+        CHECK_ARRAY_CLOSE(a.gx, b.gx, nx, 1e-4, 1e-4, label);
+        snprintf(label, sizeof label, "%s: weight gradient", cc->label);
+        CHECK_ARRAY_CLOSE(a.gw, b.gw, nw, 1e-4, 1e-4, label);
+        CHECK_MSG(a.forward_calls == 1 && a.backward_calls == 2,
+                  "%s: %llu forward and %llu backward library calls, expected 1 and 2", cc->label,
+                  (unsigned long long)a.forward_calls, (unsigned long long)a.backward_calls);
+        CHECK_MSG(b.forward_calls == 0 && b.backward_calls == 0, "%s: KILN_DNNL=0 still called oneDNN", cc->label);
+    }
+    free(a.y); free(a.gx); free(a.gw); free(b.y); free(b.gx); free(b.gw); free(want);
+    free(x); free(w); free(dy);
+    kl_context_free(lib);
+    kl_context_free(fused);
+}
+
+static void test_conv2d_plain(void)
+{
+    conv_case cc = {"3x3 pad 1", 2, 2, 5, 7, 1, {9, 8}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0};
+    compare(&cc);
+    conv_case one = {"1x1", 2, 3, 6, 4, 1, {5, 5}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, 1, 0};
+    compare(&one);
+}
+
+static void test_conv2d_stride_dilation(void)
+{
+    conv_case s = {"stride 2 pad 3 7x7", 2, 2, 3, 8, 1, {17, 15}, {7, 7}, {2, 2}, {1, 1}, {3, 3}, 0, 0};
+    compare(&s);
+    conv_case d = {"dilation 2, stride (1,2)", 2, 1, 4, 6, 1, {11, 12}, {3, 2}, {1, 2}, {2, 3}, {2, 1}, 1, 0};
+    compare(&d);
+    conv_case odd = {"stride 3 leftover rows", 2, 2, 3, 5, 1, {10, 10}, {2, 3}, {3, 3}, {1, 1}, {0, 1}, 0, 0};
+    compare(&odd);
+}
+
+static void test_conv_groups(void)
+{
+    conv_case g = {"groups 2", 2, 2, 6, 4, 2, {7, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0};
+    compare(&g);
+    conv_case dw = {"depthwise", 2, 2, 4, 8, 4, {6, 7}, {3, 3}, {2, 1}, {1, 1}, {1, 1}, 1, 0};
+    compare(&dw);
+}
+
+/* (3-d needs 9 iteration dims, more than KL_MAX_DIMS: kiln's conv3d is im2col + gemm) */
+static void test_conv1d(void)
+{
+    conv_case c1 = {"1-d", 1, 3, 4, 5, 1, {20}, {5}, {2}, {1}, {2}, 0, 0};
+    compare(&c1);
+    conv_case g1 = {"1-d groups 3 dilation 2", 1, 2, 6, 9, 3, {16}, {3}, {1}, {2}, {2}, 1, 0};
+    compare(&g1);
+}
+
+/* An output cropped to fewer rows than the convolution has is not oneDNN's
+ * shape: the kernels must compute it (no library call), still right. */
+static void test_cropped_output_left_to_kernels(void)
+{
+    conv_case cc = {"cropped", 2, 1, 3, 4, 1, {9, 9}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 3};
+    int64_t nx = 1 * 3 * 81, nw = 4 * 3 * 9, ny = 1 * 4 * out_size(&cc, 0) * out_size(&cc, 1);
+    double *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w), *dy = malloc((size_t)ny * sizeof *dy);
+    uint64_t st = 3;
+    for (int64_t i = 0; i < nx; i++) x[i] = check_round_to(KL_FLOAT32, check_rand01(&st));
+    for (int64_t i = 0; i < nw; i++) w[i] = check_round_to(KL_FLOAT32, check_rand01(&st));
+    for (int64_t i = 0; i < ny; i++) dy[i] = 1;
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    conv_result r = run(ctx, &cc, x, w, dy);
+    double *want = reference(&cc, x, w, ny);
+    if (r.y) CHECK_ARRAY_CLOSE(r.y, want, ny, 1e-4, 1e-4, "cropped forward");
+    CHECK_EQ_INT(r.forward_calls, 0);
+    free(r.y); free(r.gx); free(r.gw); free(want); free(x); free(w); free(dy);
+    kl_context_free(ctx);
+}
+
+CHECK_MAIN(TEST(test_conv2d_plain), TEST(test_conv2d_stride_dilation), TEST(test_conv_groups),
+           TEST(test_conv1d), TEST(test_cropped_output_left_to_kernels))
