@@ -2,6 +2,7 @@
 thread count, every timed call ends with a sync, and medians are reported."""
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -38,3 +39,12 @@ def report(case, kiln_s, torch_s, note=""):
     ratio = torch_s / kiln_s
     print(f"{case:<40} kiln {kiln_s * 1e3:9.3f} ms   torch {torch_s * 1e3:9.3f} ms   ratio {ratio:6.2f}x {note}")
     return ratio
+
+
+def new_process_seconds(code, cache):
+    """Runs code (which prints its own timing last) in a new Python process
+    with KILN_CACHE_DIR=cache; returns that float."""
+    env = dict(os.environ, KILN_CACHE_DIR=cache,
+               PYTHONPATH=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])

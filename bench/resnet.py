@@ -2,15 +2,11 @@
 with the same weights, and kiln's cold and warm start: a new process's time
 to its first ResNet-18 forward with an empty kernel cache, then with the
 cache the first process filled."""
-import os
-import subprocess
-import sys
 import tempfile
-import time
 
 import numpy as np
 
-from _harness import jt, median_time, report, torch
+from _harness import jt, median_time, new_process_seconds, report, torch
 
 import kiln.models as models
 
@@ -24,16 +20,9 @@ print(time.perf_counter() - t0)
 """
 
 
-def start_time(cache):
-    env = dict(os.environ, KILN_CACHE_DIR=cache,
-               PYTHONPATH=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-    out = subprocess.run([sys.executable, "-c", FIRST_FORWARD], env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 with tempfile.TemporaryDirectory() as cache:
-    cold = start_time(cache)
-    warm = start_time(cache)
+    cold = new_process_seconds(FIRST_FORWARD, cache)
+    warm = new_process_seconds(FIRST_FORWARD, cache)
 print(f"{'resnet18 first forward, new process':<40} cold {cold:7.2f} s   warm {warm:7.2f} s")
 
 try:

@@ -13,6 +13,14 @@
 
 static int is_alias(const kl_var *v) { return v->op.kind == KL_OP_RESHAPE || v->op.kind == KL_OP_STOP_GRAD; }
 
+/* Marks v for storing; a stored alias needs its input stored, down a chain of aliases. */
+static void store(kl_var *v)
+{
+    v->materialize = 1;
+    for (kl_var *a = v; is_alias(a) && !a->op.inputs[0]->buf; a = a->op.inputs[0])
+        a->op.inputs[0]->materialize = 1;
+}
+
 void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
 {
     for (int i = 0; i < n; i++) order[i]->materialize = 0;
@@ -44,6 +52,15 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
             kl_var *in = v->op.inputs[k];
             if (!in->buf && !in->materialize) cost += in->cost;
         }
+        /* a reindex may read each input element several times, at gathered
+         * positions: a costly input is computed once and stored instead */
+        if (v->op.kind == KL_OP_REINDEX) {
+            kl_var *in = v->op.inputs[0];
+            if (!in->buf && !in->materialize && in->cost > SHARED_INLINE_COST) {
+                store(in);
+                cost -= in->cost;
+            }
+        }
         v->cost = cost;
         int shared = v->graph_refs > 1 && cost > SHARED_INLINE_COST;
         /* a generator is recomputed for free wherever it is read */
@@ -54,9 +71,9 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
             (v->user_refs > 0 && !generator) ||
             v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE || v->op.kind == KL_OP_CODE)
             v->materialize = 1;
-        /* a stored alias needs its input stored, down a chain of aliases */
-        for (kl_var *a = v; a->materialize && is_alias(a) && !a->op.inputs[0]->buf; a = a->op.inputs[0])
-            a->op.inputs[0]->materialize = 1;
-        if (v->materialize) v->cost = 0;
+        if (v->materialize) {
+            store(v);
+            v->cost = 0;
+        }
     }
 }

@@ -83,6 +83,22 @@ static double now_seconds(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+static kl_status run_step(kl_context *ctx, step *st);
+
+/* KILN_DEBUG=2: one line per step with its time (library calls included). */
+static kl_status run_step_timed(kl_context *ctx, step *st)
+{
+    if (ctx->debug < 2 || st->v->buf) return run_step(ctx, st);
+    kl_var *v = st->v;
+    const char *name = kl_var_op_name(v); /* before v becomes a computed array */
+    double t0 = now_seconds();
+    kl_status s = run_step(ctx, st);
+    const char *how = st->is_conv ? " (oneDNN)" : st->is_gemm ? " (BLAS)" : st->is_alias ? " (alias)" : "";
+    fprintf(stderr, "[kiln] launch %s%s -> %s[%lld] %.3f ms\n", name, how, kl_dtype_name(v->dtype),
+            (long long)v->numel, (now_seconds() - t0) * 1e3);
+    return s;
+}
+
 static kl_status run_step(kl_context *ctx, step *st)
 {
     kl_var *v = st->v;
@@ -107,11 +123,7 @@ static kl_status run_step(kl_context *ctx, step *st)
     if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for a %s result (%llu bytes in use)",
                               nbytes, kl_var_op_name(v), (unsigned long long)ctx->alloc.bytes_in_use);
     ptrs[0] = out->data;
-    double t0 = ctx->debug >= 2 ? now_seconds() : 0;
     st->fn(ptrs, st->k.iargs, st->k.fargs);
-    if (ctx->debug >= 2)
-        fprintf(stderr, "[kiln] launch %s -> %s[%lld] %.3f ms\n", kl_var_op_name(v), kl_dtype_name(v->dtype),
-                (long long)v->numel, (now_seconds() - t0) * 1e3);
     ctx->counters.kernels_launched++;
     kl_var_set_computed(v, out);
     return KL_OK;
@@ -205,7 +217,7 @@ kl_status kl_sync(kl_var *const *vars, int n)
             steps[i].fn = fns[j++];
             if (steps[i].new_plan) kl_plan_set_fn(steps[i].new_plan, steps[i].fn);
         }
-    for (int i = 0; s == KL_OK && i < n_steps; i++) s = run_step(ctx, &steps[i]);
+    for (int i = 0; s == KL_OK && i < n_steps; i++) s = run_step_timed(ctx, &steps[i]);
     for (int i = 0; i < n_steps; i++) {
         kl_kernel_free(&steps[i].k);
         kl_var_release(steps[i].v);

@@ -91,3 +91,24 @@ def test_meta_op_errors():
         x.reduce("bogus", 0)
     with pytest.raises(IndexError):
         x.sum(2)
+
+
+def test_reindex_of_a_reshaped_costly_chain():
+    """A reindex stores its costly input (computed once, not per window read);
+    when that input is a reshape, the reshape's own input must be stored too
+    (a fusion bug once left it uncomputed: 'reshape input not computed')."""
+    a = rng(3).random((4, 6)).astype(np.float32)
+
+    def build():  # only the result stays held: the chain and reshape are fusable
+        chain = jt.array(a)
+        for k in range(6):
+            chain = (chain * 1.5 + k).exp().log() - 0.5
+        win = chain.reshape((2, 12)).reindex([2, 10, 3], ["i0", "i1+i2"])
+        return win.sum(2) + win.max(2)
+
+    want = a.astype(np.float64)
+    for k in range(6):
+        want = np.log(np.exp(want * 1.5 + k)) - 0.5
+    w = want.reshape(2, 12)
+    ref = np.stack([w[:, i:i + 3] for i in range(10)], 1)
+    np.testing.assert_allclose(build().numpy(), ref.sum(2) + ref.max(2), rtol=1e-4)

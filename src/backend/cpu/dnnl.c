@@ -172,8 +172,9 @@ void kl_dnnl_free(kl_dnnl *d)
     d->available = 0;
 }
 
-/* Plain descriptors of src, weights and dst. */
-static int plain_mds(struct kl_dnnl_api *api, const kl_conv_shape *s, md_t *src, md_t *w, md_t *dst)
+/* Descriptors of src, weights and dst: kiln's row-major layouts, or (any)
+ * left for oneDNN to choose. */
+static int make_mds(struct kl_dnnl_api *api, const kl_conv_shape *s, int any, md_t *src, md_t *w, md_t *dst)
 {
     int nd = s->nd, nw = 0;
     dims_t ds = {s->n, s->ic}, dd = {s->n, s->oc}, dw;
@@ -181,24 +182,11 @@ static int plain_mds(struct kl_dnnl_api *api, const kl_conv_shape *s, md_t *src,
     dw[nw++] = s->oc / s->groups;
     dw[nw++] = s->ic / s->groups;
     for (int j = 0; j < nd; j++) { ds[2 + j] = s->in[j]; dd[2 + j] = s->out[j]; dw[nw++] = s->k[j]; }
-    int wtag = s->groups > 1 ? GROUP_WEIGHT_TAG[nd] : WEIGHT_TAG[nd];
-    return api->md_init_by_tag(src, 2 + nd, ds, F32, ACTIVATION_TAG[nd]) == SUCCESS &&
+    int atag = any ? TAG_ANY : ACTIVATION_TAG[nd];
+    int wtag = any ? TAG_ANY : s->groups > 1 ? GROUP_WEIGHT_TAG[nd] : WEIGHT_TAG[nd];
+    return api->md_init_by_tag(src, 2 + nd, ds, F32, atag) == SUCCESS &&
            api->md_init_by_tag(w, nw, dw, F32, wtag) == SUCCESS &&
-           api->md_init_by_tag(dst, 2 + nd, dd, F32, ACTIVATION_TAG[nd]) == SUCCESS;
-}
-
-/* Any-layout copies of the plain descriptors (same dims). */
-static int any_mds(struct kl_dnnl_api *api, const kl_conv_shape *s, md_t *src, md_t *w, md_t *dst)
-{
-    int nd = s->nd, nw = 0;
-    dims_t ds = {s->n, s->ic}, dd = {s->n, s->oc}, dw;
-    if (s->groups > 1) dw[nw++] = s->groups;
-    dw[nw++] = s->oc / s->groups;
-    dw[nw++] = s->ic / s->groups;
-    for (int j = 0; j < nd; j++) { ds[2 + j] = s->in[j]; dd[2 + j] = s->out[j]; dw[nw++] = s->k[j]; }
-    return api->md_init_by_tag(src, 2 + nd, ds, F32, TAG_ANY) == SUCCESS &&
-           api->md_init_by_tag(w, nw, dw, F32, TAG_ANY) == SUCCESS &&
-           api->md_init_by_tag(dst, 2 + nd, dd, F32, TAG_ANY) == SUCCESS;
+           api->md_init_by_tag(dst, 2 + nd, dd, F32, atag) == SUCCESS;
 }
 
 /* An operand's memories and reorder; input operands reorder user -> inner. */
@@ -222,7 +210,7 @@ static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, int debug)
 {
     struct kl_dnnl_api *api = d->api;
     md_t src, w, dst, asrc, aw, adst;
-    if (!plain_mds(api, s, &src, &w, &dst) || !any_mds(api, s, &asrc, &aw, &adst)) return NULL;
+    if (!make_mds(api, s, 0, &src, &w, &dst) || !make_mds(api, s, 1, &asrc, &aw, &adst)) return NULL;
     int64_t strides[3], dilates[3], pad_l[3], pad_r[3];
     for (int j = 0; j < s->nd; j++) {
         strides[j] = s->stride[j];
