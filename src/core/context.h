@@ -16,7 +16,7 @@ struct kl_context {
     int debug;
     int log_compile; /* KILN_LOG=compile: one line per compile, saying why */
     uint64_t seed, rng_offset;
-    uint64_t next_var_id, sync_epoch;
+    uint64_t next_var_id, next_buffer_id, sync_epoch;
     uint64_t vars_alive;
     kl_counters counters; /* kernel counters; memory figures come from alloc */
     kl_host_allocator alloc;

@@ -45,6 +45,7 @@ kl_buffer *kl_buffer_new(kl_context *ctx, size_t nbytes)
     b->data = kl_host_alloc(&ctx->alloc, nbytes);
     if (!b->data) { free(b); return NULL; }
     b->refcount = 1;
+    b->id = ++ctx->next_buffer_id;
     b->nbytes = nbytes;
     b->ctx = ctx;
     return b;

@@ -27,9 +27,12 @@ typedef enum {
     KL_OP_KIND_COUNT
 } kl_op_kind;
 
-/* Host memory shared by a var and the reshapes that alias it. */
+/* Host memory shared by a var and the reshapes that alias it. Its contents
+ * never change after the op that made it wrote them, so the id (unique in the
+ * context) names the contents: library calls cache what they derive from it. */
 typedef struct kl_buffer {
     int refcount;
+    uint64_t id;
     void *data;
     size_t nbytes;
     struct kl_context *ctx;

@@ -280,8 +280,9 @@ kl_status kl_conv_run(kl_context *ctx, kl_var *v, const kl_conv_plan *p)
         if (out) kl_buffer_release(out);
         return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for a convolution", nbytes + scratch_bytes);
     }
+    uint64_t weights_id = p->shape.kind == KL_CONV_BACKWARD_WEIGHTS ? 0 : p->b->buf->id;
     kl_status s = kl_dnnl_conv_run(&ctx->dnnl, p->conv, p->a->buf->data, p->b->buf->data, out->data,
-                                   scratch ? scratch->data : NULL);
+                                   scratch ? scratch->data : NULL, weights_id);
     if (scratch) kl_buffer_release(scratch);
     if (s != KL_OK) {
         kl_buffer_release(out);

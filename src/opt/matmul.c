@@ -47,10 +47,16 @@ int kl_matmul_match(kl_var *v, int assume_roots, kl_matmul_plan *p)
             return 0;
         }
     }
-    if (kd < 0 || md < 0 || nd < 0 || !sx[kd] || !sy[kd]) return 0;
-    int64_t m = shape[md], n = shape[nd], k = shape[kd];
-    /* A[i,k] at i*am + k*ak, B[k,j] at k*bk + j*bn, C[i,j] at i*cm + j*cn */
-    int64_t am = sx[md], ak = sx[kd], bk = sy[kd], bn = sy[nd], cm = out_stride[md], cn = out_stride[nd];
+    if (kd < 0 || (md < 0 && nd < 0) || !sx[kd] || !sy[kd]) return 0;
+    int64_t k = shape[kd], ak = sx[kd], bk = sy[kd];
+    /* A[i,k] at i*am + k*ak, B[k,j] at k*bk + j*bn, C[i,j] at i*cm + j*cn.
+     * A matrix-vector product (a batch-1 linear layer) is gemm with m or n 1;
+     * the missing dim gets strides gemm accepts. */
+    int64_t m = 1, n = 1, am, bn, cm, cn;
+    if (nd >= 0) { n = shape[nd]; bn = sy[nd]; cn = out_stride[nd]; }
+    else { bn = 1; cn = 1; }
+    if (md >= 0) { m = shape[md]; am = sx[md]; cm = out_stride[md]; }
+    else { am = ak == 1 ? k : 1; cm = cn == 1 ? n : 1; }
     if (cn != 1) { /* C is column-major: compute C^T = B^T A^T */
         if (cm != 1) return 0;
         kl_var *t = a; a = b; b = t;

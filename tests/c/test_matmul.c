@@ -96,6 +96,22 @@ static void test_column_major_output(void)
     compare(&l, KL_FLOAT32, 1, "column-major output");
 }
 
+static void test_matrix_vector(void)
+{
+    /* (1,K)@(K,N), a batch-1 linear layer: iteration (1,K,N), reduce K */
+    layout row = {3, 1, {1, 300, 70}, 2, 2, {1, 300}, {300, 70}, {2}, {0}, 1, 1};
+    compare(&row, KL_FLOAT32, 1, "row vector times matrix");
+    /* (M,K)@(K,1) */
+    layout col = {3, 1, {40, 30, 1}, 2, 2, {40, 30}, {30, 1}, {2}, {0}, 1, 1};
+    compare(&col, KL_FLOAT64, 1, "matrix times column vector");
+    /* weight stored (N,K), as nn.Linear keeps it: iteration (1,N,K), reduce K */
+    layout lin = {3, 2, {1, 50, 64}, 2, 2, {1, 64}, {50, 64}, {1}, {0}, 1, 1};
+    compare(&lin, KL_FLOAT32, 1, "linear layer at batch 1");
+    /* a dot product (no row or column dim) stays a reduction */
+    layout dot = {3, 1, {1, 64, 1}, 2, 2, {1, 64}, {64, 1}, {2}, {0}, 1, 1};
+    compare(&dot, KL_FLOAT32, 0, "dot product");
+}
+
 static void test_batched(void)
 {
     layout l = {4, 2, {3, 6, 10, 5}, 3, 3, {3, 6, 10}, {3, 10, 5}, {3}, {1}, 1, 1};
@@ -149,5 +165,5 @@ static void test_gemm_between_kernels(void)
     kl_context_free(ctx);
 }
 
-CHECK_MAIN(TEST(test_gemm_between_kernels), TEST(test_plain), TEST(test_transposed_a), TEST(test_transposed_b), TEST(test_column_major_output),
+CHECK_MAIN(TEST(test_gemm_between_kernels), TEST(test_plain), TEST(test_matrix_vector), TEST(test_transposed_a), TEST(test_transposed_b), TEST(test_column_major_output),
            TEST(test_batched), TEST(test_unmatched_left_to_fused))

@@ -28,6 +28,7 @@ enum { /* oneDNN 2.x's values (dnnl_types.h) */
 static const int ACTIVATION_TAG[4] = {0, 4, 5, 7}, WEIGHT_TAG[4] = {0, 4, 5, 7}, GROUP_WEIGHT_TAG[4] = {0, 5, 7, 8};
 
 #define MAX_CACHED 128
+#define WEIGHT_SLOTS 8 /* reordered weights kept per primitive (layers of one shape share it) */
 #define MD_BYTES 1024
 #define OP_DESC_BYTES 8192
 
@@ -83,6 +84,8 @@ struct kl_dnnl_conv {
     void *pd, *primitive;
     operand ops[3]; /* a, b, out */
     size_t scratch_bytes;
+    struct { uint64_t id; void *data; } weights[WEIGHT_SLOTS];
+    int next_slot;
 };
 
 void kl_dnnl_init(kl_dnnl *d)
@@ -154,6 +157,7 @@ static void conv_free(struct kl_dnnl_api *api, kl_dnnl_conv *c)
     }
     if (c->primitive) api->primitive_destroy(c->primitive);
     if (c->pd) api->pd_destroy(c->pd);
+    for (int i = 0; i < WEIGHT_SLOTS; i++) free(c->weights[i].data);
     free(c);
 }
 
@@ -312,7 +316,24 @@ static int run(kl_dnnl *d, void *primitive, int n, const exec_arg *args)
     return d->api->primitive_execute(primitive, d->stream, n, args) == SUCCESS;
 }
 
-kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch)
+/* The slot for reordered weights with these contents (-1: none, use the
+ * scratch); *ready when they are there already. A slot being refilled has
+ * id 0 until its reorder succeeds. */
+static int weight_slot(kl_dnnl_conv *c, uint64_t id, size_t bytes, int *ready)
+{
+    *ready = 0;
+    if (!id) return -1;
+    for (int i = 0; i < WEIGHT_SLOTS; i++)
+        if (c->weights[i].id == id) { *ready = 1; return i; }
+    int i = c->next_slot;
+    if (!c->weights[i].data && !(c->weights[i].data = aligned_alloc(64, (bytes + 63) / 64 * 64))) return -1;
+    c->next_slot = (i + 1) % WEIGHT_SLOTS;
+    c->weights[i].id = 0;
+    return i;
+}
+
+kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch,
+                           uint64_t weights_id)
 {
     struct kl_dnnl_api *api = d->api;
     void *data[3] = {(void *)a, (void *)b, out};
@@ -321,11 +342,14 @@ kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const fl
     for (int i = 0; i < 3 && ok; i++) {
         operand *o = &c->ops[i];
         ok = api->memory_set_data_handle(o->user, data[i]) == SUCCESS;
-        if (ok && o->inner) ok = api->memory_set_data_handle(o->inner, (char *)scratch + o->offset) == SUCCESS;
+        int ready = 0, slot = o->inner && i == 1 ? weight_slot(c, weights_id, o->inner_bytes, &ready) : -1;
+        void *inner = slot >= 0 ? c->weights[slot].data : (char *)scratch + o->offset;
+        if (ok && o->inner) ok = api->memory_set_data_handle(o->inner, inner) == SUCCESS;
         args[i] = (exec_arg){o->arg, o->inner ? o->inner : o->user};
-        if (ok && o->inner && i < 2) {
+        if (ok && o->inner && i < 2 && !ready) {
             exec_arg r[2] = {{ARG_FROM, o->user}, {ARG_TO, o->inner}};
             ok = run(d, o->reorder, 2, r);
+            if (ok && slot >= 0) c->weights[slot].id = weights_id;
         }
     }
     ok = ok && run(d, c->primitive, 3, args);

@@ -40,7 +40,10 @@ kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *shape, int debug
 size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c);
 /* forward: a = src, b = weights; backward data: a = diff dst, b = weights;
  * backward weights: a = src, b = diff dst. out is dst / diff src / diff
- * weights. scratch: kl_dnnl_conv_scratch_bytes, 64-byte aligned. */
-kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch);
+ * weights. scratch: kl_dnnl_conv_scratch_bytes, 64-byte aligned. weights_id
+ * (0: none) names the weights' contents: their reordered copy is kept and
+ * reused while the same contents come again (inference reorders once). */
+kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch,
+                           uint64_t weights_id);
 
 #endif
