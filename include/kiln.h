@@ -139,6 +139,9 @@ int kl_var_is_computed(const kl_var *v);
  * producing graph after it is computed, so kl_grad can still reach through it. */
 void kl_var_set_requires_grad(kl_var *v, int on);
 int kl_var_requires_grad(const kl_var *v);
+/* A computed var forgets the graph that produced it, freeing what only that
+ * graph held (PyTorch frees it after backward); no-op for a pending var. */
+void kl_var_release_graph(kl_var *v);
 /* Name of the op that produces v ("array" for data, "reshape", "exp", ...). */
 const char *kl_var_op_name(const kl_var *v);
 /* Syncs v and returns a pointer to its contiguous data, valid while v is held. */

@@ -204,6 +204,14 @@ class Var(_C.Var):
         self.requires_grad = flag
         return self
 
+    def _release_graph(self):
+        """Once computed, forgets the graph that produced it (the core's ops
+        and the autograd links, which hold parameter values): after a
+        backward pass, as PyTorch frees it."""
+        if self.is_computed:
+            super()._release_graph()
+            self._gn = None
+
     def stop_grad(self):
         """Stops gradients at this var, in place (Jittor); returns the var."""
         self._rebind(stopped(self))

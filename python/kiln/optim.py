@@ -112,7 +112,10 @@ class Optimizer:
     # ---- the step ----
     def step(self, loss=None, retain_graph=False):
         """Updates the parameters from p.grad; with loss (Jittor), computes the
-        gradients first and clears them afterwards."""
+        gradients first and clears them afterwards. The loss is computed in
+        the same sync and then forgets its graph (unless retain_graph), as
+        PyTorch frees it after backward: a loss kept in a list must not hold
+        the step's activations."""
         if loss is not None:
             if callable(loss) and not _is_var(loss):   # PyTorch's closure
                 loss = loss()
@@ -140,6 +143,8 @@ class Optimizer:
                 pending.extend(v for v in new_st.values() if _is_var(v))
             if not self._owns_grads:
                 pending.extend(t[4] for t in todo)
+            if _is_var(loss):
+                pending.append(loss)
             sync(pending)
             for p, new_p, st, new_st, g in todo:
                 st.update(new_st)
@@ -149,6 +154,8 @@ class Optimizer:
             sync([t[0] for t in todo] + take_dirty_state())
         else:
             sync(take_dirty_state())
+        if _is_var(loss) and not retain_graph:
+            loss._release_graph()
         if self._owns_grads:
             self.zero_grad()
         return loss

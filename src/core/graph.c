@@ -128,18 +128,27 @@ void kl_var_unref_graph(kl_var *v)
     if (--v->graph_refs == 0 && v->user_refs == 0) collect(v);
 }
 
+static void forget_graph(kl_var *v)
+{
+    kl_op old = v->op;
+    memset(&v->op, 0, sizeof v->op);
+    v->op.kind = KL_OP_ARRAY;
+    for (int i = 0; i < old.n_inputs; i++) kl_var_unref_graph(old.inputs[i]);
+    kl_op_free_params(&old);
+}
+
 void kl_var_set_computed(kl_var *v, kl_buffer *buf)
 {
     v->buf = buf;
     /* the graph stays for backward, except behind a stop_grad, which no
      * gradient crosses (parameter updates would otherwise chain every step) */
     if (v->requires_grad && v->op.n_inputs > 0 && v->op.kind != KL_OP_STOP_GRAD) return;
-    kl_op old = v->op;
-    memset(&v->op, 0, sizeof v->op);
-    v->op.kind = KL_OP_ARRAY;
-    v->buf = buf;
-    for (int i = 0; i < old.n_inputs; i++) kl_var_unref_graph(old.inputs[i]);
-    kl_op_free_params(&old);
+    forget_graph(v);
+}
+
+void kl_var_release_graph(kl_var *v)
+{
+    if (v && v->buf && v->op.kind != KL_OP_ARRAY) forget_graph(v);
 }
 
 void kl_var_set_requires_grad(kl_var *v, int on) { v->requires_grad = on && kl_dtype_is_float(v->dtype); }

@@ -242,3 +242,24 @@ def test_memory_is_flat(style, make):
     c1 = jt.counters()
     assert c1["vars_alive"] == c0["vars_alive"]
     assert c1["bytes_in_use"] == c0["bytes_in_use"]
+
+
+def test_kept_losses_do_not_hold_their_steps_activations():
+    """optimizer.step(loss) computes the loss and frees its graph, as PyTorch
+    does after backward: a loss history list must not keep every step's
+    activations alive (memory would grow each step)."""
+    jt.seed(1)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+    opt = jt.optim.SGD(model.parameters(), 0.01, momentum=0.9)
+    x = jt.randn(256, 32)
+    y = jt.array(np.arange(256) % 4)
+    losses, in_use = [], []
+    for _ in range(6):
+        loss = nn.cross_entropy_loss(model(x), y)
+        opt.step(loss)
+        losses.append(loss)
+        in_use.append(jt.counters()["bytes_in_use"])
+    # each kept loss holds its own value (one 64-byte block), nothing more
+    assert in_use[-1] - in_use[2] <= 3 * 64, in_use
+    assert losses[0].is_computed
+    assert float(losses[-1].item()) < float(losses[0].item())

@@ -154,7 +154,17 @@ static PyObject *var_alias(KlVarObject *self, PyObject *unused)
     return klpy_wrap(v);
 }
 
+/* A computed var forgets its producing graph (after a backward pass). */
+static PyObject *var_release_graph(KlVarObject *self, PyObject *unused)
+{
+    (void)unused;
+    SELF_VAR(self, "release_graph");
+    kl_var_release_graph(v);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef var_methods[] = {
+    {"_release_graph", (PyCFunction)var_release_graph, METH_NOARGS, "a computed var forgets its graph"},
     {"_rebind", (PyCFunction)var_rebind, METH_O, "make this Var hold other's value"},
     {"_alias", (PyCFunction)var_alias, METH_NOARGS, "a new Var object on the same value"},
     {NULL, NULL, 0, NULL}
