@@ -9,7 +9,22 @@
 #include "opt/matmul.h"
 
 #define SHARED_INLINE_COST 8  /* recompute rather than store below this */
+#define SMALL_SHARED_INLINE_COST 32 /* the same for small vars, where a launch costs more */
+#define SMALL_NUMEL (1 << 16)
 #define MAX_INLINE_COST 96    /* keep generated kernels a readable size */
+#define MATH_CALL_COST 8      /* exp, log, tanh...: a libm call costs as much as a pass over memory */
+
+/* What computing one element of v adds, its inputs aside. */
+static int own_cost(const kl_var *v)
+{
+    if (v->op.kind == KL_OP_UNARY) {
+        kl_unary_op u = v->op.p.unary;
+        if (u >= KL_EXP && u <= KL_EXPM1 && u != KL_SQRT && u != KL_RSQRT) return MATH_CALL_COST;
+    }
+    if (v->op.kind == KL_OP_BINARY && (v->op.p.binary == KL_POW || v->op.p.binary == KL_ARCTAN2))
+        return MATH_CALL_COST;
+    return 1;
+}
 
 static int is_alias(const kl_var *v) { return v->op.kind == KL_OP_RESHAPE || v->op.kind == KL_OP_STOP_GRAD; }
 
@@ -47,7 +62,7 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
     }
     for (int i = 0; i < n; i++) {
         kl_var *v = order[i];
-        int cost = 1;
+        int cost = own_cost(v);
         for (int k = 0; k < v->op.n_inputs; k++) {
             kl_var *in = v->op.inputs[k];
             if (!in->buf && !in->materialize) cost += in->cost;
@@ -62,7 +77,8 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
             }
         }
         v->cost = cost;
-        int shared = v->graph_refs > 1 && cost > SHARED_INLINE_COST;
+        int shared = v->graph_refs > 1 &&
+                     cost > (v->numel < SMALL_NUMEL ? SMALL_SHARED_INLINE_COST : SHARED_INLINE_COST);
         /* a generator is recomputed for free wherever it is read */
         int generator = v->op.kind == KL_OP_FULL || v->op.kind == KL_OP_INDEX;
         /* a reshape of a stored var is free (an alias); of an inlined one, index arithmetic */
