@@ -247,8 +247,9 @@ static kl_status finish(kl_context *ctx, job *j)
 
 kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, const kl_lang *langs, kl_kernel_fn *fns)
 {
+    if (n <= 0) return KL_OK; /* every kernel came from the plan cache */
     for (int i = 0; i < n; i++) KL_TRY(probe(&ctx->jit, langs ? langs[i] : KL_LANG_KERNEL));
-    job *jobs = calloc((size_t)(n ? n : 1), sizeof *jobs);
+    job *jobs = calloc((size_t)n, sizeof *jobs);
     if (!jobs) return kl_error(KL_ERR_MEMORY, "out of memory planning kernel compiles");
     int n_jobs = 0;
     kl_status s = KL_OK;

@@ -10,6 +10,7 @@
 #include "opt/conv.h"
 #include "opt/matmul.h"
 #include "codegen/plan.h"
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,9 +73,18 @@ typedef struct {
     kl_matmul_plan gemm;
     kl_conv_plan conv;
     kl_plan *new_plan; /* a plan recorded in this sync, waiting for its function */
-    kl_kernel k;
     kl_kernel_fn fn;
+    kl_kernel k;       /* last: ~15 KB of argument arrays, filled only when built */
 } step;
+
+/* A step with everything but the kernel's argument arrays cleared. */
+static void step_init(step *st, kl_var *v)
+{
+    memset(st, 0, offsetof(step, k));
+    st->v = v;
+    st->k.source = NULL;
+    st->k.n_bufs = st->k.n_iargs = st->k.n_fargs = 0;
+}
 
 static double now_seconds(void)
 {
@@ -177,21 +187,27 @@ kl_status kl_sync(kl_var *const *vars, int n)
     KL_TRY(topo_order(vars, n, epoch, &order));
     if (order.n == 0) return KL_OK;
     uint8_t *is_target = calloc((size_t)order.n, 1);
-    step *steps = calloc((size_t)order.n, sizeof *steps);
-    const char **sources = calloc((size_t)order.n, sizeof *sources);
-    kl_lang *langs = calloc((size_t)order.n, sizeof *langs);
-    kl_kernel_fn *fns = calloc((size_t)order.n, sizeof *fns);
-    kl_status s = (is_target && steps && sources && langs && fns) ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
-    int n_steps = 0, n_src = 0;
+    step *steps = NULL;
+    const char **sources = NULL;
+    kl_lang *langs = NULL;
+    kl_kernel_fn *fns = NULL;
+    kl_status s = is_target ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
+    int n_steps = 0, n_src = 0, n_stored = 0;
     if (s == KL_OK) {
         for (int i = 0; i < order.n; i++)
             for (int t = 0; t < n; t++) is_target[i] |= order.v[i] == vars[t];
         kl_fuse_plan(order.v, order.n, is_target);
+        for (int i = 0; i < order.n; i++) n_stored += order.v[i]->materialize != 0;
+        steps = malloc((size_t)n_stored * sizeof *steps);
+        sources = calloc((size_t)n_stored, sizeof *sources);
+        langs = calloc((size_t)n_stored, sizeof *langs);
+        fns = calloc((size_t)n_stored, sizeof *fns);
+        if (n_stored && !(steps && sources && langs && fns)) s = kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
         for (int i = 0; i < order.n && s == KL_OK; i++) {
             kl_var *v = order.v[i];
             if (!v->materialize) continue;
             step *st = &steps[n_steps++];
-            st->v = v;
+            step_init(st, v);
             kl_var_retain(v);
             st->is_alias = v->op.kind == KL_OP_RESHAPE || v->op.kind == KL_OP_STOP_GRAD;
             st->is_code = v->op.kind == KL_OP_CODE;
