@@ -46,7 +46,7 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
             for (int k = 1; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;
         /* a matrix product goes to BLAS when its operands are stored */
         kl_matmul_plan mm;
-        if (v->op.kind == KL_OP_REDUCE && kl_blas_available(&v->ctx->blas) && kl_matmul_match(v, 1, &mm)) {
+        if (v->op.kind == KL_OP_REDUCE && kl_gemm_available(v->ctx, v->dtype) && kl_matmul_match(v, 1, &mm)) {
             if (!mm.a->buf) mm.a->materialize = 1;
             if (!mm.b->buf) mm.b->materialize = 1;
         }

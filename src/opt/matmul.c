@@ -80,6 +80,13 @@ int kl_matmul_match(kl_var *v, int assume_roots, kl_matmul_plan *p)
     return 1;
 }
 
+int kl_gemm_available(kl_context *ctx, kl_dtype dtype)
+{
+    if (ctx->blas.disabled || (dtype != KL_FLOAT32 && dtype != KL_FLOAT64)) return 0;
+    if (dtype == KL_FLOAT32 && kl_dnnl_available(&ctx->dnnl)) return 1;
+    return kl_blas_available(&ctx->blas);
+}
+
 kl_status kl_matmul_run(kl_context *ctx, kl_var *v, const kl_matmul_plan *p)
 {
     if (!p->a->buf || !p->b->buf) return kl_error(KL_ERR_RUNTIME, "internal: matmul operand not computed");
@@ -89,19 +96,28 @@ kl_status kl_matmul_run(kl_context *ctx, kl_var *v, const kl_matmul_plan *p)
     int64_t count = 1;
     for (int i = 0; i < p->n_batch; i++) count *= p->batch_size[i];
     int ta = p->trans_a ? KL_BLAS_TRANS : KL_BLAS_NO_TRANS, tb = p->trans_b ? KL_BLAS_TRANS : KL_BLAS_NO_TRANS;
-    for (int64_t t = 0; t < count; t++) {
+    int use_dnnl = v->dtype == KL_FLOAT32 && kl_dnnl_available(&ctx->dnnl);
+    kl_status s = KL_OK;
+    for (int64_t t = 0; t < count && s == KL_OK; t++) {
         int64_t rest = t, oa = 0, ob = 0, oc = 0;
         for (int i = p->n_batch - 1; i >= 0; i--) {
             int64_t idx = rest % p->batch_size[i];
             rest /= p->batch_size[i];
             oa += idx * p->batch_a[i]; ob += idx * p->batch_b[i]; oc += idx * p->batch_c[i];
         }
-        if (v->dtype == KL_FLOAT32)
+        if (use_dnnl)
+            s = kl_dnnl_sgemm(&ctx->dnnl, p->trans_a, p->trans_b, p->m, p->n, p->k, (const float *)p->a->buf->data + oa,
+                              p->lda, (const float *)p->b->buf->data + ob, p->ldb, (float *)out->data + oc, p->ldc);
+        else if (v->dtype == KL_FLOAT32)
             ctx->blas.sgemm(KL_BLAS_ROW_MAJOR, ta, tb, p->m, p->n, p->k, 1.0f, (const float *)p->a->buf->data + oa, p->lda,
                             (const float *)p->b->buf->data + ob, p->ldb, 0.0f, (float *)out->data + oc, p->ldc);
         else
             ctx->blas.dgemm(KL_BLAS_ROW_MAJOR, ta, tb, p->m, p->n, p->k, 1.0, (const double *)p->a->buf->data + oa, p->lda,
                             (const double *)p->b->buf->data + ob, p->ldb, 0.0, (double *)out->data + oc, p->ldc);
+    }
+    if (s != KL_OK) {
+        kl_buffer_release(out);
+        return s;
     }
     ctx->counters.library_calls++;
     ctx->counters.kernels_launched++;

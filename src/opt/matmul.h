@@ -16,6 +16,10 @@ typedef struct {
  * With assume_roots, operands not yet marked for storing count as stored,
  * and *roots_out receives them (for the fusion pass to mark). */
 int kl_matmul_match(kl_var *v, int assume_roots, kl_matmul_plan *plan);
+/* Whether a gemm can run for dtype: float32 with oneDNN's sgemm (on kiln's
+ * OpenMP threads) or OpenBLAS, float64 with OpenBLAS. KILN_BLAS=0 turns the
+ * replacement off; KILN_DNNL=0 leaves float32 to OpenBLAS. */
+int kl_gemm_available(struct kl_context *ctx, kl_dtype dtype);
 kl_status kl_matmul_run(struct kl_context *ctx, kl_var *v, const kl_matmul_plan *plan);
 
 #endif

@@ -74,6 +74,7 @@ typedef struct {
     kl_conv_plan conv;
     kl_plan *new_plan; /* a plan recorded in this sync, waiting for its function */
     kl_kernel_fn fn;
+    const char *text;  /* the kernel's source (for KILN_DEBUG=2), owned by k or the plan cache */
     kl_kernel k;       /* last: ~15 KB of argument arrays, filled only when built */
 } step;
 
@@ -95,7 +96,21 @@ static double now_seconds(void)
 
 static kl_status run_step(kl_context *ctx, step *st);
 
-/* KILN_DEBUG=2: one line per step with its time (library calls included). */
+/* The ops a kernel computes, from its header comment (" *   v3: float32 exp"). */
+static void kernel_ops(const char *text, char *out, size_t size)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (const char *p = text ? strstr(text, " *   v") : NULL; p && n + 2 < size; p = strstr(p + 1, " *   v")) {
+        const char *op = strchr(strchr(p, ':') + 2, ' ') + 1, *end = strchr(op, '\n');
+        if (!end) break;
+        n += (size_t)snprintf(out + n, size - n, "%s%.*s", n ? " " : "", (int)(end - op), op);
+    }
+    if (n >= size) snprintf(out + size - 4, 4, "...");
+}
+
+/* KILN_DEBUG=2: one line per step with its time (library calls included) and
+ * the ops a kernel fuses. */
 static kl_status run_step_timed(kl_context *ctx, step *st)
 {
     if (ctx->debug < 2 || st->v->buf) return run_step(ctx, st);
@@ -103,9 +118,12 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     const char *name = kl_var_op_name(v); /* before v becomes a computed array */
     double t0 = now_seconds();
     kl_status s = run_step(ctx, st);
+    double ms = (now_seconds() - t0) * 1e3;
     const char *how = st->is_conv ? " (oneDNN)" : st->is_gemm ? " (BLAS)" : st->is_alias ? " (alias)" : "";
-    fprintf(stderr, "[kiln] launch %s%s -> %s[%lld] %.3f ms\n", name, how, kl_dtype_name(v->dtype),
-            (long long)v->numel, (now_seconds() - t0) * 1e3);
+    char ops[160];
+    kernel_ops(st->text, ops, sizeof ops);
+    fprintf(stderr, "[kiln] launch %s%s -> %s[%lld] %.3f ms%s%s%s\n", name, how, kl_dtype_name(v->dtype),
+            (long long)v->numel, ms, *ops ? " [" : "", ops, *ops ? "]" : "");
     return s;
 }
 
@@ -160,6 +178,7 @@ static kl_status build_step(kl_context *ctx, step *st)
     if (kl_plan_lookup(&ctx->plans, fp, &st->k, &cached_fn, &cached_source)) {
         st->fn = cached_fn;
         st->planned = 1;
+        st->text = cached_source;
         ctx->counters.cache_hits_memory++;
         if (!ctx->plans.check) return KL_OK;
         /* verify: the text and arguments the generator gives must be the plan's */
@@ -172,6 +191,7 @@ static kl_status build_step(kl_context *ctx, step *st)
         return s;
     }
     KL_TRY(kl_kernel_build(st->v, &st->k));
+    st->text = st->k.source;
     st->new_plan = kl_plan_insert(&ctx->plans, fp, &st->k);
     return KL_OK;
 }
@@ -211,7 +231,7 @@ kl_status kl_sync(kl_var *const *vars, int n)
             kl_var_retain(v);
             st->is_alias = v->op.kind == KL_OP_RESHAPE || v->op.kind == KL_OP_STOP_GRAD;
             st->is_code = v->op.kind == KL_OP_CODE;
-            st->is_gemm = v->op.kind == KL_OP_REDUCE && kl_blas_available(&ctx->blas) &&
+            st->is_gemm = v->op.kind == KL_OP_REDUCE && kl_gemm_available(ctx, v->dtype) &&
                           kl_matmul_match(v, 0, &st->gemm);
             st->is_conv = !st->is_gemm && (v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE) &&
                           kl_dnnl_available(&ctx->dnnl) && kl_conv_match(v, 0, &st->conv);

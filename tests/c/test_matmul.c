@@ -1,6 +1,8 @@
-/* test_matmul.c: the BLAS replacement of reduce(sum, mul(broadcast, broadcast))
- * gives what the fused loop kernel gives, in every layout it accepts, and the
- * counters show which path ran. KILN_BLAS=0 forces the fused path. */
+/* test_matmul.c: the gemm replacement of reduce(sum, mul(broadcast, broadcast))
+ * gives what the fused loop kernel gives, in every layout it accepts, through
+ * each library (float32: oneDNN's sgemm, or OpenBLAS with KILN_DNNL=0;
+ * float64: OpenBLAS), and the counters show which path ran. KILN_BLAS=0
+ * forces the fused path. */
 #include "check.h"
 
 #include <math.h>
@@ -49,21 +51,29 @@ static void compare(const layout *l, kl_dtype t, int expect_blas, const char *la
     for (int64_t i = 0; i < na; i++) a[i] = check_round_to(t, check_rand01(&st) - 0.5);
     for (int64_t i = 0; i < nb; i++) b[i] = check_round_to(t, check_rand01(&st) - 0.5);
     kl_context *with_blas = check_context();
+    setenv("KILN_DNNL", "0", 1);
+    kl_context *openblas = check_context();
+    unsetenv("KILN_DNNL");
     setenv("KILN_BLAS", "0", 1);
     kl_context *fused_only = check_context();
     unsetenv("KILN_BLAS");
-    uint64_t calls_blas = 0, calls_fused = 0;
+    uint64_t calls_blas = 0, calls_openblas = 0, calls_fused = 0;
     double *got = with_blas ? product(with_blas, t, l, a, b, &calls_blas) : NULL;
+    double *got_openblas = openblas ? product(openblas, t, l, a, b, &calls_openblas) : NULL;
     double *want = fused_only ? product(fused_only, t, l, a, b, &calls_fused) : NULL;
-    if (got && want) {
+    if (got && got_openblas && want) {
         double tol = t == KL_FLOAT64 ? 1e-12 : 2e-5;
         CHECK_ARRAY_CLOSE(got, want, nc, tol, tol, label);
-        CHECK_MSG(calls_blas == (uint64_t)expect_blas, "%s: %llu library calls with BLAS, expected %d", label,
+        CHECK_ARRAY_CLOSE(got_openblas, want, nc, tol, tol, label);
+        CHECK_MSG(calls_blas == (uint64_t)expect_blas, "%s: %llu library calls, expected %d", label,
                   (unsigned long long)calls_blas, expect_blas);
+        CHECK_MSG(calls_openblas == (uint64_t)expect_blas, "%s: %llu OpenBLAS calls, expected %d", label,
+                  (unsigned long long)calls_openblas, expect_blas);
         CHECK_MSG(calls_fused == 0, "%s: KILN_BLAS=0 still called the library", label);
     }
-    free(got); free(want); free(a); free(b);
+    free(got); free(got_openblas); free(want); free(a); free(b);
     if (with_blas) kl_context_free(with_blas);
+    if (openblas) kl_context_free(openblas);
     if (fused_only) kl_context_free(fused_only);
 }
 

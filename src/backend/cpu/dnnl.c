@@ -68,6 +68,8 @@ struct kl_dnnl_api {
     int (*memory_create)(void **m, const void *md, void *engine, void *handle);
     int (*memory_set_data_handle)(void *m, void *handle);
     int (*memory_destroy)(void *m);
+    int (*sgemm)(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                 const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 };
 
 /* One operand: kiln's plain memory and, when oneDNN wants another layout,
@@ -130,6 +132,7 @@ int kl_dnnl_available(kl_dnnl *d)
         LOAD(memory_create, "dnnl_memory_create");
         LOAD(memory_set_data_handle, "dnnl_memory_set_data_handle");
         LOAD(memory_destroy, "dnnl_memory_destroy");
+        LOAD(sgemm, "dnnl_sgemm");
     }
     ok = ok && api->version()->major == 2;
     ok = ok && api->engine_create(&d->engine, ENGINE_CPU, 0) == SUCCESS;
@@ -360,4 +363,13 @@ kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const fl
     }
     ok = ok && api->stream_wait(d->stream) == SUCCESS;
     return ok ? KL_OK : kl_error(KL_ERR_RUNTIME, "oneDNN failed to run a convolution");
+}
+
+kl_status kl_dnnl_sgemm(kl_dnnl *d, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc)
+{
+    if (d->api->sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc) != SUCCESS)
+        return kl_error(KL_ERR_RUNTIME, "oneDNN's sgemm failed (%lld x %lld x %lld)", (long long)m, (long long)n,
+                        (long long)k);
+    return KL_OK;
 }

@@ -46,4 +46,9 @@ size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c);
 kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch,
                            uint64_t weights_id);
 
+/* Row-major C = op(A) op(B), float32: oneDNN's gemm runs on kiln's OpenMP
+ * threads, where OpenBLAS's own pthreads would spin against them. */
+kl_status kl_dnnl_sgemm(kl_dnnl *d, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc);
+
 #endif
