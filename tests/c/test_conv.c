@@ -16,6 +16,8 @@ typedef struct {
     int64_t in[3], k[3], stride[3], dilation[3], pad[3];
     int weight_first;   /* mul(broadcast(w), reindex(x)) instead of the other order */
     int64_t out_trim;   /* output rows fewer than the natural size (stride leftovers) */
+    double pad_value;   /* what reads outside the input give (a convolution: 0) */
+    int swap_kernel;    /* 2-d: the window reads kernel dims crosswise (not the weight's layout) */
 } conv_case;
 
 typedef struct {
@@ -55,7 +57,8 @@ static int space(const conv_case *cc, int64_t *shape, char exprs[5][96], int *re
     if (grouped) snprintf(exprs[1], 96, "i1*%lld+i%d", (long long)cg, cdim);
     else snprintf(exprs[1], 96, "i%d", cdim);
     for (int j = 0; j < nd; j++)
-        snprintf(exprs[2 + j], 96, "i%d*%lld+i%d*%lld-%lld", out0 + j, (long long)cc->stride[j], k0 + j,
+        snprintf(exprs[2 + j], 96, "i%d*%lld+i%d*%lld-%lld", out0 + j, (long long)cc->stride[j],
+                 k0 + (cc->swap_kernel ? nd - 1 - j : j),
                  (long long)cc->dilation[j], (long long)cc->pad[j]);
     *n_reduce = 0;
     reduce_dims[(*n_reduce)++] = cdim;
@@ -90,7 +93,7 @@ static kl_status forward(const conv_case *cc, kl_var *X, kl_var *W, kl_var **y, 
     *ny = 0;
     for (int d = 0; d < R - 1 - nd; d++) yshape[(*ny)++] = S[d];
     kl_var *xx = NULL, *ww = NULL, *p = NULL;
-    kl_status s = kl_reindex(X, R, S, idx, 0, 0, NULL, 0, NULL, &xx);
+    kl_status s = kl_reindex(X, R, S, idx, cc->pad_value, 0, NULL, 0, NULL, &xx);
     if (s == KL_OK) s = kl_broadcast_to(W, R, S, nb, bdims, &ww);
     if (s == KL_OK) s = cc->weight_first ? kl_binary(KL_MUL, ww, xx, &p) : kl_binary(KL_MUL, xx, ww, &p);
     if (s == KL_OK) s = kl_reduce(p, KL_REDUCE_SUM, nr, rdims, 0, y);
@@ -145,13 +148,14 @@ static double *reference(const conv_case *cc, const double *x, const double *w, 
                     for (int64_t kk = 0; kk < K; kk++) {
                         int64_t kq[3] = {kk / (ks[1] * ks[2]), kk / ks[2] % ks[1], kk % ks[2]}, pos = 0, inside = 1;
                         for (int j = 0; j < 3; j++) {
-                            int64_t at = j < nd ? oq[j] * cc->stride[j] + kq[j] * cc->dilation[j] - cc->pad[j] : 0;
+                            int64_t kj = cc->swap_kernel && j < nd ? kq[nd - 1 - j] : kq[j];
+                            int64_t at = j < nd ? oq[j] * cc->stride[j] + kj * cc->dilation[j] - cc->pad[j] : 0;
                             inside &= at >= 0 && at < ins[j];
                             pos = pos * ins[j] + at;
                         }
-                        if (!inside) continue;
                         int64_t ch = o / og * cg + c;
-                        acc += x[(n * cc->c + ch) * I + pos] * w[(o * cg + c) * K + kk];
+                        double wv = w[(o * cg + c) * K + kk];
+                        acc += (inside ? x[(n * cc->c + ch) * I + pos] : cc->pad_value) * wv;
                     }
                 y[(n * cc->o + o) * P + q] = acc;
             }
@@ -200,36 +204,36 @@ static void compare(const conv_case *cc)
 
 static void test_conv2d_plain(void)
 {
-    conv_case cc = {"3x3 pad 1", 2, 2, 5, 7, 1, {9, 8}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0};
+    conv_case cc = {"3x3 pad 1", 2, 2, 5, 7, 1, {9, 8}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0};
     compare(&cc);
-    conv_case one = {"1x1", 2, 3, 6, 4, 1, {5, 5}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, 1, 0};
+    conv_case one = {"1x1", 2, 3, 6, 4, 1, {5, 5}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, 1, 0, 0, 0};
     compare(&one);
 }
 
 static void test_conv2d_stride_dilation(void)
 {
-    conv_case s = {"stride 2 pad 3 7x7", 2, 2, 3, 8, 1, {17, 15}, {7, 7}, {2, 2}, {1, 1}, {3, 3}, 0, 0};
+    conv_case s = {"stride 2 pad 3 7x7", 2, 2, 3, 8, 1, {17, 15}, {7, 7}, {2, 2}, {1, 1}, {3, 3}, 0, 0, 0, 0};
     compare(&s);
-    conv_case d = {"dilation 2, stride (1,2)", 2, 1, 4, 6, 1, {11, 12}, {3, 2}, {1, 2}, {2, 3}, {2, 1}, 1, 0};
+    conv_case d = {"dilation 2, stride (1,2)", 2, 1, 4, 6, 1, {11, 12}, {3, 2}, {1, 2}, {2, 3}, {2, 1}, 1, 0, 0, 0};
     compare(&d);
-    conv_case odd = {"stride 3 leftover rows", 2, 2, 3, 5, 1, {10, 10}, {2, 3}, {3, 3}, {1, 1}, {0, 1}, 0, 0};
+    conv_case odd = {"stride 3 leftover rows", 2, 2, 3, 5, 1, {10, 10}, {2, 3}, {3, 3}, {1, 1}, {0, 1}, 0, 0, 0, 0};
     compare(&odd);
 }
 
 static void test_conv_groups(void)
 {
-    conv_case g = {"groups 2", 2, 2, 6, 4, 2, {7, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0};
+    conv_case g = {"groups 2", 2, 2, 6, 4, 2, {7, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0};
     compare(&g);
-    conv_case dw = {"depthwise", 2, 2, 4, 8, 4, {6, 7}, {3, 3}, {2, 1}, {1, 1}, {1, 1}, 1, 0};
+    conv_case dw = {"depthwise", 2, 2, 4, 8, 4, {6, 7}, {3, 3}, {2, 1}, {1, 1}, {1, 1}, 1, 0, 0, 0};
     compare(&dw);
 }
 
 /* (3-d needs 9 iteration dims, more than KL_MAX_DIMS: kiln's conv3d is im2col + gemm) */
 static void test_conv1d(void)
 {
-    conv_case c1 = {"1-d", 1, 3, 4, 5, 1, {20}, {5}, {2}, {1}, {2}, 0, 0};
+    conv_case c1 = {"1-d", 1, 3, 4, 5, 1, {20}, {5}, {2}, {1}, {2}, 0, 0, 0, 0};
     compare(&c1);
-    conv_case g1 = {"1-d groups 3 dilation 2", 1, 2, 6, 9, 3, {16}, {3}, {1}, {2}, {2}, 1, 0};
+    conv_case g1 = {"1-d groups 3 dilation 2", 1, 2, 6, 9, 3, {16}, {3}, {1}, {2}, {2}, 1, 0, 0, 0};
     compare(&g1);
 }
 
@@ -237,7 +241,7 @@ static void test_conv1d(void)
  * shape: the kernels must compute it (no library call), still right. */
 static void test_cropped_output_left_to_kernels(void)
 {
-    conv_case cc = {"cropped", 2, 1, 3, 4, 1, {9, 9}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 3};
+    conv_case cc = {"cropped", 2, 1, 3, 4, 1, {9, 9}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 3, 0, 0};
     int64_t nx = 1 * 3 * 81, nw = 4 * 3 * 9, ny = 1 * 4 * out_size(&cc, 0) * out_size(&cc, 1);
     double *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w), *dy = malloc((size_t)ny * sizeof *dy);
     uint64_t st = 3;
@@ -254,12 +258,54 @@ static void test_cropped_output_left_to_kernels(void)
     kl_context_free(ctx);
 }
 
+/* Near misses of the pattern (padding reads 1, not 0; the window reading
+ * the kernel dims crosswise to the weight's layout) must be left to the
+ * kernels, and come out right, gradients too (against KILN_DNNL=0). The
+ * input gradient of the first does not depend on what padding reads, so it
+ * is still oneDNN's backward data. */
+static void test_near_misses_left_to_kernels(void)
+{
+    conv_case cases[] = {
+        {"padding reads 1", 2, 2, 3, 4, 1, {6, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 1.0, 0},
+        {"kernel read crosswise", 2, 2, 3, 4, 1, {6, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0.0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const conv_case *cc = &cases[i];
+        int64_t nx = 2 * 3 * 42, nw = 4 * 3 * 9, ny = 2 * 4 * out_size(cc, 0) * out_size(cc, 1);
+        double *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w), *dy = malloc((size_t)ny * sizeof *dy);
+        uint64_t st = 5;
+        for (int64_t k = 0; k < nx; k++) x[k] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+        for (int64_t k = 0; k < nw; k++) w[k] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+        for (int64_t k = 0; k < ny; k++) dy[k] = 1;
+        kl_context *ctx = check_context();
+        setenv("KILN_DNNL", "0", 1);
+        kl_context *fused = check_context();
+        unsetenv("KILN_DNNL");
+        if (!ctx || !fused) return;
+        conv_result r = run(ctx, cc, x, w, dy), f = run(fused, cc, x, w, dy);
+        double *want = reference(cc, x, w, ny);
+        if (r.y && r.gx && r.gw && f.gx && f.gw) {
+            CHECK_ARRAY_CLOSE(r.y, want, ny, 1e-4, 1e-4, cc->label);
+            CHECK_ARRAY_CLOSE(r.gx, f.gx, nx, 1e-4, 1e-4, cc->label);
+            CHECK_ARRAY_CLOSE(r.gw, f.gw, nw, 1e-4, 1e-4, cc->label);
+        }
+        uint64_t want_backward = cc->pad_value != 0 ? 1 : 0;
+        CHECK_MSG(r.forward_calls == 0 && r.backward_calls == want_backward,
+                  "%s: %llu/%llu library calls, expected 0/%llu", cc->label, (unsigned long long)r.forward_calls,
+                  (unsigned long long)r.backward_calls, (unsigned long long)want_backward);
+        free(r.y); free(r.gx); free(r.gw); free(f.y); free(f.gx); free(f.gw);
+        free(want); free(x); free(w); free(dy);
+        kl_context_free(ctx);
+        kl_context_free(fused);
+    }
+}
+
 /* Reordered weights are kept per contents (buffer id): ten weight arrays of
  * one shape (more than the slots per primitive), each used in turn three
  * times, must each give their own result. */
 static void test_weight_cache_follows_contents(void)
 {
-    conv_case cc = {"cache", 2, 2, 8, 8, 1, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0};
+    conv_case cc = {"cache", 2, 2, 8, 8, 1, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0};
     enum { NW = 10 };
     int64_t xshape[5], wshape[6], yshape[6], nx = 2 * 8 * 36, nw = 8 * 8 * 9, ny = 2 * 8 * 36;
     int wdims, ydims;
@@ -298,5 +344,5 @@ static void test_weight_cache_follows_contents(void)
 }
 
 CHECK_MAIN(TEST(test_conv2d_plain), TEST(test_conv2d_stride_dilation), TEST(test_conv_groups),
-           TEST(test_conv1d), TEST(test_cropped_output_left_to_kernels),
+           TEST(test_conv1d), TEST(test_cropped_output_left_to_kernels), TEST(test_near_misses_left_to_kernels),
            TEST(test_weight_cache_follows_contents))
