@@ -94,6 +94,49 @@ static void open_loop(kl_strbuf *sb, kl_emitter *em, kl_var *x, int d, int depth
     kl_sb_printf(sb, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", d, d, kl_emit_shape(em, x, d), d);
 }
 
+typedef struct {
+    reduce_code rc;
+    const char *body, *t_raw, *fold, *nanfold, *final, *red_clause, *li;
+    int blocked;
+} reduce_parts;
+
+/* The reduction of one output k over the flat range [0, rn) of its inputs
+ * (li = k * rn + j), parallel over the range when asked. */
+static void flat_reduction(kl_strbuf *L, const reduce_parts *p, int parallel)
+{
+    kl_sb_printf(L, "        %s a = %s; int n = 0; (void)n;\n", p->rc.acc_type, p->rc.identity);
+    if (p->blocked) {
+        if (parallel) kl_sb_printf(L, "        #pragma omp parallel for %s schedule(static)\n", p->red_clause);
+        kl_sb_printf(L, "        for (int64_t blk = 0; blk < rn; blk += 1024) {\n");
+        kl_sb_printf(L, "        float ba = 0; const int64_t bend = blk + 1024 < rn ? blk + 1024 : rn;\n");
+        kl_sb_printf(L, "        #pragma omp simd reduction(+:ba)\n");
+        kl_sb_printf(L, "        for (int64_t j = blk; j < bend; j++) {\n        const int64_t li = k * rn + j;\n");
+        kl_sb_printf(L, "%s        ba += %s;\n        }\n        a += ba;\n        }\n", p->body, p->t_raw);
+    } else {
+        kl_sb_printf(L, "        #pragma omp %s %s\n", parallel ? "parallel for simd" : "simd", p->red_clause);
+        kl_sb_printf(L, "        for (int64_t j = 0; j < rn; j++) {\n        const int64_t li = k * rn + j;\n");
+        kl_sb_printf(L, "%s        %s%s\n        }\n", p->body, p->fold, p->nanfold);
+    }
+    kl_sb_printf(L, "        out[k] = %s;\n", p->final);
+}
+
+/* Every input read at the element's own linear index and the reduced dims
+ * trailing: kept and reduced dims each flatten into one loop, however short
+ * the dims (a 3x3 kernel's weights no longer reduce 3 at a time). Tiny
+ * reductions run serially (an OpenMP region costs ~0.4 us); else parallel
+ * over outputs when there are enough, over the range when not. */
+static void flat_reduce_kernel(kl_strbuf *L, const reduce_parts *p)
+{
+    kl_sb_printf(L, "    if (kn * rn <= 32768) {\n    for (int64_t k = 0; k < kn; k++) {\n");
+    flat_reduction(L, p, 0);
+    kl_sb_printf(L, "    }\n    } else if (kn >= 16) {\n");
+    kl_sb_printf(L, "    #pragma omp parallel for schedule(static)\n    for (int64_t k = 0; k < kn; k++) {\n");
+    flat_reduction(L, p, 0);
+    kl_sb_printf(L, "    }\n    } else {\n    for (int64_t k = 0; k < kn; k++) {\n");
+    flat_reduction(L, p, 1);
+    kl_sb_printf(L, "    }\n    }\n");
+}
+
 kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *L)
 {
     kl_var *v = em->root, *x = v->op.inputs[0];
@@ -102,9 +145,11 @@ kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *L)
     int r = x->ndim, kept[KL_MAX_DIMS], red[KL_MAX_DIMS], nk = 0, nr = 0;
     for (int d = 0; d < r; d++) { if (mask >> d & 1) red[nr++] = d; else kept[nk++] = d; }
     reduce_code rc = code_for(op, x->dtype);
-    kl_coords c = kl_emit_loop_coords(r, 0);
+    /* identity coordinates: loads at x's own linear index read "li" */
+    kl_coords c = kl_emit_loop_coords(r, 1);
     const char *t = kl_emit(em, x, &c);
     if (!t) return em->status;
+    int flat_reads = !em->needs_coords;
     const char *t_raw = t;
     if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN)
         t = kl_emit_str(em, "(%s)%s", rc.acc_type, t);
@@ -132,6 +177,19 @@ kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *L)
 
     int blocked = nr > 0 && (op == KL_REDUCE_SUM || op == KL_REDUCE_MEAN) &&
                   (x->dtype == KL_FLOAT32 || x->dtype == KL_FLOAT16);
+    int trailing = nr > 0;
+    for (int i = 0; i < nr; i++) trailing &= red[i] == nk + i;
+    if (trailing && flat_reads) {
+        reduce_parts p = {rc, body, t_raw, fold, nanfold, final, red_clause, NULL, blocked};
+        flat_reduce_kernel(L, &p);
+        return em->status;
+    }
+    /* per-dim loops; a load at x's linear index reads li, defined from them */
+    kl_coords own = kl_emit_loop_coords(r, 0);
+    const char *li = kl_emit_offset(em, x, &own);
+    if (!li) return em->status;
+    body = kl_emit_str(em, "        const int64_t li = %s; (void)li;\n%s", li, body);
+    if (!body) return em->status;
     if (nr == 0 || red[nr - 1] == r - 1) {
         /* rows: the innermost input dim is reduced */
         for (int variant = 0; variant < 2; variant++) {
