@@ -7,8 +7,9 @@ gradients) and runs all three with oneDNN (src/opt/conv.c). Otherwise
 groups == 1 and wide groups run as im2col (a window reindex) times the weight
 matrices, a broadcast·mul·sum the core hands to BLAS (_conv_gemm; 3-d:
 _im2col_flat here), and depthwise and narrow groups as the direct form's
-fused kernel. Transposed convolutions gather the same way. Gradients are the
-core's autograd of these meta-ops.
+fused kernel. Transposed convolutions are, with oneDNN, the scatter form (a
+convolution's input gradient, which the core hands over too), else a gather.
+Gradients are the core's autograd of these meta-ops.
 Layers: Conv1d/2d/3d (Jittor's Conv), ConvTranspose1d/2d."""
 import math
 
@@ -16,7 +17,7 @@ from ._conv_gemm import conv_im2col
 from . import _C
 from ._core import to_var
 from ._module import Module
-from ._shape import broadcast, reindex
+from ._shape import broadcast, reindex, reindex_reduce
 from . import init as _init
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv", "conv_transpose1d", "conv_transpose2d",
@@ -241,6 +242,11 @@ def conv_transpose_nd(x, weight, bias=None, stride=1, padding=0, output_padding=
     Cg, O = C // groups, Og * groups
     outs = [(sp[j] - 1) * stride[j] - 2 * pad[j] + dilation[j] * (ks[j] - 1) + opad[j] + 1
             for j in range(nd)]
+    if _dnnl_ok(x, weight, nd, groups):
+        y = _conv_transpose_scatter(x, weight, stride, pad, dilation, groups, outs)
+        if bias is not None:
+            y = y + to_var(bias).reshape((1, O) + (1,) * nd)
+        return y if batched else y.reshape(y.shape[1:])
     separate = 3 + 2 * nd <= _MAX_DIMS
     cdim = 2 + nd
     kexpr = _kernel_exprs(ks, cdim + 1, separate)
@@ -265,6 +271,32 @@ def conv_transpose_nd(x, weight, bias=None, stride=1, padding=0, output_padding=
     if bias is not None:
         y = y + to_var(bias).reshape((1, O) + (1,) * nd)
     return y if batched else y.reshape(y.shape[1:])
+
+
+def _conv_transpose_scatter(x, weight, stride, pads, dilation, groups, outs):
+    """The scatter form: y[n, g*O/g + o, i*stride + k*dilation - pad] += x[n, g*C/g + c, i] *
+    w[g*C/g + c, o, k], a reindex_reduce over [N, (G,) C/g, *in, O/g, *kernel]. It is
+    exactly the input gradient of a convolution, which the core hands to oneDNN
+    (its gradients are a convolution forward and a weight gradient, handed over too)."""
+    nd = len(outs)
+    N, C = x.shape[:2]
+    sp = tuple(x.shape[2:])
+    Og = weight.shape[1]
+    ks = tuple(weight.shape[2:])
+    G, Cg = groups, C // groups
+    lead = (N, G, Cg) if G > 1 else (N, C)
+    first_in = len(lead)
+    cdim = first_in + nd
+    shape = (*lead, *sp, Og, *ks)
+    cexpr = f"i{cdim}" if G == 1 else f"i1*{Og}+i{cdim}"
+    idx = ["i0", cexpr] + [_affine(_term(stride[j], f"i{first_in + j}"),
+                                   _term(dilation[j], f"i{cdim + 1 + j}"), const=-pads[j])
+                           for j in range(nd)]
+    xx = broadcast(x.reshape((N, G, Cg) + sp) if G > 1 else x, shape,
+                   [cdim] + list(range(cdim + 1, cdim + 1 + nd)))
+    w = weight.reshape((G, Cg, Og) + ks) if G > 1 else weight
+    ww = broadcast(w, shape, [0] + list(range(first_in, first_in + nd)))
+    return reindex_reduce(xx * ww, "add", (N, G * Og, *outs), idx)
 
 
 def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,

@@ -98,3 +98,35 @@ def test_kiln_dnnl_0_runs_the_same_convolutions_as_kernels():
         assert out["1"]["calls"] >= 3
     for key in ("y", "gx", "gw"):
         np.testing.assert_allclose(out["1"][key], out["0"][key], rtol=1e-4, atol=1e-4)
+
+
+@needs_dnnl
+@pytest.mark.parametrize("nd,C,O,k,kw,spatial", [
+    (2, 4, 6, 3, dict(), (4, 5)),
+    (2, 4, 6, 3, dict(stride=2, padding=1, output_padding=1), (5, 4)),
+    (2, 4, 6, 3, dict(stride=3, dilation=2, groups=2), (4, 4)),
+    (2, 3, 5, (2, 4), dict(stride=(2, 1), padding=(0, 1)), (6, 5)),
+    (1, 3, 2, 4, dict(stride=2, padding=1), (7,)),
+], ids=repr)
+def test_conv_transpose_float32_runs_three_library_calls(nd, C, O, k, kw, spatial):
+    """A transposed convolution is written as the scatter form, a convolution's
+    input gradient; forward and both gradients go to oneDNN and match PyTorch."""
+    r = np.random.RandomState(C * 10 + O)
+    x = r.randn(2, C, *spatial).astype("float32")
+    tl = (torch.nn.ConvTranspose2d if nd == 2 else torch.nn.ConvTranspose1d)(C, O, k, **kw)
+    layer = (nn.ConvTranspose2d if nd == 2 else nn.ConvTranspose1d)(C, O, k, **kw)
+    layer.load_state_dict({n: p.detach().numpy() for n, p in tl.state_dict().items()})
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = tl(xt)
+    dy = r.randn(*yt.shape).astype("float32")
+    (yt * torch.from_numpy(dy)).sum().backward()
+    xv = jt.array(x)
+    xv.requires_grad = True
+    before = jt.counters()["library_calls"]
+    y = layer(xv)
+    gx, gw = jt.grad((y * jt.array(dy)).sum(), [xv, layer.weight])
+    jt.sync([y, gx, gw])
+    assert jt.counters()["library_calls"] - before == 3
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gx.numpy(), xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gw.numpy(), tl.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
