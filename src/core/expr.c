@@ -308,3 +308,48 @@ void kl_expr_print(const kl_expr *e, char *buf, size_t size)
     if (size) buf[0] = 0;
     print_rec(e, buf, size, 0);
 }
+
+static int constant_of(const kl_expr *e, int64_t *out)
+{
+    int64_t a, b;
+    switch (e->kind) {
+    case KL_EX_INT: *out = e->value; return 1;
+    case KL_EX_NEG: if (!constant_of(e->args[0], &a)) return 0; *out = -a; return 1;
+    case KL_EX_BINARY:
+        if (!constant_of(e->args[0], &a) || !constant_of(e->args[1], &b)) return 0;
+        if (e->op == KL_EXB_ADD) *out = a + b;
+        else if (e->op == KL_EXB_SUB) *out = a - b;
+        else if (e->op == KL_EXB_MUL) *out = a * b;
+        else return 0;
+        return 1;
+    default: return 0;
+    }
+}
+
+/* Adds mult * e to a; 0 when e is not affine in i0..i<R-1>. */
+static int add_affine(const kl_expr *e, int64_t mult, int R, kl_affine *a)
+{
+    int64_t k;
+    switch (e->kind) {
+    case KL_EX_INT: a->constant += mult * e->value; return 1;
+    case KL_EX_INDEX:
+        if (e->value < 0 || e->value >= R) return 0;
+        a->coef[e->value] += mult;
+        return 1;
+    case KL_EX_NEG: return add_affine(e->args[0], -mult, R, a);
+    case KL_EX_BINARY:
+        if (e->op == KL_EXB_ADD) return add_affine(e->args[0], mult, R, a) && add_affine(e->args[1], mult, R, a);
+        if (e->op == KL_EXB_SUB) return add_affine(e->args[0], mult, R, a) && add_affine(e->args[1], -mult, R, a);
+        if (e->op != KL_EXB_MUL) return 0;
+        if (constant_of(e->args[0], &k)) return add_affine(e->args[1], mult * k, R, a);
+        if (constant_of(e->args[1], &k)) return add_affine(e->args[0], mult * k, R, a);
+        return 0;
+    default: return 0;
+    }
+}
+
+int kl_expr_affine(const kl_expr *e, int n_index, kl_affine *a)
+{
+    memset(a, 0, sizeof *a);
+    return add_affine(e, 1, n_index, a);
+}

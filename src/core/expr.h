@@ -47,4 +47,12 @@ kl_status kl_expr_validate(const kl_expr *e, const char *src, int n_index, int x
 void kl_expr_print(const kl_expr *e, char *buf, size_t size);
 const char *kl_expr_binop_text(int op);
 
+/* e as sum(coef[k] * i<k>) + constant, when it is that (integer literals,
+ * + - and multiplication by constants only); 0 otherwise. */
+typedef struct {
+    int64_t coef[KL_MAX_DIMS];
+    int64_t constant;
+} kl_affine;
+int kl_expr_affine(const kl_expr *e, int n_index, kl_affine *a);
+
 #endif

@@ -4,6 +4,7 @@
 #include "ops/ops.h"
 #include "core/builder.h"
 #include "core/dtype.h"
+#include <stdio.h>
 
 kl_status kl_reindex_parse(const char *opname, kl_op *op, int n_indexes, const char *const *indexes,
                            int n_conditions, const char *const *conditions,
@@ -111,19 +112,45 @@ const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
     return ov ? kl_emit_temp(em, T, "%s ? (%s)%s : %s", o, T, ov, val) : NULL;
 }
 
-/* p[d]: the output dim that x's dim d reads, when the reindex only permutes
- * dims (a transpose); -1 otherwise. */
-static int permutation(const kl_var *v, int *p)
+/* When the reindex reads every element of x at most once (each output dim
+ * used by one of x's index expressions, which are "i_p - pad" or, for
+ * non-overlapping windows, "a*i_p + i_q - pad" with i_q's extent a), its
+ * gradient is a gather: exprs[k] gives output dim k from x's indexes
+ * (i_p = (h + pad) / a, i_q = (h + pad) % a). A transpose is the simplest case;
+ * max-pooling with stride == kernel is another. */
+static int invert_tiling(const kl_var *v, char exprs[][64])
 {
     const kl_var *x = v->op.inputs[0];
-    if (x->ndim != v->ndim || v->op.n_inputs != 1 || v->op.p.reindex.n_conditions) return 0;
-    uint32_t seen = 0;
+    if (v->op.n_inputs != 1 || v->op.p.reindex.n_conditions || v->op.p.reindex.n_indexes != x->ndim) return 0;
+    int R = v->ndim;
+    uint32_t used = 0;
+    for (int k = 0; k < R; k++) snprintf(exprs[k], 64, "0");
     for (int d = 0; d < x->ndim; d++) {
-        const kl_expr *e = v->op.p.reindex.indexes[d];
-        if (e->kind != KL_EX_INDEX || (seen >> e->value & 1) || v->shape[e->value] != x->shape[d]) return 0;
-        seen |= 1u << e->value;
-        p[d] = (int)e->value;
+        kl_affine a;
+        if (!kl_expr_affine(v->op.p.reindex.indexes[d], R, &a) || a.constant > 0) return 0;
+        long long pad = (long long)-a.constant;
+        int dims[2], t = 0;
+        for (int k = 0; k < R; k++)
+            if (a.coef[k]) {
+                if (t == 2 || (used >> k & 1)) return 0;
+                dims[t++] = k;
+                used |= 1u << k;
+            }
+        if (t == 1) {
+            if (a.coef[dims[0]] != 1) return 0;
+            snprintf(exprs[dims[0]], 64, "i%d+%lld", d, pad);
+        } else if (t == 2) {
+            int p = a.coef[dims[0]] == 1 ? dims[1] : dims[0], q = p == dims[0] ? dims[1] : dims[0];
+            long long step = (long long)a.coef[p];
+            if (a.coef[q] != 1 || step < 1 || v->shape[q] != step) return 0;
+            snprintf(exprs[p], 64, "(i%d+%lld)/%lld", d, pad, step);
+            snprintf(exprs[q], 64, "(i%d+%lld)%%%lld", d, pad, step);
+        } else {
+            return 0;
+        }
     }
+    for (int k = 0; k < R; k++)
+        if (v->shape[k] != 1 && !(used >> k & 1)) return 0; /* a broadcast dim: read several times */
     return 1;
 }
 
@@ -132,13 +159,13 @@ kl_status kl_reindex_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
     *out = NULL;
     kl_var *x = v->op.inputs[0];
     if (k != 0 || !kl_dtype_is_float(x->dtype)) return KL_OK;
-    int p[KL_MAX_DIMS];
-    if (permutation(v, p)) {
-        /* a transpose's gradient is the inverse transpose: a gather, not a scatter */
-        static const char *const names[KL_MAX_DIMS] = {"i0", "i1", "i2", "i3", "i4", "i5", "i6", "i7"};
-        const char *inverse[KL_MAX_DIMS];
-        for (int d = 0; d < x->ndim; d++) inverse[p[d]] = names[d];
-        return kl_reindex(dv, x->ndim, x->shape, inverse, 0, 0, NULL, 0, NULL, out);
+    char exprs[KL_MAX_DIMS][64];
+    if (invert_tiling(v, exprs)) {
+        /* each x element was read at most once: gather its gradient (parallel,
+         * no collisions); positions no window covered read outside dv: 0 */
+        const char *idx[KL_MAX_DIMS];
+        for (int d = 0; d < v->ndim; d++) idx[d] = exprs[d];
+        return kl_reindex(dv, x->ndim, x->shape, idx, 0, 0, NULL, 0, NULL, out);
     }
     return kl_reindex_like(&v->op, KL_OP_REINDEX_REDUCE, KL_REDUCE_SUM, dv, x->ndim, x->shape, 0, out);
 }

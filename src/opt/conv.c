@@ -12,50 +12,6 @@
 #include <stddef.h>
 #include <string.h>
 
-typedef struct {
-    int64_t coef[KL_MAX_DIMS];
-    int64_t constant;
-} affine;
-
-static int constant_of(const kl_expr *e, int64_t *out)
-{
-    int64_t a, b;
-    switch (e->kind) {
-    case KL_EX_INT: *out = e->value; return 1;
-    case KL_EX_NEG: if (!constant_of(e->args[0], &a)) return 0; *out = -a; return 1;
-    case KL_EX_BINARY:
-        if (!constant_of(e->args[0], &a) || !constant_of(e->args[1], &b)) return 0;
-        if (e->op == KL_EXB_ADD) *out = a + b;
-        else if (e->op == KL_EXB_SUB) *out = a - b;
-        else if (e->op == KL_EXB_MUL) *out = a * b;
-        else return 0;
-        return 1;
-    default: return 0;
-    }
-}
-
-/* Adds mult * e to a; 0 when e is not affine in the iteration indexes. */
-static int add_affine(const kl_expr *e, int64_t mult, int R, affine *a)
-{
-    int64_t k;
-    switch (e->kind) {
-    case KL_EX_INT: a->constant += mult * e->value; return 1;
-    case KL_EX_INDEX:
-        if (e->value < 0 || e->value >= R) return 0;
-        a->coef[e->value] += mult;
-        return 1;
-    case KL_EX_NEG: return add_affine(e->args[0], -mult, R, a);
-    case KL_EX_BINARY:
-        if (e->op == KL_EXB_ADD) return add_affine(e->args[0], mult, R, a) && add_affine(e->args[1], mult, R, a);
-        if (e->op == KL_EXB_SUB) return add_affine(e->args[0], mult, R, a) && add_affine(e->args[1], -mult, R, a);
-        if (e->op != KL_EXB_MUL) return 0;
-        if (constant_of(e->args[0], &k)) return add_affine(e->args[1], mult * k, R, a);
-        if (constant_of(e->args[1], &k)) return add_affine(e->args[0], mult * k, R, a);
-        return 0;
-    default: return 0;
-    }
-}
-
 /* The window: which iteration dim is the batch, channel, group, and each
  * spatial dim's pair (pair[j][1] = -1 when the expression has one term). */
 typedef struct {
@@ -64,7 +20,7 @@ typedef struct {
     int64_t pair_coef[3][2], pad[3];
 } window;
 
-static int terms(const affine *a, int R, int *dims)
+static int terms(const kl_affine *a, int R, int *dims)
 {
     int t = 0;
     for (int d = 0; d < R; d++)
@@ -81,12 +37,11 @@ static int parse_window(kl_expr *const *indexes, int n_indexes, const int64_t *x
     if (n_indexes < 3 || n_indexes > 5) return 0;
     memset(w, -1, sizeof *w);
     w->nd = n_indexes - 2;
-    affine a[5];
+    kl_affine a[5];
     uint32_t used = 0;
     int dims[2];
     for (int i = 0; i < n_indexes; i++) {
-        memset(&a[i], 0, sizeof a[i]);
-        if (!add_affine(indexes[i], 1, R, &a[i])) return 0;
+        if (!kl_expr_affine(indexes[i], R, &a[i])) return 0;
         int t = terms(&a[i], R, dims);
         if (t < 1 || t > 2) return 0;
         for (int j = 0; j < t; j++) {

@@ -67,9 +67,10 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
             kl_var *in = v->op.inputs[k];
             if (!in->buf && !in->materialize) cost += in->cost;
         }
-        /* a reindex may read each input element several times, at gathered
-         * positions: a costly input is computed once and stored instead */
-        if (v->op.kind == KL_OP_REINDEX) {
+        /* a reindex with more elements than its input (overlapping windows)
+         * reads input elements several times, at gathered positions: a costly
+         * input is computed once and stored instead */
+        if (v->op.kind == KL_OP_REINDEX && v->numel > v->op.inputs[0]->numel) {
             kl_var *in = v->op.inputs[0];
             if (!in->buf && !in->materialize && in->cost > SHARED_INLINE_COST) {
                 store(in);

@@ -353,3 +353,35 @@ def test_training_memory_is_flat(pytorch_style):
     counts = _train_steps(60, pytorch_style)
     assert counts[-1][0] <= counts[10][0], f"vars alive grew: {counts[10]} -> {counts[-1]}"
     assert counts[-1][1] <= counts[10][1], f"bytes in use grew: {counts[10]} -> {counts[-1]}"
+
+
+@pytest.mark.parametrize("x_shape,shape,idx", [
+    ((2, 3, 7, 2), (2, 3, 3, 2, 2), ["i0", "i1", "i2*2+i3-1", "i4"]),  # 2-wide windows, stride 2, pad 1
+    ((4, 6, 3), (3, 2, 3, 3), ["i0", "i1*3+i2", "i3"]),                # space-to-depth style tiling
+    ((5, 4), (4, 5), ["i1", "i0"]),                                     # a transpose
+], ids=repr)
+def test_reindex_reading_each_element_once_has_a_gather_gradient(x_shape, shape, idx):
+    """A reindex that reads every element of x at most once (transposes,
+    non-overlapping windows, tilings, with padding and leftover elements)
+    differentiates to a gather, not a scatter; the gradient matches central
+    differences."""
+    a = data(rng(21), x_shape)
+
+    def f(x):
+        return x.reindex(list(shape), idx, overflow_value=0.0)
+
+    check_grad(f, a)
+    x = jt.array(a)
+    g = jt.grad((f(x) * jt.array(data(rng(22), shape))).sum(), x)
+    assert g._op == "reindex", g._op
+
+
+def test_max_pool_without_overlap_backward_is_one_map_kernel():
+    """max_pool2d(2) over a fused ReLU: its gradient is a gather (one map
+    kernel), and matches central differences."""
+    a = data(rng(23), (2, 3, 6, 7))
+    check_grad(lambda x: jt.nn.max_pool2d(x.maximum(0.1 * x), 2), a, rtol=1e-4, atol=1e-6)
+    x = jt.array(a)
+    y = jt.nn.max_pool2d(x, 2)
+    g = jt.grad((y * y).sum(), x)
+    assert g._op == "reindex", g._op
