@@ -33,6 +33,7 @@ void kl_context_free(kl_context *ctx)
     if (!ctx) return;
     kl_plan_cache_free(&ctx->plans);
     kl_dnnl_free(&ctx->dnnl);
+    kl_sync_scratch_free(&ctx->sync);
     kl_fingerprint_free(&ctx->fingerprint);
     kl_jit_free(&ctx->jit);
     kl_host_trim(&ctx->alloc);

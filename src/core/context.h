@@ -11,6 +11,22 @@
 #include "codegen/plan.h"
 #include <limits.h>
 
+/* A growable list of vars (the executor's graph walks). */
+typedef struct {
+    struct kl_var **v;
+    int n, cap;
+} kl_var_list;
+
+/* What a sync reuses from one to the next (syncs of a context never
+ * overlap): the walk's lists and the planning arrays, grown, never shrunk. */
+typedef struct {
+    kl_var_list order, stack, next;
+    struct { void *p; size_t bytes; } arrays[5];
+} kl_sync_scratch;
+
+/* Frees a context's sync scratch (src/runtime/exec.c). */
+void kl_sync_scratch_free(kl_sync_scratch *s);
+
 struct kl_context {
     char cache_dir[PATH_MAX];
     int debug;
@@ -25,6 +41,7 @@ struct kl_context {
     kl_dnnl dnnl;
     kl_plan_cache plans;
     kl_fingerprint fingerprint; /* reused buffer */
+    kl_sync_scratch sync;
 };
 
 #endif

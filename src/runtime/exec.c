@@ -16,10 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct {
-    kl_var **v;
-    int n, cap;
-} var_list;
+typedef kl_var_list var_list;
 
 static int push(var_list *l, kl_var *v)
 {
@@ -34,11 +31,38 @@ static int push(var_list *l, kl_var *v)
     return 1;
 }
 
-/* Post-order DFS without recursion: pending vars, inputs first. */
-static kl_status topo_order(kl_var *const *targets, int n, uint64_t epoch, var_list *order)
+#define KEPT_STEP_BYTES (16u << 20)
+
+void kl_sync_scratch_free(kl_sync_scratch *s)
 {
-    var_list stack = {0};
-    var_list next = {0}; /* parallel to stack: cast index of the next input */
+    free(s->order.v);
+    free(s->stack.v);
+    free(s->next.v);
+    for (int i = 0; i < 5; i++) free(s->arrays[i].p);
+    memset(s, 0, sizeof *s);
+}
+
+/* Scratch array `slot` of at least bytes, zeroed when asked; NULL when out of memory. */
+static void *scratch(kl_sync_scratch *s, int slot, size_t bytes, int zero)
+{
+    if (s->arrays[slot].bytes < bytes) {
+        size_t want = bytes < 4096 ? 4096 : bytes + bytes / 2;
+        void *p = malloc(want);
+        if (!p) return NULL;
+        free(s->arrays[slot].p);
+        s->arrays[slot].p = p;
+        s->arrays[slot].bytes = want;
+    }
+    if (zero) memset(s->arrays[slot].p, 0, bytes);
+    return s->arrays[slot].p;
+}
+
+/* Post-order DFS without recursion: pending vars, inputs first. */
+static kl_status topo_order(kl_sync_scratch *sc, kl_var *const *targets, int n, uint64_t epoch, var_list *order)
+{
+    var_list stack = sc->stack;
+    var_list next = sc->next; /* parallel to stack: cast index of the next input */
+    stack.n = next.n = 0;
     kl_status s = KL_OK;
     for (int t = 0; t < n && s == KL_OK; t++) {
         kl_var *root = targets[t];
@@ -62,8 +86,8 @@ static kl_status topo_order(kl_var *const *targets, int n, uint64_t epoch, var_l
             }
         }
     }
-    free(stack.v);
-    free(next.v);
+    sc->stack = stack; /* keep the (maybe grown) lists for the next sync */
+    sc->next = next;
     return s == KL_OK ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory ordering the graph");
 }
 
@@ -203,25 +227,32 @@ kl_status kl_sync(kl_var *const *vars, int n)
         if (!vars[i]) return kl_error(KL_ERR_VALUE, "sync: var %d is NULL", i);
     kl_context *ctx = vars[0]->ctx;
     uint64_t epoch = ++ctx->sync_epoch;
-    var_list order = {0};
-    KL_TRY(topo_order(vars, n, epoch, &order));
+    kl_sync_scratch *sc = &ctx->sync;
+    var_list order = sc->order;
+    order.n = 0;
+    kl_status ts = topo_order(sc, vars, n, epoch, &order);
+    sc->order = order;
+    KL_TRY(ts);
     if (order.n == 0) return KL_OK;
-    uint8_t *is_target = calloc((size_t)order.n, 1);
+    uint8_t *is_target = scratch(sc, 0, (size_t)order.n, 1);
     step *steps = NULL;
     const char **sources = NULL;
     kl_lang *langs = NULL;
     kl_kernel_fn *fns = NULL;
     kl_status s = is_target ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
-    int n_steps = 0, n_src = 0, n_stored = 0;
+    int n_steps = 0, n_src = 0, n_stored = 0, steps_owned = 0;
     if (s == KL_OK) {
         for (int i = 0; i < order.n; i++)
             for (int t = 0; t < n; t++) is_target[i] |= order.v[i] == vars[t];
         kl_fuse_plan(order.v, order.n, is_target);
         for (int i = 0; i < order.n; i++) n_stored += order.v[i]->materialize != 0;
-        steps = malloc((size_t)n_stored * sizeof *steps);
-        sources = calloc((size_t)n_stored, sizeof *sources);
-        langs = calloc((size_t)n_stored, sizeof *langs);
-        fns = calloc((size_t)n_stored, sizeof *fns);
+        /* steps are ~15 KB each: a huge sync's are not kept */
+        steps_owned = (size_t)n_stored * sizeof *steps > KEPT_STEP_BYTES;
+        steps = steps_owned ? malloc((size_t)n_stored * sizeof *steps)
+                            : scratch(sc, 1, (size_t)n_stored * sizeof *steps, 0);
+        sources = scratch(sc, 2, (size_t)n_stored * sizeof *sources, 1);
+        langs = scratch(sc, 3, (size_t)n_stored * sizeof *langs, 1);
+        fns = scratch(sc, 4, (size_t)n_stored * sizeof *fns, 1);
         if (n_stored && !(steps && sources && langs && fns)) s = kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
         for (int i = 0; i < order.n && s == KL_OK; i++) {
             kl_var *v = order.v[i];
@@ -258,12 +289,7 @@ kl_status kl_sync(kl_var *const *vars, int n)
         kl_kernel_free(&steps[i].k);
         kl_var_release(steps[i].v);
     }
-    free(order.v);
-    free(is_target);
-    free(steps);
-    free(sources);
-    free(langs);
-    free(fns);
+    if (steps_owned) free(steps);
     return s;
 }
 
