@@ -149,6 +149,8 @@ kl_status kl_var_data(kl_var *v, const void **out);
 kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes);
 /* Computes every listed var (and what they need) in as few kernels as fusion allows. */
 kl_status kl_sync(kl_var *const *vars, int n);
+/* Computes every pending var someone holds (a handle, not only the graph). */
+kl_status kl_sync_all(kl_context *ctx);
 
 /* ---- leaves ---- */
 kl_status kl_full(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,

@@ -17,22 +17,6 @@ class _State:
 
 
 state = _State()
-# Vars made since the last sync_all(), so that sync_all() can compute them:
-# id -> weak reference (a WeakSet would compare Vars with their elementwise ==).
-pending = {}
-_PRUNE_AT = [4096]
-
-
-def remember(o):
-    pending[id(o)] = weakref.ref(o)
-    if len(pending) >= _PRUNE_AT[0]:
-        for k, r in list(pending.items()):
-            v = r()
-            if v is None or v.is_computed:
-                del pending[k]
-        _PRUNE_AT[0] = max(4096, 2 * len(pending))
-
-
 class Leaf:
     """Autograd link of a Var marked requires_grad=True: backward() fills its
     .grad. Holds the value the graph was built from, even if the Var is rebound."""
@@ -71,8 +55,6 @@ def out(o, *inputs):
         o = stopped(o)
     if not state.lazy:
         _C.sync([o])
-    else:
-        remember(o)
     return o
 
 

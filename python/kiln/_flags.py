@@ -3,7 +3,7 @@ display_memory_info."""
 import gc as _pygc
 
 from . import _C
-from ._core import pending, state, to_var
+from ._core import state, to_var
 
 __all__ = ["flags", "sync", "sync_all", "gc", "counters", "display_memory_info"]
 
@@ -71,12 +71,9 @@ def sync(vars):
 
 
 def sync_all(device_sync=False):
-    """Computes every var built since the last sync_all that is still alive."""
+    """Computes every pending var that a Var (or another handle) holds."""
     del device_sync
-    vs = [v for v in (r() for r in pending.values()) if v is not None and not v.is_computed]
-    pending.clear()
-    if vs:
-        _C.sync(vs)
+    _C.sync_all()
 
 
 def gc():

@@ -27,9 +27,6 @@ def update_state(var, value):
         _C.sync([var])
     var.update(value)
     _DIRTY[id(var)] = weakref.ref(var)
-    remember = getattr(_core, "remember", None)
-    if remember is not None:
-        remember(var)           # jt.sync_all() computes it too
     return var
 
 

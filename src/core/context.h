@@ -42,6 +42,7 @@ struct kl_context {
     kl_plan_cache plans;
     kl_fingerprint fingerprint; /* reused buffer */
     kl_sync_scratch sync;
+    kl_var *pending; /* vars not yet computed, newest first (kl_sync_all) */
 };
 
 #endif

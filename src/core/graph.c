@@ -69,6 +69,26 @@ void kl_op_free_params(kl_op *op)
 }
 
 /* Frees dead vars without recursion, so a long chain cannot overflow the stack. */
+static void link_pending(kl_var *v)
+{
+    kl_context *ctx = v->ctx;
+    v->pending_prev = NULL;
+    v->pending_next = ctx->pending;
+    if (ctx->pending) ctx->pending->pending_prev = v;
+    ctx->pending = v;
+    v->pending_linked = 1;
+}
+
+static void unlink_pending(kl_var *v)
+{
+    if (!v->pending_linked) return;
+    if (v->pending_prev) v->pending_prev->pending_next = v->pending_next;
+    else v->ctx->pending = v->pending_next;
+    if (v->pending_next) v->pending_next->pending_prev = v->pending_prev;
+    v->pending_prev = v->pending_next = NULL;
+    v->pending_linked = 0;
+}
+
 static void collect(kl_var *v)
 {
     kl_var *stack_small[64];
@@ -93,6 +113,7 @@ static void collect(kl_var *v)
         }
         kl_op_free_params(&d->op);
         kl_buffer_release(d->buf);
+        unlink_pending(d);
         d->ctx->vars_alive--;
         free(d);
     }
@@ -118,6 +139,7 @@ kl_status kl_var_new(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *s
         v->requires_grad |= op->inputs[i]->requires_grad;
     }
     if (!kl_dtype_is_float(dtype) || op->kind == KL_OP_STOP_GRAD) v->requires_grad = 0;
+    if (op->kind != KL_OP_ARRAY) link_pending(v);
     ctx->vars_alive++;
     *out = v;
     return KL_OK;
@@ -140,6 +162,7 @@ static void forget_graph(kl_var *v)
 void kl_var_set_computed(kl_var *v, kl_buffer *buf)
 {
     v->buf = buf;
+    unlink_pending(v);
     /* the graph stays for backward, except behind a stop_grad, which no
      * gradient crosses (parameter updates would otherwise chain every step) */
     if (v->requires_grad && v->op.n_inputs > 0 && v->op.kind != KL_OP_STOP_GRAD) return;
@@ -194,4 +217,20 @@ kl_status kl_var_from_host(kl_context *ctx, kl_dtype dtype, int ndim, const int6
     if (s != KL_OK) { kl_buffer_release(buf); return s; }
     (*out)->buf = buf;
     return KL_OK;
+}
+
+kl_status kl_sync_all(kl_context *ctx)
+{
+    int n = 0;
+    for (kl_var *v = ctx->pending; v; v = v->pending_next) n += v->user_refs > 0;
+    if (n == 0) return KL_OK;
+    kl_var **held = calloc((size_t)n, sizeof *held);
+    if (!held) return kl_error(KL_ERR_MEMORY, "out of memory in sync_all");
+    int k = 0;
+    for (kl_var *v = ctx->pending; v && k < n; v = v->pending_next)
+        if (v->user_refs > 0) { held[k++] = v; kl_var_retain(v); }
+    kl_status s = kl_sync(held, k);
+    for (int i = 0; i < k; i++) kl_var_release(held[i]);
+    free(held);
+    return s;
 }

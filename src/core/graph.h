@@ -82,6 +82,9 @@ struct kl_var {
     int materialize;
     int cost;        /* nodes an inlined copy of this var adds to a kernel */
     kl_var *grad;    /* scratch for kl_grad */
+    /* the context's list of pending vars (kl_sync_all), while pending */
+    kl_var *pending_prev, *pending_next;
+    uint8_t pending_linked;
     uint64_t fp_epoch; /* scratch for plan fingerprints (src/codegen/plan.c) */
     int fp_index;
 };

@@ -270,6 +270,37 @@ static void test_gc_empties_cache(void)
     kl_context_free(ctx);
 }
 
-CHECK_MAIN(TEST(test_release_returns_to_baseline), TEST(test_computed_var_drops_its_inputs),
+/* kl_sync_all computes the pending vars a handle holds, not the ones only
+ * the graph holds (those fuse into their consumers), and a freed pending var
+ * leaves the list. */
+static void test_sync_all_computes_held_pending_vars(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t n = 3;
+    double vals[3] = {1, 2, 3};
+    kl_var *x = check_var(ctx, KL_FLOAT32, 1, &n, vals);
+    kl_var *mid = NULL, *held = NULL, *dropped = NULL;
+    if (x && CHECK_OK(kl_unary(KL_EXP, x, &mid)) && CHECK_OK(kl_binary(KL_ADD, mid, x, &held)) &&
+        CHECK_OK(kl_unary(KL_NEG, x, &dropped))) {
+        kl_var_release(mid);      /* only the graph holds it now */
+        kl_var_release(dropped);  /* freed while pending */
+        kl_counters before, after;
+        kl_context_counters(ctx, &before);
+        CHECK_OK(kl_sync_all(ctx));
+        kl_context_counters(ctx, &after);
+        CHECK(kl_var_is_computed(held));
+        CHECK_EQ_INT(after.kernels_launched - before.kernels_launched, 1);
+        double *got = check_read(held);
+        if (got) for (int i = 0; i < 3; i++) CHECK_CLOSE(got[i], exp(vals[i]) + vals[i], 1e-6, 1e-6);
+        free(got);
+        CHECK_OK(kl_sync_all(ctx)); /* nothing pending: a no-op */
+    }
+    check_release(held);
+    check_release(x);
+    kl_context_free(ctx);
+}
+
+CHECK_MAIN(TEST(test_sync_all_computes_held_pending_vars), TEST(test_release_returns_to_baseline), TEST(test_computed_var_drops_its_inputs),
            TEST(test_retain_release), TEST(test_intermediates_freed_in_a_long_chain),
            TEST(test_repeated_work_stays_flat), TEST(test_gc_empties_cache))

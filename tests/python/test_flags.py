@@ -85,3 +85,17 @@ def test_flags_repr_and_unknown_flag():
     with pytest.raises(AttributeError):
         jt.flags.no_such_flag = 1
     assert isinstance(jt.flags.cache_dir, str)
+
+
+def test_sync_all_computes_vars_rebound_in_place():
+    """sync_all asks the core for every pending var a handle holds, so a Var
+    updated in place (its value rebound to a new pending var) is computed too."""
+    x = jt.array([1.0, 2.0])
+    p = jt.array([0.0, 0.0])
+    p.update(x * 3)
+    q = jt.array([5.0])
+    q += 1
+    jt.sync_all()
+    assert p.is_computed and q.is_computed
+    check(p, [3.0, 6.0])
+    check(q, [6.0])

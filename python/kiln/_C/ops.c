@@ -282,6 +282,14 @@ static PyObject *o_sync(PyObject *mod, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *o_sync_all(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    kl_status s = kl_sync_all(klpy_ctx);
+    if (s != KL_OK) return klpy_raise(s);
+    Py_RETURN_NONE;
+}
+
 /* grad(y, dy or None, [xs]) -> [grads] */
 static PyObject *o_grad(PyObject *mod, PyObject *args)
 {
@@ -327,6 +335,7 @@ PyMethodDef klpy_op_methods[] = {
     {"index", o_index, METH_VARARGS, "index(shape, dim, dtype)"},
     {"stop_grad", o_stop_grad, METH_O, "stop_grad(x)"},
     {"sync", o_sync, METH_O, "sync([vars])"},
+    {"sync_all", o_sync_all, METH_NOARGS, "computes every pending var a Var holds"},
     {"grad", o_grad, METH_VARARGS, "grad(y, dy or None, [xs]) -> [grads]"},
     {NULL, NULL, 0, NULL}
 };
