@@ -3,7 +3,9 @@
  * gradients, across strides, padding, dilation, groups and 1 or 2 spatial
  * dims; the forward also matches a float64 loop here. The counters show
  * which path ran; KILN_DNNL=0 forces the fused kernels. Near misses of the
- * pattern must be left to the kernels and still be right. */
+ * pattern must be left to the kernels and still be right. Without oneDNN
+ * only the kernels are checked, unless KILN_TEST_REQUIRE_DNNL=1 (set by
+ * scripts/test.sh where the package is installed) makes that a failure. */
 #include "check.h"
 
 #include <stdlib.h>
@@ -162,6 +164,16 @@ static double *reference(const conv_case *cc, const double *x, const double *w, 
     return y;
 }
 
+/* Whether ctx has oneDNN; when not, says so, and fails if it is required. */
+static int have_dnnl(kl_context *ctx)
+{
+    if (kl_context_has_library(ctx, "dnnl")) return 1;
+    const char *req = getenv("KILN_TEST_REQUIRE_DNNL");
+    CHECK_MSG(!(req && strcmp(req, "1") == 0), "oneDNN (libdnnl.so.2) is installed but did not load");
+    printf("    note: oneDNN (libdnnl.so.2) not found: checking the fused kernels only\n");
+    return 0;
+}
+
 static void compare(const conv_case *cc)
 {
     int nd = cc->nd;
@@ -177,7 +189,7 @@ static void compare(const conv_case *cc)
     kl_context *fused = check_context();
     unsetenv("KILN_DNNL");
     if (!lib || !fused) return;
-    CHECK_MSG(kl_context_has_library(lib, "dnnl"), "%s: oneDNN (libdnnl.so.2) not found", cc->label);
+    uint64_t want_fwd = have_dnnl(lib) ? 1 : 0;
     CHECK(!kl_context_has_library(fused, "dnnl"));
     conv_result a = run(lib, cc, x, w, dy), b = run(fused, cc, x, w, dy);
     double *want = reference(cc, x, w, ny);
@@ -191,9 +203,10 @@ static void compare(const conv_case *cc)
         CHECK_ARRAY_CLOSE(a.gx, b.gx, nx, 1e-4, 1e-4, label);
         snprintf(label, sizeof label, "%s: weight gradient", cc->label);
         CHECK_ARRAY_CLOSE(a.gw, b.gw, nw, 1e-4, 1e-4, label);
-        CHECK_MSG(a.forward_calls == 1 && a.backward_calls == 2,
-                  "%s: %llu forward and %llu backward library calls, expected 1 and 2", cc->label,
-                  (unsigned long long)a.forward_calls, (unsigned long long)a.backward_calls);
+        CHECK_MSG(a.forward_calls == want_fwd && a.backward_calls == 2 * want_fwd,
+                  "%s: %llu forward and %llu backward library calls, expected %llu and %llu", cc->label,
+                  (unsigned long long)a.forward_calls, (unsigned long long)a.backward_calls,
+                  (unsigned long long)want_fwd, (unsigned long long)(2 * want_fwd));
         CHECK_MSG(b.forward_calls == 0 && b.backward_calls == 0, "%s: KILN_DNNL=0 still called oneDNN", cc->label);
     }
     free(a.y); free(a.gx); free(a.gw); free(b.y); free(b.gx); free(b.gw); free(want);
@@ -289,7 +302,7 @@ static void test_near_misses_left_to_kernels(void)
             CHECK_ARRAY_CLOSE(r.gx, f.gx, nx, 1e-4, 1e-4, cc->label);
             CHECK_ARRAY_CLOSE(r.gw, f.gw, nw, 1e-4, 1e-4, cc->label);
         }
-        uint64_t want_backward = cc->pad_value != 0 ? 1 : 0;
+        uint64_t want_backward = cc->pad_value != 0 && have_dnnl(ctx) ? 1 : 0;
         CHECK_MSG(r.forward_calls == 0 && r.backward_calls == want_backward,
                   "%s: %llu/%llu library calls, expected 0/%llu", cc->label, (unsigned long long)r.forward_calls,
                   (unsigned long long)r.backward_calls, (unsigned long long)want_backward);
@@ -336,7 +349,7 @@ static void test_weight_cache_follows_contents(void)
         }
     kl_counters c;
     kl_context_counters(ctx, &c);
-    CHECK_EQ_INT(c.library_calls, 3 * NW);
+    CHECK_EQ_INT(c.library_calls, have_dnnl(ctx) ? 3 * NW : 0);
     check_release(X);
     for (int k = 0; k < NW; k++) { check_release(W[k]); free(w[k]); }
     free(x);
