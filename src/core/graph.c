@@ -153,6 +153,8 @@ void kl_var_unref_graph(kl_var *v)
 static void forget_graph(kl_var *v)
 {
     kl_op old = v->op;
+    /* a stop_grad cuts gradients anyway; ints and bools have none */
+    if (old.n_inputs > 0 && old.kind != KL_OP_STOP_GRAD && kl_dtype_is_float(v->dtype)) v->graph_forgotten = 1;
     memset(&v->op, 0, sizeof v->op);
     v->op.kind = KL_OP_ARRAY;
     for (int i = 0; i < old.n_inputs; i++) kl_var_unref_graph(old.inputs[i]);

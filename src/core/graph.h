@@ -77,6 +77,7 @@ struct kl_var {
     /* Computed vars keep their op and inputs only when a gradient may be
      * asked of them later (an input requires grad). */
     uint8_t requires_grad;
+    uint8_t graph_forgotten; /* computed from ops whose graph it no longer keeps */
     /* scratch for the executor, meaningful only during one sync */
     uint64_t epoch;
     int materialize;

@@ -121,10 +121,20 @@ kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grad
             if (s == KL_OK && g) s = accumulate(in, g);
         }
     }
+    /* a var computed before any input required grad forgets how it was made:
+     * an input it hid cannot be told apart from one y does not depend on */
+    int forgotten = 0;
+    for (int i = 0; i < m; i++) forgotten |= order[i]->graph_forgotten;
     for (int j = 0; j < n && s == KL_OK; j++) {
         kl_var *x = xs[j];
         int inside = x->epoch == y->ctx->sync_epoch && x->cost < m && order[x->cost] == x;
-        if (inside && x->grad) {
+        if (!inside && forgotten) {
+            s = kl_error(KL_ERR_VALUE,
+                         "grad: input %d is not reachable from the output, which depends on values computed "
+                         "before anything required grad (their graphs were freed, so a zero gradient could be "
+                         "wrong). Set x.requires_grad = True before the output is computed, or call grad "
+                         "before syncing it", j);
+        } else if (inside && x->grad) {
             if (x->grad->dtype != x->dtype) s = kl_cast(x->grad, x->dtype, &grads[j]);
             else { grads[j] = x->grad; kl_var_retain(grads[j]); }
         } else {

@@ -385,3 +385,20 @@ def test_max_pool_without_overlap_backward_is_one_map_kernel():
     y = jt.nn.max_pool2d(x, 2)
     g = jt.grad((y * y).sum(), x)
     assert g._op == "reindex", g._op
+
+
+def test_grad_after_sync_of_unmarked_input_raises_instead_of_zeros():
+    """y computed before x required grad keeps no graph: jt.grad cannot reach
+    x, and says so rather than returning zeros. Marked first, it works; an
+    input y never depended on still gets zeros."""
+    x = jt.array([1.0, 2.0, 3.0])
+    y = (x * x).sum()
+    y.sync()
+    with pytest.raises(ValueError, match="requires_grad"):
+        jt.grad(y, x)
+    x.requires_grad = True
+    y = (x * x).sum()
+    y.sync()
+    check(jt.grad(y, x), [2.0, 4.0, 6.0])
+    z = jt.array([5.0])
+    check(jt.grad((x * 3).sum(), z), [0.0])
