@@ -116,7 +116,8 @@ void kl_context_set_debug(kl_context *ctx, int level);
 int kl_context_debug(const kl_context *ctx);
 void kl_context_seed(kl_context *ctx, uint64_t seed);
 void kl_context_counters(const kl_context *ctx, kl_counters *out);
-/* Returns cached, unused host memory to the system. */
+/* Returns cached, unused host memory to the system (and the weights oneDNN
+ * keeps reordered for repeated convolutions). */
 void kl_context_gc(kl_context *ctx);
 /* 1 when the named library ("blas": OpenBLAS gemm, "dnnl": oneDNN 2.x
  * convolutions) is found and not disabled (KILN_BLAS=0, KILN_DNNL=0). */

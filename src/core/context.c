@@ -19,7 +19,7 @@ kl_status kl_context_new(kl_context **out)
     ctx->log_compile = log && strstr(log, "compile") != NULL;
     ctx->seed = 0;
     kl_blas_init(&ctx->blas);
-    kl_dnnl_init(&ctx->dnnl);
+    kl_dnnl_init(&ctx->dnnl, &ctx->alloc);
     const char *check = getenv("KILN_CHECK_PLANS");
     ctx->plans.check = check && *check && strcmp(check, "0") != 0;
     const char *plans = getenv("KILN_PLANS");
@@ -68,7 +68,11 @@ void kl_context_counters(const kl_context *ctx, kl_counters *out)
     out->vars_alive = ctx->vars_alive;
 }
 
-void kl_context_gc(kl_context *ctx) { kl_host_trim(&ctx->alloc); }
+void kl_context_gc(kl_context *ctx)
+{
+    kl_dnnl_trim(&ctx->dnnl); /* into the allocator's free lists, then out */
+    kl_host_trim(&ctx->alloc);
+}
 
 int kl_context_has_library(kl_context *ctx, const char *name)
 {

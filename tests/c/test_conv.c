@@ -313,9 +313,9 @@ static void test_near_misses_left_to_kernels(void)
     }
 }
 
-/* Reordered weights are kept per contents (buffer id): ten weight arrays of
- * one shape (more than the slots per primitive), each used in turn three
- * times, must each give their own result. */
+/* Reordered weights are kept per contents (buffer id), from their second
+ * use: ten weight arrays of one shape (more than the slots per primitive),
+ * each used in turn three times, must each give their own result. */
 static void test_weight_cache_follows_contents(void)
 {
     conv_case cc = {"cache", 2, 2, 8, 8, 1, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0};
@@ -356,6 +356,52 @@ static void test_weight_cache_follows_contents(void)
     kl_context_free(ctx);
 }
 
+/* Weights used once per primitive (training: new weights every step) are not
+ * kept; weights used again (inference) are, and count as memory in use until
+ * kl_context_gc drops them. */
+static void test_kept_weights_memory(void)
+{
+    conv_case cc = {"memory", 2, 2, 8, 16, 1, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0};
+    int64_t xshape[5], wshape[6], yshape[6], nx = 2 * 8 * 36, nw = 16 * 8 * 9;
+    int wdims, ydims;
+    shapes(&cc, xshape, wshape, &wdims);
+    double *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w);
+    uint64_t st = 13;
+    for (int64_t i = 0; i < nx; i++) x[i] = check_rand01(&st);
+    for (int64_t i = 0; i < nw; i++) w[i] = check_rand01(&st);
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    kl_var *X = check_var(ctx, KL_FLOAT32, 4, xshape, x);
+    uint64_t in_use[3] = {0};
+    for (int phase = 0; phase < 2; phase++) {
+        kl_var *W = check_var(ctx, KL_FLOAT32, wdims, wshape, w);
+        for (int k = 0; k < 12; k++) {
+            kl_var *Wk = phase == 0 ? check_var(ctx, KL_FLOAT32, wdims, wshape, w) : W, *y = NULL;
+            if (X && Wk && CHECK_OK(forward(&cc, X, Wk, &y, yshape, &ydims))) CHECK_OK(kl_sync(&y, 1));
+            kl_var_release(y);
+            if (phase == 0) kl_var_release(Wk);
+        }
+        kl_var_release(W);
+        kl_counters c;
+        kl_context_counters(ctx, &c);
+        in_use[phase] = c.bytes_in_use;
+    }
+    kl_context_gc(ctx);
+    kl_counters c;
+    kl_context_counters(ctx, &c);
+    in_use[2] = c.bytes_in_use;
+    if (have_dnnl(ctx)) {
+        /* phase 0: twelve weight arrays once each; phase 1: one array twelve times */
+        CHECK_MSG(in_use[1] > in_use[0], "weights used again were not kept (%llu -> %llu bytes in use)",
+                  (unsigned long long)in_use[0], (unsigned long long)in_use[1]);
+        CHECK_EQ_INT(in_use[2], in_use[0]);
+    }
+    check_release(X);
+    free(x); free(w);
+    kl_context_free(ctx);
+}
+
 CHECK_MAIN(TEST(test_conv2d_plain), TEST(test_conv2d_stride_dilation), TEST(test_conv_groups),
            TEST(test_conv1d), TEST(test_cropped_output_left_to_kernels), TEST(test_near_misses_left_to_kernels),
-           TEST(test_weight_cache_follows_contents))
+           TEST(test_weight_cache_follows_contents),
+           TEST(test_kept_weights_memory))

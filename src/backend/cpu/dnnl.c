@@ -87,12 +87,14 @@ struct kl_dnnl_conv {
     operand ops[3]; /* a, b, out */
     size_t scratch_bytes;
     struct { uint64_t id; void *data; } weights[WEIGHT_SLOTS];
-    int next_slot;
+    uint64_t seen[WEIGHT_SLOTS]; /* weight ids met once, not (yet) kept */
+    int next_slot, next_seen;
 };
 
-void kl_dnnl_init(kl_dnnl *d)
+void kl_dnnl_init(kl_dnnl *d, kl_host_allocator *alloc)
 {
     memset(d, 0, sizeof *d);
+    d->alloc = alloc;
     const char *want = getenv("KILN_DNNL");
     d->disabled = want && strcmp(want, "0") == 0;
 }
@@ -150,8 +152,19 @@ int kl_dnnl_available(kl_dnnl *d)
     return 1;
 }
 
-static void conv_free(struct kl_dnnl_api *api, kl_dnnl_conv *c)
+static void drop_weights(kl_dnnl *d, kl_dnnl_conv *c)
 {
+    for (int i = 0; i < WEIGHT_SLOTS; i++) {
+        kl_host_free(d->alloc, c->weights[i].data, c->ops[1].inner_bytes);
+        c->weights[i].data = NULL;
+        c->weights[i].id = 0;
+    }
+}
+
+static void conv_free(kl_dnnl *d, kl_dnnl_conv *c)
+{
+    struct kl_dnnl_api *api = d->api;
+    drop_weights(d, c);
     for (int i = 0; i < 3; i++) {
         operand *o = &c->ops[i];
         if (o->reorder) api->primitive_destroy(o->reorder);
@@ -160,8 +173,12 @@ static void conv_free(struct kl_dnnl_api *api, kl_dnnl_conv *c)
     }
     if (c->primitive) api->primitive_destroy(c->primitive);
     if (c->pd) api->pd_destroy(c->pd);
-    for (int i = 0; i < WEIGHT_SLOTS; i++) free(c->weights[i].data);
     free(c);
+}
+
+void kl_dnnl_trim(kl_dnnl *d)
+{
+    for (kl_dnnl_conv *c = d->available ? d->convs : NULL; c; c = c->next) drop_weights(d, c);
 }
 
 void kl_dnnl_free(kl_dnnl *d)
@@ -170,7 +187,7 @@ void kl_dnnl_free(kl_dnnl *d)
     while (d->convs) {
         kl_dnnl_conv *c = d->convs;
         d->convs = c->next;
-        conv_free(d->api, c);
+        conv_free(d, c);
     }
     d->api->stream_destroy(d->stream);
     d->api->engine_destroy(d->engine);
@@ -269,7 +286,7 @@ static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, int debug)
         }
     }
     if (!ok) {
-        if (c) conv_free(api, c);
+        if (c) conv_free(d, c);
         return NULL;
     }
     for (int i = 0; i < 3; i++) {
@@ -305,7 +322,7 @@ kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *s, int debug)
     if (++d->n_convs > MAX_CACHED) { /* drop the least recently used */
         kl_dnnl_conv **p = &d->convs;
         while ((*p)->next) p = &(*p)->next;
-        conv_free(d->api, *p);
+        conv_free(d, *p);
         *p = NULL;
         d->n_convs--;
     }
@@ -320,16 +337,25 @@ static int run(kl_dnnl *d, void *primitive, int n, const exec_arg *args)
 }
 
 /* The slot for reordered weights with these contents (-1: none, use the
- * scratch); *ready when they are there already. A slot being refilled has
+ * scratch); *ready when they are there already. Weights are kept from their
+ * second use on: training changes them every step, so nothing is kept there,
+ * while inference reuses them from the second call. A slot being refilled has
  * id 0 until its reorder succeeds. */
-static int weight_slot(kl_dnnl_conv *c, uint64_t id, size_t bytes, int *ready)
+static int weight_slot(kl_dnnl *d, kl_dnnl_conv *c, uint64_t id, size_t bytes, int *ready)
 {
     *ready = 0;
     if (!id) return -1;
     for (int i = 0; i < WEIGHT_SLOTS; i++)
         if (c->weights[i].id == id) { *ready = 1; return i; }
+    int seen = 0;
+    for (int i = 0; i < WEIGHT_SLOTS; i++) seen |= c->seen[i] == id;
+    if (!seen) {
+        c->seen[c->next_seen] = id;
+        c->next_seen = (c->next_seen + 1) % WEIGHT_SLOTS;
+        return -1;
+    }
     int i = c->next_slot;
-    if (!c->weights[i].data && !(c->weights[i].data = aligned_alloc(64, (bytes + 63) / 64 * 64))) return -1;
+    if (!c->weights[i].data && !(c->weights[i].data = kl_host_alloc(d->alloc, bytes))) return -1;
     c->next_slot = (i + 1) % WEIGHT_SLOTS;
     c->weights[i].id = 0;
     return i;
@@ -345,7 +371,7 @@ kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const fl
     for (int i = 0; i < 3 && ok; i++) {
         operand *o = &c->ops[i];
         ok = api->memory_set_data_handle(o->user, data[i]) == SUCCESS;
-        int ready = 0, slot = o->inner && i == 1 ? weight_slot(c, weights_id, o->inner_bytes, &ready) : -1;
+        int ready = 0, slot = o->inner && i == 1 ? weight_slot(d, c, weights_id, o->inner_bytes, &ready) : -1;
         void *inner = slot >= 0 ? c->weights[slot].data : (char *)scratch + o->offset;
         if (ok && o->inner) ok = api->memory_set_data_handle(o->inner, inner) == SUCCESS;
         args[i] = (exec_arg){o->arg, o->inner ? o->inner : o->user};

@@ -5,6 +5,7 @@
 #define KL_DNNL_H
 
 #include "kiln.h"
+#include "mem/host_alloc.h"
 #include <stdint.h>
 
 typedef enum { KL_CONV_FORWARD, KL_CONV_BACKWARD_DATA, KL_CONV_BACKWARD_WEIGHTS } kl_conv_kind;
@@ -26,13 +27,16 @@ typedef struct kl_dnnl {
     struct kl_dnnl_api *api;
     kl_dnnl_conv *convs; /* most recently used first */
     int n_convs;
+    kl_host_allocator *alloc; /* the context's: kept weights count as memory in use */
 } kl_dnnl;
 
 /* Reads KILN_DNNL when a context is made: 0 disables oneDNN. */
-void kl_dnnl_init(kl_dnnl *d);
+void kl_dnnl_init(kl_dnnl *d, kl_host_allocator *alloc);
 /* 1 when oneDNN 2.x can be called (loads it on first use). */
 int kl_dnnl_available(kl_dnnl *d);
 void kl_dnnl_free(kl_dnnl *d);
+/* Drops the reordered weights primitives keep (kl_context_gc). */
+void kl_dnnl_trim(kl_dnnl *d);
 /* The primitive for shape, created on first use and kept; NULL when oneDNN
  * cannot run it (the caller falls back to a kernel). debug: print the choice. */
 kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *shape, int debug);
