@@ -68,7 +68,7 @@ void kl_op_free_params(kl_op *op)
     }
 }
 
-/* Frees dead vars without recursion, so a long chain cannot overflow the stack. */
+/* The context's list of pending vars, which kl_sync_all walks. */
 static void link_pending(kl_var *v)
 {
     kl_context *ctx = v->ctx;
@@ -89,6 +89,7 @@ static void unlink_pending(kl_var *v)
     v->pending_linked = 0;
 }
 
+/* Frees dead vars without recursion, so a long chain cannot overflow the stack. */
 static void collect(kl_var *v)
 {
     kl_var *stack_small[64];

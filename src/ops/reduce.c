@@ -96,7 +96,7 @@ static void open_loop(kl_strbuf *sb, kl_emitter *em, kl_var *x, int d, int depth
 
 typedef struct {
     reduce_code rc;
-    const char *body, *t_raw, *fold, *nanfold, *final, *red_clause, *li;
+    const char *body, *t_raw, *fold, *nanfold, *final, *red_clause;
     int blocked;
 } reduce_parts;
 
@@ -180,7 +180,7 @@ kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *L)
     int trailing = nr > 0;
     for (int i = 0; i < nr; i++) trailing &= red[i] == nk + i;
     if (trailing && flat_reads) {
-        reduce_parts p = {rc, body, t_raw, fold, nanfold, final, red_clause, NULL, blocked};
+        reduce_parts p = {rc, body, t_raw, fold, nanfold, final, red_clause, blocked};
         flat_reduce_kernel(L, &p);
         return em->status;
     }

@@ -239,12 +239,5 @@ kl_status kl_conv_run(kl_context *ctx, kl_var *v, const kl_conv_plan *p)
     kl_status s = kl_dnnl_conv_run(&ctx->dnnl, p->conv, p->a->buf->data, p->b->buf->data, out->data,
                                    scratch ? scratch->data : NULL, weights_id);
     if (scratch) kl_buffer_release(scratch);
-    if (s != KL_OK) {
-        kl_buffer_release(out);
-        return s;
-    }
-    ctx->counters.library_calls++;
-    ctx->counters.kernels_launched++;
-    kl_var_set_computed(v, out);
-    return KL_OK;
+    return kl_library_result(ctx, v, out, s);
 }

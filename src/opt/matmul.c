@@ -115,12 +115,5 @@ kl_status kl_matmul_run(kl_context *ctx, kl_var *v, const kl_matmul_plan *p)
             ctx->blas.dgemm(KL_BLAS_ROW_MAJOR, ta, tb, p->m, p->n, p->k, 1.0, (const double *)p->a->buf->data + oa, p->lda,
                             (const double *)p->b->buf->data + ob, p->ldb, 0.0, (double *)out->data + oc, p->ldc);
     }
-    if (s != KL_OK) {
-        kl_buffer_release(out);
-        return s;
-    }
-    ctx->counters.library_calls++;
-    ctx->counters.kernels_launched++;
-    kl_var_set_computed(v, out);
-    return KL_OK;
+    return kl_library_result(ctx, v, out, s);
 }

@@ -31,22 +31,33 @@ CASES = [  # C, O, kernel, keyword arguments, input spatial shape
 ]
 
 
-def run_both(C, O, k, kw, spatial, nd=2):
-    r = np.random.RandomState(C * 100 + O)
-    x = r.randn(2, C, *spatial).astype("float32")
-    tconv = (torch.nn.Conv2d if nd == 2 else torch.nn.Conv1d)(C, O, k, **kw)
-    conv = (nn.Conv2d if nd == 2 else nn.Conv1d)(C, O, k, **kw)
-    conv.load_state_dict({n: p.detach().numpy() for n, p in tconv.state_dict().items()})
+def run_layers(layer, tlayer, r, x_shape):
+    """kiln's layer and PyTorch's (weights copied) on the same float32 input:
+    (output, input grad, weight grad) of each for a random output gradient,
+    and the library calls kiln made for them."""
+    x = r.randn(*x_shape).astype("float32")
+    layer.load_state_dict({n: p.detach().numpy() for n, p in tlayer.state_dict().items()})
     xt = torch.from_numpy(x).requires_grad_()
-    yt = tconv(xt)
+    yt = tlayer(xt)
     dy = r.randn(*yt.shape).astype("float32")
     (yt * torch.from_numpy(dy)).sum().backward()
     xv = jt.array(x)
     xv.requires_grad = True
-    y = conv(xv)
-    gx, gw = jt.grad((y * jt.array(dy)).sum(), [xv, conv.weight])
-    return (y.numpy(), gx.numpy(), gw.numpy()), (yt.detach().numpy(), xt.grad.numpy(),
-                                                 tconv.weight.grad.numpy())
+    before = jt.counters()["library_calls"]
+    y = layer(xv)
+    gx, gw = jt.grad((y * jt.array(dy)).sum(), [xv, layer.weight])
+    jt.sync([y, gx, gw])
+    calls = jt.counters()["library_calls"] - before
+    return ((y.numpy(), gx.numpy(), gw.numpy()),
+            (yt.detach().numpy(), xt.grad.numpy(), tlayer.weight.grad.numpy()), calls)
+
+
+def run_both(C, O, k, kw, spatial, nd=2):
+    r = np.random.RandomState(C * 100 + O)
+    tconv = (torch.nn.Conv2d if nd == 2 else torch.nn.Conv1d)(C, O, k, **kw)
+    conv = (nn.Conv2d if nd == 2 else nn.Conv1d)(C, O, k, **kw)
+    got, want, _ = run_layers(conv, tconv, r, (2, C, *spatial))
+    return got, want
 
 
 @needs_dnnl
@@ -116,21 +127,9 @@ def test_conv_transpose_float32_runs_three_library_calls(nd, C, O, k, kw, spatia
     """A transposed convolution is written as the scatter form, a convolution's
     input gradient; forward and both gradients go to oneDNN and match PyTorch."""
     r = np.random.RandomState(C * 10 + O)
-    x = r.randn(2, C, *spatial).astype("float32")
     tl = (torch.nn.ConvTranspose2d if nd == 2 else torch.nn.ConvTranspose1d)(C, O, k, **kw)
     layer = (nn.ConvTranspose2d if nd == 2 else nn.ConvTranspose1d)(C, O, k, **kw)
-    layer.load_state_dict({n: p.detach().numpy() for n, p in tl.state_dict().items()})
-    xt = torch.from_numpy(x).requires_grad_()
-    yt = tl(xt)
-    dy = r.randn(*yt.shape).astype("float32")
-    (yt * torch.from_numpy(dy)).sum().backward()
-    xv = jt.array(x)
-    xv.requires_grad = True
-    before = jt.counters()["library_calls"]
-    y = layer(xv)
-    gx, gw = jt.grad((y * jt.array(dy)).sum(), [xv, layer.weight])
-    jt.sync([y, gx, gw])
-    assert jt.counters()["library_calls"] - before == 3
-    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(gx.numpy(), xt.grad.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(gw.numpy(), tl.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
+    got, want, calls = run_layers(layer, tl, r, (2, C, *spatial))
+    assert calls == 3
+    for g, w, name in zip(got, want, ("output", "input grad", "weight grad")):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=name)
