@@ -7,8 +7,9 @@ import pickle
 import tempfile
 
 from ._core import Var
+from ._safe_pickle import CheckpointError, restricted_load
 
-__all__ = ["save", "load", "to_numpy_tree"]
+__all__ = ["save", "load", "to_numpy_tree", "CheckpointError"]
 
 
 def to_numpy_tree(obj):
@@ -50,19 +51,32 @@ def save(obj, path):
         raise
 
 
-def load(path, map_location=None):
-    """What save() wrote: the object with NumPy arrays where Vars were (load
-    them into a model with load_state_dict / load_parameters)."""
+def load(path, map_location=None, allow_pickle=False):
+    """What save() wrote (the object with NumPy arrays where Vars were; load
+    them into a model with load_state_dict / load_parameters), or a PyTorch
+    checkpoint (read without torch).
+
+    Both are read with an allow-list unpickler that builds only arrays,
+    tensors and plain containers and never runs code; a file naming anything
+    else raises CheckpointError (a ValueError) naming it. allow_pickle=True
+    reads kiln's files with Python's unrestricted pickle instead: UNSAFE, a
+    pickle can run any code, so only for files you trust."""
     del map_location
     path = os.fspath(path)
     with open(path, "rb") as f:
         from . import _pth
         if _pth.is_pth(f):  # a PyTorch checkpoint, read without torch
-            return _pth.load_pth(path)
+            return _pth.load_pth(f)
         head = f.read(2)
         f.seek(0)
         if head[:1] != b"\x80":
-            raise ValueError(f"load: {path} is not a pickle written by kiln.save "
-                             f"(first bytes {head!r})")
-        return pickle.load(f)
-
+            raise CheckpointError(f"load: {path} is not a pickle written by kiln.save "
+                                  f"(first bytes {head!r})")
+        if allow_pickle:
+            return pickle.load(f)
+        try:
+            return restricted_load(f, "a kiln checkpoint")
+        except CheckpointError as e:
+            hint = (" (pass allow_pickle=True only if you trust the file: it can run code)"
+                    if "refusing to load the global" in str(e) else "")
+            raise CheckpointError(f"load: {path}: {e}{hint}") from None

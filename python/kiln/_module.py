@@ -319,10 +319,11 @@ class Module:
         from . import _io
         _io.save(self.state_dict(), path)
 
-    def load(self, path):
-        """Loads a file written by save() or jt.save(model.state_dict())."""
+    def load(self, path, allow_pickle=False):
+        """Loads a file written by save() or jt.save(model.state_dict()), or a
+        PyTorch checkpoint; allow_pickle as in jt.load (unsafe when True)."""
         from . import _io
-        self.load_parameters(_io.load(path))
+        self.load_parameters(_io.load(path, allow_pickle=allow_pickle))
 
     # ---- modes ----
     def train(self, mode=True):

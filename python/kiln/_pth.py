@@ -17,7 +17,7 @@ only the handful of globals a checkpoint of tensors needs (the tensor and
 parameter rebuild functions, the ``torch.*Storage`` types, ``torch.Size``,
 dtypes, ``collections.OrderedDict`` and a few harmless builtins); any other
 global -- ``os.system``, ``builtins.eval``, a user's model class -- raises
-:class:`PthError` (a ``pickle.UnpicklingError``) naming it, before anything
+:class:`PthError` (a ``pickle.UnpicklingError`` and ``ValueError``) naming it, before anything
 is called.  Loading a checkpoint therefore cannot run code.
 
 What comes back: the checkpoint's own containers (``OrderedDict`` state
@@ -37,16 +37,14 @@ A bare storage object (rare) comes back as a :class:`PthStorage`, which
 ``numpy.asarray`` converts.  Tensor locations (``cuda:0``...) are ignored:
 everything lands in host memory.
 """
-import _compat_pickle
 import io
 import os
-import pickle
-import struct
-import types
 import zipfile
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+from ._safe_pickle import CheckpointError, file_size, restricted_load
 
 __all__ = ["load_pth", "is_pth", "PthError", "PthStorage"]
 
@@ -54,8 +52,9 @@ MAGIC_NUMBER = 0x1950a86a20f9469cfc6c
 PROTOCOL_VERSION = 1001
 
 
-class PthError(pickle.UnpicklingError):
-    """A PyTorch checkpoint that cannot (or must not) be loaded."""
+class PthError(CheckpointError):
+    """A PyTorch checkpoint that cannot (or must not) be loaded (a
+    pickle.UnpicklingError and a ValueError)."""
 
 
 # logical dtype -> (raw little-endian NumPy dtype of the bytes on disk)
@@ -154,6 +153,19 @@ def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+# A tensor whose strides repeat elements (stride 0: torch.expand) is written
+# out in full; past these bounds it is taken for a crafted file.
+_EXPANSION = 64
+_MAX_EXPANDED_BYTES = 256 << 20
+
+
+def _numel(size):
+    n = 1
+    for s in size:
+        n *= s
+    return n
+
+
 def _materialise(storage, offset, size, stride, dtype=None):
     if not isinstance(storage, PthStorage):
         raise PthError(f"tensor rebuilt from a {type(storage).__name__}, not a storage")
@@ -193,6 +205,14 @@ def _materialise(storage, offset, size, stride, dtype=None):
                 f"tensor of size {size}, stride {stride}, offset {offset} reaches element "
                 f"{last} of a storage of {len(data)} elements (corrupt checkpoint?)")
         item = data.itemsize
+        covered = last - offset + 1
+        n_out = _numel(size)
+        if n_out > covered and n_out * item > max(_MAX_EXPANDED_BYTES, _EXPANSION * data.nbytes):
+            raise PthError(
+                f"tensor of size {size}, stride {stride} repeats {covered} stored elements "
+                f"{n_out // covered}-fold ({n_out * item} bytes from a {data.nbytes}-byte "
+                "storage): "
+                "refusing to allocate it (crafted checkpoint?)")
         view = as_strided(data[offset:], shape=size, strides=[s * item for s in stride],
                           writeable=False)
         try:
@@ -249,55 +269,8 @@ def _no_ctor(name):
     return f
 
 
-_SAFE_BUILTINS = {
-    "set", "frozenset", "slice", "complex", "range", "tuple", "list", "dict", "bytearray",
-    "bytes", "int", "float", "str", "bool",
-}
-
-
-def _numpy_globals(module, name):
-    """The few NumPy globals used by pickled ndarrays / NumPy scalars (common in the
-    non-tensor parts of training checkpoints: best accuracy, RNG states...)."""
-    if module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        if name in ("_reconstruct", "scalar"):
-            return getattr(np.core.multiarray, name)
-    elif module == "numpy":
-        if name == "ndarray":
-            return np.ndarray
-        if name == "dtype":
-            return np.dtype
-    elif module == "numpy.dtypes" and name.endswith("DType"):
-        t = getattr(__import__("numpy.dtypes").dtypes, name, None)
-        if isinstance(t, type) and issubclass(t, np.dtype):
-            return t
-    return None
-
-
-def _namespace_type():
-    """A fresh subclass of argparse.Namespace for each lookup, so that a crafted
-    pickle (BUILD on the class itself) cannot patch argparse.Namespace; instances
-    pickle back as plain argparse.Namespace objects."""
-    import argparse
-
-    class Namespace(argparse.Namespace):
-        def __reduce__(self):
-            return (argparse.Namespace, (), dict(self.__dict__))
-
-    return Namespace
-
-
-def _fresh(f):
-    """A throwaway wrapper per lookup: a pickle's BUILD opcode can set attributes on
-    the objects find_class returns, which must not alter this module's functions."""
-    def call(*args, **kwargs):
-        return f(*args, **kwargs)
-    call.__name__ = f.__name__
-    return call
-
-
-def _resolve(module, name):
-    if module == "__builtin__":  # Python 2 checkpoints
-        module = "builtins"
+def _resolve(module, name, budget):
+    """The torch globals a checkpoint of tensors names (the rest: _safe_pickle)."""
     if module == "torch._utils":
         f = {"_rebuild_tensor": _rebuild_tensor, "_rebuild_tensor_v2": _rebuild_tensor_v2,
              "_rebuild_tensor_v3": _rebuild_tensor_v3, "_rebuild_parameter": _rebuild_parameter,
@@ -322,47 +295,7 @@ def _resolve(module, name):
         return _StorageType(name, "uint8")
     elif module == "torch.nn.parameter" and name == "Parameter":
         return _TensorType("torch.nn.Parameter")
-    elif module == "collections" and name == "OrderedDict":
-        import collections
-        return collections.OrderedDict
-    elif module == "builtins" and name in _SAFE_BUILTINS:
-        import builtins
-        return getattr(builtins, name)
-    elif module == "_codecs" and name == "encode":  # bytes objects under protocol 2
-        import codecs
-        return codecs.encode
-    elif module == "argparse" and name == "Namespace":  # the 'args' entry of many checkpoints
-        return _namespace_type()
-    elif module.startswith("numpy"):
-        return _numpy_globals(module, name)
     return None
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file, persistent_load):
-        super().__init__(file, encoding="utf-8")
-        self._persistent = persistent_load
-
-    def find_class(self, module, name):
-        # protocol-2 pickles (torch's default) spell Python 3 names the Python 2 way
-        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        obj = _resolve(module, name)
-        if isinstance(obj, types.FunctionType):
-            obj = _fresh(obj)
-        if obj is None:
-            hint = ""
-            if name[:1].isupper() and module != "builtins":
-                hint = (" (a checkpoint that pickles a whole model or other object cannot be "
-                        "read without that object's code; save and load model.state_dict() "
-                        "instead)")
-            raise PthError(
-                f"refusing to load the global '{module}.{name}' from a PyTorch checkpoint: "
-                f"only tensors, storages and plain containers are allowed{hint}")
-        return obj
-
-    def persistent_load(self, pid):
-        return self._persistent(pid)
 
 
 def _no_persistent(pid):
@@ -398,17 +331,16 @@ def _truncated(what, err=None):
     return PthError(msg)
 
 
-def _unpickle(f, persistent_load, what):
-    try:
-        return _Unpickler(f, persistent_load).load()
-    except PthError:
-        raise
-    except (EOFError, pickle.UnpicklingError, ValueError, IndexError, TypeError, KeyError,
-            AttributeError, struct.error) as e:
-        raise _truncated(f"could not read {what}", e) from None
+def _unpickle(f, persistent_load, what, limit=None):
+    return restricted_load(f, "a PyTorch checkpoint", persistent_load, _resolve, limit,
+                           damaged=lambda e: _truncated(f"could not read {what}", e),
+                           error=PthError)
 
 
 # ---- zip format ----
+
+# deflate cannot inflate more than ~1032-fold; a record claiming more is crafted
+_MAX_INFLATE = 1100
 
 def _load_zip(f, half_to_float):
     try:
@@ -436,18 +368,29 @@ def _load_zip(f, half_to_float):
             if key in cache:
                 return cache[key]
             name = prefix + "data/" + key
-            try:
-                raw = zf.read(name)
-            except KeyError:
-                raise PthError(f"storage record '{name}' missing from the checkpoint") from None
-            except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as e:
-                raise _truncated(f"storage record '{name}' cannot be read", e) from None
             rdt = np.dtype(_RAW[dtype])
             if order == ">":
                 rdt = rdt.newbyteorder(">")
-            usable = len(raw) // rdt.itemsize
-            if usable < numel:
-                raise _truncated(f"storage '{key}' holds {usable} elements, {numel} expected")
+            need = numel * rdt.itemsize
+            try:
+                info = zf.getinfo(name)
+            except KeyError:
+                raise PthError(f"storage record '{name}' missing from the checkpoint") from None
+            # sizes are checked against the archive before anything is read
+            if info.file_size < need:
+                raise _truncated(f"storage '{key}' holds {info.file_size // rdt.itemsize} "
+                                 f"elements, {numel} expected")
+            if info.compress_type != zipfile.ZIP_STORED and need > _MAX_INFLATE * info.compress_size:
+                raise PthError(f"storage record '{name}' claims to inflate {info.compress_size} "
+                               f"bytes to {need}: refusing (crafted archive?)")
+            try:
+                with zf.open(info) as r:
+                    raw = r.read(need)
+            except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as e:
+                raise _truncated(f"storage record '{name}' cannot be read", e) from None
+            if len(raw) < need:
+                raise _truncated(f"storage '{key}' holds {len(raw) // rdt.itemsize} elements, "
+                                 f"{numel} expected")
             arr = np.frombuffer(raw, dtype=rdt, count=numel)
             s = cache[key] = PthStorage(arr, dtype, key, half_to_float)
             return s
@@ -458,7 +401,8 @@ def _load_zip(f, half_to_float):
             raise _truncated("data.pkl cannot be read", e) from None
         with pf:
             try:
-                return _unpickle(pf, persistent_load, "data.pkl")
+                return _unpickle(pf, persistent_load, "data.pkl",
+                                 limit=zf.getinfo(prefix + "data.pkl").file_size)
             except zipfile.BadZipFile as e:
                 raise _truncated("data.pkl cannot be read", e) from None
 
@@ -506,6 +450,9 @@ def _load_legacy(f, half_to_float):
         if numel < 0:
             raise PthError(f"corrupt legacy checkpoint: storage '{key}' has size {numel}")
         nbytes = numel * rdt.itemsize
+        left = file_size(f)
+        if left is not None and nbytes > left:
+            raise _truncated(f"storage '{key}' declares {nbytes} bytes, the file has {left} left")
         raw = f.read(nbytes)
         if len(raw) < nbytes:
             raise _truncated(f"storage '{key}' has {len(raw)} of its {nbytes} bytes")
@@ -544,7 +491,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 def _sniff_legacy(head):
     try:
-        return _Unpickler(io.BytesIO(head), _no_persistent).load() == MAGIC_NUMBER
+        return _unpickle(io.BytesIO(head), _no_persistent, "the magic number") == MAGIC_NUMBER
     except Exception:
         return False
 

@@ -1,0 +1,276 @@
+"""Unpickling that cannot run code and cannot allocate more than a file holds.
+
+Every checkpoint kiln reads (its own ``jt.save`` files and PyTorch's
+``torch.save`` files, see ``_pth.py``) goes through :class:`RestrictedUnpickler`:
+
+* ``find_class`` resolves only an allow-list: plain builtins, ``OrderedDict``,
+  ``argparse.Namespace``, the few NumPy globals that rebuild arrays and
+  scalars, plus whatever the format adds (PyTorch's tensor rebuild functions).
+  Anything else raises :class:`CheckpointError` naming the global, before
+  anything is called.
+* Sizes are bounded by the file: reads go through :class:`BoundedReader`, so a
+  pickle that declares a 2**60-byte string fails as truncated instead of asking
+  for the memory; the allow-listed callables refuse arguments that would make
+  them allocate more than the file could describe (``bytearray(10**12)``,
+  ``list(range(10**12))``, ``ndarray`` shapes larger than the file).
+
+The unrestricted unpickler is used only when a caller passes
+``allow_pickle=True`` (documented as unsafe: a pickle can run any code).
+"""
+import _compat_pickle
+import builtins
+import collections
+import pickle
+import pickletools
+import struct
+import types
+
+import numpy as np
+
+__all__ = ["CheckpointError", "BoundedReader", "RestrictedUnpickler", "restricted_load",
+           "file_size"]
+
+
+class CheckpointError(pickle.UnpicklingError, ValueError):
+    """A checkpoint that cannot (or must not) be loaded; the message says why."""
+
+
+def file_size(f):
+    """Bytes from f's position to its end (None when f cannot seek)."""
+    try:
+        here = f.tell()
+        end = f.seek(0, 2)
+        f.seek(here)
+        return end - here
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+class BoundedReader:
+    """A read-only view of at most `limit` bytes of f: a read asking for more
+    gets what is there, so the unpickler reports truncation instead of
+    allocating what a crafted length field asks for."""
+
+    def __init__(self, f, limit):
+        self._f, self.left = f, limit
+
+    def read(self, n=-1):
+        if n is None or n < 0 or n > self.left:
+            n = self.left
+        data = self._f.read(n)
+        self.left -= len(data)
+        return data
+
+    def readinto(self, buf):
+        view = memoryview(buf).cast("B")
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def readline(self, size=-1):
+        if size is None or size < 0 or size > self.left:
+            size = self.left
+        line = self._f.readline(size)
+        self.left -= len(line)
+        return line
+
+
+def _too_big(what, n, budget):
+    return CheckpointError(f"{what} would allocate {n} elements, more than a {budget}-byte "
+                           f"file can describe (crafted or corrupt checkpoint?)")
+
+
+def _guard_builtin(name, budget):
+    """A builtin constructor that refuses arguments asking for memory the file
+    does not hold: an integer size (bytearray(n), bytes(n)) or a long range."""
+    real = getattr(builtins, name)
+
+    def call(*args, **kwargs):
+        for a in list(args) + list(kwargs.values()):
+            if name in ("bytes", "bytearray") and isinstance(a, int):
+                raise CheckpointError(f"refusing {name}({a}): a checkpoint cannot ask for a "
+                                      "buffer by size")
+            if isinstance(a, range) and len(a) > budget:
+                raise _too_big(f"{name}(range(...))", len(a), budget)
+        return real(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+_SAFE_BUILTINS = {
+    "set", "frozenset", "slice", "complex", "range", "tuple", "list", "dict", "bytearray",
+    "bytes", "int", "float", "str", "bool",
+}
+
+
+def _encode(obj, encoding="utf-8", errors="strict"):
+    # protocol-2 pickles store bytes as _codecs.encode(text, 'latin1')
+    if not isinstance(obj, str) or str(encoding).lower().replace("_", "-") not in (
+            "latin1", "latin-1", "utf-8", "utf8"):
+        raise CheckpointError(f"refusing _codecs.encode({type(obj).__name__}, {encoding!r})")
+    return obj.encode(encoding, errors)
+
+
+def _numel(shape):
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def _numpy_global(module, name, budget):
+    """The NumPy globals that pickled arrays and scalars name, with their
+    sizes checked against the file."""
+    core = np.core
+    if module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        if name == "scalar":
+            return core.multiarray.scalar
+        if name == "_reconstruct":
+            def reconstruct(subtype, shape, dtype):
+                if subtype is not np.ndarray:
+                    raise CheckpointError(f"refusing to rebuild an array of type {subtype!r}")
+                n = _numel(shape if isinstance(shape, tuple) else (shape,)) * np.dtype(dtype).itemsize
+                if n > budget:
+                    raise _too_big("an array", n, budget)
+                return core.multiarray._reconstruct(subtype, shape, dtype)
+            return reconstruct
+    elif module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
+        def frombuffer(buf, dtype, shape, order):
+            # the bytes are already read from the file: only their view is made here
+            return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+        return frombuffer
+    elif module == "numpy":
+        if name == "ndarray":
+            return np.ndarray
+        if name == "dtype":
+            def dtype(*args, **kwargs):
+                d = np.dtype(*args, **kwargs)
+                if d.itemsize > budget:
+                    raise _too_big("a dtype", d.itemsize, budget)
+                return d
+            return dtype
+    elif module == "numpy.dtypes" and name.endswith("DType"):
+        t = getattr(__import__("numpy.dtypes").dtypes, name, None)
+        if isinstance(t, type) and issubclass(t, np.dtype):
+            return t
+    return None
+
+
+def _namespace_type():
+    """A fresh subclass of argparse.Namespace for each lookup, so that a crafted
+    pickle (BUILD on the class itself) cannot patch argparse.Namespace; instances
+    pickle back as plain argparse.Namespace objects."""
+    import argparse
+
+    class Namespace(argparse.Namespace):
+        def __reduce__(self):
+            return (argparse.Namespace, (), dict(self.__dict__))
+
+    return Namespace
+
+
+def _fresh(f):
+    """A throwaway wrapper per lookup: a pickle's BUILD opcode can set attributes on
+    the objects find_class returns, which must not alter kiln's functions."""
+    def call(*args, **kwargs):
+        return f(*args, **kwargs)
+    call.__name__ = f.__name__
+    return call
+
+
+def common_global(module, name, budget):
+    """The globals every checkpoint format may name (None: not allowed)."""
+    if module == "__builtin__":  # Python 2 pickles
+        module = "builtins"
+    if module == "collections" and name == "OrderedDict":
+        return collections.OrderedDict
+    if module == "builtins" and name in _SAFE_BUILTINS:
+        if name in ("bytes", "bytearray", "list", "tuple", "set", "frozenset", "dict"):
+            return _guard_builtin(name, budget)
+        return getattr(builtins, name)
+    if module == "_codecs" and name == "encode":
+        return _encode
+    if module == "argparse" and name == "Namespace":  # the 'args' entry of many checkpoints
+        return _namespace_type()
+    if module.startswith("numpy"):
+        return _numpy_global(module, name, budget)
+    return None
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only allow-listed globals: `resolve(module,
+    name, budget)` for the format's own, then the common ones. `what` names the
+    format in errors ("a PyTorch checkpoint", "a kiln checkpoint")."""
+
+    def __init__(self, file, persistent_load=None, resolve=None, budget=1 << 62,
+                 what="a checkpoint"):
+        super().__init__(file, encoding="utf-8")
+        self._persistent, self._resolve = persistent_load, resolve
+        self._budget, self._what = budget, what
+
+    def find_class(self, module, name):
+        # protocol-2 pickles spell Python 3 names the Python 2 way
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        obj = self._resolve(module, name, self._budget) if self._resolve else None
+        if obj is None:
+            obj = common_global(module, name, self._budget)
+        if isinstance(obj, types.FunctionType):
+            obj = _fresh(obj)
+        if obj is None:
+            hint = ""
+            if name[:1].isupper() and module != "builtins":
+                hint = (" (a checkpoint that pickles a whole model or other object cannot be "
+                        "read without that object's code; save and load model.state_dict() "
+                        "instead)")
+            raise CheckpointError(
+                f"refusing to load the global '{module}.{name}' from {self._what}: only "
+                f"arrays, tensors and plain containers are allowed{hint}")
+        return obj
+
+    def persistent_load(self, pid):
+        if self._persistent is None:
+            raise CheckpointError(f"unexpected persistent id {pid!r} in {self._what}")
+        return self._persistent(pid)
+
+
+def _check_lengths(f, limit):
+    """Walks the pickle's opcodes once, reading every counted string through
+    a BoundedReader, and rewinds: the C unpickler allocates a BINBYTES8 or
+    BYTEARRAY8 object at its declared length before reading it, so a length
+    the file cannot back must be caught first."""
+    start = f.tell()
+    for _ in pickletools.genops(BoundedReader(f, limit)):
+        pass
+    f.seek(start)
+
+
+# what a damaged pickle raises inside the unpickler
+UNPICKLE_ERRORS = (EOFError, pickle.UnpicklingError, ValueError, IndexError, TypeError, KeyError,
+                   AttributeError, struct.error, MemoryError, OverflowError, RecursionError)
+
+
+def restricted_load(f, what, persistent_load=None, resolve=None, limit=None, damaged=None,
+                    error=CheckpointError):
+    """One pickle from f through RestrictedUnpickler, reading at most `limit`
+    bytes (default: the rest of the file). A refusal raises `error` (a
+    CheckpointError subclass); damage raises damaged(exception) (default: an
+    `error` saying `what` is truncated or corrupt)."""
+    if limit is None:
+        limit = file_size(f)
+    budget = limit if limit is not None else 1 << 62
+    try:
+        if limit is not None:
+            _check_lengths(f, limit)
+        src = f if limit is None else BoundedReader(f, limit)
+        return RestrictedUnpickler(src, persistent_load, resolve, budget, what).load()
+    except CheckpointError as e:
+        if isinstance(e, error):
+            raise
+        raise error(str(e)) from None
+    except UNPICKLE_ERRORS as e:
+        if damaged is not None:
+            raise damaged(e) from None
+        raise error(f"{what} is truncated or corrupt: could not read it "
+                              f"({type(e).__name__}: {e})") from None

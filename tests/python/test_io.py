@@ -1,0 +1,201 @@
+"""jt.save / jt.load and Module.load: kiln's own checkpoints go through the
+allow-list unpickler (kiln/_safe_pickle.py), so a file can neither run code
+nor make kiln allocate more than the file holds; allow_pickle=True is the
+explicit, unsafe way to read arbitrary pickles."""
+import argparse
+import collections
+import io
+import os
+import pickle
+import pickletools
+import resource
+import zipfile
+
+import numpy as np
+import pytest
+
+import kiln as jt
+from kiln import _pth
+from kiln._safe_pickle import CheckpointError
+
+
+class _Payload:
+    """Unpickling this runs os.system (touches a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class Trusted:
+    """A user's class: loadable only with allow_pickle=True."""
+
+    def __init__(self, v):
+        self.v = v
+
+
+def _max_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_round_trip_keeps_containers_and_arrays(tmp_path):
+    obj = {"w": jt.array(np.arange(6, dtype="float32").reshape(2, 3)),
+           "od": collections.OrderedDict(a=np.int64(3), b=[1, 2.5, "s", (None, True)]),
+           "set": {1, 2}, "bytes": b"xy", "ba": bytearray(b"z"), "f": np.float32(2.5),
+           "args": argparse.Namespace(lr=0.1), "i8": np.arange(4, dtype="int8")}
+    p = tmp_path / "o.pkl"
+    jt.save(obj, p)
+    got = jt.load(p)
+    np.testing.assert_array_equal(got["w"], np.arange(6, dtype="float32").reshape(2, 3))
+    assert got["od"] == collections.OrderedDict(a=3, b=[1, 2.5, "s", (None, True)])
+    assert type(got["od"]) is collections.OrderedDict
+    assert got["set"] == {1, 2} and got["bytes"] == b"xy" and got["ba"] == bytearray(b"z")
+    assert got["f"] == np.float32(2.5) and got["args"].lr == 0.1
+    assert got["i8"].dtype == np.int8
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_plain_pickles_of_arrays_load_at_every_protocol(tmp_path, protocol):
+    p = tmp_path / "p.pkl"
+    want = {"w": np.ones((2, 3), "float32"), "d": np.arange(5.0), "s": np.float64(1.5)}
+    p.write_bytes(pickle.dumps(want, protocol=protocol))
+    got = jt.load(p)
+    for k, v in want.items():
+        np.testing.assert_array_equal(got[k], v)
+        assert np.asarray(got[k]).dtype == np.asarray(v).dtype
+
+
+@pytest.mark.parametrize("how", ["jt.load", "Module.load"])
+def test_a_pickle_that_runs_code_is_refused(tmp_path, how):
+    marker = tmp_path / "pwned"
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(pickle.dumps({"weight": _Payload(marker)}))
+    with pytest.raises(CheckpointError, match=r"refusing to load the global '(posix|os)\.system'"
+                       r".*allow_pickle=True") as e:
+        if how == "jt.load":
+            jt.load(p)
+        else:
+            jt.nn.Linear(2, 2).load(str(p))
+    assert isinstance(e.value, ValueError) and isinstance(e.value, pickle.UnpicklingError)
+    assert not marker.exists(), "the payload ran"
+
+
+def test_a_users_class_needs_allow_pickle(tmp_path):
+    p = tmp_path / "t.pkl"
+    p.write_bytes(pickle.dumps({"t": Trusted(3)}))
+    with pytest.raises(CheckpointError, match="Trusted"):
+        jt.load(p)
+    assert jt.load(p, allow_pickle=True)["t"].v == 3
+
+
+# ---- crafted files must not allocate what they declare ----
+
+CRAFTED = {
+    # bytearray(2**30) called by the pickle
+    "bytearray_by_size": b"\x80\x02c__builtin__\nbytearray\nJ\x00\x00\x00\x40\x85R.",
+    "bytes_by_size": b"\x80\x02c__builtin__\nbytes\nJ\x00\x00\x00\x40\x85R.",
+    # list(range(2**30))
+    "list_of_range": b"\x80\x02c__builtin__\nlist\nc__builtin__\nrange\nJ\x00\x00\x00\x40\x85R\x85R.",
+    # a BINBYTES8 / BYTEARRAY8 that declares 2**60 bytes
+    "binbytes8": b"\x80\x04\x8e" + (2 ** 60).to_bytes(8, "little") + b"xx.",
+    "bytearray8": b"\x80\x05\x96" + (2 ** 40).to_bytes(8, "little") + b"xx.",
+    "binunicode8": b"\x80\x04\x8d" + (2 ** 40).to_bytes(8, "little") + b"xx.",
+    # an ndarray rebuilt with shape (2**30,)
+    "reconstruct": pickle.dumps(np.zeros(3), protocol=2).replace(b"K\x00\x85",
+                                                                 b"J\x00\x00\x00\x40\x85"),
+    # a subarray dtype of 4 GB
+    "huge_dtype": b"\x80\x02cnumpy\ndtype\nX\x02\x00\x00\x00f4J\x00\x00\x00\x40\x86\x85R.",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED))
+def test_crafted_sizes_fail_without_allocating(tmp_path, name):
+    p = tmp_path / "x.pkl"
+    p.write_bytes(CRAFTED[name])
+    before = _max_rss_mib()
+    with pytest.raises(CheckpointError) as e:
+        jt.load(p)
+    assert str(p) in str(e.value)
+    assert _max_rss_mib() - before < 256, "the crafted size was allocated"
+
+
+def test_codecs_encode_only_decodes_text(tmp_path):
+    p = tmp_path / "c.pkl"
+    p.write_bytes(b"\x80\x02c_codecs\nencode\nX\x02\x00\x00\x00abX\x04\x00\x00\x00zlib\x86R.")
+    with pytest.raises(CheckpointError, match="_codecs.encode"):
+        jt.load(p)
+
+
+def test_not_a_pickle(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("hello")
+    with pytest.raises(ValueError, match="not a pickle written by kiln.save"):
+        jt.load(p)
+
+
+# ---- PyTorch checkpoints: declared sizes checked against the file ----
+
+def _tensor_pickle(size, stride):
+    """_rebuild_tensor_v2(persistent FloatStorage '0' of 4 elements, 0, size, stride)."""
+    def tup(v):
+        body = b"".join(b"J" + int(x).to_bytes(4, "little", signed=True) for x in v)
+        return b"(" + body + b"t"
+    return (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n("
+            b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+            b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQ"
+            b"K\x00" + tup(size) + tup(stride) + b"\x89ccollections\nOrderedDict\n)RtR.")
+
+
+def _zip(path, pkl, record=np.arange(4, dtype="<f4").tobytes(), compress=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression=compress) as z:
+        z.writestr("ck/data.pkl", pkl)
+        z.writestr("ck/data/0", record)
+    return path
+
+
+def test_stride_zero_expansion_is_refused(tmp_path):
+    p = _zip(tmp_path / "s0.pth", _tensor_pickle((1 << 27,), (0,)))
+    before = _max_rss_mib()
+    with pytest.raises(_pth.PthError, match="repeats 1 stored elements"):
+        jt.load(p)
+    assert _max_rss_mib() - before < 256
+    # a modest expansion (an expanded tensor saved as such) still loads
+    p = _zip(tmp_path / "ok.pth", _tensor_pickle((3, 4), (0, 1)))
+    np.testing.assert_array_equal(jt.load(p), np.tile(np.arange(4, dtype="float32"), (3, 1)))
+
+
+def test_zip_record_that_claims_to_inflate_too_far_is_refused(tmp_path):
+    pkl = _tensor_pickle((4,), (1,)).replace(b"K\x04tQ", b"J\x00\x00\x00\x10tQ")  # numel 2**28
+    p = _zip(tmp_path / "bomb.pth", pkl, record=bytes(4096), compress=zipfile.ZIP_DEFLATED)
+    # the central directory now claims 1 GiB for the record's 4 KiB of deflate
+    data = bytearray(p.read_bytes())
+    at = data.index(b"PK\x01\x02")
+    while data[at + 46:at + 46 + 9] != b"ck/data/0":
+        at = data.index(b"PK\x01\x02", at + 4)
+    data[at + 24:at + 28] = (1 << 30).to_bytes(4, "little")
+    p.write_bytes(bytes(data))
+    before = _max_rss_mib()
+    with pytest.raises(_pth.PthError, match="claims to inflate"):
+        jt.load(p)
+    assert _max_rss_mib() - before < 256
+
+
+def test_legacy_storage_size_beyond_the_file(tmp_path):
+    torch = pytest.importorskip("torch")
+    p = tmp_path / "legacy.pth"
+    torch.save({"w": torch.ones(3)}, p, _use_new_zipfile_serialization=False)
+    data = bytearray(p.read_bytes())
+    f = io.BytesIO(bytes(data))
+    for _ in range(5):  # magic, protocol, sys_info, object, key list
+        for op, _, _ in pickletools.genops(f):
+            pass
+    at = f.tell()
+    assert int.from_bytes(data[at:at + 8], "little") == 3
+    data[at:at + 8] = (1 << 60).to_bytes(8, "little")
+    p.write_bytes(bytes(data))
+    before = _max_rss_mib()
+    with pytest.raises(_pth.PthError, match="declares .* bytes, the file has"):
+        jt.load(p)
+    assert _max_rss_mib() - before < 256
