@@ -1,11 +1,14 @@
 /* jit.c: kernel source -> function. Lookup order: the in-memory table, the
- * on-disk cache (<cache>/kernels/<hash>.so), then the system C compiler, run
- * for all misses at once. Files are written to a temporary name and renamed,
- * so concurrent processes never see half a file and no lock can be left behind. */
+ * on-disk cache (<cache>/kernels/<hash>.so, loaded only when the header
+ * beside it vouches for it), then the system C compiler, run for all misses
+ * at once. A per-key lock file keeps concurrent processes from compiling the
+ * same kernel (a killed holder releases it; a stuck one is waited for only so
+ * long); a cache that cannot be written gives way to a private directory. */
 #include "jit/jit.h"
 #include "core/context.h"
 #include "core/error.h"
 #include "codegen/prelude.h"
+#include "jit/disk.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -134,38 +138,49 @@ void kl_jit_free(kl_jit *jit)
     free(jit->entries);
     jit->entries = NULL;
     jit->capacity = jit->count = 0;
+    if (jit->private_dir) kl_disk_remove_tree(jit->write_dir);
+    jit->private_dir = 0;
+    jit->prepared_for[0] = 0;
 }
 
-static kl_status mkdirs(const char *dir)
+/* Sets up <cache>/kernels for this context's cache dir (once per dir): made,
+ * swept of what killed processes left, and tried for writing; a cache that
+ * cannot be written gives way to a private temporary directory, with one
+ * warning. */
+static kl_status prepare_dirs(kl_context *ctx)
 {
-    char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1;; p++) {
-        if (*p == '/' || !*p) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(path, 0755) != 0 && errno != EEXIST)
-                return kl_error(KL_ERR_RUNTIME, "cannot create the kernel cache directory %s: %s", path, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
+    kl_jit *jit = &ctx->jit;
+    if (jit->prepared_for[0] && strcmp(jit->prepared_for, ctx->cache_dir) == 0) return KL_OK;
+    if (jit->private_dir) kl_disk_remove_tree(jit->write_dir);
+    jit->private_dir = 0;
+    snprintf(jit->read_dir, sizeof jit->read_dir, "%s/kernels", ctx->cache_dir);
+    snprintf(jit->write_dir, sizeof jit->write_dir, "%s", jit->read_dir);
+    const char *t = getenv("KILN_COMPILE_LOCK_TIMEOUT");
+    jit->lock_timeout = t && *t ? atof(t) : 60.0;
+    kl_status s = kl_disk_mkdirs(jit->read_dir);
+    char probe_path[sizeof jit->read_dir + 64];
+    snprintf(probe_path, sizeof probe_path, "%s/.write-test-%d", jit->read_dir, (int)getpid());
+    int fd = s == KL_OK ? open(probe_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644) : -1;
+    if (fd >= 0) {
+        close(fd);
+        unlink(probe_path);
+        kl_disk_sweep(jit->read_dir);
+    } else {
+        const char *why = s != KL_OK ? kl_last_error() : strerror(errno);
+        char reason[512];
+        snprintf(reason, sizeof reason, "%s", why);
+        const char *tmp = getenv("TMPDIR");
+        char dir[sizeof jit->write_dir];
+        snprintf(dir, sizeof dir, "%s/kiln-kernels-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(dir))
+            return kl_error(KL_ERR_RUNTIME, "the kernel cache %s cannot be written (%s), nor a private one in %s: %s",
+                            jit->read_dir, reason, tmp && *tmp ? tmp : "/tmp", strerror(errno));
+        snprintf(jit->write_dir, sizeof jit->write_dir, "%s", dir);
+        jit->private_dir = 1;
+        fprintf(stderr, "[kiln] warning: the kernel cache %s cannot be written (%s); kernels compiled by "
+                        "this process go to %s and are removed at exit\n", jit->read_dir, reason, dir);
     }
-    return KL_OK;
-}
-
-static kl_status write_atomic(const char *path, const char *head, const char *text)
-{
-    char tmp[PATH_MAX + 512];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return kl_error(KL_ERR_RUNTIME, "cannot write %s: %s", tmp, strerror(errno));
-    size_t nh = strlen(head), n = strlen(text);
-    int ok = fwrite(head, 1, nh, f) == nh && fwrite(text, 1, n, f) == n;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return kl_error(KL_ERR_RUNTIME, "cannot write %s: %s", path, strerror(errno));
-    }
+    snprintf(jit->prepared_for, sizeof jit->prepared_for, "%s", ctx->cache_dir);
     return KL_OK;
 }
 
@@ -174,24 +189,71 @@ typedef struct {
     kl_lang lang;
     uint64_t hash;
     char name[40];
-    char so[PATH_MAX + 256], c[PATH_MAX + 256], tmp_so[PATH_MAX + 256], log[PATH_MAX + 256];
+    char so[PATH_MAX + 256], meta[PATH_MAX + 256], c[PATH_MAX + 256], tmp_so[PATH_MAX + 256],
+        log[PATH_MAX + 256], lock[PATH_MAX + 256];
+    char why[400];
+    int lock_fd, loaded;
     pid_t pid;
-    int status;
-    kl_kernel_fn fn;
 } job;
+
+static void job_paths(job *j, const char *dir)
+{
+    pid_t me = getpid();
+    snprintf(j->so, sizeof j->so, "%s/%s.so", dir, j->name);
+    snprintf(j->meta, sizeof j->meta, "%s/%s.meta", dir, j->name);
+    snprintf(j->c, sizeof j->c, "%s/%s.%s", dir, j->name, extension_of(j->lang));
+    snprintf(j->tmp_so, sizeof j->tmp_so, "%s/%s.so.tmp-%d", dir, j->name, (int)me);
+    snprintf(j->log, sizeof j->log, "%s/%s.log.tmp-%d", dir, j->name, (int)me);
+    snprintf(j->lock, sizeof j->lock, "%s/%s.lock", dir, j->name);
+}
+
+/* The line every kernel file ends with: its name, checked after dlopen, so a
+ * verified file that is some other kernel's is still refused. */
+static void key_line(const job *j, char *out, size_t size)
+{
+    snprintf(out, size, "\n%sconst char kl_kernel_key[] = \"%s\";\n",
+             j->lang == KL_LANG_CXX ? "extern \"C\" " : "", j->name);
+}
 
 static kl_status load(kl_context *ctx, job *j, const char *path)
 {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) return kl_error(KL_ERR_RUNTIME, "cannot load kernel %s: %s", path, dlerror());
     kl_kernel_fn fn = (kl_kernel_fn)(uintptr_t)dlsym(h, "kl_kernel");
-    if (!fn) return kl_error(KL_ERR_RUNTIME, "kernel %s has no kl_kernel symbol", path);
-    j->fn = fn;
+    const char *key = (const char *)dlsym(h, "kl_kernel_key");
+    if (!fn || !key || strcmp(key, j->name) != 0) {
+        dlclose(h);
+        return kl_error(KL_ERR_RUNTIME, "kernel %s is not kernel %s (%s)", path, j->name,
+                        fn ? "another kernel's file" : "no kl_kernel symbol");
+    }
+    j->loaded = 1;
     return insert(&ctx->jit, j->hash, j->source, fn, h);
+}
+
+/* Loads j from the disk cache (the shared directory, then a private one)
+ * when a verified artifact is there; else leaves the reason in j->why. */
+static int load_from_disk(kl_context *ctx, job *j)
+{
+    kl_jit *jit = &ctx->jit;
+    const char *identity = jit->lang[j->lang].identity;
+    const char *dirs[2] = {jit->read_dir, jit->private_dir ? jit->write_dir : NULL};
+    for (int d = 0; d < 2 && dirs[d]; d++) {
+        char why[sizeof j->why];
+        job_paths(j, dirs[d]);
+        int ok = kl_artifact_verify(j->so, j->meta, j->name, identity, why, sizeof why);
+        if (d == 0 || ok) snprintf(j->why, sizeof j->why, "%s", why);
+        if (ok && load(ctx, j, j->so) == KL_OK) return 1;
+        if (ok) snprintf(j->why, sizeof j->why, "%s", kl_last_error());
+    }
+    job_paths(j, jit->write_dir);
+    return 0;
 }
 
 static kl_status spawn(kl_context *ctx, job *j)
 {
+    char tail[128];
+    key_line(j, tail, sizeof tail);
+    KL_TRY(kl_disk_write_atomic(j->c, prelude_of(j->lang), j->source, tail));
     const char *argv[32];
     int n = 0;
     argv[n++] = ctx->jit.lang[j->lang].compiler;
@@ -203,8 +265,8 @@ static kl_status spawn(kl_context *ctx, job *j)
     if (ctx->log_compile) {
         /* the first comment line says what the kernel is */
         const char *eol = strchr(j->source, '\n');
-        fprintf(stderr, "[kiln] compile %s: not in this process's table nor in %s (%.*s)\n", j->name,
-                ctx->cache_dir, eol ? (int)(eol - j->source) : 40, j->source);
+        fprintf(stderr, "[kiln] compile %s: %s (in %s; %.*s)\n", j->name, j->why, ctx->jit.read_dir,
+                eol ? (int)(eol - j->source) : 40, j->source);
     }
     if (ctx->debug >= 1) {
         fprintf(stderr, "[kiln] compiling kernel %s:\n%s\n[kiln] command:", j->name, j->source);
@@ -227,22 +289,97 @@ static kl_status finish(kl_context *ctx, job *j)
     while (waitpid(j->pid, &st, 0) < 0) {
         if (errno != EINTR) return kl_error(KL_ERR_RUNTIME, "waiting for the compiler: %s", strerror(errno));
     }
+    j->pid = 0;
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         char msg[3000] = "";
         FILE *f = fopen(j->log, "r");
         if (f) { size_t n = fread(msg, 1, sizeof msg - 1, f); msg[n] = 0; fclose(f); }
+        unlink(j->log);
         unlink(j->tmp_so);
         return kl_error(KL_ERR_RUNTIME, "kernel compile failed (%s %d); source kept at %s; compiler output:\n%s",
                         WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
                         j->c, msg);
     }
     unlink(j->log);
-    if (rename(j->tmp_so, j->so) != 0) {
-        unlink(j->tmp_so);
-        return kl_error(KL_ERR_RUNTIME, "cannot move the kernel into the cache %s: %s", j->so, strerror(errno));
-    }
+    KL_TRY(kl_artifact_publish(j->tmp_so, j->so, j->meta, j->name, ctx->jit.lang[j->lang].identity));
     ctx->counters.kernels_compiled++;
     return load(ctx, j, j->so);
+}
+
+/* Compiles jobs[0..n-1] that are neither loaded nor skipped (skip[k] != 0),
+ * as many at once as there are cores; each job's lock (if held) is dropped
+ * when it is done. */
+static kl_status compile_all(kl_context *ctx, job *jobs, int n, const uint8_t *skip)
+{
+    int width = ctx->jit.cores, next = 0, started = 0, done = 0;
+    kl_status s = KL_OK;
+    job **run = malloc((size_t)(n > 0 ? n : 1) * sizeof *run);
+    if (!run) return kl_error(KL_ERR_MEMORY, "out of memory planning kernel compiles");
+    while (s == KL_OK && (next < n || done < started)) {
+        while (next < n && started - done < width && s == KL_OK) {
+            job *j = &jobs[next++];
+            if (j->loaded || (skip && skip[next - 1])) continue;
+            s = spawn(ctx, j);
+            if (s == KL_OK) run[started++] = j;
+        }
+        if (done < started) {
+            job *j = run[done++];
+            kl_status f = finish(ctx, j);
+            kl_disk_unlock(j->lock_fd);
+            j->lock_fd = -1;
+            if (s == KL_OK) s = f;
+        }
+    }
+    while (done < started) { /* reap what was started before a failure */
+        job *j = run[done++];
+        int st;
+        waitpid(j->pid, &st, 0);
+        unlink(j->tmp_so);
+        unlink(j->log);
+    }
+    free(run);
+    return s;
+}
+
+/* Takes each job's lock without waiting; a job whose lock another process
+ * holds is marked to wait (1 in waiting[k]). */
+static void lock_jobs(kl_context *ctx, job *jobs, int n, uint8_t *waiting)
+{
+    for (int k = 0; k < n; k++) {
+        int waited = 0;
+        jobs[k].lock_fd = kl_disk_lock(jobs[k].lock, 0, &waited);
+        waiting[k] = jobs[k].lock_fd < 0 && waited;
+        /* it may have been published between the lookup and the lock */
+        if (jobs[k].lock_fd >= 0 && load_from_disk(ctx, &jobs[k])) {
+            ctx->counters.cache_hits_disk++;
+            kl_disk_unlock(jobs[k].lock_fd);
+            jobs[k].lock_fd = -1;
+        }
+    }
+}
+
+/* Waits for the kernels another process is compiling, then loads them; past
+ * one timeout for them all (a stuck process) they are compiled here. */
+static void wait_for_others(kl_context *ctx, job *jobs, int n, const uint8_t *waiting)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int k = 0; k < n; k++) {
+        job *j = &jobs[k];
+        if (!waiting[k] || j->loaded) continue;
+        if (ctx->log_compile) fprintf(stderr, "[kiln] waiting for another process compiling %s\n", j->name);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double left = ctx->jit.lock_timeout - ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) * 1e-9);
+        int waited;
+        j->lock_fd = kl_disk_lock(j->lock, left > 0 ? left : 0, &waited);
+        if (load_from_disk(ctx, j)) {
+            ctx->counters.cache_hits_disk++;
+            kl_disk_unlock(j->lock_fd);
+            j->lock_fd = -1;
+        } else if (j->lock_fd < 0) {
+            snprintf(j->why, sizeof j->why, "another process held its lock for over %g s", ctx->jit.lock_timeout);
+        }
+    }
 }
 
 kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, const kl_lang *langs, kl_kernel_fn *fns)
@@ -250,12 +387,14 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, co
     if (n <= 0) return KL_OK; /* every kernel came from the plan cache */
     for (int i = 0; i < n; i++) KL_TRY(probe(&ctx->jit, langs ? langs[i] : KL_LANG_KERNEL));
     job *jobs = calloc((size_t)n, sizeof *jobs);
-    if (!jobs) return kl_error(KL_ERR_MEMORY, "out of memory planning kernel compiles");
+    uint8_t *waiting = calloc((size_t)n, 1);
+    if (!jobs || !waiting) {
+        free(jobs);
+        free(waiting);
+        return kl_error(KL_ERR_MEMORY, "out of memory planning kernel compiles");
+    }
     int n_jobs = 0;
     kl_status s = KL_OK;
-    char dir[PATH_MAX + 16];
-    snprintf(dir, sizeof dir, "%s/kernels", ctx->cache_dir);
-    int dir_made = 0;
     for (int i = 0; i < n && s == KL_OK; i++) {
         kl_lang lang = langs ? langs[i] : KL_LANG_KERNEL;
         kl_jit_lang *L = &ctx->jit.lang[lang];
@@ -265,41 +404,30 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, co
         int dup = 0;
         for (int k = 0; k < n_jobs; k++) dup |= jobs[k].hash == h1 && strcmp(jobs[k].source, sources[i]) == 0;
         if (dup) continue;
-        if (!dir_made) { s = mkdirs(dir); dir_made = 1; if (s != KL_OK) break; }
+        if (n_jobs == 0) s = prepare_dirs(ctx);
+        if (s != KL_OK) break;
         job *j = &jobs[n_jobs];
+        memset(j, 0, sizeof *j); /* the slot may hold a job just loaded from disk */
         j->source = sources[i];
         j->lang = lang;
         j->hash = h1;
+        j->lock_fd = -1;
         uint64_t h2 = fnv1a(fnv1a(fnv1a(0x84222325cbf29ce4ULL, sources[i]), L->identity), prelude_of(lang));
         snprintf(j->name, sizeof j->name, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
-        snprintf(j->so, sizeof j->so, "%s/%s.so", dir, j->name);
-        snprintf(j->c, sizeof j->c, "%s/%s.%s", dir, j->name, extension_of(lang));
-        snprintf(j->tmp_so, sizeof j->tmp_so, "%s/%s.so.tmp-%d", dir, j->name, (int)getpid());
-        snprintf(j->log, sizeof j->log, "%s/%s.log.tmp-%d", dir, j->name, (int)getpid());
-        if (access(j->so, R_OK) == 0 && load(ctx, j, j->so) == KL_OK) {
+        if (load_from_disk(ctx, j)) {
             ctx->counters.cache_hits_disk++;
             continue;
         }
         n_jobs++;
     }
-    /* compile the misses, as many at once as there are cores */
-    int width = ctx->jit.cores, next = 0, done = 0;
-    while (s == KL_OK && done < n_jobs) {
-        while (next < n_jobs && next - done < width && s == KL_OK) {
-            s = write_atomic(jobs[next].c, prelude_of(jobs[next].lang), jobs[next].source);
-            if (s == KL_OK) s = spawn(ctx, &jobs[next]);
-            if (s == KL_OK) next++;
+    if (s == KL_OK && n_jobs) {
+        lock_jobs(ctx, jobs, n_jobs, waiting);
+        s = compile_all(ctx, jobs, n_jobs, waiting); /* ours first, then what others were compiling */
+        if (s == KL_OK) {
+            wait_for_others(ctx, jobs, n_jobs, waiting);
+            s = compile_all(ctx, jobs, n_jobs, NULL);
         }
-        if (done < next) {
-            kl_status f = finish(ctx, &jobs[done++]);
-            if (s == KL_OK) s = f;
-        }
-    }
-    while (done < next) { /* reap what was started before a failure */
-        int st;
-        waitpid(jobs[done].pid, &st, 0);
-        unlink(jobs[done].tmp_so);
-        done++;
+        for (int k = 0; k < n_jobs; k++) kl_disk_unlock(jobs[k].lock_fd);
     }
     if (s == KL_OK) {
         for (int i = 0; i < n; i++) {
@@ -310,5 +438,6 @@ kl_status kl_jit_get_many(kl_context *ctx, int n, const char *const *sources, co
         }
     }
     free(jobs);
+    free(waiting);
     return s;
 }

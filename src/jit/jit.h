@@ -31,12 +31,22 @@ typedef struct {
     size_t capacity, count;
     kl_jit_lang lang[KL_LANG_COUNT];
     int cores;             /* compiles run at once */
+    /* the cache directories as last prepared: <cache>/kernels for lookups,
+     * and where new kernels are written (a private temporary directory
+     * when the cache cannot be written) */
+    char prepared_for[4096];
+    char read_dir[4096 + 16];
+    char write_dir[4096 + 16];
+    int private_dir;       /* write_dir is a temporary made by this process */
+    double lock_timeout;   /* seconds to wait for another process's compile */
 } kl_jit;
 
 struct kl_context;
 
 /* Looks up or compiles every source; misses compile in parallel. fns[i] is
- * set for each i. On a compile failure the error names the kept source file. */
+ * set for each i. On a compile failure the error names the kept source file.
+ * A kernel from the disk cache is loaded only after its header vouches for
+ * it (src/jit/disk.c); a kernel another process is compiling is waited for. */
 kl_status kl_jit_get_many(struct kl_context *ctx, int n, const char *const *sources,
                           const kl_lang *langs, kl_kernel_fn *fns);
 void kl_jit_free(kl_jit *jit);

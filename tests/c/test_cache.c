@@ -1,12 +1,20 @@
 /* test_cache.c: the on-disk kernel cache across processes. A second process on
  * the same cache compiles nothing; two processes filling one empty cache at
  * the same time both succeed; a process killed while compiling leaves nothing
- * that blocks the next one. */
+ * that blocks the next one. A damaged cache heals: truncated, flipped or
+ * swapped artifacts, FIFOs and directories at kernel paths are recompiled
+ * over, never loaded or waited on; stale temporaries are swept; concurrent
+ * processes compile each kernel once; a held lock is waited on only so long;
+ * a cache that cannot be written gives way to a private one. */
 #include "check.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <utime.h>
 
 /* ---- temp dirs ---- */
 
@@ -109,6 +117,11 @@ static void child_main(const char *dir, int use_env, int start_fd, int report_fd
         close(start_fd);
     }
     kl_context *ctx = NULL;
+    const char *err_path = getenv("KILN_TEST_STDERR");
+    if (err_path && *err_path) {
+        int fd = open(err_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) { dup2(fd, 2); close(fd); }
+    }
     if (use_env) setenv("KILN_CACHE_DIR", dir, 1);
     if (kl_context_new(&ctx) != KL_OK) {
         rep.code = CHILD_API_ERROR;
@@ -324,5 +337,290 @@ static void test_cache_dir_api(void)
     rm_tree(dir);
 }
 
+/* ---- a damaged cache heals ---- */
+
+/* Calls fn(path, arg) for every file in <dir>/kernels whose name ends with suffix. */
+static int each_file(const char *dir, const char *suffix, void (*fn)(const char *, void *), void *arg)
+{
+    char kd[600];
+    snprintf(kd, sizeof kd, "%s/kernels", dir);
+    DIR *d = opendir(kd);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    size_t ls = strlen(suffix);
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l <= ls || strcmp(e->d_name + l - ls, suffix) != 0) continue;
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", kd, e->d_name);
+        if (fn) fn(path, arg);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void truncate_half(const char *path, void *arg)
+{
+    (void)arg;
+    struct stat st;
+    if (stat(path, &st) == 0 && truncate(path, st.st_size / 2) != 0) check_fail_(__FILE__, __LINE__, "truncate");
+}
+
+static void flip_bytes(const char *path, void *arg)
+{
+    (void)arg;
+    int fd = open(path, O_RDWR);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) { check_fail_(__FILE__, __LINE__, "open %s", path); return; }
+    for (off_t at = 64; at < st.st_size; at += st.st_size / 7 + 1) {
+        unsigned char b;
+        if (pread(fd, &b, 1, at) == 1) { b ^= 0x5a; if (pwrite(fd, &b, 1, at) != 1) break; }
+    }
+    close(fd);
+}
+
+/* Replaces the file with a FIFO, or with a directory holding a file. */
+static void make_fifo(const char *path, void *arg)
+{
+    (void)arg;
+    unlink(path);
+    if (mkfifo(path, 0644) != 0) check_fail_(__FILE__, __LINE__, "mkfifo %s: %s", path, strerror(errno));
+}
+
+static void make_dir(const char *path, void *arg)
+{
+    (void)arg;
+    unlink(path);
+    char inner[1300];
+    snprintf(inner, sizeof inner, "%s/x", path);
+    if (mkdir(path, 0755) != 0) { check_fail_(__FILE__, __LINE__, "mkdir %s", path); return; }
+    FILE *f = fopen(inner, "w");
+    if (f) fclose(f);
+}
+
+/* Keeps the first path seen (arg: char[1200]); swaps it with each later one. */
+static void swap_with_first(const char *path, void *arg)
+{
+    char *first = arg;
+    if (!first[0]) { snprintf(first, 1200, "%s", path); return; }
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.swap", path);
+    if (rename(path, tmp) || rename(first, path) || rename(tmp, first))
+        check_fail_(__FILE__, __LINE__, "swap %s: %s", path, strerror(errno));
+}
+
+static void drop_meta(const char *path, void *arg)
+{
+    (void)arg;
+    unlink(path);
+}
+
+static int file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return strstr(buf, needle) != NULL;
+}
+
+/* Fills a cache, damages it with damage(suffix), then checks that the next
+ * process computes right values (no crash, no hang), recompiles, and that the
+ * process after it finds a whole cache again. */
+static void heal_after(const char *what, const char *suffix, void (*damage)(const char *, void *), void *arg,
+                       const char *log_reason)
+{
+    char dir[512], log[600];
+    if (!make_temp_dir(dir, sizeof dir)) return;
+    child_report r;
+    if (!finish(spawn(dir, 0, -1, -1), &r, "filling process")) { rm_tree(dir); return; }
+    int damaged = each_file(dir, suffix, damage, arg);
+    CHECK_MSG(damaged > 0, "%s: no %s files to damage", what, suffix);
+    snprintf(log, sizeof log, "%s/stderr.txt", dir);
+    setenv("KILN_TEST_STDERR", log, 1);
+    setenv("KILN_LOG", "compile", 1);
+    double t0 = check_now_();
+    char label[160];
+    snprintf(label, sizeof label, "process after %s", what);
+    if (finish(spawn(dir, 0, -1, -1), &r, label)) {
+        CHECK_MSG(r.counters.kernels_compiled > 0, "%s: nothing was recompiled", what);
+        CHECK_MSG(check_now_() - t0 < 60, "%s: took %.1f s", what, check_now_() - t0);
+        if (log_reason)
+            CHECK_MSG(file_contains(log, log_reason), "%s: KILN_LOG=compile does not say \"%s\"", what, log_reason);
+    }
+    unsetenv("KILN_TEST_STDERR");
+    unsetenv("KILN_LOG");
+    if (finish(spawn(dir, 0, -1, -1), &r, label)) CHECK_EQ_INT(r.counters.kernels_compiled, 0);
+    rm_tree(dir);
+}
+
+static void test_truncated_artifacts_are_recompiled(void)
+{
+    heal_after("truncating every .so to half", ".so", truncate_half, NULL, "(truncated?)");
+}
+
+static void test_flipped_bytes_are_recompiled(void)
+{
+    heal_after("flipping bytes in every .so", ".so", flip_bytes, NULL, "do not match its header");
+}
+
+static void test_swapped_artifacts_are_recompiled(void)
+{
+    char first[1200] = "";
+    heal_after("swapping .so files", ".so", swap_with_first, first, "do not match its header");
+    /* a swap of whole pairs (artifact and header) is caught by the kernel's key */
+    char a[1200] = "";
+    heal_after("swapping .meta files", ".meta", swap_with_first, a, "names kernel");
+}
+
+static void test_fifos_and_directories_at_kernel_paths(void)
+{
+    heal_after("FIFOs at .so paths", ".so", make_fifo, NULL, "not a readable regular file");
+    heal_after("FIFOs at .meta paths", ".meta", make_fifo, NULL, "not a readable regular file");
+    heal_after("directories at .so paths", ".so", make_dir, NULL, "not a readable regular file");
+    heal_after("directories at .meta paths", ".meta", make_dir, NULL, "not a readable regular file");
+    heal_after("removing the headers", ".meta", drop_meta, NULL, "its header");
+}
+
+/* A FIFO at a source or lock path, with the kernel's header removed so that
+ * the kernel must be compiled through it. */
+static void fifo_then_drop_meta(const char *path, void *arg)
+{
+    (void)arg;
+    make_fifo(path, NULL);
+    char meta[1200];
+    snprintf(meta, sizeof meta, "%.*s.meta", (int)(strrchr(path, '.') - path), path);
+    unlink(meta);
+}
+
+static void test_fifos_at_source_and_lock_paths(void)
+{
+    heal_after("FIFOs at .c paths", ".c", fifo_then_drop_meta, NULL, NULL);
+    heal_after("FIFOs at .lock paths", ".lock", fifo_then_drop_meta, NULL, NULL);
+}
+
+static void test_stale_temporaries_are_swept(void)
+{
+    char dir[512];
+    if (!make_temp_dir(dir, sizeof dir)) return;
+    char kd[600], dead[700], live[700], old[700];
+    snprintf(kd, sizeof kd, "%s/kernels", dir);
+    mkdir(kd, 0755);
+    /* a pid that is gone: a child that already exited */
+    pid_t gone = fork();
+    if (gone == 0) _exit(0);
+    waitpid(gone, NULL, 0);
+    snprintf(dead, sizeof dead, "%s/abc.so.tmp-%d", kd, (int)gone);
+    snprintf(live, sizeof live, "%s/abc.so.tmp-%d", kd, (int)getpid());
+    snprintf(old, sizeof old, "%s/def.log.tmp-%d", kd, (int)getpid());
+    const char *paths[3] = {dead, live, old};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(paths[i], "w");
+        if (f) { fputs("partial", f); fclose(f); }
+    }
+    struct utimbuf twenty_min = {time(NULL) - 1200, time(NULL) - 1200};
+    struct utimbuf two_days = {time(NULL) - 2 * 86400, time(NULL) - 2 * 86400};
+    utime(dead, &twenty_min);
+    utime(live, &twenty_min);
+    utime(old, &two_days);
+    child_report r;
+    finish(spawn(dir, 0, -1, -1), &r, "process on a cache with stale temporaries");
+    CHECK_MSG(access(dead, F_OK) != 0, "%s (its process is gone) was not swept", dead);
+    CHECK_MSG(access(live, F_OK) == 0, "%s (its process is alive) was swept", live);
+    CHECK_MSG(access(old, F_OK) != 0, "%s (two days old) was not swept", old);
+    rm_tree(dir);
+}
+
+static void test_eight_processes_compile_each_kernel_once(void)
+{
+    char dir[512], alone[512];
+    if (!make_temp_dir(dir, sizeof dir) || !make_temp_dir(alone, sizeof alone)) return;
+    child_report r;
+    uint64_t distinct = 0;
+    if (finish(spawn(alone, 0, -1, -1), &r, "a process alone")) distinct = r.counters.kernels_compiled;
+    int start[2];
+    if (pipe(start) != 0) return;
+    enum { N = 8 };
+    child c[N];
+    for (int i = 0; i < N; i++) c[i] = spawn(dir, 0, start[0], start[1]);
+    close(start[0]);
+    close(start[1]);
+    uint64_t compiled = 0, hits = 0;
+    for (int i = 0; i < N; i++)
+        if (finish(c[i], &r, "one of eight concurrent processes")) {
+            compiled += r.counters.kernels_compiled;
+            hits += r.counters.cache_hits_disk;
+        }
+    CHECK_MSG(compiled == distinct, "eight processes compiled %llu kernels in all; one alone compiles %llu",
+              (unsigned long long)compiled, (unsigned long long)distinct);
+    CHECK_EQ_INT(hits, (N - 1) * distinct);
+    rm_tree(dir);
+    rm_tree(alone);
+}
+
+static void take_lock(const char *path, void *arg)
+{
+    int *fds = arg;
+    int fd = open(path, O_RDWR);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && fds[0] < 16) fds[++fds[0]] = fd;
+}
+
+static void test_a_held_lock_is_waited_on_only_so_long(void)
+{
+    char dir[512];
+    if (!make_temp_dir(dir, sizeof dir)) return;
+    child_report r;
+    if (!finish(spawn(dir, 0, -1, -1), &r, "filling process")) return;
+    each_file(dir, ".meta", drop_meta, NULL); /* every kernel must be compiled again */
+    int fds[17] = {0};
+    each_file(dir, ".lock", take_lock, fds); /* a stuck process holds every lock */
+    CHECK(fds[0] > 0);
+    setenv("KILN_COMPILE_LOCK_TIMEOUT", "1", 1);
+    double t0 = check_now_();
+    if (finish(spawn(dir, 0, -1, -1), &r, "process facing held locks")) {
+        double dt = check_now_() - t0;
+        CHECK(r.counters.kernels_compiled > 0);
+        CHECK_MSG(dt >= 0.9 && dt < 30, "took %.1f s with a 1 s lock timeout", dt);
+    }
+    unsetenv("KILN_COMPILE_LOCK_TIMEOUT");
+    for (int i = 1; i <= fds[0]; i++) close(fds[i]);
+    rm_tree(dir);
+}
+
+static void test_unwritable_cache_falls_back_to_a_private_one(void)
+{
+    char dir[512], file[600], bad[700], log[700];
+    if (!make_temp_dir(dir, sizeof dir)) return;
+    /* a cache path under a regular file cannot be created, even by root */
+    snprintf(file, sizeof file, "%s/plain-file", dir);
+    FILE *f = fopen(file, "w");
+    if (f) fclose(f);
+    snprintf(bad, sizeof bad, "%s/cache", file);
+    snprintf(log, sizeof log, "%s/stderr.txt", dir);
+    setenv("KILN_TEST_STDERR", log, 1);
+    child_report r;
+    if (finish(spawn(bad, 0, -1, -1), &r, "process with an unwritable cache"))
+        CHECK(r.counters.kernels_compiled > 0);
+    unsetenv("KILN_TEST_STDERR");
+    CHECK_MSG(file_contains(log, "cannot be written"), "no warning about the unwritable cache");
+    /* one warning, not one per kernel */
+    FILE *lf = fopen(log, "r");
+    int warnings = 0;
+    char line[2000];
+    while (lf && fgets(line, sizeof line, lf)) warnings += strstr(line, "warning") != NULL;
+    if (lf) fclose(lf);
+    CHECK_EQ_INT(warnings, 1);
+    rm_tree(dir);
+}
+
 CHECK_MAIN(TEST(test_second_process_compiles_nothing), TEST(test_two_processes_on_one_empty_cache),
-           TEST(test_killed_compile_does_not_block), TEST(test_cache_dir_api))
+           TEST(test_killed_compile_does_not_block), TEST(test_cache_dir_api),
+           TEST(test_truncated_artifacts_are_recompiled), TEST(test_flipped_bytes_are_recompiled),
+           TEST(test_swapped_artifacts_are_recompiled), TEST(test_fifos_and_directories_at_kernel_paths),
+           TEST(test_fifos_at_source_and_lock_paths), TEST(test_stale_temporaries_are_swept),
+           TEST(test_eight_processes_compile_each_kernel_once), TEST(test_a_held_lock_is_waited_on_only_so_long),
+           TEST(test_unwritable_cache_falls_back_to_a_private_one))
