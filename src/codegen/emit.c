@@ -226,7 +226,9 @@ static const char *index_text(kl_emitter *em, const kl_expr *e, const kl_coords 
     if (e->n_args >= 2 && e->kind != KL_EX_EXTRA) b = index_text(em, e->args[1], idx, x, y, extras);
     if (em->status != KL_OK) return NULL;
     switch (e->kind) {
-    case KL_EX_INT: return kl_emit_str(em, "INT64_C(%lld)", (long long)e->value);
+    case KL_EX_INT:
+        if (e->value == INT64_MIN) return "INT64_MIN"; /* its literal would not fit */
+        return kl_emit_str(em, "INT64_C(%lld)", (long long)e->value);
     case KL_EX_INDEX: em->needs_coords = 1; return kl_emit_str(em, "(int64_t)(%s)", idx->c[e->value]);
     case KL_EX_XSHAPE: return kl_emit_shape(em, x, (int)e->value);
     case KL_EX_YSHAPE: return kl_emit_shape(em, y, (int)e->value);

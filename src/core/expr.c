@@ -1,25 +1,47 @@
 /* expr.c: a recursive-descent parser for index expressions, their checks and
- * printing. The tree it builds is what code generation walks. */
+ * printing. The tree it builds is what code generation walks; its size and
+ * height are bounded while it is built, so no walker can overflow the stack. */
 #include "core/expr.h"
 #include "core/error.h"
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 64
+/* Parser recursion: each level of parentheses costs two (ternary, unary). */
+#define MAX_DEPTH (2 * KL_EXPR_MAX_HEIGHT + 8)
 
 typedef struct {
     const char *src, *p;
     int depth;
+    int nodes;
     kl_status status;
 } parser;
 
-static kl_expr *node(kl_expr_kind kind, int64_t value)
+static kl_expr *fail(parser *ps, const char *what);
+
+static kl_expr *node(parser *ps, kl_expr_kind kind, int64_t value)
 {
+    if (++ps->nodes > KL_EXPR_MAX_NODES) {
+        ps->p = ps->src + strlen(ps->src);
+        return fail(ps, "expression too long (more than 4096 terms)");
+    }
     kl_expr *e = calloc(1, sizeof *e);
-    if (e) { e->kind = kind; e->value = value; }
+    if (e) { e->kind = kind; e->value = value; e->height = 1; }
     return e;
+}
+
+/* Sets e's height from its args (now attached); a tree taller than the
+ * bound is freed and refused. */
+static kl_expr *grown(parser *ps, kl_expr *e)
+{
+    int h = 0;
+    for (int i = 0; i < e->n_args; i++) h = e->args[i]->height > h ? e->args[i]->height : h;
+    e->height = h + 1;
+    if (e->height <= KL_EXPR_MAX_HEIGHT) return e;
+    kl_expr_free(e);
+    return fail(ps, "expression nested too deeply (more than 128 levels)");
 }
 
 void kl_expr_free(kl_expr *e)
@@ -41,9 +63,11 @@ kl_expr *kl_expr_clone(const kl_expr *e)
 
 static kl_expr *fail(parser *ps, const char *what)
 {
-    if (ps->status == KL_OK)
-        ps->status = kl_error(KL_ERR_VALUE, "bad index expression \"%s\": %s at column %d",
-                              ps->src, what, (int)(ps->p - ps->src) + 1);
+    if (ps->status == KL_OK) {
+        int long_src = strlen(ps->src) > 120;
+        ps->status = kl_error(KL_ERR_VALUE, "bad index expression \"%.120s%s\": %s at column %d",
+                              ps->src, long_src ? "..." : "", what, (int)(ps->p - ps->src) + 1);
+    }
     return NULL;
 }
 
@@ -61,13 +85,48 @@ static int accept(parser *ps, const char *tok)
     return 1;
 }
 
-static kl_expr *binary(kl_expr_binop op, kl_expr *a, kl_expr *b)
+/* a op b on constants, as the generated code computes it (C division,
+ * truncating); 0 with *why set on overflow or division by zero. */
+static int fold_binary(kl_expr_binop op, int64_t a, int64_t b, int64_t *out, const char **why)
+{
+    *why = "integer overflow in a constant part of the expression";
+    switch (op) {
+    case KL_EXB_ADD: return !__builtin_add_overflow(a, b, out);
+    case KL_EXB_SUB: return !__builtin_sub_overflow(a, b, out);
+    case KL_EXB_MUL: return !__builtin_mul_overflow(a, b, out);
+    case KL_EXB_DIV: case KL_EXB_MOD:
+        if (b == 0) { *why = "division by zero in a constant part of the expression"; return 0; }
+        if (a == INT64_MIN && b == -1) return 0;
+        *out = op == KL_EXB_DIV ? a / b : a % b;
+        return 1;
+    case KL_EXB_LT: *out = a < b; return 1;
+    case KL_EXB_LE: *out = a <= b; return 1;
+    case KL_EXB_GT: *out = a > b; return 1;
+    case KL_EXB_GE: *out = a >= b; return 1;
+    case KL_EXB_EQ: *out = a == b; return 1;
+    case KL_EXB_NE: *out = a != b; return 1;
+    case KL_EXB_AND: *out = a && b; return 1;
+    case KL_EXB_OR: *out = a || b; return 1;
+    }
+    return 0;
+}
+
+static kl_expr *binary(parser *ps, kl_expr_binop op, kl_expr *a, kl_expr *b)
 {
     if (!a || !b) { kl_expr_free(a); kl_expr_free(b); return NULL; }
-    kl_expr *e = node(KL_EX_BINARY, 0);
+    if (a->kind == KL_EX_INT && b->kind == KL_EX_INT) {
+        int64_t v;
+        const char *why;
+        int ok = fold_binary(op, a->value, b->value, &v, &why);
+        kl_expr_free(b);
+        if (!ok) { kl_expr_free(a); return fail(ps, why); }
+        a->value = v;
+        return a;
+    }
+    kl_expr *e = node(ps, KL_EX_BINARY, 0);
     if (!e) { kl_expr_free(a); kl_expr_free(b); return NULL; }
     e->op = op; e->n_args = 2; e->args[0] = a; e->args[1] = b;
-    return e;
+    return grown(ps, e);
 }
 
 static kl_expr *parse_ternary(parser *ps);
@@ -85,14 +144,17 @@ static kl_expr *parse_call_args(parser *ps, kl_expr *e, int min_args, int max_ar
     } while (accept(ps, ","));
     if (!accept(ps, ")")) { kl_expr_free(e); return fail(ps, "expected ')'"); }
     if (e->n_args < min_args) { kl_expr_free(e); return fail(ps, "too few arguments"); }
-    return e;
+    return grown(ps, e);
 }
 
+/* 1: a number was read; 0: none here; -1: one too large for int64 (failed). */
 static int read_number(parser *ps, int64_t *out)
 {
     if (!isdigit((unsigned char)*ps->p)) return 0;
     char *end;
+    errno = 0;
     long long v = strtoll(ps->p, &end, 10);
+    if (errno == ERANGE) { fail(ps, "integer literal out of range"); return -1; }
     ps->p = end;
     *out = v;
     return 1;
@@ -102,15 +164,17 @@ static kl_expr *parse_primary(parser *ps)
 {
     int64_t v;
     skip_space(ps);
-    if (read_number(ps, &v)) return node(KL_EX_INT, v);
+    int number = read_number(ps, &v);
+    if (number) return number > 0 ? node(ps, KL_EX_INT, v) : NULL;
     if (accept(ps, "(")) {
         kl_expr *e = parse_ternary(ps);
         if (e && !accept(ps, ")")) { kl_expr_free(e); return fail(ps, "expected ')'"); }
         return e;
     }
     if (accept(ps, "@e")) {
-        if (!read_number(ps, &v)) return fail(ps, "expected extra number after '@e'");
-        kl_expr *e = node(KL_EX_EXTRA, v);
+        number = read_number(ps, &v);
+        if (number <= 0) return number ? NULL : fail(ps, "expected extra number after '@e'");
+        kl_expr *e = node(ps, KL_EX_EXTRA, v);
         return e ? parse_call_args(ps, e, 0, KL_MAX_DIMS) : NULL;
     }
     const char *start = ps->p;
@@ -125,13 +189,13 @@ static kl_expr *parse_primary(parser *ps)
         if (n > pl && strncmp(start, names[k].prefix, pl) == 0) {
             char *end;
             long idx = strtol(start + pl, &end, 10);
-            if (end == ps->p && isdigit((unsigned char)start[pl])) return node(names[k].kind, idx);
+            if (end == ps->p && isdigit((unsigned char)start[pl])) return node(ps, names[k].kind, idx);
         }
     }
-    if (n == 4 && strncmp(start, "XDIM", 4) == 0) return node(KL_EX_XDIM, 0);
-    if (n == 4 && strncmp(start, "YDIM", 4) == 0) return node(KL_EX_YDIM, 0);
+    if (n == 4 && strncmp(start, "XDIM", 4) == 0) return node(ps, KL_EX_XDIM, 0);
+    if (n == 4 && strncmp(start, "YDIM", 4) == 0) return node(ps, KL_EX_YDIM, 0);
     if (n == 3 && (strncmp(start, "min", 3) == 0 || strncmp(start, "max", 3) == 0)) {
-        kl_expr *e = node(start[1] == 'i' ? KL_EX_MIN : KL_EX_MAX, 0);
+        kl_expr *e = node(ps, start[1] == 'i' ? KL_EX_MIN : KL_EX_MAX, 0);
         return e ? parse_call_args(ps, e, 2, 2) : NULL;
     }
     ps->p = start;
@@ -147,8 +211,16 @@ static kl_expr *parse_unary(parser *ps)
     if (accept(ps, "-") || accept(ps, "!")) {
         kl_expr_kind kind = ps->p[-1] == '-' ? KL_EX_NEG : KL_EX_NOT;
         kl_expr *a = parse_unary(ps);
-        e = a ? node(kind, 0) : NULL;
-        if (e) { e->n_args = 1; e->args[0] = a; } else kl_expr_free(a);
+        if (a && a->kind == KL_EX_INT && (kind == KL_EX_NOT || a->value != INT64_MIN)) {
+            a->value = kind == KL_EX_NOT ? !a->value : -a->value; /* folded */
+            e = a;
+        } else if (a && a->kind == KL_EX_INT) {
+            kl_expr_free(a);
+            e = fail(ps, "integer overflow in a constant part of the expression");
+        } else {
+            e = a ? node(ps, kind, 0) : NULL;
+            if (e) { e->n_args = 1; e->args[0] = a; e = grown(ps, e); } else kl_expr_free(a);
+        }
     } else if (accept(ps, "+")) {
         e = parse_unary(ps);
     } else {
@@ -181,7 +253,7 @@ static kl_expr *parse_level(parser *ps, int level)
         int matched = 0;
         for (int k = 0; k < 4 && levels[level][k].tok; k++) {
             if (accept(ps, levels[level][k].tok)) {
-                e = binary(levels[level][k].op, e, parse_level(ps, level + 1));
+                e = binary(ps, levels[level][k].op, e, parse_level(ps, level + 1));
                 matched = 1;
                 break;
             }
@@ -198,9 +270,9 @@ static kl_expr *parse_ternary(parser *ps)
     if (c && accept(ps, "?")) {
         kl_expr *a = parse_ternary(ps);
         kl_expr *b = (a && accept(ps, ":")) ? parse_ternary(ps) : (a ? fail(ps, "expected ':'") : NULL);
-        kl_expr *e = (a && b) ? node(KL_EX_SELECT, 0) : NULL;
+        kl_expr *e = (a && b) ? node(ps, KL_EX_SELECT, 0) : NULL;
         if (!e) { kl_expr_free(c); kl_expr_free(a); kl_expr_free(b); c = NULL; }
-        else { e->n_args = 3; e->args[0] = c; e->args[1] = a; e->args[2] = b; c = e; }
+        else { e->n_args = 3; e->args[0] = c; e->args[1] = a; e->args[2] = b; c = grown(ps, e); }
     }
     ps->depth--;
     return c;
@@ -210,7 +282,7 @@ kl_status kl_expr_parse(const char *src, kl_expr **out)
 {
     *out = NULL;
     if (!src) return kl_error(KL_ERR_VALUE, "index expression is NULL");
-    parser ps = {src, src, 0, KL_OK};
+    parser ps = {src, src, 0, 0, KL_OK};
     kl_expr *e = parse_ternary(&ps);
     skip_space(&ps);
     if (e && *ps.p) { kl_expr_free(e); e = fail(&ps, "unexpected text"); }
@@ -265,7 +337,10 @@ static size_t print_rec(const kl_expr *e, char *buf, size_t size, size_t pos)
 #define OUT(...) pos += (size_t)snprintf(buf + (pos < size ? pos : size), pos < size ? size - pos : 0, __VA_ARGS__)
     long long v = (long long)e->value;
     switch (e->kind) {
-    case KL_EX_INT: OUT("%lld", v); break;
+    case KL_EX_INT:
+        if (e->value == INT64_MIN) OUT("(-9223372036854775807-1)"); /* re-parses: no literal holds it */
+        else OUT("%lld", v);
+        break;
     case KL_EX_INDEX: OUT("i%lld", v); break;
     case KL_EX_XSHAPE: OUT("xshape%lld", v); break;
     case KL_EX_YSHAPE: OUT("yshape%lld", v); break;
@@ -309,40 +384,35 @@ void kl_expr_print(const kl_expr *e, char *buf, size_t size)
     print_rec(e, buf, size, 0);
 }
 
+/* Constants fold while parsing; what remains constant here is a literal. */
 static int constant_of(const kl_expr *e, int64_t *out)
 {
-    int64_t a, b;
-    switch (e->kind) {
-    case KL_EX_INT: *out = e->value; return 1;
-    case KL_EX_NEG: if (!constant_of(e->args[0], &a)) return 0; *out = -a; return 1;
-    case KL_EX_BINARY:
-        if (!constant_of(e->args[0], &a) || !constant_of(e->args[1], &b)) return 0;
-        if (e->op == KL_EXB_ADD) *out = a + b;
-        else if (e->op == KL_EXB_SUB) *out = a - b;
-        else if (e->op == KL_EXB_MUL) *out = a * b;
-        else return 0;
-        return 1;
-    default: return 0;
-    }
+    if (e->kind != KL_EX_INT) return 0;
+    *out = e->value;
+    return 1;
 }
 
-/* Adds mult * e to a; 0 when e is not affine in i0..i<R-1>. */
+/* Adds mult * e to a; 0 when e is not affine in i0..i<R-1> or a coefficient
+ * would overflow int64. */
 static int add_affine(const kl_expr *e, int64_t mult, int R, kl_affine *a)
 {
-    int64_t k;
+    int64_t k, t;
     switch (e->kind) {
-    case KL_EX_INT: a->constant += mult * e->value; return 1;
+    case KL_EX_INT:
+        return !__builtin_mul_overflow(mult, e->value, &t) && !__builtin_add_overflow(a->constant, t, &a->constant);
     case KL_EX_INDEX:
         if (e->value < 0 || e->value >= R) return 0;
-        a->coef[e->value] += mult;
-        return 1;
-    case KL_EX_NEG: return add_affine(e->args[0], -mult, R, a);
+        return !__builtin_add_overflow(a->coef[e->value], mult, &a->coef[e->value]);
+    case KL_EX_NEG: return mult != INT64_MIN && add_affine(e->args[0], -mult, R, a);
     case KL_EX_BINARY:
         if (e->op == KL_EXB_ADD) return add_affine(e->args[0], mult, R, a) && add_affine(e->args[1], mult, R, a);
-        if (e->op == KL_EXB_SUB) return add_affine(e->args[0], mult, R, a) && add_affine(e->args[1], -mult, R, a);
+        if (e->op == KL_EXB_SUB)
+            return mult != INT64_MIN && add_affine(e->args[0], mult, R, a) && add_affine(e->args[1], -mult, R, a);
         if (e->op != KL_EXB_MUL) return 0;
-        if (constant_of(e->args[0], &k)) return add_affine(e->args[1], mult * k, R, a);
-        if (constant_of(e->args[1], &k)) return add_affine(e->args[0], mult * k, R, a);
+        if (constant_of(e->args[0], &k))
+            return !__builtin_mul_overflow(mult, k, &t) && add_affine(e->args[1], t, R, a);
+        if (constant_of(e->args[1], &k))
+            return !__builtin_mul_overflow(mult, k, &t) && add_affine(e->args[0], t, R, a);
         return 0;
     default: return 0;
     }

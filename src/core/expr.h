@@ -31,11 +31,20 @@ typedef struct kl_expr {
     kl_expr_kind kind;
     int op;           /* kl_expr_binop for KL_EX_BINARY */
     int64_t value;
+    int height;       /* levels of the tree below and including this node */
     int n_args;
     struct kl_expr *args[KL_MAX_DIMS];
 } kl_expr;
 
-/* Parses src; on error returns KL_ERR_VALUE with the position in the message. */
+/* Bounds every parsed tree, so that the recursive walkers (codegen, printing,
+ * freeing) cannot exhaust the stack whatever the text. */
+#define KL_EXPR_MAX_NODES 4096
+#define KL_EXPR_MAX_HEIGHT 128
+
+/* Parses src, folding constant subexpressions (an overflow or a division by
+ * zero there is an error); on error returns KL_ERR_VALUE with the position in
+ * the message. Trees have at most KL_EXPR_MAX_NODES nodes and
+ * KL_EXPR_MAX_HEIGHT levels. */
 kl_status kl_expr_parse(const char *src, kl_expr **out);
 void kl_expr_free(kl_expr *e);
 kl_expr *kl_expr_clone(const kl_expr *e);
@@ -48,7 +57,8 @@ void kl_expr_print(const kl_expr *e, char *buf, size_t size);
 const char *kl_expr_binop_text(int op);
 
 /* e as sum(coef[k] * i<k>) + constant, when it is that (integer literals,
- * + - and multiplication by constants only); 0 otherwise. */
+ * + - and multiplication by constants only, without int64 overflow); 0
+ * otherwise. */
 typedef struct {
     int64_t coef[KL_MAX_DIMS];
     int64_t constant;

@@ -344,7 +344,127 @@ static void test_print_small_buffer(void)
     kl_expr_free(e);
 }
 
-CHECK_MAIN(TEST(test_valid_expressions), TEST(test_precedence_and_associativity),
+/* A message mentioning `what` for src, and no crash however long src is. */
+static void check_refused(const char *src, const char *what, int line)
+{
+    kl_expr *e = NULL;
+    kl_status s = kl_expr_parse(src, &e);
+    if (s != KL_ERR_VALUE || e) {
+        check_fail_(__FILE__, line, "a %zu-character expression gave %s, expected KL_ERR_VALUE", strlen(src),
+                    check_status_name_(s));
+        kl_expr_free(e);
+        return;
+    }
+    if (!strstr(kl_last_error(), what))
+        check_fail_(__FILE__, line, "message \"%.200s\" does not say \"%s\"", kl_last_error(), what);
+}
+
+/* n copies of piece joined by sep, wrapped in open/close n times when given. */
+static char *repeat(const char *piece, const char *sep, int n)
+{
+    size_t lp = strlen(piece), ls = strlen(sep);
+    char *s = malloc((size_t)n * (lp + ls) + 1), *p = s;
+    for (int i = 0; i < n; i++) {
+        if (i) { memcpy(p, sep, ls); p += ls; }
+        memcpy(p, piece, lp);
+        p += lp;
+    }
+    *p = 0;
+    return s;
+}
+
+/* (A+B) with A and B the same of one level less, down to i0: 2^levels terms. */
+static char *balanced_sum(int levels)
+{
+    if (levels == 0) return strdup("i0");
+    char *half = balanced_sum(levels - 1);
+    size_t n = strlen(half);
+    char *s = malloc(2 * n + 4);
+    snprintf(s, 2 * n + 4, "(%s+%s)", half, half);
+    free(half);
+    return s;
+}
+
+static void test_size_and_height_are_bounded(void)
+{
+    env_t env = default_env();
+    char *flat = repeat("i0", "+", 40000); /* once overflowed the walkers' stack */
+    check_refused(flat, "nested too deeply", __LINE__);
+    free(flat);
+    /* a balanced sum of 8192 terms is short but has too many nodes */
+    char *balanced = balanced_sum(13);
+    check_refused(balanced, "too long", __LINE__);
+    free(balanced);
+    balanced = balanced_sum(10); /* 1024 terms parse */
+    kl_expr *e = NULL;
+    CHECK_OK(kl_expr_parse(balanced, &e));
+    kl_expr_free(e);
+    free(balanced);
+    balanced = balanced_sum(6);
+    EXPR_IS(balanced, 64 * 3);
+    free(balanced);
+    /* a flat chain within the node bound is still too tall for the walkers */
+    char *chain = repeat("i0", "+", 1000);
+    check_refused(chain, "nested too deeply", __LINE__);
+    free(chain);
+    char *nots = repeat("!", "", 100000);
+    check_refused(nots, "nested too deeply", __LINE__);
+    free(nots);
+    /* the bounds leave room for every expression Jittor's ops write */
+    char *ok = repeat("i0", "+", 100);
+    EXPR_IS(ok, 300);
+    free(ok);
+    EXPR_IS("min(max(i0-1,0),xshape0-1)*xshape1+min(max(i1+1,0),xshape1-1)", 2 * 20 + 5);
+}
+
+static void test_constant_folding_checks_overflow(void)
+{
+    env_t env = default_env();
+    check_refused("9223372036854775807+1", "overflow", __LINE__);
+    check_refused("i0+(4611686018427387904*2)", "overflow", __LINE__);
+    check_refused("i0*(-(-9223372036854775807-1))", "overflow", __LINE__);
+    check_refused("(-9223372036854775807-1)/-1", "overflow", __LINE__);
+    check_refused("i0+7/0", "division by zero", __LINE__);
+    check_refused("i0+7%0", "division by zero", __LINE__);
+    check_refused("99999999999999999999", "out of range", __LINE__);
+    check_refused("@e99999999999999999999(i0)", "out of range", __LINE__);
+    EXPR_IS("2*3+i0", 9);
+    EXPR_IS("-7/2+i0", 0);
+    EXPR_IS("-9223372036854775807-1", INT64_MIN);
+    EXPR_IS("i0 > -9223372036854775807-1", 1);
+    EXPR_IS("!(3<2)*i1", 4);
+    /* non-constant parts keep their runtime meaning (x/0 is 0 in a kernel) */
+    kl_expr *e = NULL;
+    if (CHECK_OK(kl_expr_parse("i0/(i1-4)", &e))) CHECK_EQ_INT(e->kind, KL_EX_BINARY);
+    kl_expr_free(e);
+}
+
+static void test_affine_reading_never_overflows(void)
+{
+    kl_expr *e = NULL;
+    kl_affine a;
+    if (CHECK_OK(kl_expr_parse("i0*4611686018427387904*4", &e))) CHECK(!kl_expr_affine(e, 2, &a));
+    kl_expr_free(e);
+    if (CHECK_OK(kl_expr_parse("-(i0*4611686018427387905)*2-i1", &e))) CHECK(!kl_expr_affine(e, 2, &a));
+    kl_expr_free(e);
+    if (CHECK_OK(kl_expr_parse("i0*(9223372036854775807)+9223372036854775807", &e))) {
+        CHECK(kl_expr_affine(e, 2, &a));
+        CHECK_EQ_INT(a.coef[0], INT64_MAX);
+        CHECK_EQ_INT(a.constant, INT64_MAX);
+    }
+    kl_expr_free(e);
+    if (CHECK_OK(kl_expr_parse("(i0+9223372036854775807)+1", &e))) CHECK(!kl_expr_affine(e, 2, &a));
+    kl_expr_free(e);
+    if (CHECK_OK(kl_expr_parse("i0*2-3*i1+5", &e)) && CHECK(kl_expr_affine(e, 2, &a))) {
+        CHECK_EQ_INT(a.coef[0], 2);
+        CHECK_EQ_INT(a.coef[1], -3);
+        CHECK_EQ_INT(a.constant, 5);
+    }
+    kl_expr_free(e);
+}
+
+CHECK_MAIN(TEST(test_size_and_height_are_bounded), TEST(test_constant_folding_checks_overflow),
+           TEST(test_affine_reading_never_overflows), TEST(test_valid_expressions), TEST(test_precedence_and_associativity),
            TEST(test_spaces_allowed), TEST(test_shape_names), TEST(test_ternary_optional),
            TEST(test_malformed_expressions), TEST(test_validation), TEST(test_binop_text),
            TEST(test_print_small_buffer))
