@@ -33,9 +33,10 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(BUILD)/libkiln.a
 test-c: $(TESTBIN)
 	@fail=0; for t in $(TESTBIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
-# LeakSanitizer crashes scanning oneDNN's thread-local storage: skip TLS (tests/c/lsan.supp)
+# LeakSanitizer crashes scanning oneDNN's thread-local storage: skip TLS (tests/c/lsan.supp).
+# KL_DEBUG_HANDLES: a released var used again aborts with a message (tests/c/test_api.c).
 asan:
-	LSAN_OPTIONS=use_tls=0:suppressions=$(CURDIR)/tests/c/lsan.supp $(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	LSAN_OPTIONS=use_tls=0:suppressions=$(CURDIR)/tests/c/lsan.supp $(MAKE) BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -DKL_DEBUG_HANDLES" \
 	    LDFLAGS="-fsanitize=address,undefined" test-c
 
 clean:

@@ -109,7 +109,9 @@ kl_status kl_reduce_from_name(const char *name, kl_reduce_op *out);
 /* Reads KILN_CACHE_DIR (default ~/.cache/kiln), KILN_DEBUG (1: print each
  * compiled kernel's source and command; 2: also every launch), KILN_CC. */
 kl_status kl_context_new(kl_context **out);
-void kl_context_free(kl_context *ctx);
+/* Frees ctx (NULL: nothing). A context that still has vars is not freed: the
+ * call fails naming how many, and may be repeated once they are released. */
+kl_status kl_context_free(kl_context *ctx);
 kl_status kl_context_set_cache_dir(kl_context *ctx, const char *dir);
 const char *kl_context_cache_dir(const kl_context *ctx);
 void kl_context_set_debug(kl_context *ctx, int level);
@@ -124,11 +126,16 @@ void kl_context_gc(kl_context *ctx);
 int kl_context_has_library(kl_context *ctx, const char *name);
 
 /* ---- vars ---- */
+/* Handles: a NULL var, or one already released, is refused with an error
+ * (getters answer a neutral value: -1, NULL, KL_DTYPE_COUNT, "invalid"). A
+ * handle released twice is recognised while the context still keeps its
+ * memory (the last 1024 freed vars); beyond that it is undefined, as free(). */
 /* Copies ndim/shape/data; data may be NULL for an uninitialised array. */
 kl_status kl_var_from_host(kl_context *ctx, kl_dtype dtype, int ndim,
                            const int64_t *shape, const void *data, kl_var **out);
-void kl_var_retain(kl_var *v);
-void kl_var_release(kl_var *v);
+kl_status kl_var_retain(kl_var *v);
+/* Drops one handle (NULL: nothing). */
+kl_status kl_var_release(kl_var *v);
 kl_context *kl_var_context(const kl_var *v);
 kl_dtype kl_var_dtype(const kl_var *v);
 int kl_var_ndim(const kl_var *v);

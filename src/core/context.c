@@ -7,6 +7,8 @@
 
 kl_status kl_context_new(kl_context **out)
 {
+    KL_ARG(out, "kl_context_new", "out");
+    *out = NULL;
     kl_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return kl_error(KL_ERR_MEMORY, "out of memory creating a context");
     const char *dir = getenv("KILN_CACHE_DIR");
@@ -28,9 +30,13 @@ kl_status kl_context_new(kl_context **out)
     return KL_OK;
 }
 
-void kl_context_free(kl_context *ctx)
+kl_status kl_context_free(kl_context *ctx)
 {
-    if (!ctx) return;
+    if (!ctx) return KL_OK;
+    if (ctx->vars_alive > 0)
+        return kl_error(KL_ERR_VALUE, "kl_context_free: the context still has %llu vars; release every var "
+                        "handle first (the context is not freed)", (unsigned long long)ctx->vars_alive);
+    kl_graveyard_free(ctx);
     kl_plan_cache_free(&ctx->plans);
     kl_dnnl_free(&ctx->dnnl);
     kl_sync_scratch_free(&ctx->sync);
@@ -38,28 +44,50 @@ void kl_context_free(kl_context *ctx)
     kl_jit_free(&ctx->jit);
     kl_host_trim(&ctx->alloc);
     free(ctx);
+    return KL_OK;
 }
 
 kl_status kl_context_set_cache_dir(kl_context *ctx, const char *dir)
 {
+    KL_ARG(ctx, "kl_context_set_cache_dir", "ctx");
     if (!dir || !*dir) return kl_error(KL_ERR_VALUE, "cache directory must be a non-empty path");
     if (strlen(dir) >= sizeof ctx->cache_dir - 64) return kl_error(KL_ERR_VALUE, "cache directory path too long");
     snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", dir);
     return KL_OK;
 }
 
-const char *kl_context_cache_dir(const kl_context *ctx) { return ctx->cache_dir; }
-void kl_context_set_debug(kl_context *ctx, int level) { ctx->debug = level; }
-int kl_context_debug(const kl_context *ctx) { return ctx->debug; }
+/* The settings' getters and setters ignore a NULL context (a getter answers
+ * NULL or 0), leaving the reason in kl_last_error(). */
+static int have(const void *p, const char *fn, const char *what)
+{
+    if (!p) kl_error(KL_ERR_VALUE, "%s: %s is NULL", fn, what);
+    return p != NULL;
+}
+
+const char *kl_context_cache_dir(const kl_context *ctx)
+{
+    return have(ctx, "kl_context_cache_dir", "ctx") ? ctx->cache_dir : NULL;
+}
+
+void kl_context_set_debug(kl_context *ctx, int level)
+{
+    if (have(ctx, "kl_context_set_debug", "ctx")) ctx->debug = level;
+}
+
+int kl_context_debug(const kl_context *ctx) { return have(ctx, "kl_context_debug", "ctx") ? ctx->debug : 0; }
 
 void kl_context_seed(kl_context *ctx, uint64_t seed)
 {
+    if (!have(ctx, "kl_context_seed", "ctx")) return;
     ctx->seed = seed;
     ctx->rng_offset = 0;
 }
 
 void kl_context_counters(const kl_context *ctx, kl_counters *out)
 {
+    if (!have(out, "kl_context_counters", "out")) return;
+    memset(out, 0, sizeof *out);
+    if (!have(ctx, "kl_context_counters", "ctx")) return;
     *out = ctx->counters;
     out->bytes_allocated = ctx->alloc.bytes_allocated;
     out->bytes_in_use = ctx->alloc.bytes_in_use;
@@ -70,12 +98,14 @@ void kl_context_counters(const kl_context *ctx, kl_counters *out)
 
 void kl_context_gc(kl_context *ctx)
 {
+    if (!have(ctx, "kl_context_gc", "ctx")) return;
     kl_dnnl_trim(&ctx->dnnl); /* into the allocator's free lists, then out */
     kl_host_trim(&ctx->alloc);
 }
 
 int kl_context_has_library(kl_context *ctx, const char *name)
 {
+    if (!have(ctx, "kl_context_has_library", "ctx") || !have(name, "kl_context_has_library", "name")) return 0;
     if (strcmp(name, "blas") == 0) return kl_blas_available(&ctx->blas);
     if (strcmp(name, "dnnl") == 0) return kl_dnnl_available(&ctx->dnnl);
     return 0;

@@ -27,6 +27,8 @@ typedef struct {
 /* Frees a context's sync scratch (src/runtime/exec.c). */
 void kl_sync_scratch_free(kl_sync_scratch *s);
 
+#define KL_GRAVEYARD 1024
+
 struct kl_context {
     char cache_dir[PATH_MAX];
     int debug;
@@ -43,6 +45,10 @@ struct kl_context {
     kl_fingerprint fingerprint; /* reused buffer */
     kl_sync_scratch sync;
     kl_var *pending; /* vars not yet computed, newest first (kl_sync_all) */
+    /* the last vars freed, kept (poisoned under ASan) so that a handle
+     * released twice is recognised instead of touching freed memory */
+    kl_var *graveyard[KL_GRAVEYARD];
+    int graveyard_next, graveyard_count;
 };
 
 #endif

@@ -36,6 +36,7 @@ kl_status kl_dtype_from_name(const char *name, kl_dtype *out)
         {"int", KL_INT32}, {"long", KL_INT64}, {"bool_", KL_BOOL},
     };
     if (!name) return kl_error(KL_ERR_TYPE, "dtype name is NULL");
+    KL_ARG(out, "kl_dtype_from_name", "out");
     for (int t = 0; t < KL_DTYPE_COUNT; t++)
         if (strcmp(name, info[t].name) == 0) { *out = (kl_dtype)t; return KL_OK; }
     for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
@@ -60,6 +61,7 @@ static int float_bits_for_int(int bits) { return bits <= 8 ? 16 : bits <= 16 ? 3
 
 kl_status kl_dtype_promote(kl_dtype a, kl_dtype b, kl_dtype *out)
 {
+    KL_ARG(out, "kl_dtype_promote", "out");
     if (!valid(a) || !valid(b)) return kl_error(KL_ERR_TYPE, "invalid dtype code %d/%d", (int)a, (int)b);
     if (a == b || b == KL_BOOL) { *out = a; return KL_OK; }
     if (a == KL_BOOL) { *out = b; return KL_OK; }

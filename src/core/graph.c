@@ -2,8 +2,17 @@
  * var nobody holds goes away with the part of the graph only it needed. */
 #include "core/graph.h"
 #include "core/context.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 static const char *const kind_names[KL_OP_KIND_COUNT] = {
     [KL_OP_ARRAY] = "array", [KL_OP_FULL] = "full", [KL_OP_RANDOM] = "random",
@@ -27,6 +36,7 @@ kl_status kl_check_shape(const char *op, int ndim, const int64_t *shape)
 {
     if (ndim < 0 || ndim > KL_MAX_DIMS)
         return kl_error(KL_ERR_VALUE, "%s: rank %d is not supported (0 to %d dims)", op, ndim, KL_MAX_DIMS);
+    if (ndim > 0) KL_ARG(shape, op, "shape");
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
@@ -89,6 +99,46 @@ static void unlink_pending(kl_var *v)
     v->pending_linked = 0;
 }
 
+/* A freed var goes to the context's graveyard (its magic word says dead,
+ * the rest poisoned under ASan); the oldest there is freed for real. */
+static void bury(kl_var *v)
+{
+    kl_context *ctx = v->ctx;
+    v->magic = KL_VAR_DEAD;
+    kl_var **slot = &ctx->graveyard[ctx->graveyard_next];
+    if (ctx->graveyard_count == KL_GRAVEYARD) {
+        UNPOISON(*slot, sizeof **slot);
+        free(*slot);
+    } else {
+        ctx->graveyard_count++;
+    }
+    *slot = v;
+    ctx->graveyard_next = (ctx->graveyard_next + 1) % KL_GRAVEYARD;
+    POISON((char *)v + sizeof v->magic, sizeof *v - sizeof v->magic);
+}
+
+void kl_graveyard_free(kl_context *ctx)
+{
+    for (int i = 0; i < ctx->graveyard_count; i++) {
+        UNPOISON(ctx->graveyard[i], sizeof *ctx->graveyard[i]);
+        free(ctx->graveyard[i]);
+    }
+    ctx->graveyard_count = ctx->graveyard_next = 0;
+}
+
+kl_status kl_var_check(const kl_var *v, const char *fn, const char *what)
+{
+    if (!v) return kl_error(KL_ERR_VALUE, "%s: %s is NULL", fn, what);
+    if (v->magic == KL_VAR_LIVE) return KL_OK;
+    const char *state = v->magic == KL_VAR_DEAD ? "a var that was already released (freed)"
+                                                 : "not a var handle (freed long ago, or never a var)";
+#ifdef KL_DEBUG_HANDLES
+    fprintf(stderr, "kiln: %s: %s is %s\n", fn, what, state);
+    abort();
+#endif
+    return kl_error(KL_ERR_VALUE, "%s: %s is %s", fn, what, state);
+}
+
 /* Frees dead vars without recursion, so a long chain cannot overflow the stack. */
 static void collect(kl_var *v)
 {
@@ -116,7 +166,7 @@ static void collect(kl_var *v)
         kl_buffer_release(d->buf);
         unlink_pending(d);
         d->ctx->vars_alive--;
-        free(d);
+        bury(d);
     }
     if (stack != stack_small) free(stack);
 }
@@ -127,6 +177,7 @@ kl_status kl_var_new(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *s
     *out = NULL;
     kl_var *v = calloc(1, sizeof *v);
     if (!v) return kl_error(KL_ERR_MEMORY, "out of memory creating a var");
+    v->magic = KL_VAR_LIVE;
     v->ctx = ctx;
     v->id = ++ctx->next_var_id;
     v->user_refs = 1;
@@ -174,30 +225,49 @@ void kl_var_set_computed(kl_var *v, kl_buffer *buf)
 
 void kl_var_release_graph(kl_var *v)
 {
-    if (v && v->buf && v->op.kind != KL_OP_ARRAY) forget_graph(v);
+    if (v && kl_var_check(v, "kl_var_release_graph", "var") == KL_OK && v->buf && v->op.kind != KL_OP_ARRAY)
+        forget_graph(v);
 }
 
-void kl_var_set_requires_grad(kl_var *v, int on) { v->requires_grad = on && kl_dtype_is_float(v->dtype); }
-int kl_var_requires_grad(const kl_var *v) { return v->requires_grad; }
-
-void kl_var_retain(kl_var *v) { if (v) v->user_refs++; }
-
-void kl_var_release(kl_var *v)
+void kl_var_set_requires_grad(kl_var *v, int on)
 {
-    if (!v) return;
-    if (--v->user_refs == 0 && v->graph_refs == 0) collect(v);
+    if (kl_var_check(v, "kl_var_set_requires_grad", "var") == KL_OK)
+        v->requires_grad = on && kl_dtype_is_float(v->dtype);
 }
 
-kl_context *kl_var_context(const kl_var *v) { return v->ctx; }
-kl_dtype kl_var_dtype(const kl_var *v) { return v->dtype; }
-int kl_var_ndim(const kl_var *v) { return v->ndim; }
-const int64_t *kl_var_shape(const kl_var *v) { return v->shape; }
-int64_t kl_var_numel(const kl_var *v) { return v->numel; }
-uint64_t kl_var_id(const kl_var *v) { return v->id; }
-int kl_var_is_computed(const kl_var *v) { return v->buf != NULL; }
+/* The getters below answer a neutral value for a NULL or released var, with
+ * the reason in kl_last_error(). */
+static int live(const kl_var *v, const char *fn) { return kl_var_check(v, fn, "var") == KL_OK; }
+
+int kl_var_requires_grad(const kl_var *v) { return live(v, "kl_var_requires_grad") ? v->requires_grad : 0; }
+
+kl_status kl_var_retain(kl_var *v)
+{
+    KL_VAR_ARG(v, "kl_var_retain", "var");
+    v->user_refs++;
+    return KL_OK;
+}
+
+kl_status kl_var_release(kl_var *v)
+{
+    if (!v) return KL_OK; /* like free(NULL) */
+    KL_VAR_ARG(v, "kl_var_release", "var");
+    if (v->user_refs <= 0) return kl_error(KL_ERR_VALUE, "kl_var_release: the var has no handle left to release");
+    if (--v->user_refs == 0 && v->graph_refs == 0) collect(v);
+    return KL_OK;
+}
+
+kl_context *kl_var_context(const kl_var *v) { return live(v, "kl_var_context") ? v->ctx : NULL; }
+kl_dtype kl_var_dtype(const kl_var *v) { return live(v, "kl_var_dtype") ? v->dtype : KL_DTYPE_COUNT; }
+int kl_var_ndim(const kl_var *v) { return live(v, "kl_var_ndim") ? v->ndim : -1; }
+const int64_t *kl_var_shape(const kl_var *v) { return live(v, "kl_var_shape") ? v->shape : NULL; }
+int64_t kl_var_numel(const kl_var *v) { return live(v, "kl_var_numel") ? v->numel : -1; }
+uint64_t kl_var_id(const kl_var *v) { return live(v, "kl_var_id") ? v->id : 0; }
+int kl_var_is_computed(const kl_var *v) { return live(v, "kl_var_is_computed") && v->buf != NULL; }
 
 const char *kl_var_op_name(const kl_var *v)
 {
+    if (!live(v, "kl_var_op_name")) return "invalid";
     switch (v->op.kind) {
     case KL_OP_UNARY: return kl_unary_name(v->op.p.unary);
     case KL_OP_BINARY: return kl_binary_name(v->op.p.binary);
@@ -208,7 +278,10 @@ const char *kl_var_op_name(const kl_var *v)
 kl_status kl_var_from_host(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
                            const void *data, kl_var **out)
 {
+    KL_ARG(out, "kl_var_from_host", "out");
     *out = NULL;
+    KL_ARG(ctx, "kl_var_from_host", "ctx");
+    if (ndim > 0) KL_ARG(shape, "kl_var_from_host", "shape");
     if ((unsigned)dtype >= KL_DTYPE_COUNT) return kl_error(KL_ERR_TYPE, "array: invalid dtype code %d", (int)dtype);
     KL_TRY(kl_check_shape("array", ndim, shape));
     size_t nbytes = (size_t)kl_shape_numel(ndim, shape) * kl_dtype_size(dtype);
@@ -224,6 +297,7 @@ kl_status kl_var_from_host(kl_context *ctx, kl_dtype dtype, int ndim, const int6
 
 kl_status kl_sync_all(kl_context *ctx)
 {
+    KL_ARG(ctx, "kl_sync_all", "ctx");
     int n = 0;
     for (kl_var *v = ctx->pending; v; v = v->pending_next) n += v->user_refs > 0;
     if (n == 0) return KL_OK;

@@ -63,7 +63,12 @@ typedef struct kl_op {
     } p;
 } kl_op;
 
+/* A var's first word: live handles are recognised, released ones refused. */
+#define KL_VAR_LIVE 0x6b6c7661u /* "klva" */
+#define KL_VAR_DEAD 0x64656164u /* "dead" */
+
 struct kl_var {
+    uint32_t magic;  /* KL_VAR_LIVE while the var exists (see kl_var_check) */
     struct kl_context *ctx;
     uint64_t id;
     int user_refs;   /* handles held outside the graph */
@@ -89,6 +94,15 @@ struct kl_var {
     uint64_t fp_epoch; /* scratch for plan fingerprints (src/codegen/plan.c) */
     int fp_index;
 };
+
+/* KL_OK when v is a live var; else an error naming fn and what: NULL, or a
+ * var already freed (recognised while its memory is kept in the context's
+ * graveyard of recently freed vars; a build with -DKL_DEBUG_HANDLES prints
+ * the message and aborts instead, to catch the caller's bug where it is). */
+kl_status kl_var_check(const kl_var *v, const char *fn, const char *what);
+#define KL_VAR_ARG(v, fn, what) KL_TRY(kl_var_check((v), (fn), (what)))
+/* Frees the vars a context keeps in its graveyard (kl_context_free). */
+void kl_graveyard_free(struct kl_context *ctx);
 
 /* Creates a var with the given op (inputs retained) and one user reference. */
 kl_status kl_var_new(struct kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,

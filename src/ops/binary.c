@@ -64,9 +64,11 @@ static kl_status compute_dtype(kl_binary_op op, kl_dtype a, kl_dtype b, kl_dtype
 
 kl_status kl_binary(kl_binary_op op, kl_var *a, kl_var *b, kl_var **out)
 {
+    KL_ARG(out, "kl_binary", "out");
     *out = NULL;
     if ((unsigned)op >= KL_BINARY_COUNT) return kl_error(KL_ERR_VALUE, "binary: invalid op code %d", (int)op);
-    if (!a || !b) return kl_error(KL_ERR_VALUE, "%s: input is NULL", kl_binary_name(op));
+    KL_VAR_ARG(a, kl_binary_name(op), "input a");
+    KL_VAR_ARG(b, kl_binary_name(op), "input b");
     if (a->ctx != b->ctx) return kl_error(KL_ERR_VALUE, "%s: operands belong to different contexts", kl_binary_name(op));
     kl_dtype ct;
     KL_TRY(compute_dtype(op, a->dtype, b->dtype, &ct));
@@ -81,8 +83,12 @@ kl_status kl_binary(kl_binary_op op, kl_var *a, kl_var *b, kl_var **out)
 
 kl_status kl_where(kl_var *cond, kl_var *a, kl_var *b, kl_var **out)
 {
+    KL_ARG(out, "kl_where", "out");
     *out = NULL;
-    if (!cond || !a || !b) return kl_error(KL_ERR_VALUE, "where: input is NULL");
+    KL_VAR_ARG(cond, "where", "cond");
+    KL_VAR_ARG(a, "where", "input a");
+    KL_VAR_ARG(b, "where", "input b");
+    if (cond->ctx != a->ctx || a->ctx != b->ctx) return kl_error(KL_ERR_VALUE, "where: operands belong to different contexts");
     kl_dtype dtype;
     KL_TRY(kl_dtype_promote(a->dtype, b->dtype, &dtype));
     kl_var *ins[3] = {cond, a, b};

@@ -5,8 +5,10 @@
 
 kl_status kl_broadcast_to(kl_var *x, int ndim, const int64_t *shape, int ndims, const int *dims, kl_var **out)
 {
+    KL_ARG(out, "kl_broadcast_to", "out");
     *out = NULL;
-    if (!x) return kl_error(KL_ERR_VALUE, "broadcast_to: input is NULL");
+    KL_VAR_ARG(x, "broadcast_to", "input");
+    if (ndims > 0) KL_ARG(dims, "broadcast_to", "dims");
     KL_TRY(kl_check_shape("broadcast_to", ndim, shape));
     uint8_t mask = 0;
     if (ndims == 0) {

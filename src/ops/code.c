@@ -44,23 +44,34 @@ kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
                   int n_outputs, const kl_code_output *outs, const char *source, int cplusplus,
                   int n_grads, const char *const *grad_sources, kl_var **outputs)
 {
-    for (int i = 0; i < n_outputs && i >= 0; i++) outputs[i] = NULL;
-    if (!ctx || !source) return kl_error(KL_ERR_VALUE, "code: context and source are required");
+    KL_ARG(outputs, "code", "outputs");
     if (n_outputs < 1 || n_outputs > KL_MAX_INPUTS)
         return kl_error(KL_ERR_VALUE, "code: between 1 and %d outputs, got %d", KL_MAX_INPUTS, n_outputs);
+    for (int i = 0; i < n_outputs; i++) outputs[i] = NULL;
+    KL_ARG(ctx, "code", "context");
+    KL_ARG(source, "code", "source");
+    KL_ARG(outs, "code", "outs");
     if (n_inputs < 0 || n_inputs > KL_MAX_INPUTS)
         return kl_error(KL_ERR_VALUE, "code: at most %d inputs, got %d", KL_MAX_INPUTS, n_inputs);
-    if (n_grads > n_inputs) return kl_error(KL_ERR_VALUE, "code: more gradient kernels than inputs");
+    if (n_inputs > 0) KL_ARG(inputs, "code", "inputs");
+    if (n_grads < 0 || n_grads > n_inputs) return kl_error(KL_ERR_VALUE, "code: %d gradient kernels for %d inputs", n_grads, n_inputs);
+    if (n_grads > 0) KL_ARG(grad_sources, "code", "grad_sources");
     int dynamic = 0;
     for (int i = 0; i < n_outputs; i++) {
         if ((unsigned)outs[i].dtype >= KL_DTYPE_COUNT) return kl_error(KL_ERR_TYPE, "code: output %d has an invalid dtype", i);
         int64_t shape[KL_MAX_DIMS];
         if (outs[i].ndim < 0 || outs[i].ndim > KL_MAX_DIMS) return kl_error(KL_ERR_VALUE, "code: output %d has rank %d", i, outs[i].ndim);
-        for (int d = 0; d < outs[i].ndim; d++) shape[d] = outs[i].shape[d] < 0 ? -outs[i].shape[d] : outs[i].shape[d];
+        for (int d = 0; d < outs[i].ndim; d++) {
+            if (outs[i].shape[d] == INT64_MIN) return kl_error(KL_ERR_VALUE, "code: output %d has dim %d of INT64_MIN", i, d);
+            shape[d] = outs[i].shape[d] < 0 ? -outs[i].shape[d] : outs[i].shape[d];
+        }
         KL_TRY(kl_check_shape("code", outs[i].ndim, shape));
         dynamic |= is_dynamic(&outs[i]);
     }
-    for (int i = 0; i < n_inputs; i++) if (!inputs[i]) return kl_error(KL_ERR_VALUE, "code: input %d is NULL", i);
+    for (int i = 0; i < n_inputs; i++) {
+        KL_VAR_ARG(inputs[i], "code", "an input");
+        if (inputs[i]->ctx != ctx) return kl_error(KL_ERR_VALUE, "code: input %d belongs to another context", i);
+    }
     kl_code_node *node = calloc(1, sizeof *node);
     if (!node || !(node->source = strdup(source))) {
         free(node);
@@ -76,7 +87,10 @@ kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
         kl_op o = {.kind = KL_OP_CODE, .n_inputs = n_inputs, .p.code = {node, i}};
         for (int k = 0; k < n_inputs; k++) o.inputs[k] = inputs[k];
         int64_t shape[KL_MAX_DIMS];
-        for (int d = 0; d < outs[i].ndim; d++) shape[d] = outs[i].shape[d] < 0 ? -outs[i].shape[d] : outs[i].shape[d];
+        for (int d = 0; d < outs[i].ndim; d++) {
+            if (outs[i].shape[d] == INT64_MIN) return kl_error(KL_ERR_VALUE, "code: output %d has dim %d of INT64_MIN", i, d);
+            shape[d] = outs[i].shape[d] < 0 ? -outs[i].shape[d] : outs[i].shape[d];
+        }
         node->refcount++;
         s = kl_var_new(ctx, outs[i].dtype, outs[i].ndim, shape, &o, &outputs[i]);
         if (s != KL_OK) node->refcount--;

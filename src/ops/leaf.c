@@ -8,8 +8,9 @@
 static kl_status leaf(kl_context *ctx, const char *name, kl_dtype dtype, int ndim, const int64_t *shape,
                       kl_op *o, kl_var **out)
 {
+    KL_ARG(out, name, "out");
     *out = NULL;
-    if (!ctx) return kl_error(KL_ERR_VALUE, "%s: context is NULL", name);
+    KL_ARG(ctx, name, "context");
     if ((unsigned)dtype >= KL_DTYPE_COUNT) return kl_error(KL_ERR_TYPE, "%s: invalid dtype code %d", name, (int)dtype);
     KL_TRY(kl_check_shape(name, ndim, shape));
     return kl_var_new(ctx, dtype, ndim, shape, o, out);
@@ -24,6 +25,7 @@ kl_status kl_full(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shap
 kl_status kl_random(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
                     kl_random_kind kind, double a, double b, kl_var **out)
 {
+    KL_ARG(out, "random", "out");
     *out = NULL;
     if (!kl_dtype_is_float(dtype))
         return kl_error(KL_ERR_TYPE, "random: dtype must be a float type, got %s", kl_dtype_name(dtype));
@@ -39,6 +41,7 @@ kl_status kl_random(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *sh
 
 kl_status kl_index(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape, int dim, kl_var **out)
 {
+    KL_ARG(out, "index", "out");
     *out = NULL;
     if (dim < 0) dim += ndim;
     if (dim < 0 || dim >= ndim) return kl_error(KL_ERR_INDEX, "index: dim is out of range for rank %d", ndim);

@@ -37,6 +37,7 @@ static int find(const char *const *names, int n, const char *name)
 
 kl_status kl_unary_from_name(const char *name, kl_unary_op *out)
 {
+    KL_ARG(out, "kl_unary_from_name", "out");
     int i = find(unary_names, KL_UNARY_COUNT, name);
     if (i < 0) return kl_error(KL_ERR_VALUE, "unknown unary op '%s'", name ? name : "(null)");
     *out = (kl_unary_op)i;
@@ -45,6 +46,7 @@ kl_status kl_unary_from_name(const char *name, kl_unary_op *out)
 
 kl_status kl_binary_from_name(const char *name, kl_binary_op *out)
 {
+    KL_ARG(out, "kl_binary_from_name", "out");
     static const struct { const char *alias; kl_binary_op op; } aliases[] = {
         {"sub", KL_SUB}, {"mul", KL_MUL}, {"div", KL_DIV}, {"truediv", KL_DIV},
         {"floordiv", KL_FLOOR_DIVIDE}, {"atan2", KL_ARCTAN2},
@@ -58,13 +60,14 @@ kl_status kl_binary_from_name(const char *name, kl_binary_op *out)
 
 kl_status kl_reduce_from_name(const char *name, kl_reduce_op *out)
 {
+    KL_ARG(out, "kl_reduce_from_name", "out");
     static const struct { const char *alias; kl_reduce_op op; } aliases[] = {
         {"mul", KL_REDUCE_PROD}, {"maximum", KL_REDUCE_MAX}, {"minimum", KL_REDUCE_MIN},
         {"and", KL_REDUCE_ALL}, {"or", KL_REDUCE_ANY}, {"add", KL_REDUCE_SUM},
     };
     int i = find(reduce_names, KL_REDUCE_COUNT, name);
     if (i < 0) i = find(scatter_names, KL_REDUCE_COUNT, name);
-    if (i >= 0 && strcmp(name, "-") != 0) { *out = (kl_reduce_op)i; return KL_OK; }
+    if (i >= 0 && name && strcmp(name, "-") != 0) { *out = (kl_reduce_op)i; return KL_OK; }
     for (size_t k = 0; name && k < sizeof aliases / sizeof aliases[0]; k++)
         if (strcmp(aliases[k].alias, name) == 0) { *out = aliases[k].op; return KL_OK; }
     return kl_error(KL_ERR_VALUE, "unknown reduce op '%s' (expected sum, prod, max, min, mean, "

@@ -9,8 +9,11 @@
 
 kl_status kl_reduce(kl_var *x, kl_reduce_op op, int ndims, const int *dims, int keepdims, kl_var **out)
 {
+    KL_ARG(out, "kl_reduce", "out");
     *out = NULL;
-    if (!x) return kl_error(KL_ERR_VALUE, "reduce: input is NULL");
+    KL_VAR_ARG(x, "reduce", "input");
+    if (ndims > 0) KL_ARG(dims, "reduce", "dims");
+    if (ndims < 0 || ndims > KL_MAX_DIMS) return kl_error(KL_ERR_VALUE, "reduce: %d dims listed", ndims);
     if ((unsigned)op >= KL_REDUCE_COUNT) return kl_error(KL_ERR_VALUE, "reduce: invalid op code %d", (int)op);
     const char *name = kl_reduce_name(op);
     uint8_t mask = 0;

@@ -14,9 +14,18 @@ kl_status kl_reindex_parse(const char *opname, kl_op *op, int n_indexes, const c
         return kl_error(KL_ERR_VALUE, "%s: at most %d extra inputs", opname, KL_MAX_INPUTS - 1);
     if (n_conditions < 0 || n_conditions > KL_MAX_DIMS)
         return kl_error(KL_ERR_VALUE, "%s: at most %d overflow conditions", opname, KL_MAX_DIMS);
+    if (n_indexes > 0) KL_ARG(indexes, opname, "indexes");
+    if (n_conditions > 0) KL_ARG(conditions, opname, "conditions");
+    if (n_extras > 0) KL_ARG(extras, opname, "extras");
+    for (int i = 0; i < n_indexes; i++)
+        if (!indexes[i]) return kl_error(KL_ERR_VALUE, "%s: index expression %d is NULL", opname, i);
+    for (int i = 0; i < n_conditions; i++)
+        if (!conditions[i]) return kl_error(KL_ERR_VALUE, "%s: condition %d is NULL", opname, i);
     int extra_ndims[KL_MAX_INPUTS];
     for (int i = 0; i < n_extras; i++) {
-        if (!extras[i]) return kl_error(KL_ERR_VALUE, "%s: extra input %d is NULL", opname, i);
+        KL_VAR_ARG(extras[i], opname, "an extra input");
+        if (extras[i]->ctx != op->inputs[0]->ctx)
+            return kl_error(KL_ERR_VALUE, "%s: extra input %d belongs to another context", opname, i);
         if (kl_dtype_is_float(extras[i]->dtype))
             return kl_error(KL_ERR_TYPE, "%s: extra input @e%d must be an integer var, got %s", opname, i,
                             kl_dtype_name(extras[i]->dtype));
@@ -43,8 +52,9 @@ kl_status kl_reindex(kl_var *x, int ndim, const int64_t *shape, const char *cons
                      double overflow_value, int n_conditions, const char *const *conditions,
                      int n_extras, kl_var *const *extras, kl_var **out)
 {
+    KL_ARG(out, "kl_reindex", "out");
     *out = NULL;
-    if (!x) return kl_error(KL_ERR_VALUE, "reindex: input is NULL");
+    KL_VAR_ARG(x, "reindex", "input");
     KL_TRY(kl_check_shape("reindex", ndim, shape));
     kl_op o = {.kind = KL_OP_REINDEX, .inputs = {x}};
     o.p.reindex.overflow_value = overflow_value;

@@ -9,8 +9,9 @@ kl_status kl_reindex_reduce(kl_var *y, kl_reduce_op op, int ndim, const int64_t 
                             const char *const *indexes, int n_conditions, const char *const *conditions,
                             int n_extras, kl_var *const *extras, kl_var **out)
 {
+    KL_ARG(out, "kl_reindex_reduce", "out");
     *out = NULL;
-    if (!y) return kl_error(KL_ERR_VALUE, "reindex_reduce: input is NULL");
+    KL_VAR_ARG(y, "reindex_reduce", "input");
     if ((unsigned)op >= KL_REDUCE_COUNT || op == KL_REDUCE_MEAN)
         return kl_error(KL_ERR_VALUE, "reindex_reduce: op must be add, multiply, maximum, minimum, logical_or or logical_and");
     KL_TRY(kl_check_shape("reindex_reduce", ndim, shape));

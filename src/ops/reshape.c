@@ -6,9 +6,11 @@
 
 kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **out)
 {
+    KL_ARG(out, "kl_reshape", "out");
     *out = NULL;
-    if (!x) return kl_error(KL_ERR_VALUE, "reshape: input is NULL");
+    KL_VAR_ARG(x, "reshape", "input");
     if (ndim < 0 || ndim > KL_MAX_DIMS) return kl_error(KL_ERR_VALUE, "reshape: rank %d is not supported", ndim);
+    if (ndim > 0) KL_ARG(shape, "reshape", "shape");
     int64_t s[KL_MAX_DIMS], known = 1;
     int infer = -1;
     for (int d = 0; d < ndim; d++) {
@@ -37,8 +39,9 @@ kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **out)
 
 kl_status kl_stop_grad(kl_var *x, kl_var **out)
 {
+    KL_ARG(out, "kl_stop_grad", "out");
     *out = NULL;
-    if (!x) return kl_error(KL_ERR_VALUE, "stop_grad: input is NULL");
+    KL_VAR_ARG(x, "stop_grad", "input");
     kl_op o = {.kind = KL_OP_STOP_GRAD, .n_inputs = 1, .inputs = {x}};
     return kl_var_new(x->ctx, x->dtype, x->ndim, x->shape, &o, out);
 }

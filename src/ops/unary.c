@@ -38,9 +38,10 @@ static kl_status infer(kl_unary_op op, kl_dtype in, kl_dtype *out)
 
 kl_status kl_unary(kl_unary_op op, kl_var *x, kl_var **out)
 {
+    KL_ARG(out, "kl_unary", "out");
     *out = NULL;
     if ((unsigned)op >= KL_UNARY_COUNT) return kl_error(KL_ERR_VALUE, "unary: invalid op code %d", (int)op);
-    if (!x) return kl_error(KL_ERR_VALUE, "%s: input is NULL", kl_unary_name(op));
+    KL_VAR_ARG(x, kl_unary_name(op), "input");
     kl_dtype dtype = x->dtype;
     KL_TRY(infer(op, x->dtype, &dtype));
     kl_op o = {.kind = KL_OP_UNARY, .n_inputs = 1, .inputs = {x}, .p.unary = op};
@@ -49,8 +50,9 @@ kl_status kl_unary(kl_unary_op op, kl_var *x, kl_var **out)
 
 kl_status kl_cast(kl_var *x, kl_dtype dtype, kl_var **out)
 {
+    KL_ARG(out, "kl_cast", "out");
     *out = NULL;
-    if (!x) return kl_error(KL_ERR_VALUE, "cast: input is NULL");
+    KL_VAR_ARG(x, "cast", "input");
     if ((unsigned)dtype >= KL_DTYPE_COUNT) return kl_error(KL_ERR_TYPE, "cast: invalid dtype code %d", (int)dtype);
     kl_op o = {.kind = KL_OP_CAST, .n_inputs = 1, .inputs = {x}};
     return kl_var_new(x->ctx, dtype, x->ndim, x->shape, &o, out);

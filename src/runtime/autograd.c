@@ -85,12 +85,19 @@ static kl_status accumulate(kl_var *v, kl_var *g)
 
 kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grads)
 {
+    if (n < 0) return kl_error(KL_ERR_VALUE, "grad: %d inputs", n);
+    if (n > 0) KL_ARG(grads, "grad", "grads");
     for (int i = 0; i < n; i++) grads[i] = NULL;
-    if (!y) return kl_error(KL_ERR_VALUE, "grad: output is NULL");
+    if (n > 0) KL_ARG(xs, "grad", "xs");
+    KL_VAR_ARG(y, "grad", "output");
+    if (dy) KL_VAR_ARG(dy, "grad", "output gradient");
     if (!kl_dtype_is_float(y->dtype)) return kl_error(KL_ERR_TYPE, "grad: output must be a float var, got %s", kl_dtype_name(y->dtype));
     if (dy && (dy->ndim != y->ndim || memcmp(dy->shape, y->shape, (size_t)y->ndim * sizeof *y->shape) != 0))
         return kl_error(KL_ERR_VALUE, "grad: the output gradient's shape differs from the output's");
-    for (int i = 0; i < n; i++) if (!xs[i]) return kl_error(KL_ERR_VALUE, "grad: input %d is NULL", i);
+    for (int i = 0; i < n; i++) {
+        KL_VAR_ARG(xs[i], "grad", "an input");
+        if (xs[i]->ctx != y->ctx) return kl_error(KL_ERR_VALUE, "grad: input %d belongs to another context", i);
+    }
     kl_var **order = NULL;
     int m = 0;
     KL_TRY(reach(y, &order, &m));

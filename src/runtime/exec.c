@@ -223,8 +223,11 @@ static kl_status build_step(kl_context *ctx, step *st)
 kl_status kl_sync(kl_var *const *vars, int n)
 {
     if (n <= 0) return KL_OK;
-    for (int i = 0; i < n; i++)
-        if (!vars[i]) return kl_error(KL_ERR_VALUE, "sync: var %d is NULL", i);
+    KL_ARG(vars, "sync", "vars");
+    for (int i = 0; i < n; i++) {
+        KL_VAR_ARG(vars[i], "sync", "a var");
+        if (vars[i]->ctx != vars[0]->ctx) return kl_error(KL_ERR_VALUE, "sync: var %d belongs to another context", i);
+    }
     kl_context *ctx = vars[0]->ctx;
     uint64_t epoch = ++ctx->sync_epoch;
     kl_sync_scratch *sc = &ctx->sync;
@@ -295,8 +298,9 @@ kl_status kl_sync(kl_var *const *vars, int n)
 
 kl_status kl_var_data(kl_var *v, const void **out)
 {
+    KL_ARG(out, "kl_var_data", "out");
     *out = NULL;
-    if (!v) return kl_error(KL_ERR_VALUE, "data: var is NULL");
+    KL_VAR_ARG(v, "kl_var_data", "var");
     if (!v->buf) KL_TRY(kl_sync(&v, 1));
     *out = v->buf->data;
     return KL_OK;
@@ -304,8 +308,9 @@ kl_status kl_var_data(kl_var *v, const void **out)
 
 kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes)
 {
-    if (!v) return kl_error(KL_ERR_VALUE, "copy_to_host: var is NULL");
+    KL_VAR_ARG(v, "kl_var_copy_to_host", "var");
     size_t need = (size_t)v->numel * kl_dtype_size(v->dtype);
+    if (need) KL_ARG(dst, "kl_var_copy_to_host", "dst");
     if (nbytes != need)
         return kl_error(KL_ERR_VALUE, "copy_to_host: destination holds %zu bytes, the var has %zu", nbytes, need);
     const void *src;
