@@ -38,7 +38,8 @@ typedef enum {
     KL_ERR_TYPE,    /* bad dtype: TypeError */
     KL_ERR_INDEX,   /* index out of range: IndexError */
     KL_ERR_RUNTIME, /* compile or run failure: RuntimeError */
-    KL_ERR_MEMORY   /* allocation failed: MemoryError */
+    KL_ERR_MEMORY,  /* allocation failed: MemoryError */
+    KL_ERR_OVERFLOW /* a value outside its dtype's range: OverflowError */
 } kl_status;
 
 typedef enum {
@@ -161,8 +162,15 @@ kl_status kl_sync(kl_var *const *vars, int n);
 kl_status kl_sync_all(kl_context *ctx);
 
 /* ---- leaves ---- */
+/* value in dtype: an integer dtype takes it truncated, and refuses NaN
+ * (KL_ERR_VALUE) or a value outside its range (KL_ERR_OVERFLOW). */
 kl_status kl_full(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
                   double value, kl_var **out);
+/* The same for an exact integer (all 64 bits kept in int64; a float dtype
+ * rounds it as a conversion would); out of an integer dtype's range is
+ * KL_ERR_OVERFLOW. */
+kl_status kl_full_int(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+                      int64_t value, kl_var **out);
 /* uniform: [a, b); normal: mean a, standard deviation b. Counter-based: the
  * values depend only on the context's seed and how many random numbers the
  * context has handed out, not on threads or fusion. */

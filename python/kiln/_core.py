@@ -251,6 +251,9 @@ def _np_to_var(a):
     if a.dtype.kind in "uc" and a.dtype != np.uint8:
         if a.dtype.kind == "c":
             raise TypeError(f"dtype {a.dtype} is not supported by kiln")
+        if a.dtype.itemsize == 8 and a.size and a.max() >= 2**63:
+            raise OverflowError(f"array: {a.dtype} value {a.max()} does not fit int64, kiln's "
+                                "widest integer type (convert it to float64 first)")
         a = a.astype(np.int64 if a.dtype.itemsize >= 4 else np.int32)
     elif a.dtype.kind == "U" or a.dtype.kind == "S":
         raise TypeError(f"cannot convert a {a.dtype} array to a Var")
@@ -304,7 +307,12 @@ def _array(data, dtype):
     return out(v)
 
 
-_FLOAT32, _INT32 = as_dtype("float32"), as_dtype("int32")
+_FLOAT32, _INT32, _INT64 = as_dtype("float32"), as_dtype("int32"), as_dtype("int64")
+
+
+def _int_default(value):
+    """Jittor's int32 for a Python int, or int64 when it does not fit."""
+    return _INT32 if -2**31 <= value < 2**31 else _INT64
 
 
 def scalar_dtype(value, other):
@@ -313,11 +321,11 @@ def scalar_dtype(value, other):
     if t is float:
         return other if other.is_float else _FLOAT32
     if t is int:
-        return other if not other.is_bool else _INT32
+        return other if not other.is_bool else _int_default(value)
     if isinstance(value, (bool, np.bool_)):
         return other
     if isinstance(value, numbers.Integral):
-        return other if not other.is_bool else _INT32
+        return other if not other.is_bool else _int_default(int(value))
     if isinstance(value, numbers.Real):
         return other if other.is_float else _FLOAT32
     raise TypeError(f"unsupported operand {value!r} of type {type(value).__name__}")
@@ -331,8 +339,16 @@ def is_scalar(x):
 
 
 def full_scalar(value, dt):
-    """A rank-0 constant (it broadcasts and fuses into its consumer)."""
-    return _C.full((), float(value), dt.code)
+    """A rank-0 constant (it broadcasts and fuses into its consumer). An
+    integer keeps every digit; one outside dt's range is an OverflowError."""
+    if isinstance(value, (bool, np.bool_)):
+        value = int(value)
+    try:
+        return _C.full((), value, dt.code)
+    except OverflowError:
+        raise OverflowError(f"the Python scalar {value!r} is out of range for {dt}, the dtype of "
+                            f"the var it meets (as in NumPy 2); cast the var first, e.g. "
+                            f"x.int64() or x.float64()") from None
 
 
 def to_var(x):

@@ -21,7 +21,7 @@ def _dtype_of_value(value):
     if isinstance(value, (bool, np.bool_)):
         return as_dtype("bool")
     if isinstance(value, (int, np.integer)):
-        return as_dtype("int32")
+        return as_dtype("int32" if -2**31 <= int(value) < 2**31 else "int64")
     return as_dtype("float32")
 
 
@@ -29,7 +29,11 @@ def full(shape, val, dtype=None):
     dt = as_dtype(dtype) if dtype is not None else _dtype_of_value(val)
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
-    return out(_C.full(tuple(shape), float(val), dt.code))
+    if isinstance(val, Var):
+        val = val.item()
+    if isinstance(val, (bool, np.bool_)):
+        val = int(val)
+    return out(_C.full(tuple(shape), val, dt.code))
 
 
 def zeros(*shape, dtype="float32"):

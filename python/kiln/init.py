@@ -5,6 +5,8 @@ gains) and Jittor's constructors (gauss, uniform, constant, invariant_uniform,
 reproducible under jt.seed."""
 import math
 
+import numpy as np
+
 from . import _C
 from ._core import Var, out
 from ._dtype import as_dtype
@@ -30,7 +32,9 @@ def _random(shape, dtype, kind, a, b):
 
 
 def _full(shape, value, dtype):
-    return out(_C.full(_shape(shape), float(value), as_dtype(dtype).code))
+    if isinstance(value, (bool, np.bool_)):
+        value = int(value)
+    return out(_C.full(_shape(shape), value, as_dtype(dtype).code))
 
 
 def _fill(var, value):

@@ -106,13 +106,23 @@ double kl_arg_value(const kl_var *v, kl_arg_kind kind, int dim)
     return 0;
 }
 
+/* A double as int64, saturating (NaN: 0): never the undefined conversion. */
+static int64_t saturate_i64(double d)
+{
+    if (d != d) return 0;
+    if (d >= 9223372036854775808.0) return INT64_MAX;
+    if (d < -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)d;
+}
+
 int64_t kl_arg_int(const kl_var *v, kl_arg_kind kind, int dim)
 {
     switch (kind) {
     case KL_ARG_SHAPE: return v->shape[dim];
     case KL_ARG_SEED: return (int64_t)v->op.p.random.seed;
     case KL_ARG_OFFSET: return (int64_t)v->op.p.random.offset;
-    default: return (int64_t)kl_arg_value(v, kind, dim);
+    case KL_ARG_FULL: return v->op.p.full.ivalue;
+    default: return saturate_i64(kl_arg_value(v, kind, dim));
     }
 }
 

@@ -45,6 +45,37 @@ kl_status kl_dtype_from_name(const char *name, kl_dtype *out)
                     "int16, int32, int64, float16, float32, float64)", name);
 }
 
+void kl_dtype_int_range(kl_dtype t, int64_t *lo, int64_t *hi)
+{
+    int bits = valid(t) ? info[t].bits : 64;
+    if (t == KL_BOOL) { *lo = 0; *hi = 1; }
+    else if (valid(t) && !info[t].is_signed) { *lo = 0; *hi = (INT64_C(1) << bits) - 1; }
+    else if (bits == 64) { *lo = INT64_MIN; *hi = INT64_MAX; }
+    else { *hi = (INT64_C(1) << (bits - 1)) - 1; *lo = -*hi - 1; }
+}
+
+kl_status kl_dtype_int_value(kl_dtype t, int64_t v, const char *what, int64_t *out)
+{
+    if (t == KL_BOOL) { *out = v != 0; return KL_OK; }
+    int64_t lo, hi;
+    kl_dtype_int_range(t, &lo, &hi);
+    if (v < lo || v > hi)
+        return kl_error(KL_ERR_OVERFLOW, "%s: %lld is out of range for %s (%lld to %lld)", what, (long long)v,
+                        kl_dtype_name(t), (long long)lo, (long long)hi);
+    *out = v;
+    return KL_OK;
+}
+
+kl_status kl_dtype_int_from_double(kl_dtype t, double v, const char *what, int64_t *out)
+{
+    if (v != v) return kl_error(KL_ERR_VALUE, "%s: cannot convert NaN to %s", what, kl_dtype_name(t));
+    if (t == KL_BOOL) { *out = v != 0; return KL_OK; }
+    /* -2^63 and 2^63 are exact doubles: compare before converting (no UB) */
+    if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
+        return kl_error(KL_ERR_OVERFLOW, "%s: %g is out of range for %s", what, v, kl_dtype_name(t));
+    return kl_dtype_int_value(t, (int64_t)v, what, out);
+}
+
 static kl_dtype int_of(int bits, int is_signed)
 {
     if (!is_signed) return KL_UINT8; /* uint8 is the only unsigned type */

@@ -26,6 +26,7 @@ const char *kl_status_name(kl_status s)
     case KL_ERR_INDEX: return "index error";
     case KL_ERR_RUNTIME: return "runtime error";
     case KL_ERR_MEMORY: return "out of memory";
+    case KL_ERR_OVERFLOW: return "overflow error";
     }
     return "unknown status";
 }

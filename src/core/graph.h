@@ -47,7 +47,7 @@ typedef struct kl_op {
     union {
         kl_unary_op unary;
         kl_binary_op binary;
-        struct { double value; } full;
+        struct { double value; int64_t ivalue; } full; /* ivalue: an integer dtype's exact value */
         struct { kl_random_kind kind; double a, b; uint64_t seed, offset; } random;
         struct { int dim; } index;
         struct { uint8_t mask; } broadcast; /* bit d: output dim d is new (not from x) */

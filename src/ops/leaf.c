@@ -19,6 +19,21 @@ static kl_status leaf(kl_context *ctx, const char *name, kl_dtype dtype, int ndi
 kl_status kl_full(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape, double value, kl_var **out)
 {
     kl_op o = {.kind = KL_OP_FULL, .p.full.value = value};
+    if ((unsigned)dtype < KL_DTYPE_COUNT && !kl_dtype_is_float(dtype)) {
+        if (out) *out = NULL;
+        KL_TRY(kl_dtype_int_from_double(dtype, value, "full", &o.p.full.ivalue));
+        o.p.full.value = (double)o.p.full.ivalue;
+    }
+    return leaf(ctx, "full", dtype, ndim, shape, &o, out);
+}
+
+kl_status kl_full_int(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape, int64_t value, kl_var **out)
+{
+    kl_op o = {.kind = KL_OP_FULL, .p.full = {(double)value, value}};
+    if ((unsigned)dtype < KL_DTYPE_COUNT && !kl_dtype_is_float(dtype)) {
+        if (out) *out = NULL;
+        KL_TRY(kl_dtype_int_value(dtype, value, "full", &o.p.full.ivalue));
+    }
     return leaf(ctx, "full", dtype, ndim, shape, &o, out);
 }
 

@@ -56,6 +56,8 @@ kl_status kl_reindex(kl_var *x, int ndim, const int64_t *shape, const char *cons
     *out = NULL;
     KL_VAR_ARG(x, "reindex", "input");
     KL_TRY(kl_check_shape("reindex", ndim, shape));
+    int64_t exact;
+    if (!kl_dtype_is_float(x->dtype)) KL_TRY(kl_dtype_int_from_double(x->dtype, overflow_value, "reindex overflow value", &exact));
     kl_op o = {.kind = KL_OP_REINDEX, .inputs = {x}};
     o.p.reindex.overflow_value = overflow_value;
     KL_TRY(kl_reindex_parse("reindex", &o, x->ndim, indexes, n_conditions, conditions,

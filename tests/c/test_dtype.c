@@ -149,6 +149,62 @@ static void test_status_and_op_names(void)
     CHECK(kl_last_error() && kl_last_error()[0]);
 }
 
-CHECK_MAIN(TEST(test_promote_table_is_symmetric), TEST(test_promote_all_pairs),
+/* Integer constants keep all 64 bits from kl_full_int to the kernel; values
+ * outside a dtype's range, and NaN for an integer dtype, are refused. */
+static void test_full_integers_are_exact_and_range_checked(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t n = 2;
+    kl_var *v = NULL, *one = NULL, *sum = NULL;
+    int64_t got[2];
+    if (CHECK_OK(kl_full_int(ctx, KL_INT64, 1, &n, INT64_MAX, &v)) &&
+        CHECK_OK(kl_var_copy_to_host(v, got, sizeof got)))
+        CHECK(got[0] == INT64_MAX && got[1] == INT64_MAX);
+    kl_var_release(v);
+    /* 2^53 + 1 is not a double: it must survive a kernel that adds to it */
+    if (CHECK_OK(kl_full_int(ctx, KL_INT64, 1, &n, (INT64_C(1) << 53), &v)) &&
+        CHECK_OK(kl_full_int(ctx, KL_INT64, 0, NULL, 1, &one)) && CHECK_OK(kl_binary(KL_ADD, v, one, &sum)) &&
+        CHECK_OK(kl_var_copy_to_host(sum, got, sizeof got)))
+        CHECK_EQ_INT(got[0], (INT64_C(1) << 53) + 1);
+    kl_var_release(v);
+    kl_var_release(one);
+    kl_var_release(sum);
+    kl_var *bad = NULL;
+    CHECK_STATUS(kl_full_int(ctx, KL_INT32, 1, &n, INT64_C(1) << 40, &bad), KL_ERR_OVERFLOW);
+    CHECK(strstr(kl_last_error(), "1099511627776 is out of range for int32") != NULL);
+    CHECK_STATUS(kl_full_int(ctx, KL_UINT8, 1, &n, -1, &bad), KL_ERR_OVERFLOW);
+    CHECK_STATUS(kl_full_int(ctx, KL_INT8, 1, &n, 128, &bad), KL_ERR_OVERFLOW);
+    CHECK_STATUS(kl_full(ctx, KL_INT64, 1, &n, 1e19, &bad), KL_ERR_OVERFLOW);
+    CHECK_STATUS(kl_full(ctx, KL_INT32, 1, &n, 3e9, &bad), KL_ERR_OVERFLOW);
+    CHECK_STATUS(kl_full(ctx, KL_INT16, 1, &n, NAN, &bad), KL_ERR_VALUE);
+    CHECK_STATUS(kl_full(ctx, KL_INT64, 1, &n, -INFINITY, &bad), KL_ERR_OVERFLOW);
+    CHECK(bad == NULL);
+    /* in range: truncation as C converts, bool takes != 0, floats round */
+    int32_t g32[2];
+    if (CHECK_OK(kl_full(ctx, KL_INT32, 1, &n, -3.9, &v)) && CHECK_OK(kl_var_copy_to_host(v, g32, sizeof g32)))
+        CHECK_EQ_INT(g32[0], -3);
+    kl_var_release(v);
+    uint8_t gb[2];
+    if (CHECK_OK(kl_full_int(ctx, KL_BOOL, 1, &n, 5, &v)) && CHECK_OK(kl_var_copy_to_host(v, gb, sizeof gb)))
+        CHECK_EQ_INT(gb[0], 1);
+    kl_var_release(v);
+    double gd[2];
+    if (CHECK_OK(kl_full_int(ctx, KL_FLOAT64, 1, &n, (INT64_C(1) << 53) + 1, &v)) &&
+        CHECK_OK(kl_var_copy_to_host(v, gd, sizeof gd)))
+        CHECK(gd[0] == 9007199254740992.0);
+    kl_var_release(v);
+    /* a reindex of integers refuses an overflow value its dtype cannot hold */
+    kl_var *x = NULL, *r = NULL;
+    const char *idx[1] = {"i0+5"};
+    if (CHECK_OK(kl_full_int(ctx, KL_INT8, 1, &n, 7, &x))) {
+        CHECK_STATUS(kl_reindex(x, 1, &n, idx, 300, 0, NULL, 0, NULL, &r), KL_ERR_OVERFLOW);
+        CHECK_STATUS(kl_reindex(x, 1, &n, idx, NAN, 0, NULL, 0, NULL, &r), KL_ERR_VALUE);
+    }
+    kl_var_release(x);
+    CHECK_OK(kl_context_free(ctx));
+}
+
+CHECK_MAIN(TEST(test_full_integers_are_exact_and_range_checked), TEST(test_promote_table_is_symmetric), TEST(test_promote_all_pairs),
            TEST(test_promote_named_cases), TEST(test_names_round_trip), TEST(test_unknown_name),
            TEST(test_sizes), TEST(test_classification), TEST(test_status_and_op_names))

@@ -260,3 +260,40 @@ def test_float16_and_mixed_precision():
     x = jt.array(a)
     check(x * 2 + 1, (a * np.float16(2) + np.float16(1)), rtol=1e-3, dtype="float16")
     check(jt.exp(x), np.exp(a.astype(np.float32)), rtol=2e-3, dtype="float16")
+
+
+# ---- Python integers keep their digits (issue: ints became doubles) ----
+
+def test_python_ints_keep_every_digit():
+    big = 2**53 + 1                       # not a double
+    x = jt.array(np.array([0, 1], dtype="int64"))
+    np.testing.assert_array_equal((x + big).numpy(), np.array([big, big + 1], dtype="int64"))
+    np.testing.assert_array_equal(jt.full((2,), 2**63 - 1, "int64").numpy(), [2**63 - 1] * 2)
+    np.testing.assert_array_equal(jt.full((1,), -2**63, "int64").numpy(), [-2**63])
+    assert jt.full((1,), 2**40).dtype == "int64"          # too big for the int32 default
+    assert (jt.array([True]) + 2**40).dtype == "int64"
+    np.testing.assert_array_equal((x * 3).numpy(), [0, 3])
+
+
+@pytest.mark.parametrize("dtype,value", [("int32", 2**40), ("int32", -2**31 - 1), ("uint8", 256),
+                                         ("uint8", -1), ("int8", 128), ("int16", 2**15),
+                                         ("int64", 2**63)])
+def test_python_ints_out_of_a_dtypes_range_raise(dtype, value):
+    x = jt.array(np.array([1], dtype=dtype))
+    with pytest.raises(OverflowError, match=str(value)):
+        (x + value).numpy()
+    with pytest.raises(OverflowError):
+        jt.full((1,), value, dtype)
+
+
+def test_values_a_dtype_cannot_hold_are_refused():
+    with pytest.raises(OverflowError, match="does not fit int64"):
+        jt.array(np.array([2**63], dtype=np.uint64))
+    np.testing.assert_array_equal(jt.array(np.array([2**63 - 1], dtype=np.uint64)).numpy(),
+                                  [2**63 - 1])
+    with pytest.raises(ValueError, match="NaN"):
+        jt.full((1,), float("nan"), "int32")
+    with pytest.raises(OverflowError):
+        jt.full((1,), 1e30, "int64")
+    # floats still take any Python int, rounded
+    assert jt.full((1,), 2**100, "float64").item() == float(2**100)

@@ -12,6 +12,7 @@ PyObject *klpy_raise(kl_status s)
     case KL_ERR_TYPE: exc = PyExc_TypeError; break;
     case KL_ERR_INDEX: exc = PyExc_IndexError; break;
     case KL_ERR_MEMORY: exc = PyExc_MemoryError; break;
+    case KL_ERR_OVERFLOW: exc = PyExc_OverflowError; break;
     default: exc = PyExc_RuntimeError; break;
     }
     const char *msg = kl_last_error();

@@ -224,13 +224,40 @@ static PyObject *o_reshape(PyObject *mod, PyObject *args)
     return result(st, out);
 }
 
+/* full(shape, value, dtype): a Python int (or anything with __index__) keeps
+ * all its digits (int64, range-checked by the core); others are doubles. */
 static PyObject *o_full(PyObject *mod, PyObject *args)
 {
     (void)mod;
-    klpy_shape sh; double value; kl_dtype t;
-    if (!PyArg_ParseTuple(args, "O&dO&", klpy_conv_shape, &sh, &value, klpy_conv_dtype, &t)) return NULL;
+    klpy_shape sh; PyObject *value; kl_dtype t;
+    if (!PyArg_ParseTuple(args, "O&OO&", klpy_conv_shape, &sh, &value, klpy_conv_dtype, &t)) return NULL;
     kl_var *out;
-    kl_status st = kl_full(klpy_ctx, t, sh.ndim, sh.dims, value, &out);
+    kl_status st;
+    if (PyLong_Check(value) || (!PyFloat_Check(value) && PyIndex_Check(value))) {
+        PyObject *i = PyNumber_Index(value);
+        if (!i) return NULL;
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(i, &overflow);
+        if (overflow && kl_dtype_is_float(t)) {
+            double d = PyLong_AsDouble(i); /* beyond int64: a float dtype still takes it */
+            Py_DECREF(i);
+            if (d == -1.0 && PyErr_Occurred()) return NULL;
+            st = kl_full(klpy_ctx, t, sh.ndim, sh.dims, d, &out);
+            return result(st, out);
+        }
+        if (overflow) {
+            PyErr_Format(PyExc_OverflowError, "full: Python int %R is out of range for %s", i, kl_dtype_name(t));
+            Py_DECREF(i);
+            return NULL;
+        }
+        Py_DECREF(i);
+        if (v == -1 && PyErr_Occurred()) return NULL;
+        st = kl_full_int(klpy_ctx, t, sh.ndim, sh.dims, (int64_t)v, &out);
+    } else {
+        double d = PyFloat_AsDouble(value);
+        if (d == -1.0 && PyErr_Occurred()) return NULL;
+        st = kl_full(klpy_ctx, t, sh.ndim, sh.dims, d, &out);
+    }
     return result(st, out);
 }
 
