@@ -60,7 +60,11 @@ def _arg(x, dim, keepdims, op):
     d = norm_dim(dim, x.ndim, "arg" + op)
     m = reduce(x, op, d, True)
     pos = index(x.shape, d)
-    first = reduce(where(binary(x, m, "equal"), pos, x.shape[d]), "min", d, keepdims)
+    hit = binary(x, m, "equal")
+    if x.dtype.is_float:
+        # max/min propagate NaN, so a NaN extreme means the first NaN (NumPy)
+        hit = binary(hit, binary(x, x, "not_equal"), "logical_or")
+    first = reduce(where(hit, pos, x.shape[d]), "min", d, keepdims)
     return first, (m if keepdims else squeeze(m, d))
 
 
@@ -136,8 +140,14 @@ def argsort(x, dim=-1, descending=False):
     _, ib = _pairwise(x, d, "j")
     a, b = reindex(x, shape, ia), reindex(x, shape, ib)
     before = binary(b, a, "greater" if descending else "less")
-    tie = binary(binary(b, a, "equal"), binary(index(shape, d + 1), index(shape, d), "less"),
-                 "logical_and")
+    same = binary(b, a, "equal")
+    if x.dtype.is_float:
+        # NaN sorts as the largest value (NumPy, PyTorch): last ascending, first descending
+        nan_a, nan_b = binary(a, a, "not_equal"), binary(b, b, "not_equal")
+        first, second = (nan_b, nan_a) if descending else (nan_a, nan_b)
+        before = binary(before, binary(first, second.logical_not(), "logical_and"), "logical_or")
+        same = binary(same, binary(nan_a, nan_b, "logical_and"), "logical_or")
+    tie = binary(same, binary(index(shape, d + 1), index(shape, d), "less"), "logical_and")
     rank = reduce(binary(before, tie, "logical_or"), "sum", d + 1)
     every = ",".join(f"i{k}" for k in range(x.ndim))
     scatter = [f"@e0({every})" if k == d else f"i{k}" for k in range(x.ndim)]

@@ -156,3 +156,49 @@ def test_matmul_errors_and_bmm():
         jt.matmul(jt.array(2.0), jt.array(b))
     with pytest.raises(ValueError):
         jt.bmm(jt.array(a[0]), jt.array(b[0]))
+
+
+# ---- NaN orders as NumPy does (issue: repeated / out-of-range indices) ----
+
+def _with_nans(shape, seed, dtype="float32"):
+    r = np.random.default_rng(seed)
+    a = r.standard_normal(shape).astype(dtype)
+    a[r.random(shape) < 0.3] = np.nan
+    a.flat[0] = np.inf
+    return a
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_argsort_and_sort_put_nan_last(dtype):
+    a = _with_nans((5, 9), 1, dtype)
+    for dim in (0, 1, -1):
+        idx, vals = jt.argsort(jt.array(a), dim)
+        want = np.argsort(a, axis=dim, kind="stable")
+        np.testing.assert_array_equal(idx.numpy(), want)
+        np.testing.assert_array_equal(vals.numpy(), np.sort(a, axis=dim))
+        v2, i2 = jt.sort(jt.array(a), dim)
+        np.testing.assert_array_equal(i2.numpy(), want)
+
+
+def test_descending_sort_and_topk_put_nan_first():
+    a = _with_nans((4, 7), 2)
+    idx, vals = jt.argsort(jt.array(a), 1, descending=True)
+    # NaN is the largest value (PyTorch's convention), ties keep their order
+    want = np.array([np.lexsort((np.where(np.isnan(r), 0, -r), ~np.isnan(r))) for r in a])
+    np.testing.assert_array_equal(idx.numpy(), want)
+    for row in idx.numpy():
+        assert sorted(row) == list(range(7))   # a permutation: no repeats, none out of range
+    values, indices = jt.topk(jt.array(a), 3, 1)
+    np.testing.assert_array_equal(indices.numpy(), want[:, :3])
+
+
+@pytest.mark.parametrize("op", ["argmax", "argmin"])
+def test_argmax_returns_the_first_nan(op):
+    a = _with_nans((6, 8), 3)
+    a[2] = [1, 2, np.nan, 4, np.nan, 0, 1, 1]
+    a[3] = np.arange(8)                     # a row without NaN
+    for dim in (0, 1):
+        got, values = getattr(jt, op)(jt.array(a), dim)
+        np.testing.assert_array_equal(got.numpy(), getattr(np, op)(a, axis=dim))
+    flat, _ = getattr(jt, op)(jt.array(a))
+    assert flat.item() == getattr(np, op)(a)
