@@ -210,6 +210,11 @@ kl_status kl_reduce(kl_var *x, kl_reduce_op op, int ndims, const int *dims,
                     int keepdims, kl_var **out);
 /* Same elements, new shape (one dim may be -1); zero-copy once x is computed. */
 kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **out);
+/* x (integers) unchanged, except that computing it fails with KL_ERR_INDEX
+ * when a value is outside [lo, hi): the error names `what` (say "getitem on
+ * dim 0 of shape (3, 4)") and the value. For index vars that reindex reads,
+ * where an out-of-range value would otherwise read the overflow value. */
+kl_status kl_check_index(kl_var *x, int64_t lo, int64_t hi, const char *what, kl_var **out);
 
 /* ---- custom kernels (jt.code) ---- */
 typedef struct {

@@ -37,12 +37,31 @@ def _dnnl_ok(x, weight, nd, groups):
             and 3 + 2 * nd + (groups > 1) <= _MAX_DIMS)
 
 
-def _tuple(v, n, name="argument"):
+def _tuple(v, n, name="argument", minimum=None):
+    """v as n ints (one int repeats), each at least `minimum` when given."""
     if isinstance(v, (list, tuple)):
         if len(v) != n:
             raise ValueError(f"{name} must have {n} values, got {tuple(v)}")
-        return tuple(int(a) for a in v)
-    return (int(v),) * n
+        t = tuple(int(a) for a in v)
+    else:
+        t = (int(v),) * n
+    if minimum is not None and any(a < minimum for a in t):
+        raise ValueError(f"{name} must be {'positive' if minimum == 1 else f'at least {minimum}'}, "
+                         f"got {t}")
+    return t
+
+
+def _check_output_padding(opad, stride, dilation, name):
+    """PyTorch's rule: each output padding below its stride or its dilation."""
+    for o, s, d in zip(opad, stride, dilation):
+        if o >= max(s, d):
+            raise ValueError(f"{name}: output_padding {tuple(opad)} must be smaller than the "
+                             f"stride {tuple(stride)} or the dilation {tuple(dilation)}")
+
+
+def _check_groups(groups, name):
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{name}: groups must be a positive int, got {groups!r}")
 
 
 def _term(coef, name):
@@ -76,9 +95,7 @@ def _pads(padding, nd, ks, stride, dilation, name):
             return out
         raise ValueError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', "
                          f"got {padding!r}")
-    p = _tuple(padding, nd, f"{name}: padding")
-    if any(v < 0 for v in p):
-        raise ValueError(f"{name}: negative padding {p}")
+    p = _tuple(padding, nd, f"{name}: padding", minimum=0)
     return [(v, v) for v in p]
 
 
@@ -119,9 +136,10 @@ def conv_nd(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, nd=
     sp = x.shape[2:]
     O, Cg = weight.shape[:2]
     ks = weight.shape[2:]
-    stride = _tuple(stride, nd, f"{name}: stride")
-    dilation = _tuple(dilation, nd, f"{name}: dilation")
-    if groups < 1 or C % groups or O % groups:
+    stride = _tuple(stride, nd, f"{name}: stride", minimum=1)
+    dilation = _tuple(dilation, nd, f"{name}: dilation", minimum=1)
+    _check_groups(groups, name)
+    if C % groups or O % groups:
         raise ValueError(f"{name}: groups={groups} must divide the input channels ({C}) and "
                          f"the output channels ({O})")
     if Cg * groups != C:
@@ -233,12 +251,14 @@ def conv_transpose_nd(x, weight, bias=None, stride=1, padding=0, output_padding=
     if Cw != C:
         raise ValueError(f"{name}: input of shape {x.shape} has {C} channels, weight of "
                          f"shape {weight.shape} expects {Cw}")
+    _check_groups(groups, name)
     if C % groups:
         raise ValueError(f"{name}: groups={groups} must divide the input channels ({C})")
-    stride = _tuple(stride, nd, f"{name}: stride")
-    dilation = _tuple(dilation, nd, f"{name}: dilation")
-    pad = _tuple(padding, nd, f"{name}: padding")
-    opad = _tuple(output_padding, nd, f"{name}: output_padding")
+    stride = _tuple(stride, nd, f"{name}: stride", minimum=1)
+    dilation = _tuple(dilation, nd, f"{name}: dilation", minimum=1)
+    pad = _tuple(padding, nd, f"{name}: padding", minimum=0)
+    opad = _tuple(output_padding, nd, f"{name}: output_padding", minimum=0)
+    _check_output_padding(opad, stride, dilation, name)
     Cg, O = C // groups, Og * groups
     outs = [(sp[j] - 1) * stride[j] - 2 * pad[j] + dilation[j] * (ks[j] - 1) + opad[j] + 1
             for j in range(nd)]
@@ -336,18 +356,21 @@ class _ConvNd(Module):
         super().__init__()
         nd = self._nd
         name = type(self).__name__
+        _check_groups(groups, name)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: groups={groups} must divide in_channels "
                              f"({in_channels}) and out_channels ({out_channels})")
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"{name}: unknown padding_mode {padding_mode!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _tuple(kernel_size, nd, f"{name}: kernel_size")
-        self.stride = _tuple(stride, nd, f"{name}: stride")
+        self.kernel_size = _tuple(kernel_size, nd, f"{name}: kernel_size", minimum=1)
+        self.stride = _tuple(stride, nd, f"{name}: stride", minimum=1)
         self.padding = padding if isinstance(padding, str) else \
-            _tuple(padding, nd, f"{name}: padding")
-        self.dilation = _tuple(dilation, nd, f"{name}: dilation")
-        self.output_padding = _tuple(output_padding, nd, f"{name}: output_padding")
+            _tuple(padding, nd, f"{name}: padding", minimum=0)
+        self.dilation = _tuple(dilation, nd, f"{name}: dilation", minimum=1)
+        self.output_padding = _tuple(output_padding, nd, f"{name}: output_padding", minimum=0)
+        if self._transposed:
+            _check_output_padding(self.output_padding, self.stride, self.dilation, name)
         self.groups, self.padding_mode = groups, padding_mode
         rf = int(math.prod(self.kernel_size))
         if self._transposed:

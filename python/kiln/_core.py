@@ -1,6 +1,7 @@
 """The Var class and the thin wrappers every other op is built from: each wraps
 one C meta-op, applies Python's weak typing to scalars and records autograd links."""
 import numbers
+import os
 import weakref
 
 import numpy as np
@@ -14,6 +15,7 @@ __all__ = ["Var", "array"]
 class _State:
     grad_enabled = True
     lazy = True
+    check_indices = os.environ.get("KILN_CHECK_INDICES", "1") != "0"
 
 
 state = _State()
@@ -353,6 +355,14 @@ def full_scalar(value, dt):
 
 def to_var(x):
     return x if isinstance(x, Var) else array(x)
+
+
+def checked_index(x, lo, hi, what):
+    """Integer var x as is, except that computing it raises IndexError (naming
+    `what`) if a value falls outside [lo, hi); off with jt.flags.check_indices = 0."""
+    if not state.check_indices:
+        return x
+    return out(_C.check_index(x, int(lo), int(hi), what), x)
 
 
 # ---- the element-wise meta-ops ----

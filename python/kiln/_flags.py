@@ -48,6 +48,18 @@ class _Flags:
         state.grad_enabled = not v
 
     @property
+    def check_indices(self):
+        """1 (default; KILN_CHECK_INDICES=0 starts with 0): index vars read by
+        getitem, Embedding and cross-entropy are checked, and an out-of-range
+        value raises IndexError at the sync; 0 skips the check (such values
+        then read 0)."""
+        return int(state.check_indices)
+
+    @check_indices.setter
+    def check_indices(self, v):
+        state.check_indices = bool(v)
+
+    @property
     def cache_dir(self):
         return _C.cache_dir()
 
@@ -56,7 +68,7 @@ class _Flags:
         _C.cache_dir(str(v))
 
     def __repr__(self):
-        names = ("lazy_execution", "log_level", "use_cuda", "no_grad", "cache_dir")
+        names = ("lazy_execution", "log_level", "use_cuda", "no_grad", "check_indices", "cache_dir")
         return "jt.flags(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
 
 

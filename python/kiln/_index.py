@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from . import _C
-from ._core import Var, cast, is_scalar, out, rebind, to_var, where
+from ._core import Var, cast, checked_index, is_scalar, out, rebind, to_var, where
 from ._reduce import index
 from ._shape import broadcast, reindex, reindex_reduce, reshape
 
@@ -61,15 +61,34 @@ def _normalize_items(idx):
             items.append(_as_host_index(it))
         else:
             raise IndexError(f"unsupported index {it!r} of type {type(it).__name__}")
-    # boolean masks become the integer arrays of their true positions
-    flat = []
     for it in items:
-        if isinstance(it, np.ndarray) and it.dtype == np.bool_:
-            if it.ndim == 0:
-                raise IndexError("a 0-d boolean mask is not a supported index")
+        if _is_mask(it) and it.ndim == 0:
+            raise IndexError("a 0-d boolean mask is not a supported index")
+    return items
+
+
+def _is_mask(it):
+    return isinstance(it, np.ndarray) and it.dtype == np.bool_
+
+
+def _expand_masks(items, shape):
+    """Boolean masks become the integer arrays of their true positions, each
+    checked against the dims it covers (NumPy's rule: same shape)."""
+    flat, d = [], 0
+    for it in items:
+        if _is_mask(it):
+            cover = tuple(shape[d:d + it.ndim])
+            if it.shape != cover:
+                k = next((j for j in range(it.ndim) if j >= len(cover) or it.shape[j] != cover[j]), 0)
+                size = cover[k] if k < len(cover) else 0
+                raise IndexError(f"boolean index did not match the indexed var along dim {d + k}: "
+                                 f"the dim has size {size}, the mask {it.shape[k]} (mask of shape "
+                                 f"{it.shape} at dim {d} of a var of shape {tuple(shape)})")
             flat.extend(np.nonzero(it))
+            d += it.ndim
         else:
             flat.append(it)
+            d += it is not None
     return flat
 
 
@@ -81,7 +100,7 @@ def plan_index(x, idx):
     shape = x.shape
     nd = len(shape)
     items = _normalize_items(idx)
-    used = sum(1 for it in items if it is not None and it is not Ellipsis)
+    used = sum(it.ndim if _is_mask(it) else 1 for it in items if it is not None and it is not Ellipsis)
     if used > nd:
         raise IndexError(f"too many indices for a var of shape {shape}: {used} were given")
     n_ell = sum(1 for it in items if it is Ellipsis)
@@ -98,6 +117,7 @@ def plan_index(x, idx):
         items = items[:e] + fill + items[e + 1:]
     else:
         items = items + fill
+    items = _expand_masks(items, shape)
 
     p = _Plan()
     arrays = [it for it in items if _is_array(it)]
@@ -140,14 +160,16 @@ def plan_index(x, idx):
             if b_start is None:
                 b_start = len(p.shape)
                 p.shape.extend(bshape)
-            p.exprs.append(_array_expr(p, it, n, d, bshape, b_start))
+            p.exprs.append(_array_expr(p, it, n, d, bshape, b_start, shape))
         d += 1
     return p
 
 
-def _array_expr(p, a, n, d, bshape, b_start):
+def _array_expr(p, a, n, d, bshape, b_start, shape):
     """The expression reading index array a (right-aligned in the broadcast shape)."""
     checked = isinstance(a, np.ndarray)
+    if not checked:  # a var: its values are known at the sync
+        a = checked_index(a, -n, n, f"getitem on dim {d} of shape {tuple(shape)}")
     if checked:
         a = np.where(a < 0, a + n, a)
         bad = (a < 0) | (a >= n)

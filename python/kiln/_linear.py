@@ -4,7 +4,7 @@ with their functional forms linear, embedding, dropout, dropout2d."""
 import math
 
 from . import _C
-from ._core import cast, out, to_var, where
+from ._core import cast, checked_index, out, to_var, where
 from ._module import Module
 from ._shape import broadcast, flatten, reindex
 from . import init as _init
@@ -118,6 +118,7 @@ def embedding(x, weight, padding_idx=None):
         pad = padding_idx % weight.shape[0]
         keep = (x != pad).reshape(x.shape + (1,))
     idx = ",".join(f"i{k}" for k in range(nd))
+    x = checked_index(x, 0, weight.shape[0], f"Embedding with {weight.shape[0]} rows")
     y = reindex(weight, x.shape + (D,), [f"@e0({idx})", f"i{nd}"], 0, (), [x])
     if padding_idx is not None:
         y = where(keep, y, y.detach())   # the padding row gets no gradient

@@ -3,7 +3,7 @@
 CrossEntropy (class indices with ignore_index, class weights and label
 smoothing, or class probabilities), NLL, KLDiv; plus Jittor's names
 (cross_entropy_loss, mse_loss, bce_loss, l1_loss, nll_loss)."""
-from ._core import cast, to_float, to_var, where
+from ._core import cast, checked_index, to_float, to_var, where
 from ._module import Module
 from ._reduce import log_softmax
 from ._shape import reindex
@@ -124,7 +124,10 @@ def _nll(logp, target, weight, ignore_index, reduction, label_smoothing, elem_sh
     target = target.reshape((M,))
     keep = None
     if ignore_index is not None:
-        keep = cast(target != ignore_index, logp.dtype)
+        ignored = target == ignore_index
+        keep = cast(ignored.logical_not(), logp.dtype)
+        target = where(ignored, 0, target)
+    target = checked_index(target, 0, C, f"{name} target ({C} classes)")
     if weight is not None:
         weight = to_var(weight)
         w_t = reindex(weight, (M,), ["@e0(i0)"], 0, (), [target])

@@ -6,6 +6,7 @@ window with an overflow condition. Layers: MaxPool1d/2d/3d, AvgPool1d/2d/3d,
 AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d, Jittor's Pool."""
 import numpy as np
 
+from ._conv import _tuple
 from ._core import array, to_var
 from ._module import Module
 from ._shape import reindex
@@ -15,14 +16,6 @@ __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d",
            "adaptive_max_pool2d", "pool", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d",
            "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
            "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Pool"]
-
-
-def _tuple(v, n):
-    if isinstance(v, (list, tuple)):
-        if len(v) != n:
-            raise ValueError(f"expected {n} values, got {tuple(v)}")
-        return tuple(int(a) for a in v)
-    return (int(v),) * n
 
 
 def _out_size(n, k, s, p, d, ceil_mode):
@@ -43,6 +36,11 @@ def _windows(x, nd, ks, stride, pad, dil, ceil_mode, fill, name):
         x = x.float32()
     lead = x.ndim - nd
     sp = x.shape[lead:]
+    for what, v, least in (("kernel_size", ks, 1), ("stride", stride, 1), ("padding", pad, 0),
+                           ("dilation", dil, 1)):
+        if any(a < least for a in v):
+            raise ValueError(f"{name}: {what} must be {'positive' if least else 'at least 0'}, "
+                             f"got {tuple(v)}")
     for j in range(nd):
         if pad[j] * 2 > ks[j]:
             raise ValueError(f"{name}: padding {pad} must be at most half the kernel size {ks}")

@@ -1,6 +1,7 @@
 /* emit.c: the emitter's bookkeeping (buffers, arguments, temps, memo) and the
  * dispatch from a var's op to its family's emit function in src/ops/. */
 #include "codegen/emit.h"
+#include "core/context.h"
 #include "core/dtype.h"
 #include "ops/ops.h"
 #include <stdarg.h>
@@ -102,6 +103,8 @@ double kl_arg_value(const kl_var *v, kl_arg_kind kind, int dim)
     case KL_ARG_RAND_A: return v->op.p.random.a;
     case KL_ARG_RAND_B: return v->op.p.random.b;
     case KL_ARG_OVERFLOW: return v->op.p.reindex.overflow_value;
+    case KL_ARG_CHECK_LO: case KL_ARG_CHECK_HI: case KL_ARG_CHECK_WHAT: case KL_ARG_CHECK_RECORD:
+        return (double)kl_arg_int(v, kind, dim);
     }
     return 0;
 }
@@ -122,6 +125,11 @@ int64_t kl_arg_int(const kl_var *v, kl_arg_kind kind, int dim)
     case KL_ARG_SEED: return (int64_t)v->op.p.random.seed;
     case KL_ARG_OFFSET: return (int64_t)v->op.p.random.offset;
     case KL_ARG_FULL: return v->op.p.full.ivalue;
+    case KL_ARG_CHECK_LO: return v->op.p.check.lo;
+    case KL_ARG_CHECK_HI: return v->op.p.check.hi;
+    /* addresses travel as integers: the kernel text stays the same */
+    case KL_ARG_CHECK_WHAT: return (int64_t)(intptr_t)v->op.p.check.what;
+    case KL_ARG_CHECK_RECORD: return (int64_t)(intptr_t)v->ctx->index_error;
     default: return saturate_i64(kl_arg_value(v, kind, dim));
     }
 }
@@ -321,6 +329,7 @@ const char *kl_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
         case KL_OP_REINDEX: r = kl_reindex_emit(em, v, c); break;
         case KL_OP_RESHAPE: r = kl_reshape_emit(em, v, c); break;
         case KL_OP_STOP_GRAD: r = kl_emit(em, v->op.inputs[0], c); break;
+        case KL_OP_CHECK_INDEX: r = kl_check_emit(em, v, c); break;
         case KL_OP_ARRAY: r = load(em, v, c); break;
         default:
             return kl_emit_fail(em, kl_error(KL_ERR_RUNTIME, "internal: %s cannot be inlined",

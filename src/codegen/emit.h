@@ -32,7 +32,8 @@ typedef struct {
 /* Where a kernel argument's value comes from, so a cached plan can read the
  * arguments of a new graph of the same structure without generating text. */
 typedef enum {
-    KL_ARG_SHAPE, KL_ARG_FULL, KL_ARG_SEED, KL_ARG_OFFSET, KL_ARG_RAND_A, KL_ARG_RAND_B, KL_ARG_OVERFLOW
+    KL_ARG_SHAPE, KL_ARG_FULL, KL_ARG_SEED, KL_ARG_OFFSET, KL_ARG_RAND_A, KL_ARG_RAND_B, KL_ARG_OVERFLOW,
+    KL_ARG_CHECK_LO, KL_ARG_CHECK_HI, KL_ARG_CHECK_WHAT, KL_ARG_CHECK_RECORD
 } kl_arg_kind;
 
 typedef struct {

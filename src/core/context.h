@@ -45,6 +45,9 @@ struct kl_context {
     kl_fingerprint fingerprint; /* reused buffer */
     kl_sync_scratch sync;
     kl_var *pending; /* vars not yet computed, newest first (kl_sync_all) */
+    /* what a kernel's check_index op found: [0] set, [1] the value, [2] lo,
+     * [3] hi, [4] the op's description (a char *) (src/ops/check.c) */
+    int64_t index_error[5];
     /* the last vars freed, kept (poisoned under ASan) so that a handle
      * released twice is recognised instead of touching freed memory */
     kl_var *graveyard[KL_GRAVEYARD];

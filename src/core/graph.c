@@ -20,7 +20,7 @@ static const char *const kind_names[KL_OP_KIND_COUNT] = {
     [KL_OP_BINARY] = "binary", [KL_OP_WHERE] = "where", [KL_OP_BROADCAST] = "broadcast_to",
     [KL_OP_REINDEX] = "reindex", [KL_OP_REINDEX_REDUCE] = "reindex_reduce",
     [KL_OP_REDUCE] = "reduce", [KL_OP_RESHAPE] = "reshape", [KL_OP_STOP_GRAD] = "stop_grad",
-    [KL_OP_CODE] = "code",
+    [KL_OP_CODE] = "code", [KL_OP_CHECK_INDEX] = "check_index",
 };
 
 const char *kl_op_kind_name(kl_op_kind k) { return kind_names[k]; }
@@ -71,6 +71,7 @@ void kl_buffer_release(kl_buffer *b)
 void kl_op_free_params(kl_op *op)
 {
     if (op->kind == KL_OP_CODE) kl_code_detach(op);
+    if (op->kind == KL_OP_CHECK_INDEX) { free(op->p.check.what); op->p.check.what = NULL; }
     if (op->kind == KL_OP_REINDEX || op->kind == KL_OP_REINDEX_REDUCE) {
         for (int i = 0; i < op->p.reindex.n_indexes; i++) kl_expr_free(op->p.reindex.indexes[i]);
         for (int i = 0; i < op->p.reindex.n_conditions; i++) kl_expr_free(op->p.reindex.conditions[i]);

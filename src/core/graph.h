@@ -24,6 +24,7 @@ typedef enum {
     KL_OP_RESHAPE,
     KL_OP_STOP_GRAD,
     KL_OP_CODE,           /* one output of a user kernel (src/ops/code.c) */
+    KL_OP_CHECK_INDEX,    /* its input, with values outside a range reported (src/ops/check.c) */
     KL_OP_KIND_COUNT
 } kl_op_kind;
 
@@ -60,6 +61,7 @@ typedef struct kl_op {
         } reindex;
         struct { kl_reduce_op op; uint8_t mask; int keepdims; } reduce; /* bit d: input dim d reduced */
         struct { struct kl_code_node *node; int index; } code;
+        struct { int64_t lo, hi; char *what; } check;
     } p;
 } kl_op;
 

@@ -14,6 +14,7 @@ const char *kl_where_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
 const char *kl_broadcast_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
 const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
 const char *kl_reshape_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+const char *kl_check_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
 
 /* Kernels whose root is a reduction: they write their own loop nests. */
 kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *loops);
@@ -43,6 +44,10 @@ const char *kl_reindex_targets(kl_emitter *em, kl_var *v, const kl_coords *c, kl
 /* A reindex or reindex_reduce sharing src's expressions (cloned). */
 kl_status kl_reindex_like(const kl_op *src, kl_op_kind kind, kl_reduce_op rop, kl_var *input,
                           int ndim, const int64_t *shape, double overflow_value, kl_var **out);
+
+/* After a kernel ran: KL_OK, or the index error one of its check_index ops
+ * recorded (clearing the record). */
+kl_status kl_check_index_result(struct kl_context *ctx);
 
 /* User kernels: the source and language of v's kernel, running it (and its
  * siblings), and its gradient kernels. */

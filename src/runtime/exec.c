@@ -177,6 +177,11 @@ static kl_status run_step(kl_context *ctx, step *st)
     ptrs[0] = out->data;
     st->fn(ptrs, st->k.iargs, st->k.fargs);
     ctx->counters.kernels_launched++;
+    kl_status s = kl_check_index_result(ctx);
+    if (s != KL_OK) { /* v stays pending: every later sync of it fails the same way */
+        kl_buffer_release(out);
+        return s;
+    }
     kl_var_set_computed(v, out);
     return KL_OK;
 }

@@ -613,7 +613,54 @@ static void test_index_and_full(void)
     kl_context_free(ctx);
 }
 
-CHECK_MAIN(TEST(test_broadcast_to_with_dims), TEST(test_broadcast_to_right_aligned),
+/* A gather whose index var passes through check_index: in range it is the
+ * plain gather; a value outside the range fails the sync with KL_ERR_INDEX
+ * naming the op and the value, and the var stays uncomputed. */
+static void test_check_index_makes_bad_gathers_errors(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t n = 5, m = 4;
+    kl_var *x = check_var(ctx, KL_FLOAT32, 1, &n, ((double[]){10, 11, 12, 13, 14}));
+    kl_var *good = check_var(ctx, KL_INT32, 1, &m, ((double[]){4, 0, 2, 2}));
+    kl_var *bad = check_var(ctx, KL_INT32, 1, &m, ((double[]){1, 7, 2, -1}));
+    const char *idx[1] = {"@e0(i0)"};
+    kl_var *cg = NULL, *cb = NULL, *g = NULL, *b = NULL, *twice = NULL, *b2 = NULL;
+    if (!CHECK_OK(kl_check_index(good, 0, n, "gather test", &cg)) ||
+        !CHECK_OK(kl_check_index(bad, 0, n, "gather test on dim 0 of shape (5,)", &cb)) ||
+        !CHECK_OK(kl_reindex(x, 1, &m, idx, 0, 0, NULL, 1, &cg, &g)) ||
+        !CHECK_OK(kl_reindex(x, 1, &m, idx, 0, 0, NULL, 1, &cb, &b)))
+        return;
+    double *got = check_read(g);
+    if (got) CHECK_ARRAY_CLOSE(got, ((double[]){14, 10, 12, 12}), 4, 0, 0, "checked gather");
+    free(got);
+    float out[4];
+    CHECK_STATUS(kl_var_copy_to_host(b, out, sizeof out), KL_ERR_INDEX);
+    CHECK_MSG(strstr(kl_last_error(), "gather test on dim 0 of shape (5,): index 7 is out of range [0, 5)") ||
+                  strstr(kl_last_error(), "gather test on dim 0 of shape (5,): index -1 is out of range [0, 5)"),
+              "message: %s", kl_last_error());
+    CHECK(!kl_var_is_computed(cb) && !kl_var_is_computed(b));
+    CHECK_STATUS(kl_var_copy_to_host(b, out, sizeof out), KL_ERR_INDEX); /* and again */
+    /* fused into an element-wise consumer, the check still runs */
+    kl_var *one = NULL;
+    if (CHECK_OK(kl_full_int(ctx, KL_INT32, 0, NULL, 1, &one)) && CHECK_OK(kl_binary(KL_ADD, cb, one, &twice))) {
+        int32_t o[4];
+        CHECK_STATUS(kl_var_copy_to_host(twice, o, sizeof o), KL_ERR_INDEX);
+    }
+    /* a range that holds every value changes nothing */
+    if (CHECK_OK(kl_check_index(bad, -1, 8, "wide", &b2))) {
+        int32_t o[4];
+        if (CHECK_OK(kl_var_copy_to_host(b2, o, sizeof o))) CHECK(o[0] == 1 && o[1] == 7 && o[3] == -1);
+    }
+    kl_var *f = NULL;
+    CHECK_STATUS(kl_check_index(x, 0, 5, "floats", &f), KL_ERR_TYPE);
+    CHECK_STATUS(kl_check_index(good, 5, 0, "empty", &f), KL_ERR_VALUE);
+    kl_var *all[] = {x, good, bad, cg, cb, g, b, one, twice, b2};
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) kl_var_release(all[k]);
+    CHECK_OK(kl_context_free(ctx));
+}
+
+CHECK_MAIN(TEST(test_check_index_makes_bad_gathers_errors), TEST(test_broadcast_to_with_dims), TEST(test_broadcast_to_right_aligned),
            TEST(test_reindex_transpose), TEST(test_reindex_flip),
            TEST(test_reindex_pad_overflow_value), TEST(test_reindex_overflow_conditions),
            TEST(test_reindex_extras_gather), TEST(test_reindex_conv_window),

@@ -88,3 +88,13 @@ def test_no_crash_on_uninitialised_var():
     with pytest.raises(TypeError):
         jt._C.unary(3, "exp")
     assert sys.getrefcount(v) >= 2
+
+
+def test_huge_index_expressions_are_refused_not_crashing():
+    """A 40000-term expression once overflowed the C stack of its walkers."""
+    x = jt.random((4,))
+    with pytest.raises(ValueError, match="nested too deeply"):
+        jt.reindex(x, (4,), ["+".join(["i0"] * 40000)])
+    with pytest.raises(ValueError, match="overflow"):
+        jt.reindex(x, (4,), ["i0+9223372036854775807*2"])
+    np.testing.assert_array_equal(jt.reindex(x, (4,), ["3-i0"]).numpy(), x.numpy()[::-1])

@@ -392,3 +392,42 @@ def test_init_reproducible_under_seed():
     jt.seed(42)
     b = nn.Linear(4, 3).weight.numpy()
     np.testing.assert_array_equal(a, b)
+
+
+# ---- shape arguments are validated (issue: dilation=0 accepted, stride=0 ZeroDivisionError) ----
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(dilation=0), "dilation must be positive"),
+    (dict(stride=0), "stride must be positive"),
+    (dict(stride=(1, -1)), "stride must be positive"),
+    (dict(padding=-1), "padding must be at least 0"),
+    (dict(groups=0), "groups must be a positive int"),
+    (dict(kernel_size=0), "kernel_size must be positive"),
+])
+def test_conv_arguments_are_validated(kwargs, match):
+    args = dict(in_channels=2, out_channels=2, kernel_size=3)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        jt.nn.Conv2d(**args)
+    if "kernel_size" not in kwargs:
+        w = jt.random((2, 2, 3, 3))
+        with pytest.raises(ValueError, match=match):
+            jt.nn.conv2d(jt.random((1, 2, 8, 8)), w, **kwargs)
+
+
+def test_conv_transpose_output_padding_must_be_below_stride_or_dilation():
+    with pytest.raises(ValueError, match="output_padding"):
+        jt.nn.ConvTranspose2d(1, 1, 3, stride=1, output_padding=2)
+    with pytest.raises(ValueError, match="output_padding"):
+        jt.nn.conv_transpose2d(jt.random((1, 1, 4, 4)), jt.random((1, 1, 3, 3)), stride=2,
+                               output_padding=2)
+    y = jt.nn.ConvTranspose2d(1, 1, 3, stride=2, output_padding=1)(jt.random((1, 1, 4, 4)))
+    assert y.shape == (1, 1, 10, 10)
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(stride=0), "stride must be positive"),
+                                          (dict(padding=-1), "padding must be at least 0"),
+                                          (dict(dilation=0), "dilation must be positive")])
+def test_pool_arguments_are_validated(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        jt.nn.max_pool2d(jt.random((1, 1, 8, 8)), 2, **kwargs)

@@ -226,6 +226,17 @@ static PyObject *o_reshape(PyObject *mod, PyObject *args)
 
 /* full(shape, value, dtype): a Python int (or anything with __index__) keeps
  * all its digits (int64, range-checked by the core); others are doubles. */
+static PyObject *o_check_index(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    PyObject *x; long long lo, hi; const char *what;
+    if (!PyArg_ParseTuple(args, "OLLs", &x, &lo, &hi, &what)) return NULL;
+    VAR_ARG(xv, x, "check_index");
+    kl_var *out;
+    kl_status st = kl_check_index(xv, (int64_t)lo, (int64_t)hi, what, &out);
+    return result(st, out);
+}
+
 static PyObject *o_full(PyObject *mod, PyObject *args)
 {
     (void)mod;
@@ -357,6 +368,7 @@ PyMethodDef klpy_op_methods[] = {
      "reindex_reduce(y, op, shape, indexes, overflow_conditions=(), extras=())"},
     {"reduce", o_reduce, METH_VARARGS, "reduce(x, op, dims=(), keepdims=False)"},
     {"reshape", o_reshape, METH_VARARGS, "reshape(x, shape)"},
+    {"check_index", o_check_index, METH_VARARGS, "check_index(x, lo, hi, what): x, failing at sync outside [lo, hi)"},
     {"full", o_full, METH_VARARGS, "full(shape, value, dtype)"},
     {"random", o_random, METH_VARARGS, "random(shape, dtype, 'uniform'|'normal', a, b)"},
     {"index", o_index, METH_VARARGS, "index(shape, dim, dtype)"},
