@@ -39,7 +39,8 @@ typedef enum {
     KL_ERR_INDEX,   /* index out of range: IndexError */
     KL_ERR_RUNTIME, /* compile or run failure: RuntimeError */
     KL_ERR_MEMORY,  /* allocation failed: MemoryError */
-    KL_ERR_OVERFLOW /* a value outside its dtype's range: OverflowError */
+    KL_ERR_OVERFLOW, /* a value outside its dtype's range: OverflowError */
+    KL_ERR_INTERRUPTED /* a sync stopped by its interrupt check: KeyboardInterrupt */
 } kl_status;
 
 typedef enum {
@@ -122,6 +123,10 @@ void kl_context_counters(const kl_context *ctx, kl_counters *out);
 /* Returns cached, unused host memory to the system (and the weights oneDNN
  * keeps reordered for repeated convolutions). */
 void kl_context_gc(kl_context *ctx);
+/* check(arg) is called by a sync between its kernels (in the syncing
+ * thread); a nonzero answer stops the sync with KL_ERR_INTERRUPTED: the
+ * vars computed so far stay computed, the rest pending. NULL removes it. */
+void kl_context_set_interrupt(kl_context *ctx, int (*check)(void *arg), void *arg);
 /* 1 when the named library ("blas": OpenBLAS gemm, "dnnl": oneDNN 2.x
  * convolutions) is found and not disabled (KILN_BLAS=0, KILN_DNNL=0). */
 int kl_context_has_library(kl_context *ctx, const char *name);

@@ -3,7 +3,7 @@
 import functools
 
 from . import _C
-from ._core import Leaf, Var, array, out, state, to_var
+from ._core import Leaf, Var, array, grad_mode, out, state, to_var
 from ._create import zeros_like
 
 __all__ = ["grad", "backward", "no_grad", "enable_grad", "is_grad_enabled", "stop_grad", "detach"]
@@ -75,17 +75,24 @@ def backward(self, grad=None, retain_graph=False, create_graph=False):
 
 
 class no_grad:
-    """Context manager (and decorator): ops built inside are cut from autograd."""
+    """Context manager (and decorator): ops built inside are cut from autograd.
+    The mode is the calling thread's own (a contextvars.ContextVar)."""
 
     _enabled = False
 
+    def __init__(self):
+        self._tokens = []
+
     def __enter__(self):
-        self._prev = state.grad_enabled
-        state.grad_enabled = self._enabled
+        self._tokens.append(grad_mode.set(self._enabled))
         return self
 
     def __exit__(self, *exc):
-        state.grad_enabled = self._prev
+        token = self._tokens.pop()
+        try:
+            grad_mode.reset(token)
+        except ValueError:  # entered in another thread or context: restore its value
+            grad_mode.set(token.old_value if token.old_value is not token.MISSING else True)
         return False
 
     def __call__(self, fn):

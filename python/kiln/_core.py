@@ -1,5 +1,6 @@
 """The Var class and the thin wrappers every other op is built from: each wraps
 one C meta-op, applies Python's weak typing to scalars and records autograd links."""
+import contextvars
 import numbers
 import os
 import weakref
@@ -12,10 +13,23 @@ from ._dtype import DTYPES, as_dtype
 __all__ = ["Var", "array"]
 
 
+# Whether ops record gradients: per thread (and per asyncio task), so that
+# no_grad in one thread leaves models built in another untouched.
+grad_mode = contextvars.ContextVar("kiln_grad_enabled", default=True)
+
+
 class _State:
-    grad_enabled = True
+    """Process-wide flags (jt.flags), and grad mode through grad_mode."""
     lazy = True
     check_indices = os.environ.get("KILN_CHECK_INDICES", "1") != "0"
+
+    @property
+    def grad_enabled(self):
+        return grad_mode.get()
+
+    @grad_enabled.setter
+    def grad_enabled(self, on):
+        grad_mode.set(bool(on))
 
 
 state = _State()
@@ -49,7 +63,7 @@ def stopped(x):
 
 def out(o, *inputs):
     """Finishes a Var fresh from a C op: autograd link, no_grad, eager mode."""
-    if state.grad_enabled:
+    if grad_mode.get():
         gn = merge_links(inputs)
         if gn is not None:
             o._gn = gn

@@ -103,6 +103,13 @@ void kl_context_gc(kl_context *ctx)
     kl_host_trim(&ctx->alloc);
 }
 
+void kl_context_set_interrupt(kl_context *ctx, int (*check)(void *arg), void *arg)
+{
+    if (!have(ctx, "kl_context_set_interrupt", "ctx")) return;
+    ctx->interrupt = check;
+    ctx->interrupt_arg = arg;
+}
+
 int kl_context_has_library(kl_context *ctx, const char *name)
 {
     if (!have(ctx, "kl_context_has_library", "ctx") || !have(name, "kl_context_has_library", "name")) return 0;

@@ -48,6 +48,8 @@ struct kl_context {
     /* what a kernel's check_index op found: [0] set, [1] the value, [2] lo,
      * [3] hi, [4] the op's description (a char *) (src/ops/check.c) */
     int64_t index_error[5];
+    int (*interrupt)(void *arg); /* asked between kernels whether to stop */
+    void *interrupt_arg;
     /* the last vars freed, kept (poisoned under ASan) so that a handle
      * released twice is recognised instead of touching freed memory */
     kl_var *graveyard[KL_GRAVEYARD];

@@ -27,6 +27,7 @@ const char *kl_status_name(kl_status s)
     case KL_ERR_RUNTIME: return "runtime error";
     case KL_ERR_MEMORY: return "out of memory";
     case KL_ERR_OVERFLOW: return "overflow error";
+    case KL_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown status";
 }

@@ -292,7 +292,17 @@ kl_status kl_sync(kl_var *const *vars, int n)
             steps[i].fn = fns[j++];
             if (steps[i].new_plan) kl_plan_set_fn(steps[i].new_plan, steps[i].fn);
         }
-    for (int i = 0; s == KL_OK && i < n_steps; i++) s = run_step_timed(ctx, &steps[i]);
+    for (int i = 0; s == KL_OK && i < n_steps; i++) {
+        if (ctx->interrupt && ctx->interrupt(ctx->interrupt_arg))
+            s = kl_error(KL_ERR_INTERRUPTED, "sync interrupted after %d of %d kernels", i, n_steps);
+        else
+            s = run_step_timed(ctx, &steps[i]);
+        /* drop this step's holds at once: an intermediate is freed as soon
+         * as the last kernel that reads it has run, not at the end of the sync */
+        kl_kernel_free(&steps[i].k);
+        kl_var_release(steps[i].v);
+        steps[i].v = NULL;
+    }
     for (int i = 0; i < n_steps; i++) {
         kl_kernel_free(&steps[i].k);
         kl_var_release(steps[i].v);

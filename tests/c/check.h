@@ -69,6 +69,7 @@ static inline const char *check_status_name_(kl_status s)
     case KL_ERR_RUNTIME: return "KL_ERR_RUNTIME";
     case KL_ERR_MEMORY: return "KL_ERR_MEMORY";
     case KL_ERR_OVERFLOW: return "KL_ERR_OVERFLOW";
+    case KL_ERR_INTERRUPTED: return "KL_ERR_INTERRUPTED";
     }
     return "KL_ERR_?";
 }

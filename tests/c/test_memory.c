@@ -127,6 +127,72 @@ static void test_retain_release(void)
     kl_context_free(ctx);
 }
 
+/* x_{k+1} = x_k/2 + mean(x_k)/2: every step is its own kernel (the mean needs
+ * x_k stored); x_k is freed once step k+1 has read it, not at the sync's end. */
+static kl_var *mean_chain(kl_context *ctx, int64_t n, int steps)
+{
+    kl_var *x = NULL, *half = check_scalar(ctx, KL_FLOAT32, 0.5);
+    if (!CHECK_OK(kl_full(ctx, KL_FLOAT32, 1, &n, 1.0, &x))) return NULL;
+    for (int k = 0; k < steps && x; k++) {
+        kl_var *m = NULL, *a = NULL, *b = NULL, *next = NULL;
+        if (CHECK_OK(kl_reduce(x, KL_REDUCE_MEAN, 0, NULL, 0, &m)) && CHECK_OK(kl_binary(KL_MUL, x, half, &a)) &&
+            CHECK_OK(kl_binary(KL_MUL, m, half, &b)))
+            CHECK_OK(kl_binary(KL_ADD, a, b, &next));
+        kl_var_release(m);
+        kl_var_release(a);
+        kl_var_release(b);
+        kl_var_release(x);
+        x = next;
+    }
+    kl_var_release(half);
+    return x;
+}
+
+static void test_intermediates_freed_during_a_sync(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t n = 1 << 20;
+    size_t nbytes = (size_t)n * sizeof(float);
+    kl_counters base = counters(ctx);
+    kl_var *y = mean_chain(ctx, n, 40);
+    if (y && CHECK_OK(kl_sync(&y, 1))) {
+        kl_counters c = counters(ctx);
+        CHECK_MSG(c.kernels_launched - base.kernels_launched >= 40, "%llu kernels",
+                  (unsigned long long)(c.kernels_launched - base.kernels_launched));
+        CHECK_MSG(c.peak_bytes_in_use <= base.bytes_in_use + 4 * nbytes, "peak %llu bytes for 40 steps on %zu-byte arrays",
+                  (unsigned long long)c.peak_bytes_in_use, nbytes);
+    }
+    kl_var_release(y);
+    CHECK_OK(kl_context_free(ctx));
+}
+
+static int stop_after(void *arg)
+{
+    int *left = arg;
+    return --*left < 0;
+}
+
+/* An interrupt check stops a sync between kernels; what ran stays computed
+ * and the next sync finishes the rest with the same result. */
+static void test_interrupted_sync_resumes(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t n = 1000;
+    kl_var *y = mean_chain(ctx, n, 30);
+    int left = 5;
+    kl_context_set_interrupt(ctx, stop_after, &left);
+    float got[1000];
+    CHECK_STATUS(kl_var_copy_to_host(y, got, sizeof got), KL_ERR_INTERRUPTED);
+    CHECK(strstr(kl_last_error(), "interrupted after 5 of") != NULL);
+    CHECK(!kl_var_is_computed(y));
+    kl_context_set_interrupt(ctx, NULL, NULL);
+    if (CHECK_OK(kl_var_copy_to_host(y, got, sizeof got))) CHECK(got[0] == 1.0f && got[999] == 1.0f);
+    kl_var_release(y);
+    CHECK_OK(kl_context_free(ctx));
+}
+
 static void test_intermediates_freed_in_a_long_chain(void)
 {
     kl_context *ctx = check_context();
@@ -303,4 +369,5 @@ static void test_sync_all_computes_held_pending_vars(void)
 
 CHECK_MAIN(TEST(test_sync_all_computes_held_pending_vars), TEST(test_release_returns_to_baseline), TEST(test_computed_var_drops_its_inputs),
            TEST(test_retain_release), TEST(test_intermediates_freed_in_a_long_chain),
+           TEST(test_intermediates_freed_during_a_sync), TEST(test_interrupted_sync_resumes),
            TEST(test_repeated_work_stays_flat), TEST(test_gc_empties_cache))

@@ -11,6 +11,7 @@
  * (at most -dim, set by the kernel). grad_sources: a sequence of str or None. */
 static PyObject *c_code(PyObject *mod, PyObject *args)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod;
     PyObject *ins, *outs, *grads;
     const char *source;
@@ -66,6 +67,7 @@ done:
  * compiler's output on failure. A later run of the same source costs a lookup. */
 static PyObject *c_code_compile(PyObject *mod, PyObject *args)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod;
     PyObject *srcs;
     int cplusplus;

@@ -35,6 +35,14 @@ int klpy_conv_dtype(PyObject *o, void *out);     /* kl_dtype*: int code or name 
 typedef struct { int n; int v[KL_MAX_DIMS]; } klpy_ints;
 int klpy_conv_ints(PyObject *o, void *out);
 
+/* threads.c: every call into the core first waits out another thread's
+ * sync (1; 0 with an exception set); syncs run with the GIL released and
+ * check for signals between kernels (n < 0: every pending var); handles
+ * dropped during a sync are released after it. */
+int klpy_enter(void);
+kl_status klpy_sync(kl_var *const *vars, int n);
+void klpy_release(kl_var *v);
+
 /* Method tables: ops.c (the op constructors), code.c (jt.code). */
 extern PyMethodDef klpy_op_methods[];
 extern PyMethodDef klpy_code_methods[];

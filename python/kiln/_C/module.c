@@ -6,6 +6,7 @@ kl_context *klpy_ctx = NULL;
 
 PyObject *klpy_raise(kl_status s)
 {
+    if (s == KL_ERR_INTERRUPTED && PyErr_Occurred()) return NULL; /* a signal handler's exception */
     PyObject *exc;
     switch (s) {
     case KL_ERR_VALUE: exc = PyExc_ValueError; break;
@@ -13,6 +14,7 @@ PyObject *klpy_raise(kl_status s)
     case KL_ERR_INDEX: exc = PyExc_IndexError; break;
     case KL_ERR_MEMORY: exc = PyExc_MemoryError; break;
     case KL_ERR_OVERFLOW: exc = PyExc_OverflowError; break;
+    case KL_ERR_INTERRUPTED: exc = PyExc_KeyboardInterrupt; break;
     default: exc = PyExc_RuntimeError; break;
     }
     const char *msg = kl_last_error();
@@ -105,6 +107,7 @@ static int dtype_of_format(const char *fmt, Py_ssize_t itemsize)
 /* from_buffer(obj): a new array Var holding a copy of a C-contiguous buffer. */
 static PyObject *m_from_buffer(PyObject *mod, PyObject *obj)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod;
     Py_buffer b;
     if (PyObject_GetBuffer(obj, &b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
@@ -137,6 +140,7 @@ static PyObject *m_set_var_class(PyObject *mod, PyObject *cls)
 
 static PyObject *m_seed(PyObject *mod, PyObject *arg)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod;
     unsigned long long s = PyLong_AsUnsignedLongLongMask(arg);
     if (PyErr_Occurred()) return NULL;
@@ -146,6 +150,7 @@ static PyObject *m_seed(PyObject *mod, PyObject *arg)
 
 static PyObject *m_gc(PyObject *mod, PyObject *unused)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod; (void)unused;
     kl_context_gc(klpy_ctx);
     Py_RETURN_NONE;
@@ -153,6 +158,7 @@ static PyObject *m_gc(PyObject *mod, PyObject *unused)
 
 static PyObject *m_has_library(PyObject *mod, PyObject *arg)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod;
     const char *name = PyUnicode_AsUTF8(arg);
     if (!name) return NULL;
@@ -161,6 +167,7 @@ static PyObject *m_has_library(PyObject *mod, PyObject *arg)
 
 static PyObject *m_set_debug(PyObject *mod, PyObject *arg)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod;
     long level = PyLong_AsLong(arg);
     if (level == -1 && PyErr_Occurred()) return NULL;
@@ -170,12 +177,14 @@ static PyObject *m_set_debug(PyObject *mod, PyObject *arg)
 
 static PyObject *m_get_debug(PyObject *mod, PyObject *unused)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod; (void)unused;
     return PyLong_FromLong(kl_context_debug(klpy_ctx));
 }
 
 static PyObject *m_cache_dir(PyObject *mod, PyObject *args)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod;
     const char *dir = NULL;
     if (!PyArg_ParseTuple(args, "|z", &dir)) return NULL;
@@ -189,6 +198,7 @@ static PyObject *m_cache_dir(PyObject *mod, PyObject *args)
 
 static PyObject *m_counters(PyObject *mod, PyObject *unused)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod; (void)unused;
     kl_counters c;
     kl_context_counters(klpy_ctx, &c);

@@ -239,6 +239,7 @@ static PyObject *o_check_index(PyObject *mod, PyObject *args)
 
 static PyObject *o_full(PyObject *mod, PyObject *args)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod;
     klpy_shape sh; PyObject *value; kl_dtype t;
     if (!PyArg_ParseTuple(args, "O&OO&", klpy_conv_shape, &sh, &value, klpy_conv_dtype, &t)) return NULL;
@@ -274,6 +275,7 @@ static PyObject *o_full(PyObject *mod, PyObject *args)
 
 static PyObject *o_random(PyObject *mod, PyObject *args)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod;
     klpy_shape sh; kl_dtype t; const char *kind; double a, b;
     if (!PyArg_ParseTuple(args, "O&O&sdd", klpy_conv_shape, &sh, klpy_conv_dtype, &t, &kind, &a, &b))
@@ -292,6 +294,7 @@ static PyObject *o_random(PyObject *mod, PyObject *args)
 
 static PyObject *o_index(PyObject *mod, PyObject *args)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod;
     klpy_shape sh; int dim; kl_dtype t;
     if (!PyArg_ParseTuple(args, "O&iO&", klpy_conv_shape, &sh, &dim, klpy_conv_dtype, &t)) return NULL;
@@ -314,7 +317,7 @@ static PyObject *o_sync(PyObject *mod, PyObject *arg)
     (void)mod;
     var_list l = {0};
     if (!conv_vars(arg, &l)) return NULL;
-    kl_status s = l.n ? kl_sync(l.v, l.n) : KL_OK;
+    kl_status s = l.n ? klpy_sync(l.v, l.n) : KL_OK;
     conv_vars(NULL, &l);
     if (s != KL_OK) return klpy_raise(s);
     Py_RETURN_NONE;
@@ -322,8 +325,9 @@ static PyObject *o_sync(PyObject *mod, PyObject *arg)
 
 static PyObject *o_sync_all(PyObject *mod, PyObject *unused)
 {
+    if (!klpy_enter()) return NULL;
     (void)mod; (void)unused;
-    kl_status s = kl_sync_all(klpy_ctx);
+    kl_status s = klpy_sync(NULL, -1);
     if (s != KL_OK) return klpy_raise(s);
     Py_RETURN_NONE;
 }

@@ -26,6 +26,7 @@ PyObject *klpy_wrap(kl_var *v)
 
 kl_var *klpy_var(PyObject *o, const char *what)
 {
+    if (!klpy_enter()) return NULL;
     if (!PyObject_TypeCheck(o, &KlVar_Type)) {
         PyErr_Format(PyExc_TypeError, "%s: expected a Var, got %.100s", what, Py_TYPE(o)->tp_name);
         return NULL;
@@ -37,7 +38,7 @@ kl_var *klpy_var(PyObject *o, const char *what)
 
 static void var_dealloc(KlVarObject *self)
 {
-    if (self->v) kl_var_release(self->v);
+    if (self->v) klpy_release(self->v);
     self->v = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -141,7 +142,7 @@ static PyObject *var_rebind(KlVarObject *self, PyObject *other)
     kl_var_retain(nv);
     kl_var *old = self->v;
     self->v = nv;
-    if (old) kl_var_release(old);
+    if (old) klpy_release(old);
     Py_RETURN_NONE;
 }
 
@@ -209,7 +210,8 @@ static int var_getbuffer(KlVarObject *self, Py_buffer *view, int flags)
     const void *data = NULL;
     int64_t numel = kl_var_numel(v);
     if (numel > 0) {
-        kl_status s = kl_var_data(v, &data);
+        kl_status s = kl_var_is_computed(v) ? KL_OK : klpy_sync(&v, 1);
+        if (s == KL_OK) s = kl_var_data(v, &data);
         if (s != KL_OK) { klpy_raise(s); return -1; }
     }
     view_info *info = PyMem_Calloc(1, sizeof *info);
@@ -247,7 +249,7 @@ static void var_releasebuffer(KlVarObject *self, Py_buffer *view)
     (void)self;
     view_info *info = view->internal;
     if (info) {
-        kl_var_release(info->v);
+        klpy_release(info->v);
         PyMem_Free(info);
     }
     view->internal = NULL;
