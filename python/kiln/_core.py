@@ -13,6 +13,10 @@ from ._dtype import DTYPES, as_dtype
 __all__ = ["Var", "array"]
 
 
+# A fork (a DataLoader worker) waits for a sync another thread is running,
+# so the child's copy of the context is whole.
+os.register_at_fork(before=_C.wait_idle)
+
 # Whether ops record gradients: per thread (and per asyncio task), so that
 # no_grad in one thread leaves models built in another untouched.
 grad_mode = contextvars.ContextVar("kiln_grad_enabled", default=True)

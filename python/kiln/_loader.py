@@ -3,11 +3,22 @@ kiln.dataset.DataLoader (PyTorch style): default_collate (NumPy arrays,
 numbers, Vars, dicts, tuples), conversion of batches to Vars, and the
 iterator, in-process or with worker processes that prefetch batches (each
 worker gets index lists on its own queue and sends collated NumPy batches
-back; the main process yields them in order)."""
+back; the main process yields them in order).
+
+Workers are forked by default (datasets need not be picklable); kiln's core
+computes on one thread in a forked child, since OpenMP cannot start its
+threads there. A worker that sends nothing for the stall timeout is reported
+with its index and Python stack (faulthandler, on SIGUSR1) instead of being
+waited on forever."""
 import collections
+import faulthandler
 import multiprocessing as mp
 import numbers
+import os
 import queue
+import signal
+import tempfile
+import time
 import traceback
 
 import numpy as np
@@ -94,8 +105,12 @@ class _WorkerError:
         self.type_name = type(exc).__name__
 
 
-def _worker_loop(dataset, collate_fn, index_q, result_q, worker_id, seed, init_fn, n_workers):
+def _worker_loop(dataset, collate_fn, index_q, result_q, worker_id, seed, init_fn, n_workers,
+                 stack_path=None):
     import random
+    if stack_path:  # the main process asks for our stack with SIGUSR1 when we stall
+        stack_file = open(stack_path, "w")
+        faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
     np.random.seed((seed + worker_id) % 2**32)
     random.seed(seed + worker_id)
     _WORKER_INFO["info"] = WorkerInfo(worker_id, n_workers, seed + worker_id, dataset)
@@ -138,12 +153,16 @@ class BatchIterator:
 
     def __init__(self, dataset, batches, collate_fn=default_collate, num_workers=0,
                  prefetch_factor=2, keep_numpy=False, worker_init_fn=None, timeout=0,
-                 seed=None, start_method=None):
+                 seed=None, start_method=None, stall_timeout=None):
         self.dataset, self.batches = dataset, list(batches)
         self.collate_fn = collate_fn or default_collate
         self.num_workers, self.prefetch = int(num_workers), max(1, int(prefetch_factor))
         self.keep_numpy, self.init_fn = keep_numpy, worker_init_fn
         self.timeout = timeout if timeout and timeout > 0 else None
+        # how long a batch may take before its worker is reported as stuck
+        if stall_timeout is None:
+            stall_timeout = self.timeout or float(os.environ.get("KILN_LOADER_STALL_TIMEOUT", 600))
+        self.stall_timeout = float(stall_timeout)
         self.seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
         self.start_method = start_method
         self._procs = []
@@ -172,11 +191,15 @@ class BatchIterator:
         index_qs = [ctx.Queue() for _ in range(n)]
         result_q = ctx.Queue()
         self._procs = []
+        self._stack_paths = []
         try:
             for w in range(n):
+                fd, path = tempfile.mkstemp(prefix=f"kiln-worker{w}-stack-")
+                os.close(fd)
+                self._stack_paths.append(path)
                 p = ctx.Process(target=_worker_loop, daemon=True,
                                 args=(self.dataset, self.collate_fn, index_qs[w], result_q, w,
-                                      self.seed, self.init_fn, n))
+                                      self.seed, self.init_fn, n, path))
                 p.start()
                 self._procs.append(p)
             sent, done, ready = 0, 0, {}
@@ -185,8 +208,9 @@ class BatchIterator:
                 index_qs[sent % n].put((sent, self.batches[sent]))
                 sent += 1
             while done < total:
+                waiting_since = time.monotonic()
                 while done not in ready:
-                    k, data = self._get(result_q)
+                    k, data = self._get(result_q, done, waiting_since)
                     ready[k] = data
                 data = ready.pop(done)
                 if isinstance(data, _WorkerError):
@@ -200,18 +224,44 @@ class BatchIterator:
         finally:
             self._shutdown(index_qs, result_q)
 
-    def _get(self, result_q):
+    def _get(self, result_q, batch, since):
+        """The next result; batch is the one awaited since `since`."""
         while True:
+            left = self.stall_timeout - (time.monotonic() - since)
             try:
-                return result_q.get(timeout=self.timeout or 5.0)
+                return result_q.get(timeout=max(0.01, min(left, 1.0)))
             except queue.Empty:
                 dead = [p for p in self._procs if not p.is_alive()]
                 if dead:
                     codes = ", ".join(f"{p.pid} (exit code {p.exitcode})" for p in dead)
                     raise RuntimeError(f"DataLoader worker(s) {codes} exited unexpectedly")
-                if self.timeout:
-                    raise RuntimeError(f"DataLoader timed out after {self.timeout} s "
-                                       "waiting for a batch") from None
+                if time.monotonic() - since >= self.stall_timeout:
+                    raise self._stalled(batch) from None
+
+    def _stalled(self, batch):
+        """The error for a worker that has not delivered `batch`: its index,
+        pid and Python stack (asked for with SIGUSR1)."""
+        w = batch % len(self._procs)
+        p, path = self._procs[w], self._stack_paths[w]
+        stack = ""
+        try:
+            os.kill(p.pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                with open(path) as f:
+                    stack = f.read()
+                if stack.count("File ") and stack.endswith("\n"):
+                    time.sleep(0.05)
+                    with open(path) as f:
+                        stack = f.read()
+                    break
+        except OSError:
+            pass
+        return RuntimeError(
+            f"DataLoader worker {w} (pid {p.pid}) made no progress for {self.stall_timeout:g} s "
+            f"on batch {batch} (timeout= / KILN_LOADER_STALL_TIMEOUT set this); its stack:\n"
+            f"{stack or '(not available)'}")
 
     def _shutdown(self, index_qs, result_q):
         for q in index_qs:
@@ -228,3 +278,9 @@ class BatchIterator:
             q.cancel_join_thread()
             q.close()
         self._procs = []
+        for path in getattr(self, "_stack_paths", ()):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self._stack_paths = []

@@ -1,12 +1,23 @@
 /* context.c: creating a context from the environment, its settings and counters. */
 #include "core/context.h"
 #include "core/error.h"
+#include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* libgomp cannot start a parallel region in a child forked after the
+ * parent ran one (its thread pool does not exist there; the child hangs), so
+ * a forked child -- a DataLoader worker -- computes on one thread, as
+ * PyTorch does. */
+static void single_threaded_child(void) { omp_set_num_threads(1); }
+static void register_fork_handler(void) { pthread_atfork(NULL, NULL, single_threaded_child); }
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+
 kl_status kl_context_new(kl_context **out)
 {
+    pthread_once(&fork_handler_once, register_fork_handler);
     KL_ARG(out, "kl_context_new", "out");
     *out = NULL;
     kl_context *ctx = calloc(1, sizeof *ctx);

@@ -202,3 +202,59 @@ def test_bilinear_resize_matches_torch():
     want = torch.nn.functional.interpolate(torch.from_numpy(img.transpose(2, 0, 1))[None],
                                            size=(9, 4), mode="bilinear", align_corners=False)
     np.testing.assert_allclose(got, want[0].numpy().transpose(1, 2, 0), rtol=1e-5, atol=1e-6)
+
+
+# ---- workers never hang (issue: fork after an OpenMP kernel deadlocked) ----
+
+FORK_AFTER_KERNELS = """
+import kiln as jt
+from kiln.dataset import DataLoader
+
+print(jt.random((1 << 22,)).sum().item() > 0)        # a parallel kernel in the parent
+
+class Squares:
+    def __len__(self):
+        return 8
+    def __getitem__(self, i):                           # kiln kernels in the worker
+        return (jt.ones((1 << 18,)) * i).sum().numpy()
+
+got = [b.numpy().tolist() for b in DataLoader(Squares(), batch_size=2, num_workers=2)]
+assert got == [[0, 2**18], [2 * 2**18, 3 * 2**18], [4 * 2**18, 5 * 2**18], [6 * 2**18, 7 * 2**18]], got
+print("ok")
+"""
+
+
+def test_workers_forked_after_parallel_kernels_compute(tmp_path):
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / "fork.py"
+    script.write_text(FORK_AFTER_KERNELS)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, PYTHONPATH=os.path.join(root, "python")))
+    assert run.returncode == 0 and run.stdout.split() == ["True", "ok"], run.stdout + run.stderr
+
+
+class _StuckOnThree:
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        if i == 3:
+            import time
+            time.sleep(3600)                 # a worker that never finishes this sample
+        return np.float32(i)
+
+
+def test_a_stuck_worker_is_reported_with_its_stack():
+    import time
+    loader = DataLoader(_StuckOnThree(), batch_size=1, num_workers=2, timeout=2)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError) as e:
+        for _ in loader:
+            pass
+    msg = str(e.value)
+    assert "worker 1" in msg and "no progress for 2 s on batch 3" in msg, msg
+    assert "time.sleep" in msg or "__getitem__" in msg, msg   # the worker's own stack
+    assert time.monotonic() - start < 30

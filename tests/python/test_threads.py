@@ -154,3 +154,29 @@ def test_ctrl_c_interrupts_a_long_sync_between_kernels(tmp_path):
     assert line.startswith("interrupted"), line + out + err
     assert reaction < 5, f"KeyboardInterrupt came {reaction:.1f} s after SIGINT"
     assert "after" in out and p.returncode == 0, out + err
+
+
+def test_fork_during_another_threads_sync_gives_a_working_child():
+    _long_chain(2).item()
+    y = _long_chain(2000)
+    t = threading.Thread(target=y.item)
+    t.start()
+    time.sleep(0.2)                               # the sync is running in t
+    pid = os.fork()                               # waits for it (os.register_at_fork)
+    if pid == 0:
+        try:
+            ok = jt.array([1.0, 2.0]).sum().item() == 3.0 and y.is_computed
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    t.join()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the forked child hung")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status

@@ -131,6 +131,15 @@ static PyObject *m_from_buffer(PyObject *mod, PyObject *obj)
 
 /* ---- context ---- */
 
+/* Before os.fork: waits out another thread's sync, so that the child never
+ * inherits a context in the middle of one (registered by kiln/_core.py). */
+static PyObject *m_wait_idle(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    if (!klpy_enter()) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *m_set_var_class(PyObject *mod, PyObject *cls)
 {
     (void)mod;
@@ -260,6 +269,7 @@ static PyObject *m_promote(PyObject *mod, PyObject *args)
 static PyMethodDef module_methods[] = {
     {"from_buffer", m_from_buffer, METH_O, "from_buffer(obj): a Var copying a C-contiguous buffer"},
     {"set_var_class", m_set_var_class, METH_O, "set the class new Vars are made of"},
+    {"wait_idle", m_wait_idle, METH_NOARGS, "wait until no thread is running a sync"},
     {"seed", m_seed, METH_O, "seed(n): reseed the random generator"},
     {"gc", m_gc, METH_NOARGS, "return cached memory to the system"},
     {"has_library", m_has_library, METH_O, "whether 'blas' or 'dnnl' is found and enabled"},
