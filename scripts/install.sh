@@ -2,18 +2,44 @@
 # install.sh: installs what kiln needs from Debian's packages (skipping what
 # is present), then builds the C core and the Python extension in place.
 # Run as root (or with sudo available) on Debian 12 or newer.
+#   scripts/install.sh                   everything, then build
+#   scripts/install.sh --packages G...   only the package groups G (no build):
+#                                        core, fuzz, extras (scripts/test.sh
+#                                        asks for core and fuzz)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(
+core=(
     gcc g++ make                          # kernels are compiled by the system C compiler
-    python3 python3-dev python3-setuptools python3-numpy python3-pytest
+    python3 python3-dev python3-setuptools python3-numpy python3-pytest python3-venv
+)
+fuzz=(
+    clang libclang-rt-dev libomp-dev      # libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
+)
+extras=(
     python3-sklearn                       # the digits data set for the demo
     libopenblas-dev libopenblas0-pthread  # CPU BLAS (and a fast BLAS for PyTorch in benchmarks)
     libdnnl-dev                           # oneDNN, CPU convolution
     python3-torch python3-torchvision     # side-by-side benchmarks and reference tests
     python3-tqdm                          # progress bars
 )
+
+groups=(core fuzz extras)
+build=1
+if [ "${1:-}" = "--packages" ]; then
+    shift
+    groups=("$@")
+    build=0
+fi
+packages=()
+for g in "${groups[@]}"; do
+    case "$g" in
+        core) packages+=("${core[@]}") ;;
+        fuzz) packages+=("${fuzz[@]}") ;;
+        extras) packages+=("${extras[@]}") ;;
+        *) echo "install.sh: unknown package group '$g' (core, fuzz, extras)"; exit 2 ;;
+    esac
+done
 
 missing=()
 for p in "${packages[@]}"; do
@@ -27,6 +53,7 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+((build)) || exit 0
 make -j"$(nproc)"
 /usr/bin/python3 setup.py -q build_ext --inplace
 echo "install.sh: kiln is built (C core in build/, Python package in python/kiln)"

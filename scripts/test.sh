@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # test.sh: builds kiln and runs every test: the C tests, the C tests again
-# under AddressSanitizer and UBSan, and the Python suite.
+# under AddressSanitizer and UBSan, the Python suite, and the fuzzers for a
+# minute each (FUZZ_SECONDS; 0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+fuzz_seconds="${FUZZ_SECONDS:-60}"
+# the compilers and tools the tests need (a no-op when they are there)
+scripts/install.sh --packages core fuzz
 export KILN_CACHE_DIR="${KILN_CACHE_DIR:-$PWD/build/kernel-cache}"
 # every plan-cache hit is checked against freshly generated code
 export KILN_CHECK_PLANS=1
@@ -17,3 +21,6 @@ make -j"$jobs" test-c
 make -j"$jobs" asan
 /usr/bin/python3 setup.py -q build_ext --inplace
 PYTHONPATH=python /usr/bin/python3 -m pytest -q tests/python
+if [ "$fuzz_seconds" != 0 ]; then
+    scripts/fuzz.sh "$fuzz_seconds"
+fi

@@ -30,6 +30,12 @@ def to_numpy_tree(obj):
     return obj
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save(obj, path):
     """Pickles obj (Vars as NumPy arrays) to path, atomically."""
     path = os.fspath(path)
@@ -38,6 +44,7 @@ def save(obj, path):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".kiln-save-", dir=folder)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from others
         with os.fdopen(fd, "wb") as f:
             pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
             f.flush()

@@ -38,8 +38,11 @@ A bare storage object (rare) comes back as a :class:`PthStorage`, which
 everything lands in host memory.
 """
 import io
+import lzma
 import os
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -342,10 +345,15 @@ def _unpickle(f, persistent_load, what, limit=None):
 # deflate cannot inflate more than ~1032-fold; a record claiming more is crafted
 _MAX_INFLATE = 1100
 
+# what zipfile raises on a damaged or unusual archive (unsupported versions
+# and methods, encryption, bad headers, inflate errors)
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, OSError,
+               EOFError, ValueError, KeyError, OverflowError, struct.error, zlib.error, lzma.LZMAError)
+
 def _load_zip(f, half_to_float):
     try:
         zf = zipfile.ZipFile(f)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+    except _ZIP_ERRORS as e:
         raise _truncated("its zip directory cannot be read", e) from None
     with zf:
         names = zf.namelist()
@@ -359,8 +367,11 @@ def _load_zip(f, half_to_float):
         prefix = pkls[0][:-len("data.pkl")]
         order = "<"
         if prefix + "byteorder" in names:
-            if zf.read(prefix + "byteorder").strip() == b"big":
-                order = ">"
+            try:
+                big = zf.read(prefix + "byteorder").strip() == b"big"
+            except _ZIP_ERRORS as e:
+                raise _truncated("its byteorder record cannot be read", e) from None
+            order = ">" if big else "<"
         cache = {}
 
         def persistent_load(pid):
@@ -386,7 +397,7 @@ def _load_zip(f, half_to_float):
             try:
                 with zf.open(info) as r:
                     raw = r.read(need)
-            except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as e:
+            except _ZIP_ERRORS as e:
                 raise _truncated(f"storage record '{name}' cannot be read", e) from None
             if len(raw) < need:
                 raise _truncated(f"storage '{key}' holds {len(raw) // rdt.itemsize} elements, "
@@ -397,13 +408,15 @@ def _load_zip(f, half_to_float):
 
         try:
             pf = zf.open(prefix + "data.pkl")
-        except (zipfile.BadZipFile, OSError) as e:
+        except _ZIP_ERRORS as e:
             raise _truncated("data.pkl cannot be read", e) from None
         with pf:
             try:
                 return _unpickle(pf, persistent_load, "data.pkl",
                                  limit=zf.getinfo(prefix + "data.pkl").file_size)
-            except zipfile.BadZipFile as e:
+            except PthError:
+                raise
+            except _ZIP_ERRORS as e:
                 raise _truncated("data.pkl cannot be read", e) from None
 
 
@@ -532,7 +545,7 @@ def is_pth(path_or_file):
                         return any(n == "data.pkl" or (n.endswith("/data.pkl") and
                                                        n.count("/") == 1)
                                    for n in zf.namelist())
-                except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+                except _ZIP_ERRORS:
                     return True
             return _sniff_legacy(head)
         finally:

@@ -235,20 +235,29 @@ class RestrictedUnpickler(pickle.Unpickler):
         return self._persistent(pid)
 
 
+_MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+
+
 def _check_lengths(f, limit):
     """Walks the pickle's opcodes once, reading every counted string through
-    a BoundedReader, and rewinds: the C unpickler allocates a BINBYTES8 or
-    BYTEARRAY8 object at its declared length before reading it, so a length
-    the file cannot back must be caught first."""
+    a BoundedReader, and rewinds. The C unpickler allocates what a pickle
+    declares before it reads it: a BINBYTES8 or BYTEARRAY8 object at its
+    declared length, and a memo table as large as the largest PUT index; so
+    a length or index the file cannot back is refused first (a real pickle's
+    memo indices count its objects, fewer than its bytes)."""
     start = f.tell()
-    for _ in pickletools.genops(BoundedReader(f, limit)):
-        pass
+    for op, arg, _ in pickletools.genops(BoundedReader(f, limit)):
+        if op.name in _MEMO_PUTS and arg > limit:
+            raise CheckpointError(f"a pickle of {limit} bytes puts memo entry {arg} "
+                                  "(crafted or corrupt)")
     f.seek(start)
 
 
 # what a damaged pickle raises inside the unpickler
+# (SystemError: NumPy's __setstate__ functions answer bad states with it)
 UNPICKLE_ERRORS = (EOFError, pickle.UnpicklingError, ValueError, IndexError, TypeError, KeyError,
-                   AttributeError, struct.error, MemoryError, OverflowError, RecursionError)
+                   AttributeError, struct.error, MemoryError, OverflowError, RecursionError,
+                   SystemError)
 
 
 def restricted_load(f, what, persistent_load=None, resolve=None, limit=None, damaged=None,

@@ -346,8 +346,10 @@ static size_t print_rec(const kl_expr *e, char *buf, size_t size, size_t pos)
     case KL_EX_YSHAPE: OUT("yshape%lld", v); break;
     case KL_EX_XDIM: OUT("XDIM"); break;
     case KL_EX_YDIM: OUT("YDIM"); break;
-    case KL_EX_NEG: OUT("-("); pos = print_rec(e->args[0], buf, size, pos); OUT(")"); break;
-    case KL_EX_NOT: OUT("!("); pos = print_rec(e->args[0], buf, size, pos); OUT(")"); break;
+    /* no parentheses of their own: infix operands print theirs, so the text
+     * nests no deeper than the tree and always parses back */
+    case KL_EX_NEG: OUT("-"); pos = print_rec(e->args[0], buf, size, pos); break;
+    case KL_EX_NOT: OUT("!"); pos = print_rec(e->args[0], buf, size, pos); break;
     case KL_EX_BINARY:
         OUT("(");
         pos = print_rec(e->args[0], buf, size, pos);
