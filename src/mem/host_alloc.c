@@ -3,15 +3,19 @@
 #include "mem/host_alloc.h"
 #include <stdlib.h>
 
+/* The size of class c (aligned_alloc wants a multiple of the alignment). */
+static void class_size_of(int c, size_t *size)
+{
+    size_t base = (size_t)KL_ALLOC_ALIGN << (c / 4);
+    *size = (base / 4 * (size_t)(4 + c % 4) + KL_ALLOC_ALIGN - 1) / KL_ALLOC_ALIGN * KL_ALLOC_ALIGN;
+}
+
+/* The smallest class holding nbytes, and its size; -1 when none does. */
 static int class_of(size_t nbytes, size_t *class_size)
 {
-    size_t base = KL_ALLOC_ALIGN;
-    for (int k = 0; k < KL_ALLOC_CLASSES / 4; k++, base *= 2) {
-        for (int q = 0; q < 4; q++) {
-            /* aligned_alloc wants a multiple of the alignment */
-            size_t size = (base / 4 * (size_t)(4 + q) + KL_ALLOC_ALIGN - 1) / KL_ALLOC_ALIGN * KL_ALLOC_ALIGN;
-            if (size >= nbytes) { *class_size = size; return k * 4 + q; }
-        }
+    for (int c = 0; c < KL_ALLOC_CLASSES; c++) {
+        class_size_of(c, class_size);
+        if (*class_size >= nbytes) return c;
     }
     return -1;
 }
@@ -41,11 +45,31 @@ void *kl_host_alloc(kl_host_allocator *a, size_t nbytes)
     return p;
 }
 
+/* Frees waiting blocks, largest classes first, until `room` more bytes fit
+ * under the cache's bound. */
+static void make_room(kl_host_allocator *a, uint64_t room)
+{
+    uint64_t limit = a->peak_bytes_in_use > KL_ALLOC_MIN_CACHE ? a->peak_bytes_in_use : KL_ALLOC_MIN_CACHE;
+    size_t size = KL_ALLOC_ALIGN;
+    int top = KL_ALLOC_CLASSES - 1;
+    for (int c = top; c >= 0 && a->bytes_cached + room > limit; c--) {
+        if (!a->free_lists[c]) continue;
+        class_size_of(c, &size);
+        while (a->free_lists[c] && a->bytes_cached + room > limit) {
+            kl_free_block *b = a->free_lists[c];
+            a->free_lists[c] = b->next;
+            free(b);
+            a->bytes_cached -= size;
+        }
+    }
+}
+
 void kl_host_free(kl_host_allocator *a, void *p, size_t nbytes)
 {
     if (!p) return;
     size_t size = 0;
     int c = class_of(nbytes ? nbytes : 1, &size);
+    make_room(a, size);
     kl_free_block *b = p;
     b->next = a->free_lists[c];
     a->free_lists[c] = b;

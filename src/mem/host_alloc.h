@@ -1,5 +1,8 @@
 /* host_alloc.h: the caching host allocator. Freed blocks wait in size-class
- * lists for reuse, so a training loop stops calling malloc after one step. */
+ * lists for reuse, so a training loop stops calling malloc after one step.
+ * What waits is bounded: at most the peak in use (or KL_ALLOC_MIN_CACHE,
+ * whichever is more); past it the largest waiting blocks go back to the
+ * system first, so a workload whose sizes change does not hoard old ones. */
 #ifndef KL_HOST_ALLOC_H
 #define KL_HOST_ALLOC_H
 
@@ -8,6 +11,7 @@
 
 #define KL_ALLOC_ALIGN 64
 #define KL_ALLOC_CLASSES 192
+#define KL_ALLOC_MIN_CACHE ((uint64_t)64 << 20)
 
 typedef struct kl_free_block { struct kl_free_block *next; } kl_free_block;
 

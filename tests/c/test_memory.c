@@ -1,6 +1,7 @@
 /* test_memory.c: vars and buffers are freed deterministically; repeated work
  * keeps memory flat; kl_context_gc empties the allocator's cache. */
 #include "check.h"
+#include "mem/host_alloc.h"
 
 static kl_counters counters(kl_context *ctx)
 {
@@ -193,6 +194,33 @@ static void test_interrupted_sync_resumes(void)
     CHECK_OK(kl_context_free(ctx));
 }
 
+/* Blocks of changing sizes: what waits for reuse stays under the bound
+ * (the peak in use, at least KL_ALLOC_MIN_CACHE), and a steady loop of one
+ * size still reuses its blocks. */
+static void test_cached_memory_is_bounded(void)
+{
+    kl_host_allocator a;
+    memset(&a, 0, sizeof a);
+    size_t mib = (size_t)1 << 20;
+    for (int round = 0; round < 40; round++) {
+        size_t n = (size_t)(5 + round) * mib; /* a new size class every round */
+        void *p = kl_host_alloc(&a, n), *q = kl_host_alloc(&a, n / 2);
+        CHECK(p && q);
+        kl_host_free(&a, p, n);
+        kl_host_free(&a, q, n / 2);
+        uint64_t bound = a.peak_bytes_in_use > KL_ALLOC_MIN_CACHE ? a.peak_bytes_in_use : KL_ALLOC_MIN_CACHE;
+        CHECK_MSG(a.bytes_cached <= bound, "round %d: %llu bytes cached, bound %llu", round,
+                  (unsigned long long)a.bytes_cached, (unsigned long long)bound);
+    }
+    void *first = kl_host_alloc(&a, 3 * mib);
+    kl_host_free(&a, first, 3 * mib);
+    void *again = kl_host_alloc(&a, 3 * mib);
+    CHECK(again == first); /* the steady case reuses */
+    kl_host_free(&a, again, 3 * mib);
+    kl_host_trim(&a);
+    CHECK_EQ_INT(a.bytes_cached, 0);
+}
+
 static void test_intermediates_freed_in_a_long_chain(void)
 {
     kl_context *ctx = check_context();
@@ -370,4 +398,5 @@ static void test_sync_all_computes_held_pending_vars(void)
 CHECK_MAIN(TEST(test_sync_all_computes_held_pending_vars), TEST(test_release_returns_to_baseline), TEST(test_computed_var_drops_its_inputs),
            TEST(test_retain_release), TEST(test_intermediates_freed_in_a_long_chain),
            TEST(test_intermediates_freed_during_a_sync), TEST(test_interrupted_sync_resumes),
+           TEST(test_cached_memory_is_bounded),
            TEST(test_repeated_work_stays_flat), TEST(test_gc_empties_cache))
