@@ -47,7 +47,7 @@ import zlib
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._safe_pickle import CheckpointError, file_size, restricted_load
+from ._safe_pickle import CheckpointError, Pending, file_size, restricted_load
 
 __all__ = ["load_pth", "is_pth", "PthError", "PthStorage"]
 
@@ -227,20 +227,23 @@ def _materialise(storage, offset, size, stride, dtype=None):
 
 # ---- the allow-listed callables a checkpoint may name ----
 
+# Tensors come back as stand-ins (see _safe_pickle): no NumPy object is in
+# the pickle's hands while it is read.
+
 def _rebuild_tensor(storage, storage_offset, size, stride):
-    return _materialise(storage, storage_offset, size, stride)
+    return Pending(_materialise(storage, storage_offset, size, stride), "tensor")
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
                        backward_hooks=None, metadata=None):
-    return _materialise(storage, storage_offset, size, stride)
+    return Pending(_materialise(storage, storage_offset, size, stride), "tensor")
 
 
 def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
                        dtype, metadata=None):
     if not isinstance(dtype, _TorchDtype):
         raise PthError(f"_rebuild_tensor_v3 given dtype {dtype!r}")
-    return _materialise(storage, storage_offset, size, stride, dtype.dtype)
+    return Pending(_materialise(storage, storage_offset, size, stride, dtype.dtype), "tensor")
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
@@ -334,10 +337,10 @@ def _truncated(what, err=None):
     return PthError(msg)
 
 
-def _unpickle(f, persistent_load, what, limit=None):
+def _unpickle(f, persistent_load, what, limit=None, finished=True):
     return restricted_load(f, "a PyTorch checkpoint", persistent_load, _resolve, limit,
                            damaged=lambda e: _truncated(f"could not read {what}", e),
-                           error=PthError)
+                           error=PthError, finished=finished)
 
 
 # ---- zip format ----
@@ -443,7 +446,7 @@ def _load_legacy(f, half_to_float):
             raise PthError(f"storage '{key}' used with two dtypes")
         return PthStorage(None, dtype, key, half_to_float)
 
-    _unpickle(f, scan, "the checkpoint's object")
+    _unpickle(f, scan, "the checkpoint's object", finished=False)
     keys = _unpickle(f, _no_persistent, "the storage key list")
     if not isinstance(keys, list) or not all(isinstance(k, (str, bytes)) for k in keys):
         raise PthError("corrupt legacy checkpoint: bad storage key list")

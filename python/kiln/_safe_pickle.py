@@ -28,7 +28,7 @@ import types
 import numpy as np
 
 __all__ = ["CheckpointError", "BoundedReader", "RestrictedUnpickler", "restricted_load",
-           "file_size"]
+           "file_size", "Pending", "finish"]
 
 
 class CheckpointError(pickle.UnpicklingError, ValueError):
@@ -119,42 +119,204 @@ def _numel(shape):
     return n
 
 
+# ---- NumPy objects: built by kiln, never handed to the pickle ----
+#
+# A pickle may apply BUILD (__setstate__) to any object it holds, and NumPy's
+# own __setstate__ functions are not hardened: a crafted dtype state crashes
+# NumPy 1.24 (a segfault). So no NumPy object exists while unpickling: the
+# allow-listed NumPy globals make Pending stand-ins that take their state
+# through checks of kiln's own, and finish() swaps in the real arrays,
+# dtypes and scalars once the pickle is read.
+
+class Pending:
+    """A NumPy object to be: its value once built, else None."""
+    __slots__ = ("value", "what")
+
+    def __init__(self, value=None, what="array"):
+        self.value, self.what = value, what
+
+    def __setstate__(self, state):
+        raise CheckpointError(f"a pickle sets the state of a NumPy {self.what} twice")
+
+
+def _plain_dtype(d, what="dtype"):
+    """d (a real dtype or a pending one) as a NumPy dtype of plain numbers."""
+    if isinstance(d, Pending):
+        if not isinstance(d.value, np.dtype):
+            raise CheckpointError(f"{what}: {d.what} is not a dtype")
+        d = d.value
+    if not isinstance(d, np.dtype):
+        if isinstance(d, bytes):
+            d = d.decode("ascii", "replace")
+        if not isinstance(d, str):
+            raise CheckpointError(f"{what}: bad dtype {d!r:.100}")
+        try:
+            d = np.dtype(d)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{what}: bad dtype {d!r} ({e})") from None
+    if d.kind not in "biufc" or d.fields is not None or d.subdtype is not None:
+        raise CheckpointError(f"{what}: dtype {d} is not supported in a checkpoint (plain "
+                              "numbers only)")
+    return d
+
+
+class _PendingDtype(Pending):
+    """numpy.dtype(spec, align, copy) then BUILD (version, byteorder, None,
+    None, None, -1, -1, flags): the one state plain dtypes pickle with."""
+    __slots__ = ()
+
+    def __init__(self, spec, *args, **kwargs):
+        if not isinstance(spec, (str, bytes)):
+            raise CheckpointError(f"numpy.dtype({spec!r}): only a type name is accepted")
+        spec = spec.decode("ascii", "replace") if isinstance(spec, bytes) else spec
+        super().__init__(_plain_dtype(spec, f"numpy.dtype({spec!r})"), "dtype")
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)
+                and state[1] in ("<", ">", "|", "=") and state[2:5] == (None, None, None)):
+            raise CheckpointError(f"unsupported dtype state {state!r:.200}")
+        if state[1] in "<>" and self.value.itemsize > 1:
+            self.value = self.value.newbyteorder(state[1])
+
+
+def _numel_checked(shape, what, budget, itemsize=1):
+    if not isinstance(shape, tuple):
+        shape = (shape,)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise CheckpointError(f"{what}: bad shape {shape!r:.200}")
+    n = _numel(shape)
+    if n * itemsize > budget:
+        raise _too_big(what, n * itemsize, budget)
+    return shape, n
+
+
+class _PendingArray(Pending):
+    """numpy.core.multiarray._reconstruct(ndarray, shape, dtype) then BUILD
+    (version, shape, dtype, is_fortran, raw bytes)."""
+    __slots__ = ("budget",)
+
+    def __init__(self, budget):
+        super().__init__(None, "array")
+        self.budget = budget
+
+    def __setstate__(self, state):
+        if self.value is not None or not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise CheckpointError(f"unsupported array state {state!r:.200}")
+        if len(state) == 4:          # an old pickle without the version
+            state = (1,) + state
+        _, shape, dtype, fortran, raw = state
+        dtype = _plain_dtype(dtype, "array")
+        shape, n = _numel_checked(shape, "array", self.budget, dtype.itemsize)
+        if isinstance(raw, str):     # protocol 0-2 strings hold the bytes as latin-1
+            raw = raw.encode("latin-1")
+        if not isinstance(raw, (bytes, bytearray)) or len(raw) != n * dtype.itemsize:
+            raise CheckpointError(f"array of shape {shape} and dtype {dtype}: its data is "
+                                  f"{type(raw).__name__} of {len(raw) if hasattr(raw, '__len__') else '?'} "
+                                  f"bytes, {n * dtype.itemsize} expected")
+        flat = np.frombuffer(raw, dtype=dtype, count=n)
+        self.value = flat.reshape(shape, order="F" if fortran else "C").copy(order="K")
+
+
 def _numpy_global(module, name, budget):
-    """The NumPy globals that pickled arrays and scalars name, with their
-    sizes checked against the file."""
-    core = np.core
+    """The NumPy globals that pickled arrays, dtypes and scalars name, as
+    makers of Pending stand-ins with their sizes checked against the file."""
     if module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         if name == "scalar":
-            return core.multiarray.scalar
+            def scalar(dtype, data=None):
+                dtype = _plain_dtype(dtype, "numpy scalar")
+                if isinstance(data, str):
+                    data = data.encode("latin-1")
+                if not isinstance(data, bytes) or len(data) != dtype.itemsize:
+                    raise CheckpointError(f"numpy scalar of {dtype}: bad data {data!r:.100}")
+                return Pending(np.frombuffer(data, dtype=dtype)[0], "scalar")
+            return scalar
         if name == "_reconstruct":
             def reconstruct(subtype, shape, dtype):
-                if subtype is not np.ndarray:
+                if subtype is not _NDARRAY:
                     raise CheckpointError(f"refusing to rebuild an array of type {subtype!r}")
-                n = _numel(shape if isinstance(shape, tuple) else (shape,)) * np.dtype(dtype).itemsize
-                if n > budget:
-                    raise _too_big("an array", n, budget)
-                return core.multiarray._reconstruct(subtype, shape, dtype)
+                _numel_checked(shape, "an array", budget, _plain_dtype(dtype, "array").itemsize)
+                return _PendingArray(budget)
             return reconstruct
     elif module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
         def frombuffer(buf, dtype, shape, order):
             # the bytes are already read from the file: only their view is made here
-            return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+            dtype = _plain_dtype(dtype, "array")
+            shape, n = _numel_checked(shape, "array", budget, dtype.itemsize)
+            buf = memoryview(buf).cast("B")
+            if len(buf) != n * dtype.itemsize or order not in ("C", "F"):
+                raise CheckpointError(f"array of shape {shape} and dtype {dtype}: "
+                                      f"{len(buf)} bytes of data, order {order!r:.20}")
+            return Pending(np.frombuffer(buf, dtype=dtype).reshape(shape, order=order), "array")
         return frombuffer
     elif module == "numpy":
         if name == "ndarray":
-            return np.ndarray
+            return _NDARRAY
         if name == "dtype":
-            def dtype(*args, **kwargs):
-                d = np.dtype(*args, **kwargs)
-                if d.itemsize > budget:
-                    raise _too_big("a dtype", d.itemsize, budget)
-                return d
-            return dtype
+            return _PendingDtype
     elif module == "numpy.dtypes" and name.endswith("DType"):
-        t = getattr(__import__("numpy.dtypes").dtypes, name, None)
+        t = getattr(np, "dtypes", None) and getattr(np.dtypes, name, None)
         if isinstance(t, type) and issubclass(t, np.dtype):
-            return t
+            def make(*args, **kwargs):
+                return Pending(_plain_dtype(t(), f"numpy.dtypes.{name}"), "dtype")
+            return make
     return None
+
+
+class _NdarrayMarker:
+    """Stands for numpy.ndarray inside a pickle (only _reconstruct takes it)."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "numpy.ndarray"
+
+
+_NDARRAY = _NdarrayMarker()
+
+
+def finish(obj):
+    """obj with every Pending replaced by its NumPy value, through dicts,
+    lists, tuples, sets and objects' __dict__ (in place where mutable)."""
+    done = {}
+
+    def walk(o, depth):
+        if depth > 10000:
+            raise CheckpointError("a checkpoint nested more than 10000 levels deep")
+        if isinstance(o, Pending):
+            if o.value is None:
+                raise CheckpointError(f"a NumPy {o.what} without its state")
+            return o.value
+        if isinstance(o, (str, bytes, int, float, complex, bool, type(None), np.ndarray, np.generic)):
+            return o
+        key = id(o)
+        if key in done:
+            return done[key]
+        done[key] = o
+        if isinstance(o, dict):
+            items = [(walk(k, depth + 1), walk(v, depth + 1)) for k, v in o.items()]
+            o.clear()
+            o.update(items)
+        elif isinstance(o, list):
+            o[:] = [walk(v, depth + 1) for v in o]
+        elif isinstance(o, tuple) and type(o) is tuple:
+            new = tuple(walk(v, depth + 1) for v in o)
+            done[key] = new
+            return new
+        elif isinstance(o, (set, frozenset)):
+            new = type(o)(walk(v, depth + 1) for v in o)
+            done[key] = new
+            return new
+        elif hasattr(o, "__dict__") and not isinstance(o, type):
+            for k, v in list(vars(o).items()):
+                vars(o)[k] = walk(v, depth + 1)
+        return o
+
+    try:
+        return walk(obj, 0)
+    except RecursionError:
+        raise CheckpointError("a checkpoint nested too deeply") from None
+    except TypeError as e:           # an array where a hashable was needed
+        raise CheckpointError(f"a checkpoint's containers cannot hold what it put in "
+                              f"them ({e})") from None
 
 
 def _namespace_type():
@@ -261,11 +423,12 @@ UNPICKLE_ERRORS = (EOFError, pickle.UnpicklingError, ValueError, IndexError, Typ
 
 
 def restricted_load(f, what, persistent_load=None, resolve=None, limit=None, damaged=None,
-                    error=CheckpointError):
+                    error=CheckpointError, finished=True):
     """One pickle from f through RestrictedUnpickler, reading at most `limit`
     bytes (default: the rest of the file). A refusal raises `error` (a
     CheckpointError subclass); damage raises damaged(exception) (default: an
-    `error` saying `what` is truncated or corrupt)."""
+    `error` saying `what` is truncated or corrupt). finished=False leaves the
+    Pending stand-ins in place (a first pass that only looks)."""
     if limit is None:
         limit = file_size(f)
     budget = limit if limit is not None else 1 << 62
@@ -273,7 +436,8 @@ def restricted_load(f, what, persistent_load=None, resolve=None, limit=None, dam
         if limit is not None:
             _check_lengths(f, limit)
         src = f if limit is None else BoundedReader(f, limit)
-        return RestrictedUnpickler(src, persistent_load, resolve, budget, what).load()
+        obj = RestrictedUnpickler(src, persistent_load, resolve, budget, what).load()
+        return finish(obj) if finished else obj
     except CheckpointError as e:
         if isinstance(e, error):
             raise

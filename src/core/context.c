@@ -33,6 +33,7 @@ kl_status kl_context_new(kl_context **out)
     ctx->seed = 0;
     kl_blas_init(&ctx->blas);
     kl_dnnl_init(&ctx->dnnl, &ctx->alloc);
+    ctx->max_loaded_kernels = kl_jit_max_loaded();
     const char *check = getenv("KILN_CHECK_PLANS");
     ctx->plans.check = check && *check && strcmp(check, "0") != 0;
     const char *plans = getenv("KILN_PLANS");

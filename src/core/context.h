@@ -48,6 +48,7 @@ struct kl_context {
     /* what a kernel's check_index op found: [0] set, [1] the value, [2] lo,
      * [3] hi, [4] the op's description (a char *) (src/ops/check.c) */
     int64_t index_error[5];
+    size_t max_loaded_kernels; /* past it a sync first unloads every kernel */
     int (*interrupt)(void *arg); /* asked between kernels whether to stop */
     void *interrupt_arg;
     /* the last vars freed, kept (poisoned under ASan) so that a handle

@@ -131,13 +131,29 @@ static kl_status insert(kl_jit *jit, uint64_t hash, const char *source, kl_kerne
     return KL_OK;
 }
 
-void kl_jit_free(kl_jit *jit)
+void kl_jit_unload(kl_jit *jit)
 {
-    for (size_t i = 0; i < jit->capacity; i++) free(jit->entries[i].source);
-    /* handles stay open: a kernel may still be referenced by a caller's copy */
+    for (size_t i = 0; i < jit->capacity; i++) {
+        free(jit->entries[i].source);
+        if (jit->entries[i].handle) dlclose(jit->entries[i].handle);
+    }
     free(jit->entries);
     jit->entries = NULL;
     jit->capacity = jit->count = 0;
+}
+
+size_t kl_jit_loaded(const kl_jit *jit) { return jit->count; }
+
+size_t kl_jit_max_loaded(void)
+{
+    const char *s = getenv("KILN_MAX_LOADED_KERNELS");
+    long v = s && *s ? atol(s) : 0;
+    return v > 0 ? (size_t)v : 4096;
+}
+
+void kl_jit_free(kl_jit *jit)
+{
+    kl_jit_unload(jit);
     if (jit->private_dir) kl_disk_remove_tree(jit->write_dir);
     jit->private_dir = 0;
     jit->prepared_for[0] = 0;

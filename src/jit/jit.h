@@ -50,5 +50,13 @@ struct kl_context;
 kl_status kl_jit_get_many(struct kl_context *ctx, int n, const char *const *sources,
                           const kl_lang *langs, kl_kernel_fn *fns);
 void kl_jit_free(kl_jit *jit);
+/* Closes every loaded kernel (dlclose) and empties the table; callers must
+ * hold no function from it (kl_sync does this between syncs, with the plan
+ * cache emptied too). Each loaded kernel costs the process a few memory
+ * mappings, of which Linux allows ~65000. */
+void kl_jit_unload(kl_jit *jit);
+size_t kl_jit_loaded(const kl_jit *jit);
+/* How many kernels may stay loaded (KILN_MAX_LOADED_KERNELS, default 4096). */
+size_t kl_jit_max_loaded(void);
 
 #endif

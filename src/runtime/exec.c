@@ -234,6 +234,13 @@ kl_status kl_sync(kl_var *const *vars, int n)
         if (vars[i]->ctx != vars[0]->ctx) return kl_error(KL_ERR_VALUE, "sync: var %d belongs to another context", i);
     }
     kl_context *ctx = vars[0]->ctx;
+    /* a process that made thousands of distinct kernels unloads them (and the
+     * plans that call them) before it runs out of memory mappings; those it
+     * needs again come back from the disk cache */
+    if (kl_jit_loaded(&ctx->jit) > ctx->max_loaded_kernels) {
+        kl_plan_cache_free(&ctx->plans);
+        kl_jit_unload(&ctx->jit);
+    }
     uint64_t epoch = ++ctx->sync_epoch;
     kl_sync_scratch *sc = &ctx->sync;
     var_list order = sc->order;

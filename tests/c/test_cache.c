@@ -617,7 +617,56 @@ static void test_unwritable_cache_falls_back_to_a_private_one(void)
     rm_tree(dir);
 }
 
-CHECK_MAIN(TEST(test_second_process_compiles_nothing), TEST(test_two_processes_on_one_empty_cache),
+/* Distinct .so files of dir mapped into this process. */
+static int mapped_kernels(const char *dir)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -1;
+    char line[1200], seen[64][80];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, dir);
+        if (!p || !strstr(p, ".so")) continue;
+        char *name = strrchr(p, '/') + 1;
+        name[strcspn(name, "\n")] = 0;
+        int known = 0;
+        for (int i = 0; i < n; i++) known |= strcmp(seen[i], name) == 0;
+        if (!known && n < 64) snprintf(seen[n++], sizeof seen[0], "%s", name);
+    }
+    fclose(f);
+    return n;
+}
+
+/* A process that makes many distinct kernels unloads them past the limit
+ * (KILN_MAX_LOADED_KERNELS), so it never runs out of memory mappings. */
+static void test_loaded_kernels_are_bounded(void)
+{
+    char dir[512];
+    if (!make_temp_dir(dir, sizeof dir)) return;
+    setenv("KILN_MAX_LOADED_KERNELS", "3", 1);
+    kl_context *ctx = check_context();
+    unsetenv("KILN_MAX_LOADED_KERNELS");
+    if (!ctx || !CHECK_OK(kl_context_set_cache_dir(ctx, dir))) return;
+    static const kl_unary_op ops[] = {KL_EXP, KL_LOG, KL_SIN, KL_COS, KL_TANH, KL_SQRT, KL_ABS, KL_NEG,
+                                      KL_SIGMOID, KL_FLOOR, KL_CEIL, KL_ERF};
+    int64_t n = 4;
+    kl_var *x = check_var(ctx, KL_FLOAT64, 1, &n, ((double[]){0.5, 1, 2, 3}));
+    for (int round = 0; round < 2; round++)
+        for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+            kl_var *y = check_un(ops[k], x);
+            double *got = check_read(y);
+            if (got && ops[k] == KL_NEG) CHECK(got[2] == -2.0);
+            free(got);
+            check_release(y);
+            int mapped = mapped_kernels(dir);
+            CHECK_MSG(mapped <= 4, "%d kernels of the cache mapped with a limit of 3", mapped);
+        }
+    check_release(x);
+    CHECK_OK(kl_context_free(ctx));
+    rm_tree(dir);
+}
+
+CHECK_MAIN(TEST(test_loaded_kernels_are_bounded), TEST(test_second_process_compiles_nothing), TEST(test_two_processes_on_one_empty_cache),
            TEST(test_killed_compile_does_not_block), TEST(test_cache_dir_api),
            TEST(test_truncated_artifacts_are_recompiled), TEST(test_flipped_bytes_are_recompiled),
            TEST(test_swapped_artifacts_are_recompiled), TEST(test_fifos_and_directories_at_kernel_paths),

@@ -208,3 +208,26 @@ def test_legacy_storage_size_beyond_the_file(tmp_path):
     with _Peak() as peak, pytest.raises(_pth.PthError, match="declares .* bytes, the file has"):
         jt.load(p)
     assert peak.mib < 64, f"{peak.mib:.0f} MiB allocated"
+
+
+def test_crafted_numpy_states_never_reach_numpy(tmp_path):
+    """A dtype state that crashes NumPy's own __setstate__ (a segfault in NumPy
+    1.24; found by tests/fuzz/fuzz_checkpoint.py): kiln builds NumPy objects
+    itself, so it is refused. In a child process, in case it is not."""
+    import subprocess
+    import sys
+    seed = os.path.join(os.path.dirname(__file__), "..", "fuzz", "seeds", "fuzz_checkpoint",
+                        "crash_dtype_state")
+    code = ("import kiln as jt, sys\n"
+            "try:\n    jt.load(sys.argv[1])\n"
+            "except ValueError as e:\n    print('refused:', e)\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, "-c", code, seed], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, PYTHONPATH=os.path.join(root, "python")))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "refused:" in run.stdout and "dtype state" in run.stdout, run.stdout
+    # object arrays (whose state holds arbitrary objects) are not rebuilt either
+    p = tmp_path / "objects.pkl"
+    p.write_bytes(pickle.dumps({"a": np.array([1, "x"], dtype=object)}, protocol=2))
+    with pytest.raises(CheckpointError, match="plain numbers"):
+        jt.load(p)
