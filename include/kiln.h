@@ -50,14 +50,14 @@ typedef enum {
 } kl_dtype;
 
 typedef enum {
-#define KL_UNARY(ID, name) KL_##ID,
+#define KL_UNARY(ID, name, traits) KL_##ID,
 #include "kiln_ops.def"
 #undef KL_UNARY
     KL_UNARY_COUNT
 } kl_unary_op;
 
 typedef enum {
-#define KL_BINARY(ID, name) KL_##ID,
+#define KL_BINARY(ID, name, traits) KL_##ID,
 #include "kiln_ops.def"
 #undef KL_BINARY
     KL_BINARY_COUNT
@@ -98,6 +98,12 @@ int kl_dtype_is_float(kl_dtype t);
 int kl_dtype_is_int(kl_dtype t); /* signed or unsigned integer, not bool */
 /* NumPy's promote_types for two array dtypes. */
 kl_status kl_dtype_promote(kl_dtype a, kl_dtype b, kl_dtype *out);
+
+/* What an element-wise op is (kiln_ops.def): integer inputs compute in
+ * float32; it calls libm; it is the identity on integers. */
+typedef enum { KL_FLOAT_MATH = 1, KL_LIBM = 2, KL_INT_IDENTITY = 4 } kl_op_trait;
+int kl_unary_traits(kl_unary_op op);   /* 0 for an invalid op */
+int kl_binary_traits(kl_binary_op op);
 
 const char *kl_unary_name(kl_unary_op op);
 const char *kl_binary_name(kl_binary_op op);

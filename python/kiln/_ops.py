@@ -6,11 +6,9 @@ from . import _C
 from ._core import Var, binary, cast, is_scalar, operands, out, rebind, to_float, to_var, unary
 from ._dtype import as_dtype
 
-_FLOAT_UNARY = {
-    "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
-    "tanh", "asinh", "acosh", "atanh", "sigmoid", "erf", "log2", "exp2", "log1p", "expm1",
-}
-_INT_IDENTITY = {"floor", "ceil", "round", "trunc"}
+_UNARY_TRAITS = _C.op_traits("unary")          # include/kiln_ops.def
+_FLOAT_UNARY = {n for n, t in _UNARY_TRAITS.items() if "float_math" in t}
+_INT_IDENTITY = {n for n, t in _UNARY_TRAITS.items() if "int_identity" in t}
 
 
 def _make_unary(name):

@@ -291,7 +291,7 @@ const char *kl_emit_index_expr(kl_emitter *em, const kl_expr *e, const kl_coords
     return text ? kl_emit_temp(em, "int64_t", "%s", text) : NULL;
 }
 
-static const char *load(kl_emitter *em, kl_var *v, const kl_coords *c)
+const char *kl_load_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
 {
     int b = kl_emit_buffer(em, v);
     const char *off = kl_emit_offset(em, v, c);
@@ -299,6 +299,14 @@ static const char *load(kl_emitter *em, kl_var *v, const kl_coords *c)
     if (v->dtype == KL_FLOAT16) return kl_emit_temp(em, "float", "(float)b%d[%s]", b, off);
     return kl_emit_temp(em, kl_dtype_compute_ctype(v->dtype), "b%d[%s]", b, off);
 }
+
+typedef const char *(*emit_fn)(kl_emitter *em, kl_var *v, const kl_coords *c);
+
+static const emit_fn emit_of[KL_OP_KIND_COUNT] = {
+#define KL_OP(ID, name, emit, backward, traits) [KL_OP_##ID] = emit,
+#include "ops/ops.def"
+#undef KL_OP
+};
 
 static const char *memo_key(kl_emitter *em, const kl_coords *c)
 {
@@ -317,24 +325,13 @@ const char *kl_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
         if (em->memo[i].v == v && strcmp(em->memo[i].coords, key) == 0) return em->memo[i].temp;
     const char *r;
     if (v != em->root && (v->buf || v->materialize)) {
-        r = load(em, v, c);
+        r = kl_load_emit(em, v, c);
     } else {
         kl_emit_local(em, v);
-        switch (v->op.kind) {
-        case KL_OP_FULL: case KL_OP_RANDOM: case KL_OP_INDEX: r = kl_leaf_emit(em, v, c); break;
-        case KL_OP_UNARY: case KL_OP_CAST: r = kl_unary_emit(em, v, c); break;
-        case KL_OP_BINARY: r = kl_binary_emit(em, v, c); break;
-        case KL_OP_WHERE: r = kl_where_emit(em, v, c); break;
-        case KL_OP_BROADCAST: r = kl_broadcast_emit(em, v, c); break;
-        case KL_OP_REINDEX: r = kl_reindex_emit(em, v, c); break;
-        case KL_OP_RESHAPE: r = kl_reshape_emit(em, v, c); break;
-        case KL_OP_STOP_GRAD: r = kl_emit(em, v->op.inputs[0], c); break;
-        case KL_OP_CHECK_INDEX: r = kl_check_emit(em, v, c); break;
-        case KL_OP_ARRAY: r = load(em, v, c); break;
-        default:
+        if (!emit_of[v->op.kind])
             return kl_emit_fail(em, kl_error(KL_ERR_RUNTIME, "internal: %s cannot be inlined",
                                              kl_op_kind_name(v->op.kind)));
-        }
+        r = emit_of[v->op.kind](em, v, c);
     }
     if (r && em->n_memo < KL_EMIT_MAX_MEMO) {
         em->memo[em->n_memo].v = v;

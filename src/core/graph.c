@@ -15,14 +15,18 @@
 #endif
 
 static const char *const kind_names[KL_OP_KIND_COUNT] = {
-    [KL_OP_ARRAY] = "array", [KL_OP_FULL] = "full", [KL_OP_RANDOM] = "random",
-    [KL_OP_INDEX] = "index", [KL_OP_UNARY] = "unary", [KL_OP_CAST] = "cast",
-    [KL_OP_BINARY] = "binary", [KL_OP_WHERE] = "where", [KL_OP_BROADCAST] = "broadcast_to",
-    [KL_OP_REINDEX] = "reindex", [KL_OP_REINDEX_REDUCE] = "reindex_reduce",
-    [KL_OP_REDUCE] = "reduce", [KL_OP_RESHAPE] = "reshape", [KL_OP_STOP_GRAD] = "stop_grad",
-    [KL_OP_CODE] = "code", [KL_OP_CHECK_INDEX] = "check_index",
+#define KL_OP(ID, name, emit, backward, traits) [KL_OP_##ID] = #name,
+#include "ops/ops.def"
+#undef KL_OP
 };
 
+static const int kind_traits[KL_OP_KIND_COUNT] = {
+#define KL_OP(ID, name, emit, backward, traits) [KL_OP_##ID] = (traits),
+#include "ops/ops.def"
+#undef KL_OP
+};
+
+int kl_op_traits(kl_op_kind k) { return kind_traits[k]; }
 const char *kl_op_kind_name(kl_op_kind k) { return kind_names[k]; }
 
 int64_t kl_shape_numel(int ndim, const int64_t *shape)
@@ -191,7 +195,7 @@ kl_status kl_var_new(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *s
         op->inputs[i]->graph_refs++;
         v->requires_grad |= op->inputs[i]->requires_grad;
     }
-    if (!kl_dtype_is_float(dtype) || op->kind == KL_OP_STOP_GRAD) v->requires_grad = 0;
+    if (!kl_dtype_is_float(dtype) || kl_op_traits(op->kind) & KL_STOPS_GRAD) v->requires_grad = 0;
     if (op->kind != KL_OP_ARRAY) link_pending(v);
     ctx->vars_alive++;
     *out = v;
@@ -207,7 +211,8 @@ static void forget_graph(kl_var *v)
 {
     kl_op old = v->op;
     /* a stop_grad cuts gradients anyway; ints and bools have none */
-    if (old.n_inputs > 0 && old.kind != KL_OP_STOP_GRAD && kl_dtype_is_float(v->dtype)) v->graph_forgotten = 1;
+    if (old.n_inputs > 0 && !(kl_op_traits(old.kind) & KL_STOPS_GRAD) && kl_dtype_is_float(v->dtype))
+        v->graph_forgotten = 1;
     memset(&v->op, 0, sizeof v->op);
     v->op.kind = KL_OP_ARRAY;
     for (int i = 0; i < old.n_inputs; i++) kl_var_unref_graph(old.inputs[i]);
@@ -220,7 +225,7 @@ void kl_var_set_computed(kl_var *v, kl_buffer *buf)
     unlink_pending(v);
     /* the graph stays for backward, except behind a stop_grad, which no
      * gradient crosses (parameter updates would otherwise chain every step) */
-    if (v->requires_grad && v->op.n_inputs > 0 && v->op.kind != KL_OP_STOP_GRAD) return;
+    if (v->requires_grad && v->op.n_inputs > 0 && !(kl_op_traits(v->op.kind) & KL_STOPS_GRAD)) return;
     forget_graph(v);
 }
 

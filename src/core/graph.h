@@ -9,24 +9,15 @@
 #include <stdbool.h>
 
 typedef enum {
-    KL_OP_ARRAY,          /* data from the host, or computed: a leaf */
-    KL_OP_FULL,
-    KL_OP_RANDOM,
-    KL_OP_INDEX,
-    KL_OP_UNARY,
-    KL_OP_CAST,
-    KL_OP_BINARY,
-    KL_OP_WHERE,
-    KL_OP_BROADCAST,
-    KL_OP_REINDEX,
-    KL_OP_REINDEX_REDUCE,
-    KL_OP_REDUCE,
-    KL_OP_RESHAPE,
-    KL_OP_STOP_GRAD,
-    KL_OP_CODE,           /* one output of a user kernel (src/ops/code.c) */
-    KL_OP_CHECK_INDEX,    /* its input, with values outside a range reported (src/ops/check.c) */
+#define KL_OP(ID, name, emit, backward, traits) KL_OP_##ID,
+#include "ops/ops.def"
+#undef KL_OP
     KL_OP_KIND_COUNT
 } kl_op_kind;
+
+/* What an op kind is (ops/ops.def's traits). */
+enum { KL_LEAF = 1, KL_GENERATOR = 2, KL_ALIAS = 4, KL_ROOT = 8, KL_STOPS_GRAD = 16 };
+int kl_op_traits(kl_op_kind k);
 
 /* Host memory shared by a var and the reshapes that alias it. Its contents
  * never change after the op that made it wrote them, so the id (unique in the

@@ -4,12 +4,12 @@
 #include <string.h>
 
 static const char *const unary_names[] = {
-#define KL_UNARY(ID, name) #name,
+#define KL_UNARY(ID, name, traits) #name,
 #include "kiln_ops.def"
 #undef KL_UNARY
 };
 static const char *const binary_names[] = {
-#define KL_BINARY(ID, name) #name,
+#define KL_BINARY(ID, name, traits) #name,
 #include "kiln_ops.def"
 #undef KL_BINARY
 };
@@ -23,6 +23,20 @@ static const char *const scatter_names[] = {
 #include "kiln_ops.def"
 #undef KL_REDUCE
 };
+
+static const int unary_traits[] = {
+#define KL_UNARY(ID, name, traits) traits,
+#include "kiln_ops.def"
+#undef KL_UNARY
+};
+static const int binary_traits[] = {
+#define KL_BINARY(ID, name, traits) traits,
+#include "kiln_ops.def"
+#undef KL_BINARY
+};
+
+int kl_unary_traits(kl_unary_op op) { return (unsigned)op < KL_UNARY_COUNT ? unary_traits[op] : 0; }
+int kl_binary_traits(kl_binary_op op) { return (unsigned)op < KL_BINARY_COUNT ? binary_traits[op] : 0; }
 
 const char *kl_unary_name(kl_unary_op op) { return (unsigned)op < KL_UNARY_COUNT ? unary_names[op] : "?"; }
 const char *kl_binary_name(kl_binary_op op) { return (unsigned)op < KL_BINARY_COUNT ? binary_names[op] : "?"; }

@@ -15,6 +15,9 @@ const char *kl_broadcast_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
 const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
 const char *kl_reshape_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
 const char *kl_check_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+/* A stored var read at c; a var that passes its input through. */
+const char *kl_load_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+const char *kl_pass_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
 
 /* Kernels whose root is a reduction: they write their own loop nests. */
 kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *loops);

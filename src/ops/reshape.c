@@ -71,6 +71,7 @@ kl_status kl_reshape_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
 {
     (void)k;
     kl_var *x = v->op.inputs[0];
-    if (v->op.kind == KL_OP_STOP_GRAD) { *out = NULL; return KL_OK; }
     return kl_reshape(dv, x->ndim, x->shape, out);
 }
+
+const char *kl_pass_emit(kl_emitter *em, kl_var *v, const kl_coords *c) { return kl_emit(em, v->op.inputs[0], c); }

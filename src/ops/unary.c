@@ -5,17 +5,6 @@
 #include "core/dtype.h"
 #include <string.h>
 
-/* Ops defined on floats only: integer inputs compute in float32. */
-static int is_float_math(kl_unary_op op)
-{
-    switch (op) {
-    case KL_NEG: case KL_ABS: case KL_FLOOR: case KL_CEIL: case KL_ROUND: case KL_TRUNC:
-    case KL_SIGN: case KL_LOGICAL_NOT: case KL_BITWISE_NOT:
-        return 0;
-    default:
-        return 1;
-    }
-}
 
 static kl_status infer(kl_unary_op op, kl_dtype in, kl_dtype *out)
 {
@@ -28,7 +17,7 @@ static kl_status infer(kl_unary_op op, kl_dtype in, kl_dtype *out)
     }
     if ((op == KL_NEG || op == KL_SIGN) && in == KL_BOOL)
         return kl_error(KL_ERR_TYPE, "%s: not defined for bool (use logical_not)", kl_unary_name(op));
-    if (is_float_math(op) || (in == KL_BOOL && op != KL_ABS)) {
+    if ((kl_unary_traits(op) & KL_FLOAT_MATH) || (in == KL_BOOL && op != KL_ABS)) {
         *out = kl_dtype_is_float(in) ? in : KL_FLOAT32;
         return KL_OK;
     }

@@ -17,16 +17,12 @@
 /* What computing one element of v adds, its inputs aside. */
 static int own_cost(const kl_var *v)
 {
-    if (v->op.kind == KL_OP_UNARY) {
-        kl_unary_op u = v->op.p.unary;
-        if (u >= KL_EXP && u <= KL_EXPM1 && u != KL_SQRT && u != KL_RSQRT) return MATH_CALL_COST;
-    }
-    if (v->op.kind == KL_OP_BINARY && (v->op.p.binary == KL_POW || v->op.p.binary == KL_ARCTAN2))
-        return MATH_CALL_COST;
+    if (v->op.kind == KL_OP_UNARY && kl_unary_traits(v->op.p.unary) & KL_LIBM) return MATH_CALL_COST;
+    if (v->op.kind == KL_OP_BINARY && kl_binary_traits(v->op.p.binary) & KL_LIBM) return MATH_CALL_COST;
     return 1;
 }
 
-static int is_alias(const kl_var *v) { return v->op.kind == KL_OP_RESHAPE || v->op.kind == KL_OP_STOP_GRAD; }
+static int is_alias(const kl_var *v) { return kl_op_traits(v->op.kind) & KL_ALIAS; }
 
 /* Marks v for storing; a stored alias needs its input stored, down a chain of aliases. */
 static void store(kl_var *v)
@@ -81,12 +77,11 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
         int shared = v->graph_refs > 1 &&
                      cost > (v->numel < SMALL_NUMEL ? SMALL_SHARED_INLINE_COST : SHARED_INLINE_COST);
         /* a generator is recomputed for free wherever it is read */
-        int generator = v->op.kind == KL_OP_FULL || v->op.kind == KL_OP_INDEX;
+        int generator = kl_op_traits(v->op.kind) & KL_GENERATOR;
         /* a reshape of a stored var is free (an alias); of an inlined one, index arithmetic */
         int alias_free = is_alias(v) && (v->op.inputs[0]->buf || v->op.inputs[0]->materialize);
         if (is_target[i] || shared || cost > MAX_INLINE_COST || alias_free ||
-            (v->user_refs > 0 && !generator) ||
-            v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE || v->op.kind == KL_OP_CODE)
+            (v->user_refs > 0 && !generator) || kl_op_traits(v->op.kind) & KL_ROOT)
             v->materialize = 1;
         if (v->materialize) {
             store(v);

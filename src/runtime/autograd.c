@@ -8,21 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef kl_status (*backward_fn)(kl_var *v, int k, kl_var *dv, kl_var **out);
+
+static const backward_fn backward_table[KL_OP_KIND_COUNT] = {
+#define KL_OP(ID, name, emit, backward, traits) [KL_OP_##ID] = backward,
+#include "ops/ops.def"
+#undef KL_OP
+};
+
 static kl_status backward_of(kl_var *v, int k, kl_var *dv, kl_var **out)
 {
     *out = NULL;
-    switch (v->op.kind) {
-    case KL_OP_UNARY: case KL_OP_CAST: return kl_unary_backward(v, k, dv, out);
-    case KL_OP_BINARY: return kl_binary_backward(v, k, dv, out);
-    case KL_OP_WHERE: return kl_where_backward(v, k, dv, out);
-    case KL_OP_BROADCAST: return kl_broadcast_backward(v, k, dv, out);
-    case KL_OP_REINDEX: return kl_reindex_backward(v, k, dv, out);
-    case KL_OP_REINDEX_REDUCE: return kl_reindex_reduce_backward(v, k, dv, out);
-    case KL_OP_REDUCE: return kl_reduce_backward(v, k, dv, out);
-    case KL_OP_RESHAPE: case KL_OP_STOP_GRAD: return kl_reshape_backward(v, k, dv, out);
-    case KL_OP_CODE: return kl_code_backward(v, k, dv, out);
-    default: return KL_OK;
-    }
+    return backward_table[v->op.kind] ? backward_table[v->op.kind](v, k, dv, out) : KL_OK;
 }
 
 /* All vars y reaches through op inputs, inputs before consumers. */
@@ -109,7 +106,7 @@ kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grad
         v->grad = NULL;
         v->cost = i; /* position, to find inputs' flags */
         for (int j = 0; j < n; j++) wanted[i] |= v == xs[j];
-        if (v->op.kind == KL_OP_STOP_GRAD) continue;
+        if (kl_op_traits(v->op.kind) & KL_STOPS_GRAD) continue;
         for (int k = 0; k < v->op.n_inputs; k++) wanted[i] |= wanted[v->op.inputs[k]->cost];
     }
     kl_status s = KL_OK;

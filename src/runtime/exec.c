@@ -275,7 +275,7 @@ kl_status kl_sync(kl_var *const *vars, int n)
             step *st = &steps[n_steps++];
             step_init(st, v);
             kl_var_retain(v);
-            st->is_alias = v->op.kind == KL_OP_RESHAPE || v->op.kind == KL_OP_STOP_GRAD;
+            st->is_alias = kl_op_traits(v->op.kind) & KL_ALIAS;
             st->is_code = v->op.kind == KL_OP_CODE;
             st->is_gemm = v->op.kind == KL_OP_REDUCE && kl_gemm_available(ctx, v->dtype) &&
                           kl_matmul_match(v, 0, &st->gemm);

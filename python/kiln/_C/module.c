@@ -256,6 +256,39 @@ static PyObject *m_names(PyObject *mod, PyObject *arg)
     return NULL;
 }
 
+/* op_traits(kind): {name: set of trait names} for 'unary' or 'binary'
+ * (include/kiln_ops.def), so Python asks the one table the core uses. */
+static PyObject *m_op_traits(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    const char *kind = PyUnicode_AsUTF8(arg);
+    if (!kind) return NULL;
+    int unary = !strcmp(kind, "unary");
+    if (!unary && strcmp(kind, "binary")) {
+        PyErr_Format(PyExc_ValueError, "op_traits: unknown kind '%s' (unary or binary)", kind);
+        return NULL;
+    }
+    static const struct { int bit; const char *name; } bits[] = {
+        {KL_FLOAT_MATH, "float_math"}, {KL_LIBM, "libm"}, {KL_INT_IDENTITY, "int_identity"},
+    };
+    PyObject *d = PyDict_New();
+    int n = unary ? KL_UNARY_COUNT : KL_BINARY_COUNT;
+    for (int i = 0; d && i < n; i++) {
+        int t = unary ? kl_unary_traits((kl_unary_op)i) : kl_binary_traits((kl_binary_op)i);
+        PyObject *set = PySet_New(NULL);
+        for (size_t b = 0; set && b < sizeof bits / sizeof bits[0]; b++) {
+            if (!(t & bits[b].bit)) continue;
+            PyObject *s = PyUnicode_FromString(bits[b].name);
+            if (!s || PySet_Add(set, s) < 0) Py_CLEAR(set);
+            Py_XDECREF(s);
+        }
+        const char *name = unary ? kl_unary_name((kl_unary_op)i) : kl_binary_name((kl_binary_op)i);
+        if (!set || PyDict_SetItemString(d, name, set) < 0) Py_CLEAR(d);
+        Py_XDECREF(set);
+    }
+    return d;
+}
+
 static PyObject *m_promote(PyObject *mod, PyObject *args)
 {
     (void)mod;
@@ -279,6 +312,7 @@ static PyMethodDef module_methods[] = {
     {"counters", m_counters, METH_NOARGS, "the context's counters as a dict"},
     {"names", m_names, METH_O, "names(kind): names of 'dtype', 'unary', 'binary', 'reduce' by code"},
     {"promote", m_promote, METH_VARARGS, "promote(a, b): NumPy's promote_types on dtype codes"},
+    {"op_traits", m_op_traits, METH_O, "op_traits(kind): {name: {'float_math', 'libm', 'int_identity'}}"},
     {NULL, NULL, 0, NULL}
 };
 
