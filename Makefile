@@ -5,7 +5,7 @@
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
-CFLAGS  += -std=c11 -D_GNU_SOURCE -fPIC -Wall -Wextra -Werror $(OPT) -g -Iinclude -Isrc -fopenmp
+CFLAGS  += -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Wall -Wextra -Werror $(OPT) -g -Iinclude -Isrc -fopenmp
 LDLIBS  += -ldl -lm -lpthread -fopenmp
 
 SRCS    := $(sort $(wildcard src/*/*.c src/*/*/*.c))

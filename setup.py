@@ -18,7 +18,7 @@ ext = Extension(
     sources=sources("src/*/*.c") + sources("src/*/*/*.c") + sources("python/kiln/_C/*.c"),
     include_dirs=["include", "src"],
     depends=sources("include/*") + sources("src/*/*.h") + sources("src/*/*/*.h") + sources("python/kiln/_C/*.h"),
-    extra_compile_args=["-std=c11", "-O2", "-fopenmp", "-D_GNU_SOURCE"],
+    extra_compile_args=["-std=c11", "-O2", "-fopenmp", "-D_GNU_SOURCE", "-fvisibility=hidden"],
     extra_link_args=["-fopenmp"],
     libraries=["dl", "m"],
 )

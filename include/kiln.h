@@ -30,6 +30,14 @@
 extern "C" {
 #endif
 
+/* What the library exports: the functions below, and nothing else (it is
+ * built with -fvisibility=hidden). */
+#if defined(__GNUC__)
+#define KL_API __attribute__((visibility("default")))
+#else
+#define KL_API
+#endif
+
 #define KL_MAX_DIMS 8
 
 typedef enum {
@@ -89,53 +97,53 @@ typedef struct {
 } kl_counters;
 
 /* ---- errors and dtypes ---- */
-const char *kl_last_error(void);
-const char *kl_status_name(kl_status s);
-const char *kl_dtype_name(kl_dtype t);
-kl_status kl_dtype_from_name(const char *name, kl_dtype *out);
-size_t kl_dtype_size(kl_dtype t);
-int kl_dtype_is_float(kl_dtype t);
-int kl_dtype_is_int(kl_dtype t); /* signed or unsigned integer, not bool */
+KL_API const char *kl_last_error(void);
+KL_API const char *kl_status_name(kl_status s);
+KL_API const char *kl_dtype_name(kl_dtype t);
+KL_API kl_status kl_dtype_from_name(const char *name, kl_dtype *out);
+KL_API size_t kl_dtype_size(kl_dtype t);
+KL_API int kl_dtype_is_float(kl_dtype t);
+KL_API int kl_dtype_is_int(kl_dtype t); /* signed or unsigned integer, not bool */
 /* NumPy's promote_types for two array dtypes. */
-kl_status kl_dtype_promote(kl_dtype a, kl_dtype b, kl_dtype *out);
+KL_API kl_status kl_dtype_promote(kl_dtype a, kl_dtype b, kl_dtype *out);
 
 /* What an element-wise op is (kiln_ops.def): integer inputs compute in
  * float32; it calls libm; it is the identity on integers. */
 typedef enum { KL_FLOAT_MATH = 1, KL_LIBM = 2, KL_INT_IDENTITY = 4 } kl_op_trait;
-int kl_unary_traits(kl_unary_op op);   /* 0 for an invalid op */
-int kl_binary_traits(kl_binary_op op);
+KL_API int kl_unary_traits(kl_unary_op op);   /* 0 for an invalid op */
+KL_API int kl_binary_traits(kl_binary_op op);
 
-const char *kl_unary_name(kl_unary_op op);
-const char *kl_binary_name(kl_binary_op op);
-const char *kl_reduce_name(kl_reduce_op op);
-kl_status kl_unary_from_name(const char *name, kl_unary_op *out);
-kl_status kl_binary_from_name(const char *name, kl_binary_op *out);
+KL_API const char *kl_unary_name(kl_unary_op op);
+KL_API const char *kl_binary_name(kl_binary_op op);
+KL_API const char *kl_reduce_name(kl_reduce_op op);
+KL_API kl_status kl_unary_from_name(const char *name, kl_unary_op *out);
+KL_API kl_status kl_binary_from_name(const char *name, kl_binary_op *out);
 /* Accepts reduce names (sum, max, ...) and scatter names (add, maximum, ...). */
-kl_status kl_reduce_from_name(const char *name, kl_reduce_op *out);
+KL_API kl_status kl_reduce_from_name(const char *name, kl_reduce_op *out);
 
 /* ---- context ---- */
 /* Reads KILN_CACHE_DIR (default ~/.cache/kiln), KILN_DEBUG (1: print each
  * compiled kernel's source and command; 2: also every launch), KILN_CC. */
-kl_status kl_context_new(kl_context **out);
+KL_API kl_status kl_context_new(kl_context **out);
 /* Frees ctx (NULL: nothing). A context that still has vars is not freed: the
  * call fails naming how many, and may be repeated once they are released. */
-kl_status kl_context_free(kl_context *ctx);
-kl_status kl_context_set_cache_dir(kl_context *ctx, const char *dir);
-const char *kl_context_cache_dir(const kl_context *ctx);
-void kl_context_set_debug(kl_context *ctx, int level);
-int kl_context_debug(const kl_context *ctx);
-void kl_context_seed(kl_context *ctx, uint64_t seed);
-void kl_context_counters(const kl_context *ctx, kl_counters *out);
+KL_API kl_status kl_context_free(kl_context *ctx);
+KL_API kl_status kl_context_set_cache_dir(kl_context *ctx, const char *dir);
+KL_API const char *kl_context_cache_dir(const kl_context *ctx);
+KL_API void kl_context_set_debug(kl_context *ctx, int level);
+KL_API int kl_context_debug(const kl_context *ctx);
+KL_API void kl_context_seed(kl_context *ctx, uint64_t seed);
+KL_API void kl_context_counters(const kl_context *ctx, kl_counters *out);
 /* Returns cached, unused host memory to the system (and the weights oneDNN
  * keeps reordered for repeated convolutions). */
-void kl_context_gc(kl_context *ctx);
+KL_API void kl_context_gc(kl_context *ctx);
 /* check(arg) is called by a sync between its kernels (in the syncing
  * thread); a nonzero answer stops the sync with KL_ERR_INTERRUPTED: the
  * vars computed so far stay computed, the rest pending. NULL removes it. */
-void kl_context_set_interrupt(kl_context *ctx, int (*check)(void *arg), void *arg);
+KL_API void kl_context_set_interrupt(kl_context *ctx, int (*check)(void *arg), void *arg);
 /* 1 when the named library ("blas": OpenBLAS gemm, "dnnl": oneDNN 2.x
  * convolutions) is found and not disabled (KILN_BLAS=0, KILN_DNNL=0). */
-int kl_context_has_library(kl_context *ctx, const char *name);
+KL_API int kl_context_has_library(kl_context *ctx, const char *name);
 
 /* ---- vars ---- */
 /* Handles: a NULL var, or one already released, is refused with an error
@@ -143,89 +151,89 @@ int kl_context_has_library(kl_context *ctx, const char *name);
  * handle released twice is recognised while the context still keeps its
  * memory (the last 1024 freed vars); beyond that it is undefined, as free(). */
 /* Copies ndim/shape/data; data may be NULL for an uninitialised array. */
-kl_status kl_var_from_host(kl_context *ctx, kl_dtype dtype, int ndim,
+KL_API kl_status kl_var_from_host(kl_context *ctx, kl_dtype dtype, int ndim,
                            const int64_t *shape, const void *data, kl_var **out);
-kl_status kl_var_retain(kl_var *v);
+KL_API kl_status kl_var_retain(kl_var *v);
 /* Drops one handle (NULL: nothing). */
-kl_status kl_var_release(kl_var *v);
-kl_context *kl_var_context(const kl_var *v);
-kl_dtype kl_var_dtype(const kl_var *v);
-int kl_var_ndim(const kl_var *v);
-const int64_t *kl_var_shape(const kl_var *v);
-int64_t kl_var_numel(const kl_var *v);
-uint64_t kl_var_id(const kl_var *v);
-int kl_var_is_computed(const kl_var *v);
+KL_API kl_status kl_var_release(kl_var *v);
+KL_API kl_context *kl_var_context(const kl_var *v);
+KL_API kl_dtype kl_var_dtype(const kl_var *v);
+KL_API int kl_var_ndim(const kl_var *v);
+KL_API const int64_t *kl_var_shape(const kl_var *v);
+KL_API int64_t kl_var_numel(const kl_var *v);
+KL_API uint64_t kl_var_id(const kl_var *v);
+KL_API int kl_var_is_computed(const kl_var *v);
 /* A var that requires grad (and every float var computed from it) keeps its
  * producing graph after it is computed, so kl_grad can still reach through it. */
-void kl_var_set_requires_grad(kl_var *v, int on);
-int kl_var_requires_grad(const kl_var *v);
+KL_API void kl_var_set_requires_grad(kl_var *v, int on);
+KL_API int kl_var_requires_grad(const kl_var *v);
 /* A computed var forgets the graph that produced it, freeing what only that
  * graph held (PyTorch frees it after backward); no-op for a pending var. */
-void kl_var_release_graph(kl_var *v);
+KL_API void kl_var_release_graph(kl_var *v);
 /* Name of the op that produces v ("array" for data, "reshape", "exp", ...). */
-const char *kl_var_op_name(const kl_var *v);
+KL_API const char *kl_var_op_name(const kl_var *v);
 /* Syncs v and returns a pointer to its contiguous data, valid while v is held. */
-kl_status kl_var_data(kl_var *v, const void **out);
-kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes);
+KL_API kl_status kl_var_data(kl_var *v, const void **out);
+KL_API kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes);
 /* Computes every listed var (and what they need) in as few kernels as fusion allows. */
-kl_status kl_sync(kl_var *const *vars, int n);
+KL_API kl_status kl_sync(kl_var *const *vars, int n);
 /* Computes every pending var someone holds (a handle, not only the graph). */
-kl_status kl_sync_all(kl_context *ctx);
+KL_API kl_status kl_sync_all(kl_context *ctx);
 
 /* ---- leaves ---- */
 /* value in dtype: an integer dtype takes it truncated, and refuses NaN
  * (KL_ERR_VALUE) or a value outside its range (KL_ERR_OVERFLOW). */
-kl_status kl_full(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+KL_API kl_status kl_full(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
                   double value, kl_var **out);
 /* The same for an exact integer (all 64 bits kept in int64; a float dtype
  * rounds it as a conversion would); out of an integer dtype's range is
  * KL_ERR_OVERFLOW. */
-kl_status kl_full_int(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+KL_API kl_status kl_full_int(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
                       int64_t value, kl_var **out);
 /* uniform: [a, b); normal: mean a, standard deviation b. Counter-based: the
  * values depend only on the context's seed and how many random numbers the
  * context has handed out, not on threads or fusion. */
-kl_status kl_random(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+KL_API kl_status kl_random(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
                     kl_random_kind kind, double a, double b, kl_var **out);
 /* out[i0, ..., in] = i_dim (Jittor's index op). */
-kl_status kl_index(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
+KL_API kl_status kl_index(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *shape,
                    int dim, kl_var **out);
 
 /* ---- meta-operators ---- */
-kl_status kl_unary(kl_unary_op op, kl_var *x, kl_var **out);
-kl_status kl_cast(kl_var *x, kl_dtype dtype, kl_var **out);
+KL_API kl_status kl_unary(kl_unary_op op, kl_var *x, kl_var **out);
+KL_API kl_status kl_cast(kl_var *x, kl_dtype dtype, kl_var **out);
 /* a and b broadcast against each other as in NumPy. */
-kl_status kl_binary(kl_binary_op op, kl_var *a, kl_var *b, kl_var **out);
-kl_status kl_where(kl_var *cond, kl_var *a, kl_var *b, kl_var **out);
+KL_API kl_status kl_binary(kl_binary_op op, kl_var *a, kl_var *b, kl_var **out);
+KL_API kl_status kl_where(kl_var *cond, kl_var *a, kl_var *b, kl_var **out);
 /* x's dims map to the output dims not listed in dims (Jittor's broadcast with
  * dims); with ndims == 0, x is right-aligned as in NumPy. Size-1 dims expand. */
-kl_status kl_broadcast_to(kl_var *x, int ndim, const int64_t *shape,
+KL_API kl_status kl_broadcast_to(kl_var *x, int ndim, const int64_t *shape,
                           int ndims, const int *dims, kl_var **out);
 /* out[i0..] = x[indexes[0], ..., indexes[x.ndim-1]], or overflow_value where an
  * index falls outside x or any overflow condition is true. Expressions may use
  * i0..i7, integers, + - * / % comparisons && || ! ?:, min(a,b), max(a,b),
  * xshapeK/yshapeK, XDIM/YDIM, and @eK(...) to read extras[K] (integer vars). */
-kl_status kl_reindex(kl_var *x, int ndim, const int64_t *shape,
+KL_API kl_status kl_reindex(kl_var *x, int ndim, const int64_t *shape,
                      const char *const *indexes, double overflow_value,
                      int n_conditions, const char *const *conditions,
                      int n_extras, kl_var *const *extras, kl_var **out);
 /* Scatter: for every index i of y, out[indexes(i)] op= y[i]; targets outside
  * out, or where a condition holds, are skipped. Untouched outputs hold op's
  * identity. Here x names the output and y the input, as in Jittor. */
-kl_status kl_reindex_reduce(kl_var *y, kl_reduce_op op, int ndim, const int64_t *shape,
+KL_API kl_status kl_reindex_reduce(kl_var *y, kl_reduce_op op, int ndim, const int64_t *shape,
                             const char *const *indexes,
                             int n_conditions, const char *const *conditions,
                             int n_extras, kl_var *const *extras, kl_var **out);
 /* Reduces over the listed dims (negative counts from the end); ndims == 0 means all. */
-kl_status kl_reduce(kl_var *x, kl_reduce_op op, int ndims, const int *dims,
+KL_API kl_status kl_reduce(kl_var *x, kl_reduce_op op, int ndims, const int *dims,
                     int keepdims, kl_var **out);
 /* Same elements, new shape (one dim may be -1); zero-copy once x is computed. */
-kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **out);
+KL_API kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **out);
 /* x (integers) unchanged, except that computing it fails with KL_ERR_INDEX
  * when a value is outside [lo, hi): the error names `what` (say "getitem on
  * dim 0 of shape (3, 4)") and the value. For index vars that reindex reads,
  * where an out-of-range value would otherwise read the overflow value. */
-kl_status kl_check_index(kl_var *x, int64_t lo, int64_t hi, const char *what, kl_var **out);
+KL_API kl_status kl_check_index(kl_var *x, int64_t lo, int64_t hi, const char *what, kl_var **out);
 
 /* ---- custom kernels (jt.code) ---- */
 typedef struct {
@@ -243,16 +251,21 @@ typedef struct {
  * grad_sources[k] (NULL: none) is a kernel of the same form whose inputs are
  * the inputs, output 0 and its gradient, and whose one output is input k's
  * gradient. Outputs with dynamic dims are computed at once. */
-kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
+KL_API kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
                   int n_outputs, const kl_code_output *outs, const char *source, int cplusplus,
                   int n_grads, const char *const *grad_sources, kl_var **outputs);
+
+/* Compiles (or finds in the caches) the n kernel sources of kl_code now,
+ * several at once, so a compile error surfaces where the kernel is written;
+ * the message names the kept source file and has the compiler's output. */
+KL_API kl_status kl_code_compile(kl_context *ctx, int n, const char *const *sources, int cplusplus);
 
 /* ---- autograd ---- */
 /* Gradients of sum(y * dy) (dy NULL means ones) with respect to each xs[k],
  * as lazy vars built from meta-ops; a var y does not depend on gets zeros. */
-kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grads);
+KL_API kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grads);
 /* Same value as x; gradients do not flow through it. */
-kl_status kl_stop_grad(kl_var *x, kl_var **out);
+KL_API kl_status kl_stop_grad(kl_var *x, kl_var **out);
 
 #ifdef __cplusplus
 }

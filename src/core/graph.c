@@ -74,7 +74,7 @@ void kl_buffer_release(kl_buffer *b)
 
 void kl_op_free_params(kl_op *op)
 {
-    if (op->kind == KL_OP_CODE) kl_code_detach(op);
+    if (op->kind == KL_OP_CODE && op->p.code.detach) op->p.code.detach(op);
     if (op->kind == KL_OP_CHECK_INDEX) { free(op->p.check.what); op->p.check.what = NULL; }
     if (op->kind == KL_OP_REINDEX || op->kind == KL_OP_REINDEX_REDUCE) {
         for (int i = 0; i < op->p.reindex.n_indexes; i++) kl_expr_free(op->p.reindex.indexes[i]);
@@ -299,21 +299,4 @@ kl_status kl_var_from_host(kl_context *ctx, kl_dtype dtype, int ndim, const int6
     if (s != KL_OK) { kl_buffer_release(buf); return s; }
     (*out)->buf = buf;
     return KL_OK;
-}
-
-kl_status kl_sync_all(kl_context *ctx)
-{
-    KL_ARG(ctx, "kl_sync_all", "ctx");
-    int n = 0;
-    for (kl_var *v = ctx->pending; v; v = v->pending_next) n += v->user_refs > 0;
-    if (n == 0) return KL_OK;
-    kl_var **held = calloc((size_t)n, sizeof *held);
-    if (!held) return kl_error(KL_ERR_MEMORY, "out of memory in sync_all");
-    int k = 0;
-    for (kl_var *v = ctx->pending; v && k < n; v = v->pending_next)
-        if (v->user_refs > 0) { held[k++] = v; kl_var_retain(v); }
-    kl_status s = kl_sync(held, k);
-    for (int i = 0; i < k; i++) kl_var_release(held[i]);
-    free(held);
-    return s;
 }

@@ -51,7 +51,9 @@ typedef struct kl_op {
             double overflow_value;
         } reindex;
         struct { kl_reduce_op op; uint8_t mask; int keepdims; } reduce; /* bit d: input dim d reduced */
-        struct { struct kl_code_node *node; int index; } code;
+        /* detach: set by src/ops/code.c, so the core frees a code op
+         * without calling into ops */
+        struct { struct kl_code_node *node; int index; void (*detach)(struct kl_op *op); } code;
         struct { int64_t lo, hi; char *what; } check;
     } p;
 } kl_op;
@@ -108,8 +110,6 @@ void kl_var_set_computed(kl_var *v, kl_buffer *buf);
 const char *kl_op_kind_name(kl_op_kind k);
 /* Frees what an op owns besides its inputs (parsed expressions, a code node). */
 void kl_op_free_params(kl_op *op);
-/* Drops a code output's hold on its shared kernel node (src/ops/code.c). */
-void kl_code_detach(kl_op *op);
 int64_t kl_shape_numel(int ndim, const int64_t *shape);
 kl_status kl_check_shape(const char *op, int ndim, const int64_t *shape);
 

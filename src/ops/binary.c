@@ -2,7 +2,7 @@
  * rules, scalar C expressions, derivatives, and the unbroadcast helper that
  * sums a gradient back to an operand's shape. */
 #include "ops/ops.h"
-#include "core/builder.h"
+#include "ops/builder.h"
 #include "core/dtype.h"
 #include <stdio.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* broadcast.c: broadcast_to, a pure index mapping on the load (new dims and
  * size-1 dims read coordinate 0); its backward sums the gradient back. */
 #include "ops/ops.h"
-#include "core/builder.h"
+#include "ops/builder.h"
 
 kl_status kl_broadcast_to(kl_var *x, int ndim, const int64_t *shape, int ndims, const int *dims, kl_var **out)
 {

@@ -25,7 +25,7 @@ static void node_release(kl_code_node *n)
     free(n);
 }
 
-void kl_code_detach(kl_op *op)
+static void code_detach(kl_op *op)
 {
     kl_code_node *n = op->p.code.node;
     if (!n) return;
@@ -84,7 +84,7 @@ kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
         if (grad_sources[k] && !(node->grads[k] = strdup(grad_sources[k]))) { node->refcount = 1; node_release(node); return kl_error(KL_ERR_MEMORY, "code: out of memory"); }
     kl_status s = KL_OK;
     for (int i = 0; i < n_outputs && s == KL_OK; i++) {
-        kl_op o = {.kind = KL_OP_CODE, .n_inputs = n_inputs, .p.code = {node, i}};
+        kl_op o = {.kind = KL_OP_CODE, .n_inputs = n_inputs, .p.code = {node, i, code_detach}};
         for (int k = 0; k < n_inputs; k++) o.inputs[k] = inputs[k];
         int64_t shape[KL_MAX_DIMS];
         for (int d = 0; d < outs[i].ndim; d++) {
@@ -185,5 +185,23 @@ kl_status kl_code_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
     memcpy(o.shape, x->shape, (size_t)x->ndim * sizeof *x->shape);
     kl_status s = kl_code(v->ctx, n + 2, ins, 1, &o, node->grads[k], node->cplusplus, 0, NULL, out);
     kl_var_release(dcast);
+    return s;
+}
+
+kl_status kl_code_compile(kl_context *ctx, int n, const char *const *sources, int cplusplus)
+{
+    KL_ARG(ctx, "kl_code_compile", "ctx");
+    if (n < 0) return kl_error(KL_ERR_VALUE, "kl_code_compile: %d sources", n);
+    if (n == 0) return KL_OK;
+    KL_ARG(sources, "kl_code_compile", "sources");
+    for (int i = 0; i < n; i++)
+        if (!sources[i]) return kl_error(KL_ERR_VALUE, "kl_code_compile: source %d is NULL", i);
+    kl_lang *langs = malloc((size_t)n * sizeof *langs);
+    kl_kernel_fn *fns = malloc((size_t)n * sizeof *fns);
+    kl_status s = langs && fns ? KL_OK : kl_error(KL_ERR_MEMORY, "kl_code_compile: out of memory");
+    for (int i = 0; s == KL_OK && i < n; i++) langs[i] = cplusplus ? KL_LANG_CXX : KL_LANG_C;
+    if (s == KL_OK) s = kl_jit_get_many(ctx, n, sources, langs, fns);
+    free(langs);
+    free(fns);
     return s;
 }

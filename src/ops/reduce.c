@@ -3,7 +3,7 @@
  * per-lane partial sums, so 4M float32 sums stay exact to ~1e-7), and is
  * parallel whether the kept dims are many (rows) or few (whole reductions). */
 #include "ops/ops.h"
-#include "core/builder.h"
+#include "ops/builder.h"
 #include "core/dtype.h"
 #include <string.h>
 

@@ -2,7 +2,7 @@
  * outside x, or a true overflow condition, give the overflow value. The
  * backward is reindex_reduce(add) with the same expressions. */
 #include "ops/ops.h"
-#include "core/builder.h"
+#include "ops/builder.h"
 #include "core/dtype.h"
 #include <stdio.h>
 

@@ -2,7 +2,7 @@
  * out[f(i)] op= y[i]. Its kernel writes the identity everywhere, then
  * scatters (atomically where OpenMP allows, serially for max/min). */
 #include "ops/ops.h"
-#include "core/builder.h"
+#include "ops/builder.h"
 #include "core/dtype.h"
 
 kl_status kl_reindex_reduce(kl_var *y, kl_reduce_op op, int ndim, const int64_t *shape,

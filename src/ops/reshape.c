@@ -1,7 +1,7 @@
 /* reshape.c: same elements, new shape. Once the input is computed the
  * executor aliases its buffer; inlined, it maps coordinates through the flat index. */
 #include "ops/ops.h"
-#include "core/builder.h"
+#include "ops/builder.h"
 #include <string.h>
 
 kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **out)

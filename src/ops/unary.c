@@ -1,7 +1,7 @@
 /* unary.c: the unary element-wise family and cast: dtype rules, the scalar C
  * expression of each op, and each op's derivative written with meta-ops. */
 #include "ops/ops.h"
-#include "core/builder.h"
+#include "ops/builder.h"
 #include "core/dtype.h"
 #include <string.h>
 

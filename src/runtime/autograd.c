@@ -2,7 +2,7 @@
  * family's backward rule (in src/ops/) returns the gradient of one input as
  * new meta-ops, so gradients are lazy vars that fuse with the forward pass and
  * can themselves be differentiated. */
-#include "core/builder.h"
+#include "ops/builder.h"
 #include "core/context.h"
 #include "ops/ops.h"
 #include <stdlib.h>

@@ -340,3 +340,20 @@ kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes)
     if (need) memcpy(dst, src, need);
     return KL_OK;
 }
+
+kl_status kl_sync_all(kl_context *ctx)
+{
+    KL_ARG(ctx, "kl_sync_all", "ctx");
+    int n = 0;
+    for (kl_var *v = ctx->pending; v; v = v->pending_next) n += v->user_refs > 0;
+    if (n == 0) return KL_OK;
+    kl_var **held = calloc((size_t)n, sizeof *held);
+    if (!held) return kl_error(KL_ERR_MEMORY, "out of memory in sync_all");
+    int k = 0;
+    for (kl_var *v = ctx->pending; v && k < n; v = v->pending_next)
+        if (v->user_refs > 0) { held[k++] = v; kl_var_retain(v); }
+    kl_status s = kl_sync(held, k);
+    for (int i = 0; i < k; i++) kl_var_release(held[i]);
+    free(held);
+    return s;
+}

@@ -4,7 +4,6 @@
  * than at some later sync. The translation of Jittor's template syntax into
  * these sources is Python's work (kiln/code.py). */
 #include "kiln_py.h"
-#include "jit/jit.h" /* kl_jit_get_many: no public compile-only call exists yet */
 
 /* code(inputs, outputs, source, cplusplus, grad_sources) -> [vars]
  * outputs: a sequence of (dtype, shape) where a negative dim is dynamic
@@ -76,23 +75,16 @@ static PyObject *c_code_compile(PyObject *mod, PyObject *args)
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     const char **text = PyMem_Calloc(n ? (size_t)n : 1, sizeof *text);
-    kl_lang *langs = PyMem_Calloc(n ? (size_t)n : 1, sizeof *langs);
-    kl_kernel_fn *fns = PyMem_Calloc(n ? (size_t)n : 1, sizeof *fns);
     PyObject *res = NULL;
-    if (!text || !langs || !fns) { PyErr_NoMemory(); goto done; }
-    for (Py_ssize_t i = 0; i < n; i++) {
+    if (!text) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t i = 0; i < n; i++)
         if (!(text[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i)))) goto done;
-        langs[i] = cplusplus ? KL_LANG_CXX : KL_LANG_C;
-    }
-    /* the GIL stays held: the core is not safe to enter from two threads */
-    kl_status s = kl_jit_get_many(klpy_ctx, (int)n, text, langs, fns);
+    kl_status s = kl_code_compile(klpy_ctx, (int)n, text, cplusplus);
     if (s != KL_OK) { klpy_raise(s); goto done; }
     res = Py_None;
     Py_INCREF(res);
 done:
     PyMem_Free(text);
-    PyMem_Free(langs);
-    PyMem_Free(fns);
     Py_DECREF(seq);
     return res;
 }

@@ -1,5 +1,5 @@
 /* builder.c: see builder.h. */
-#include "core/builder.h"
+#include "ops/builder.h"
 
 kl_var *kb_keep(kl_builder *b, kl_status s, kl_var *v)
 {
