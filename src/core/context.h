@@ -1,15 +1,15 @@
 /* context.h: the one object that holds kiln's mutable state: settings,
- * counters, the allocator and the kernel table. */
+ * counters, the backends (through their interface only), the kernel table
+ * and the caches. */
 #ifndef KL_CONTEXT_H
 #define KL_CONTEXT_H
 
 #include "kiln.h"
-#include "mem/host_alloc.h"
 #include "jit/jit.h"
-#include "backend/cpu/blas.h"
-#include "backend/cpu/dnnl.h"
 #include "codegen/plan.h"
 #include <limits.h>
+
+struct kl_backend;
 
 /* A growable list of vars (the executor's graph walks). */
 typedef struct {
@@ -21,13 +21,14 @@ typedef struct {
  * overlap): the walk's lists and the planning arrays, grown, never shrunk. */
 typedef struct {
     kl_var_list order, stack, next;
-    struct { void *p; size_t bytes; } arrays[5];
+    struct { void *p; size_t bytes; } arrays[6];
 } kl_sync_scratch;
 
 /* Frees a context's sync scratch (src/runtime/exec.c). */
 void kl_sync_scratch_free(kl_sync_scratch *s);
 
 #define KL_GRAVEYARD 1024
+#define KL_MAX_BACKENDS 8
 
 struct kl_context {
     char cache_dir[PATH_MAX];
@@ -36,11 +37,11 @@ struct kl_context {
     uint64_t seed, rng_offset;
     uint64_t next_var_id, next_buffer_id, sync_epoch;
     uint64_t vars_alive;
-    kl_counters counters; /* kernel counters; memory figures come from alloc */
-    kl_host_allocator alloc;
+    kl_counters counters; /* kernel counters; memory figures come from the backends */
+    struct kl_backend *backends[KL_MAX_BACKENDS]; /* backends[0]: the CPU */
+    int n_backends;
+    struct kl_backend *device;  /* where new vars made from nothing go */
     kl_jit jit;
-    kl_blas blas;
-    kl_dnnl dnnl;
     kl_plan_cache plans;
     kl_fingerprint fingerprint; /* reused buffer */
     kl_sync_scratch sync;

@@ -1,6 +1,7 @@
 /* graph.c: vars and their ops: creation, reference counting and freeing, so a
  * var nobody holds goes away with the part of the graph only it needed. */
 #include "core/graph.h"
+#include "backend/backend.h"
 #include "core/context.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,24 +53,43 @@ kl_status kl_check_shape(const char *op, int ndim, const int64_t *shape)
     return KL_OK;
 }
 
-kl_buffer *kl_buffer_new(kl_context *ctx, size_t nbytes)
+kl_buffer *kl_buffer_new(kl_context *ctx, kl_backend *device, size_t nbytes)
 {
     kl_buffer *b = malloc(sizeof *b);
     if (!b) return NULL;
-    b->data = kl_host_alloc(&ctx->alloc, nbytes);
+    b->data = device->ops->alloc(device, nbytes);
     if (!b->data) { free(b); return NULL; }
     b->refcount = 1;
     b->id = ++ctx->next_buffer_id;
     b->nbytes = nbytes;
     b->ctx = ctx;
+    b->backend = device;
+    b->host = NULL;
     return b;
 }
 
 void kl_buffer_release(kl_buffer *b)
 {
     if (!b || --b->refcount > 0) return;
-    kl_host_free(&b->ctx->alloc, b->data, b->nbytes);
+    b->backend->ops->free(b->backend, b->data, b->nbytes);
+    free(b->host);
     free(b);
+}
+
+const void *kl_buffer_host(kl_buffer *b)
+{
+    if (b->backend->ops->host_visible) return b->data;
+    if (b->host) return b->host;
+    void *h = malloc(b->nbytes ? b->nbytes : 1);
+    if (!h) {
+        kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes to read a %s var", b->nbytes, b->backend->name);
+        return NULL;
+    }
+    if (b->backend->ops->copy(b->backend, h, b->data, b->nbytes, KL_COPY_DEVICE_TO_HOST) != KL_OK) {
+        free(h);
+        return NULL;
+    }
+    return b->host = h;
 }
 
 void kl_op_free_params(kl_op *op)
@@ -180,10 +200,18 @@ kl_status kl_var_new(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *s
                      const kl_op *op, kl_var **out)
 {
     *out = NULL;
+    /* an op computes where its inputs are; they must all be in one place */
+    kl_backend *device = op->n_inputs ? op->inputs[0]->device : ctx->device;
+    for (int i = 1; i < op->n_inputs; i++)
+        if (op->inputs[i]->device != device)
+            return kl_error(KL_ERR_VALUE, "%s: inputs on different devices: input 0 is on %s, input %d on %s "
+                            "(move one, or set the device before making them)", kl_op_kind_name(op->kind),
+                            device->name, i, op->inputs[i]->device->name);
     kl_var *v = calloc(1, sizeof *v);
     if (!v) return kl_error(KL_ERR_MEMORY, "out of memory creating a var");
     v->magic = KL_VAR_LIVE;
     v->ctx = ctx;
+    v->device = device;
     v->id = ++ctx->next_var_id;
     v->user_refs = 1;
     v->dtype = dtype;
@@ -291,9 +319,11 @@ kl_status kl_var_from_host(kl_context *ctx, kl_dtype dtype, int ndim, const int6
     if ((unsigned)dtype >= KL_DTYPE_COUNT) return kl_error(KL_ERR_TYPE, "array: invalid dtype code %d", (int)dtype);
     KL_TRY(kl_check_shape("array", ndim, shape));
     size_t nbytes = (size_t)kl_shape_numel(ndim, shape) * kl_dtype_size(dtype);
-    kl_buffer *buf = kl_buffer_new(ctx, nbytes);
-    if (!buf) return kl_error(KL_ERR_MEMORY, "array: out of memory allocating %zu bytes", nbytes);
-    if (data && nbytes) memcpy(buf->data, data, nbytes);
+    kl_backend *device = ctx->device;
+    kl_buffer *buf = kl_buffer_new(ctx, device, nbytes);
+    if (!buf) return kl_error(KL_ERR_MEMORY, "array: out of memory allocating %zu bytes on %s", nbytes, device->name);
+    kl_status cs = data && nbytes ? device->ops->copy(device, buf->data, data, nbytes, KL_COPY_HOST_TO_DEVICE) : KL_OK;
+    if (cs != KL_OK) { kl_buffer_release(buf); return cs; }
     kl_op op = {.kind = KL_OP_ARRAY};
     kl_status s = kl_var_new(ctx, dtype, ndim, shape, &op, out);
     if (s != KL_OK) { kl_buffer_release(buf); return s; }

@@ -19,15 +19,18 @@ typedef enum {
 enum { KL_LEAF = 1, KL_GENERATOR = 2, KL_ALIAS = 4, KL_ROOT = 8, KL_STOPS_GRAD = 16 };
 int kl_op_traits(kl_op_kind k);
 
-/* Host memory shared by a var and the reshapes that alias it. Its contents
- * never change after the op that made it wrote them, so the id (unique in the
- * context) names the contents: library calls cache what they derive from it. */
+/* A device's memory shared by a var and the reshapes that alias it. Its
+ * contents never change after the op that made it wrote them, so the id
+ * (unique in the context) names the contents: library calls cache what they
+ * derive from it. */
 typedef struct kl_buffer {
     int refcount;
     uint64_t id;
-    void *data;
+    void *data;              /* the backend's pointer */
     size_t nbytes;
     struct kl_context *ctx;
+    struct kl_backend *backend;
+    void *host;              /* a host copy, for devices whose memory the host cannot read */
 } kl_buffer;
 
 #define KL_MAX_INPUTS (2 + 8) /* where's three, or reindex's x plus extras */
@@ -65,6 +68,7 @@ typedef struct kl_op {
 struct kl_var {
     uint32_t magic;  /* KL_VAR_LIVE while the var exists (see kl_var_check) */
     struct kl_context *ctx;
+    struct kl_backend *device; /* where it is (or will be) computed: its inputs' device */
     uint64_t id;
     int user_refs;   /* handles held outside the graph */
     int graph_refs;  /* pending consumers holding this var as an input */
@@ -82,6 +86,7 @@ struct kl_var {
     uint64_t epoch;
     int materialize;
     int cost;        /* nodes an inlined copy of this var adds to a kernel */
+    struct kl_pattern *pattern; /* a library pattern its device runs (src/opt/fuse.c) */
     kl_var *grad;    /* scratch for kl_grad */
     /* the context's list of pending vars (kl_sync_all), while pending */
     kl_var *pending_prev, *pending_next;
@@ -113,7 +118,11 @@ void kl_op_free_params(kl_op *op);
 int64_t kl_shape_numel(int ndim, const int64_t *shape);
 kl_status kl_check_shape(const char *op, int ndim, const int64_t *shape);
 
-kl_buffer *kl_buffer_new(struct kl_context *ctx, size_t nbytes);
+/* A buffer of nbytes on device (NULL when out of memory). */
+kl_buffer *kl_buffer_new(struct kl_context *ctx, struct kl_backend *device, size_t nbytes);
+/* A pointer to b's contents the host can read: b's own on a host device,
+ * else a copy (made once; contents never change). NULL with an error set. */
+const void *kl_buffer_host(kl_buffer *b);
 void kl_buffer_release(kl_buffer *b);
 
 #endif

@@ -4,32 +4,32 @@
 #define KL_JIT_H
 
 #include "kiln.h"
+#include "backend/backend.h"
 #include <stdint.h>
-
-typedef void (*kl_kernel_fn)(void *const *buf, const int64_t *iarg, const double *farg);
 
 typedef struct kl_jit_entry {
     uint64_t hash;
     char *source;
     kl_kernel_fn fn;
     void *handle;
+    kl_backend *backend;   /* whose load made it (it unloads it) */
 } kl_jit_entry;
 
-/* What a source is: a generated kernel (C, after the common prelude), or a
- * user kernel in plain C or C++ (jt.code). */
-typedef enum { KL_LANG_KERNEL, KL_LANG_C, KL_LANG_CXX, KL_LANG_COUNT } kl_lang;
-
+/* One backend's compiler for one kind of source, asked once. */
 typedef struct {
-    char compiler[4096];   /* resolved compiler path */
-    char identity[512];    /* compiler file identity, CPU flags digest, flags */
-    uint64_t base_hash;    /* hash of identity (and prelude), the start of every key */
-    int probed;
+    kl_backend *backend;
+    kl_lang lang;
+    kl_toolchain tc;
+    uint64_t base_hash;    /* hash of identity, prelude and backend: the start of every key */
 } kl_jit_lang;
+
+#define KL_JIT_MAX_TOOLCHAINS 16
 
 typedef struct {
     kl_jit_entry *entries; /* open addressing, capacity a power of two */
     size_t capacity, count;
-    kl_jit_lang lang[KL_LANG_COUNT];
+    kl_jit_lang langs[KL_JIT_MAX_TOOLCHAINS];
+    int n_langs;
     int cores;             /* compiles run at once */
     /* the cache directories as last prepared: <cache>/kernels for lookups,
      * and where new kernels are written (a private temporary directory
@@ -47,7 +47,7 @@ struct kl_context;
  * set for each i. On a compile failure the error names the kept source file.
  * A kernel from the disk cache is loaded only after its header vouches for
  * it (src/jit/disk.c); a kernel another process is compiling is waited for. */
-kl_status kl_jit_get_many(struct kl_context *ctx, int n, const char *const *sources,
+kl_status kl_jit_get_many(struct kl_context *ctx, kl_backend *backend, int n, const char *const *sources,
                           const kl_lang *langs, kl_kernel_fn *fns);
 void kl_jit_free(kl_jit *jit);
 /* Closes every loaded kernel (dlclose) and empties the table; callers must

@@ -3,6 +3,7 @@
  * the kernel once and fills every live sibling. Gradients are further user
  * kernels, given per input. */
 #include "ops/ops.h"
+#include "backend/backend.h"
 #include "core/context.h"
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,7 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
             dims[nd++] = iarg[na++] = size;
             numel *= size;
         }
-        bufs[i] = kl_buffer_new(ctx, (size_t)numel * kl_dtype_size(o->dtype));
+        bufs[i] = kl_buffer_new(ctx, v->device, (size_t)numel * kl_dtype_size(o->dtype));
         if (!bufs[i]) s = kl_error(KL_ERR_MEMORY, "code: out of memory for output %d", i);
         else ptrs[i] = bufs[i]->data;
     }
@@ -139,10 +140,8 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
         for (int d = 0; d < in->ndim; d++) iarg[na++] = in->shape[d];
     }
     ptrs[no + ni] = dims;
-    if (s == KL_OK) {
-        fn(ptrs, iarg, NULL);
-        ctx->counters.kernels_launched++;
-    }
+    if (s == KL_OK) s = v->device->ops->launch(v->device, fn, ptrs, iarg, NULL);
+    if (s == KL_OK) ctx->counters.kernels_launched++;
     for (int i = 0, at = 0; i < no; i++) {
         const kl_code_output *o = &node->outs[i];
         kl_var *out = node->vars[i];
@@ -200,7 +199,7 @@ kl_status kl_code_compile(kl_context *ctx, int n, const char *const *sources, in
     kl_kernel_fn *fns = malloc((size_t)n * sizeof *fns);
     kl_status s = langs && fns ? KL_OK : kl_error(KL_ERR_MEMORY, "kl_code_compile: out of memory");
     for (int i = 0; s == KL_OK && i < n; i++) langs[i] = cplusplus ? KL_LANG_CXX : KL_LANG_C;
-    if (s == KL_OK) s = kl_jit_get_many(ctx, n, sources, langs, fns);
+    if (s == KL_OK) s = kl_jit_get_many(ctx, ctx->device, n, sources, langs, fns);
     free(langs);
     free(fns);
     return s;

@@ -7,7 +7,6 @@
  * layout when the form produces it); both must be exactly the row-major
  * layouts oneDNN is given, else the pattern is left to the fused kernels. */
 #include "opt/conv.h"
-#include "core/context.h"
 #include "opt/operand.h"
 #include <stddef.h>
 #include <string.h>
@@ -157,7 +156,7 @@ static int plain_reindex(const kl_var *r)
            r->op.p.reindex.n_conditions == 0 && r->op.p.reindex.overflow_value == 0;
 }
 
-static int match_form(kl_var *v, int assume_roots, kl_conv_plan *p)
+static int match_form(kl_var *v, int assume_roots, kl_pattern *p)
 {
     if (v->dtype != KL_FLOAT32 || v->op.n_inputs < 1) return 0;
     kl_var *prod = v->op.inputs[0];
@@ -176,8 +175,8 @@ static int match_form(kl_var *v, int assume_roots, kl_conv_plan *p)
                 !kl_operand_view(wt, R, S, assume_roots, &wts, wstr))
                 continue;
             if (dys->dtype != KL_FLOAT32 || wts->dtype != KL_FLOAT32) continue;
-            if (!solve(&w, R, S, v->shape, wstr, dystr, &p->shape)) continue;
-            p->shape.kind = KL_CONV_BACKWARD_DATA;
+            if (!solve(&w, R, S, v->shape, wstr, dystr, &p->conv)) continue;
+            p->conv.kind = KL_CONV_BACKWARD_DATA;
             p->a = dys;
             p->b = wts;
             return 1;
@@ -195,12 +194,12 @@ static int match_form(kl_var *v, int assume_roots, kl_conv_plan *p)
         if (!kl_operand_view(other, R, S, assume_roots, &src, wstr) || src->dtype != KL_FLOAT32) continue;
         /* forward: the other operand is the weights, the result the output;
          * backward weights: the other is the output gradient, the result the weights */
-        if (solve(&w, R, S, x->shape, wstr, mine, &p->shape)) {
-            p->shape.kind = KL_CONV_FORWARD;
+        if (solve(&w, R, S, x->shape, wstr, mine, &p->conv)) {
+            p->conv.kind = KL_CONV_FORWARD;
         } else {
             memcpy(dystr, wstr, sizeof dystr);
-            if (!solve(&w, R, S, x->shape, mine, dystr, &p->shape)) continue;
-            p->shape.kind = KL_CONV_BACKWARD_WEIGHTS;
+            if (!solve(&w, R, S, x->shape, mine, dystr, &p->conv)) continue;
+            p->conv.kind = KL_CONV_BACKWARD_WEIGHTS;
         }
         p->a = x;
         p->b = src;
@@ -209,35 +208,17 @@ static int match_form(kl_var *v, int assume_roots, kl_conv_plan *p)
     return 0;
 }
 
-int kl_conv_match(kl_var *v, int assume_roots, kl_conv_plan *p)
+int kl_conv_match(kl_var *v, int assume_roots, kl_pattern *p)
 {
     memset(p, 0, sizeof *p);
     if (!match_form(v, assume_roots, p)) return 0;
-    /* the stored operands must hold exactly the arrays oneDNN reads */
-    const kl_conv_shape *s = &p->shape;
+    p->kind = KL_PATTERN_CONV;
+    p->dtype = KL_FLOAT32;
+    /* the stored operands must hold exactly the arrays a library reads */
+    const kl_conv_shape *s = &p->conv;
     int64_t x = s->n * s->ic, w = s->oc * (s->ic / s->groups), y = s->n * s->oc;
     for (int j = 0; j < s->nd; j++) { x *= s->in[j]; w *= s->k[j]; y *= s->out[j]; }
     int64_t want_a = s->kind == KL_CONV_BACKWARD_DATA ? y : x;
     int64_t want_b = s->kind == KL_CONV_BACKWARD_WEIGHTS ? y : w;
-    if (p->a->numel != want_a || p->b->numel != want_b) return 0;
-    if (assume_roots) return 1;
-    p->conv = kl_dnnl_conv_get(&v->ctx->dnnl, s, v->ctx->debug);
-    return p->conv != NULL;
-}
-
-kl_status kl_conv_run(kl_context *ctx, kl_var *v, const kl_conv_plan *p)
-{
-    if (!p->a->buf || !p->b->buf) return kl_error(KL_ERR_RUNTIME, "internal: convolution operand not computed");
-    size_t nbytes = (size_t)v->numel * sizeof(float), scratch_bytes = kl_dnnl_conv_scratch_bytes(p->conv);
-    kl_buffer *out = kl_buffer_new(ctx, nbytes);
-    kl_buffer *scratch = scratch_bytes ? kl_buffer_new(ctx, scratch_bytes) : NULL;
-    if (!out || (scratch_bytes && !scratch)) {
-        if (out) kl_buffer_release(out);
-        return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for a convolution", nbytes + scratch_bytes);
-    }
-    uint64_t weights_id = p->shape.kind == KL_CONV_BACKWARD_WEIGHTS ? 0 : p->b->buf->id;
-    kl_status s = kl_dnnl_conv_run(&ctx->dnnl, p->conv, p->a->buf->data, p->b->buf->data, out->data,
-                                   scratch ? scratch->data : NULL, weights_id);
-    if (scratch) kl_buffer_release(scratch);
-    return kl_library_result(ctx, v, out, s);
+    return p->a->numel == want_a && p->b->numel == want_b;
 }

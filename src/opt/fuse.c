@@ -4,7 +4,7 @@
  * every other pending var is inlined: element-wise chains, broadcasts and
  * reindexes fold into whoever reads them, and a reduce absorbs its producers. */
 #include "opt/fuse.h"
-#include "core/context.h"
+#include "backend/backend.h"
 #include "opt/conv.h"
 #include "opt/matmul.h"
 
@@ -32,7 +32,20 @@ static void store(kl_var *v)
         a->op.inputs[0]->materialize = 1;
 }
 
-void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
+/* A library pattern v's device runs (written to *p), or NULL. The matchers
+ * are pure; the device decides. */
+static kl_pattern *library_pattern(kl_var *v, kl_pattern *p)
+{
+    kl_backend *dev = v->device;
+    if (!dev->ops->supports) return NULL;
+    if (v->op.kind == KL_OP_REDUCE && kl_matmul_match(v, 1, p) && dev->ops->supports(dev, p)) return p;
+    if ((v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE) && kl_conv_match(v, 1, p) &&
+        dev->ops->supports(dev, p))
+        return p;
+    return NULL;
+}
+
+void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *patterns)
 {
     for (int i = 0; i < n; i++) order[i]->materialize = 0;
     /* extras are read by index, so they must be stored */
@@ -40,18 +53,11 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target)
         kl_var *v = order[i];
         if (v->op.kind == KL_OP_REINDEX || v->op.kind == KL_OP_REINDEX_REDUCE)
             for (int k = 1; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;
-        /* a matrix product goes to BLAS when its operands are stored */
-        kl_matmul_plan mm;
-        if (v->op.kind == KL_OP_REDUCE && kl_gemm_available(v->ctx, v->dtype) && kl_matmul_match(v, 1, &mm)) {
-            if (!mm.a->buf) mm.a->materialize = 1;
-            if (!mm.b->buf) mm.b->materialize = 1;
-        }
-        /* so does a convolution oneDNN can run */
-        kl_conv_plan cp;
-        if ((v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE) && kl_dnnl_available(&v->ctx->dnnl) &&
-            kl_conv_match(v, 1, &cp)) {
-            if (!cp.a->buf) cp.a->materialize = 1;
-            if (!cp.b->buf) cp.b->materialize = 1;
+        /* a matrix product or a convolution goes to a library when its operands are stored */
+        v->pattern = kl_op_traits(v->op.kind) & KL_ROOT ? library_pattern(v, &patterns[i]) : NULL;
+        if (v->pattern) {
+            if (!v->pattern->a->buf) v->pattern->a->materialize = 1;
+            if (!v->pattern->b->buf) v->pattern->b->materialize = 1;
         }
         if (v->op.kind == KL_OP_CODE) /* user kernels read whole buffers */
             for (int k = 0; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;

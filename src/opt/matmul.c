@@ -1,16 +1,16 @@
-/* matmul.c: the replacement pass for matrix products. The fused loop kernel
- * computes the same thing; this only swaps in OpenBLAS when the pattern
+/* matmul.c: recognising matrix products. The fused loop kernel computes
+ * the same thing; a backend that runs gemm takes it over when the pattern
  * matches exactly (one reduced dim, one row dim, one column dim, any batch
  * dims, float32/float64, operands laid out so gemm can read them). */
 #include "opt/matmul.h"
-#include "core/context.h"
 #include "opt/operand.h"
 #include <string.h>
 
 static int fits(int64_t v) { return v > 0 && v < (INT64_C(1) << 31); }
 
-int kl_matmul_match(kl_var *v, int assume_roots, kl_matmul_plan *p)
+int kl_matmul_match(kl_var *v, int assume_roots, kl_pattern *pat)
 {
+    kl_gemm_shape *p = &pat->gemm;
     if (v->op.kind != KL_OP_REDUCE || v->op.p.reduce.op != KL_REDUCE_SUM) return 0;
     if (v->dtype != KL_FLOAT32 && v->dtype != KL_FLOAT64) return 0;
     kl_var *prod = v->op.inputs[0];
@@ -74,46 +74,10 @@ int kl_matmul_match(kl_var *v, int assume_roots, kl_matmul_plan *p)
     else if (bk == 1 && bn >= k) { p->trans_b = 1; ldb = bn; }
     else return 0;
     if (!fits(m) || !fits(n) || !fits(k) || !fits(lda) || !fits(ldb) || !fits(cm)) return 0;
-    p->a = a; p->b = b;
+    pat->kind = KL_PATTERN_GEMM;
+    pat->dtype = v->dtype;
+    pat->a = a; pat->b = b;
     p->m = (int)m; p->n = (int)n; p->k = (int)k;
     p->lda = (int)lda; p->ldb = (int)ldb; p->ldc = (int)cm;
     return 1;
-}
-
-int kl_gemm_available(kl_context *ctx, kl_dtype dtype)
-{
-    if (ctx->blas.disabled || (dtype != KL_FLOAT32 && dtype != KL_FLOAT64)) return 0;
-    if (dtype == KL_FLOAT32 && kl_dnnl_available(&ctx->dnnl)) return 1;
-    return kl_blas_available(&ctx->blas);
-}
-
-kl_status kl_matmul_run(kl_context *ctx, kl_var *v, const kl_matmul_plan *p)
-{
-    if (!p->a->buf || !p->b->buf) return kl_error(KL_ERR_RUNTIME, "internal: matmul operand not computed");
-    size_t esize = kl_dtype_size(v->dtype);
-    kl_buffer *out = kl_buffer_new(ctx, (size_t)v->numel * esize);
-    if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for a matmul result", (size_t)v->numel * esize);
-    int64_t count = 1;
-    for (int i = 0; i < p->n_batch; i++) count *= p->batch_size[i];
-    int ta = p->trans_a ? KL_BLAS_TRANS : KL_BLAS_NO_TRANS, tb = p->trans_b ? KL_BLAS_TRANS : KL_BLAS_NO_TRANS;
-    int use_dnnl = v->dtype == KL_FLOAT32 && kl_dnnl_available(&ctx->dnnl);
-    kl_status s = KL_OK;
-    for (int64_t t = 0; t < count && s == KL_OK; t++) {
-        int64_t rest = t, oa = 0, ob = 0, oc = 0;
-        for (int i = p->n_batch - 1; i >= 0; i--) {
-            int64_t idx = rest % p->batch_size[i];
-            rest /= p->batch_size[i];
-            oa += idx * p->batch_a[i]; ob += idx * p->batch_b[i]; oc += idx * p->batch_c[i];
-        }
-        if (use_dnnl)
-            s = kl_dnnl_sgemm(&ctx->dnnl, p->trans_a, p->trans_b, p->m, p->n, p->k, (const float *)p->a->buf->data + oa,
-                              p->lda, (const float *)p->b->buf->data + ob, p->ldb, (float *)out->data + oc, p->ldc);
-        else if (v->dtype == KL_FLOAT32)
-            ctx->blas.sgemm(KL_BLAS_ROW_MAJOR, ta, tb, p->m, p->n, p->k, 1.0f, (const float *)p->a->buf->data + oa, p->lda,
-                            (const float *)p->b->buf->data + ob, p->ldb, 0.0f, (float *)out->data + oc, p->ldc);
-        else
-            ctx->blas.dgemm(KL_BLAS_ROW_MAJOR, ta, tb, p->m, p->n, p->k, 1.0, (const double *)p->a->buf->data + oa, p->lda,
-                            (const double *)p->b->buf->data + ob, p->ldb, 0.0, (double *)out->data + oc, p->ldc);
-    }
-    return kl_library_result(ctx, v, out, s);
 }

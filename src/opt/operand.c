@@ -1,6 +1,5 @@
 /* operand.c: seeing through broadcasts to the stored var a library call reads. */
 #include "opt/operand.h"
-#include "core/context.h"
 
 int kl_operand_stored(const kl_var *x, int assume_roots)
 {
@@ -34,16 +33,4 @@ int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl
     for (int d = 0; d < R; d++) strides[d] = map[d] >= 0 && x->shape[map[d]] != 1 ? stride[map[d]] : 0;
     *src = x;
     return 1;
-}
-
-kl_status kl_library_result(kl_context *ctx, kl_var *v, kl_buffer *out, kl_status s)
-{
-    if (s != KL_OK) {
-        kl_buffer_release(out);
-        return s;
-    }
-    ctx->counters.library_calls++;
-    ctx->counters.kernels_launched++;
-    kl_var_set_computed(v, out);
-    return KL_OK;
 }

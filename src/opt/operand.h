@@ -14,8 +14,4 @@ int kl_operand_stored(const kl_var *x, int assume_roots);
  * broadcast along the dim or the dim has size 1). 0 when x is not such a view. */
 int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl_var **src, int64_t *strides);
 
-/* Ends a library call that wrote out for v: on success v holds out and the
- * counters record the call; on failure out is released and s returned. */
-kl_status kl_library_result(struct kl_context *ctx, kl_var *v, kl_buffer *out, kl_status s);
-
 #endif

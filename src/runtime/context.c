@@ -1,5 +1,7 @@
-/* context.c: creating a context from the environment, its settings and counters. */
+/* context.c: creating a context from the environment (its backends, caches
+ * and settings), its settings and counters. */
 #include "core/context.h"
+#include "backend/backend.h"
 #include "core/error.h"
 #include <omp.h>
 #include <pthread.h>
@@ -31,8 +33,10 @@ kl_status kl_context_new(kl_context **out)
     const char *log = getenv("KILN_LOG");
     ctx->log_compile = log && strstr(log, "compile") != NULL;
     ctx->seed = 0;
-    kl_blas_init(&ctx->blas);
-    kl_dnnl_init(&ctx->dnnl, &ctx->alloc);
+    kl_status s = kl_cpu_backend_new(ctx, &ctx->backends[0]);
+    if (s != KL_OK) { free(ctx); return s; }
+    ctx->n_backends = 1;
+    ctx->device = ctx->backends[0];
     ctx->max_loaded_kernels = kl_jit_max_loaded();
     const char *check = getenv("KILN_CHECK_PLANS");
     ctx->plans.check = check && *check && strcmp(check, "0") != 0;
@@ -50,11 +54,10 @@ kl_status kl_context_free(kl_context *ctx)
                         "handle first (the context is not freed)", (unsigned long long)ctx->vars_alive);
     kl_graveyard_free(ctx);
     kl_plan_cache_free(&ctx->plans);
-    kl_dnnl_free(&ctx->dnnl);
     kl_sync_scratch_free(&ctx->sync);
     kl_fingerprint_free(&ctx->fingerprint);
-    kl_jit_free(&ctx->jit);
-    kl_host_trim(&ctx->alloc);
+    kl_jit_free(&ctx->jit); /* unloads kernels before their backends go */
+    for (int i = ctx->n_backends - 1; i >= 0; i--) ctx->backends[i]->ops->destroy(ctx->backends[i]);
     free(ctx);
     return KL_OK;
 }
@@ -101,18 +104,22 @@ void kl_context_counters(const kl_context *ctx, kl_counters *out)
     memset(out, 0, sizeof *out);
     if (!have(ctx, "kl_context_counters", "ctx")) return;
     *out = ctx->counters;
-    out->bytes_allocated = ctx->alloc.bytes_allocated;
-    out->bytes_in_use = ctx->alloc.bytes_in_use;
-    out->bytes_cached = ctx->alloc.bytes_cached;
-    out->peak_bytes_in_use = ctx->alloc.peak_bytes_in_use;
+    out->bytes_allocated = out->bytes_in_use = out->bytes_cached = out->peak_bytes_in_use = 0;
+    for (int i = 0; i < ctx->n_backends; i++) {
+        kl_memory_stats m;
+        ctx->backends[i]->ops->memory(ctx->backends[i], &m);
+        out->bytes_allocated += m.bytes_allocated;
+        out->bytes_in_use += m.bytes_in_use;
+        out->bytes_cached += m.bytes_cached;
+        out->peak_bytes_in_use += m.peak_bytes_in_use;
+    }
     out->vars_alive = ctx->vars_alive;
 }
 
 void kl_context_gc(kl_context *ctx)
 {
     if (!have(ctx, "kl_context_gc", "ctx")) return;
-    kl_dnnl_trim(&ctx->dnnl); /* into the allocator's free lists, then out */
-    kl_host_trim(&ctx->alloc);
+    for (int i = 0; i < ctx->n_backends; i++) ctx->backends[i]->ops->trim(ctx->backends[i]);
 }
 
 void kl_context_set_interrupt(kl_context *ctx, int (*check)(void *arg), void *arg)
@@ -125,7 +132,6 @@ void kl_context_set_interrupt(kl_context *ctx, int (*check)(void *arg), void *ar
 int kl_context_has_library(kl_context *ctx, const char *name)
 {
     if (!have(ctx, "kl_context_has_library", "ctx") || !have(name, "kl_context_has_library", "name")) return 0;
-    if (strcmp(name, "blas") == 0) return kl_blas_available(&ctx->blas);
-    if (strcmp(name, "dnnl") == 0) return kl_dnnl_available(&ctx->dnnl);
-    return 0;
+    kl_backend *b = ctx->device;
+    return b->ops->has_library ? b->ops->has_library(b, name) : 0;
 }

@@ -3,12 +3,11 @@
  * a kernel per materialised var, then launches them in order; each executed
  * var drops its inputs, so intermediates are freed right after their last use. */
 #include "codegen/kernel.h"
+#include "backend/backend.h"
 #include "core/context.h"
 #include "core/dtype.h"
 #include "opt/fuse.h"
 #include "ops/ops.h"
-#include "opt/conv.h"
-#include "opt/matmul.h"
 #include "codegen/plan.h"
 #include <stddef.h>
 #include <stdio.h>
@@ -38,7 +37,7 @@ void kl_sync_scratch_free(kl_sync_scratch *s)
     free(s->order.v);
     free(s->stack.v);
     free(s->next.v);
-    for (int i = 0; i < 5; i++) free(s->arrays[i].p);
+    for (int i = 0; i < 6; i++) free(s->arrays[i].p);
     memset(s, 0, sizeof *s);
 }
 
@@ -93,9 +92,8 @@ static kl_status topo_order(kl_sync_scratch *sc, kl_var *const *targets, int n, 
 
 typedef struct {
     kl_var *v;
-    int is_alias, is_code, is_gemm, is_conv, planned;
-    kl_matmul_plan gemm;
-    kl_conv_plan conv;
+    int is_alias, is_code, planned;
+    const kl_pattern *pattern; /* a library call (found by the fusion pass) */
     kl_plan *new_plan; /* a plan recorded in this sync, waiting for its function */
     kl_kernel_fn fn;
     const char *text;  /* the kernel's source (for KILN_DEBUG=2), owned by k or the plan cache */
@@ -143,7 +141,8 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     double t0 = now_seconds();
     kl_status s = run_step(ctx, st);
     double ms = (now_seconds() - t0) * 1e3;
-    const char *how = st->is_conv ? " (oneDNN)" : st->is_gemm ? " (BLAS)" : st->is_alias ? " (alias)" : "";
+    const char *how = st->pattern ? (st->pattern->kind == KL_PATTERN_GEMM ? " (library gemm)" : " (library conv)")
+                    : st->is_alias ? " (alias)" : "";
     char ops[160];
     kernel_ops(st->text, ops, sizeof ops);
     fprintf(stderr, "[kiln] launch %s%s -> %s[%lld] %.3f ms%s%s%s\n", name, how, kl_dtype_name(v->dtype),
@@ -151,13 +150,32 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     return s;
 }
 
+/* A library call of v's device computes v from the pattern's two operands. */
+static kl_status run_pattern(kl_context *ctx, kl_var *v, const kl_pattern *p)
+{
+    if (!p->a->buf || !p->b->buf) return kl_error(KL_ERR_RUNTIME, "internal: library operand not computed");
+    kl_backend *dev = v->device;
+    size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
+    kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
+    if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for a library call's result", nbytes,
+                              dev->name);
+    kl_status s = dev->ops->run(dev, p, out->data, p->a->buf->data, p->b->buf->data, p->b->buf->id);
+    if (s != KL_OK) {
+        kl_buffer_release(out);
+        return s;
+    }
+    ctx->counters.library_calls++;
+    ctx->counters.kernels_launched++;
+    kl_var_set_computed(v, out);
+    return KL_OK;
+}
+
 static kl_status run_step(kl_context *ctx, step *st)
 {
     kl_var *v = st->v;
     if (v->buf) return KL_OK; /* a code output its sibling's run computed */
     if (st->is_code) return kl_code_run(ctx, v, st->fn);
-    if (st->is_gemm) return kl_matmul_run(ctx, v, &st->gemm);
-    if (st->is_conv) return kl_conv_run(ctx, v, &st->conv);
+    if (st->pattern) return run_pattern(ctx, v, st->pattern);
     if (st->is_alias) {
         kl_buffer *b = v->op.inputs[0]->buf;
         if (!b) return kl_error(KL_ERR_RUNTIME, "internal: %s input not computed", kl_op_kind_name(v->op.kind));
@@ -171,13 +189,18 @@ static kl_status run_step(kl_context *ctx, step *st)
         ptrs[i] = st->k.bufs[i]->buf->data;
     }
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
-    kl_buffer *out = kl_buffer_new(ctx, nbytes);
-    if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for a %s result (%llu bytes in use)",
-                              nbytes, kl_var_op_name(v), (unsigned long long)ctx->alloc.bytes_in_use);
+    kl_backend *dev = v->device;
+    kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
+    if (!out) {
+        kl_memory_stats m;
+        dev->ops->memory(dev, &m);
+        return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for a %s result (%llu bytes in use)", nbytes,
+                        dev->name, kl_var_op_name(v), (unsigned long long)m.bytes_in_use);
+    }
     ptrs[0] = out->data;
-    st->fn(ptrs, st->k.iargs, st->k.fargs);
+    kl_status s = dev->ops->launch(dev, st->fn, ptrs, st->k.iargs, st->k.fargs);
     ctx->counters.kernels_launched++;
-    kl_status s = kl_check_index_result(ctx);
+    if (s == KL_OK) s = kl_check_index_result(ctx);
     if (s != KL_OK) { /* v stays pending: every later sync of it fails the same way */
         kl_buffer_release(out);
         return s;
@@ -225,7 +248,34 @@ static kl_status build_step(kl_context *ctx, step *st)
     return KL_OK;
 }
 
+static kl_status sync_one_device(kl_var *const *vars, int n);
+
+/* Vars on several devices sync one device at a time (a graph never spans
+ * devices: an op's inputs share one). */
 kl_status kl_sync(kl_var *const *vars, int n)
+{
+    if (n <= 0) return KL_OK;
+    KL_ARG(vars, "sync", "vars");
+    for (int i = 0; i < n; i++) KL_VAR_ARG(vars[i], "sync", "a var");
+    int mixed = 0;
+    for (int i = 1; i < n; i++) mixed |= vars[i]->device != vars[0]->device;
+    if (!mixed) return sync_one_device(vars, n);
+    kl_var **group = malloc((size_t)n * sizeof *group);
+    uint8_t *done = calloc((size_t)n, 1);
+    kl_status s = group && done ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory in sync");
+    for (int i = 0; i < n && s == KL_OK; i++) {
+        if (done[i]) continue;
+        int m = 0;
+        for (int j = i; j < n; j++)
+            if (!done[j] && vars[j]->device == vars[i]->device) { group[m++] = vars[j]; done[j] = 1; }
+        s = sync_one_device(group, m);
+    }
+    free(group);
+    free(done);
+    return s;
+}
+
+static kl_status sync_one_device(kl_var *const *vars, int n)
 {
     if (n <= 0) return KL_OK;
     KL_ARG(vars, "sync", "vars");
@@ -250,16 +300,17 @@ kl_status kl_sync(kl_var *const *vars, int n)
     KL_TRY(ts);
     if (order.n == 0) return KL_OK;
     uint8_t *is_target = scratch(sc, 0, (size_t)order.n, 1);
+    kl_pattern *patterns = scratch(sc, 5, (size_t)order.n * sizeof *patterns, 0);
     step *steps = NULL;
     const char **sources = NULL;
     kl_lang *langs = NULL;
     kl_kernel_fn *fns = NULL;
-    kl_status s = is_target ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
+    kl_status s = is_target && patterns ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
     int n_steps = 0, n_src = 0, n_stored = 0, steps_owned = 0;
     if (s == KL_OK) {
         for (int i = 0; i < order.n; i++)
             for (int t = 0; t < n; t++) is_target[i] |= order.v[i] == vars[t];
-        kl_fuse_plan(order.v, order.n, is_target);
+        kl_fuse_plan(order.v, order.n, is_target, patterns);
         for (int i = 0; i < order.n; i++) n_stored += order.v[i]->materialize != 0;
         /* steps are ~15 KB each: a huge sync's are not kept */
         steps_owned = (size_t)n_stored * sizeof *steps > KEPT_STEP_BYTES;
@@ -277,11 +328,8 @@ kl_status kl_sync(kl_var *const *vars, int n)
             kl_var_retain(v);
             st->is_alias = kl_op_traits(v->op.kind) & KL_ALIAS;
             st->is_code = v->op.kind == KL_OP_CODE;
-            st->is_gemm = v->op.kind == KL_OP_REDUCE && kl_gemm_available(ctx, v->dtype) &&
-                          kl_matmul_match(v, 0, &st->gemm);
-            st->is_conv = !st->is_gemm && (v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE) &&
-                          kl_dnnl_available(&ctx->dnnl) && kl_conv_match(v, 0, &st->conv);
-            if (st->is_gemm || st->is_conv) {
+            st->pattern = v->pattern;
+            if (st->pattern) {
                 continue;
             } else if (st->is_code) {
                 int cxx;
@@ -293,9 +341,9 @@ kl_status kl_sync(kl_var *const *vars, int n)
             }
         }
     }
-    if (s == KL_OK) s = kl_jit_get_many(ctx, n_src, sources, langs, fns);
+    if (s == KL_OK) s = kl_jit_get_many(ctx, vars[0]->device, n_src, sources, langs, fns);
     for (int i = 0, j = 0; s == KL_OK && i < n_steps; i++)
-        if (!steps[i].is_alias && !steps[i].is_gemm && !steps[i].is_conv && !steps[i].planned) {
+        if (!steps[i].is_alias && !steps[i].pattern && !steps[i].planned) {
             steps[i].fn = fns[j++];
             if (steps[i].new_plan) kl_plan_set_fn(steps[i].new_plan, steps[i].fn);
         }
@@ -324,8 +372,7 @@ kl_status kl_var_data(kl_var *v, const void **out)
     *out = NULL;
     KL_VAR_ARG(v, "kl_var_data", "var");
     if (!v->buf) KL_TRY(kl_sync(&v, 1));
-    *out = v->buf->data;
-    return KL_OK;
+    return (*out = kl_buffer_host(v->buf)) ? KL_OK : KL_ERR_MEMORY;
 }
 
 kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes)
@@ -335,10 +382,8 @@ kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes)
     if (need) KL_ARG(dst, "kl_var_copy_to_host", "dst");
     if (nbytes != need)
         return kl_error(KL_ERR_VALUE, "copy_to_host: destination holds %zu bytes, the var has %zu", nbytes, need);
-    const void *src;
-    KL_TRY(kl_var_data(v, &src));
-    if (need) memcpy(dst, src, need);
-    return KL_OK;
+    if (!v->buf) KL_TRY(kl_sync(&v, 1));
+    return need ? v->buf->backend->ops->copy(v->buf->backend, dst, v->buf->data, need, KL_COPY_DEVICE_TO_HOST) : KL_OK;
 }
 
 kl_status kl_sync_all(kl_context *ctx)

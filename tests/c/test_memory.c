@@ -1,7 +1,7 @@
 /* test_memory.c: vars and buffers are freed deterministically; repeated work
  * keeps memory flat; kl_context_gc empties the allocator's cache. */
 #include "check.h"
-#include "mem/host_alloc.h"
+#include "backend/cpu/host_alloc.h"
 
 static kl_counters counters(kl_context *ctx)
 {

@@ -5,18 +5,9 @@
 #define KL_DNNL_H
 
 #include "kiln.h"
-#include "mem/host_alloc.h"
+#include "backend/backend.h"
+#include "backend/cpu/host_alloc.h"
 #include <stdint.h>
-
-typedef enum { KL_CONV_FORWARD, KL_CONV_BACKWARD_DATA, KL_CONV_BACKWARD_WEIGHTS } kl_conv_kind;
-
-/* One convolution, all plain row-major: src (n, ic, in...), weights
- * (oc, ic/groups, k...), dst (n, oc, out...). dilation is kiln's (1: dense). */
-typedef struct {
-    int32_t kind, nd, groups, pad_;
-    int64_t n, ic, oc;
-    int64_t in[3], out[3], k[3], stride[3], dilation[3], pad_lo[3], pad_hi[3];
-} kl_conv_shape;
 
 typedef struct kl_dnnl_conv kl_dnnl_conv; /* a created primitive and its reorders */
 

@@ -1,7 +1,7 @@
 /* prelude.c: the text every kernel starts with: vectorisable declarations of
  * the C library's math functions (glibc's libmvec supplies the SIMD forms)
  * and the small integer and random-number helpers kernels call. */
-#include "codegen/prelude.h"
+#include "backend/cpu/prelude.h"
 
 const char kl_kernel_prelude[] =
     "#include <stdint.h>\n"

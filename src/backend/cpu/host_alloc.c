@@ -1,6 +1,6 @@
 /* host_alloc.c: size classes of 64 B * 2^k * {4,5,6,7}/4, so rounding wastes
  * at most a quarter; each class keeps a free list threaded through its blocks. */
-#include "mem/host_alloc.h"
+#include "backend/cpu/host_alloc.h"
 #include <stdlib.h>
 
 /* The size of class c (aligned_alloc wants a multiple of the alignment). */

@@ -1,0 +1,147 @@
+/* backend.h: what a device implements, and nothing else. A backend owns its
+ * memory (allocate, free, copy, fill, statistics), turns kernel source into
+ * something launchable (the artifact the on-disk cache stores: a shared
+ * object, a cubin), launches kernels on its queue and synchronises it, and
+ * says which library patterns (matrix products, convolutions forward and
+ * both gradients) it runs, and runs them. Everything else -- the graph,
+ * fusion, autograd, the caches, the scheduling of compiles -- is shared.
+ *
+ * The CPU backend (src/backend/cpu/) is the worked example; docs/design.md,
+ * "Adding a backend", walks through it, and tests/c/test_backend.c is the
+ * conformance suite a new backend passes. */
+#ifndef KL_BACKEND_H
+#define KL_BACKEND_H
+
+#include "kiln.h"
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct kl_var;
+struct kl_context;
+typedef struct kl_backend kl_backend;
+
+typedef enum { KL_COPY_HOST_TO_DEVICE, KL_COPY_DEVICE_TO_HOST, KL_COPY_DEVICE_TO_DEVICE } kl_copy_kind;
+
+typedef struct {
+    uint64_t bytes_allocated; /* total handed out */
+    uint64_t bytes_in_use;    /* held by live buffers */
+    uint64_t bytes_cached;    /* freed, kept for reuse */
+    uint64_t peak_bytes_in_use;
+} kl_memory_stats;
+
+/* The kinds of source a backend compiles: a generated kernel (which the
+ * backend's prelude precedes), a user's C or C++ kernel (jt.code). */
+typedef enum { KL_LANG_KERNEL, KL_LANG_C, KL_LANG_CXX, KL_LANG_COUNT } kl_lang;
+
+/* What every launch passes: buffers (buf[0] the output), integer and
+ * floating-point arguments. */
+typedef void (*kl_kernel_fn)(void *const *buf, const int64_t *iarg, const double *farg);
+
+/* A compiler for one kind of source, as the jit needs it: the text every
+ * source is preceded by, and what identifies the compiler, its flags and
+ * the machine (it keys the caches, so a change never reuses an artifact). */
+typedef struct {
+    const char *prelude;
+    const char *identity;
+    /* a printf format with one %s, the kernel's name: the line every source
+     * ends with, so that a loaded artifact can say which kernel it is */
+    const char *key_line;
+    const char *source_ext;  /* how a source file of it is named: "c", "cc", "cu" */
+} kl_toolchain;
+
+/* One compile in flight (the jit starts several, then finishes them). */
+typedef struct {
+    pid_t pid;       /* a compiler process, or 0 when compile_start did the work */
+    int status;      /* set by compile_start when it compiled in-process */
+    char log[4200];  /* its output file */
+} kl_compile_job;
+
+/* ---- library patterns ---- */
+
+typedef enum { KL_PATTERN_GEMM, KL_PATTERN_CONV } kl_pattern_kind;
+typedef enum { KL_CONV_FORWARD, KL_CONV_BACKWARD_DATA, KL_CONV_BACKWARD_WEIGHTS } kl_conv_kind;
+
+/* Row-major C[m, n] = op(A)[m, k] op(B)[k, n], looped over batch dims. */
+typedef struct {
+    int trans_a, trans_b, m, n, k, lda, ldb, ldc;
+    int n_batch; /* batch dims, looped around the product */
+    int64_t batch_size[KL_MAX_DIMS], batch_a[KL_MAX_DIMS], batch_b[KL_MAX_DIMS], batch_c[KL_MAX_DIMS];
+} kl_gemm_shape;
+
+/* One convolution, all plain row-major: src (n, ic, in...), weights
+ * (oc, ic/groups, k...), dst (n, oc, out...). dilation is kiln's (1: dense). */
+typedef struct {
+    int32_t kind, nd, groups, pad_;
+    int64_t n, ic, oc;
+    int64_t in[3], out[3], k[3], stride[3], dilation[3], pad_lo[3], pad_hi[3];
+} kl_conv_shape;
+
+/* A pattern the replacement passes (src/opt/) found: what is computed, in
+ * which dtype, from which two stored operands. For a convolution, a and b
+ * are src and weights (forward), diff dst and weights (backward data), src
+ * and diff dst (backward weights); the result is dst, diff src, diff weights. */
+typedef struct kl_pattern {
+    kl_pattern_kind kind;
+    kl_dtype dtype;
+    struct kl_var *a, *b;
+    union {
+        kl_gemm_shape gemm;
+        kl_conv_shape conv;
+    };
+} kl_pattern;
+
+/* ---- the interface ---- */
+
+typedef struct kl_backend_ops {
+    const char *name;        /* "cpu" */
+    const char *artifact;    /* the extension of what the disk cache stores ("so", "cubin") */
+    int host_visible;        /* the host reads its memory directly (a CPU's, unified memory) */
+
+    /* memory: device pointers are opaque to everything but the backend */
+    void *(*alloc)(kl_backend *b, size_t nbytes);              /* NULL when out of memory */
+    void (*free)(kl_backend *b, void *p, size_t nbytes);      /* nbytes as allocated */
+    kl_status (*copy)(kl_backend *b, void *dst, const void *src, size_t nbytes, kl_copy_kind kind);
+    kl_status (*fill)(kl_backend *b, void *dst, size_t nbytes, uint8_t byte);
+    void (*memory)(kl_backend *b, kl_memory_stats *out);
+    void (*trim)(kl_backend *b);                               /* give cached memory back */
+
+    /* compiling: the jit caches, locks and schedules; the backend says how */
+    kl_status (*toolchain)(kl_backend *b, kl_lang lang, kl_toolchain *out);
+    /* Starts compiling source file src into artifact out (a temporary name
+     * the jit then publishes); finish waits for it. An error names the kept
+     * source and gives the compiler's output. */
+    kl_status (*compile_start)(kl_backend *b, kl_lang lang, const char *src, const char *out, kl_compile_job *job);
+    kl_status (*compile_finish)(kl_backend *b, kl_compile_job *job, const char *src);
+    /* Loads an artifact; its entry point is kl_kernel, and kl_kernel_key
+     * must name key (so a file that is another kernel's is refused). */
+    kl_status (*load)(kl_backend *b, const char *path, const char *key, void **handle, kl_kernel_fn *fn);
+    void (*unload)(kl_backend *b, void *handle);
+
+    /* running */
+    kl_status (*launch)(kl_backend *b, kl_kernel_fn fn, void *const *buf, const int64_t *iarg, const double *farg);
+    kl_status (*synchronize)(kl_backend *b);
+
+    /* library patterns: whether p runs here, and running it into out */
+    int (*supports)(kl_backend *b, const kl_pattern *p);
+    /* b_contents names b's contents (a buffer id, 0: none): a backend may
+     * keep what it derives from them (reordered weights) while they recur */
+    kl_status (*run)(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp,
+                     uint64_t b_contents);
+
+    /* optional: whether a named library is found and enabled ("blas", "dnnl") */
+    int (*has_library)(kl_backend *b, const char *name);
+
+    void (*destroy)(kl_backend *b);
+} kl_backend_ops;
+
+struct kl_backend {
+    const kl_backend_ops *ops;
+    struct kl_context *ctx;
+    char name[32];           /* the device's name: "cpu", "cuda:0" */
+};
+
+/* The CPU backend (src/backend/cpu/cpu.c). */
+kl_status kl_cpu_backend_new(struct kl_context *ctx, kl_backend **out);
+
+#endif

@@ -1,0 +1,108 @@
+/* cpu.c: the CPU backend: host memory from the caching allocator, a
+ * synchronous queue (a launch returns when the kernel has run), and the
+ * parts in toolchain.c (compile and load) and patterns.c (libraries). */
+#include "backend/cpu/cpu.h"
+#include "core/error.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *cpu_alloc(kl_backend *b, size_t nbytes) { return kl_host_alloc(&((kl_cpu_backend *)b)->alloc, nbytes); }
+
+static void cpu_free(kl_backend *b, void *p, size_t nbytes) { kl_host_free(&((kl_cpu_backend *)b)->alloc, p, nbytes); }
+
+static kl_status cpu_copy(kl_backend *b, void *dst, const void *src, size_t nbytes, kl_copy_kind kind)
+{
+    (void)b; (void)kind; /* host and device are one memory */
+    if (nbytes) memmove(dst, src, nbytes);
+    return KL_OK;
+}
+
+static kl_status cpu_fill(kl_backend *b, void *dst, size_t nbytes, uint8_t byte)
+{
+    (void)b;
+    if (nbytes) memset(dst, byte, nbytes);
+    return KL_OK;
+}
+
+static void cpu_memory(kl_backend *b, kl_memory_stats *out)
+{
+    const kl_host_allocator *a = &((kl_cpu_backend *)b)->alloc;
+    out->bytes_allocated = a->bytes_allocated;
+    out->bytes_in_use = a->bytes_in_use;
+    out->bytes_cached = a->bytes_cached;
+    out->peak_bytes_in_use = a->peak_bytes_in_use;
+}
+
+static void cpu_trim(kl_backend *b)
+{
+    kl_cpu_backend *c = (kl_cpu_backend *)b;
+    kl_dnnl_trim(&c->dnnl); /* kept weights go back to the allocator's lists, then out */
+    kl_host_trim(&c->alloc);
+}
+
+static kl_status cpu_launch(kl_backend *b, kl_kernel_fn fn, void *const *buf, const int64_t *iarg, const double *farg)
+{
+    (void)b;
+    fn(buf, iarg, farg);
+    return KL_OK;
+}
+
+static kl_status cpu_synchronize(kl_backend *b)
+{
+    (void)b; /* launches are synchronous */
+    return KL_OK;
+}
+
+static int cpu_has_library(kl_backend *b, const char *name)
+{
+    kl_cpu_backend *c = (kl_cpu_backend *)b;
+    if (strcmp(name, "blas") == 0) return kl_blas_available(&c->blas);
+    if (strcmp(name, "dnnl") == 0) return kl_dnnl_available(&c->dnnl);
+    return 0;
+}
+
+static void cpu_destroy(kl_backend *b)
+{
+    kl_cpu_backend *c = (kl_cpu_backend *)b;
+    kl_dnnl_free(&c->dnnl);
+    kl_host_trim(&c->alloc);
+    free(c);
+}
+
+static const kl_backend_ops cpu_ops = {
+    .name = "cpu",
+    .artifact = "so",
+    .host_visible = 1,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .copy = cpu_copy,
+    .fill = cpu_fill,
+    .memory = cpu_memory,
+    .trim = cpu_trim,
+    .toolchain = kl_cpu_toolchain,
+    .compile_start = kl_cpu_compile_start,
+    .compile_finish = kl_cpu_compile_finish,
+    .load = kl_cpu_load,
+    .unload = kl_cpu_unload,
+    .launch = cpu_launch,
+    .synchronize = cpu_synchronize,
+    .supports = kl_cpu_supports,
+    .run = kl_cpu_run,
+    .has_library = cpu_has_library,
+    .destroy = cpu_destroy,
+};
+
+kl_status kl_cpu_backend_new(struct kl_context *ctx, kl_backend **out)
+{
+    kl_cpu_backend *c = calloc(1, sizeof *c);
+    if (!c) return kl_error(KL_ERR_MEMORY, "out of memory creating the CPU backend");
+    c->base.ops = &cpu_ops;
+    c->base.ctx = ctx;
+    snprintf(c->base.name, sizeof c->base.name, "cpu");
+    kl_blas_init(&c->blas);
+    kl_dnnl_init(&c->dnnl, &c->alloc);
+    *out = &c->base;
+    return KL_OK;
+}
+

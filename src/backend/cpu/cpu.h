@@ -1,0 +1,38 @@
+/* cpu.h: the CPU backend's parts (internal to src/backend/cpu/): host memory
+ * from the caching allocator, kernels compiled by the system C compiler and
+ * loaded with dlopen, launched synchronously on the calling thread (OpenMP
+ * inside), matrix products with oneDNN or OpenBLAS, convolutions with oneDNN. */
+#ifndef KL_CPU_H
+#define KL_CPU_H
+
+#include "backend/backend.h"
+#include "backend/cpu/blas.h"
+#include "backend/cpu/dnnl.h"
+#include "backend/cpu/host_alloc.h"
+
+typedef struct {
+    char compiler[4096];   /* resolved compiler path */
+    char identity[512];    /* compiler file identity, CPU flags digest, flags */
+    int probed;
+} kl_cpu_compiler;
+
+typedef struct {
+    kl_backend base;
+    kl_host_allocator alloc;
+    kl_blas blas;
+    kl_dnnl dnnl;
+    kl_cpu_compiler compilers[KL_LANG_COUNT];
+} kl_cpu_backend;
+
+/* toolchain.c */
+kl_status kl_cpu_toolchain(kl_backend *b, kl_lang lang, kl_toolchain *out);
+kl_status kl_cpu_compile_start(kl_backend *b, kl_lang lang, const char *src, const char *out, kl_compile_job *job);
+kl_status kl_cpu_compile_finish(kl_backend *b, kl_compile_job *job, const char *src);
+kl_status kl_cpu_load(kl_backend *b, const char *path, const char *key, void **handle, kl_kernel_fn *fn);
+void kl_cpu_unload(kl_backend *b, void *handle);
+
+/* patterns.c */
+int kl_cpu_supports(kl_backend *b, const kl_pattern *p);
+kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t b_contents);
+
+#endif
