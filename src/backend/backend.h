@@ -19,6 +19,7 @@
 
 struct kl_var;
 struct kl_context;
+struct kl_kdesc;
 typedef struct kl_backend kl_backend;
 
 typedef enum { KL_COPY_HOST_TO_DEVICE, KL_COPY_DEVICE_TO_HOST, KL_COPY_DEVICE_TO_DEVICE } kl_copy_kind;
@@ -105,6 +106,10 @@ typedef struct kl_backend_ops {
     kl_status (*fill)(kl_backend *b, void *dst, size_t nbytes, uint8_t byte);
     void (*memory)(kl_backend *b, kl_memory_stats *out);
     void (*trim)(kl_backend *b);                               /* give cached memory back */
+
+    /* rendering: a kernel description as source of its toolchain's
+     * KL_LANG_KERNEL (malloc'd text in *source) */
+    kl_status (*render)(kl_backend *b, const struct kl_kdesc *k, char **source);
 
     /* compiling: the jit caches, locks and schedules; the backend says how */
     kl_status (*toolchain)(kl_backend *b, kl_lang lang, kl_toolchain *out);

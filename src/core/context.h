@@ -43,7 +43,7 @@ struct kl_context {
     struct kl_backend *device;  /* where new vars made from nothing go */
     kl_jit jit;
     kl_plan_cache plans;
-    kl_fingerprint fingerprint; /* reused buffer */
+    kl_kdesc *kdesc;  /* the kernel description being built (reused, grown once) */
     kl_sync_scratch sync;
     kl_var *pending; /* vars not yet computed, newest first (kl_sync_all) */
     /* what a kernel's check_index op found: [0] set, [1] the value, [2] lo,

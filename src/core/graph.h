@@ -91,8 +91,6 @@ struct kl_var {
     /* the context's list of pending vars (kl_sync_all), while pending */
     kl_var *pending_prev, *pending_next;
     uint8_t pending_linked;
-    uint64_t fp_epoch; /* scratch for plan fingerprints (src/codegen/plan.c) */
-    int fp_index;
 };
 
 /* KL_OK when v is a live var; else an error naming fn and what: NULL, or a

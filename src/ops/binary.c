@@ -99,89 +99,32 @@ kl_status kl_where(kl_var *cond, kl_var *a, kl_var *b, kl_var **out)
     return kl_var_new(a->ctx, dtype, ndim, shape, &o, out);
 }
 
-static const char *float_expr(kl_emitter *em, kl_binary_op op, const char *a, const char *b, kl_dtype t)
-{
-    const char *f = t == KL_FLOAT64 ? "" : "f";
-    switch (op) {
-    case KL_ADD: return kl_emit_str(em, "(%s + %s)", a, b);
-    case KL_SUB: return kl_emit_str(em, "(%s - %s)", a, b);
-    case KL_MUL: return kl_emit_str(em, "(%s * %s)", a, b);
-    case KL_DIV: return kl_emit_str(em, "(%s / %s)", a, b);
-    case KL_FLOOR_DIVIDE: return kl_emit_str(em, "floor%s(%s / %s)", f, a, b);
-    case KL_MOD: return kl_emit_str(em, "kl_fmod%s(%s, %s)", f, a, b);
-    case KL_POW: return kl_emit_str(em, "pow%s(%s, %s)", f, a, b);
-    case KL_ARCTAN2: return kl_emit_str(em, "atan2%s(%s, %s)", f, a, b);
-    /* NaN wins, as in NumPy */
-    case KL_MAXIMUM: return kl_emit_str(em, "((%s > %s || %s != %s) ? %s : %s)", a, b, a, a, a, b);
-    case KL_MINIMUM: return kl_emit_str(em, "((%s < %s || %s != %s) ? %s : %s)", a, b, a, a, a, b);
-    default: return NULL;
-    }
-}
-
-static const char *int_expr(kl_emitter *em, kl_binary_op op, const char *a, const char *b, kl_dtype t)
-{
-    const char *T = kl_dtype_compute_ctype(t);
-    int is_bool = t == KL_BOOL;
-    switch (op) {
-    case KL_ADD: return is_bool ? kl_emit_str(em, "(uint8_t)(%s | %s)", a, b) : kl_emit_str(em, "(%s)(%s + %s)", T, a, b);
-    case KL_SUB: return kl_emit_str(em, "(%s)(%s - %s)", T, a, b);
-    case KL_MUL: return is_bool ? kl_emit_str(em, "(uint8_t)(%s & %s)", a, b) : kl_emit_str(em, "(%s)(%s * %s)", T, a, b);
-    case KL_FLOOR_DIVIDE: return kl_emit_str(em, "(%s)kl_floordiv(%s, %s)", T, a, b);
-    case KL_MOD: return kl_emit_str(em, "(%s)kl_mod(%s, %s)", T, a, b);
-    case KL_POW: return kl_emit_str(em, "(%s)kl_ipow(%s, %s)", T, a, b);
-    case KL_MAXIMUM: return kl_emit_str(em, "(%s > %s ? %s : %s)", a, b, a, b);
-    case KL_MINIMUM: return kl_emit_str(em, "(%s < %s ? %s : %s)", a, b, a, b);
-    case KL_BITWISE_AND: return kl_emit_str(em, "(%s)(%s & %s)", T, a, b);
-    case KL_BITWISE_OR: return kl_emit_str(em, "(%s)(%s | %s)", T, a, b);
-    case KL_BITWISE_XOR: return kl_emit_str(em, "(%s)(%s ^ %s)", T, a, b);
-    case KL_LEFT_SHIFT: return kl_emit_str(em, "(%s)kl_shl(%s, %s)", T, a, b);
-    case KL_RIGHT_SHIFT: return kl_emit_str(em, "(%s)kl_shr(%s, %s)", T, a, b);
-    default: return NULL;
-    }
-}
-
-static const char *compare_expr(kl_emitter *em, kl_binary_op op, const char *a, const char *b)
-{
-    static const char *const text[] = {"<", "<=", ">", ">=", "==", "!="};
-    if (is_comparison(op)) return kl_emit_str(em, "(uint8_t)(%s %s %s)", a, text[op - KL_LESS], b);
-    static const char *const logic[] = {"&", "|", "^"};
-    return kl_emit_str(em, "(uint8_t)((%s != 0) %s (%s != 0))", a, logic[op - KL_LOGICAL_AND], b);
-}
-
-const char *kl_binary_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+int32_t kl_binary_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
 {
     kl_binary_op op = v->op.p.binary;
     kl_var *a = v->op.inputs[0], *b = v->op.inputs[1];
-    kl_coords ca = kl_emit_broadcast_coords(em, c, v, a);
-    kl_coords cb = kl_emit_broadcast_coords(em, c, v, b);
-    const char *ta = kl_emit(em, a, &ca);
-    const char *tb = ta ? kl_emit(em, b, &cb) : NULL;
-    if (!tb) return NULL;
+    kl_coords ca = kl_lower_broadcast_coords(k, c, v, a);
+    kl_coords cb = kl_lower_broadcast_coords(k, c, v, b);
+    int32_t ta = kl_lower(k, a, &ca);
+    int32_t tb = kl_lower(k, b, &cb);
     kl_dtype ct;
-    if (compute_dtype(op, a->dtype, b->dtype, &ct) != KL_OK) return kl_emit_fail(em, KL_ERR_TYPE);
-    const char *xa = kl_emit_convert(em, ta, a->dtype, ct);
-    const char *xb = kl_emit_convert(em, tb, b->dtype, ct);
-    const char *e;
-    if (is_comparison(op) || is_logical(op)) e = compare_expr(em, op, xa, xb);
-    else if (kl_dtype_is_float(ct)) e = float_expr(em, op, xa, xb, ct);
-    else e = int_expr(em, op, xa, xb, ct);
-    if (!e && em->status == KL_OK)
-        return kl_emit_fail(em, kl_error(KL_ERR_TYPE, "%s: no code for %s", kl_binary_name(op), kl_dtype_name(ct)));
-    return e ? kl_emit_temp(em, kl_dtype_compute_ctype(v->dtype), "%s", e) : NULL;
+    if (compute_dtype(op, a->dtype, b->dtype, &ct) != KL_OK) return kl_kd_fail(k, KL_ERR_TYPE);
+    int32_t xa = kl_lower_convert(k, ta, a->dtype, ct), xb = kl_lower_convert(k, tb, b->dtype, ct);
+    if (xa < 0 || xb < 0) return -1;
+    kl_instr in = {KL_I_BINARY, (uint8_t)v->dtype, (uint8_t)ct, 0, op, xa, xb, -1, -1, -1, 0};
+    return kl_kd_add(k, &in);
 }
 
-const char *kl_where_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+int32_t kl_where_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
 {
     kl_var *cond = v->op.inputs[0], *a = v->op.inputs[1], *b = v->op.inputs[2];
-    kl_coords cc = kl_emit_broadcast_coords(em, c, v, cond);
-    kl_coords ca = kl_emit_broadcast_coords(em, c, v, a);
-    kl_coords cb = kl_emit_broadcast_coords(em, c, v, b);
-    const char *tc = kl_emit(em, cond, &cc);
-    const char *ta = tc ? kl_emit(em, a, &ca) : NULL;
-    const char *tb = ta ? kl_emit(em, b, &cb) : NULL;
-    if (!tb) return NULL;
-    return kl_emit_temp(em, kl_dtype_compute_ctype(v->dtype), "(%s != 0 ? %s : %s)", tc,
-                        kl_emit_convert(em, ta, a->dtype, v->dtype), kl_emit_convert(em, tb, b->dtype, v->dtype));
+    kl_coords cc = kl_lower_broadcast_coords(k, c, v, cond);
+    kl_coords ca = kl_lower_broadcast_coords(k, c, v, a);
+    kl_coords cb = kl_lower_broadcast_coords(k, c, v, b);
+    int32_t tc = kl_lower(k, cond, &cc);
+    int32_t ta = kl_lower_convert(k, kl_lower(k, a, &ca), a->dtype, v->dtype);
+    int32_t tb = kl_lower_convert(k, kl_lower(k, b, &cb), b->dtype, v->dtype);
+    return kl_kd_op(k, KL_I_SELECT, v->dtype, 0, tc, ta, tb);
 }
 
 kl_status kl_scalar_like(kl_var *like, kl_dtype dtype, double value, kl_var **out)

@@ -37,21 +37,20 @@ kl_status kl_broadcast_to(kl_var *x, int ndim, const int64_t *shape, int ndims, 
     return kl_var_new(x->ctx, x->dtype, ndim, shape, &o, out);
 }
 
-const char *kl_broadcast_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+int32_t kl_broadcast_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
 {
     kl_var *x = v->op.inputs[0];
     if (v->op.p.broadcast.mask == 0) {
-        kl_coords same = kl_emit_broadcast_coords(em, c, v, x);
-        return kl_emit(em, x, &same);
+        kl_coords same = kl_lower_broadcast_coords(k, c, v, x);
+        return kl_lower(k, x, &same);
     }
     kl_coords xc = {.n = x->ndim, .identity = 0};
-    for (int d = 0, k = 0; d < v->ndim; d++) {
+    for (int d = 0, j = 0; d < v->ndim; d++) {
         if (v->op.p.broadcast.mask >> d & 1) continue;
-        xc.c[k] = x->shape[k] == 1 ? "0" : c->c[d];
-        k++;
+        xc.c[j] = x->shape[j] == 1 ? kl_kd_const(k, 0) : c->c[d];
+        j++;
     }
-    em->needs_coords = 1;
-    return kl_emit(em, x, &xc);
+    return kl_lower(k, x, &xc);
 }
 
 kl_status kl_broadcast_backward(kl_var *v, int k, kl_var *dv, kl_var **out)

@@ -28,18 +28,23 @@ kl_status kl_check_index(kl_var *x, int64_t lo, int64_t hi, const char *what, kl
     return s;
 }
 
-const char *kl_check_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+int32_t kl_check_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
 {
-    const char *t = kl_emit(em, v->op.inputs[0], c);
-    const char *lo = kl_emit_iarg(em, v, KL_ARG_CHECK_LO);
-    const char *hi = kl_emit_iarg(em, v, KL_ARG_CHECK_HI);
-    const char *what = kl_emit_iarg(em, v, KL_ARG_CHECK_WHAT);
-    const char *rec = kl_emit_iarg(em, v, KL_ARG_CHECK_RECORD);
-    if (!t || !lo || !hi || !what || !rec) return NULL;
-    kl_sb_printf(&em->body,
-                 "        if (__builtin_expect((int64_t)%s < %s || (int64_t)%s >= %s, 0))\n"
-                 "            kl_index_fail((int64_t *)(intptr_t)%s, (int64_t)%s, %s, %s, %s);\n",
-                 t, lo, t, hi, rec, t, lo, hi, what);
+    int32_t t = kl_lower(k, v->op.inputs[0], c);
+    int32_t ops[5] = {kl_lower_convert(k, t, v->dtype, KL_INT64), kl_kd_iarg(k, v, KL_ARG_CHECK_LO, 0),
+                      kl_kd_iarg(k, v, KL_ARG_CHECK_HI, 0), kl_kd_iarg(k, v, KL_ARG_CHECK_WHAT, 0),
+                      kl_kd_iarg(k, v, KL_ARG_CHECK_RECORD, 0)};
+    for (int j = 0; j < 5; j++) if (ops[j] < 0) return -1;
+    kl_instr in = {KL_I_CHECK, KL_INT64, 0, 0, 0, ops[0], ops[1], ops[2], ops[3], ops[4], 0};
+    int32_t check = kl_kd_add(k, &in);
+    if (check < 0) return -1;
+    int known = 0;
+    for (int i = 0; i < k->h.n_checks; i++) known |= k->checks[i] == check;
+    if (!known) {
+        if (k->h.n_checks == (int)(sizeof k->checks / sizeof k->checks[0]))
+            return kl_kd_fail(k, kl_error(KL_ERR_RUNTIME, "kernel too large: more than 64 index checks"));
+        k->checks[k->h.n_checks++] = check;
+    }
     return t;
 }
 

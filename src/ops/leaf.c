@@ -64,31 +64,21 @@ kl_status kl_index(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *sha
     return leaf(ctx, "index", dtype, ndim, shape, &o, out);
 }
 
-const char *kl_leaf_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+int32_t kl_leaf_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
 {
-    const char *T = kl_dtype_compute_ctype(v->dtype);
     switch (v->op.kind) {
     case KL_OP_FULL: {
-        const char *arg = kl_dtype_is_float(v->dtype) ? kl_emit_farg(em, v, KL_ARG_FULL) : kl_emit_iarg(em, v, KL_ARG_FULL);
-        if (v->dtype == KL_BOOL) return arg ? kl_emit_str(em, "(uint8_t)(%s != 0)", arg) : NULL;
-        return arg ? kl_emit_str(em, "((%s)%s)", T, arg) : NULL;
+        int32_t arg = kl_dtype_is_float(v->dtype) ? kl_kd_farg(k, v, KL_ARG_FULL) : kl_kd_iarg(k, v, KL_ARG_FULL, 0);
+        return kl_kd_op(k, KL_I_SCALAR, v->dtype, 0, arg, -1, -1);
     }
     case KL_OP_INDEX:
-        em->needs_coords = 1;
-        return kl_emit_str(em, "((%s)%s)", T, c->c[v->op.p.index.dim]);
+        return kl_lower_convert(k, c->c[v->op.p.index.dim], KL_INT64, v->dtype);
     default: {
-        const char *flat = kl_emit_offset(em, v, c);
-        const char *seed = kl_emit_iarg(em, v, KL_ARG_SEED);
-        const char *start = kl_emit_iarg(em, v, KL_ARG_OFFSET);
-        const char *a = kl_emit_farg(em, v, KL_ARG_RAND_A);
-        const char *b = kl_emit_farg(em, v, KL_ARG_RAND_B);
-        if (!flat || !seed || !start || !a || !b) return NULL;
-        const char *bits = v->dtype == KL_FLOAT64 ? "f64" : "f32";
-        if (v->op.p.random.kind == KL_RANDOM_NORMAL)
-            return kl_emit_temp(em, T, "(%s)(%s + %s * kl_normal_%s((uint64_t)%s, (uint64_t)(%s + %s)))",
-                                T, a, b, bits, seed, start, flat);
-        return kl_emit_temp(em, T, "(%s)kl_uniform_%s(%s, %s, (uint64_t)%s, (uint64_t)(%s + %s))",
-                            T, bits, a, b, seed, start, flat);
+        int32_t ops[5] = {kl_kd_iarg(k, v, KL_ARG_SEED, 0), kl_kd_iarg(k, v, KL_ARG_OFFSET, 0),
+                          kl_lower_offset(k, v, c), kl_kd_farg(k, v, KL_ARG_RAND_A), kl_kd_farg(k, v, KL_ARG_RAND_B)};
+        for (int j = 0; j < 5; j++) if (ops[j] < 0) return -1;
+        kl_instr in = {KL_I_RANDOM, (uint8_t)v->dtype, 0, 0, v->op.p.random.kind, ops[0], ops[1], ops[2], ops[3], ops[4], 0};
+        return kl_kd_add(k, &in);
     }
     }
 }

@@ -1,27 +1,29 @@
 /* ops.h: what each op family file under src/ops/ provides to the rest of the
- * core: its code generation (emit) and its backward rule, built from meta-ops. */
+ * core: how its ops are described inside a kernel (lower) and its backward
+ * rule, built from meta-ops. */
 #ifndef KL_OPS_H
 #define KL_OPS_H
 
-#include "codegen/emit.h"
+#include "ops/lower.h"
 #include "jit/jit.h"
 
-/* emit: the value of pending var v at coordinates c (see codegen/emit.h). */
-const char *kl_leaf_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
-const char *kl_unary_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
-const char *kl_binary_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
-const char *kl_where_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
-const char *kl_broadcast_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
-const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
-const char *kl_reshape_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
-const char *kl_check_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+/* lower: the value of pending var v at coordinates c, as an instruction of
+ * the kernel description k (-1 after a failure). */
+int32_t kl_leaf_lower(kl_kdesc *k, kl_var *v, const kl_coords *c);
+int32_t kl_unary_lower(kl_kdesc *k, kl_var *v, const kl_coords *c);
+int32_t kl_binary_lower(kl_kdesc *k, kl_var *v, const kl_coords *c);
+int32_t kl_where_lower(kl_kdesc *k, kl_var *v, const kl_coords *c);
+int32_t kl_broadcast_lower(kl_kdesc *k, kl_var *v, const kl_coords *c);
+int32_t kl_reindex_lower(kl_kdesc *k, kl_var *v, const kl_coords *c);
+int32_t kl_reshape_lower(kl_kdesc *k, kl_var *v, const kl_coords *c);
+int32_t kl_check_lower(kl_kdesc *k, kl_var *v, const kl_coords *c);
 /* A stored var read at c; a var that passes its input through. */
-const char *kl_load_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
-const char *kl_pass_emit(kl_emitter *em, kl_var *v, const kl_coords *c);
+int32_t kl_load_lower(kl_kdesc *k, kl_var *v, const kl_coords *c);
+int32_t kl_pass_lower(kl_kdesc *k, kl_var *v, const kl_coords *c);
 
-/* Kernels whose root is a reduction: they write their own loop nests. */
-kl_status kl_reduce_kernel(kl_emitter *em, kl_strbuf *loops);
-kl_status kl_reindex_reduce_kernel(kl_emitter *em, kl_strbuf *loops);
+/* Kernels whose root is a reduction or a scatter: what they fold, and where. */
+kl_status kl_reduce_lower_kernel(kl_kdesc *k, kl_var *v);
+kl_status kl_reindex_reduce_lower_kernel(kl_kdesc *k, kl_var *v);
 
 /* backward: the gradient flowing to input k of v, given dv (the gradient of v).
  * *out may be set to NULL when no gradient flows. */
@@ -39,11 +41,6 @@ kl_status kl_reshape_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
 kl_status kl_reindex_parse(const char *opname, kl_op *op, int n_indexes, const char *const *indexes,
                            int n_conditions, const char *const *conditions,
                            int n_extras, kl_var *const *extras, int n_index, int xdim, int ydim);
-/* The targets of v's index expressions at coordinates c (xshape/yshape name
- * x's and y's shapes), bounded by x's shape: fills targets and returns C text
- * that is nonzero when a target is outside x or an overflow condition holds. */
-const char *kl_reindex_targets(kl_emitter *em, kl_var *v, const kl_coords *c, kl_var *x, kl_var *y,
-                               kl_coords *targets);
 /* A reindex or reindex_reduce sharing src's expressions (cloned). */
 kl_status kl_reindex_like(const kl_op *src, kl_op_kind kind, kl_reduce_op rop, kl_var *input,
                           int ndim, const int64_t *shape, double overflow_value, kl_var **out);

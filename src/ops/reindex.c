@@ -80,48 +80,19 @@ kl_status kl_reindex_like(const kl_op *src, kl_op_kind kind, kl_reduce_op rop, k
     return kl_var_new(input->ctx, input->dtype, ndim, shape, &o, out);
 }
 
-const char *kl_reindex_targets(kl_emitter *em, kl_var *v, const kl_coords *c, kl_var *x, kl_var *y,
-                               kl_coords *targets)
-{
-    kl_var *const *extras = v->op.inputs + 1;
-    kl_strbuf outside = {0};
-    kl_sb_append(&outside, "0");
-    *targets = (kl_coords){.n = x->ndim, .identity = 0};
-    for (int d = 0; d < x->ndim; d++) {
-        const char *t = kl_emit_index_expr(em, v->op.p.reindex.indexes[d], c, x, y, extras);
-        if (!t) { kl_sb_free(&outside); return NULL; }
-        targets->c[d] = t;
-        kl_sb_printf(&outside, " | (%s < 0) | (%s >= %s)", t, t, kl_emit_shape(em, x, d));
-    }
-    for (int i = 0; i < v->op.p.reindex.n_conditions; i++) {
-        const char *t = kl_emit_index_expr(em, v->op.p.reindex.conditions[i], c, x, y, extras);
-        if (!t) { kl_sb_free(&outside); return NULL; }
-        kl_sb_printf(&outside, " | (%s != 0)", t);
-    }
-    const char *text = outside.failed ? kl_emit_fail(em, kl_error(KL_ERR_MEMORY, "out of memory generating a kernel"))
-                                      : kl_emit_str(em, "%s", outside.data);
-    kl_sb_free(&outside);
-    return text;
-}
-
-const char *kl_reindex_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+int32_t kl_reindex_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
 {
     kl_var *x = v->op.inputs[0];
     kl_coords xi;
-    const char *outside = kl_reindex_targets(em, v, c, x, v, &xi);
-    const char *o = outside ? kl_emit_temp(em, "int", "%s", outside) : NULL;
-    if (!o) return NULL;
+    int32_t outside = kl_lower_targets(k, v, c, x, v, &xi);
     /* outside reads use coordinate 0, so the load stays in bounds and the
      * select below (not a branch) keeps the loop vectorisable */
     kl_coords xc = {.n = x->ndim, .identity = 0};
-    for (int d = 0; d < x->ndim; d++) xc.c[d] = kl_emit_temp(em, "int64_t", "%s ? 0 : %s", o, xi.c[d]);
-    em->needs_coords = 1;
-    const char *val = kl_emit(em, x, &xc);
-    if (!val) return NULL;
-    const char *T = kl_dtype_compute_ctype(v->dtype);
-    const char *ov = kl_dtype_is_float(v->dtype) ? kl_emit_farg(em, v, KL_ARG_OVERFLOW)
-                                                 : kl_emit_iarg(em, v, KL_ARG_OVERFLOW);
-    return ov ? kl_emit_temp(em, T, "%s ? (%s)%s : %s", o, T, ov, val) : NULL;
+    for (int d = 0; d < x->ndim; d++) xc.c[d] = kl_kd_op(k, KL_I_SELECT, KL_INT64, 0, outside, kl_kd_const(k, 0), xi.c[d]);
+    int32_t val = kl_lower(k, x, &xc);
+    int32_t ov = kl_dtype_is_float(v->dtype) ? kl_kd_farg(k, v, KL_ARG_OVERFLOW) : kl_kd_iarg(k, v, KL_ARG_OVERFLOW, 0);
+    int32_t fill = kl_kd_op(k, KL_I_SCALAR, v->dtype, 0, ov, -1, -1);
+    return kl_kd_op(k, KL_I_SELECT, v->dtype, 0, outside, fill, val);
 }
 
 /* When the reindex reads every element of x at most once (each output dim

@@ -1,6 +1,7 @@
 /* reindex_reduce.c: the scatter meta-op: for each index i of y,
- * out[f(i)] op= y[i]. Its kernel writes the identity everywhere, then
- * scatters (atomically where OpenMP allows, serially for max/min). */
+ * out[f(i)] op= y[i]. Its kernel's description: the value, its target and
+ * the condition that skips it, and which of y's dims write disjoint targets
+ * (the renderer runs those in parallel and the rest atomically or serially). */
 #include "ops/ops.h"
 #include "ops/builder.h"
 #include "core/dtype.h"
@@ -35,79 +36,29 @@ static int shifted_index(const kl_expr *e)
     return -1;
 }
 
-/* Identity of op for dtype t, as C text. */
-const char *kl_reduce_identity(kl_reduce_op op, kl_dtype t);
-
-kl_status kl_reindex_reduce_kernel(kl_emitter *em, kl_strbuf *loops)
+kl_status kl_reindex_reduce_lower_kernel(kl_kdesc *k, kl_var *v)
 {
-    kl_var *v = em->root, *y = v->op.inputs[0];
-    kl_reduce_op op = v->op.p.reindex.op;
-    const char *T = kl_dtype_compute_ctype(v->dtype);
-    kl_coords c = kl_emit_loop_coords(y->ndim, 0);
-    const char *val = kl_emit(em, y, &c);
-    if (!val) return em->status;
-    val = kl_emit_convert(em, val, y->dtype, v->dtype);
+    kl_var *y = v->op.inputs[0];
+    kl_coords c = kl_lower_loop_coords(k, y->ndim, 0);
+    int32_t val = kl_lower(k, y, &c);
+    k->h.value = kl_lower_convert(k, val, y->dtype, v->dtype);
     kl_coords oc;
-    const char *outside = kl_reindex_targets(em, v, &c, v, y, &oc);
-    const char *off = outside ? kl_emit_offset(em, v, &oc) : NULL;
-    if (!off) return em->status;
-
-    kl_sb_printf(loops, "    int64_t on = 1;\n");
-    for (int d = 0; d < v->ndim; d++) kl_sb_printf(loops, "    on *= %s;\n", kl_emit_shape(em, v, d));
-    kl_sb_printf(loops, "    int64_t yn = 1;\n");
-    for (int d = 0; d < y->ndim; d++) kl_sb_printf(loops, "    yn *= %s;\n", kl_emit_shape(em, y, d));
-    kl_sb_printf(loops, "    #pragma omp parallel for simd if(on > 32768) schedule(static)\n"
-                        "    for (int64_t li = 0; li < on; li++) out[li] = %s;\n",
-                 kl_reduce_identity(op, v->dtype));
+    k->h.skip = kl_lower_targets(k, v, &c, v, y, &oc);
+    k->h.target = kl_lower_offset(k, v, &oc);
+    k->h.kind = KL_KD_SCATTER;
+    k->h.op = v->op.p.reindex.op;
+    k->h.in_dtype = (uint8_t)y->dtype;
+    k->h.rank = (uint8_t)y->ndim;
+    for (int d = 0; d < y->ndim; d++) k->h.dims[d] = kl_kd_shape(k, y, d);
+    k->h.out_rank = (uint8_t)v->ndim;
+    for (int d = 0; d < v->ndim; d++) k->h.out_dims[d] = kl_kd_shape(k, v, d);
     /* y dims some target index follows one to one (i_d plus a constant):
-     * different values of them write different targets, so they can be the
-     * parallel loops and no update needs to be atomic */
-    uint32_t disjoint = 0;
+     * different values of them write different targets */
     for (int d = 0; d < v->ndim; d++) {
-        int k = shifted_index(v->op.p.reindex.indexes[d]);
-        if (k >= 0) disjoint |= 1u << k;
+        int j = shifted_index(v->op.p.reindex.indexes[d]);
+        if (j >= 0) k->h.disjoint |= (uint8_t)(1u << j);
     }
-    int order[KL_MAX_DIMS], n_disjoint = 0, n = 0;
-    for (int d = 0; d < y->ndim; d++) if (disjoint >> d & 1) order[n++] = d;
-    n_disjoint = n;
-    for (int d = 0; d < y->ndim; d++) if (!(disjoint >> d & 1)) order[n++] = d;
-    int atomic = !n_disjoint && v->dtype != KL_FLOAT16 && op != KL_REDUCE_MAX && op != KL_REDUCE_MIN;
-    if (n_disjoint)
-        kl_sb_printf(loops, "    #pragma omp parallel for collapse(%d) if(yn > 32768) schedule(static)\n", n_disjoint);
-    else if (atomic && y->ndim > 0)
-        kl_sb_printf(loops, "    #pragma omp parallel for collapse(%d) if(yn > 32768) schedule(static)\n", y->ndim);
-    for (int j = 0; j < y->ndim; j++) {
-        int d = order[j];
-        kl_sb_indent(loops, 4 + 4 * j);
-        kl_sb_printf(loops, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", d, d, kl_emit_shape(em, y, d), d);
-    }
-    kl_sb_printf(loops, "    {\n%s", em->body.data ? em->body.data : "");
-    kl_sb_printf(loops, "        if (!(%s)) {\n", outside);
-    const char *tgt = kl_emit_str(em, "out[%s]", off);
-    const char *now = v->dtype == KL_FLOAT16 ? kl_emit_str(em, "(float)out[%s]", off) : tgt;
-    if (!tgt || !now) return em->status;
-    if (atomic) kl_sb_printf(loops, "            #pragma omp atomic\n");
-    switch (op) {
-    case KL_REDUCE_SUM:
-        if (v->dtype == KL_BOOL) kl_sb_printf(loops, "            %s |= %s;\n", tgt, val);
-        else if (atomic) kl_sb_printf(loops, "            %s += %s;\n", tgt, val);
-        else kl_sb_printf(loops, "            %s = %s + %s;\n", tgt, now, val);
-        break;
-    case KL_REDUCE_PROD:
-        if (v->dtype == KL_BOOL) kl_sb_printf(loops, "            %s &= %s;\n", tgt, val);
-        else if (atomic) kl_sb_printf(loops, "            %s *= %s;\n", tgt, val);
-        else kl_sb_printf(loops, "            %s = %s * %s;\n", tgt, now, val);
-        break;
-    case KL_REDUCE_ANY: kl_sb_printf(loops, "            %s |= (uint8_t)(%s != 0);\n", tgt, val); break;
-    case KL_REDUCE_ALL: kl_sb_printf(loops, "            %s &= (uint8_t)(%s != 0);\n", tgt, val); break;
-    default: {
-        const char *cmp = op == KL_REDUCE_MAX ? ">" : "<";
-        kl_sb_printf(loops, "            const %s cur = %s;\n", T, now);
-        kl_sb_printf(loops, "            %s = (%s %s cur || %s != %s) ? %s : cur;\n", tgt, val, cmp, val, val, val);
-    }
-    }
-    kl_sb_printf(loops, "        }\n    }\n");
-    return em->status;
+    return k->status;
 }
 
 /* y's shape read back from the scattered layout: the reindex with v's expressions. */

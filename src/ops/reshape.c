@@ -46,25 +46,25 @@ kl_status kl_stop_grad(kl_var *x, kl_var **out)
     return kl_var_new(x->ctx, x->dtype, x->ndim, x->shape, &o, out);
 }
 
-const char *kl_reshape_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+int32_t kl_reshape_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
 {
     kl_var *x = v->op.inputs[0];
     if (c->identity && v->ndim == c->n && (x->buf || x->materialize)) {
         /* a load at the same linear index */
-        kl_coords xc = kl_emit_loop_coords(x->ndim, 1);
-        return kl_emit(em, x, &xc);
+        kl_coords xc = kl_lower_loop_coords(k, x->ndim, 1);
+        return kl_lower(k, x, &xc);
     }
-    const char *flat = kl_emit_offset(em, v, c);
-    if (!flat) return NULL;
+    int32_t rest = kl_lower_offset(k, v, c);
     kl_coords xc = {.n = x->ndim, .identity = 0};
-    const char *rest = kl_emit_temp(em, "int64_t", "%s", flat);
-    for (int k = x->ndim - 1; k >= 0 && rest; k--) {
-        const char *s = kl_emit_shape(em, x, k);
-        xc.c[k] = k ? kl_emit_temp(em, "int64_t", "%s %% %s", rest, s) : rest;
-        if (k) rest = kl_emit_temp(em, "int64_t", "%s / %s", rest, s);
+    for (int d = x->ndim - 1; d >= 0 && rest >= 0; d--) {
+        int32_t s = kl_kd_shape(k, x, d);
+        /* value 1: the divisor is an extent of elements that exist, never 0 here */
+        kl_instr mod = {KL_I_INDEX, KL_INT64, 0, 0, KL_EXB_MOD, rest, s, -1, -1, -1, 1};
+        kl_instr div = {KL_I_INDEX, KL_INT64, 0, 0, KL_EXB_DIV, rest, s, -1, -1, -1, 1};
+        xc.c[d] = d ? kl_kd_add(k, &mod) : rest;
+        if (d) rest = kl_kd_add(k, &div);
     }
-    em->needs_coords = 1;
-    return kl_emit(em, x, &xc);
+    return kl_lower(k, x, &xc);
 }
 
 kl_status kl_reshape_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
@@ -74,4 +74,3 @@ kl_status kl_reshape_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
     return kl_reshape(dv, x->ndim, x->shape, out);
 }
 
-const char *kl_pass_emit(kl_emitter *em, kl_var *v, const kl_coords *c) { return kl_emit(em, v->op.inputs[0], c); }

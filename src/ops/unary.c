@@ -47,49 +47,16 @@ kl_status kl_cast(kl_var *x, kl_dtype dtype, kl_var **out)
     return kl_var_new(x->ctx, dtype, x->ndim, x->shape, &o, out);
 }
 
-static const char *float_expr(kl_emitter *em, kl_unary_op op, const char *x, kl_dtype t)
-{
-    const char *f = t == KL_FLOAT64 ? "" : "f";
-    const char *T = kl_dtype_compute_ctype(t);
-    switch (op) {
-    case KL_NEG: return kl_emit_str(em, "(-%s)", x);
-    case KL_ABS: return kl_emit_str(em, "fabs%s(%s)", f, x);
-    case KL_RSQRT: return kl_emit_str(em, "((%s)1 / sqrt%s(%s))", T, f, x);
-    case KL_SIGMOID: return kl_emit_str(em, "((%s)1 / ((%s)1 + exp%s(-%s)))", T, T, f, x);
-    case KL_ROUND: return kl_emit_str(em, "nearbyint%s(%s)", f, x);
-    case KL_SIGN: return kl_emit_str(em, "(%s > 0 ? (%s)1 : %s < 0 ? (%s)-1 : %s)", x, T, x, T, x);
-    case KL_LOGICAL_NOT: return kl_emit_str(em, "(uint8_t)(%s == 0)", x);
-    default: /* the op's name is the C library function's */
-        return kl_emit_str(em, "%s%s(%s)", kl_unary_name(op), f, x);
-    }
-}
-
-static const char *int_expr(kl_emitter *em, kl_unary_op op, const char *x, kl_dtype t)
-{
-    const char *T = kl_dtype_compute_ctype(t);
-    switch (op) {
-    case KL_NEG: return kl_emit_str(em, "(%s)(-%s)", T, x);
-    case KL_ABS: return kl_emit_str(em, "(%s < 0 ? (%s)(-%s) : %s)", x, T, x, x);
-    case KL_SIGN: return kl_emit_str(em, "(%s)((%s > 0) - (%s < 0))", T, x, x);
-    case KL_LOGICAL_NOT: return kl_emit_str(em, "(uint8_t)(%s == 0)", x);
-    case KL_BITWISE_NOT:
-        return t == KL_BOOL ? kl_emit_str(em, "(uint8_t)!%s", x) : kl_emit_str(em, "(%s)~%s", T, x);
-    default: return x; /* floor, ceil, round, trunc of an integer */
-    }
-}
-
-const char *kl_unary_emit(kl_emitter *em, kl_var *v, const kl_coords *c)
+int32_t kl_unary_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
 {
     kl_var *x = v->op.inputs[0];
-    const char *a = kl_emit(em, x, c);
-    if (!a) return NULL;
-    const char *T = kl_dtype_compute_ctype(v->dtype);
-    if (v->op.kind == KL_OP_CAST) return kl_emit_temp(em, T, "%s", kl_emit_convert(em, a, x->dtype, v->dtype));
+    int32_t a = kl_lower(k, x, c);
+    if (v->op.kind == KL_OP_CAST) return kl_lower_convert(k, a, x->dtype, v->dtype);
     kl_unary_op op = v->op.p.unary;
-    if (op == KL_LOGICAL_NOT) return kl_emit_temp(em, T, "(uint8_t)(%s == 0)", a);
-    const char *xa = kl_emit_convert(em, a, x->dtype, v->dtype);
-    const char *e = kl_dtype_is_float(v->dtype) ? float_expr(em, op, xa, v->dtype) : int_expr(em, op, xa, v->dtype);
-    return e ? kl_emit_temp(em, T, "%s", e) : NULL;
+    /* logical_not reads its input as it is; the others compute in the result's type */
+    int32_t xa = op == KL_LOGICAL_NOT ? a : kl_lower_convert(k, a, x->dtype, v->dtype);
+    kl_instr in = {KL_I_UNARY, (uint8_t)v->dtype, (uint8_t)x->dtype, 0, op, xa, -1, -1, -1, -1, 0};
+    return xa < 0 ? -1 : kl_kd_add(k, &in);
 }
 
 /* dv * f'(x), with y = f(x) at hand where the derivative is cheaper in y. */

@@ -55,7 +55,8 @@ kl_status kl_context_free(kl_context *ctx)
     kl_graveyard_free(ctx);
     kl_plan_cache_free(&ctx->plans);
     kl_sync_scratch_free(&ctx->sync);
-    kl_fingerprint_free(&ctx->fingerprint);
+    if (ctx->kdesc) kl_kd_free(ctx->kdesc);
+    free(ctx->kdesc);
     kl_jit_free(&ctx->jit); /* unloads kernels before their backends go */
     for (int i = ctx->n_backends - 1; i >= 0; i--) ctx->backends[i]->ops->destroy(ctx->backends[i]);
     free(ctx);

@@ -2,13 +2,13 @@
  * the fusion pass which to materialise, generates and compiles (in one batch)
  * a kernel per materialised var, then launches them in order; each executed
  * var drops its inputs, so intermediates are freed right after their last use. */
-#include "codegen/kernel.h"
 #include "backend/backend.h"
 #include "core/context.h"
 #include "core/dtype.h"
 #include "opt/fuse.h"
 #include "ops/ops.h"
 #include "codegen/plan.h"
+#include "ops/lower.h"
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,23 +90,37 @@ static kl_status topo_order(kl_sync_scratch *sc, kl_var *const *targets, int n, 
     return s == KL_OK ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory ordering the graph");
 }
 
+/* What one launch of a fused kernel passes: the description's buffers
+ * (retained; [0] is the output) and arguments. */
+typedef struct {
+    int n_bufs, n_iargs, n_fargs;
+    kl_var *bufs[KL_KD_MAX_BUFS];
+    int64_t iargs[KL_KD_MAX_IARGS];
+    double fargs[KL_KD_MAX_FARGS];
+} launch_args;
+
 typedef struct {
     kl_var *v;
-    int is_alias, is_code, planned;
+    int is_alias, is_code;
     const kl_pattern *pattern; /* a library call (found by the fusion pass) */
-    kl_plan *new_plan; /* a plan recorded in this sync, waiting for its function */
+    kl_plan *plan;     /* a fused kernel's plan; its fn is set once compiled */
+    int compile;       /* the plan's source goes to this sync's compile batch */
     kl_kernel_fn fn;
-    const char *text;  /* the kernel's source (for KILN_DEBUG=2), owned by k or the plan cache */
-    kl_kernel k;       /* last: ~15 KB of argument arrays, filled only when built */
+    launch_args args;  /* last: ~5 KB, filled only for fused kernels */
 } step;
 
-/* A step with everything but the kernel's argument arrays cleared. */
+/* A step with everything but the launch's argument arrays cleared. */
 static void step_init(step *st, kl_var *v)
 {
-    memset(st, 0, offsetof(step, k));
+    memset(st, 0, offsetof(step, args));
     st->v = v;
-    st->k.source = NULL;
-    st->k.n_bufs = st->k.n_iargs = st->k.n_fargs = 0;
+    st->args.n_bufs = st->args.n_iargs = st->args.n_fargs = 0;
+}
+
+static void launch_args_free(launch_args *a)
+{
+    for (int i = 0; i < a->n_bufs; i++) kl_var_release(a->bufs[i]);
+    a->n_bufs = 0;
 }
 
 static double now_seconds(void)
@@ -144,7 +158,7 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     const char *how = st->pattern ? (st->pattern->kind == KL_PATTERN_GEMM ? " (library gemm)" : " (library conv)")
                     : st->is_alias ? " (alias)" : "";
     char ops[160];
-    kernel_ops(st->text, ops, sizeof ops);
+    kernel_ops(st->plan ? st->plan->source : NULL, ops, sizeof ops);
     fprintf(stderr, "[kiln] launch %s%s -> %s[%lld] %.3f ms%s%s%s\n", name, how, kl_dtype_name(v->dtype),
             (long long)v->numel, ms, *ops ? " [" : "", ops, *ops ? "]" : "");
     return s;
@@ -183,10 +197,10 @@ static kl_status run_step(kl_context *ctx, step *st)
         kl_var_set_computed(v, b);
         return KL_OK;
     }
-    void *ptrs[KL_EMIT_MAX_BUFS];
-    for (int i = 1; i < st->k.n_bufs; i++) {
-        if (!st->k.bufs[i]->buf) return kl_error(KL_ERR_RUNTIME, "internal: kernel input v%d not computed", i);
-        ptrs[i] = st->k.bufs[i]->buf->data;
+    void *ptrs[KL_KD_MAX_BUFS];
+    for (int i = 1; i < st->args.n_bufs; i++) {
+        if (!st->args.bufs[i]->buf) return kl_error(KL_ERR_RUNTIME, "internal: kernel input b%d not computed", i);
+        ptrs[i] = st->args.bufs[i]->buf->data;
     }
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
     kl_backend *dev = v->device;
@@ -198,7 +212,7 @@ static kl_status run_step(kl_context *ctx, step *st)
                         dev->name, kl_var_op_name(v), (unsigned long long)m.bytes_in_use);
     }
     ptrs[0] = out->data;
-    kl_status s = dev->ops->launch(dev, st->fn, ptrs, st->k.iargs, st->k.fargs);
+    kl_status s = dev->ops->launch(dev, st->fn, ptrs, st->args.iargs, st->args.fargs);
     ctx->counters.kernels_launched++;
     if (s == KL_OK) s = kl_check_index_result(ctx);
     if (s != KL_OK) { /* v stays pending: every later sync of it fails the same way */
@@ -209,43 +223,45 @@ static kl_status run_step(kl_context *ctx, step *st)
     return KL_OK;
 }
 
-static int same_launch(const kl_kernel *a, const kl_kernel *b)
-{
-    if (a->n_bufs != b->n_bufs || a->n_iargs != b->n_iargs || a->n_fargs != b->n_fargs) return 0;
-    for (int i = 0; i < a->n_bufs; i++) if (a->bufs[i] != b->bufs[i]) return 0;
-    for (int i = 0; i < a->n_iargs; i++) if (a->iargs[i] != b->iargs[i]) return 0;
-    for (int i = 0; i < a->n_fargs; i++)
-        if (memcmp(&a->fargs[i], &b->fargs[i], sizeof a->fargs[i]) != 0) return 0;
-    return 1;
-}
-
-/* A fused kernel from the plan cache when its structure was seen before;
- * else generated (and its plan recorded). */
+/* A fused kernel: its description, then the plan recorded for that
+ * structure, or a fresh render (recorded as a plan, compiled in the sync's
+ * batch). */
 static kl_status build_step(kl_context *ctx, step *st)
 {
-    kl_fingerprint *fp = &ctx->fingerprint;
-    KL_TRY(kl_fingerprint_build(&ctx->plans, st->v, fp));
-    const char *cached_source = NULL;
-    kl_kernel_fn cached_fn = NULL;
-    if (kl_plan_lookup(&ctx->plans, fp, &st->k, &cached_fn, &cached_source)) {
-        st->fn = cached_fn;
-        st->planned = 1;
-        st->text = cached_source;
+    if (!ctx->kdesc && !(ctx->kdesc = calloc(1, sizeof *ctx->kdesc)))
+        return kl_error(KL_ERR_MEMORY, "out of memory describing a kernel");
+    kl_kdesc *kd = ctx->kdesc;
+    kl_backend *dev = st->v->device;
+    kl_kd_init(kd);
+    kl_status s = kl_lower_kernel(st->v, kd);
+    char *text = NULL;
+    kl_plan *p = s == KL_OK ? kl_plan_find(&ctx->plans, dev, kd) : NULL;
+    if (p && p->fn) {
+        st->fn = p->fn;
         ctx->counters.cache_hits_memory++;
-        if (!ctx->plans.check) return KL_OK;
-        /* verify: the text and arguments the generator gives must be the plan's */
-        kl_kernel fresh;
-        kl_status s = kl_kernel_build(st->v, &fresh);
-        if (s == KL_OK && (strcmp(fresh.source, cached_source) != 0 || !same_launch(&fresh, &st->k)))
+        /* verify: the renderer must give the plan's text for this structure */
+        if (ctx->plans.check && (s = dev->ops->render(dev, kd, &text)) == KL_OK && strcmp(text, p->source) != 0)
             s = kl_error(KL_ERR_RUNTIME, "internal: the plan cache gave a different kernel for %s:\n%s\nvs\n%s",
-                         kl_var_op_name(st->v), cached_source, fresh.source);
-        kl_kernel_free(&fresh);
-        return s;
+                         kl_var_op_name(st->v), p->source, text);
+    } else if (s == KL_OK && !p) {
+        s = dev->ops->render(dev, kd, &text);
+        if (s == KL_OK) p = kl_plan_insert(&ctx->plans, dev, kd, text);
+        if (s == KL_OK && !p) s = kl_error(KL_ERR_MEMORY, "out of memory recording a kernel's plan");
     }
-    KL_TRY(kl_kernel_build(st->v, &st->k));
-    st->text = st->k.source;
-    st->new_plan = kl_plan_insert(&ctx->plans, fp, &st->k);
-    return KL_OK;
+    free(text);
+    if (s == KL_OK) {
+        st->plan = p;
+        st->compile = !p->fn; /* new, or new earlier in this sync */
+        launch_args *a = &st->args;
+        a->n_bufs = kd->h.n_bufs;
+        for (int i = 0; i < a->n_bufs; i++) { a->bufs[i] = kd->bufs[i]; kl_var_retain(a->bufs[i]); }
+        a->n_iargs = kd->h.n_iargs;
+        memcpy(a->iargs, kd->iargs, (size_t)a->n_iargs * sizeof *a->iargs);
+        a->n_fargs = kd->h.n_fargs;
+        memcpy(a->fargs, kd->fargs, (size_t)a->n_fargs * sizeof *a->fargs);
+    }
+    kl_kd_clear(kd);
+    return s;
 }
 
 static kl_status sync_one_device(kl_var *const *vars, int n);
@@ -291,6 +307,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
         kl_plan_cache_free(&ctx->plans);
         kl_jit_unload(&ctx->jit);
     }
+    kl_plan_cache_bound(&ctx->plans);
     uint64_t epoch = ++ctx->sync_epoch;
     kl_sync_scratch *sc = &ctx->sync;
     var_list order = sc->order;
@@ -337,15 +354,15 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
                 langs[n_src++] = cxx ? KL_LANG_CXX : KL_LANG_C;
             } else if (!st->is_alias) {
                 s = build_step(ctx, st);
-                if (s == KL_OK && !st->planned) { langs[n_src] = KL_LANG_KERNEL; sources[n_src++] = st->k.source; }
+                if (s == KL_OK && st->compile) { langs[n_src] = KL_LANG_KERNEL; sources[n_src++] = st->plan->source; }
             }
         }
     }
     if (s == KL_OK) s = kl_jit_get_many(ctx, vars[0]->device, n_src, sources, langs, fns);
     for (int i = 0, j = 0; s == KL_OK && i < n_steps; i++)
-        if (!steps[i].is_alias && !steps[i].pattern && !steps[i].planned) {
+        if (steps[i].is_code || steps[i].compile) {
             steps[i].fn = fns[j++];
-            if (steps[i].new_plan) kl_plan_set_fn(steps[i].new_plan, steps[i].fn);
+            if (steps[i].plan) steps[i].plan->fn = steps[i].fn;
         }
     for (int i = 0; s == KL_OK && i < n_steps; i++) {
         if (ctx->interrupt && ctx->interrupt(ctx->interrupt_arg))
@@ -354,12 +371,12 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
             s = run_step_timed(ctx, &steps[i]);
         /* drop this step's holds at once: an intermediate is freed as soon
          * as the last kernel that reads it has run, not at the end of the sync */
-        kl_kernel_free(&steps[i].k);
+        launch_args_free(&steps[i].args);
         kl_var_release(steps[i].v);
         steps[i].v = NULL;
     }
     for (int i = 0; i < n_steps; i++) {
-        kl_kernel_free(&steps[i].k);
+        launch_args_free(&steps[i].args);
         kl_var_release(steps[i].v);
     }
     if (steps_owned) free(steps);

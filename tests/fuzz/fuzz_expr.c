@@ -4,10 +4,11 @@
  * expressions, the rest (up to four) overflow conditions. Every expression is
  * parsed, printed, re-parsed, cloned and read as affine; when they are all
  * valid, a reindex and a reindex_reduce are built from them (with an integer
- * extra for @e0) and their kernels generated (not compiled). Anything but a
+ * extra for @e0) and their kernels described and rendered (not compiled). Anything but a
  * clean error status is a finding (ASan/UBSan abort). */
 #include "kiln.h"
-#include "codegen/kernel.h"
+#include "backend/backend.h"
+#include "ops/lower.h"
 #include "core/context.h"
 #include "core/expr.h"
 #include "core/graph.h"
@@ -36,11 +37,19 @@ static void exercise_tree(const char *src)
     kl_expr_free(e);
 }
 
+/* Describes root's kernel and renders it for the CPU, as a sync would. */
 static void generate(kl_var *root)
 {
+    static kl_kdesc kd;
     root->materialize = 1;
-    kl_kernel k;
-    if (kl_kernel_build(root, &k) == KL_OK) kl_kernel_free(&k);
+    kl_kd_init(&kd);
+    char *text = NULL;
+    if (kl_lower_kernel(root, &kd) == KL_OK) {
+        kl_backend *cpu = ctx->backends[0];
+        cpu->ops->render(cpu, &kd, &text);
+    }
+    free(text);
+    kl_kd_clear(&kd);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

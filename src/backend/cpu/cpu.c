@@ -80,6 +80,7 @@ static const kl_backend_ops cpu_ops = {
     .fill = cpu_fill,
     .memory = cpu_memory,
     .trim = cpu_trim,
+    .render = kl_cpu_render,
     .toolchain = kl_cpu_toolchain,
     .compile_start = kl_cpu_compile_start,
     .compile_finish = kl_cpu_compile_finish,

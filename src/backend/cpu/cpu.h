@@ -31,6 +31,9 @@ kl_status kl_cpu_compile_finish(kl_backend *b, kl_compile_job *job, const char *
 kl_status kl_cpu_load(kl_backend *b, const char *path, const char *key, void **handle, kl_kernel_fn *fn);
 void kl_cpu_unload(kl_backend *b, void *handle);
 
+/* render_c.c */
+kl_status kl_cpu_render(kl_backend *b, const struct kl_kdesc *k, char **source);
+
 /* patterns.c */
 int kl_cpu_supports(kl_backend *b, const kl_pattern *p);
 kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t b_contents);

@@ -1,0 +1,151 @@
+/* kdesc.h: the kernel description, between fusion and code. One fused
+ * kernel: its iteration space, an SSA scalar body of typed instructions
+ * (loads with their index arithmetic, element-wise ops, constants from
+ * arguments), and what it stores (map: one value per element; reduce: a
+ * value folded over some axes; scatter: a value folded into computed
+ * targets), with the buffers and scalar arguments a launch passes. Ops build
+ * it (src/ops/lower.c and each family's *_lower); a backend's renderer
+ * prints it (src/backend/cpu/render_c.c); the plan cache keys on it.
+ *
+ * Nothing in it names a shape or a value: extents and constants are
+ * arguments, so one description (and one compiled kernel) serves every
+ * graph of the same structure. Instructions are hash-consed: a value used
+ * twice is one instruction. */
+#ifndef KL_KDESC_H
+#define KL_KDESC_H
+
+#include "core/graph.h"
+
+typedef enum {
+    KL_I_LOOP,      /* the iteration index i<a> (int64) */
+    KL_I_LINEAR,    /* the element's linear index over the iteration space (int64) */
+    KL_I_CONST,     /* the int64 literal `value` */
+    KL_I_IARG,      /* int64 argument a */
+    KL_I_FARG,      /* double argument a */
+    KL_I_INDEX,     /* index arithmetic: op (a kl_expr_binop) of a and b, int64; / and % by 0 give 0 */
+    KL_I_NEG,       /* -a, int64 */
+    KL_I_NOT,       /* !a, int64 */
+    KL_I_MIN,       /* min(a, b), int64 */
+    KL_I_MAX,       /* max(a, b), int64 */
+    KL_I_CLAMP,     /* a clamped to [0, b - 1], int64 */
+    KL_I_SELECT,    /* a != 0 ? b : c, of dtype */
+    KL_I_LOAD,      /* buffer a at element offset b, of the buffer's dtype */
+    KL_I_CONVERT,   /* a, of dtype aux, as dtype (bool: a != 0) */
+    KL_I_UNARY,     /* unary op on a, of dtype */
+    KL_I_BINARY,    /* binary op on a and b (both of dtype aux), giving dtype */
+    KL_I_SCALAR,    /* argument instruction a as a constant of dtype (bool: != 0) */
+    KL_I_RANDOM,    /* op (kl_random_kind): seed a, first index b, element c, bounds d, e */
+    KL_I_CHECK,     /* side effect: a outside [b, c) records it, with description d, in record e */
+    KL_I_KIND_COUNT
+} kl_instr_kind;
+
+#define KL_DTYPE_I64 KL_INT64
+
+typedef struct {
+    uint8_t kind;   /* kl_instr_kind */
+    uint8_t dtype;  /* the value's dtype */
+    uint8_t aux;    /* CONVERT: the source dtype; BINARY: the operands' dtype */
+    uint8_t pad_;
+    int32_t op;
+    int32_t a, b, c, d, e; /* operand instructions, or a buffer or argument index */
+    int64_t value;
+} kl_instr;
+
+typedef enum { KL_KD_MAP, KL_KD_REDUCE, KL_KD_SCATTER } kl_kd_kind;
+
+#define KL_KD_MAX_BUFS 64
+#define KL_KD_MAX_IARGS 512
+#define KL_KD_MAX_FARGS 128
+#define KL_KD_MAX_LOCALS 256
+
+/* Where an argument's value comes from (for readers of the generated code). */
+typedef enum {
+    KL_ARG_SHAPE, KL_ARG_FULL, KL_ARG_SEED, KL_ARG_OFFSET, KL_ARG_RAND_A, KL_ARG_RAND_B, KL_ARG_OVERFLOW,
+    KL_ARG_CHECK_LO, KL_ARG_CHECK_HI, KL_ARG_CHECK_WHAT, KL_ARG_CHECK_RECORD
+} kl_arg_kind;
+
+/* The structure: everything the generated text depends on. Equal structures
+ * render to equal text; the plan cache compares these words. */
+typedef struct {
+    uint8_t kind;          /* kl_kd_kind */
+    uint8_t out_dtype;
+    uint8_t rank;          /* of the iteration space */
+    uint8_t out_rank;
+    int32_t op;            /* reduce / scatter: the kl_reduce_op */
+    uint8_t reduced;       /* reduce: bit d set when iteration dim d is folded */
+    uint8_t in_dtype;      /* reduce: the folded value's dtype; scatter: the value's */
+    uint8_t disjoint;      /* scatter: bit d set when distinct i<d> hit distinct targets */
+    uint8_t uses_loops;    /* the body reads i<k> (else only li) */
+    int32_t dims[8];       /* extents of the iteration space (IARG instructions) */
+    int32_t out_dims[8];   /* reduce, scatter: extents of the output (IARG) */
+    int32_t value;         /* the stored (or folded, or scattered) value */
+    int32_t target;        /* reduce: the output offset; scatter: the target offset */
+    int32_t skip;          /* scatter: nonzero when the target is outside (skip it) */
+    int32_t n_instrs, n_bufs, n_iargs, n_fargs, n_locals, n_checks;
+} kl_kd_head;
+
+typedef struct kl_kdesc {
+    kl_kd_head h;
+    kl_instr *instrs;
+    int cap_instrs;
+    uint8_t buf_dtype[KL_KD_MAX_BUFS];
+    uint8_t buf_local[KL_KD_MAX_BUFS];  /* which of the locals each buffer holds */
+    int32_t checks[64];    /* the CHECK instructions, in order */
+    /* the vars the kernel computes or reads, for the comment at its top:
+     * dtype, op kind, its parameter, and whether it is loaded */
+    struct { uint8_t dtype, kind, loaded, mean; int32_t param; } locals[KL_KD_MAX_LOCALS];
+
+    /* not structure: what one launch passes, and which var each came from */
+    kl_var *bufs[KL_KD_MAX_BUFS];           /* bufs[0] is the output; retained */
+    int64_t iargs[KL_KD_MAX_IARGS];
+    double fargs[KL_KD_MAX_FARGS];
+    struct { kl_var *v; uint8_t kind, dim; } isrc[KL_KD_MAX_IARGS];
+    kl_var *local_vars[KL_KD_MAX_LOCALS];
+    uint64_t hash;         /* of the structure, once built */
+    kl_status status;      /* the first failure while building */
+
+    /* building: the hash-consing table and the (var, coordinates) memo */
+    int32_t *table;
+    int cap_table;
+    struct kl_kd_memo *memo;
+    int n_memo, cap_memo;
+} kl_kdesc;
+
+void kl_kd_init(kl_kdesc *k);
+/* Releases the buffers' references and the building tables; keeps the
+ * structure (instrs) for reuse by the next kl_kd_init of the same object. */
+void kl_kd_clear(kl_kdesc *k);
+void kl_kd_free(kl_kdesc *k);
+
+/* The instruction i (valid until the next kl_kd_instr). */
+static inline const kl_instr *kl_kd_at(const kl_kdesc *k, int32_t i) { return &k->instrs[i]; }
+
+/* Adds in (or finds an equal instruction: values are hash-consed); -1
+ * after a failure (k->status says which). */
+int32_t kl_kd_add(kl_kdesc *k, const kl_instr *in);
+/* An instruction with up to three operands (the rest -1). */
+int32_t kl_kd_op(kl_kdesc *k, kl_instr_kind kind, kl_dtype dtype, int op, int32_t a, int32_t b, int32_t c);
+int32_t kl_kd_const(kl_kdesc *k, int64_t value);
+/* An integer or floating-point argument of v's kind (once per var, kind, dim). */
+int32_t kl_kd_iarg(kl_kdesc *k, kl_var *v, kl_arg_kind kind, int dim);
+int32_t kl_kd_farg(kl_kdesc *k, kl_var *v, kl_arg_kind kind);
+/* The extent of v's dim (an int64 argument). */
+static inline int32_t kl_kd_shape(kl_kdesc *k, kl_var *v, int dim) { return kl_kd_iarg(k, v, KL_ARG_SHAPE, dim); }
+/* v's index in the buffer table (adding it); -1 when full. */
+int kl_kd_buffer(kl_kdesc *k, kl_var *v);
+/* v's index among the kernel's vars (for the comment). */
+int kl_kd_local(kl_kdesc *k, kl_var *v);
+/* Records a failure (the first wins) and returns -1. */
+int32_t kl_kd_fail(kl_kdesc *k, kl_status s);
+
+/* Sets k->hash from the structure (after building); structural equality. */
+uint64_t kl_kd_hash(kl_kdesc *k);
+int kl_kd_same(const kl_kdesc *a, const kl_kdesc *b);
+/* A copy of the structure only (for the plan cache); NULL when out of memory. */
+kl_kdesc *kl_kd_copy_structure(const kl_kdesc *k);
+
+/* The value of an argument of kind on v (integer ones exact in all 64 bits). */
+double kl_arg_value(const kl_var *v, kl_arg_kind kind, int dim);
+int64_t kl_arg_int(const kl_var *v, kl_arg_kind kind, int dim);
+
+#endif
