@@ -7,16 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct kl_kd_memo { kl_var *v; int32_t n, identity; int32_t c[KL_MAX_DIMS]; int32_t value; };
-
 void kl_kd_init(kl_kdesc *k)
 {
     memset(&k->h, 0, sizeof k->h);
     k->h.value = k->h.target = k->h.skip = -1;
     k->status = KL_OK;
-    k->hash = 0;
+    k->hash = k->instrs_hash = 0;
     k->n_memo = 0;
-    if (k->table) memset(k->table, 0xff, (size_t)k->cap_table * sizeof *k->table);
+    if (++k->gen == 0) { /* wrapped: clear the stamps once */
+        if (k->table) memset(k->table, 0, (size_t)k->cap_table * sizeof *k->table);
+        memset(k->local_index, 0, sizeof k->local_index);
+        k->cap_memo = k->n_memo = 0;
+        free(k->memo);
+        k->memo = NULL;
+        k->gen = 1;
+    }
 }
 
 void kl_kd_clear(kl_kdesc *k)
@@ -45,30 +50,34 @@ int32_t kl_kd_fail(kl_kdesc *k, kl_status s)
 
 static uint64_t mix(uint64_t h, uint64_t v)
 {
-    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-    return h * 0xff51afd7ed558ccdULL;
+    h = (h ^ v) * 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 32);
 }
+
+/* Over the normalized instruction's words (padding zero), finished so that
+ * the low bits, which pick the slot, depend on every field. */
+_Static_assert(sizeof(kl_instr) % 8 == 0, "instr_hash reads whole words");
 
 static uint64_t instr_hash(const kl_instr *in)
 {
-    uint64_t h = mix(0, (uint64_t)in->kind << 24 | (uint64_t)in->dtype << 16 | (uint64_t)in->aux << 8);
-    h = mix(h, (uint64_t)(uint32_t)in->op);
-    h = mix(h, (uint64_t)(uint32_t)in->a << 32 | (uint32_t)in->b);
-    h = mix(h, (uint64_t)(uint32_t)in->c << 32 | (uint32_t)in->d);
-    h = mix(h, (uint64_t)(uint32_t)in->e);
-    return mix(h, (uint64_t)in->value);
+    uint64_t w[sizeof *in / 8], h = 0x243f6a8885a308d3ULL;
+    memcpy(w, in, sizeof w);
+    for (size_t i = 0; i < sizeof w / sizeof *w; i++) h = mix(h, w[i]);
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return h ^ (h >> 32);
 }
 
 static int grow_table(kl_kdesc *k)
 {
     int cap = k->cap_table ? 2 * k->cap_table : 256;
-    int32_t *t = malloc((size_t)cap * sizeof *t);
+    struct kl_kd_slot *t = calloc((size_t)cap, sizeof *t);
     if (!t) return 0;
-    memset(t, 0xff, (size_t)cap * sizeof *t);
     for (int i = 0; i < k->h.n_instrs; i++) {
         size_t j = instr_hash(&k->instrs[i]) & (size_t)(cap - 1);
-        while (t[j] >= 0) j = (j + 1) & (size_t)(cap - 1);
-        t[j] = i;
+        while (t[j].gen == k->gen) j = (j + 1) & (size_t)(cap - 1);
+        t[j].gen = k->gen;
+        t[j].id = i;
     }
     free(k->table);
     k->table = t;
@@ -76,9 +85,23 @@ static int grow_table(kl_kdesc *k)
     return 1;
 }
 
-/* in with its padding zeroed: instructions are compared bytewise (here and
- * by the plan cache), and an initialiser leaves padding indeterminate. */
-static kl_instr normalized(const kl_instr *in)
+int kl_kd_operands(const kl_instr *in, int32_t ops[5])
+{
+    switch (in->kind) {
+    case KL_I_LOOP: case KL_I_LINEAR: case KL_I_CONST: case KL_I_IARG: case KL_I_FARG: return 0;
+    case KL_I_LOAD: ops[0] = in->b; return 1;
+    case KL_I_NEG: case KL_I_NOT: case KL_I_CONVERT: case KL_I_UNARY: case KL_I_SCALAR: ops[0] = in->a; return 1;
+    case KL_I_SELECT: ops[0] = in->a; ops[1] = in->b; ops[2] = in->c; return 3;
+    case KL_I_RANDOM: case KL_I_CHECK:
+        ops[0] = in->a; ops[1] = in->b; ops[2] = in->c; ops[3] = in->d; ops[4] = in->e; return 5;
+    default: ops[0] = in->a; ops[1] = in->b; return 2;
+    }
+}
+
+/* in with its padding zeroed (instructions are compared bytewise, here and
+ * by the plan cache, and an initialiser leaves padding indeterminate) and
+ * its loops flag derived from its operands. */
+static kl_instr normalized(const kl_kdesc *k, const kl_instr *in)
 {
     kl_instr n;
     memset(&n, 0, sizeof n);
@@ -92,19 +115,24 @@ static kl_instr normalized(const kl_instr *in)
     n.d = in->d;
     n.e = in->e;
     n.value = in->value;
+    int32_t ops[5];
+    int count = kl_kd_operands(&n, ops);
+    n.loops = n.kind == KL_I_LOOP;
+    for (int i = 0; i < count; i++) n.loops |= ops[i] >= 0 && ops[i] < k->h.n_instrs && k->instrs[ops[i]].loops;
     return n;
 }
 
 int32_t kl_kd_add(kl_kdesc *k, const kl_instr *given)
 {
     if (k->status != KL_OK) return -1;
-    kl_instr norm = normalized(given);
+    kl_instr norm = normalized(k, given);
     const kl_instr *in = &norm;
     if ((k->h.n_instrs + 1) * 2 > k->cap_table && !grow_table(k))
         return kl_kd_fail(k, kl_error(KL_ERR_MEMORY, "out of memory describing a kernel"));
-    size_t mask = (size_t)(k->cap_table - 1), j = instr_hash(in) & mask;
-    for (; k->table[j] >= 0; j = (j + 1) & mask)
-        if (memcmp(&k->instrs[k->table[j]], in, sizeof *in) == 0) return k->table[j];
+    uint64_t hash = instr_hash(in);
+    size_t mask = (size_t)(k->cap_table - 1), j = hash & mask;
+    for (; k->table[j].gen == k->gen; j = (j + 1) & mask)
+        if (memcmp(&k->instrs[k->table[j].id], in, sizeof *in) == 0) return k->table[j].id;
     if (k->h.n_instrs == k->cap_instrs) {
         int cap = k->cap_instrs ? 2 * k->cap_instrs : 128;
         kl_instr *p = realloc(k->instrs, (size_t)cap * sizeof *p);
@@ -114,7 +142,9 @@ int32_t kl_kd_add(kl_kdesc *k, const kl_instr *given)
     }
     int32_t id = k->h.n_instrs++;
     k->instrs[id] = *in;
-    k->table[j] = id;
+    k->table[j].gen = k->gen;
+    k->table[j].id = id;
+    k->instrs_hash = mix(k->instrs_hash, hash);
     return id;
 }
 
@@ -220,13 +250,18 @@ int kl_kd_buffer(kl_kdesc *k, kl_var *v)
 
 int kl_kd_local(kl_kdesc *k, kl_var *v)
 {
-    for (int i = 0; i < k->h.n_locals; i++)
-        if (k->local_vars[i] == v) return i;
+    const size_t mask = sizeof k->local_index / sizeof *k->local_index - 1;
+    size_t j = (size_t)(((uintptr_t)v >> 4) * 0x9e3779b97f4a7c15ULL >> 40) & mask;
+    for (; k->local_index[j].gen == k->gen; j = (j + 1) & mask)
+        if (k->local_index[j].v == v) return k->local_index[j].index;
     if (k->h.n_locals == KL_KD_MAX_LOCALS) {
         kl_kd_fail(k, kl_error(KL_ERR_RUNTIME, "kernel too large: more than %d fused vars", KL_KD_MAX_LOCALS));
         return 0;
     }
     int i = k->h.n_locals++;
+    k->local_index[j].v = v;
+    k->local_index[j].gen = k->gen;
+    k->local_index[j].index = i;
     k->local_vars[i] = v;
     int loaded = i > 0 && (v->buf || v->materialize);
     int32_t param = 0;
@@ -251,38 +286,87 @@ uint64_t kl_kd_hash(kl_kdesc *k)
     uint64_t h = 0xcbf29ce484222325ULL;
     const uint64_t *w = (const uint64_t *)(const void *)&k->h;
     for (size_t i = 0; i < sizeof k->h / 8; i++) h = mix(h, w[i]);
-    for (int i = 0; i < k->h.n_instrs; i++) h = mix(h, instr_hash(&k->instrs[i]));
+    h = mix(h, k->instrs_hash);
     for (int i = 0; i < k->h.n_bufs; i++) h = mix(h, (uint64_t)k->buf_dtype[i] << 8 | k->buf_local[i]);
     for (int i = 0; i < k->h.n_locals; i++)
         h = mix(h, (uint64_t)k->locals[i].dtype << 40 | (uint64_t)k->locals[i].kind << 32 | (uint32_t)k->locals[i].param);
     return k->hash = h;
 }
 
-int kl_kd_same(const kl_kdesc *a, const kl_kdesc *b)
+/* The parts of a structure, wherever they are stored: a description, or
+ * the block of bytes a plan keeps (head, instructions, locals, checks,
+ * buffer dtypes, buffer locals, in that order). */
+typedef struct {
+    kl_kd_head h;
+    const void *instrs, *locals, *checks, *buf_dtype, *buf_local;
+} parts;
+
+static size_t size_of(const kl_kd_head *h, int part)
+{
+    switch (part) {
+    case 0: return (size_t)h->n_instrs * sizeof(kl_instr);
+    case 1: return (size_t)h->n_locals * sizeof(((kl_kdesc *)0)->locals[0]);
+    case 2: return (size_t)h->n_checks * sizeof(int32_t);
+    default: return (size_t)h->n_bufs;
+    }
+}
+
+static parts parts_of(const kl_kdesc *k)
+{
+    return (parts){k->h, k->instrs, k->locals, k->checks, k->buf_dtype, k->buf_local};
+}
+
+static parts parts_of_block(const void *block)
+{
+    parts p;
+    memcpy(&p.h, block, sizeof p.h);
+    const char *at = (const char *)block + sizeof p.h;
+    const void **fields[5] = {&p.instrs, &p.locals, &p.checks, &p.buf_dtype, &p.buf_local};
+    for (int i = 0; i < 5; i++) {
+        *fields[i] = at;
+        at += size_of(&p.h, i);
+    }
+    return p;
+}
+
+static int parts_equal(const parts *a, const parts *b)
 {
     if (memcmp(&a->h, &b->h, sizeof a->h) != 0) return 0;
-    if (memcmp(a->instrs, b->instrs, (size_t)a->h.n_instrs * sizeof *a->instrs) != 0) return 0;
-    if (memcmp(a->buf_dtype, b->buf_dtype, (size_t)a->h.n_bufs) != 0) return 0;
-    if (memcmp(a->buf_local, b->buf_local, (size_t)a->h.n_bufs) != 0) return 0;
-    if (memcmp(a->checks, b->checks, (size_t)a->h.n_checks * sizeof *a->checks) != 0) return 0;
-    for (int i = 0; i < a->h.n_locals; i++)
-        if (memcmp(&a->locals[i], &b->locals[i], sizeof a->locals[i]) != 0) return 0;
+    const void *pa[5] = {a->instrs, a->locals, a->checks, a->buf_dtype, a->buf_local};
+    const void *pb[5] = {b->instrs, b->locals, b->checks, b->buf_dtype, b->buf_local};
+    for (int i = 0; i < 5; i++)
+        if (memcmp(pa[i], pb[i], size_of(&a->h, i)) != 0) return 0;
     return 1;
 }
 
-kl_kdesc *kl_kd_copy_structure(const kl_kdesc *k)
+int kl_kd_same(const kl_kdesc *a, const kl_kdesc *b)
 {
-    kl_kdesc *c = calloc(1, sizeof *c);
-    if (!c) return NULL;
-    c->h = k->h;
-    c->hash = k->hash;
-    c->instrs = malloc((size_t)(k->h.n_instrs ? k->h.n_instrs : 1) * sizeof *c->instrs);
-    if (!c->instrs) { free(c); return NULL; }
-    memcpy(c->instrs, k->instrs, (size_t)k->h.n_instrs * sizeof *c->instrs);
-    c->cap_instrs = k->h.n_instrs;
-    memcpy(c->buf_dtype, k->buf_dtype, sizeof c->buf_dtype);
-    memcpy(c->buf_local, k->buf_local, sizeof c->buf_local);
-    memcpy(c->checks, k->checks, sizeof c->checks);
-    memcpy(c->locals, k->locals, sizeof c->locals);
-    return c; /* bufs stay NULL: a copy holds no buffers */
+    parts pa = parts_of(a), pb = parts_of(b);
+    return parts_equal(&pa, &pb);
+}
+
+size_t kl_kd_structure_size(const kl_kdesc *k)
+{
+    size_t n = sizeof k->h;
+    for (int i = 0; i < 5; i++) n += size_of(&k->h, i);
+    return n;
+}
+
+void kl_kd_structure_write(const kl_kdesc *k, void *block)
+{
+    parts p = parts_of(k);
+    memcpy(block, &p.h, sizeof p.h);
+    char *at = (char *)block + sizeof p.h;
+    const void *from[5] = {p.instrs, p.locals, p.checks, p.buf_dtype, p.buf_local};
+    for (int i = 0; i < 5; i++) {
+        size_t n = size_of(&p.h, i);
+        if (n) memcpy(at, from[i], n);
+        at += n;
+    }
+}
+
+int kl_kd_structure_is(const kl_kdesc *k, const void *block)
+{
+    parts pa = parts_of(k), pb = parts_of_block(block);
+    return parts_equal(&pa, &pb);
 }

@@ -45,7 +45,7 @@ typedef struct {
     uint8_t kind;   /* kl_instr_kind */
     uint8_t dtype;  /* the value's dtype */
     uint8_t aux;    /* CONVERT: the source dtype; BINARY: the operands' dtype */
-    uint8_t pad_;
+    uint8_t loops;  /* reads an iteration index i<k> (derived from the operands by kl_kd_add) */
     int32_t op;
     int32_t a, b, c, d, e; /* operand instructions, or a buffer or argument index */
     int64_t value;
@@ -102,13 +102,18 @@ typedef struct kl_kdesc {
     struct { kl_var *v; uint8_t kind, dim; } isrc[KL_KD_MAX_IARGS];
     kl_var *local_vars[KL_KD_MAX_LOCALS];
     uint64_t hash;         /* of the structure, once built */
+    uint64_t instrs_hash;  /* of the instructions so far, in order */
     kl_status status;      /* the first failure while building */
 
-    /* building: the hash-consing table and the (var, coordinates) memo */
-    int32_t *table;
+    /* building: the hash-consing table and the (var, coordinates) memo
+     * (src/ops/lower.c); an entry counts only when it has the current
+     * generation, so starting a kernel clears neither */
+    struct kl_kd_slot { uint32_t gen; int32_t id; } *table;
     int cap_table;
     struct kl_kd_memo *memo;
     int n_memo, cap_memo;
+    struct { kl_var *v; uint32_t gen; int32_t index; } local_index[2 * KL_KD_MAX_LOCALS];
+    uint32_t gen;
 } kl_kdesc;
 
 void kl_kd_init(kl_kdesc *k);
@@ -135,14 +140,20 @@ static inline int32_t kl_kd_shape(kl_kdesc *k, kl_var *v, int dim) { return kl_k
 int kl_kd_buffer(kl_kdesc *k, kl_var *v);
 /* v's index among the kernel's vars (for the comment). */
 int kl_kd_local(kl_kdesc *k, kl_var *v);
+/* The operand instructions of in (buffer and argument indexes are not
+ * operands); returns how many, at most 5. */
+int kl_kd_operands(const kl_instr *in, int32_t ops[5]);
 /* Records a failure (the first wins) and returns -1. */
 int32_t kl_kd_fail(kl_kdesc *k, kl_status s);
 
 /* Sets k->hash from the structure (after building); structural equality. */
 uint64_t kl_kd_hash(kl_kdesc *k);
 int kl_kd_same(const kl_kdesc *a, const kl_kdesc *b);
-/* A copy of the structure only (for the plan cache); NULL when out of memory. */
-kl_kdesc *kl_kd_copy_structure(const kl_kdesc *k);
+/* The structure as one block of bytes (what a plan keeps): its size, the
+ * copy, and whether k's structure is the one in a block. */
+size_t kl_kd_structure_size(const kl_kdesc *k);
+void kl_kd_structure_write(const kl_kdesc *k, void *block);
+int kl_kd_structure_is(const kl_kdesc *k, const void *block);
 
 /* The value of an argument of kind on v (integer ones exact in all 64 bits). */
 double kl_arg_value(const kl_var *v, kl_arg_kind kind, int dim);

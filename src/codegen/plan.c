@@ -16,7 +16,7 @@ static kl_plan **slot_of(const kl_plan_cache *pc, const struct kl_backend *devic
 {
     for (size_t i = h & (pc->capacity - 1);; i = (i + 1) & (pc->capacity - 1)) {
         kl_plan *p = pc->slots[i];
-        if (!p || (p->hash == h && p->device == device && kl_kd_same(p->structure, k))) return &pc->slots[i];
+        if (!p || (p->hash == h && p->device == device && kl_kd_structure_is(k, p->structure))) return &pc->slots[i];
     }
 }
 
@@ -29,7 +29,6 @@ kl_plan *kl_plan_find(const kl_plan_cache *pc, const struct kl_backend *device, 
 static void plan_free(kl_plan *p)
 {
     if (!p) return;
-    if (p->structure) free(p->structure->instrs); /* a copy: no buffers, no tables */
     free(p->structure);
     free(p->source);
     free(p);
@@ -77,7 +76,8 @@ kl_plan *kl_plan_insert(kl_plan_cache *pc, const struct kl_backend *device, cons
     if (!p) return NULL;
     p->device = device;
     p->hash = h;
-    p->structure = kl_kd_copy_structure(k);
+    p->structure = malloc(kl_kd_structure_size(k));
+    if (p->structure) kl_kd_structure_write(k, p->structure);
     p->source = strdup(source);
     if (!p->structure || !p->source) { plan_free(p); return NULL; }
     *slot = p;

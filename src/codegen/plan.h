@@ -12,7 +12,7 @@ struct kl_backend;
 
 typedef struct {
     const struct kl_backend *device;
-    kl_kdesc *structure; /* a copy holding no buffers */
+    void *structure;     /* kl_kd_structure_write's block */
     uint64_t hash;       /* of the structure and the device */
     char *source;        /* the rendered text */
     kl_kernel_fn fn;     /* NULL until compiled */

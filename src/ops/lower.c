@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct kl_kd_memo { kl_var *v; int32_t n, identity; int32_t c[KL_MAX_DIMS]; int32_t value; };
+struct kl_kd_memo { kl_var *v; uint32_t gen; int32_t n, identity; int32_t c[KL_MAX_DIMS]; int32_t value; };
 
 typedef int32_t (*lower_fn)(kl_kdesc *k, kl_var *v, const kl_coords *c);
 
@@ -32,7 +32,8 @@ static int memo_match(const struct kl_kd_memo *m, const kl_var *v, const kl_coor
            memcmp(m->c, c->c, (size_t)c->n * sizeof *c->c) == 0;
 }
 
-/* The memo's slot for (v, c): its entry, or the empty slot to fill. */
+/* The memo's slot for (v, c): its entry (of this kernel's generation), or
+ * the free slot to fill. */
 static struct kl_kd_memo *memo_slot(kl_kdesc *k, const kl_var *v, const kl_coords *c)
 {
     if ((k->n_memo + 1) * 2 > k->cap_memo) {
@@ -40,21 +41,19 @@ static struct kl_kd_memo *memo_slot(kl_kdesc *k, const kl_var *v, const kl_coord
         struct kl_kd_memo *m = calloc((size_t)cap, sizeof *m);
         if (!m) return NULL;
         for (int i = 0; i < k->cap_memo; i++) {
-            if (!k->memo[i].v) continue;
+            if (k->memo[i].gen != k->gen) continue;
             kl_coords cc = {.n = k->memo[i].n, .identity = k->memo[i].identity};
             memcpy(cc.c, k->memo[i].c, sizeof cc.c);
             size_t j = memo_hash(k->memo[i].v, &cc) & (size_t)(cap - 1);
-            while (m[j].v) j = (j + 1) & (size_t)(cap - 1);
+            while (m[j].gen == k->gen) j = (j + 1) & (size_t)(cap - 1);
             m[j] = k->memo[i];
         }
         free(k->memo);
         k->memo = m;
         k->cap_memo = cap;
-    } else if (k->n_memo == 0 && k->cap_memo) {
-        memset(k->memo, 0, (size_t)k->cap_memo * sizeof *k->memo);
     }
     size_t mask = (size_t)(k->cap_memo - 1), j = memo_hash(v, c) & mask;
-    while (k->memo[j].v && !memo_match(&k->memo[j], v, c)) j = (j + 1) & mask;
+    while (k->memo[j].gen == k->gen && !memo_match(&k->memo[j], v, c)) j = (j + 1) & mask;
     return &k->memo[j];
 }
 
@@ -111,7 +110,7 @@ int32_t kl_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
     if (k->status != KL_OK) return -1;
     struct kl_kd_memo *m = memo_slot(k, v, c);
     if (!m) return kl_kd_fail(k, kl_error(KL_ERR_MEMORY, "out of memory describing a kernel"));
-    if (m->v) return m->value;
+    if (m->gen == k->gen) return m->value;
     int32_t r;
     int root = v == k->local_vars[0];
     if (!root && (v->buf || v->materialize)) {
@@ -126,7 +125,8 @@ int32_t kl_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
     if (r < 0) return -1;
     m = memo_slot(k, v, c); /* the walk below may have grown the table */
     if (!m) return kl_kd_fail(k, kl_error(KL_ERR_MEMORY, "out of memory describing a kernel"));
-    if (!m->v) {
+    if (m->gen != k->gen) {
+        m->gen = k->gen;
         m->v = v;
         m->n = c->n;
         m->identity = c->identity;
@@ -205,21 +205,6 @@ static kl_status map_kernel(kl_kdesc *k, kl_var *root)
     return k->status;
 }
 
-/* Whether instruction i (or what it reads) reads an iteration index. */
-static int reads_loops(const kl_kdesc *k, int32_t i, uint8_t *seen)
-{
-    if (i < 0 || seen[i]) return 0;
-    seen[i] = 1;
-    const kl_instr *in = &k->instrs[i];
-    if (in->kind == KL_I_LOOP) return 1;
-    if (in->kind == KL_I_IARG || in->kind == KL_I_FARG || in->kind == KL_I_CONST || in->kind == KL_I_LINEAR) return 0;
-    int32_t ops[5] = {in->a, in->b, in->c, in->d, in->e};
-    int n = in->kind == KL_I_LOAD ? 2 : 5;
-    for (int j = in->kind == KL_I_LOAD ? 1 : 0; j < n; j++)
-        if (reads_loops(k, ops[j], seen)) return 1;
-    return 0;
-}
-
 kl_status kl_lower_kernel(kl_var *root, kl_kdesc *k)
 {
     k->local_vars[0] = root; /* the root is computed, never loaded */
@@ -237,11 +222,8 @@ kl_status kl_lower_kernel(kl_var *root, kl_kdesc *k)
         k->h.rank = (uint8_t)root->ndim;
         for (int d = 0; d < root->ndim; d++) k->h.dims[d] = kl_kd_shape(k, root, d);
     }
-    uint8_t *seen = calloc((size_t)(k->h.n_instrs ? k->h.n_instrs : 1), 1);
-    if (!seen) return kl_error(KL_ERR_MEMORY, "out of memory describing a kernel");
-    int loops = reads_loops(k, k->h.value, seen);
-    for (int i = 0; i < k->h.n_checks; i++) loops |= reads_loops(k, k->checks[i], seen);
-    free(seen);
+    int loops = k->instrs[k->h.value].loops;
+    for (int i = 0; i < k->h.n_checks; i++) loops |= k->instrs[k->checks[i]].loops;
     k->h.uses_loops = (uint8_t)loops;
     kl_kd_hash(k);
     return k->status;

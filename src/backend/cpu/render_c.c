@@ -30,26 +30,12 @@ static int is_index_kind(int kind)
            kind == KL_I_CLAMP;
 }
 
-/* The operand instructions of in (buffer and argument indexes excluded). */
-static int operands(const kl_instr *in, int32_t *ops)
-{
-    switch (in->kind) {
-    case KL_I_LOOP: case KL_I_LINEAR: case KL_I_CONST: case KL_I_IARG: case KL_I_FARG: return 0;
-    case KL_I_LOAD: ops[0] = in->b; return 1;
-    case KL_I_NEG: case KL_I_NOT: case KL_I_CONVERT: case KL_I_UNARY: case KL_I_SCALAR: ops[0] = in->a; return 1;
-    case KL_I_SELECT: ops[0] = in->a; ops[1] = in->b; ops[2] = in->c; return 3;
-    case KL_I_RANDOM: case KL_I_CHECK:
-        ops[0] = in->a; ops[1] = in->b; ops[2] = in->c; ops[3] = in->d; ops[4] = in->e; return 5;
-    default: ops[0] = in->a; ops[1] = in->b; return 2;
-    }
-}
-
 static void mark(const kl_kdesc *k, int32_t i, uint8_t *need)
 {
     if (i < 0 || need[i]) return;
     need[i] = 1;
     int32_t ops[5];
-    int n = operands(&k->instrs[i], ops);
+    int n = kl_kd_operands(&k->instrs[i], ops);
     for (int j = 0; j < n; j++) mark(k, ops[j], need);
 }
 
