@@ -144,6 +144,13 @@ KL_API void kl_context_set_interrupt(kl_context *ctx, int (*check)(void *arg), v
 /* 1 when the named library ("blas": OpenBLAS gemm, "dnnl": oneDNN 2.x
  * convolutions) is found and not disabled (KILN_BLAS=0, KILN_DNNL=0). */
 KL_API int kl_context_has_library(kl_context *ctx, const char *name);
+/* Devices: the context's backends by index (0 is always "cpu"), and the one
+ * new vars made from nothing (arrays, constants, random) go to; an op runs
+ * where its inputs are (inputs on two devices are refused, naming both). */
+KL_API int kl_context_device_count(const kl_context *ctx);
+KL_API const char *kl_context_device_name(const kl_context *ctx, int index); /* NULL when out of range */
+KL_API kl_status kl_context_set_device(kl_context *ctx, const char *name);
+KL_API const char *kl_context_device(const kl_context *ctx);
 
 /* ---- vars ---- */
 /* Handles: a NULL var, or one already released, is refused with an error
@@ -159,6 +166,8 @@ KL_API kl_status kl_var_release(kl_var *v);
 KL_API kl_context *kl_var_context(const kl_var *v);
 KL_API kl_dtype kl_var_dtype(const kl_var *v);
 KL_API int kl_var_ndim(const kl_var *v);
+/* The name of the device v's data is (or will be) on: "cpu", ... */
+KL_API const char *kl_var_device(const kl_var *v);
 KL_API const int64_t *kl_var_shape(const kl_var *v);
 KL_API int64_t kl_var_numel(const kl_var *v);
 KL_API uint64_t kl_var_id(const kl_var *v);

@@ -146,6 +146,10 @@ struct kl_backend {
     char name[32];           /* the device's name: "cpu", "cuda:0" */
 };
 
+/* Hands b to ctx, which destroys it with itself (after unloading its
+ * kernels); b's name must be new to ctx. kl_context_set_device selects it. */
+kl_status kl_context_add_backend(struct kl_context *ctx, kl_backend *b);
+
 /* The CPU backend (src/backend/cpu/cpu.c). */
 kl_status kl_cpu_backend_new(struct kl_context *ctx, kl_backend **out);
 

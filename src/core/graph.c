@@ -299,6 +299,11 @@ int64_t kl_var_numel(const kl_var *v) { return live(v, "kl_var_numel") ? v->nume
 uint64_t kl_var_id(const kl_var *v) { return live(v, "kl_var_id") ? v->id : 0; }
 int kl_var_is_computed(const kl_var *v) { return live(v, "kl_var_is_computed") && v->buf != NULL; }
 
+const char *kl_var_device(const kl_var *v)
+{
+    return live(v, "kl_var_device") ? v->device->name : "invalid";
+}
+
 const char *kl_var_op_name(const kl_var *v)
 {
     if (!live(v, "kl_var_op_name")) return "invalid";

@@ -136,3 +136,54 @@ int kl_context_has_library(kl_context *ctx, const char *name)
     kl_backend *b = ctx->device;
     return b->ops->has_library ? b->ops->has_library(b, name) : 0;
 }
+
+int kl_context_device_count(const kl_context *ctx)
+{
+    return have(ctx, "kl_context_device_count", "ctx") ? ctx->n_backends : 0;
+}
+
+const char *kl_context_device_name(const kl_context *ctx, int index)
+{
+    if (!have(ctx, "kl_context_device_name", "ctx")) return NULL;
+    if (index < 0 || index >= ctx->n_backends) {
+        kl_error(KL_ERR_VALUE, "kl_context_device_name: no device %d (the context has %d)", index, ctx->n_backends);
+        return NULL;
+    }
+    return ctx->backends[index]->name;
+}
+
+const char *kl_context_device(const kl_context *ctx)
+{
+    return have(ctx, "kl_context_device", "ctx") ? ctx->device->name : NULL;
+}
+
+kl_status kl_context_set_device(kl_context *ctx, const char *name)
+{
+    KL_ARG(ctx, "kl_context_set_device", "ctx");
+    KL_ARG(name, "kl_context_set_device", "name");
+    for (int i = 0; i < ctx->n_backends; i++)
+        if (strcmp(ctx->backends[i]->name, name) == 0) {
+            ctx->device = ctx->backends[i];
+            return KL_OK;
+        }
+    char known[KL_MAX_BACKENDS * 34] = "";
+    for (int i = 0; i < ctx->n_backends; i++) {
+        if (i) strcat(known, ", ");
+        strcat(known, ctx->backends[i]->name); /* names are under 32 bytes */
+    }
+    return kl_error(KL_ERR_VALUE, "no device named \"%s\" (this context has: %s)", name, known);
+}
+
+kl_status kl_context_add_backend(kl_context *ctx, kl_backend *b)
+{
+    KL_ARG(ctx, "kl_context_add_backend", "ctx");
+    KL_ARG(b, "kl_context_add_backend", "backend");
+    if (ctx->n_backends == KL_MAX_BACKENDS)
+        return kl_error(KL_ERR_VALUE, "kl_context_add_backend: a context holds at most %d backends", KL_MAX_BACKENDS);
+    for (int i = 0; i < ctx->n_backends; i++)
+        if (ctx->backends[i] == b || strcmp(ctx->backends[i]->name, b->name) == 0)
+            return kl_error(KL_ERR_VALUE, "kl_context_add_backend: a device named \"%s\" is already there", b->name);
+    b->ctx = ctx;
+    ctx->backends[ctx->n_backends++] = b;
+    return KL_OK;
+}
