@@ -34,7 +34,7 @@ def load_checkpoint(path):
     try:
         state = jt.load(path)
     except Exception:
-        from kiln import _pth
+        from kiln.io import pth as _pth
         if not _pth.is_pth(path):
             raise
         state = _pth.load_pth(path)

@@ -244,6 +244,30 @@ KL_API kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **
  * where an out-of-range value would otherwise read the overflow value. */
 KL_API kl_status kl_check_index(kl_var *x, int64_t lo, int64_t hi, const char *what, kl_var **out);
 
+/* ---- convolution forms ---- */
+/* A convolution's geometry, as its forward form: x (n, ic, in...) by weights
+ * (oc, ic/groups, kernel...) gives (n, oc, out...), reading x at
+ * out_j*stride_j + k_j*dilation_j - pad_lo_j. A transposed convolution is
+ * described by the forward convolution whose input gradient it is. */
+typedef struct {
+    int nd, groups, transposed;
+    int64_t n, ic, oc;
+    int64_t in[3], out[3], kernel[3], stride[3], dilation[3], pad_lo[3];
+} kl_conv_geometry;
+
+typedef enum {
+    KL_CONV_DIRECT, /* windows times broadcast weights, summed: a library call where the device has one,
+                       else one fused kernel (a transposed one: the scatter form) */
+    KL_CONV_IM2COL  /* windows as a matrix times the weights, a gemm (a transposed one: the gather form) */
+} kl_conv_form;
+
+/* The form to build a convolution of dtype on v's device in: DIRECT when the
+ * device runs this convolution as a library call, IM2COL when it runs
+ * matrix products and the convolution is wide (groups == 1 or at least 4
+ * output channels per group), else DIRECT. Asks the device, so the graph
+ * takes the form that runs best where it will run. */
+KL_API kl_status kl_conv_choose(const kl_var *v, kl_dtype dtype, const kl_conv_geometry *g, kl_conv_form *out);
+
 /* ---- custom kernels (jt.code) ---- */
 typedef struct {
     kl_dtype dtype;

@@ -16,6 +16,9 @@ from ._create import (arange, empty, eye, full, full_like, linspace, ones, ones_
 from ._autograd import backward, detach, enable_grad, grad, is_grad_enabled, no_grad, stop_grad
 from ._flags import counters, display_memory_info, flags, gc, sync, sync_all
 from . import nn
+from .nn import Module
+from . import dataset, init, io, lr_scheduler, optim, transform
+from .io import load, save
 from .code import code
 from . import models, utils
 

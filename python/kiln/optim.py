@@ -18,7 +18,7 @@ import numpy as np
 from ._autograd import grad as _grad
 from ._core import Var, to_var
 from ._flags import sync
-from ._module import parameter_value, take_dirty_state
+from .nn.module import parameter_value, take_dirty_state
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm_",
            "clip_grad_norm", "lr_scheduler"]

@@ -7,6 +7,7 @@
  * layout when the form produces it); both must be exactly the row-major
  * layouts oneDNN is given, else the pattern is left to the fused kernels. */
 #include "opt/conv.h"
+#include "core/error.h"
 #include "opt/operand.h"
 #include <stddef.h>
 #include <string.h>
@@ -221,4 +222,80 @@ int kl_conv_match(kl_var *v, int assume_roots, kl_pattern *p)
     int64_t want_a = s->kind == KL_CONV_BACKWARD_DATA ? y : x;
     int64_t want_b = s->kind == KL_CONV_BACKWARD_WEIGHTS ? y : w;
     return p->a->numel == want_a && p->b->numel == want_b;
+}
+
+/* The high padding that makes a library's output size out; -1 when the
+ * output is cropped (no library shape gives it). */
+static int64_t pad_high(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t dilation, int64_t lo)
+{
+    int64_t hi = (out - 1) * stride + (k - 1) * dilation + 1 - in - lo;
+    if (hi >= 0) return hi;
+    return -hi >= stride ? -1 : 0;
+}
+
+/* Whether v's device runs g as a library call (forward; transposed: the
+ * input gradient, which is the transposed convolution's scatter form). */
+static int library_runs(const kl_var *v, kl_dtype dtype, const kl_conv_geometry *g)
+{
+    /* the direct form's iteration space: n, [g,] o, out..., c, k... */
+    if (3 + 2 * g->nd + (g->groups > 1) > KL_MAX_DIMS) return 0;
+    kl_pattern p;
+    memset(&p, 0, sizeof p);
+    p.kind = KL_PATTERN_CONV;
+    p.dtype = dtype;
+    kl_conv_shape *cs = &p.conv;
+    cs->kind = g->transposed ? KL_CONV_BACKWARD_DATA : KL_CONV_FORWARD;
+    cs->nd = g->nd;
+    cs->groups = g->groups;
+    cs->n = g->n;
+    cs->ic = g->ic;
+    cs->oc = g->oc;
+    for (int j = 0; j < 3; j++) {
+        int on = j < g->nd;
+        cs->in[j] = on ? g->in[j] : 1;
+        cs->out[j] = on ? g->out[j] : 1;
+        cs->k[j] = on ? g->kernel[j] : 1;
+        cs->stride[j] = on ? g->stride[j] : 1;
+        cs->dilation[j] = on ? g->dilation[j] : 1;
+        cs->pad_lo[j] = on ? g->pad_lo[j] : 0;
+        cs->pad_hi[j] = on ? pad_high(cs->in[j], cs->out[j], cs->k[j], cs->stride[j], cs->dilation[j], cs->pad_lo[j])
+                           : 0;
+        if (cs->pad_hi[j] < 0) return 0;
+    }
+    kl_backend *dev = v->device;
+    return dev->ops->supports(dev, &p);
+}
+
+kl_status kl_conv_choose(const kl_var *v, kl_dtype dtype, const kl_conv_geometry *g, kl_conv_form *out)
+{
+    KL_ARG(out, "kl_conv_choose", "out");
+    *out = KL_CONV_DIRECT;
+    KL_VAR_ARG(v, "kl_conv_choose", "var");
+    KL_ARG(g, "kl_conv_choose", "geometry");
+    if (g->nd < 1 || g->nd > 3 || g->groups < 1 || g->n < 0 || g->ic < 1 || g->oc < 1 || g->ic % g->groups ||
+        g->oc % g->groups)
+        return kl_error(KL_ERR_VALUE, "kl_conv_choose: %d-d convolution of %lld to %lld channels in %d groups",
+                        g->nd, (long long)g->ic, (long long)g->oc, g->groups);
+    for (int j = 0; j < g->nd; j++)
+        if (g->in[j] < 1 || g->out[j] < 1 || g->kernel[j] < 1 || g->stride[j] < 1 || g->dilation[j] < 1 ||
+            g->pad_lo[j] < 0)
+            return kl_error(KL_ERR_VALUE, "kl_conv_choose: spatial dim %d: input %lld, output %lld, kernel %lld, "
+                            "stride %lld, dilation %lld, padding %lld", j, (long long)g->in[j],
+                            (long long)g->out[j], (long long)g->kernel[j], (long long)g->stride[j],
+                            (long long)g->dilation[j], (long long)g->pad_lo[j]);
+    if (library_runs(v, dtype, g)) return KL_OK;
+    if (g->transposed) {
+        *out = KL_CONV_IM2COL;
+        return KL_OK;
+    }
+    /* a gemm form where the device has matrix products and the product is
+     * wide enough to beat the fused kernel (depthwise and narrow groups: not) */
+    kl_pattern gemm;
+    memset(&gemm, 0, sizeof gemm);
+    gemm.kind = KL_PATTERN_GEMM;
+    gemm.dtype = dtype;
+    int wide = g->groups == 1 || g->oc / g->groups >= 4;
+    kl_backend *dev = v->device;
+    if (wide && (dtype == KL_FLOAT32 || dtype == KL_FLOAT64) && dev->ops->supports(dev, &gemm)) *out = KL_CONV_IM2COL;
+    return KL_OK;
 }

@@ -401,7 +401,67 @@ static void test_kept_weights_memory(void)
     kl_context_free(ctx);
 }
 
-CHECK_MAIN(TEST(test_conv2d_plain), TEST(test_conv2d_stride_dilation), TEST(test_conv_groups),
+/* The form chosen for a 3x3 conv of 8x8 images, 16 -> 32 channels in groups. */
+static kl_conv_form form_for(kl_context *ctx, kl_dtype t, int groups, int transposed, int64_t stride, int64_t out)
+{
+    int64_t shape[1] = {1};
+    double one = 1;
+    kl_var *x = check_var(ctx, t, 1, shape, &one);
+    kl_conv_geometry g = {.nd = 2, .groups = groups, .transposed = transposed, .n = 2, .ic = 16, .oc = 32,
+                          .in = {8, 8}, .out = {out, out}, .kernel = {3, 3}, .stride = {stride, stride},
+                          .dilation = {1, 1}, .pad_lo = {1, 1}};
+    kl_conv_form f = (kl_conv_form)-1;
+    if (x) CHECK_OK(kl_conv_choose(x, t, &g, &f));
+    check_release(x);
+    return f;
+}
+
+static void test_form_follows_the_device(void)
+{
+    kl_context *ctx = check_context();
+    setenv("KILN_DNNL", "0", 1);
+    kl_context *blas_only = check_context();
+    unsetenv("KILN_DNNL");
+    setenv("KILN_BLAS", "0", 1);
+    kl_context *none = check_context();
+    unsetenv("KILN_BLAS");
+    if (!ctx || !blas_only || !none) return;
+    if (have_dnnl(ctx)) {
+        /* the library runs it: the direct form, whose patterns it takes */
+        CHECK_EQ_INT(form_for(ctx, KL_FLOAT32, 1, 0, 1, 8), KL_CONV_DIRECT);
+        CHECK_EQ_INT(form_for(ctx, KL_FLOAT32, 16, 0, 1, 8), KL_CONV_DIRECT);
+        CHECK_EQ_INT(form_for(ctx, KL_FLOAT32, 1, 1, 1, 8), KL_CONV_DIRECT);
+        /* a cropped output is no library shape */
+        CHECK_EQ_INT(form_for(ctx, KL_FLOAT32, 1, 0, 2, 3), KL_CONV_IM2COL);
+    }
+    if (kl_context_has_library(blas_only, "blas")) {
+        /* products only: im2col where the product is wide, else the fused direct form */
+        CHECK_EQ_INT(form_for(blas_only, KL_FLOAT32, 1, 0, 1, 8), KL_CONV_IM2COL);
+        CHECK_EQ_INT(form_for(blas_only, KL_FLOAT64, 4, 0, 1, 8), KL_CONV_IM2COL);
+        CHECK_EQ_INT(form_for(blas_only, KL_FLOAT32, 16, 0, 1, 8), KL_CONV_DIRECT);
+    }
+    CHECK_EQ_INT(form_for(ctx, KL_FLOAT64, 1, 1, 1, 8), KL_CONV_IM2COL); /* transposed, no library: gather */
+    CHECK_EQ_INT(form_for(none, KL_FLOAT32, 1, 0, 1, 8), KL_CONV_DIRECT);
+    CHECK_EQ_INT(form_for(ctx, KL_INT32, 1, 0, 1, 8), KL_CONV_DIRECT);
+    /* bad geometry is refused */
+    int64_t shape[1] = {1};
+    double one = 1;
+    kl_var *x = check_var(ctx, KL_FLOAT32, 1, shape, &one);
+    kl_conv_geometry bad = {.nd = 2, .groups = 3, .n = 1, .ic = 16, .oc = 32, .in = {8, 8}, .out = {8, 8},
+                            .kernel = {3, 3}, .stride = {1, 1}, .dilation = {1, 1}};
+    kl_conv_form f;
+    CHECK_STATUS(kl_conv_choose(x, KL_FLOAT32, &bad, &f), KL_ERR_VALUE);
+    bad.groups = 1;
+    bad.stride[1] = 0;
+    CHECK_STATUS(kl_conv_choose(x, KL_FLOAT32, &bad, &f), KL_ERR_VALUE);
+    CHECK_STATUS(kl_conv_choose(x, KL_FLOAT32, NULL, &f), KL_ERR_VALUE);
+    check_release(x);
+    kl_context_free(ctx);
+    kl_context_free(blas_only);
+    kl_context_free(none);
+}
+
+CHECK_MAIN(TEST(test_form_follows_the_device), TEST(test_conv2d_plain), TEST(test_conv2d_stride_dilation), TEST(test_conv_groups),
            TEST(test_conv1d), TEST(test_cropped_output_left_to_kernels), TEST(test_near_misses_left_to_kernels),
            TEST(test_weight_cache_follows_contents),
            TEST(test_kept_weights_memory))

@@ -1,6 +1,6 @@
 """fuzz_checkpoint.py: atheris harness for kiln's checkpoint readers (jt.load
-on kiln's own pickles, PyTorch's zip and legacy formats; kiln/_safe_pickle.py
-and kiln/_pth.py). Every input must load or fail with a ValueError (kiln's
+on kiln's own pickles, PyTorch's zip and legacy formats; kiln/io/safe_pickle.py
+and kiln/io/pth.py). Every input must load or fail with a ValueError (kiln's
 CheckpointError / PthError are both); any other exception, a crash, a hang
 (-timeout) or an allocation past -rss_limit_mb is a finding. A global a
 pickle names must never be called: os.system, eval and friends are replaced
@@ -16,7 +16,7 @@ import tempfile
 import atheris
 
 import kiln as jt
-from kiln import _io, _pth, _safe_pickle
+from kiln.io import checkpoint as _io, pth as _pth, safe_pickle as _safe_pickle
 
 for _module in (_safe_pickle, _pth, _io):  # coverage of the readers only
     for _f in vars(_module).values():

@@ -1,11 +1,11 @@
-"""The im2col convolution (python/kiln/_conv_gemm.py) against PyTorch's conv2d,
+"""The im2col convolution (python/kiln/nn/modules/conv_gemm.py) against PyTorch's conv2d,
 forward and both gradients, across groups, strides, padding and dilation, and
 proof that its products went to BLAS."""
 import numpy as np
 import pytest
 
 import kiln as jt
-from kiln._conv_gemm import conv_im2col
+from kiln.nn.modules.conv_gemm import conv_im2col
 
 torch = pytest.importorskip("torch")
 

@@ -390,12 +390,12 @@ def test_lenet_style_model_runs_like_pytorch():
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_converted_model_loads_pytorch_checkpoint(tmp_path, legacy):
-    """End to end: torch.save a PyTorch model's state_dict, read it with kiln._pth
+    """End to end: torch.save a PyTorch model's state_dict, read it with kiln.io.load_pth
     (no torch needed for that), load it into the converted model, same outputs."""
     if not _kiln_has_layers() or not hasattr(kiln.nn, "BatchNorm2d"):
         pytest.skip("kiln.nn does not provide the layers yet")
     torch = pytest.importorskip("torch")
-    from kiln import _pth
+    from kiln.io import pth as _pth
     tns = {}
     exec(compile(FUNCTIONAL_MODEL, "<torch>", "exec"), tns)
     tmodel = tns["Net"]()

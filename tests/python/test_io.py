@@ -1,5 +1,5 @@
 """jt.save / jt.load and Module.load: kiln's own checkpoints go through the
-allow-list unpickler (kiln/_safe_pickle.py), so a file can neither run code
+allow-list unpickler (kiln/io/safe_pickle.py), so a file can neither run code
 nor make kiln allocate more than the file holds; allow_pickle=True is the
 explicit, unsafe way to read arbitrary pickles."""
 import argparse
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import kiln as jt
-from kiln import _pth
-from kiln._safe_pickle import CheckpointError
+from kiln.io import pth as _pth
+from kiln.io.safe_pickle import CheckpointError
 
 
 class _Payload:

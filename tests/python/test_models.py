@@ -174,7 +174,7 @@ CHILD = textwrap.dedent(r"""
     import numpy as np
     import kiln as jt
     import kiln.models as km
-    from kiln import _pth
+    from kiln.io import pth as _pth
 
     def load(path):
         try:
@@ -182,7 +182,7 @@ CHILD = textwrap.dedent(r"""
         except Exception:
             if not _pth.is_pth(path):
                 raise
-            return _pth.load_pth(path), "kiln._pth.load_pth"
+            return _pth.load_pth(path), "kiln.io.load_pth"
 
     folder, names = sys.argv[1], sys.argv[2:]
     report = {}

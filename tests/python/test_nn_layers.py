@@ -70,7 +70,7 @@ def test_conv2d_depthwise_and_even_kernel():
 @pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=1), dict(groups=2, dilation=2)])
 def test_conv2d_direct_form(kw, monkeypatch):
     """The fused direct form (used for depthwise convs) for every case."""
-    from kiln import _conv
+    from kiln.nn.modules import conv as _conv
     t = torch()
     monkeypatch.setattr(_conv, "_USE_GEMM", False)
     compare(nn.Conv2d(4, 8, 3, **kw), t.nn.Conv2d(4, 8, 3, **kw), rand(2, 4, 7, 6))

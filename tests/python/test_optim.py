@@ -107,7 +107,7 @@ def test_state_dict_resume_matches_uninterrupted():
         opt.step(nn.cross_entropy(ours(x), y))
     want = ours.state_dict()["2.weight"].numpy()
     # resume in fresh objects, through jt.save's format (NumPy arrays)
-    from kiln._io import to_numpy_tree
+    from kiln.io import to_numpy_tree
     fresh, _ = models(t)
     fresh.load_state_dict(saved_model)
     opt2 = jt.optim.Adam(fresh.parameters(), 0.5)

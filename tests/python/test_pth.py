@@ -1,4 +1,4 @@
-"""kiln._pth reads torch.save checkpoints (zip and legacy formats) without torch.
+"""kiln.io.pth reads torch.save checkpoints (zip and legacy formats) without torch.
 
 torch is imported here only to WRITE checkpoints; every load happens in a child
 process where importing torch raises ImportError, and which checks at the end
@@ -31,7 +31,7 @@ CHILD = textwrap.dedent(r"""
     sys.meta_path.insert(0, _BlockTorch())
 
     import kiln
-    from kiln import _pth
+    from kiln.io import pth as _pth
 
     jobs = pickle.load(open(sys.argv[1], "rb"))
     results = {}
@@ -409,7 +409,7 @@ def test_is_pth_sniffing(world):
 
 
 def test_loader_source_never_imports_torch():
-    src = open(os.path.join(ROOT, "python", "kiln", "_pth.py")).read()
+    src = open(os.path.join(ROOT, "python", "kiln", "io", "pth.py")).read()
     assert "import torch" not in src
 
 
@@ -419,7 +419,7 @@ def test_crafted_out_of_bounds_tensor_is_refused(tmp_path):
     """A hand-written zip checkpoint whose tensor claims more elements than its
     storage holds must not read past the buffer."""
     import zipfile
-    from kiln import _pth
+    from kiln.io import pth as _pth
 
     # Build the pickle by hand: _rebuild_tensor_v2(persistent storage, 0, (100,), (1,), ...)
     buf = io.BytesIO()
@@ -463,7 +463,7 @@ def test_build_opcode_cannot_patch_globals(tmp_path):
     """BUILD on an allow-listed global sets attributes on it; that must touch only a
     throwaway object, never kiln's own functions or argparse.Namespace."""
     import argparse
-    from kiln import _pth
+    from kiln.io import pth as _pth
     before = _pth._rebuild_parameter.__defaults__
     pkl = (b"\x80\x02ctorch._utils\n_rebuild_parameter\n"
            b"(N}X\x0c\x00\x00\x00__defaults__(K\x01K\x02tstb"
@@ -476,7 +476,7 @@ def test_build_opcode_cannot_patch_globals(tmp_path):
 
 def test_namespace_args_load(tmp_path):
     import argparse
-    from kiln import _pth
+    from kiln.io import pth as _pth
     p = tmp_path / "ns.pth"
     torch.save({"args": argparse.Namespace(lr=0.1, arch="resnet"), "w": torch.ones(2)}, p)
     got = _pth.load_pth(p)
@@ -487,7 +487,7 @@ def test_namespace_args_load(tmp_path):
 
 
 def test_error_names_the_file(tmp_path):
-    from kiln import _pth
+    from kiln.io import pth as _pth
     p = tmp_path / "cut.pth"
     torch.save({"w": torch.ones(100)}, p)
     p.write_bytes(p.read_bytes()[:200])
@@ -498,7 +498,7 @@ def test_error_names_the_file(tmp_path):
 def test_is_pth_rejects_kiln_own_files_and_restores_position(tmp_path):
     """jt.load dispatches on is_pth: kiln's own jt.save files must not be claimed."""
     import kiln as jt
-    from kiln import _pth
+    from kiln.io import pth as _pth
     if hasattr(jt, "save"):
         p = tmp_path / "kiln_own.pkl"
         jt.save({"w": jt.array(np.ones(3, dtype="float32"))}, p)

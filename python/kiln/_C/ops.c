@@ -360,7 +360,34 @@ done:
     return res;
 }
 
+static PyObject *o_conv_choose(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    PyObject *x; kl_dtype dtype; int transposed; kl_conv_geometry g; klpy_shape t[6];
+    long long n, ic, oc;
+    if (!PyArg_ParseTuple(args, "OO&iipLLLO&O&O&O&O&O&", &x, klpy_conv_dtype, &dtype, &g.nd, &g.groups, &transposed,
+                          &n, &ic, &oc, klpy_conv_shape, &t[0], klpy_conv_shape, &t[1], klpy_conv_shape, &t[2],
+                          klpy_conv_shape, &t[3], klpy_conv_shape, &t[4], klpy_conv_shape, &t[5]))
+        return NULL;
+    kl_var *xv = klpy_var(x, "conv_choose");
+    if (!xv) return NULL;
+    g.transposed = transposed;
+    g.n = n; g.ic = ic; g.oc = oc;
+    int64_t *fields[6] = {g.in, g.out, g.kernel, g.stride, g.dilation, g.pad_lo};
+    for (int f = 0; f < 6; f++) {
+        if (t[f].ndim != g.nd || g.nd > 3) return PyErr_Format(PyExc_ValueError, "conv_choose: %d-d geometry", g.nd);
+        memcpy(fields[f], t[f].dims, (size_t)g.nd * sizeof *fields[f]);
+    }
+    kl_conv_form form;
+    kl_status st = kl_conv_choose(xv, dtype, &g, &form);
+    if (st != KL_OK) return klpy_raise(st);
+    return PyUnicode_FromString(form == KL_CONV_IM2COL ? "im2col" : "direct");
+}
+
 PyMethodDef klpy_op_methods[] = {
+    {"conv_choose", o_conv_choose, METH_VARARGS,
+     "conv_choose(x, dtype, nd, groups, transposed, n, ic, oc, in, out, kernel, stride, dilation, pad_lo): "
+     "'direct' or 'im2col', the form that runs best on x's device"},
     {"unary", o_unary, METH_VARARGS, "unary(x, op)"},
     {"cast", o_cast, METH_VARARGS, "cast(x, dtype)"},
     {"binary", o_binary, METH_VARARGS, "binary(a, b, op)"},

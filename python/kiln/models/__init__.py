@@ -5,7 +5,7 @@ parameter/buffer names, so a torchvision ``state_dict`` loads unchanged::
     import kiln as jt
     from kiln import models
     model = models.resnet50()
-    model.load_state_dict(jt.load("resnet50.pth"))   # or kiln._pth.load_pth(...)
+    model.load_state_dict(jt.load("resnet50.pth"))   # or kiln.io.load_pth(...)
     model.eval()
     logits = model(images)                           # (N, 3, 224, 224) -> (N, 1000)
 

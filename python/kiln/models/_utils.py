@@ -28,7 +28,7 @@ def no_pretrained(name, pretrained=False, weights=None, kwargs=None):
             f"    model = kiln.models.{name}()\n"
             f"    model.load_state_dict(jt.load('{name}.pth'))\n"
             f"(a torchvision state_dict saved with torch.save loads unchanged; "
-            f"kiln._pth.load_pth reads .pth files without torch).")
+            f"kiln.io.load_pth reads .pth files without torch).")
 
 
 def make_divisible(v, divisor, min_value=None):

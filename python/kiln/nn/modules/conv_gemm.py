@@ -7,7 +7,7 @@ gradients), to BLAS; the window scatter of the input gradient (col2im) is
 the reindex's backward, a fused reindex_reduce."""
 import math
 
-from ._shape import broadcast, reindex
+from ..._shape import broadcast, reindex
 
 
 def _index(out_dim, stride, kern_dim, dilation, pad):

@@ -6,10 +6,10 @@ window with an overflow condition. Layers: MaxPool1d/2d/3d, AvgPool1d/2d/3d,
 AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d, Jittor's Pool."""
 import numpy as np
 
-from ._conv import _tuple
-from ._core import array, to_var
-from ._module import Module
-from ._shape import reindex
+from .conv import _tuple
+from ..._core import array, to_var
+from ..module import Module
+from ..._shape import reindex
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d",

@@ -1,40 +1,44 @@
 """Convolutions from meta-ops. The direct form: the input reindexed into
 windows [N, (G,) O/g, *out, C/g, *kernel] (padding = reads out of bounds,
 which give 0), the weight broadcast over [N, *out], the product summed over
-the window dims. Where the core has oneDNN (float32, 1-d and 2-d), it
-recognises that form and the two its autograd derives (the input and weight
-gradients) and runs all three with oneDNN (src/opt/conv.c). Otherwise
-groups == 1 and wide groups run as im2col (a window reindex) times the weight
-matrices, a broadcast·mul·sum the core hands to BLAS (_conv_gemm; 3-d:
-_im2col_flat here), and depthwise and narrow groups as the direct form's
-fused kernel. Transposed convolutions are, with oneDNN, the scatter form (a
-convolution's input gradient, which the core hands over too), else a gather.
+the window dims. Which form a convolution is built in, the core decides by
+asking the device (kl_conv_choose, src/opt/conv.c): where it runs the
+convolution as a library call (oneDNN: float32, 1-d and 2-d), the direct
+form, which the core recognises with the two forms its autograd derives
+(the input and weight gradients) and hands all three over; else, where the
+device runs matrix products, groups == 1 and wide groups as im2col (a
+window reindex) times the weight matrices (conv_gemm.py; 3-d:
+_im2col_flat here); else, and for depthwise and narrow groups, the direct
+form's fused kernel. Transposed convolutions: the scatter form (a
+convolution's input gradient, a library call too) or a gather.
 Gradients are the core's autograd of these meta-ops.
 Layers: Conv1d/2d/3d (Jittor's Conv), ConvTranspose1d/2d."""
 import math
 
-from ._conv_gemm import conv_im2col
-from . import _C
-from ._core import to_var
-from ._module import Module
-from ._shape import broadcast, reindex, reindex_reduce
-from . import init as _init
+import numpy as np
 
+from .conv_gemm import conv_im2col
+from ... import _C
+from ..._core import to_var
+from ..module import Module
+from ..._shape import broadcast, reindex, reindex_reduce
+from ... import init as _init
 __all__ = ["conv1d", "conv2d", "conv3d", "conv", "conv_transpose1d", "conv_transpose2d",
            "conv_transpose3d", "Conv1d", "Conv2d", "Conv3d", "Conv", "ConvTranspose1d",
            "ConvTranspose2d", "ConvTranspose3d", "ConvTranspose"]
 
 _MAX_DIMS = 8
-_USE_GEMM = True     # groups == 1: im2col + matrix product; else the direct form
-_USE_DNNL = None     # None: ask the core once whether oneDNN is there
+_USE_GEMM = True     # False: never the im2col form (tests run the direct form with it)
 
 
-def _dnnl_ok(x, weight, nd, groups):
-    global _USE_DNNL
-    if _USE_DNNL is None:
-        _USE_DNNL = bool(_C.has_library("dnnl"))
-    return (_USE_DNNL and x.dtype == "float32" and weight.dtype == "float32"
-            and 3 + 2 * nd + (groups > 1) <= _MAX_DIMS)
+def _choose_form(x, weight, groups, transposed, n, ic, oc, ins, outs, ks, stride, dilation, pad_lo):
+    """'direct' or 'im2col': the core asks x's device which form of this
+    convolution runs best there (kl_conv_choose, src/opt/conv.c)."""
+    dtype = str(np.promote_types(str(x.dtype), str(weight.dtype)))
+    nd = len(ks)
+    form = _C.conv_choose(x, dtype, nd, groups, transposed, n, ic, oc, tuple(ins), tuple(outs),
+                          tuple(ks), tuple(stride), tuple(dilation), tuple(pad_lo))
+    return "direct" if form == "im2col" and not _USE_GEMM and not transposed else form
 
 
 def _tuple(v, n, name="argument", minimum=None):
@@ -154,19 +158,17 @@ def conv_nd(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, nd=
             raise ValueError(f"{name}: input of shape {x.shape} is too small for kernel "
                              f"{tuple(ks)} (dilation {dilation}, padding {pads})")
         outs.append(o)
-    gemm_ok = _USE_GEMM and x.dtype in ("float32", "float64") and \
-        (groups == 1 or O // groups >= 4)
-    if _dnnl_ok(x, weight, nd, groups):
-        # the form the core hands to oneDNN, forward and backward
+    form = _choose_form(x, weight, groups, False, N, C, O, sp, outs, ks, stride, dilation,
+                        [lo for lo, _ in pads])
+    if form == "direct":
+        # a library call where the device has one (forward and both gradients);
+        # else one fused kernel (depthwise and narrow groups: faster, measured)
         y = _conv_direct(x, weight, stride, pads, dilation, groups, outs)
-    elif gemm_ok and 3 + 2 * nd <= _MAX_DIMS:
-        # im2col + a (batched) matrix product, BLAS when the core has it
+    elif 3 + 2 * nd <= _MAX_DIMS:
+        # im2col + a (batched) matrix product, which the core hands to BLAS
         y = conv_im2col(x, weight, stride, pads, dilation, outs, groups)
-    elif gemm_ok:
-        y = _im2col_flat(x, weight, stride, pads, dilation, outs, groups)
     else:
-        # depthwise and narrow groups: the direct form is faster (measured)
-        y = _conv_direct(x, weight, stride, pads, dilation, groups, outs)
+        y = _im2col_flat(x, weight, stride, pads, dilation, outs, groups)
     if bias is not None:
         y = y + to_var(bias).reshape((1, O) + (1,) * nd)
     return y if batched else y.reshape(y.shape[1:])
@@ -262,7 +264,8 @@ def conv_transpose_nd(x, weight, bias=None, stride=1, padding=0, output_padding=
     Cg, O = C // groups, Og * groups
     outs = [(sp[j] - 1) * stride[j] - 2 * pad[j] + dilation[j] * (ks[j] - 1) + opad[j] + 1
             for j in range(nd)]
-    if _dnnl_ok(x, weight, nd, groups):
+    # described as the forward convolution whose input gradient it is
+    if _choose_form(x, weight, groups, True, N, O, C, outs, sp, ks, stride, dilation, pad) == "direct":
         y = _conv_transpose_scatter(x, weight, stride, pad, dilation, groups, outs)
         if bias is not None:
             y = y + to_var(bias).reshape((1, O) + (1,) * nd)
@@ -386,7 +389,7 @@ class _ConvNd(Module):
         """Non-zero padding modes pad explicitly, then convolve unpadded."""
         if self.padding_mode == "zeros":
             return x, self.padding
-        from ._resize import pad
+        from .resize import pad
         if isinstance(self.padding, str):
             pads = _pads(self.padding, self._nd, self.kernel_size, self.stride, self.dilation,
                          type(self).__name__)

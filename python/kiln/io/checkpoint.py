@@ -6,8 +6,8 @@ import os
 import pickle
 import tempfile
 
-from ._core import Var
-from ._safe_pickle import CheckpointError, restricted_load
+from .._core import Var
+from .safe_pickle import CheckpointError, restricted_load
 
 __all__ = ["save", "load", "to_numpy_tree", "CheckpointError"]
 
@@ -15,7 +15,7 @@ __all__ = ["save", "load", "to_numpy_tree", "CheckpointError"]
 def to_numpy_tree(obj):
     """obj with Vars replaced by NumPy arrays, through dicts, lists, tuples and
     modules (which become their state dicts)."""
-    from ._module import Module
+    from ..nn.module import Module
     if isinstance(obj, Var):
         return obj.numpy()
     if isinstance(obj, Module):
@@ -71,7 +71,7 @@ def load(path, map_location=None, allow_pickle=False):
     del map_location
     path = os.fspath(path)
     with open(path, "rb") as f:
-        from . import _pth
+        from . import pth as _pth
         if _pth.is_pth(f):  # a PyTorch checkpoint, read without torch
             return _pth.load_pth(f)
         head = f.read(2)

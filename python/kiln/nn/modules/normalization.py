@@ -4,10 +4,9 @@ InstanceNorm1d/2d, and the functional forms. Running statistics are buffers,
 updated with Var.update (no gradient path)."""
 import numpy as np
 
-from ._core import to_var
-from ._module import Module, update_state
-from . import init as _init
-
+from ..._core import to_var
+from ..module import Module, update_state
+from ... import init as _init
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "BatchNorm1d",
            "BatchNorm2d", "BatchNorm3d", "BatchNorm", "LayerNorm", "GroupNorm",
            "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LocalResponseNorm"]

@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 
-from ._core import array, to_var
-from ._module import Module
-from ._shape import reindex
+from ..._core import array, to_var
+from ..module import Module
+from ..._shape import reindex
 
 __all__ = ["pad", "interpolate", "upsample", "resize", "pixel_shuffle", "pixel_unshuffle",
            "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle",

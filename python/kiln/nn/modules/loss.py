@@ -3,10 +3,10 @@
 CrossEntropy (class indices with ignore_index, class weights and label
 smoothing, or class probabilities), NLL, KLDiv; plus Jittor's names
 (cross_entropy_loss, mse_loss, bce_loss, l1_loss, nll_loss)."""
-from ._core import cast, checked_index, to_float, to_var, where
-from ._module import Module
-from ._reduce import log_softmax
-from ._shape import reindex
+from ..._core import cast, checked_index, to_float, to_var, where
+from ..module import Module
+from ..._reduce import log_softmax
+from ..._shape import reindex
 
 __all__ = [
     "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",

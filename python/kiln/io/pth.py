@@ -47,7 +47,7 @@ import zlib
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._safe_pickle import CheckpointError, Pending, file_size, restricted_load
+from .safe_pickle import CheckpointError, Pending, file_size, restricted_load
 
 __all__ = ["load_pth", "is_pth", "PthError", "PthStorage"]
 

@@ -1,66 +1,17 @@
-"""Activation layers (ReLU, GELU, Softmax, PReLU, ...) and the functional
-forms that nn.py does not already have (hardswish, hardsigmoid, prelu, ...).
-Each is element-wise meta-ops, so it fuses into its neighbours."""
+"""Activation layers (ReLU, GELU, Softmax, PReLU, ...), each calling its
+function in kiln.nn.functional; element-wise meta-ops, so they fuse into
+their neighbours."""
 import math
 
-from ._core import to_float, to_var, where
-from ._module import Module
-from ._reduce import log_softmax, softmax
-from . import nn as _nn
-
+from ..._core import to_float, to_var, where
+from ..module import Module
+from ..._reduce import log_softmax, softmax
+from .. import functional as F
 __all__ = [
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Swish", "Sigmoid", "Tanh",
     "Softmax", "LogSoftmax", "Softplus", "Hardswish", "Hardsigmoid", "Hardtanh", "Mish",
-    "SELU", "Softsign", "Tanhshrink", "LogSigmoid", "hardswish", "hardsigmoid", "hardtanh",
-    "prelu", "mish", "selu", "softsign", "logsigmoid", "Relu", "Relu6", "Leaky_relu",
+    "SELU", "Softsign", "Tanhshrink", "LogSigmoid", "Relu", "Relu6", "Leaky_relu",
 ]
-
-
-def hardsigmoid(x):
-    x = to_float(to_var(x))
-    return (x + 3).maximum(0).minimum(6) / 6
-
-
-def hardswish(x):
-    x = to_float(to_var(x))
-    return x * (x + 3).maximum(0).minimum(6) / 6
-
-
-def hardtanh(x, min_val=-1.0, max_val=1.0):
-    return to_var(x).maximum(min_val).minimum(max_val)
-
-
-def prelu(x, weight):
-    """max(0, x) + weight * min(0, x), weight per channel (dim 1) or one value."""
-    x, weight = to_var(x), to_var(weight)
-    if weight.numel() > 1:
-        if x.ndim < 2 or x.shape[1] != weight.numel():
-            raise ValueError(f"prelu: {weight.numel()} weights do not match the channels of "
-                             f"input of shape {x.shape}")
-        weight = weight.reshape((1, weight.numel()) + (1,) * (x.ndim - 2))
-    else:
-        weight = weight.reshape(())
-    return where(x > 0, x, x * weight)
-
-
-def mish(x):
-    x = to_float(to_var(x))
-    return x * _nn.softplus(x).tanh()
-
-
-def selu(x):
-    alpha, scale = 1.6732632423543772, 1.0507009873554805
-    return _nn.elu(x, alpha) * scale
-
-
-def softsign(x):
-    x = to_float(to_var(x))
-    return x / (x.abs() + 1)
-
-
-def logsigmoid(x):
-    x = to_float(to_var(x))
-    return -_nn.softplus(-x)
 
 
 class ReLU(Module):
@@ -69,12 +20,12 @@ class ReLU(Module):
         del inplace
 
     def execute(self, x):
-        return _nn.relu(x)
+        return F.relu(x)
 
 
 class ReLU6(ReLU):
     def execute(self, x):
-        return _nn.relu6(x)
+        return F.relu6(x)
 
 
 class LeakyReLU(Module):
@@ -84,7 +35,7 @@ class LeakyReLU(Module):
         self.negative_slope = negative_slope
 
     def execute(self, x):
-        return _nn.leaky_relu(x, self.negative_slope)
+        return F.leaky_relu(x, self.negative_slope)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
@@ -95,12 +46,12 @@ class PReLU(Module):
 
     def __init__(self, num_parameters=1, init=0.25, dtype="float32"):
         super().__init__()
-        from .init import constant
+        from ...init import constant
         self.num_parameters = num_parameters
         self.weight = constant((num_parameters,), dtype, init)
 
     def execute(self, x):
-        return prelu(x, self.weight)
+        return F.prelu(x, self.weight)
 
     def extra_repr(self):
         return f"num_parameters={self.num_parameters}"
@@ -113,7 +64,7 @@ class ELU(Module):
         self.alpha = alpha
 
     def execute(self, x):
-        return _nn.elu(x, self.alpha)
+        return F.elu(x, self.alpha)
 
 
 class GELU(Module):
@@ -126,12 +77,12 @@ class GELU(Module):
             x = to_float(to_var(x))
             c = math.sqrt(2.0 / math.pi)
             return x * 0.5 * ((x + x * x * x * 0.044715) * c).tanh() + x * 0.5
-        return _nn.gelu(x)
+        return F.gelu(x)
 
 
 class SiLU(ReLU):
     def execute(self, x):
-        return _nn.silu(x)
+        return F.silu(x)
 
 
 Swish = SiLU
@@ -140,12 +91,12 @@ Relu, Relu6, Leaky_relu = ReLU, ReLU6, LeakyReLU     # Jittor's spellings
 
 class Sigmoid(Module):
     def execute(self, x):
-        return _nn.sigmoid(x)
+        return F.sigmoid(x)
 
 
 class Tanh(Module):
     def execute(self, x):
-        return _nn.tanh(x)
+        return F.tanh(x)
 
 
 class Softmax(Module):
@@ -168,17 +119,17 @@ class Softplus(Module):
         self.beta, self.threshold = beta, threshold
 
     def execute(self, x):
-        return _nn.softplus(x, self.beta, self.threshold)
+        return F.softplus(x, self.beta, self.threshold)
 
 
 class Hardswish(ReLU):
     def execute(self, x):
-        return hardswish(x)
+        return F.hardswish(x)
 
 
 class Hardsigmoid(ReLU):
     def execute(self, x):
-        return hardsigmoid(x)
+        return F.hardsigmoid(x)
 
 
 class Hardtanh(Module):
@@ -188,30 +139,30 @@ class Hardtanh(Module):
         self.min_val, self.max_val = min_val, max_val
 
     def execute(self, x):
-        return hardtanh(x, self.min_val, self.max_val)
+        return F.hardtanh(x, self.min_val, self.max_val)
 
 
 class Mish(ReLU):
     def execute(self, x):
-        return mish(x)
+        return F.mish(x)
 
 
 class SELU(ReLU):
     def execute(self, x):
-        return selu(x)
+        return F.selu(x)
 
 
 class Softsign(Module):
     def execute(self, x):
-        return softsign(x)
+        return F.softsign(x)
 
 
 class Tanhshrink(Module):
     def execute(self, x):
         x = to_var(x)
-        return x - _nn.tanh(x)
+        return x - F.tanh(x)
 
 
 class LogSigmoid(Module):
     def execute(self, x):
-        return logsigmoid(x)
+        return F.logsigmoid(x)

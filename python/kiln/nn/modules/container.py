@@ -3,8 +3,8 @@ ParameterDict. Children are attributes named "0", "1", ... (or the dict's
 keys), so parameter names match PyTorch's (``features.0.weight``)."""
 import collections
 
-from ._core import Var
-from ._module import Module, Parameter
+from ..._core import Var
+from ..module import Module, Parameter
 
 __all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
 

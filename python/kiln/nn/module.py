@@ -8,8 +8,10 @@ import weakref
 
 import numpy as np
 
-from . import _C, _core
-from ._core import Var, array, cast, to_var
+from .. import _C
+
+from .. import _core
+from .._core import Var, array, cast, to_var
 
 __all__ = ["Module", "Parameter", "parameter_value", "update_state", "take_dirty_state"]
 
@@ -316,13 +318,13 @@ class Module:
 
     def save(self, path):
         """Saves the state dict (NumPy arrays, pickled) to path (Jittor)."""
-        from . import _io
+        from ..io import checkpoint as _io
         _io.save(self.state_dict(), path)
 
     def load(self, path, allow_pickle=False):
         """Loads a file written by save() or jt.save(model.state_dict()), or a
         PyTorch checkpoint; allow_pickle as in jt.load (unsafe when True)."""
-        from . import _io
+        from ..io import checkpoint as _io
         self.load_parameters(_io.load(path, allow_pickle=allow_pickle))
 
     # ---- modes ----

@@ -3,12 +3,11 @@ Embedding (a reindex gather), Dropout/Dropout2d, Flatten/Unflatten, Identity,
 with their functional forms linear, embedding, dropout, dropout2d."""
 import math
 
-from . import _C
-from ._core import cast, checked_index, out, to_var, where
-from ._module import Module
-from ._shape import broadcast, flatten, reindex
-from . import init as _init
-
+from ... import _C
+from ..._core import cast, checked_index, out, to_var, where
+from ..module import Module
+from ..._shape import broadcast, flatten, reindex
+from ... import init as _init
 __all__ = ["Linear", "Identity", "Flatten", "Unflatten", "Embedding", "Dropout", "Dropout2d",
            "linear", "embedding", "dropout", "dropout2d", "Bilinear"]
 
