@@ -6,7 +6,7 @@ from ._dtype import DTYPES, as_dtype, dtype
 from ._ops import BINARY, UNARY, astype, clamp, install_number_protocol
 from ._shape import (broadcast, broadcast_var, chunk, concat, expand, flatten, flip, permute,
                      reindex, reindex_reduce, reshape, split, squeeze, stack, transpose, unsqueeze)
-from ._index import getitem, setitem
+from ._index import gather, getitem, scatter, setitem
 from ._reduce import (all, any, argmax, argmin, argsort, bmm, cumprod, cumsum, index,
                       log_softmax, logsumexp, matmul, max, mean, min, norm, prod, reduce, softmax,
                       sort, std, sum, topk, var)
@@ -68,7 +68,8 @@ def _install_methods():
         "norm": norm, "cumsum": cumsum, "cumprod": cumprod, "argsort": argsort, "sort": sort,
         "topk": topk, "softmax": softmax, "log_softmax": log_softmax, "logsumexp": logsumexp,
         "matmul": matmul, "bmm": bmm, "clamp": clamp, "clip": clamp, "astype": astype,
-        "__getitem__": getitem, "__setitem__": setitem, "backward": backward,
+        "__getitem__": getitem, "__setitem__": setitem, "gather": gather, "scatter": scatter,
+        "backward": backward,
         "relu": nn.relu,
     })
     for name, dt in (("float32", float32), ("float64", float64), ("float16", float16),

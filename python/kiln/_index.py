@@ -1,5 +1,6 @@
 """Var[...] and Var[...] = v, NumPy's indexing rules on reindex: ints, slices,
-None, Ellipsis, integer arrays (gathered through reindex extras) and boolean masks."""
+None, Ellipsis, integer arrays (gathered through reindex extras) and boolean
+masks; gather and scatter along one dim (PyTorch's and Jittor's)."""
 import numbers
 
 import numpy as np
@@ -7,9 +8,9 @@ import numpy as np
 from . import _C
 from ._core import Var, cast, checked_index, is_scalar, out, rebind, to_var, where
 from ._reduce import index
-from ._shape import broadcast, reindex, reindex_reduce, reshape
+from ._shape import broadcast, norm_dim, reindex, reindex_reduce, reshape
 
-__all__ = ["getitem", "setitem"]
+__all__ = ["getitem", "setitem", "gather", "scatter"]
 
 
 class _Plan:
@@ -253,3 +254,61 @@ def _gather_exprs(p):
         if s != 1:
             conds.append(f"({off})%{s}!=0")
     return exprs, (["||".join(f"({c})" for c in conds)] if conds else [])
+
+
+# ---- gather / scatter along one dim ----
+
+def _along(x, dim, index, name):
+    """dim normalised, index checked against x's shape; the per-dim index
+    expressions over index's positions (dim's read from the index var)."""
+    x, index = to_var(x), to_var(index)
+    dim = norm_dim(dim, x.ndim, name)
+    if index.dtype.is_float or index.dtype == "bool":
+        raise TypeError(f"{name}: index must be an integer var, got {index.dtype}")
+    if index.ndim != x.ndim:
+        raise ValueError(f"{name}: index of shape {index.shape} must have as many dims as the "
+                         f"input of shape {x.shape}")
+    for d in range(x.ndim):
+        if d != dim and index.shape[d] > x.shape[d]:
+            raise ValueError(f"{name}: index of shape {index.shape} is larger than the input of "
+                             f"shape {x.shape} in dim {d}")
+    here = ",".join(f"i{d}" for d in range(x.ndim))
+    exprs = [f"@e0({here})" if d == dim else f"i{d}" for d in range(x.ndim)]
+    checked = checked_index(index, 0, x.shape[dim], f"{name} on dim {dim} of shape {x.shape}")
+    return x, dim, index, exprs, checked
+
+
+def gather(x, dim, index):
+    """out[i][j][k] = x[index[i][j][k]][j][k] for dim 0 (likewise for the
+    others); out has index's shape. An index outside x raises IndexError at
+    the sync."""
+    x, dim, index, exprs, checked = _along(x, dim, index, "gather")
+    return reindex(x, index.shape, exprs, extras=[checked])
+
+
+def scatter(x, dim, index, src, reduce="void"):
+    """x with x[index[i][j][k]][j][k] = src[i][j][k] for dim 0 (likewise for
+    the others), over index's positions; reduce "add" or "multiply" combines
+    instead. src is a var at least as large as index, or a number. Where an
+    index repeats without a reduce, the largest value lands (PyTorch leaves
+    it unspecified)."""
+    x, dim, index, exprs, checked = _along(x, dim, index, "scatter")
+    if is_scalar(src):
+        src = broadcast(cast(to_var(src), x.dtype), index.shape)
+    else:
+        src = to_var(src)
+        if src.ndim != x.ndim or any(i > s for i, s in zip(index.shape, src.shape)):
+            raise ValueError(f"scatter: src of shape {src.shape} must cover the index of shape "
+                             f"{index.shape}")
+        if src.shape != index.shape:
+            src = reindex(src, index.shape, [f"i{d}" for d in range(src.ndim)])
+        src = cast(src, x.dtype)
+    if reduce in ("add", "sum"):
+        return x + reindex_reduce(src, "add", x.shape, exprs, extras=[checked])
+    if reduce in ("multiply", "mul", "prod"):
+        return x * reindex_reduce(src, "multiply", x.shape, exprs, extras=[checked])
+    if reduce not in ("void", None, "none"):
+        raise ValueError(f"scatter: reduce must be 'void', 'add' or 'multiply', got {reduce!r}")
+    ones = broadcast(cast(to_var(1), "int32"), index.shape)
+    hit = reindex_reduce(ones, "maximum", x.shape, exprs, extras=[checked]) > 0
+    return where(hit, reindex_reduce(src, "maximum", x.shape, exprs, extras=[checked]), x)
