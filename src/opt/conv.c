@@ -160,7 +160,7 @@ static int plain_reindex(const kl_var *r)
 static int match_form(kl_var *v, int assume_roots, kl_pattern *p)
 {
     if (v->dtype != KL_FLOAT32 || v->op.n_inputs < 1) return 0;
-    kl_var *prod = v->op.inputs[0];
+    kl_var *prod = kl_operand_through(v->op.inputs[0]);
     if (prod->buf || prod->materialize || prod->op.kind != KL_OP_BINARY || prod->op.p.binary != KL_MUL) return 0;
     int R = prod->ndim;
     const int64_t *S = prod->shape;
@@ -187,9 +187,9 @@ static int match_form(kl_var *v, int assume_roots, kl_pattern *p)
     if (v->op.kind != KL_OP_REDUCE || v->op.p.reduce.op != KL_REDUCE_SUM) return 0;
     result_strides(v, S, R, mine);
     for (int s = 0; s < 2; s++) {
-        kl_var *r = prod->op.inputs[s], *other = prod->op.inputs[1 - s];
+        kl_var *r = kl_operand_through(prod->op.inputs[s]), *other = prod->op.inputs[1 - s];
         if (!plain_reindex(r)) continue;
-        kl_var *x = r->op.inputs[0];
+        kl_var *x = kl_operand_through(r->op.inputs[0]);
         if (x->dtype != KL_FLOAT32 || !kl_operand_stored(x, assume_roots)) continue;
         if (!parse_window(r->op.p.reindex.indexes, r->op.p.reindex.n_indexes, x->shape, R, S, &w)) continue;
         if (!kl_operand_view(other, R, S, assume_roots, &src, wstr) || src->dtype != KL_FLOAT32) continue;

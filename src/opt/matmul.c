@@ -13,7 +13,7 @@ int kl_matmul_match(kl_var *v, int assume_roots, kl_pattern *pat)
     kl_gemm_shape *p = &pat->gemm;
     if (v->op.kind != KL_OP_REDUCE || v->op.p.reduce.op != KL_REDUCE_SUM) return 0;
     if (v->dtype != KL_FLOAT32 && v->dtype != KL_FLOAT64) return 0;
-    kl_var *prod = v->op.inputs[0];
+    kl_var *prod = kl_operand_through(v->op.inputs[0]);
     if (prod->buf || prod->materialize || prod->op.kind != KL_OP_BINARY || prod->op.p.binary != KL_MUL) return 0;
     kl_var *x = prod->op.inputs[0], *y = prod->op.inputs[1];
     if (x->dtype != v->dtype || y->dtype != v->dtype) return 0;

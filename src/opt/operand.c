@@ -1,9 +1,21 @@
 /* operand.c: seeing through broadcasts to the stored var a library call reads. */
 #include "opt/operand.h"
 
+/* A stop_grad, or a cast to the type it already has: the same values. */
+static int passes_through(const kl_var *x)
+{
+    return x->op.kind == KL_OP_STOP_GRAD || (x->op.kind == KL_OP_CAST && x->op.inputs[0]->dtype == x->dtype);
+}
+
+kl_var *kl_operand_through(kl_var *x)
+{
+    while (!x->buf && !x->materialize && passes_through(x)) x = x->op.inputs[0];
+    return x;
+}
+
 int kl_operand_stored(const kl_var *x, int assume_roots)
 {
-    return x->buf || x->materialize || (assume_roots && x->op.kind != KL_OP_BROADCAST && x->op.kind != KL_OP_STOP_GRAD);
+    return x->buf || x->materialize || (assume_roots && x->op.kind != KL_OP_BROADCAST && !passes_through(x));
 }
 
 int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl_var **src, int64_t *strides)
@@ -23,7 +35,7 @@ int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl
                 j++;
             }
             for (int d = 0; d < R; d++) if (map[d] >= 0) map[d] = to_in[map[d]];
-        } else if (x->op.kind != KL_OP_STOP_GRAD) {
+        } else if (!passes_through(x)) {
             return 0;
         }
         x = in;

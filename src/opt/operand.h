@@ -5,10 +5,14 @@
 
 #include "core/graph.h"
 
+/* x with the stop_grads and identity casts above it skipped (unless stored):
+ * no_grad wraps every op's result in a stop_grad, and neither changes what a
+ * library reads. */
+kl_var *kl_operand_through(kl_var *x);
 /* x is computed, marked for storing, or (with assume_roots) could be. */
 int kl_operand_stored(const kl_var *x, int assume_roots);
 /* x is read as an R-dim array of the given shape (right-aligned, as a
- * broadcast would). Walks broadcasts and stop_grads down to a stored var
+ * broadcast would). Walks broadcasts, stop_grads and identity casts down to a stored var
  * (computed, marked for storing, or, with assume_roots, anything else) and
  * gives, per iteration dim, the element stride into it (0 where x is
  * broadcast along the dim or the dim has size 1). 0 when x is not such a view. */

@@ -361,6 +361,19 @@ static inline void check_release(kl_var *v)
     if (v) kl_var_release(v);
 }
 
+/* When on, *v replaced by stop_grad(cast(*v, its own dtype)): what no_grad
+ * and an identity cast put between ops, which library patterns must see through. */
+static inline int check_pass_through(int on, kl_var **v)
+{
+    if (!on) return 1;
+    kl_var *c = NULL, *s = NULL;
+    int ok = CHECK_OK(kl_cast(*v, kl_var_dtype(*v), &c)) && CHECK_OK(kl_stop_grad(c, &s));
+    check_release(*v);
+    check_release(c);
+    *v = s;
+    return ok;
+}
+
 /* CHECK_SHAPE(v, ndim, ...dims): v's rank and dims. */
 #define CHECK_SHAPE(v, nd, ...) \
     check_shape_(__FILE__, __LINE__, #v, (v), (nd), (const int64_t[]){__VA_ARGS__})

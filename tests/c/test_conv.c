@@ -20,6 +20,7 @@ typedef struct {
     int64_t out_trim;   /* output rows fewer than the natural size (stride leftovers) */
     double pad_value;   /* what reads outside the input give (a convolution: 0) */
     int swap_kernel;    /* 2-d: the window reads kernel dims crosswise (not the weight's layout) */
+    int wrap;           /* every var passes through a stop_grad and an identity cast (no_grad's graph) */
 } conv_case;
 
 typedef struct {
@@ -94,13 +95,16 @@ static kl_status forward(const conv_case *cc, kl_var *X, kl_var *W, kl_var **y, 
     for (int i = 0; i < 2 + nd; i++) idx[i] = exprs[i];
     *ny = 0;
     for (int d = 0; d < R - 1 - nd; d++) yshape[(*ny)++] = S[d];
-    kl_var *xx = NULL, *ww = NULL, *p = NULL;
-    kl_status s = kl_reindex(X, R, S, idx, cc->pad_value, 0, NULL, 0, NULL, &xx);
-    if (s == KL_OK) s = kl_broadcast_to(W, R, S, nb, bdims, &ww);
-    if (s == KL_OK) s = cc->weight_first ? kl_binary(KL_MUL, ww, xx, &p) : kl_binary(KL_MUL, xx, ww, &p);
-    if (s == KL_OK) s = kl_reduce(p, KL_REDUCE_SUM, nr, rdims, 0, y);
+    kl_var *xs = NULL, *ws = NULL, *xx = NULL, *ww = NULL, *p = NULL;
+    kl_status s = cc->wrap ? kl_stop_grad(X, &xs) : kl_var_retain(xs = X);
+    if (s == KL_OK) s = cc->wrap ? kl_stop_grad(W, &ws) : kl_var_retain(ws = W);
+    if (s == KL_OK) s = kl_reindex(xs, R, S, idx, cc->pad_value, 0, NULL, 0, NULL, &xx);
+    if (s == KL_OK && check_pass_through(cc->wrap, &xx)) s = kl_broadcast_to(ws, R, S, nb, bdims, &ww);
+    if (s == KL_OK && check_pass_through(cc->wrap, &ww))
+        s = cc->weight_first ? kl_binary(KL_MUL, ww, xx, &p) : kl_binary(KL_MUL, xx, ww, &p);
+    if (s == KL_OK && check_pass_through(cc->wrap, &p)) s = kl_reduce(p, KL_REDUCE_SUM, nr, rdims, 0, y);
     /* intermediates the caller held would be stored, not fused */
-    kl_var_release(xx); kl_var_release(ww); kl_var_release(p);
+    check_release(xs); check_release(ws); check_release(xx); check_release(ww); check_release(p);
     return s;
 }
 
@@ -217,36 +221,75 @@ static void compare(const conv_case *cc)
 
 static void test_conv2d_plain(void)
 {
-    conv_case cc = {"3x3 pad 1", 2, 2, 5, 7, 1, {9, 8}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0};
+    conv_case cc = {"3x3 pad 1", 2, 2, 5, 7, 1, {9, 8}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0, 0};
     compare(&cc);
-    conv_case one = {"1x1", 2, 3, 6, 4, 1, {5, 5}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, 1, 0, 0, 0};
+    conv_case one = {"1x1", 2, 3, 6, 4, 1, {5, 5}, {1, 1}, {1, 1}, {1, 1}, {0, 0}, 1, 0, 0, 0, 0};
     compare(&one);
+}
+
+static void test_through_stop_grads_and_identity_casts(void)
+{
+    /* the graph no_grad builds: every result wrapped in a stop_grad */
+    conv_case cases[2] = {{"wrapped 3x3 pad 1", 2, 2, 5, 7, 1, {9, 8}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0, 1},
+                          {"wrapped grouped stride 2", 2, 1, 6, 4, 2, {7, 9}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, 0, 0, 0, 1}};
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    uint64_t want_calls = have_dnnl(ctx) ? 1 : 0;
+    for (int i = 0; i < 2; i++) {
+        const conv_case *cc = &cases[i];
+        int64_t xshape[5], wshape[6], yshape[6];
+        int nw, ny;
+        shapes(cc, xshape, wshape, &nw);
+        int64_t nx = prod(xshape, 2 + cc->nd), nwt = prod(wshape, nw);
+        double *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nwt * sizeof *w);
+        uint64_t st = 11;
+        for (int64_t j = 0; j < nx; j++) x[j] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+        for (int64_t j = 0; j < nwt; j++) w[j] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+        kl_var *X = check_var(ctx, KL_FLOAT32, 2 + cc->nd, xshape, x), *W = check_var(ctx, KL_FLOAT32, nw, wshape, w);
+        kl_var *y = NULL;
+        kl_counters c0, c1;
+        kl_context_counters(ctx, &c0);
+        if (X && W && CHECK_OK(forward(cc, X, W, &y, yshape, &ny))) {
+            double *got = check_read(y);
+            kl_context_counters(ctx, &c1);
+            double *want = reference(cc, x, w, prod(yshape, ny));
+            if (got) CHECK_ARRAY_CLOSE(got, want, prod(yshape, ny), 1e-4, 1e-4, cc->label);
+            CHECK_MSG(c1.library_calls - c0.library_calls == want_calls, "%s: %llu library calls, expected %llu",
+                      cc->label, (unsigned long long)(c1.library_calls - c0.library_calls),
+                      (unsigned long long)want_calls);
+            free(got);
+            free(want);
+        }
+        check_release(X); check_release(W); check_release(y);
+        free(x); free(w);
+    }
+    kl_context_free(ctx);
 }
 
 static void test_conv2d_stride_dilation(void)
 {
-    conv_case s = {"stride 2 pad 3 7x7", 2, 2, 3, 8, 1, {17, 15}, {7, 7}, {2, 2}, {1, 1}, {3, 3}, 0, 0, 0, 0};
+    conv_case s = {"stride 2 pad 3 7x7", 2, 2, 3, 8, 1, {17, 15}, {7, 7}, {2, 2}, {1, 1}, {3, 3}, 0, 0, 0, 0, 0};
     compare(&s);
-    conv_case d = {"dilation 2, stride (1,2)", 2, 1, 4, 6, 1, {11, 12}, {3, 2}, {1, 2}, {2, 3}, {2, 1}, 1, 0, 0, 0};
+    conv_case d = {"dilation 2, stride (1,2)", 2, 1, 4, 6, 1, {11, 12}, {3, 2}, {1, 2}, {2, 3}, {2, 1}, 1, 0, 0, 0, 0};
     compare(&d);
-    conv_case odd = {"stride 3 leftover rows", 2, 2, 3, 5, 1, {10, 10}, {2, 3}, {3, 3}, {1, 1}, {0, 1}, 0, 0, 0, 0};
+    conv_case odd = {"stride 3 leftover rows", 2, 2, 3, 5, 1, {10, 10}, {2, 3}, {3, 3}, {1, 1}, {0, 1}, 0, 0, 0, 0, 0};
     compare(&odd);
 }
 
 static void test_conv_groups(void)
 {
-    conv_case g = {"groups 2", 2, 2, 6, 4, 2, {7, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0};
+    conv_case g = {"groups 2", 2, 2, 6, 4, 2, {7, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0, 0};
     compare(&g);
-    conv_case dw = {"depthwise", 2, 2, 4, 8, 4, {6, 7}, {3, 3}, {2, 1}, {1, 1}, {1, 1}, 1, 0, 0, 0};
+    conv_case dw = {"depthwise", 2, 2, 4, 8, 4, {6, 7}, {3, 3}, {2, 1}, {1, 1}, {1, 1}, 1, 0, 0, 0, 0};
     compare(&dw);
 }
 
 /* (3-d needs 9 iteration dims, more than KL_MAX_DIMS: kiln's conv3d is im2col + gemm) */
 static void test_conv1d(void)
 {
-    conv_case c1 = {"1-d", 1, 3, 4, 5, 1, {20}, {5}, {2}, {1}, {2}, 0, 0, 0, 0};
+    conv_case c1 = {"1-d", 1, 3, 4, 5, 1, {20}, {5}, {2}, {1}, {2}, 0, 0, 0, 0, 0};
     compare(&c1);
-    conv_case g1 = {"1-d groups 3 dilation 2", 1, 2, 6, 9, 3, {16}, {3}, {1}, {2}, {2}, 1, 0, 0, 0};
+    conv_case g1 = {"1-d groups 3 dilation 2", 1, 2, 6, 9, 3, {16}, {3}, {1}, {2}, {2}, 1, 0, 0, 0, 0};
     compare(&g1);
 }
 
@@ -254,7 +297,7 @@ static void test_conv1d(void)
  * shape: the kernels must compute it (no library call), still right. */
 static void test_cropped_output_left_to_kernels(void)
 {
-    conv_case cc = {"cropped", 2, 1, 3, 4, 1, {9, 9}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 3, 0, 0};
+    conv_case cc = {"cropped", 2, 1, 3, 4, 1, {9, 9}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 3, 0, 0, 0};
     int64_t nx = 1 * 3 * 81, nw = 4 * 3 * 9, ny = 1 * 4 * out_size(&cc, 0) * out_size(&cc, 1);
     double *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w), *dy = malloc((size_t)ny * sizeof *dy);
     uint64_t st = 3;
@@ -279,8 +322,8 @@ static void test_cropped_output_left_to_kernels(void)
 static void test_near_misses_left_to_kernels(void)
 {
     conv_case cases[] = {
-        {"padding reads 1", 2, 2, 3, 4, 1, {6, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 1.0, 0},
-        {"kernel read crosswise", 2, 2, 3, 4, 1, {6, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0.0, 1},
+        {"padding reads 1", 2, 2, 3, 4, 1, {6, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 1.0, 0, 0},
+        {"kernel read crosswise", 2, 2, 3, 4, 1, {6, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0.0, 1, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const conv_case *cc = &cases[i];
@@ -318,7 +361,7 @@ static void test_near_misses_left_to_kernels(void)
  * each used in turn three times, must each give their own result. */
 static void test_weight_cache_follows_contents(void)
 {
-    conv_case cc = {"cache", 2, 2, 8, 8, 1, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0};
+    conv_case cc = {"cache", 2, 2, 8, 8, 1, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0, 0};
     enum { NW = 10 };
     int64_t xshape[5], wshape[6], yshape[6], nx = 2 * 8 * 36, nw = 8 * 8 * 9, ny = 2 * 8 * 36;
     int wdims, ydims;
@@ -361,7 +404,7 @@ static void test_weight_cache_follows_contents(void)
  * kl_context_gc drops them. */
 static void test_kept_weights_memory(void)
 {
-    conv_case cc = {"memory", 2, 2, 8, 16, 1, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0};
+    conv_case cc = {"memory", 2, 2, 8, 16, 1, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0, 0};
     int64_t xshape[5], wshape[6], yshape[6], nx = 2 * 8 * 36, nw = 16 * 8 * 9;
     int wdims, ydims;
     shapes(&cc, xshape, wshape, &wdims);
@@ -461,7 +504,7 @@ static void test_form_follows_the_device(void)
     kl_context_free(none);
 }
 
-CHECK_MAIN(TEST(test_form_follows_the_device), TEST(test_conv2d_plain), TEST(test_conv2d_stride_dilation), TEST(test_conv_groups),
+CHECK_MAIN(TEST(test_form_follows_the_device), TEST(test_conv2d_plain), TEST(test_through_stop_grads_and_identity_casts), TEST(test_conv2d_stride_dilation), TEST(test_conv_groups),
            TEST(test_conv1d), TEST(test_cropped_output_left_to_kernels), TEST(test_near_misses_left_to_kernels),
            TEST(test_weight_cache_follows_contents),
            TEST(test_kept_weights_memory))

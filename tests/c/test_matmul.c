@@ -14,6 +14,7 @@ typedef struct {
     int a_ndim, b_ndim;
     int64_t a_shape[4], b_shape[4];
     int a_new[2], b_new[2], a_n_new, b_n_new; /* dims broadcast adds */
+    int wrap; /* every var passes through a stop_grad and an identity cast, as no_grad builds it */
 } layout;
 
 /* C = sum over reduce_dim of broadcast(A) * broadcast(B), computed in ctx. */
@@ -25,10 +26,12 @@ static double *product(kl_context *ctx, kl_dtype t, const layout *l, const doubl
     kl_var *A = check_var(ctx, t, l->a_ndim, l->a_shape, a), *B = check_var(ctx, t, l->b_ndim, l->b_shape, b);
     kl_var *Ab = NULL, *Bb = NULL, *P = NULL, *C = NULL;
     double *out = NULL;
-    if (A && B && CHECK_OK(kl_broadcast_to(A, l->rank, l->shape, l->a_n_new, l->a_new, &Ab)) &&
-        CHECK_OK(kl_broadcast_to(B, l->rank, l->shape, l->b_n_new, l->b_new, &Bb)) &&
-        CHECK_OK(kl_binary(KL_MUL, Ab, Bb, &P)) &&
-        CHECK_OK(kl_reduce(P, KL_REDUCE_SUM, 1, &l->reduce_dim, 0, &C))) {
+    kl_var *As = A, *Bs = B;
+    if (A && B && (!l->wrap || (CHECK_OK(kl_stop_grad(A, &As)) && CHECK_OK(kl_stop_grad(B, &Bs)))) &&
+        CHECK_OK(kl_broadcast_to(As, l->rank, l->shape, l->a_n_new, l->a_new, &Ab)) &&
+        CHECK_OK(kl_broadcast_to(Bs, l->rank, l->shape, l->b_n_new, l->b_new, &Bb)) &&
+        check_pass_through(l->wrap, &Ab) && check_pass_through(l->wrap, &Bb) && CHECK_OK(kl_binary(KL_MUL, Ab, Bb, &P)) &&
+        check_pass_through(l->wrap, &P) && CHECK_OK(kl_reduce(P, KL_REDUCE_SUM, 1, &l->reduce_dim, 0, &C))) {
         /* intermediates the caller still held would be stored, not fused */
         kl_var_release(Ab); kl_var_release(Bb); kl_var_release(P);
         Ab = Bb = P = NULL;
@@ -36,6 +39,8 @@ static double *product(kl_context *ctx, kl_dtype t, const layout *l, const doubl
     }
     kl_context_counters(ctx, &after);
     *library_calls = after.library_calls - before.library_calls;
+    if (As != A) check_release(As);
+    if (Bs != B) check_release(Bs);
     check_release(A); check_release(B); check_release(Ab); check_release(Bb); check_release(P); check_release(C);
     return out;
 }
@@ -80,7 +85,7 @@ static void compare(const layout *l, kl_dtype t, int expect_blas, const char *la
 static void test_plain(void)
 {
     /* (M,K)@(K,N): iteration (M,K,N), reduce K */
-    layout l = {3, 1, {33, 47, 21}, 2, 2, {33, 47}, {47, 21}, {2}, {0}, 1, 1};
+    layout l = {3, 1, {33, 47, 21}, 2, 2, {33, 47}, {47, 21}, {2}, {0}, 1, 1, 0};
     compare(&l, KL_FLOAT32, 1, "plain f32");
     compare(&l, KL_FLOAT64, 1, "plain f64");
 }
@@ -88,43 +93,53 @@ static void test_plain(void)
 static void test_transposed_a(void)
 {
     /* A stored (K,M): iteration (K,M,N), reduce K */
-    layout l = {3, 0, {19, 23, 29}, 2, 2, {19, 23}, {19, 29}, {2}, {1}, 1, 1};
+    layout l = {3, 0, {19, 23, 29}, 2, 2, {19, 23}, {19, 29}, {2}, {1}, 1, 1, 0};
     compare(&l, KL_FLOAT32, 1, "A transposed");
 }
 
 static void test_transposed_b(void)
 {
     /* B stored (N,K): iteration (M,N,K), reduce K */
-    layout l = {3, 2, {17, 13, 31}, 2, 2, {17, 31}, {13, 31}, {1}, {0}, 1, 1};
+    layout l = {3, 2, {17, 13, 31}, 2, 2, {17, 31}, {13, 31}, {1}, {0}, 1, 1, 0};
     compare(&l, KL_FLOAT64, 1, "B transposed");
 }
 
 static void test_column_major_output(void)
 {
     /* iteration (N,M,K): the output's rows are N, so gemm computes C^T */
-    layout l = {3, 2, {11, 7, 9}, 2, 2, {7, 9}, {11, 9}, {0}, {1}, 1, 1};
+    layout l = {3, 2, {11, 7, 9}, 2, 2, {7, 9}, {11, 9}, {0}, {1}, 1, 1, 0};
     compare(&l, KL_FLOAT32, 1, "column-major output");
 }
 
 static void test_matrix_vector(void)
 {
     /* (1,K)@(K,N), a batch-1 linear layer: iteration (1,K,N), reduce K */
-    layout row = {3, 1, {1, 300, 70}, 2, 2, {1, 300}, {300, 70}, {2}, {0}, 1, 1};
+    layout row = {3, 1, {1, 300, 70}, 2, 2, {1, 300}, {300, 70}, {2}, {0}, 1, 1, 0};
     compare(&row, KL_FLOAT32, 1, "row vector times matrix");
     /* (M,K)@(K,1) */
-    layout col = {3, 1, {40, 30, 1}, 2, 2, {40, 30}, {30, 1}, {2}, {0}, 1, 1};
+    layout col = {3, 1, {40, 30, 1}, 2, 2, {40, 30}, {30, 1}, {2}, {0}, 1, 1, 0};
     compare(&col, KL_FLOAT64, 1, "matrix times column vector");
     /* weight stored (N,K), as nn.Linear keeps it: iteration (1,N,K), reduce K */
-    layout lin = {3, 2, {1, 50, 64}, 2, 2, {1, 64}, {50, 64}, {1}, {0}, 1, 1};
+    layout lin = {3, 2, {1, 50, 64}, 2, 2, {1, 64}, {50, 64}, {1}, {0}, 1, 1, 0};
     compare(&lin, KL_FLOAT32, 1, "linear layer at batch 1");
     /* a dot product (no row or column dim) stays a reduction */
-    layout dot = {3, 1, {1, 64, 1}, 2, 2, {1, 64}, {64, 1}, {2}, {0}, 1, 1};
+    layout dot = {3, 1, {1, 64, 1}, 2, 2, {1, 64}, {64, 1}, {2}, {0}, 1, 1, 0};
     compare(&dot, KL_FLOAT32, 0, "dot product");
+}
+
+static void test_through_stop_grads_and_identity_casts(void)
+{
+    /* no_grad wraps every result in a stop_grad; neither it nor a cast to the
+     * same type changes what gemm reads */
+    layout l = {3, 1, {33, 47, 21}, 2, 2, {33, 47}, {47, 21}, {2}, {0}, 1, 1, 1};
+    compare(&l, KL_FLOAT32, 1, "wrapped f32");
+    layout lin = {3, 2, {1, 50, 64}, 2, 2, {1, 64}, {50, 64}, {1}, {0}, 1, 1, 1};
+    compare(&lin, KL_FLOAT64, 1, "wrapped linear layer");
 }
 
 static void test_batched(void)
 {
-    layout l = {4, 2, {3, 6, 10, 5}, 3, 3, {3, 6, 10}, {3, 10, 5}, {3}, {1}, 1, 1};
+    layout l = {4, 2, {3, 6, 10, 5}, 3, 3, {3, 6, 10}, {3, 10, 5}, {3}, {1}, 1, 1, 0};
     compare(&l, KL_FLOAT32, 1, "batched");
 }
 
@@ -132,7 +147,7 @@ static void test_unmatched_left_to_fused(void)
 {
     /* both operands vary along every dim: an element-wise product summed,
      * not a matrix product, so the fused kernel must run */
-    layout l = {2, 1, {8, 9}, 2, 2, {8, 9}, {8, 9}, {0}, {0}, 0, 0};
+    layout l = {2, 1, {8, 9}, 2, 2, {8, 9}, {8, 9}, {0}, {0}, 0, 0, 0};
     compare(&l, KL_FLOAT32, 0, "not a matmul");
 }
 
@@ -175,5 +190,5 @@ static void test_gemm_between_kernels(void)
     kl_context_free(ctx);
 }
 
-CHECK_MAIN(TEST(test_gemm_between_kernels), TEST(test_plain), TEST(test_matrix_vector), TEST(test_transposed_a), TEST(test_transposed_b), TEST(test_column_major_output),
+CHECK_MAIN(TEST(test_gemm_between_kernels), TEST(test_plain), TEST(test_through_stop_grads_and_identity_casts), TEST(test_matrix_vector), TEST(test_transposed_a), TEST(test_transposed_b), TEST(test_column_major_output),
            TEST(test_batched), TEST(test_unmatched_left_to_fused))

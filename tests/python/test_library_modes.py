@@ -1,0 +1,125 @@
+"""Convolutions and matrix products reach their library (oneDNN/BLAS) however
+the model is run: no_grad, eval(), train(), frozen parameters, after
+load_state_dict, with stop_grad/detach and casts in the graph. The pattern
+passes (src/opt/) see through the stop_grads no_grad adds; the counters show
+which path ran, and every mode gives the same numbers."""
+import numpy as np
+import pytest
+
+import kiln as jt
+from kiln import nn
+
+CONVS, LINEARS = 2, 1   # the library calls of one forward of Net
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.fc = nn.Linear(16 * 4 * 4, 10)
+
+    def execute(self, x):
+        x = nn.relu(self.bn(self.conv1(x)))
+        x = nn.relu(self.conv2(x))
+        return self.fc(x.reshape((x.shape[0], -1)))
+
+
+def library_calls(fn):
+    before = jt.counters()["library_calls"]
+    out = fn()
+    return jt.counters()["library_calls"] - before, out
+
+
+@pytest.fixture
+def setup():
+    jt.set_global_seed(3)
+    net = Net()
+    net.eval()
+    x = jt.array(np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype("float32"))
+    calls, want = library_calls(lambda: net(x).numpy())
+    assert calls == CONVS + LINEARS, f"{calls} library calls in plain eval(), expected {CONVS + LINEARS}"
+    return net, x, want
+
+
+def check_mode(fn, want, label):
+    calls, got = library_calls(fn)
+    assert calls == CONVS + LINEARS, f"{label}: {calls} library calls, expected {CONVS + LINEARS}"
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=label)
+
+
+def test_no_grad_inference(setup):
+    net, x, want = setup
+
+    def run():
+        with jt.no_grad():
+            return net(x).numpy()
+    check_mode(run, want, "no_grad")
+
+
+def test_no_grad_decorator(setup):
+    net, x, want = setup
+    check_mode(jt.no_grad()(lambda: net(x).numpy()), want, "@no_grad")
+
+
+def test_frozen_parameters(setup):
+    net, x, want = setup
+    for p in net.parameters():
+        p.requires_grad = False
+    check_mode(lambda: net(x).numpy(), want, "requires_grad=False")
+
+
+def test_after_load_state_dict(setup):
+    net, x, want = setup
+    other = Net()
+    other.load_state_dict(net.state_dict())
+    other.eval()
+
+    def run():
+        with jt.no_grad():
+            return other(x).numpy()
+    check_mode(run, want, "load_state_dict")
+
+
+def test_stop_grad_detach_and_casts_on_the_input(setup):
+    net, x, want = setup
+    check_mode(lambda: net(x.detach()).numpy(), want, "detach")
+    check_mode(lambda: net(jt.stop_grad(x)).numpy(), want, "stop_grad")
+    check_mode(lambda: net(x.float32()).numpy(), want, "identity cast")
+    # a real cast is a kernel of its own whose result the library reads
+    check_mode(lambda: net(x.float64().float32()).numpy(), want, "float64 and back")
+
+
+def test_train_mode_forward_and_backward():
+    jt.set_global_seed(3)
+    net = Net()
+    net.train()
+    x = jt.array(np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype("float32"))
+    calls, _ = library_calls(lambda: net(x).numpy())
+    assert calls == CONVS + LINEARS
+    # a weighted sum: the output gradient is an array (ones would make the
+    # linear layer's input gradient a column sum, not a product)
+    weights = jt.array(np.random.default_rng(2).standard_normal((2, 10)).astype("float32"))
+    loss = (net(x) * weights).sum()
+    grads = jt.grad(loss, net.parameters())
+    before = jt.counters()["library_calls"]
+    jt.sync(grads)
+    calls = jt.counters()["library_calls"] - before
+    # the convolutions' forward again (the ReLUs' gradients read their outputs;
+    # nothing reads the linear layer's), then per conv the input (not for the
+    # first) and weight gradients, per linear both
+    assert calls == CONVS + (2 * CONVS - 1) + 2 * LINEARS, calls
+
+
+def test_resnet18_no_grad_uses_the_library():
+    from kiln.models import resnet18
+    jt.set_global_seed(0)
+    model = resnet18(num_classes=10)
+    model.eval()
+    x = jt.array(np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype("float32"))
+    calls_grad, want = library_calls(lambda: model(x).numpy())
+    with jt.no_grad():
+        calls, got = library_calls(lambda: model(x).numpy())
+    assert calls_grad == calls == 21, (calls_grad, calls)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
