@@ -111,6 +111,7 @@ int32_t kl_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
     struct kl_kd_memo *m = memo_slot(k, v, c);
     if (!m) return kl_kd_fail(k, kl_error(KL_ERR_MEMORY, "out of memory describing a kernel"));
     if (m->gen == k->gen) return m->value;
+    int cap = k->cap_memo;
     int32_t r;
     int root = v == k->local_vars[0];
     if (!root && (v->buf || v->materialize)) {
@@ -123,7 +124,8 @@ int32_t kl_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
         r = lower_of[v->op.kind](k, v, c);
     }
     if (r < 0) return -1;
-    m = memo_slot(k, v, c); /* the walk below may have grown the table */
+    /* the walk below may have grown the table or taken the free slot */
+    if (k->cap_memo != cap || m->gen == k->gen) m = memo_slot(k, v, c);
     if (!m) return kl_kd_fail(k, kl_error(KL_ERR_MEMORY, "out of memory describing a kernel"));
     if (m->gen != k->gen) {
         m->gen = k->gen;
