@@ -43,7 +43,7 @@ static void cpu_trim(kl_backend *b)
 
 static kl_status cpu_launch(kl_backend *b, kl_kernel_fn fn, void *const *buf, const int64_t *iarg, const double *farg)
 {
-    (void)b;
+    kl_cpu_threads_apply(&((kl_cpu_backend *)b)->threads);
     fn(buf, iarg, farg);
     return KL_OK;
 }
@@ -103,6 +103,7 @@ kl_status kl_cpu_backend_new(struct kl_context *ctx, kl_backend **out)
     snprintf(c->base.name, sizeof c->base.name, "cpu");
     kl_blas_init(&c->blas);
     kl_dnnl_init(&c->dnnl, &c->alloc);
+    kl_cpu_threads_init(&c->threads);
     *out = &c->base;
     return KL_OK;
 }

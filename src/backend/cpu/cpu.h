@@ -16,13 +16,32 @@ typedef struct {
     int probed;
 } kl_cpu_compiler;
 
+/* The OpenMP thread count (threads.c). */
+typedef struct {
+    int max;       /* omp_get_max_threads() at start, or KILN_THREADS */
+    int pinned;    /* KILN_THREADS is set: the count never changes */
+    int current;   /* what kernels get now */
+    int pid;       /* of the process that made the backend (a forked child keeps one thread) */
+    double wall, busy, self; /* the last sample: monotonic time, machine and own busy CPU seconds */
+} kl_cpu_threads;
+
 typedef struct {
     kl_backend base;
     kl_host_allocator alloc;
     kl_blas blas;
     kl_dnnl dnnl;
     kl_cpu_compiler compilers[KL_LANG_COUNT];
+    kl_cpu_threads threads;
 } kl_cpu_backend;
+
+/* threads.c */
+void kl_cpu_threads_init(kl_cpu_threads *t);
+/* Samples the machine when due and sets the calling thread's OpenMP count;
+ * called before every kernel and library call. */
+void kl_cpu_threads_apply(kl_cpu_threads *t);
+/* The count for at most max threads, current now, when other processes
+ * used `others` cores since the last sample. */
+int kl_cpu_threads_choose(int max, int current, double others);
 
 /* toolchain.c */
 kl_status kl_cpu_toolchain(kl_backend *b, kl_lang lang, kl_toolchain *out);

@@ -70,5 +70,6 @@ static kl_status run_conv(kl_cpu_backend *c, const kl_pattern *p, void *out, con
 kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t b_contents)
 {
     kl_cpu_backend *c = (kl_cpu_backend *)b;
+    kl_cpu_threads_apply(&c->threads);
     return p->kind == KL_PATTERN_GEMM ? run_gemm(c, p, out, a, bp) : run_conv(c, p, out, a, bp, b_contents);
 }
