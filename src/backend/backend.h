@@ -60,7 +60,7 @@ typedef struct {
 
 /* ---- library patterns ---- */
 
-typedef enum { KL_PATTERN_GEMM, KL_PATTERN_CONV } kl_pattern_kind;
+typedef enum { KL_PATTERN_GEMM, KL_PATTERN_CONV, KL_PATTERN_SOFTMAX } kl_pattern_kind;
 typedef enum { KL_CONV_FORWARD, KL_CONV_BACKWARD_DATA, KL_CONV_BACKWARD_WEIGHTS } kl_conv_kind;
 
 /* Row-major C[m, n] = op(A)[m, k] op(B)[k, n], looped over batch dims. */
@@ -78,10 +78,18 @@ typedef struct {
     int64_t in[3], out[3], k[3], stride[3], dilation[3], pad_lo[3], pad_hi[3];
 } kl_conv_shape;
 
+/* Softmax (log: log-softmax) along the middle dim of a row-major
+ * (outer, axis, inner) array. */
+typedef struct {
+    int64_t outer, axis, inner;
+    int log;
+} kl_softmax_shape;
+
 /* A pattern the replacement passes (src/opt/) found: what is computed, in
  * which dtype, from which two stored operands. For a convolution, a and b
  * are src and weights (forward), diff dst and weights (backward data), src
- * and diff dst (backward weights); the result is dst, diff src, diff weights. */
+ * and diff dst (backward weights); the result is dst, diff src, diff weights.
+ * A softmax reads a alone (b is NULL). */
 typedef struct kl_pattern {
     kl_pattern_kind kind;
     kl_dtype dtype;
@@ -89,6 +97,7 @@ typedef struct kl_pattern {
     union {
         kl_gemm_shape gemm;
         kl_conv_shape conv;
+        kl_softmax_shape softmax;
     };
 } kl_pattern;
 

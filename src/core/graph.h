@@ -87,6 +87,7 @@ struct kl_var {
     int materialize;
     int cost;        /* nodes an inlined copy of this var adds to a kernel */
     struct kl_pattern *pattern; /* a library pattern its device runs (src/opt/fuse.c) */
+    uint8_t absorbed; /* computed inside a consumer's library pattern, never on its own */
     kl_var *grad;    /* scratch for kl_grad */
     /* the context's list of pending vars (kl_sync_all), while pending */
     kl_var *pending_prev, *pending_next;

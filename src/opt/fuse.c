@@ -7,6 +7,7 @@
 #include "backend/backend.h"
 #include "opt/conv.h"
 #include "opt/matmul.h"
+#include "opt/softmax.h"
 
 #define SHARED_INLINE_COST 8  /* recompute rather than store below this */
 #define SMALL_SHARED_INLINE_COST 32 /* the same for small vars, where a launch costs more */
@@ -33,7 +34,8 @@ static void store(kl_var *v)
 }
 
 /* A library pattern v's device runs (written to *p), or NULL. The matchers
- * are pure; the device decides. */
+ * are pure; the device decides. A softmax's intermediates are marked
+ * absorbed: the library call computes them along with v. */
 static kl_pattern *library_pattern(kl_var *v, kl_pattern *p)
 {
     kl_backend *dev = v->device;
@@ -42,28 +44,39 @@ static kl_pattern *library_pattern(kl_var *v, kl_pattern *p)
     if ((v->op.kind == KL_OP_REDUCE || v->op.kind == KL_OP_REINDEX_REDUCE) && kl_conv_match(v, 1, p) &&
         dev->ops->supports(dev, p))
         return p;
+    kl_var *inner[KL_SOFTMAX_MAX_INNER];
+    int n_inner;
+    if (v->op.kind == KL_OP_BINARY && kl_softmax_match(v, p, inner, &n_inner) && dev->ops->supports(dev, p)) {
+        for (int i = 0; i < n_inner; i++) inner[i]->absorbed = 1;
+        return p;
+    }
     return NULL;
 }
 
 void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *patterns)
 {
-    for (int i = 0; i < n; i++) order[i]->materialize = 0;
+    for (int i = 0; i < n; i++) order[i]->materialize = order[i]->absorbed = 0;
     /* extras are read by index, so they must be stored */
     for (int i = 0; i < n; i++) {
         kl_var *v = order[i];
         if (v->op.kind == KL_OP_REINDEX || v->op.kind == KL_OP_REINDEX_REDUCE)
             for (int k = 1; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;
-        /* a matrix product or a convolution goes to a library when its operands are stored */
-        v->pattern = kl_op_traits(v->op.kind) & KL_ROOT ? library_pattern(v, &patterns[i]) : NULL;
+        /* a matrix product, a convolution or a softmax goes to a library when its operands are stored */
+        v->pattern = kl_op_traits(v->op.kind) & KL_ROOT || v->op.kind == KL_OP_BINARY ? library_pattern(v, &patterns[i])
+                                                                                     : NULL;
         if (v->pattern) {
             if (!v->pattern->a->buf) v->pattern->a->materialize = 1;
-            if (!v->pattern->b->buf) v->pattern->b->materialize = 1;
+            if (v->pattern->b && !v->pattern->b->buf) v->pattern->b->materialize = 1;
         }
         if (v->op.kind == KL_OP_CODE) /* user kernels read whole buffers */
             for (int k = 0; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;
     }
     for (int i = 0; i < n; i++) {
         kl_var *v = order[i];
+        if (v->absorbed) {
+            v->cost = 0;
+            continue;
+        }
         int cost = own_cost(v);
         for (int k = 0; k < v->op.n_inputs; k++) {
             kl_var *in = v->op.inputs[k];
@@ -87,7 +100,7 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *p
         /* a reshape of a stored var is free (an alias); of an inlined one, index arithmetic */
         int alias_free = is_alias(v) && (v->op.inputs[0]->buf || v->op.inputs[0]->materialize);
         if (is_target[i] || shared || cost > MAX_INLINE_COST || alias_free ||
-            (v->user_refs > 0 && !generator) || kl_op_traits(v->op.kind) & KL_ROOT)
+            (v->user_refs > 0 && !generator) || kl_op_traits(v->op.kind) & KL_ROOT || v->pattern)
             v->materialize = 1;
         if (v->materialize) {
             store(v);

@@ -155,8 +155,8 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     double t0 = now_seconds();
     kl_status s = run_step(ctx, st);
     double ms = (now_seconds() - t0) * 1e3;
-    const char *how = st->pattern ? (st->pattern->kind == KL_PATTERN_GEMM ? " (library gemm)" : " (library conv)")
-                    : st->is_alias ? " (alias)" : "";
+    static const char *const library[] = {" (library gemm)", " (library conv)", " (library softmax)"};
+    const char *how = st->pattern ? library[st->pattern->kind] : st->is_alias ? " (alias)" : "";
     char ops[160];
     kernel_ops(st->plan ? st->plan->source : NULL, ops, sizeof ops);
     fprintf(stderr, "[kiln] launch %s%s -> %s[%lld] %.3f ms%s%s%s\n", name, how, kl_dtype_name(v->dtype),
@@ -167,13 +167,14 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
 /* A library call of v's device computes v from the pattern's two operands. */
 static kl_status run_pattern(kl_context *ctx, kl_var *v, const kl_pattern *p)
 {
-    if (!p->a->buf || !p->b->buf) return kl_error(KL_ERR_RUNTIME, "internal: library operand not computed");
+    if (!p->a->buf || (p->b && !p->b->buf)) return kl_error(KL_ERR_RUNTIME, "internal: library operand not computed");
     kl_backend *dev = v->device;
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
     kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
     if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for a library call's result", nbytes,
                               dev->name);
-    kl_status s = dev->ops->run(dev, p, out->data, p->a->buf->data, p->b->buf->data, p->b->buf->id);
+    kl_status s = dev->ops->run(dev, p, out->data, p->a->buf->data, p->b ? p->b->buf->data : NULL,
+                                p->b ? p->b->buf->id : 0);
     if (s != KL_OK) {
         kl_buffer_release(out);
         return s;

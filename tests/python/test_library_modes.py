@@ -123,3 +123,41 @@ def test_resnet18_no_grad_uses_the_library():
         calls, got = library_calls(lambda: model(x).numpy())
     assert calls_grad == calls == 21, (calls_grad, calls)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+HAS_DNNL = jt._C.has_library("dnnl")
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_is_one_library_call_in_every_mode(log):
+    """softmax / log-softmax along a dim run as one oneDNN call (a pass per
+    row) under no_grad and in a forward with gradients enabled; the
+    gradient, built later from the meta-ops, is still right."""
+    fn = jt.nn.log_softmax if log else jt.nn.softmax
+    r = np.random.default_rng(4)
+    x_np = r.standard_normal((16, 5, 40)).astype("float32")
+    x64 = x_np.astype(np.float64)
+    p = np.exp(x64 - x64.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    want = np.log(p) if log else p
+    want_calls = 1 if HAS_DNNL else 0
+    x = jt.array(x_np)
+    with jt.no_grad():
+        calls, got = library_calls(lambda: fn(x, dim=1).numpy())
+    assert calls == want_calls, f"no_grad: {calls} library calls"
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+    xg = jt.array(x_np)
+    xg.requires_grad = True
+    y = fn(xg, dim=1)
+    calls, got = library_calls(lambda: y.numpy())
+    assert calls == want_calls, f"forward with grad: {calls} library calls"
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    w = r.standard_normal(x_np.shape)
+    (gx,) = jt.grad((y * jt.array(w.astype("float32"))).sum(), [xg])
+    # d/dx of sum(w * softmax): p * (w - sum(w * p)); of sum(w * log_softmax): w - p * sum(w)
+    if log:
+        want_g = w - p * w.sum(1, keepdims=True)
+    else:
+        want_g = p * (w - (w * p).sum(1, keepdims=True))
+    np.testing.assert_allclose(gx.numpy(), want_g, rtol=1e-4, atol=1e-5)
