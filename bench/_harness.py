@@ -1,5 +1,12 @@
-"""Shared timing for the side-by-side benchmarks: both frameworks get the same
-thread count, every timed call ends with a sync, and medians are reported."""
+"""Shared timing for the side-by-side benchmarks: kiln, PyTorch eager and
+PyTorch's torch.compile get the same thread count and the same work, written
+as users write it (no_grad inference, results read with numpy()/item()), and
+medians are reported as PyTorch time / kiln time (above 1: kiln is faster).
+
+BENCH_THREADS (default 2) sets the threads; BENCH_COMPILE=0 skips
+torch.compile; BENCH_BUSY=1 (bench/run_all --busy) also times every case with
+one other CPU-bound process running and prints each framework's slowdown."""
+import contextlib
 import os
 import statistics
 import subprocess
@@ -18,9 +25,19 @@ try:
 except ImportError:  # the kiln side still runs
     torch = None
 
+COMPILE = (torch is not None and hasattr(torch, "compile") and os.environ.get("BENCH_COMPILE", "1") != "0")
+BUSY = os.environ.get("BENCH_BUSY") == "1"
+
+
+def versions():
+    """One line naming what is measured."""
+    t = "none" if torch is None else torch.__version__
+    c = "torch.compile (inductor)" if COMPILE else "no torch.compile"
+    return f"kiln {jt.__version__}, torch {t}, {c}, numpy {__import__('numpy').__version__}"
+
 
 def median_time(fn, repeat=20, warmup=3):
-    """Median wall time of fn() in seconds; fn must finish its own work (sync)."""
+    """Median wall time of fn() in seconds; fn must finish its own work (read a result)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -31,14 +48,56 @@ def median_time(fn, repeat=20, warmup=3):
     return statistics.median(times)
 
 
-def report(case, kiln_s, torch_s, note=""):
-    """One line per case: both medians and PyTorch time / kiln time (>1: kiln faster)."""
-    if torch_s is None:
-        print(f"{case:<40} kiln {kiln_s * 1e3:9.3f} ms   torch    n/a      {note}")
-        return None
-    ratio = torch_s / kiln_s
-    print(f"{case:<40} kiln {kiln_s * 1e3:9.3f} ms   torch {torch_s * 1e3:9.3f} ms   ratio {ratio:6.2f}x {note}")
-    return ratio
+@contextlib.contextmanager
+def busy_machine():
+    """One other CPU-bound process for the duration."""
+    p = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        p.kill()
+        p.wait()
+
+
+def settled(fn, seconds=0.3):
+    """fn after calling it for a while: a machine that stays busy is what the
+    busy lines measure, not the first moments after it became busy."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+    return fn
+
+
+def torch_compiled(fn):
+    """torch.compile(fn), or None where it is unavailable (BENCH_COMPILE=0, old torch)."""
+    return torch.compile(fn) if COMPILE else None
+
+
+def _ms(s):
+    return f"{s * 1e3:9.3f} ms" if s is not None else "      n/a   "
+
+
+def _ratio(other, kiln_s):
+    return f"{other / kiln_s:6.2f}x" if other is not None else "   n/a "
+
+
+def compare(case, kiln_fn, torch_fn=None, compiled_fn=None, repeat=20, warmup=3, per=1, note=""):
+    """Times each function that is given (per: calls one fn() stands for) and
+    prints one line: kiln, PyTorch eager and torch.compile with their ratios.
+    With BENCH_BUSY=1, times them again beside a busy process and prints each
+    one's slowdown. Returns the kiln time."""
+    fns = {"kiln": kiln_fn, "torch": torch_fn, "compiled": compiled_fn}
+    quiet = {k: (median_time(f, repeat, warmup) / per if f is not None else None) for k, f in fns.items()}
+    k = quiet["kiln"]
+    print(f"{case:<40} kiln {_ms(k)}   torch {_ms(quiet['torch'])} {_ratio(quiet['torch'], k)}   "
+          f"compiled {_ms(quiet['compiled'])} {_ratio(quiet['compiled'], k)} {note}".rstrip(), flush=True)
+    if BUSY:
+        with busy_machine():
+            busy = {n: (median_time(settled(f), repeat, 1) / per if f is not None else None) for n, f in fns.items()}
+        parts = [f"{n} {busy[n] / quiet[n]:5.2f}x" for n in fns if busy[n] is not None]
+        print(f"  {'busy: slowdown':<38} " + "   ".join(parts), flush=True)
+    return k
 
 
 def new_process_seconds(code, cache):

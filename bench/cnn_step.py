@@ -1,11 +1,12 @@
 """One training step of a small CNN on 8x8 images, batch 64 (the
 examples/digits_cnn.py network: Conv(1,16,3,p1)-ReLU-MaxPool-Conv(16,32,3,p1)-
 ReLU-MaxPool-Flatten-Linear(128,64)-ReLU-Linear(64,10), cross entropy, Adam),
-in kiln and PyTorch with the same initial weights and data. Checks that a few
-steps agree, then prints the median step times and the ratio."""
+in kiln and PyTorch (eager, and the model under torch.compile) from the same
+initial weights and data; every step reads its loss with item(). Checks that
+a few steps agree, then prints the median step times."""
 import numpy as np
 
-from _harness import jt, median_time, report, torch
+from _harness import COMPILE, compare, jt, torch, torch_compiled
 
 rng = np.random.RandomState(0)
 X = rng.rand(64, 1, 8, 8).astype(np.float32)
@@ -27,28 +28,38 @@ loss_fn = jt.nn.CrossEntropyLoss()
 
 
 def kiln_step():
-    opt.step(loss_fn(model(x), y))
+    loss = loss_fn(model(x), y)
+    opt.step(loss)
+    return loss.item()
 
 
-torch_s = None
-if torch is not None:
+def torch_trainer(compiled=False):
+    """A PyTorch copy of the kiln model as it is now, and its step function."""
     tmodel = layers(torch.nn)
-    tmodel.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in
-                            model.state_dict().items()})
+    tmodel.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in model.state_dict().items()})
     topt = torch.optim.Adam(tmodel.parameters(), 1e-3)
     tx, ty = torch.from_numpy(X), torch.from_numpy(Y)
     tloss_fn = torch.nn.CrossEntropyLoss()
+    forward = torch_compiled(tmodel) if compiled else tmodel
 
-    def torch_step():
+    def step():
         topt.zero_grad()
-        tloss_fn(tmodel(tx), ty).backward()
+        loss = tloss_fn(forward(tx), ty)
+        loss.backward()
         topt.step()
+        return loss.item()
+    return tmodel, step
 
+
+torch_step = compiled_step = None
+if torch is not None:
+    tmodel, torch_step = torch_trainer()
     for _ in range(3):
         kiln_step()
         torch_step()
     for (name, p), tp in zip(model.named_parameters(), tmodel.parameters()):
         err = np.abs(p.numpy() - tp.detach().numpy()).max()
         assert err < 1e-5, f"{name} differs from PyTorch by {err}"
-    torch_s = median_time(torch_step, repeat=50)
-report("CNN digits b64 train step (Adam)", median_time(kiln_step, repeat=50), torch_s)
+    if COMPILE:
+        _, compiled_step = torch_trainer(compiled=True)
+compare("CNN digits b64 train step (Adam)", kiln_step, torch_step, compiled_step, repeat=50)

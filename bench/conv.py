@@ -1,42 +1,58 @@
-"""A 3x3 convolution, N=8, 64->64 channels, 56x56, padding 1 (a ResNet-18
-layer): forward, and forward+backward. Both frameworks get the same weights."""
+"""A 3x3 convolution layer, N=8, 64->64 channels, 56x56, padding 1 (a
+ResNet-18 layer), both frameworks with the same weights: inference under
+no_grad read with numpy(), and forward+backward of a loss (its gradients
+computed, the loss read with item())."""
 import numpy as np
 
-from _harness import jt, median_time, report, torch
+from _harness import compare, jt, torch, torch_compiled
 
 rng = np.random.RandomState(0)
 x_np = rng.randn(8, 64, 56, 56).astype(np.float32)
 w_np = (rng.randn(64, 64, 3, 3) * 0.05).astype(np.float32)
-x, w = jt.array(x_np), jt.array(w_np)
+layer = jt.nn.Conv2d(64, 64, 3, padding=1, bias=False)
+layer.load_state_dict({"weight": w_np})
+x = jt.array(x_np)
 
 
 def kiln_fwd():
-    return jt.nn.conv2d(x, w, padding=1).sync()
+    with jt.no_grad():
+        return layer(x).numpy()
 
 
 def kiln_train():
-    y = jt.nn.conv2d(x, w, padding=1)
+    y = layer(x)
     loss = (y * y).mean()
-    jt.sync(jt.grad(loss, [x, w]) + [loss])
+    jt.sync(jt.grad(loss, [x, layer.weight]))
+    return loss.item()
 
 
-got = jt.nn.conv2d(x, w, padding=1).numpy()
-torch_fwd_s = torch_train_s = None
+torch_fwd = torch_train = compiled_fwd = compiled_train = None
 if torch is not None:
+    tlayer = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    tlayer.load_state_dict({"weight": torch.from_numpy(w_np)})
     xt = torch.from_numpy(x_np).requires_grad_()
-    wt = torch.from_numpy(w_np).requires_grad_()
-    want = torch.nn.functional.conv2d(xt, wt, padding=1).detach().numpy()
-    assert np.allclose(got, want, rtol=1e-3, atol=1e-3), np.abs(got - want).max()
+    with torch.no_grad():
+        want = tlayer(xt).numpy()
+    assert np.allclose(kiln_fwd(), want, rtol=1e-3, atol=1e-3)
 
     def torch_fwd():
         with torch.no_grad():
-            torch.nn.functional.conv2d(xt, wt, padding=1)
+            return tlayer(xt).numpy()
 
-    def torch_train():
-        y = torch.nn.functional.conv2d(xt, wt, padding=1)
-        (y * y).mean().backward()
+    def train_with(f):
+        def step():
+            y = f(xt)
+            loss = (y * y).mean()
+            loss.backward()
+            return loss.item()
+        return step
 
-    torch_fwd_s = median_time(torch_fwd, repeat=10)
-    torch_train_s = median_time(torch_train, repeat=10)
-report("conv 3x3 8x64x56x56 forward", median_time(kiln_fwd, repeat=10), torch_fwd_s)
-report("conv 3x3 8x64x56x56 fwd+bwd", median_time(kiln_train, repeat=10), torch_train_s)
+    torch_train = train_with(tlayer)
+    graph = torch_compiled(tlayer)
+    if graph is not None:
+        def compiled_fwd():
+            with torch.no_grad():
+                return graph(xt).numpy()
+        compiled_train = train_with(graph)
+compare("conv 3x3 8x64x56x56 forward", kiln_fwd, torch_fwd, compiled_fwd, repeat=10)
+compare("conv 3x3 8x64x56x56 fwd+bwd", kiln_train, torch_train, compiled_train, repeat=10)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-from _harness import THREADS, jt, median_time, report, torch  # noqa: E402
+from _harness import THREADS, compare, jt, torch, torch_compiled  # noqa: E402
 from code_op import check, knn  # noqa: E402
 
 K = 10
@@ -23,16 +23,22 @@ for n in (100, 1000, 10000):
     idx = knn(a, K).numpy()                      # compile outside the timing
     assert idx.shape == (n, K) and (n > 2000 or check(pts, idx, K))
     repeat = {100: 300, 1000: 30, 10000: 5}[n]
-    kiln_s = median_time(lambda: knn(a, K).sync(), repeat=repeat, warmup=3 if n < 10000 else 1)
-    torch_s = None
+    torch_knn = compiled_knn = None
     if torch is not None:
         at = torch.from_numpy(pts)
 
-        def torch_knn():
-            return torch.cdist(at, at).topk(K, largest=False).indices
+        def neighbours(t):
+            return torch.cdist(t, t).topk(K, largest=False).indices
 
-        ti = torch_knn().numpy()
+        def torch_knn():
+            return neighbours(at).numpy()
+
+        ti = torch_knn()
         if n <= 2000:   # same neighbour distances as kiln's
             assert check(pts, ti.astype(np.int32), K)
-        torch_s = median_time(torch_knn, repeat=repeat, warmup=3 if n < 10000 else 1)
-    report(f"knn n={n}", kiln_s, torch_s, f"(note: {NOTE[n]}x)")
+        graph = torch_compiled(neighbours)
+        if graph is not None:
+            def compiled_knn():
+                return graph(at).numpy()
+    compare(f"knn n={n}", lambda: knn(a, K).numpy(), torch_knn, compiled_knn, repeat=repeat,
+            warmup=3 if n < 10000 else 1, note=f"(note: {NOTE[n]}x)")

@@ -1,19 +1,24 @@
-"""Square float32 matrix products: kiln recognises broadcast*mul*sum as a
-matrix product and calls OpenBLAS; PyTorch calls its BLAS (OpenBLAS when
-libopenblas0-pthread is installed)."""
+"""Square float32 matrix products read with numpy(): kiln recognises
+broadcast*mul*sum as a matrix product and calls its library (oneDNN's sgemm;
+OpenBLAS with KILN_DNNL=0); PyTorch calls its BLAS."""
 import numpy as np
 
-from _harness import jt, median_time, report, torch
+from _harness import compare, jt, torch, torch_compiled
 
 for n in (256, 1024):
     rng = np.random.RandomState(n)
     a_np, b_np = rng.rand(n, n).astype(np.float32), rng.rand(n, n).astype(np.float32)
     a, b = jt.array(a_np), jt.array(b_np)
-    got = jt.matmul(a, b).numpy()
-    assert np.allclose(got, a_np.astype(np.float64) @ b_np, rtol=1e-4, atol=1e-3)
-    kiln_s = median_time(lambda: jt.matmul(a, b).sync(), repeat=10)
-    torch_s = None
+    assert np.allclose(jt.matmul(a, b).numpy(), a_np.astype(np.float64) @ b_np, rtol=1e-4, atol=1e-3)
+    torch_mm = compiled_mm = None
     if torch is not None:
         at, bt = torch.from_numpy(a_np), torch.from_numpy(b_np)
-        torch_s = median_time(lambda: torch.matmul(at, bt), repeat=10)
-    report(f"matmul {n}x{n}x{n} f32", kiln_s, torch_s)
+
+        def torch_mm():
+            return torch.matmul(at, bt).numpy()
+
+        graph = torch_compiled(torch.matmul)
+        if graph is not None:
+            def compiled_mm():
+                return graph(at, bt).numpy()
+    compare(f"matmul {n}x{n}x{n} f32", lambda: jt.matmul(a, b).numpy(), torch_mm, compiled_mm, repeat=10)

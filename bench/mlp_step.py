@@ -1,11 +1,12 @@
 """One training step of an MLP, 784-256-10, batch 64 (Linear-ReLU-Linear,
 cross entropy, SGD with momentum), in kiln (nn.Module + optim, Jittor's
-optimizer.step(loss)) and PyTorch (backward + step), with the same initial
-weights and data. Checks that a few steps agree, then prints the median step
-times and the ratio."""
+optimizer.step(loss)) and PyTorch (backward + step, eager and with the model
+under torch.compile), from the same initial weights and data; every step
+reads its loss with item(), as a training loop that logs does. Checks that a
+few steps agree, then prints the median step times."""
 import numpy as np
 
-from _harness import jt, median_time, report, torch
+from _harness import COMPILE, compare, jt, torch, torch_compiled
 
 rng = np.random.RandomState(0)
 X = rng.rand(64, 784).astype(np.float32)
@@ -19,29 +20,39 @@ loss_fn = jt.nn.CrossEntropyLoss()
 
 
 def kiln_step():
-    opt.step(loss_fn(model(x), y))
+    loss = loss_fn(model(x), y)
+    opt.step(loss)
+    return loss.item()
 
 
-torch_s = None
-if torch is not None:
-    tmodel = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(),
-                                 torch.nn.Linear(256, 10))
-    tmodel.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in
-                            model.state_dict().items()})
+def torch_trainer(compiled=False):
+    """A PyTorch copy of the kiln model as it is now, and its step function
+    (the forward under torch.compile when compiled)."""
+    tmodel = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    tmodel.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in model.state_dict().items()})
     topt = torch.optim.SGD(tmodel.parameters(), 0.01, momentum=0.9)
     tx, ty = torch.from_numpy(X), torch.from_numpy(Y)
     tloss_fn = torch.nn.CrossEntropyLoss()
+    forward = torch_compiled(tmodel) if compiled else tmodel
 
-    def torch_step():
+    def step():
         topt.zero_grad()
-        tloss_fn(tmodel(tx), ty).backward()
+        loss = tloss_fn(forward(tx), ty)
+        loss.backward()
         topt.step()
+        return loss.item()
+    return tmodel, step
 
+
+torch_step = compiled_step = None
+if torch is not None:
+    tmodel, torch_step = torch_trainer()
     for _ in range(3):           # same start, same steps: same weights
         kiln_step()
         torch_step()
     for (name, p), tp in zip(model.named_parameters(), tmodel.parameters()):
         err = np.abs(p.numpy() - tp.detach().numpy()).max()
         assert err < 1e-5, f"{name} differs from PyTorch by {err}"
-    torch_s = median_time(torch_step, repeat=50)
-report("MLP 784-256-10 b64 train step", median_time(kiln_step, repeat=50), torch_s)
+    if COMPILE:
+        _, compiled_step = torch_trainer(compiled=True)
+compare("MLP 784-256-10 b64 train step", kiln_step, torch_step, compiled_step, repeat=50)

@@ -7,7 +7,7 @@ import tempfile
 
 import numpy as np
 
-from _harness import jt, median_time, new_process_seconds, report, torch
+from _harness import COMPILE, compare, jt, new_process_seconds, torch, torch_compiled
 
 import kiln.models as models
 
@@ -19,8 +19,9 @@ m = models.resnet18()
 opt = jt.optim.SGD(m.parameters(), 0.01, momentum=0.9)
 x = jt.array(np.zeros((8, 3, 224, 224), np.float32))
 y = jt.array(np.arange(8, dtype=np.int64))
-opt.step(jt.nn.cross_entropy_loss(m(x), y))
-jt.sync_all(True)
+loss = jt.nn.cross_entropy_loss(m(x), y)
+opt.step(loss)
+loss.item()
 print(time.perf_counter() - t0)
 """
 
@@ -38,41 +39,46 @@ model = models.resnet18()
 opt = jt.optim.SGD(model.parameters(), 0.01, momentum=0.9)
 x, y = jt.array(X), jt.array(Y)
 loss_fn = jt.nn.CrossEntropyLoss()
-losses = []
 
 
 def kiln_step():
     loss = loss_fn(model(x), y)
     opt.step(loss)
-    losses.append(loss)
+    return loss.item()
 
 
-torch_s = None
+torch_step = compiled_step = None
 try:
     import torchvision
 except ImportError:
     torchvision = None
 if torch is not None and torchvision is not None:
-    tmodel = torchvision.models.resnet18()
-    tmodel.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()})
-    topt = torch.optim.SGD(tmodel.parameters(), 0.01, momentum=0.9)
-    tx, ty = torch.from_numpy(X), torch.from_numpy(Y)
-    tloss_fn = torch.nn.CrossEntropyLoss()
+    def torch_trainer(compiled=False):
+        """A torchvision copy of the kiln model as it is now, and its step."""
+        tmodel = torchvision.models.resnet18()
+        tmodel.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()})
+        topt = torch.optim.SGD(tmodel.parameters(), 0.01, momentum=0.9)
+        tx, ty = torch.from_numpy(X), torch.from_numpy(Y)
+        tloss_fn = torch.nn.CrossEntropyLoss()
+        forward = torch_compiled(tmodel) if compiled else tmodel
 
-    def torch_step():
-        topt.zero_grad()
-        loss = tloss_fn(tmodel(tx), ty)
-        loss.backward()
-        topt.step()
-        return loss
+        def step():
+            topt.zero_grad()
+            loss = tloss_fn(forward(tx), ty)
+            loss.backward()
+            topt.step()
+            return loss.item()
+        return tmodel, step
 
-    kiln_step()
-    tloss = torch_step().item()
-    assert abs(losses[-1].item() - tloss) <= 1e-3 * abs(tloss), (losses[-1].item(), tloss)
+    if COMPILE:
+        _, compiled_step = torch_trainer(compiled=True)
+    tmodel, torch_step = torch_trainer()
+    kloss = kiln_step()
+    tloss = torch_step()
+    assert abs(kloss - tloss) <= 1e-3 * abs(tloss), (kloss, tloss)
     kp = dict(model.named_parameters())
     for name, tp in tmodel.named_parameters():
         got, want = kp[name].numpy(), tp.detach().numpy()
         err = np.abs(got - want).max()
         assert err <= 1e-3 * max(1e-2, np.abs(want).max()), f"{name} differs from PyTorch by {err}"
-    torch_s = median_time(torch_step, repeat=5, warmup=1)
-report("resnet18 train step batch 8", median_time(kiln_step, repeat=5, warmup=1), torch_s)
+compare("resnet18 train step batch 8", kiln_step, torch_step, compiled_step, repeat=5, warmup=1)
