@@ -74,6 +74,18 @@ def torch_compiled(fn):
     return torch.compile(fn) if COMPILE else None
 
 
+def torch_training_step(forward, optimizer, loss_fn, x, y):
+    """One PyTorch training step as users write it: zero_grad, the loss,
+    backward, step, and the loss read with item()."""
+    def step():
+        optimizer.zero_grad()
+        loss = loss_fn(forward(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    return step
+
+
 def _ms(s):
     return f"{s * 1e3:9.3f} ms" if s is not None else "      n/a   "
 

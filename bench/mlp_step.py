@@ -6,7 +6,7 @@ reads its loss with item(), as a training loop that logs does. Checks that a
 few steps agree, then prints the median step times."""
 import numpy as np
 
-from _harness import COMPILE, compare, jt, torch, torch_compiled
+from _harness import COMPILE, compare, jt, torch, torch_compiled, torch_training_step
 
 rng = np.random.RandomState(0)
 X = rng.rand(64, 784).astype(np.float32)
@@ -34,14 +34,7 @@ def torch_trainer(compiled=False):
     tx, ty = torch.from_numpy(X), torch.from_numpy(Y)
     tloss_fn = torch.nn.CrossEntropyLoss()
     forward = torch_compiled(tmodel) if compiled else tmodel
-
-    def step():
-        topt.zero_grad()
-        loss = tloss_fn(forward(tx), ty)
-        loss.backward()
-        topt.step()
-        return loss.item()
-    return tmodel, step
+    return tmodel, torch_training_step(forward, topt, tloss_fn, tx, ty)
 
 
 torch_step = compiled_step = None

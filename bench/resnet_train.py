@@ -7,7 +7,7 @@ import tempfile
 
 import numpy as np
 
-from _harness import COMPILE, compare, jt, new_process_seconds, torch, torch_compiled
+from _harness import COMPILE, compare, jt, new_process_seconds, torch, torch_compiled, torch_training_step
 
 import kiln.models as models
 
@@ -61,14 +61,7 @@ if torch is not None and torchvision is not None:
         tx, ty = torch.from_numpy(X), torch.from_numpy(Y)
         tloss_fn = torch.nn.CrossEntropyLoss()
         forward = torch_compiled(tmodel) if compiled else tmodel
-
-        def step():
-            topt.zero_grad()
-            loss = tloss_fn(forward(tx), ty)
-            loss.backward()
-            topt.step()
-            return loss.item()
-        return tmodel, step
+        return tmodel, torch_training_step(forward, topt, tloss_fn, tx, ty)
 
     if COMPILE:
         _, compiled_step = torch_trainer(compiled=True)
