@@ -3,6 +3,7 @@
  * that process ends, and stays where KILN_THREADS pins it. */
 #include "check.h"
 #include "backend/cpu/cpu.h"
+#include "core/context.h"
 
 #include <omp.h>
 #include <signal.h>
@@ -79,10 +80,16 @@ static void test_busy_process_takes_a_core(void)
         return;
     }
     pid_t busy = spin();
-    CHECK_EQ_INT(run_until(x, max - 1, 5.0), max - 1);
+    int n = run_until(x, max - 1, 5.0);
+    CHECK_MSG(n >= 1 && n <= max - 1, "%d threads of %d beside a busy process", n, max);
     kill(busy, SIGKILL);
     waitpid(busy, NULL, 0);
-    CHECK_MSG(run_until(x, max, 5.0) == max, "the core was not taken back within 5 s of the busy process ending");
+    /* the core comes back unless someone else took it meanwhile (a shared
+     * machine's neighbours, steal time): then keeping it given up is right */
+    const kl_cpu_threads *t = &((kl_cpu_backend *)ctx->backends[0])->threads;
+    if (run_until(x, max, 5.0) != max)
+        CHECK_MSG(t->others >= 0.4, "the core was not taken back within 5 s of the busy process ending, "
+                  "though others used only %.2f cores", t->others);
     check_release(x);
     kl_context_free(ctx);
 }

@@ -23,6 +23,7 @@ typedef struct {
     int current;   /* what kernels get now */
     int pid;       /* of the process that made the backend (a forked child keeps one thread) */
     double wall, busy, self; /* the last sample: monotonic time, machine and own busy CPU seconds */
+    double others; /* cores other processes used between the last two samples */
 } kl_cpu_threads;
 
 typedef struct {

@@ -77,8 +77,8 @@ void kl_cpu_threads_apply(kl_cpu_threads *t)
     if (!t->pinned && now - t->wall >= KL_THREADS_SAMPLE) {
         double busy = machine_busy(), self = own_busy(), wall = seconds(CLOCK_MONOTONIC);
         if (busy > 0 && wall > t->wall) {
-            double others = ((busy - t->busy) - (self - t->self)) / (wall - t->wall);
-            t->current = kl_cpu_threads_choose(t->max, t->current, others);
+            t->others = ((busy - t->busy) - (self - t->self)) / (wall - t->wall);
+            t->current = kl_cpu_threads_choose(t->max, t->current, t->others);
         }
         t->wall = wall;
         t->busy = busy;
