@@ -14,9 +14,12 @@ from ._create import (arange, empty, eye, full, full_like, linspace, ones, ones_
                       rand_like, randint, randint_like, randn, randn_like, random, seed,
                       set_global_seed, zeros, zeros_like)
 from ._autograd import backward, detach, enable_grad, grad, is_grad_enabled, no_grad, stop_grad
-from ._flags import counters, display_memory_info, flags, gc, sync, sync_all
-from . import nn
+from ._flags import counters, display_memory_info, flag_scope, flags, gc, sync, sync_all
+from ._log import LOG, log_capture_scope
+from . import compiler, nn
+from .compiler import has_cuda
 from .nn import Module
+from .nn.module import make_module
 from . import dataset, init, io, lr_scheduler, optim, transform
 from .io import load, save
 from .code import code

@@ -26,6 +26,7 @@ class _State:
     """Process-wide flags (jt.flags), and grad mode through grad_mode."""
     lazy = True
     check_indices = os.environ.get("KILN_CHECK_INDICES", "1") != "0"
+    log_v = int(os.environ.get("KILN_LOG_V", "0") or 0)
 
     @property
     def grad_enabled(self):

@@ -1,15 +1,17 @@
-"""jt.flags and the process-level calls: sync, sync_all, gc, counters and
-display_memory_info."""
+"""jt.flags, jt.flag_scope and the process-level calls: sync, sync_all, gc,
+counters and display_memory_info."""
+import functools
 import gc as _pygc
 
 from . import _C
 from ._core import state, to_var
 
-__all__ = ["flags", "sync", "sync_all", "gc", "counters", "display_memory_info"]
+__all__ = ["flags", "flag_scope", "sync", "sync_all", "gc", "counters", "display_memory_info"]
 
 
 class _Flags:
-    """Jittor's jt.flags: lazy_execution, log_level, use_cuda, no_grad, cache_dir."""
+    """Jittor's jt.flags: lazy_execution, log_level, log_v, use_cuda, no_grad,
+    check_indices, cache_dir. Setting a name it does not have raises AttributeError."""
 
     __slots__ = ()
 
@@ -28,6 +30,15 @@ class _Flags:
     @log_level.setter
     def log_level(self, v):
         _C.set_debug(max(0, int(v)))
+
+    @property
+    def log_v(self):
+        """Verbosity of jt.LOG.v (shown from 1) and LOG.vv (from 10); KILN_LOG_V sets the start."""
+        return state.log_v
+
+    @log_v.setter
+    def log_v(self, v):
+        state.log_v = int(v)
 
     @property
     def use_cuda(self):
@@ -68,11 +79,50 @@ class _Flags:
         _C.cache_dir(str(v))
 
     def __repr__(self):
-        names = ("lazy_execution", "log_level", "use_cuda", "no_grad", "check_indices", "cache_dir")
+        names = ("lazy_execution", "log_level", "log_v", "use_cuda", "no_grad", "check_indices", "cache_dir")
         return "jt.flags(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
 
 
 flags = _Flags()
+
+
+class flag_scope:
+    """Sets jt.flags for a block and restores them after (Jittor's
+    jt.flag_scope): a context manager, and a decorator that does the same
+    around each call."""
+
+    def __init__(self, **values):
+        for name in values:
+            if not isinstance(getattr(type(flags), name, None), property):
+                raise AttributeError(f"flag_scope: jt.flags has no flag {name!r}")
+        self._values = values
+        self._saved = []
+
+    def __enter__(self):
+        old = {name: getattr(flags, name) for name in self._values}
+        self._saved.append(old)
+        try:
+            for name, value in self._values.items():
+                setattr(flags, name, value)
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def _restore(self):
+        for name, value in self._saved.pop().items():
+            setattr(flags, name, value)
+
+    def __exit__(self, *exc):
+        self._restore()
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with flag_scope(**self._values):
+                return fn(*args, **kwargs)
+        return wrapped
 
 
 def sync(vars):

@@ -1,4 +1,4 @@
-"""jt.flags, counters, sync_all, gc, display_memory_info."""
+"""jt.flags, flag_scope, LOG and log_capture_scope, make_module, counters, sync_all, gc, display_memory_info."""
 import numpy as np
 import pytest
 
@@ -99,3 +99,62 @@ def test_sync_all_computes_vars_rebound_in_place():
     assert p.is_computed and q.is_computed
     check(p, [3.0, 6.0])
     check(q, [6.0])
+
+
+def test_flag_scope_sets_and_restores():
+    before = (jt.flags.log_v, jt.flags.lazy_execution)
+    with jt.flag_scope(log_v=7, lazy_execution=0):
+        assert (jt.flags.log_v, jt.flags.lazy_execution) == (7, 0)
+    assert (jt.flags.log_v, jt.flags.lazy_execution) == before
+    with pytest.raises(ZeroDivisionError):
+        with jt.flag_scope(log_v=5):
+            1 / 0
+    assert jt.flags.log_v == before[0]   # restored when the block raises
+
+
+def test_flag_scope_as_decorator():
+    @jt.flag_scope(log_v=3)
+    def inside():
+        return jt.flags.log_v
+    assert inside() == 3 and inside() == 3
+    assert jt.flags.log_v != 3
+
+
+def test_flag_scope_refuses_unknown_flags_and_keeps_state_on_failure():
+    with pytest.raises(AttributeError, match="asdasd"):
+        jt.flag_scope(asdasd=1)
+    before = jt.flags.log_v
+    with pytest.raises(RuntimeError, match="CUDA"):
+        with jt.flag_scope(log_v=9, use_cuda=1):   # no GPU backend: use_cuda refuses 1
+            pass
+    assert jt.flags.log_v == before
+    assert jt.has_cuda == jt.compiler.has_cuda == 0
+
+
+def test_log_levels_and_capture():
+    with jt.log_capture_scope(log_v=1) as logs:
+        jt.LOG.v("shown at 1")
+        jt.LOG.vv("hidden below 10")
+        jt.LOG.i("info")
+        jt.LOG.w("warning")
+        jt.LOG.e("error")
+    assert [(r["level"], r["verbose"], r["msg"]) for r in logs] == [
+        ("i", 1, "shown at 1"), ("i", 0, "info"), ("w", 0, "warning"), ("e", 0, "error")]
+    assert all(r["name"] == "test_flags.py" and r["lineno"] > 0 for r in logs)
+    with jt.log_capture_scope() as logs:
+        jt.LOG.i("a")
+        assert [r["msg"] for r in jt.LOG.log_capture_read()] == ["a"]
+        assert jt.LOG.log_capture_read() == []
+    assert jt.LOG.log_capture_read() == []   # no scope open
+
+
+def test_make_module():
+    Scale = jt.make_module(lambda x, k, bias=0.0: x * k + bias)
+    m = Scale(3.0, bias=1.0)
+    assert isinstance(m, jt.Module)
+    np.testing.assert_allclose(m(jt.array([1.0, 2.0])).numpy(), [4.0, 7.0])
+    with pytest.raises(TypeError, match="1 input"):
+        m(jt.array([1.0]), jt.array([2.0]))
+    Relu = jt.make_module(jt.nn.relu)
+    assert Relu.__name__ == "relu"
+    np.testing.assert_allclose(Relu()(jt.array([-1.0, 2.0])).numpy(), [0.0, 2.0])

@@ -13,7 +13,7 @@ from .. import _C
 from .. import _core
 from .._core import Var, array, cast, to_var
 
-__all__ = ["Module", "Parameter", "parameter_value", "update_state", "take_dirty_state"]
+__all__ = ["Module", "Parameter", "make_module", "parameter_value", "update_state", "take_dirty_state"]
 
 # State vars (running statistics) updated since the last optimizer step:
 # id -> weak reference. Optimizer.step computes them with the parameters so
@@ -430,3 +430,24 @@ class Module:
             v = self.__dict__[k]
             v.requires_grad = True
             v._kiln_param = True
+
+
+def make_module(func, exec_n_args=1):
+    """A Module class from a function (Jittor's jt.make_module): the class's
+    constructor takes func's extra arguments, and calling an instance on
+    exec_n_args inputs calls func(*inputs, *extra args, **extra keywords)."""
+    class MadeModule(Module):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            self._args, self._kwargs = args, kwargs
+
+        def execute(self, *inputs):
+            if len(inputs) != exec_n_args:
+                raise TypeError(f"{func.__name__}: takes {exec_n_args} input(s), got {len(inputs)}")
+            return func(*inputs, *self._args, **self._kwargs)
+
+        def extra_repr(self):
+            return ", ".join([repr(a) for a in self._args] + [f"{k}={v!r}" for k, v in self._kwargs.items()])
+
+    MadeModule.__name__ = MadeModule.__qualname__ = func.__name__
+    return MadeModule
