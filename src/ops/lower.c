@@ -89,7 +89,8 @@ kl_coords kl_lower_broadcast_coords(kl_kdesc *k, const kl_coords *c, kl_var *out
 
 int32_t kl_lower_convert(kl_kdesc *k, int32_t t, kl_dtype from, kl_dtype to)
 {
-    if (strcmp(kl_dtype_compute_ctype(from), kl_dtype_compute_ctype(to)) == 0 && to != KL_BOOL) return t;
+    if (to != KL_BOOL && (from == to || strcmp(kl_dtype_compute_ctype(from), kl_dtype_compute_ctype(to)) == 0))
+        return t;
     if (t < 0) return -1;
     kl_instr in = {KL_I_CONVERT, (uint8_t)to, (uint8_t)from, 0, 0, t, -1, -1, -1, -1, 0};
     return kl_kd_add(k, &in);
