@@ -16,7 +16,7 @@ from ._create import (arange, empty, eye, full, full_like, linspace, ones, ones_
 from ._autograd import backward, detach, enable_grad, grad, is_grad_enabled, no_grad, stop_grad
 from ._flags import counters, display_memory_info, flag_scope, flags, gc, sync, sync_all
 from ._log import LOG, log_capture_scope
-from . import compiler, nn
+from . import compile_extern, compiler, nn
 from .compiler import has_cuda
 from .nn import Module
 from .nn.module import make_module

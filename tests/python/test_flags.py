@@ -158,3 +158,10 @@ def test_make_module():
     Relu = jt.make_module(jt.nn.relu)
     assert Relu.__name__ == "relu"
     np.testing.assert_allclose(Relu()(jt.array([-1.0, 2.0])).numpy(), [0.0, 2.0])
+
+
+def test_compile_extern_names_no_op_libraries():
+    # kiln's libraries are reached through the core's patterns, not op modules
+    from kiln import compile_extern
+    assert compile_extern.cublas_ops is None and compile_extern.cudnn_ops is None
+    assert compile_extern.cub_ops is None and compile_extern.mkl_ops is None and not compile_extern.has_mkl
