@@ -136,7 +136,9 @@ class Var(_C.Var):
 
     def numpy(self):
         """A writable NumPy copy of the data."""
-        return np.array(memoryview(self))
+        out = np.empty(self.shape, DTYPES[self._dtype_code].np)
+        self._copy_into(out)   # computes first if needed; copies with the GIL released
+        return out
 
     @property
     def data(self):

@@ -41,6 +41,8 @@ int klpy_conv_ints(PyObject *o, void *out);
  * dropped during a sync are released after it. */
 int klpy_enter(void);
 kl_status klpy_sync(kl_var *const *vars, int n);
+/* kl_var_copy_to_host (computing v first if needed) with the GIL released. */
+kl_status klpy_copy_to_host(kl_var *v, void *dst, size_t nbytes);
 void klpy_release(kl_var *v);
 
 /* Method tables: ops.c (the op constructors), code.c (jt.code). */

@@ -80,7 +80,9 @@ static int interrupted(void *arg)
     return stop;
 }
 
-kl_status klpy_sync(kl_var *const *vars, int n)
+/* Runs work(arg) on the context with the GIL released, other threads'
+ * calls into kiln waiting meanwhile. */
+static kl_status run_busy(kl_status (*work)(void *), void *arg)
 {
     if (!klpy_enter()) return KL_ERR_INTERRUPTED; /* the exception is set */
     busy = 1;
@@ -88,7 +90,7 @@ kl_status klpy_sync(kl_var *const *vars, int n)
     last_signal_check = now_seconds();
     kl_context_set_interrupt(klpy_ctx, interrupted, NULL);
     sync_state = PyEval_SaveThread();
-    kl_status s = n < 0 ? kl_sync_all(klpy_ctx) : kl_sync(vars, n);
+    kl_status s = work(arg);
     PyEval_RestoreThread(sync_state);
     kl_context_set_interrupt(klpy_ctx, NULL, NULL);
     pthread_mutex_lock(&busy_mutex);
@@ -97,4 +99,32 @@ kl_status klpy_sync(kl_var *const *vars, int n)
     pthread_mutex_unlock(&busy_mutex);
     while (n_deferred > 0) kl_var_release(deferred[--n_deferred]);
     return s;
+}
+
+typedef struct { kl_var *const *vars; int n; } sync_work;
+
+static kl_status do_sync(void *arg)
+{
+    sync_work *w = arg;
+    return w->n < 0 ? kl_sync_all(klpy_ctx) : kl_sync(w->vars, w->n);
+}
+
+kl_status klpy_sync(kl_var *const *vars, int n)
+{
+    sync_work w = {vars, n};
+    return run_busy(do_sync, &w);
+}
+
+typedef struct { kl_var *v; void *dst; size_t nbytes; } copy_work;
+
+static kl_status do_copy(void *arg)
+{
+    copy_work *w = arg;
+    return kl_var_copy_to_host(w->v, w->dst, w->nbytes);
+}
+
+kl_status klpy_copy_to_host(kl_var *v, void *dst, size_t nbytes)
+{
+    copy_work w = {v, dst, nbytes};
+    return run_busy(do_copy, &w);
 }

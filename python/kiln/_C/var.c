@@ -164,7 +164,34 @@ static PyObject *var_release_graph(KlVarObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* Copies the var's value into a writable C-contiguous buffer of its size
+ * (numpy() hands it a new array), with the GIL released. */
+static PyObject *var_copy_into(KlVarObject *self, PyObject *target)
+{
+    SELF_VAR(self, "copy_into");
+    Py_buffer b;
+    if (PyObject_GetBuffer(target, &b, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    size_t need = (size_t)kl_var_numel(v) * kl_dtype_size(kl_var_dtype(v));
+    PyObject *res = NULL;
+    if ((size_t)b.len != need) {
+        PyErr_Format(PyExc_ValueError, "copy_into: the target holds %zd bytes, the var has %zu", b.len, need);
+    } else {
+        kl_var_retain(v); /* the Var object may be rebound meanwhile */
+        kl_status s = need ? klpy_copy_to_host(v, b.buf, need) : KL_OK;
+        klpy_release(v);
+        if (s == KL_OK) {
+            res = Py_None;
+            Py_INCREF(res);
+        } else if (!PyErr_Occurred()) {
+            klpy_raise(s);
+        }
+    }
+    PyBuffer_Release(&b);
+    return res;
+}
+
 static PyMethodDef var_methods[] = {
+    {"_copy_into", (PyCFunction)var_copy_into, METH_O, "copy the value into a writable buffer of its size"},
     {"_release_graph", (PyCFunction)var_release_graph, METH_NOARGS, "a computed var forgets its graph"},
     {"_rebind", (PyCFunction)var_rebind, METH_O, "make this Var hold other's value"},
     {"_alias", (PyCFunction)var_alias, METH_NOARGS, "a new Var object on the same value"},

@@ -11,10 +11,26 @@ static void *cpu_alloc(kl_backend *b, size_t nbytes) { return kl_host_alloc(&((k
 
 static void cpu_free(kl_backend *b, void *p, size_t nbytes) { kl_host_free(&((kl_cpu_backend *)b)->alloc, p, nbytes); }
 
+#define PARALLEL_COPY_BYTES (1 << 20) /* below this one thread copies at memory speed */
+#define COPY_CHUNK (256 << 10)
+
 static kl_status cpu_copy(kl_backend *b, void *dst, const void *src, size_t nbytes, kl_copy_kind kind)
 {
-    (void)b; (void)kind; /* host and device are one memory */
-    if (nbytes) memmove(dst, src, nbytes);
+    (void)kind; /* host and device are one memory */
+    char *d = dst;
+    const char *s = src;
+    /* a large copy between distinct buffers uses every core's bandwidth */
+    if (nbytes < PARALLEL_COPY_BYTES || (d < s + nbytes && s < d + nbytes)) {
+        if (nbytes) memmove(dst, src, nbytes);
+        return KL_OK;
+    }
+    kl_cpu_threads_apply(&((kl_cpu_backend *)b)->threads);
+    long chunks = (long)((nbytes + COPY_CHUNK - 1) / COPY_CHUNK);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < chunks; i++) {
+        size_t off = (size_t)i * COPY_CHUNK, n = nbytes - off < COPY_CHUNK ? nbytes - off : COPY_CHUNK;
+        memcpy(d + off, s + off, n);
+    }
     return KL_OK;
 }
 
