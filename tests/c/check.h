@@ -361,6 +361,18 @@ static inline void check_release(kl_var *v)
     if (v) kl_var_release(v);
 }
 
+/* Whether ctx has oneDNN; when not, says so, and fails the test if it is
+ * required (KILN_TEST_REQUIRE_DNNL=1, set by scripts/test.sh where the
+ * package is installed: skipping would hide a break). */
+static inline int check_have_dnnl(kl_context *ctx)
+{
+    if (kl_context_has_library(ctx, "dnnl")) return 1;
+    const char *req = getenv("KILN_TEST_REQUIRE_DNNL");
+    CHECK_MSG(!(req && strcmp(req, "1") == 0), "oneDNN (libdnnl.so.2) is installed but did not load");
+    printf("    note: oneDNN (libdnnl.so.2) not found: checking the fused kernels only\n");
+    return 0;
+}
+
 /* When on, *v replaced by stop_grad(cast(*v, its own dtype)): what no_grad
  * and an identity cast put between ops, which library patterns must see through. */
 static inline int check_pass_through(int on, kl_var **v)

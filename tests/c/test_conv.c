@@ -168,16 +168,6 @@ static double *reference(const conv_case *cc, const double *x, const double *w, 
     return y;
 }
 
-/* Whether ctx has oneDNN; when not, says so, and fails if it is required. */
-static int have_dnnl(kl_context *ctx)
-{
-    if (kl_context_has_library(ctx, "dnnl")) return 1;
-    const char *req = getenv("KILN_TEST_REQUIRE_DNNL");
-    CHECK_MSG(!(req && strcmp(req, "1") == 0), "oneDNN (libdnnl.so.2) is installed but did not load");
-    printf("    note: oneDNN (libdnnl.so.2) not found: checking the fused kernels only\n");
-    return 0;
-}
-
 static void compare(const conv_case *cc)
 {
     int nd = cc->nd;
@@ -193,7 +183,7 @@ static void compare(const conv_case *cc)
     kl_context *fused = check_context();
     unsetenv("KILN_DNNL");
     if (!lib || !fused) return;
-    uint64_t want_fwd = have_dnnl(lib) ? 1 : 0;
+    uint64_t want_fwd = check_have_dnnl(lib) ? 1 : 0;
     CHECK(!kl_context_has_library(fused, "dnnl"));
     conv_result a = run(lib, cc, x, w, dy), b = run(fused, cc, x, w, dy);
     double *want = reference(cc, x, w, ny);
@@ -234,7 +224,7 @@ static void test_through_stop_grads_and_identity_casts(void)
                           {"wrapped grouped stride 2", 2, 1, 6, 4, 2, {7, 9}, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, 0, 0, 0, 1}};
     kl_context *ctx = check_context();
     if (!ctx) return;
-    uint64_t want_calls = have_dnnl(ctx) ? 1 : 0;
+    uint64_t want_calls = check_have_dnnl(ctx) ? 1 : 0;
     for (int i = 0; i < 2; i++) {
         const conv_case *cc = &cases[i];
         int64_t xshape[5], wshape[6], yshape[6];
@@ -345,7 +335,7 @@ static void test_near_misses_left_to_kernels(void)
             CHECK_ARRAY_CLOSE(r.gx, f.gx, nx, 1e-4, 1e-4, cc->label);
             CHECK_ARRAY_CLOSE(r.gw, f.gw, nw, 1e-4, 1e-4, cc->label);
         }
-        uint64_t want_backward = cc->pad_value != 0 && have_dnnl(ctx) ? 1 : 0;
+        uint64_t want_backward = cc->pad_value != 0 && check_have_dnnl(ctx) ? 1 : 0;
         CHECK_MSG(r.forward_calls == 0 && r.backward_calls == want_backward,
                   "%s: %llu/%llu library calls, expected 0/%llu", cc->label, (unsigned long long)r.forward_calls,
                   (unsigned long long)r.backward_calls, (unsigned long long)want_backward);
@@ -392,7 +382,7 @@ static void test_weight_cache_follows_contents(void)
         }
     kl_counters c;
     kl_context_counters(ctx, &c);
-    CHECK_EQ_INT(c.library_calls, have_dnnl(ctx) ? 3 * NW : 0);
+    CHECK_EQ_INT(c.library_calls, check_have_dnnl(ctx) ? 3 * NW : 0);
     check_release(X);
     for (int k = 0; k < NW; k++) { check_release(W[k]); free(w[k]); }
     free(x);
@@ -433,7 +423,7 @@ static void test_kept_weights_memory(void)
     kl_counters c;
     kl_context_counters(ctx, &c);
     in_use[2] = c.bytes_in_use;
-    if (have_dnnl(ctx)) {
+    if (check_have_dnnl(ctx)) {
         /* phase 0: twelve weight arrays once each; phase 1: one array twelve times */
         CHECK_MSG(in_use[1] > in_use[0], "weights used again were not kept (%llu -> %llu bytes in use)",
                   (unsigned long long)in_use[0], (unsigned long long)in_use[1]);
@@ -469,7 +459,7 @@ static void test_form_follows_the_device(void)
     kl_context *none = check_context();
     unsetenv("KILN_BLAS");
     if (!ctx || !blas_only || !none) return;
-    if (have_dnnl(ctx)) {
+    if (check_have_dnnl(ctx)) {
         /* the library runs it: the direct form, whose patterns it takes */
         CHECK_EQ_INT(form_for(ctx, KL_FLOAT32, 1, 0, 1, 8), KL_CONV_DIRECT);
         CHECK_EQ_INT(form_for(ctx, KL_FLOAT32, 16, 0, 1, 8), KL_CONV_DIRECT);

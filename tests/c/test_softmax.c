@@ -85,14 +85,6 @@ static double *reference(const sm_case *sc, const double *x)
     return y;
 }
 
-static int have_dnnl(kl_context *ctx)
-{
-    if (kl_context_has_library(ctx, "dnnl")) return 1;
-    const char *req = getenv("KILN_TEST_REQUIRE_DNNL");
-    CHECK_MSG(!(req && strcmp(req, "1") == 0), "oneDNN (libdnnl.so.2) is installed but did not load");
-    return 0;
-}
-
 static void compare(const sm_case *sc, uint64_t want_calls_with_dnnl)
 {
     int64_t n = numel(sc);
@@ -107,7 +99,7 @@ static void compare(const sm_case *sc, uint64_t want_calls_with_dnnl)
     uint64_t calls_lib = 0, calls_fused = 0;
     double *inner_lib = NULL, *inner_fused = NULL;
     double *got = run(lib, sc, x, &calls_lib, &inner_lib), *plain = run(fused, sc, x, &calls_fused, &inner_fused);
-    uint64_t want = have_dnnl(lib) ? want_calls_with_dnnl : 0;
+    uint64_t want = check_have_dnnl(lib) ? want_calls_with_dnnl : 0;
     if (got && plain) {
         double tol = sc->dtype == KL_FLOAT64 ? 1e-12 : 2e-6;
         if (sc->sum_dim < 0) {
