@@ -341,6 +341,12 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
         for (int i = 0; i < order.n && s == KL_OK; i++) {
             kl_var *v = order.v[i];
             if (!v->materialize) continue;
+            /* planning a huge graph takes seconds too (more when plans are
+             * checked): Ctrl-C must not wait for it */
+            if (ctx->interrupt && ctx->interrupt(ctx->interrupt_arg)) {
+                s = kl_error(KL_ERR_INTERRUPTED, "sync interrupted while planning kernel %d of %d", n_steps, n_stored);
+                break;
+            }
             step *st = &steps[n_steps++];
             step_init(st, v);
             kl_var_retain(v);

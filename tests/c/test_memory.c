@@ -174,23 +174,47 @@ static int stop_after(void *arg)
     return --*left < 0;
 }
 
-/* An interrupt check stops a sync between kernels; what ran stays computed
- * and the next sync finishes the rest with the same result. */
-static void test_interrupted_sync_resumes(void)
+static int count_checks(void *arg)
 {
-    kl_context *ctx = check_context();
-    if (!ctx) return;
-    int64_t n = 1000;
-    kl_var *y = mean_chain(ctx, n, 30);
-    int left = 5;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* Stops a fresh 30-step chain's sync at the given interrupt check and
+ * expects the message to say where; the next sync finishes the rest with
+ * the same result. */
+static void check_interrupt_at(kl_context *ctx, int at, const char *where)
+{
+    kl_var *y = mean_chain(ctx, 1000, 30);
+    int left = at;
     kl_context_set_interrupt(ctx, stop_after, &left);
     float got[1000];
     CHECK_STATUS(kl_var_copy_to_host(y, got, sizeof got), KL_ERR_INTERRUPTED);
-    CHECK(strstr(kl_last_error(), "interrupted after 5 of") != NULL);
+    CHECK_MSG(strstr(kl_last_error(), where) != NULL, "%s (wanted \"%s\")", kl_last_error(), where);
     CHECK(!kl_var_is_computed(y));
     kl_context_set_interrupt(ctx, NULL, NULL);
     if (CHECK_OK(kl_var_copy_to_host(y, got, sizeof got))) CHECK(got[0] == 1.0f && got[999] == 1.0f);
     kl_var_release(y);
+}
+
+/* An interrupt check stops a sync while it plans (a huge graph takes
+ * seconds to plan) and between kernels; what ran stays computed. */
+static void test_interrupted_sync_resumes(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    /* one check per kernel planned, then one per kernel run */
+    int checks = 0;
+    kl_var *twin = mean_chain(ctx, 1000, 30);
+    kl_context_set_interrupt(ctx, count_checks, &checks);
+    CHECK_OK(kl_sync(&twin, 1));
+    kl_context_set_interrupt(ctx, NULL, NULL);
+    kl_var_release(twin);
+    CHECK_MSG(checks >= 2 * 30 && checks % 2 == 0, "%d checks", checks);
+    check_interrupt_at(ctx, 5, "while planning kernel 5 of");
+    char between[64];
+    snprintf(between, sizeof between, "interrupted after 5 of %d kernels", checks / 2);
+    check_interrupt_at(ctx, checks / 2 + 5, between);
     CHECK_OK(kl_context_free(ctx));
 }
 
