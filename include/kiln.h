@@ -300,6 +300,45 @@ KL_API kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var
 /* Same value as x; gradients do not flow through it. */
 KL_API kl_status kl_stop_grad(kl_var *x, kl_var **out);
 
+/* ---- data parallelism: MPI collectives ----
+ * A process started by mpirun joins its job with kl_mpi_start: OpenMPI
+ * (libmpi.so.40) is loaded with dlopen and initialised; without mpirun (or
+ * before kl_mpi_start) the context is a world of one rank, where every
+ * collective is the identity. The collectives are lazy ops like any other:
+ * they run at sync, in graph order, so every rank must sync the same
+ * collectives in the same order (as with MPI itself). */
+KL_API kl_status kl_mpi_start(kl_context *ctx);
+/* This process's rank, the number of ranks, and its rank and their number
+ * on its own machine (0, 1, 0, 1 in a world of one). */
+KL_API int kl_mpi_rank(const kl_context *ctx);
+KL_API int kl_mpi_world_size(const kl_context *ctx);
+KL_API int kl_mpi_local_rank(const kl_context *ctx);
+KL_API int kl_mpi_local_size(const kl_context *ctx);
+/* op: KL_REDUCE_SUM, KL_REDUCE_MEAN (float dtypes), KL_REDUCE_MAX or
+ * KL_REDUCE_MIN (no gradient). all_reduce: every rank gets the result;
+ * reduce: the root gets it, the others zeros; broadcast: every rank gets the
+ * root's x. Gradients: all_reduce's is the all_reduce of the gradient (sum
+ * or mean), reduce's the broadcast from the root, broadcast's the sum
+ * reduced to the root. */
+KL_API kl_status kl_mpi_all_reduce(kl_var *x, kl_reduce_op op, kl_var **out);
+KL_API kl_status kl_mpi_reduce(kl_var *x, kl_reduce_op op, int root, kl_var **out);
+KL_API kl_status kl_mpi_broadcast(kl_var *x, int root, kl_var **out);
+/* The all_reduce of n vars (1..KL_MPI_MAX_BUCKET, one dtype) in one call: a
+ * flat var of their elements one after another (also in a world of one),
+ * for optimisers that average many gradients at once. */
+#define KL_MPI_MAX_BUCKET 10
+KL_API kl_status kl_mpi_all_reduce_many(int n, kl_var *const *xs, kl_reduce_op op, kl_var **out);
+/* MPI_Allreduce (sum) of n host elements in place, outside the graph: what
+ * the lazy op wraps, for benchmarks and tests to compare against. */
+KL_API kl_status kl_mpi_all_reduce_host(kl_context *ctx, void *data, int64_t n, kl_dtype dtype);
+KL_API kl_status kl_mpi_barrier(kl_context *ctx);
+/* Writes message to stderr and ends every rank of the job (MPI_Abort);
+ * returns only in a world of one. */
+KL_API void kl_mpi_abort(kl_context *ctx, int code, const char *message);
+/* Leaves the job (MPI_Finalize) once every rank calls it; a context freed
+ * without it leaves at kl_context_free. */
+KL_API kl_status kl_mpi_finish(kl_context *ctx);
+
 #ifdef __cplusplus
 }
 #endif

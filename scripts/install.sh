@@ -4,8 +4,8 @@
 # Run as root (or with sudo available) on Debian 12 or newer.
 #   scripts/install.sh                   everything, then build
 #   scripts/install.sh --packages G...   only the package groups G (no build):
-#                                        core, fuzz, extras (scripts/test.sh
-#                                        asks for core and fuzz)
+#                                        core, fuzz, mpi, extras (scripts/test.sh
+#                                        asks for core, fuzz and mpi)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,10 @@ core=(
 fuzz=(
     clang libclang-rt-dev libomp-dev      # libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
 )
+mpi=(
+    openmpi-bin libopenmpi-dev            # mpirun and libmpi (loaded with dlopen) for data parallelism
+    openssh-client                        # OpenMPI's launcher insists on an rsh agent, even on one machine
+)
 extras=(
     python3-sklearn                       # the digits data set for the demo
     libopenblas-dev libopenblas0-pthread  # CPU BLAS (and a fast BLAS for PyTorch in benchmarks)
@@ -24,7 +28,7 @@ extras=(
     python3-tqdm                          # progress bars
 )
 
-groups=(core fuzz extras)
+groups=(core fuzz mpi extras)
 build=1
 if [ "${1:-}" = "--packages" ]; then
     shift
@@ -36,8 +40,9 @@ for g in "${groups[@]}"; do
     case "$g" in
         core) packages+=("${core[@]}") ;;
         fuzz) packages+=("${fuzz[@]}") ;;
+        mpi) packages+=("${mpi[@]}") ;;
         extras) packages+=("${extras[@]}") ;;
-        *) echo "install.sh: unknown package group '$g' (core, fuzz, extras)"; exit 2 ;;
+        *) echo "install.sh: unknown package group '$g' (core, fuzz, mpi, extras)"; exit 2 ;;
     esac
 done
 

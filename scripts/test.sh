@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzz_seconds="${FUZZ_SECONDS:-60}"
 # the compilers and tools the tests need (a no-op when they are there)
-scripts/install.sh --packages core fuzz
+scripts/install.sh --packages core fuzz mpi
+# the two-rank tests (tests/python/test_distributed.py) must run, not skip
+export KILN_TEST_REQUIRE_MPI=1
 export KILN_CACHE_DIR="${KILN_CACHE_DIR:-$PWD/build/kernel-cache}"
 # every plan-cache hit is checked against freshly generated code
 export KILN_CHECK_PLANS=1

@@ -1,5 +1,13 @@
 """kiln: a deep-learning framework with a C core (a lazy graph of meta-operators,
 fused and compiled just in time) and Jittor's Python API: ``import kiln as jt``."""
+import os as _os
+
+# Ranks that mpirun put on one machine share its cores: each gets its part,
+# pinned (so runs are reproducible), unless the user chose a count.
+if ("OMPI_COMM_WORLD_LOCAL_SIZE" in _os.environ and "KILN_THREADS" not in _os.environ
+        and "OMP_NUM_THREADS" not in _os.environ):
+    _os.environ["KILN_THREADS"] = str(max(1, len(_os.sched_getaffinity(0))
+                                          // max(1, int(_os.environ["OMPI_COMM_WORLD_LOCAL_SIZE"]))))
 from . import _C
 from ._core import Var, array, cast, where
 from ._dtype import DTYPES, as_dtype, dtype
@@ -24,6 +32,11 @@ from . import dataset, init, io, lr_scheduler, optim, transform
 from .io import load, save
 from .code import code
 from . import models, utils
+from . import distributed
+from .distributed import (in_mpi, local_rank, mpi_all_reduce, mpi_broadcast, mpi_reduce, rank,
+                          world_size)
+mpi = distributed.MPI() if in_mpi else None   # Jittor's jt.mpi
+mpi_ops = distributed                          # Jittor's jt.mpi_ops.mpi_all_reduce(...)
 
 __version__ = "0.1.0"
 
@@ -73,6 +86,7 @@ def _install_methods():
         "matmul": matmul, "bmm": bmm, "clamp": clamp, "clip": clamp, "astype": astype,
         "__getitem__": getitem, "__setitem__": setitem, "gather": gather, "scatter": scatter,
         "backward": backward,
+        "mpi_all_reduce": mpi_all_reduce, "mpi_reduce": mpi_reduce, "mpi_broadcast": mpi_broadcast,
         "relu": nn.relu,
     })
     for name, dt in (("float32", float32), ("float64", float64), ("float16", float16),

@@ -13,6 +13,9 @@ AUTO_MIN_STEPS = 50
 def _want(enabled, total):
     if enabled is not None:
         return bool(enabled)
+    from . import distributed
+    if distributed.rank != 0:   # one bar per job, not one per rank
+        return False
     if os.environ.get("KILN_PROGRESS") is not None:
         return os.environ["KILN_PROGRESS"] not in ("", "0")
     try:

@@ -10,11 +10,13 @@ PyTorch style: DataLoader(dataset, batch_size, shuffle, ..., num_workers)
 over any map-style dataset (anything with __getitem__ and __len__).
 
 num_workers > 0 prefetches batches in worker processes. Shuffling draws from
-NumPy's global generator, which jt.seed seeds."""
+NumPy's global generator, which jt.seed seeds. Under mpirun each rank gets
+its part of every global batch (kiln.distributed), from rank 0's shuffle."""
 import math
 
 import numpy as np
 
+from . import distributed
 from ._loader import BatchIterator, default_collate, get_worker_info, to_vars
 from ._progress import progress
 
@@ -31,14 +33,24 @@ _DEFAULTS = dict(batch_size=16, shuffle=False, drop_last=False, num_workers=0,
 
 
 def _batches(n, batch_size, shuffle, drop_last):
+    """The epoch's batches of indices; under MPI, this rank's part of each
+    global batch (batch_size is the global one), from one shuffle for all."""
     order = np.random.permutation(n) if shuffle else np.arange(n)
     if batch_size is None:
         return [int(i) for i in order]
     bs = int(batch_size)
     if bs <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if shuffle:
+        order = distributed.agreed_order(order)
     stop = n - n % bs if drop_last else n
-    return [order[i:i + bs] for i in range(0, stop, bs)]
+    return distributed.shard_batches([order[i:i + bs] for i in range(0, stop, bs)])
+
+
+def _batch_count(n, bs, drop_last):
+    if drop_last:
+        return n // bs
+    return distributed.shared_batch_count(math.ceil(n / bs), n % bs or bs)
 
 
 class Dataset:
@@ -81,14 +93,10 @@ class Dataset:
 
     def __len__(self):
         """Jittor's: the number of batches (with total_len set)."""
-        n, bs = self.num_samples(), self._attr("batch_size")
-        if self._attr("drop_last"):
-            return n // bs
-        return math.ceil(n / bs)
+        return self.num_batches()
 
     def num_batches(self):
-        n, bs = self.num_samples(), self._attr("batch_size")
-        return n // bs if self._attr("drop_last") else math.ceil(n / bs)
+        return _batch_count(self.num_samples(), self._attr("batch_size"), self._attr("drop_last"))
 
     @property
     def batch_len(self):
@@ -163,7 +171,9 @@ class DataLoader:
         n = len(self.sampler) if self.sampler is not None else _n_samples(self.dataset)
         if self.batch_size is None:
             return n
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        if self.sampler is not None:
+            return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return _batch_count(n, self.batch_size, self.drop_last)
 
     def __iter__(self):
         batches = self._index_batches()

@@ -15,6 +15,7 @@ import numbers
 
 import numpy as np
 
+from . import distributed
 from ._autograd import grad as _grad
 from ._core import Var, to_var
 from ._flags import sync
@@ -52,6 +53,15 @@ class Optimizer:
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         for g in groups:
             self.add_param_group(g)
+        if distributed.world_size > 1:
+            self._broadcast_params()
+
+    def _broadcast_params(self):
+        """Under MPI every rank starts from rank 0's parameters."""
+        ps = self._all_params()
+        for p in ps:
+            p.update(distributed.mpi_broadcast(p.detach(), 0))
+        sync(ps)
 
     def add_param_group(self, group):
         group = dict(group)
@@ -123,8 +133,8 @@ class Optimizer:
                     self.backward(loss)
             else:
                 self.backward(loss, retain_graph)
-        todo = []
-        for gi, group in enumerate(self.param_groups):
+        todo, found = [], []
+        for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None or not p.requires_grad or not p.dtype.is_float:
                     continue
@@ -134,9 +144,15 @@ class Optimizer:
                                      f"parameter of shape {p.shape}")
                 if g.dtype != p.dtype:
                     g = g.astype(p.dtype)
-                st = self.state.setdefault(id(p), {})
-                new_p, new_st = self._update(p.detach(), g, st, group)
-                todo.append((p, new_p, st, new_st, g))
+                found.append((group, p, g))
+        if distributed.world_size > 1 and found:
+            # every rank's gradients averaged, computed in this step's sync
+            averaged = distributed.all_reduce_bucketed([g for _, _, g in found], "mean")
+            found = [(group, p, g) for (group, p, _), g in zip(found, averaged)]
+        for group, p, g in found:
+            st = self.state.setdefault(id(p), {})
+            new_p, new_st = self._update(p.detach(), g, st, group)
+            todo.append((p, new_p, st, new_st, g))
         if todo:
             pending = [t[1] for t in todo]
             for _, _, _, new_st, _ in todo:

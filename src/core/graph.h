@@ -16,7 +16,10 @@ typedef enum {
 } kl_op_kind;
 
 /* What an op kind is (ops/ops.def's traits). */
-enum { KL_LEAF = 1, KL_GENERATOR = 2, KL_ALIAS = 4, KL_ROOT = 8, KL_STOPS_GRAD = 16 };
+enum { KL_LEAF = 1, KL_GENERATOR = 2, KL_ALIAS = 4, KL_ROOT = 8, KL_STOPS_GRAD = 16, KL_WHOLE_INPUTS = 32 };
+
+/* The MPI collectives (src/ops/collective.c). */
+typedef enum { KL_COLLECTIVE_ALL_REDUCE, KL_COLLECTIVE_REDUCE, KL_COLLECTIVE_BROADCAST } kl_collective_kind;
 int kl_op_traits(kl_op_kind k);
 
 /* A device's memory shared by a var and the reshapes that alias it. Its
@@ -58,6 +61,7 @@ typedef struct kl_op {
          * without calling into ops */
         struct { struct kl_code_node *node; int index; void (*detach)(struct kl_op *op); } code;
         struct { int64_t lo, hi; char *what; } check;
+        struct { kl_collective_kind kind; kl_reduce_op op; int root, bucket; } collective;
     } p;
 } kl_op;
 

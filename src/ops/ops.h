@@ -55,6 +55,10 @@ const char *kl_code_source(const kl_var *v, int *cplusplus);
 kl_status kl_code_run(struct kl_context *ctx, kl_var *v, kl_kernel_fn fn);
 kl_status kl_code_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
 
+/* MPI collectives: running one (the executor's step) and its gradient. */
+kl_status kl_collective_run(struct kl_context *ctx, kl_var *v);
+kl_status kl_collective_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+
 /* Helpers shared by the families. */
 kl_status kl_scalar_like(kl_var *like, kl_dtype dtype, double value, kl_var **out);
 /* Sums g down to shape of `to` (undoing NumPy broadcasting). */

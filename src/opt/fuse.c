@@ -68,7 +68,7 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *p
             if (!v->pattern->a->buf) v->pattern->a->materialize = 1;
             if (v->pattern->b && !v->pattern->b->buf) v->pattern->b->materialize = 1;
         }
-        if (v->op.kind == KL_OP_CODE) /* user kernels read whole buffers */
+        if (kl_op_traits(v->op.kind) & KL_WHOLE_INPUTS)
             for (int k = 0; k < v->op.n_inputs; k++) v->op.inputs[k]->materialize = 1;
     }
     for (int i = 0; i < n; i++) {

@@ -53,6 +53,7 @@ kl_status kl_context_free(kl_context *ctx)
         return kl_error(KL_ERR_VALUE, "kl_context_free: the context still has %llu vars; release every var "
                         "handle first (the context is not freed)", (unsigned long long)ctx->vars_alive);
     kl_graveyard_free(ctx);
+    kl_status left = kl_mpi_finish(ctx);
     kl_plan_cache_free(&ctx->plans);
     kl_sync_scratch_free(&ctx->sync);
     if (ctx->kdesc) kl_kd_free(ctx->kdesc);
@@ -60,7 +61,7 @@ kl_status kl_context_free(kl_context *ctx)
     kl_jit_free(&ctx->jit); /* unloads kernels before their backends go */
     for (int i = ctx->n_backends - 1; i >= 0; i--) ctx->backends[i]->ops->destroy(ctx->backends[i]);
     free(ctx);
-    return KL_OK;
+    return left;
 }
 
 kl_status kl_context_set_cache_dir(kl_context *ctx, const char *dir)

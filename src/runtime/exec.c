@@ -101,7 +101,7 @@ typedef struct {
 
 typedef struct {
     kl_var *v;
-    int is_alias, is_code;
+    int is_alias, is_code, is_collective;
     const kl_pattern *pattern; /* a library call (found by the fusion pass) */
     kl_plan *plan;     /* a fused kernel's plan; its fn is set once compiled */
     int compile;       /* the plan's source goes to this sync's compile batch */
@@ -156,7 +156,10 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     kl_status s = run_step(ctx, st);
     double ms = (now_seconds() - t0) * 1e3;
     static const char *const library[] = {" (library gemm)", " (library conv)", " (library softmax)"};
-    const char *how = st->pattern ? library[st->pattern->kind] : st->is_alias ? " (alias)" : "";
+    const char *how = st->pattern         ? library[st->pattern->kind]
+                      : st->is_collective ? " (library mpi)"
+                      : st->is_alias      ? " (alias)"
+                                          : "";
     char ops[160];
     kernel_ops(st->plan ? st->plan->source : NULL, ops, sizeof ops);
     fprintf(stderr, "[kiln] launch %s%s -> %s[%lld] %.3f ms%s%s%s\n", name, how, kl_dtype_name(v->dtype),
@@ -191,6 +194,7 @@ static kl_status run_step(kl_context *ctx, step *st)
     if (v->buf) return KL_OK; /* a code output its sibling's run computed */
     if (st->is_code) return kl_code_run(ctx, v, st->fn);
     if (st->pattern) return run_pattern(ctx, v, st->pattern);
+    if (st->is_collective) return kl_collective_run(ctx, v);
     if (st->is_alias) {
         kl_buffer *b = v->op.inputs[0]->buf;
         if (!b) return kl_error(KL_ERR_RUNTIME, "internal: %s input not computed", kl_op_kind_name(v->op.kind));
@@ -352,6 +356,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
             kl_var_retain(v);
             st->is_alias = kl_op_traits(v->op.kind) & KL_ALIAS;
             st->is_code = v->op.kind == KL_OP_CODE;
+            st->is_collective = v->op.kind == KL_OP_COLLECTIVE;
             st->pattern = v->pattern;
             if (st->pattern) {
                 continue;
@@ -359,7 +364,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
                 int cxx;
                 sources[n_src] = kl_code_source(v, &cxx);
                 langs[n_src++] = cxx ? KL_LANG_CXX : KL_LANG_C;
-            } else if (!st->is_alias) {
+            } else if (!st->is_alias && !st->is_collective) {
                 s = build_step(ctx, st);
                 if (s == KL_OK && st->compile) { langs[n_src] = KL_LANG_KERNEL; sources[n_src++] = st->plan->source; }
             }

@@ -45,8 +45,9 @@ kl_status klpy_sync(kl_var *const *vars, int n);
 kl_status klpy_copy_to_host(kl_var *v, void *dst, size_t nbytes);
 void klpy_release(kl_var *v);
 
-/* Method tables: ops.c (the op constructors), code.c (jt.code). */
+/* Method tables: ops.c (the op constructors), code.c (jt.code), mpi.c. */
 extern PyMethodDef klpy_op_methods[];
 extern PyMethodDef klpy_code_methods[];
+extern PyMethodDef klpy_mpi_methods[];
 
 #endif

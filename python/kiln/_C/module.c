@@ -335,6 +335,7 @@ PyMODINIT_FUNC PyInit__C(void)
     if (!m) return NULL;
     if (PyModule_AddFunctions(m, klpy_op_methods) < 0) goto fail;
     if (PyModule_AddFunctions(m, klpy_code_methods) < 0) goto fail;
+    if (PyModule_AddFunctions(m, klpy_mpi_methods) < 0) goto fail;
     Py_INCREF(&KlVar_Type);
     if (PyModule_AddObject(m, "Var", (PyObject *)&KlVar_Type) < 0) { Py_DECREF(&KlVar_Type); goto fail; }
     if (PyModule_AddIntConstant(m, "MAX_DIMS", KL_MAX_DIMS) < 0) goto fail;

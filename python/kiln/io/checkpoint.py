@@ -36,9 +36,13 @@ def _umask():
     return mask
 
 
-def save(obj, path):
-    """Pickles obj (Vars as NumPy arrays) to path, atomically."""
+def save(obj, path, all_ranks=False):
+    """Pickles obj (Vars as NumPy arrays) to path, atomically. Under mpirun
+    only rank 0 writes (the ranks hold the same model) unless all_ranks."""
+    from .. import distributed
     path = os.fspath(path)
+    if distributed.rank != 0 and not all_ranks:
+        return
     data = to_numpy_tree(obj)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)

@@ -316,10 +316,11 @@ class Module:
             warnings.warn(f"load_parameters: unused parameters: {r.unexpected_keys}")
         return r
 
-    def save(self, path):
-        """Saves the state dict (NumPy arrays, pickled) to path (Jittor)."""
+    def save(self, path, all_ranks=False):
+        """Saves the state dict (NumPy arrays, pickled) to path (Jittor);
+        under mpirun only rank 0 writes unless all_ranks."""
         from ..io import checkpoint as _io
-        _io.save(self.state_dict(), path)
+        _io.save(self.state_dict(), path, all_ranks=all_ranks)
 
     def load(self, path, allow_pickle=False):
         """Loads a file written by save() or jt.save(model.state_dict()), or a
@@ -397,7 +398,14 @@ class Module:
         return self
 
     def mpi_param_broadcast(self, root=0):
-        del root
+        """Under mpirun, every parameter and buffer takes the root rank's value."""
+        from .. import distributed
+        if distributed.world_size == 1:
+            return
+        vs = [v for _, v in self.state_dict().items() if isinstance(v, Var)]
+        for v in vs:
+            v.update(distributed.mpi_broadcast(v.detach(), root))
+        _C.sync(vs)
 
     # ---- display ----
     def extra_repr(self):

@@ -4,11 +4,12 @@ InstanceNorm1d/2d, and the functional forms. Running statistics are buffers,
 updated with Var.update (no gradient path)."""
 import numpy as np
 
-from ..._core import to_var
+from ... import distributed
+from ..._core import array, to_var
 from ..module import Module, update_state
 from ... import init as _init
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "BatchNorm1d",
-           "BatchNorm2d", "BatchNorm3d", "BatchNorm", "LayerNorm", "GroupNorm",
+           "BatchNorm2d", "BatchNorm3d", "BatchNorm", "SyncBatchNorm", "LayerNorm", "GroupNorm",
            "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LocalResponseNorm"]
 
 
@@ -24,12 +25,27 @@ def _affine(y, x, weight, bias):
     return y
 
 
+def _global_stats(x, dims):
+    """Mean, biased variance and element count per channel over every rank's
+    batch: the sums of x and of x*x and the count, all-reduced in one call
+    (whose gradient flows back to every rank's x)."""
+    C = x.shape[1]
+    count = array(np.array([x.numel() // C], dtype=np.float64)).astype(x.dtype)
+    flat = distributed.mpi_all_reduce_many([x.sum(dims), (x * x).sum(dims), count], "add")
+    n = flat[2 * C:]
+    mean = flat[:C] / n
+    var = flat[C:2 * C] / n - mean * mean
+    shape = _channel_shape(x)
+    return mean.reshape(shape), var.reshape(shape), n
+
+
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5, num_batches_tracked=None):
+               momentum=0.1, eps=1e-5, num_batches_tracked=None, sync=False):
     """PyTorch's F.batch_norm. In training the batch statistics normalise x and,
     when given, running_mean/running_var are updated in place:
     r = (1 - momentum) * r + momentum * batch statistic (unbiased variance).
-    momentum=None means a cumulative average over num_batches_tracked batches."""
+    momentum=None means a cumulative average over num_batches_tracked batches.
+    sync under mpirun: the statistics are those of every rank's batch together."""
     x = to_var(x)
     if x.ndim < 2:
         raise ValueError(f"batch_norm: expected at least 2 dims (N, C, ...), got {x.shape}")
@@ -51,9 +67,13 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     if n <= 1:
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                          f"got input of shape {x.shape}")
-    mean = x.mean(dims, keepdims=True)
-    xc = x - mean
-    var = (xc * xc).mean(dims, keepdims=True)
+    if sync and distributed.world_size > 1:
+        mean, var, n = _global_stats(x, dims)
+        xc = x - mean
+    else:
+        mean = x.mean(dims, keepdims=True)
+        xc = x - mean
+        var = (xc * xc).mean(dims, keepdims=True)
     y = _affine(xc * (var + eps).rsqrt(), x, weight, bias)
     if running_mean is not None and running_var is not None:
         if momentum is None:
@@ -93,7 +113,8 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, is_train=True, sync=True, dtype="float32"):
         super().__init__()
-        del is_train, sync
+        del is_train
+        self.sync = sync
         _init_state(self, num_features, eps, momentum, affine, track_running_stats, dtype,
                     register_absent=True)
 
@@ -115,7 +136,7 @@ class _BatchNorm(Module):
         return batch_norm(x, self.running_mean if track or not use_batch else None,
                           self.running_var if track or not use_batch else None,
                           self.weight, self.bias, use_batch, self.momentum, self.eps,
-                          self.num_batches_tracked)
+                          self.num_batches_tracked, sync=self.sync)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -135,6 +156,26 @@ class BatchNorm3d(_BatchNorm):
 
 
 BatchNorm = BatchNorm2d
+
+
+class SyncBatchNorm(_BatchNorm):
+    """PyTorch's nn.SyncBatchNorm: batch norm over any (N, C, ...) input whose
+    statistics, under mpirun, are those of every rank's batch together."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, process_group=None, dtype="float32"):
+        del process_group
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, sync=True,
+                         dtype=dtype)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """Turns on sync in every batch norm of module (kept in place); returns it."""
+        del process_group
+        for m in module.modules():
+            if isinstance(m, _BatchNorm):
+                m.sync = True
+        return module
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
