@@ -111,8 +111,16 @@ kl_status kl_collective_run(kl_context *ctx, kl_var *v)
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
     /* a bucket is an op in a world of one too */
     if (!ctx->mpi && !many) return kl_error(KL_ERR_RUNTIME, "%s: this process already left its MPI job", name);
-    kl_buffer *out = kl_buffer_new(ctx, v->device, nbytes);
+    /* an input no one else can read (a temporary, such as a gradient) is
+     * reduced in place: its buffer becomes the result, under a new id since
+     * its contents change */
+    int in_place = !many && x->user_refs == 0 && x->graph_refs == 1 && x->buf->refcount == 1;
+    kl_buffer *out = in_place ? x->buf : kl_buffer_new(ctx, v->device, nbytes);
     if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for an MPI collective's result", nbytes);
+    if (in_place) {
+        out->refcount++;
+        out->id = ++ctx->next_buffer_id;
+    }
     kl_mpi *m = ctx->mpi;
     kl_status s = KL_OK;
     switch (v->op.p.collective.kind) {

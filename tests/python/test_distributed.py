@@ -137,6 +137,12 @@ COLLECTIVES = """
         for op in ops:
             out[f"{dt}_all_{op}"] = jt.mpi_all_reduce(x, op).numpy()
         out[f"{dt}_reduce_add"] = jt.mpi_reduce(x, "add", 1).numpy()
+        # a temporary input is reduced in its own buffer; a held one is left as it was
+        out[f"{dt}_temporary"] = jt.mpi_all_reduce(x * 2, "add").numpy()
+        held = x * 2
+        held.sync()
+        out[f"{dt}_held"] = jt.mpi_all_reduce(held, "add").numpy()
+        out[f"{dt}_held_after"] = held.numpy()
         out[f"{dt}_bcast"] = jt.mpi_broadcast(x, 1).numpy()
         if dt == "int32":
             continue
@@ -172,6 +178,10 @@ def test_collectives_values_and_gradients_on_two_ranks(tmp_path):
                 np.testing.assert_allclose(got[r][f"{dt}_all_{op}"], w, rtol=1e-6)
                 assert got[r][f"{dt}_all_{op}"].dtype == np.dtype(dt)
         np.testing.assert_array_equal(got[1][f"{dt}_reduce_add"], xs[0] + xs[1])
+        for r in range(2):
+            np.testing.assert_array_equal(got[r][f"{dt}_temporary"], 2 * (xs[0] + xs[1]))
+            np.testing.assert_array_equal(got[r][f"{dt}_held"], 2 * (xs[0] + xs[1]))
+            np.testing.assert_array_equal(got[r][f"{dt}_held_after"], 2 * xs[r])
         np.testing.assert_array_equal(got[0][f"{dt}_reduce_add"], np.zeros((3, 4)))
         for r in range(2):
             np.testing.assert_array_equal(got[r][f"{dt}_bcast"], xs[1])
