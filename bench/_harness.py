@@ -8,7 +8,6 @@ torch.compile; BENCH_BUSY=1 (bench/run_all --busy) also times every case with
 one other CPU-bound process running and prints each framework's slowdown."""
 import contextlib
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
 import kiln as jt  # noqa: E402
+from _timing import median_time  # noqa: E402,F401 (the benchmarks import it from here)
 
 try:
     import torch  # noqa: E402
@@ -34,18 +34,6 @@ def versions():
     t = "none" if torch is None else torch.__version__
     c = "torch.compile (inductor)" if COMPILE else "no torch.compile"
     return f"kiln {jt.__version__}, torch {t}, {c}, numpy {__import__('numpy').__version__}"
-
-
-def median_time(fn, repeat=20, warmup=3):
-    """Median wall time of fn() in seconds; fn must finish its own work (read a result)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 @contextlib.contextmanager

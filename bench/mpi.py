@@ -16,13 +16,13 @@ Run it plainly: it starts its own `mpirun -np 2`. Needs OpenMPI
 (scripts/install.sh --packages mpi)."""
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
+
+from _timing import median_time  # noqa: E402
 
 
 def launch():
@@ -47,16 +47,6 @@ def launch():
         raise SystemExit(one.returncode)
 
 
-def timed(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def resnet_step_ms(batch):
     import numpy as np
     import kiln as jt
@@ -75,7 +65,7 @@ def resnet_step_ms(batch):
         return loss.item()
 
     step()
-    return timed(step, 5) * 1e3
+    return median_time(step, 5, 1) * 1e3
 
 
 def ranks():
@@ -105,7 +95,7 @@ def ranks():
 
         size = f"{kb} KB" if kb < 1024 else f"{kb // 1024} MB"
         for what, k, r in (("", held, raw), (" of x*0.5", temporary, raw_temporary)):
-            t_raw, t_kiln = timed(r, repeat), timed(k, repeat)
+            t_raw, t_kiln = median_time(r, repeat, 1), median_time(k, repeat, 1)
             # bandwidth: the array's bytes per second (for 2 ranks also the ring's bus bandwidth)
             lines.append(f"{'mpi all_reduce ' + size + what:<32} kiln {t_kiln * 1e6:9.1f} us "
                          f"{n * 4 / t_kiln / 1e9:6.2f} GB/s   MPI_Allreduce {t_raw * 1e6:9.1f} us "
