@@ -172,6 +172,11 @@ KL_API const int64_t *kl_var_shape(const kl_var *v);
 KL_API int64_t kl_var_numel(const kl_var *v);
 KL_API uint64_t kl_var_id(const kl_var *v);
 KL_API int kl_var_is_computed(const kl_var *v);
+/* 1 when v is computed, its handle is the only one, no pending op reads it
+ * and no other var shares its buffer: whoever holds the handle alone can
+ * see the data, so a caller about to drop it may hand the memory on (write
+ * access included) instead of copying it. */
+KL_API int kl_var_is_sole_owner(const kl_var *v);
 /* A var that requires grad (and every float var computed from it) keeps its
  * producing graph after it is computed, so kl_grad can still reach through it. */
 KL_API void kl_var_set_requires_grad(kl_var *v, int on);

@@ -134,11 +134,10 @@ class Var(_C.Var):
         a = np.asarray(memoryview(self))
         return a if dtype is None else a.astype(dtype)
 
-    def numpy(self):
-        """A writable NumPy copy of the data."""
-        out = np.empty(self.shape, DTYPES[self._dtype_code].np)
-        self._copy_into(out)   # computes first if needed; copies with the GIL released
-        return out
+    # numpy() (in C, kiln/_C/var.c): a writable NumPy array of the value,
+    # computed first if needed; a copy (made with the GIL released), except
+    # for a temporary whose memory no one else can see (`f(x).numpy()`),
+    # whose memory the array takes over.
 
     @property
     def data(self):

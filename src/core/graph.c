@@ -299,6 +299,12 @@ int64_t kl_var_numel(const kl_var *v) { return live(v, "kl_var_numel") ? v->nume
 uint64_t kl_var_id(const kl_var *v) { return live(v, "kl_var_id") ? v->id : 0; }
 int kl_var_is_computed(const kl_var *v) { return live(v, "kl_var_is_computed") && v->buf != NULL; }
 
+int kl_var_is_sole_owner(const kl_var *v)
+{
+    return live(v, "kl_var_is_sole_owner") && v->buf && v->user_refs == 1 && v->graph_refs == 0 &&
+           v->buf->refcount == 1 && v->device->ops->host_visible;
+}
+
 const char *kl_var_device(const kl_var *v)
 {
     return live(v, "kl_var_device") ? v->device->name : "invalid";

@@ -15,6 +15,7 @@ typedef struct {
 } KlVarObject;
 
 extern PyTypeObject KlVar_Type;
+extern PyTypeObject KlOwned_Type; /* var.c: what numpy() hands an array that takes a var's memory */
 /* The one context of this process, made at module init. */
 extern kl_context *klpy_ctx;
 

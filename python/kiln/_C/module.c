@@ -330,7 +330,7 @@ static struct PyModuleDef moduledef = {
 
 PyMODINIT_FUNC PyInit__C(void)
 {
-    if (PyType_Ready(&KlVar_Type) < 0) return NULL;
+    if (PyType_Ready(&KlVar_Type) < 0 || PyType_Ready(&KlOwned_Type) < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     if (PyModule_AddFunctions(m, klpy_op_methods) < 0) goto fail;

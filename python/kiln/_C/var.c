@@ -190,7 +190,120 @@ static PyObject *var_copy_into(KlVarObject *self, PyObject *target)
     return res;
 }
 
+/* ---- numpy(): a copy, or the memory itself when no one else can see it ---- */
+
+/* What a NumPy array made by numpy() without a copy rests on: the only
+ * handle left on the var (unreachable from Python), exported writable. */
+typedef struct {
+    PyObject_HEAD
+    kl_var *v;
+    Py_ssize_t shape[KL_MAX_DIMS], strides[KL_MAX_DIMS];
+    char format[2];
+} OwnedObject;
+
+static void owned_dealloc(OwnedObject *self)
+{
+    if (self->v) klpy_release(self->v);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static const char *format_of(kl_dtype t);
+
+static int owned_getbuffer(OwnedObject *self, Py_buffer *view, int flags)
+{
+    const void *data = NULL;
+    kl_status s = kl_var_data(self->v, &data);
+    if (s != KL_OK) { klpy_raise(s); view->obj = NULL; return -1; }
+    Py_ssize_t item = (Py_ssize_t)kl_dtype_size(kl_var_dtype(self->v));
+    view->buf = (void *)data;
+    view->len = (Py_ssize_t)kl_var_numel(self->v) * item;
+    view->itemsize = item;
+    view->readonly = 0;
+    view->ndim = kl_var_ndim(self->v);
+    view->format = (flags & PyBUF_FORMAT) ? self->format : NULL;
+    view->shape = (flags & PyBUF_ND) ? self->shape : NULL;
+    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? self->strides : NULL;
+    view->suboffsets = NULL;
+    view->internal = NULL;
+    Py_INCREF(self);
+    view->obj = (PyObject *)self;
+    return 0;
+}
+
+static PyBufferProcs owned_as_buffer = {(getbufferproc)owned_getbuffer, NULL};
+
+PyTypeObject KlOwned_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kiln._C.Owned",
+    .tp_basicsize = sizeof(OwnedObject),
+    .tp_dealloc = (destructor)owned_dealloc,
+    .tp_as_buffer = &owned_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "the memory of a var that numpy() handed to a NumPy array",
+};
+
+/* The NumPy array numpy.asarray/empty(...) makes (numpy's C API is not needed). */
+static PyObject *call_numpy(const char *fn, PyObject *args)
+{
+    PyObject *np = PyImport_ImportModule("numpy");
+    if (!np) return NULL;
+    PyObject *f = PyObject_GetAttrString(np, fn);
+    Py_DECREF(np);
+    if (!f) return NULL;
+    PyObject *r = PyObject_CallObject(f, args);
+    Py_DECREF(f);
+    return r;
+}
+
+/* A writable NumPy array of the value. When the Var object is a temporary
+ * (`f(x).numpy()`: the caller's stack holds the only reference, so it dies
+ * right after) and its var is the sole owner of its buffer, the array takes
+ * the buffer over instead of copying it; anything else is copied. */
+static PyObject *var_numpy(KlVarObject *self, PyObject *unused)
+{
+    (void)unused;
+    SELF_VAR(self, "numpy");
+    int temporary = Py_REFCNT(self) == 1;
+    kl_dtype t = kl_var_dtype(v);
+    if (temporary && kl_var_numel(v) > 0) {
+        kl_status s = kl_var_is_computed(v) ? KL_OK : klpy_sync(&v, 1);
+        if (s != KL_OK) return klpy_raise(s);
+        if (kl_var_is_sole_owner(v)) {
+            OwnedObject *o = PyObject_New(OwnedObject, &KlOwned_Type);
+            if (!o) return NULL;
+            kl_var_retain(v);
+            o->v = v;
+            Py_ssize_t stride = (Py_ssize_t)kl_dtype_size(t);
+            for (int i = kl_var_ndim(v) - 1; i >= 0; i--) {
+                o->shape[i] = (Py_ssize_t)kl_var_shape(v)[i];
+                o->strides[i] = stride;
+                stride *= o->shape[i];
+            }
+            o->format[0] = format_of(t)[0];
+            o->format[1] = 0;
+            PyObject *args = PyTuple_Pack(1, (PyObject *)o);
+            Py_DECREF(o);
+            PyObject *arr = args ? call_numpy("asarray", args) : NULL;
+            Py_XDECREF(args);
+            return arr;
+        }
+    }
+    int nd = kl_var_ndim(v);
+    PyObject *shape = PyTuple_New(nd);
+    if (!shape) return NULL;
+    for (int i = 0; i < nd; i++) PyTuple_SET_ITEM(shape, i, PyLong_FromLongLong(kl_var_shape(v)[i]));
+    PyObject *args = Py_BuildValue("(Ns)", shape, format_of(t));
+    PyObject *arr = args ? call_numpy("empty", args) : NULL;
+    Py_XDECREF(args);
+    if (!arr) return NULL;
+    PyObject *done = var_copy_into(self, arr);
+    if (!done) { Py_DECREF(arr); return NULL; }
+    Py_DECREF(done);
+    return arr;
+}
+
 static PyMethodDef var_methods[] = {
+    {"numpy", (PyCFunction)var_numpy, METH_NOARGS, "a writable NumPy array of the value (a copy, or the memory of a temporary)"},
     {"_copy_into", (PyCFunction)var_copy_into, METH_O, "copy the value into a writable buffer of its size"},
     {"_release_graph", (PyCFunction)var_release_graph, METH_NOARGS, "a computed var forgets its graph"},
     {"_rebind", (PyCFunction)var_rebind, METH_O, "make this Var hold other's value"},
