@@ -96,6 +96,16 @@ typedef struct {
     uint64_t vars_alive;
 } kl_counters;
 
+/* One launch the profiler recorded: the root op (with " (library gemm)" and
+ * the like for library calls), the ops the kernel fuses, the time, and the
+ * bytes its inputs and output hold. */
+typedef struct {
+    char name[64];
+    char ops[160];
+    double ms;
+    uint64_t input_bytes, output_bytes;
+} kl_profile_record;
+
 /* ---- errors and dtypes ---- */
 KL_API const char *kl_last_error(void);
 KL_API const char *kl_status_name(kl_status s);
@@ -137,6 +147,12 @@ KL_API void kl_context_counters(const kl_context *ctx, kl_counters *out);
 /* Returns cached, unused host memory to the system (and the weights oneDNN
  * keeps reordered for repeated convolutions). */
 KL_API void kl_context_gc(kl_context *ctx);
+/* The profiler: while on, every launch of a sync is timed and recorded
+ * (jt.profile_scope); kl_context_profile_take moves up to max records into
+ * out and returns how many (the rest stay for the next call). */
+KL_API void kl_context_set_profile(kl_context *ctx, int on);
+KL_API int kl_context_profile_enabled(const kl_context *ctx);
+KL_API int kl_context_profile_take(kl_context *ctx, kl_profile_record *out, int max);
 /* check(arg) is called by a sync between its kernels (in the syncing
  * thread); a nonzero answer stops the sync with KL_ERR_INTERRUPTED: the
  * vars computed so far stay computed, the rest pending. NULL removes it. */

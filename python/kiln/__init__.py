@@ -11,19 +11,24 @@ if ("OMPI_COMM_WORLD_LOCAL_SIZE" in _os.environ and "KILN_THREADS" not in _os.en
 from . import _C
 from ._core import Var, array, cast, where
 from ._dtype import DTYPES, as_dtype, dtype
-from ._ops import BINARY, UNARY, astype, clamp, install_number_protocol
+from ._ops import (BINARY, UNARY, astype, clamp, install_number_protocol, isfinite, isinf, isnan)
+from ._ops import binary_by_name as binary, unary_by_name as unary
 from ._shape import (broadcast, broadcast_var, chunk, concat, expand, flatten, flip, permute,
                      reindex, reindex_reduce, reshape, split, squeeze, stack, transpose, unsqueeze)
 from ._index import gather, getitem, scatter, setitem
+from ._reduce import REDUCE_FUNCTIONS, arg_reduce
 from ._reduce import (all, any, argmax, argmin, argsort, bmm, cumprod, cumsum, index,
                       log_softmax, logsumexp, matmul, max, mean, min, norm, prod, reduce, softmax,
                       sort, std, sum, topk, var)
 from ._create import (arange, empty, eye, full, full_like, linspace, ones, ones_like, rand,
                       rand_like, randint, randint_like, randn, randn_like, random, seed,
                       set_global_seed, zeros, zeros_like)
+from ._create import seed as set_seed
 from ._autograd import backward, detach, enable_grad, grad, is_grad_enabled, no_grad, stop_grad
-from ._flags import counters, display_memory_info, flag_scope, flags, gc, sync, sync_all
+from ._flags import (clean, counters, display_memory_info, fetch_sync, flag_scope, flags, gc, sync,
+                     sync_all)
 from ._log import LOG, log_capture_scope
+from ._profile import profile_scope
 from . import compile_extern, compiler, nn
 from .compiler import has_cuda
 from .nn import Module
@@ -65,6 +70,33 @@ for _a, _n in _BINARY_ALIASES.items():
     globals()[_a] = BINARY[_n]
 cat = concat
 clip = clamp
+ternary = where
+globals().update(REDUCE_FUNCTIONS)
+
+
+def nonzero(x):
+    """(n, ndim) int32 indices of x's nonzero elements (computed on the host)."""
+    idx = where(x)
+    return stack(idx, 1) if idx[0].shape[0] else zeros((0, len(idx)), dtype="int32")
+
+
+class _Ops:
+    """Jittor's jt.ops: every op by name (jt.ops.add, jt.ops.broadcast, ...)."""
+
+    def __getattr__(self, name):
+        try:
+            return globals()[name]
+        except KeyError:
+            raise AttributeError(f"jt.ops has no op {name!r}") from None
+
+
+ops = _Ops()
+
+
+def _debug_msg(x):
+    """One line about a Var (Jittor's debug_msg): its id, op, shape, dtype, whether computed."""
+    return (f"Var(id={x._id}, op={x._op}, shape={list(x.shape)}, dtype={x.dtype}, "
+            f"computed={_C.Var.is_computed.__get__(x)}, requires_grad={x.requires_grad})")
 
 
 # ---- Var's methods ----
@@ -88,7 +120,12 @@ def _install_methods():
         "backward": backward,
         "mpi_all_reduce": mpi_all_reduce, "mpi_reduce": mpi_reduce, "mpi_broadcast": mpi_broadcast,
         "relu": nn.relu,
+        "copy": lambda x: x.clone(), "cast": astype, "isnan": isnan, "isinf": isinf,
+        "isfinite": isfinite, "fetch_sync": lambda x: x.numpy(), "debug_msg": _debug_msg,
+        "sqr": lambda x: x * x, "nonzero": nonzero, "getitem": getitem, "setitem": setitem,
+        "ternary": where, "arg_reduce": arg_reduce,
     })
+    methods.update(REDUCE_FUNCTIONS)
     for name, dt in (("float32", float32), ("float64", float64), ("float16", float16),
                      ("int8", int8), ("uint8", uint8), ("int16", int16), ("int32", int32),
                      ("int64", int64), ("bool", bool), ("float", float32), ("double", float64),

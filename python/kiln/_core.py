@@ -248,6 +248,33 @@ class Var(_C.Var):
 _C.set_var_class(Var)
 
 
+class Shape(tuple):
+    """What Var.shape is: a tuple (as PyTorch's torch.Size) that also equals
+    the list of the same dims, as Jittor's list shapes do."""
+
+    __slots__ = ()
+
+    def __eq__(self, other):
+        if isinstance(other, list):
+            other = tuple(other)
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = tuple.__hash__
+
+    def numel(self):
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+
+_C.set_shape_class(Shape)
+
+
 def rebind(var, new):
     """In-place update: var now holds new's value. A var marked
     requires_grad=True stays a leaf (a fresh one, cut from how the new value
@@ -318,7 +345,10 @@ def _array(data, dtype):
     if dtype is not None:
         return out(_np_to_var(np.asarray(data, dtype=as_dtype(dtype).np)))
     if isinstance(data, (np.ndarray, np.generic)):
-        v = _np_to_var(np.asarray(data))
+        data = np.asarray(data)
+        if getattr(state, "auto_convert_64_to_32", 0) and data.dtype in (np.float64, np.int64):
+            data = data.astype(np.float32 if data.dtype == np.float64 else np.int32)
+        v = _np_to_var(data)
     elif isinstance(data, (bool, int, float, list, tuple)):
         v = _np_to_var(_py_default(np.asarray(data)))
     else:
@@ -432,8 +462,15 @@ def binary(a, b, op):
     return out(_C.binary(a, b, op), a, b)
 
 
-def where(cond, a, b):
-    """Element-wise cond ? a : b (broadcasting)."""
+def where(cond, a=None, b=None):
+    """Element-wise cond ? a : b (broadcasting). With cond alone (Jittor,
+    NumPy): a tuple of int32 index Vars, one per dim, of cond's nonzero
+    elements (computed on the host: the output's size depends on the data)."""
+    if a is None and b is None:
+        c = np.asarray(to_var(cond).numpy()) != 0
+        return tuple(array(i.astype(np.int32)) for i in np.nonzero(c if c.ndim else c.reshape(1)))
+    if a is None or b is None:
+        raise TypeError("where: give cond alone, or cond, a and b")
     cond = cast(cond, "bool")
     a, b = operands(a, b)
     return out(_C.where(cond, a, b), cond, a, b)

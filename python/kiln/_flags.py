@@ -6,14 +6,57 @@ import gc as _pygc
 from . import _C
 from ._core import state, to_var
 
-__all__ = ["flags", "flag_scope", "sync", "sync_all", "gc", "counters", "display_memory_info"]
+__all__ = ["flags", "flag_scope", "sync", "sync_all", "gc", "counters", "display_memory_info",
+           "fetch_sync", "clean"]
+
+
+def _stored(name, default, doc):
+    """A flag kiln keeps (in state) for programs that set and read it."""
+    def get(self):
+        return getattr(state, name, default)
+
+    def put(self, v):
+        setattr(state, name, type(default)(v))
+    return property(get, put, doc=doc)
 
 
 class _Flags:
     """Jittor's jt.flags: lazy_execution, log_level, log_v, use_cuda, no_grad,
-    check_indices, cache_dir. Setting a name it does not have raises AttributeError."""
+    check_indices, cache_dir/cache_path, profiler_enable,
+    auto_convert_64_to_32, log_silent, and the flags Jittor programs set that
+    kiln has no use for (kept, documented, without effect). Setting a name it
+    does not have raises AttributeError."""
 
     __slots__ = ()
+
+    amp_reg = _stored("amp_reg", 0, "Jittor's mixed-precision register bits. Kept without effect: "
+                      "kiln computes float16 inputs in float32 (their results are float16) "
+                      "and never lowers float32 work to half precision.")
+    amp_level = _stored("amp_level", 0, "Jittor's mixed-precision level: kept without effect, as amp_reg.")
+    auto_mixed_precision_level = _stored("auto_mixed_precision_level", 0,
+                                         "Jittor's name for amp_level: kept without effect.")
+    use_tensorcore = _stored("use_tensorcore", 0, "CUDA tensor cores: kept without effect (no GPU backend).")
+    log_vprefix = _stored("log_vprefix", "", "Jittor's per-source-file verbosity (\"op.cc=100\"): kept "
+                          "without effect; kiln's log has no per-file levels (log_v applies).")
+    log_silent = _stored("log_silent", 0, "1: jt.LOG's records are not printed (a log_capture_scope "
+                         "still collects them).")
+    auto_convert_64_to_32 = _stored("auto_convert_64_to_32", 0,
+                                    "1: jt.array turns float64 and int64 NumPy data into float32 "
+                                    "and int32 (Jittor's default); 0 (kiln's default): dtypes kept.")
+
+    @property
+    def profiler_enable(self):
+        """1 while kiln records each kernel's time (jt.profile_scope turns it on)."""
+        return int(_C.profile_enabled())
+
+    @profiler_enable.setter
+    def profiler_enable(self, v):
+        _C.profile_enable(bool(v))
+
+    @property
+    def cache_path(self):
+        """The kernel cache folder (Jittor's name for cache_dir)."""
+        return _C.cache_dir()
 
     @property
     def lazy_execution(self):
@@ -79,7 +122,8 @@ class _Flags:
         _C.cache_dir(str(v))
 
     def __repr__(self):
-        names = ("lazy_execution", "log_level", "log_v", "use_cuda", "no_grad", "check_indices", "cache_dir")
+        names = ("lazy_execution", "log_level", "log_v", "use_cuda", "no_grad", "check_indices", "cache_dir",
+                 "profiler_enable", "auto_convert_64_to_32", "log_silent", "amp_reg")
         return "jt.flags(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
 
 
@@ -142,6 +186,18 @@ def gc():
     """Frees unreachable vars and returns cached memory to the system."""
     _pygc.collect()
     _C.gc()
+
+
+def clean():
+    """Jittor's jt.clean(): frees what no live Var can reach and the cached
+    memory (kiln frees unreachable graph parts at once, so this is jt.gc())."""
+    gc()
+
+
+def fetch_sync(vars):
+    """The vars' values as NumPy arrays, computed together (Jittor's jt.fetch_sync)."""
+    vs = sync(vars)
+    return [v.numpy() for v in vs]
 
 
 def counters():

@@ -23,6 +23,8 @@ def _emit(level, verbose, msg, depth=2):
               "lineno": frame.f_lineno, "msg": str(msg)}
     if _captures:
         _captures[-1].append(record)
+    if getattr(state, "log_silent", 0):
+        return
     _logger.log(logging.DEBUG if verbose else _LEVELS[level], "%s:%d %s", record["name"], record["lineno"],
                 record["msg"])
 

@@ -159,5 +159,44 @@ BINARY.update(divide=divide, arctan2=arctan2, pow=pow, logical_and=logical_and,
               logical_or=logical_or, logical_xor=logical_xor)
 
 
+def isnan(x):
+    """Element-wise: x is NaN (always False for integers)."""
+    x = to_var(x)
+    return binary(x, x, "not_equal")
+
+
+def isinf(x):
+    """Element-wise: x is +inf or -inf."""
+    x = to_var(x)
+    if not x.dtype.is_float:
+        return binary(x, x, "not_equal")   # all False
+    return binary(unary(x, "abs"), float("inf"), "equal")
+
+
+def isfinite(x):
+    """Element-wise: x is neither NaN nor infinite."""
+    x = to_var(x)
+    if not x.dtype.is_float:
+        return binary(x, x, "equal")       # all True
+    return binary(unary(x, "abs"), float("inf"), "less")   # NaN compares False
+
+
+def unary_by_name(x, op):
+    """Jittor's jt.unary(x, op): the element-wise op named op ('exp', 'abs', ...)."""
+    try:
+        return UNARY[op](x)
+    except KeyError:
+        raise ValueError(f"unary: unknown op {op!r} (known: {', '.join(sorted(UNARY))})") from None
+
+
+def binary_by_name(a, b, op):
+    """Jittor's jt.binary(a, b, op): the element-wise op named op ('add', 'maximum', ...)."""
+    fn = BINARY.get(op) or BINARY.get({"sub": "subtract", "mul": "multiply", "div": "divide"}.get(op, ""))
+    if fn is None:
+        raise ValueError(f"binary: unknown op {op!r} (known: {', '.join(sorted(BINARY))})")
+    return fn(a, b)
+
+
 __all__ = ["UNARY", "BINARY", "divide", "arctan2", "pow", "clamp", "astype",
-           "logical_and", "logical_or", "logical_xor", "install_number_protocol"]
+           "logical_and", "logical_or", "logical_xor", "install_number_protocol", "isnan", "isinf",
+           "isfinite", "unary_by_name", "binary_by_name"]

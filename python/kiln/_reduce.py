@@ -11,7 +11,7 @@ from ._shape import broadcast, flatten, norm_dim, norm_dims, reindex, reindex_re
 __all__ = [
     "reduce", "sum", "mean", "max", "min", "prod", "any", "all", "argmax", "argmin", "var",
     "std", "norm", "cumsum", "cumprod", "argsort", "sort", "topk", "softmax", "log_softmax",
-    "logsumexp", "matmul", "bmm", "index",
+    "logsumexp", "matmul", "bmm", "index", "arg_reduce", "REDUCE_FUNCTIONS",
 ]
 
 
@@ -76,6 +76,28 @@ def argmax(x, dim=None, keepdims=False, *, keepdim=False):
 def argmin(x, dim=None, keepdims=False, *, keepdim=False):
     """(indices, values) of the minima along dim."""
     return _arg(x, dim, keepdims or keepdim, "min")
+
+
+def arg_reduce(x, op, dim, keepdims):
+    """Jittor's jt.arg_reduce(x, 'max'|'min', dim, keepdims): (indices, values)."""
+    if op not in ("max", "min"):
+        raise ValueError(f"arg_reduce: op must be 'max' or 'min', got {op!r}")
+    return _arg(x, dim, keepdims, op)
+
+
+def _named_reducer(op, jittor_name):
+    def fn(x, dims=None, keepdims=False):
+        return reduce(x, op, dims, keepdims)
+    fn.__name__ = jittor_name
+    fn.__doc__ = f"Jittor's jt.{jittor_name}(x, dims=None, keepdims=False): a {op} reduce."
+    return fn
+
+
+# Jittor's reduce_<op> functions, by the binary op they fold with
+REDUCE_FUNCTIONS = {f"reduce_{name}": _named_reducer(op, f"reduce_{name}") for name, op in (
+    ("add", "sum"), ("sum", "sum"), ("multiply", "prod"), ("mul", "prod"), ("maximum", "max"),
+    ("max", "max"), ("minimum", "min"), ("min", "min"), ("mean", "mean"), ("logical_and", "all"),
+    ("logical_or", "any"))}
 
 
 def var(x, dim=None, keepdims=False, unbiased=False, *, dims=None, keepdim=False):

@@ -52,6 +52,10 @@ struct kl_context {
     size_t max_loaded_kernels; /* past it a sync first unloads every kernel */
     int (*interrupt)(void *arg); /* asked between kernels whether to stop */
     void *interrupt_arg;
+    struct {
+        int on, n, cap;
+        kl_profile_record *records;
+    } profile; /* src/runtime/exec.c records, kl_context_profile_take reads */
     struct kl_mpi *mpi; /* the MPI job this process is in (NULL: a world of one) */
     /* the last vars freed, kept (poisoned under ASan) so that a handle
      * released twice is recognised instead of touching freed memory */

@@ -54,6 +54,7 @@ kl_status kl_context_free(kl_context *ctx)
                         "handle first (the context is not freed)", (unsigned long long)ctx->vars_alive);
     kl_graveyard_free(ctx);
     kl_status left = kl_mpi_finish(ctx);
+    free(ctx->profile.records);
     kl_plan_cache_free(&ctx->plans);
     kl_sync_scratch_free(&ctx->sync);
     if (ctx->kdesc) kl_kd_free(ctx->kdesc);
@@ -187,4 +188,26 @@ kl_status kl_context_add_backend(kl_context *ctx, kl_backend *b)
     b->ctx = ctx;
     ctx->backends[ctx->n_backends++] = b;
     return KL_OK;
+}
+
+void kl_context_set_profile(kl_context *ctx, int on)
+{
+    if (!have(ctx, "kl_context_set_profile", "ctx")) return;
+    ctx->profile.on = on != 0;
+}
+
+int kl_context_profile_enabled(const kl_context *ctx)
+{
+    return have(ctx, "kl_context_profile_enabled", "ctx") ? ctx->profile.on : 0;
+}
+
+int kl_context_profile_take(kl_context *ctx, kl_profile_record *out, int max)
+{
+    if (!have(ctx, "kl_context_profile_take", "ctx") || max <= 0) return 0;
+    if (!have(out, "kl_context_profile_take", "out")) return 0;
+    int n = ctx->profile.n < max ? ctx->profile.n : max;
+    memcpy(out, ctx->profile.records, (size_t)n * sizeof *out);
+    memmove(ctx->profile.records, ctx->profile.records + n, (size_t)(ctx->profile.n - n) * sizeof *out);
+    ctx->profile.n -= n;
+    return n;
 }

@@ -145,13 +145,44 @@ static void kernel_ops(const char *text, char *out, size_t size)
     if (n >= size) snprintf(out + size - 4, 4, "...");
 }
 
+static uint64_t bytes_of(const kl_var *v)
+{
+    return (uint64_t)v->numel * kl_dtype_size(v->dtype);
+}
+
+/* The profiler's record of a launch (dropped when out of memory). */
+static void profile_record(kl_context *ctx, const char *name, const char *how, const char *ops, double ms,
+                           uint64_t in_bytes, uint64_t out_bytes)
+{
+    if (ctx->profile.n == ctx->profile.cap) {
+        int cap = ctx->profile.cap ? 2 * ctx->profile.cap : 256;
+        kl_profile_record *r = realloc(ctx->profile.records, (size_t)cap * sizeof *r);
+        if (!r) return;
+        ctx->profile.records = r;
+        ctx->profile.cap = cap;
+    }
+    kl_profile_record *r = &ctx->profile.records[ctx->profile.n++];
+    snprintf(r->name, sizeof r->name, "%s%s", name, how);
+    snprintf(r->ops, sizeof r->ops, "%s", ops);
+    r->ms = ms;
+    r->input_bytes = in_bytes;
+    r->output_bytes = out_bytes;
+}
+
 /* KILN_DEBUG=2: one line per step with its time (library calls included) and
- * the ops a kernel fuses. */
+ * the ops a kernel fuses; the profiler (kl_context_set_profile) records the same. */
 static kl_status run_step_timed(kl_context *ctx, step *st)
 {
-    if (ctx->debug < 2 || st->v->buf) return run_step(ctx, st);
+    if ((ctx->debug < 2 && !ctx->profile.on) || st->v->buf) return run_step(ctx, st);
     kl_var *v = st->v;
     const char *name = kl_var_op_name(v); /* before v becomes a computed array */
+    uint64_t in_bytes = 0, out_bytes = bytes_of(v);
+    if (st->pattern)
+        in_bytes = bytes_of(st->pattern->a) + (st->pattern->b ? bytes_of(st->pattern->b) : 0);
+    else if (st->plan)
+        for (int i = 1; i < st->args.n_bufs; i++) in_bytes += bytes_of(st->args.bufs[i]);
+    else
+        for (int i = 0; i < v->op.n_inputs; i++) in_bytes += bytes_of(v->op.inputs[i]);
     double t0 = now_seconds();
     kl_status s = run_step(ctx, st);
     double ms = (now_seconds() - t0) * 1e3;
@@ -162,8 +193,10 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
                                           : "";
     char ops[160];
     kernel_ops(st->plan ? st->plan->source : NULL, ops, sizeof ops);
-    fprintf(stderr, "[kiln] launch %s%s -> %s[%lld] %.3f ms%s%s%s\n", name, how, kl_dtype_name(v->dtype),
-            (long long)v->numel, ms, *ops ? " [" : "", ops, *ops ? "]" : "");
+    if (ctx->profile.on && s == KL_OK) profile_record(ctx, name, how, ops, ms, in_bytes, out_bytes);
+    if (ctx->debug >= 2)
+        fprintf(stderr, "[kiln] launch %s%s -> %s[%lld] %.3f ms%s%s%s\n", name, how, kl_dtype_name(v->dtype),
+                (long long)v->numel, ms, *ops ? " [" : "", ops, *ops ? "]" : "");
     return s;
 }
 

@@ -27,6 +27,8 @@ PyObject *klpy_wrap(kl_var *v);
 kl_var *klpy_var(PyObject *o, const char *what);
 /* Sets the Python class klpy_wrap instantiates (a subclass of KlVar_Type). */
 int klpy_set_var_class(PyObject *cls);
+/* Sets the tuple subclass Var.shape returns (kiln.Shape). */
+int klpy_set_shape_class(PyObject *cls);
 
 /* Converters for PyArg_ParseTuple's "O&". */
 typedef struct { int ndim; int64_t dims[KL_MAX_DIMS]; } klpy_shape;

@@ -147,6 +147,13 @@ static PyObject *m_set_var_class(PyObject *mod, PyObject *cls)
     Py_RETURN_NONE;
 }
 
+static PyObject *m_set_shape_class(PyObject *mod, PyObject *cls)
+{
+    (void)mod;
+    if (klpy_set_shape_class(cls) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *m_seed(PyObject *mod, PyObject *arg)
 {
     if (!klpy_enter()) return NULL;
@@ -299,9 +306,47 @@ static PyObject *m_promote(PyObject *mod, PyObject *args)
     return PyLong_FromLong((long)r);
 }
 
+static PyObject *m_profile_enable(PyObject *mod, PyObject *arg)
+{
+    if (!klpy_enter()) return NULL;
+    (void)mod;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    kl_context_set_profile(klpy_ctx, on);
+    Py_RETURN_NONE;
+}
+
+static PyObject *m_profile_enabled(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    return PyBool_FromLong(kl_context_profile_enabled(klpy_ctx));
+}
+
+/* The profiler's records so far, taken: [(name, ops, ms, input bytes, output bytes)]. */
+static PyObject *m_profile_take(PyObject *mod, PyObject *unused)
+{
+    if (!klpy_enter()) return NULL;
+    (void)mod; (void)unused;
+    PyObject *list = PyList_New(0);
+    kl_profile_record r[64];
+    int n;
+    while (list && (n = kl_context_profile_take(klpy_ctx, r, 64)) > 0)
+        for (int i = 0; i < n && list; i++) {
+            PyObject *t = Py_BuildValue("(ssdKK)", r[i].name, r[i].ops, r[i].ms,
+                                        (unsigned long long)r[i].input_bytes, (unsigned long long)r[i].output_bytes);
+            if (!t || PyList_Append(list, t) < 0) Py_CLEAR(list);
+            Py_XDECREF(t);
+        }
+    return list;
+}
+
 static PyMethodDef module_methods[] = {
+    {"profile_enable", m_profile_enable, METH_O, "profile_enable(on): time and record every launch"},
+    {"profile_enabled", m_profile_enabled, METH_NOARGS, "whether the profiler records"},
+    {"profile_take", m_profile_take, METH_NOARGS, "the profiler's records so far, taken"},
     {"from_buffer", m_from_buffer, METH_O, "from_buffer(obj): a Var copying a C-contiguous buffer"},
     {"set_var_class", m_set_var_class, METH_O, "set the class new Vars are made of"},
+    {"set_shape_class", m_set_shape_class, METH_O, "set the tuple subclass Var.shape returns"},
     {"wait_idle", m_wait_idle, METH_NOARGS, "wait until no thread is running a sync"},
     {"seed", m_seed, METH_O, "seed(n): reseed the random generator"},
     {"gc", m_gc, METH_NOARGS, "return cached memory to the system"},

@@ -3,6 +3,20 @@
 #include "kiln_py.h"
 
 static PyTypeObject *var_class = &KlVar_Type;
+static PyTypeObject *shape_class = &PyTuple_Type; /* what Var.shape is: a tuple (sub)class */
+
+int klpy_set_shape_class(PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type) ||
+        ((PyTypeObject *)cls)->tp_basicsize != PyTuple_Type.tp_basicsize) {
+        PyErr_SetString(PyExc_TypeError, "the shape class must subclass tuple, with __slots__ = ()");
+        return -1;
+    }
+    Py_INCREF(cls);
+    if (shape_class != &PyTuple_Type) Py_DECREF((PyObject *)shape_class);
+    shape_class = (PyTypeObject *)cls;
+    return 0;
+}
 
 int klpy_set_var_class(PyObject *cls)
 {
@@ -51,7 +65,7 @@ static PyObject *var_get_shape(KlVarObject *self, void *closure)
     SELF_VAR(self, "shape");
     int nd = kl_var_ndim(v);
     const int64_t *sh = kl_var_shape(v);
-    PyObject *t = PyTuple_New(nd);
+    PyObject *t = shape_class == &PyTuple_Type ? PyTuple_New(nd) : shape_class->tp_alloc(shape_class, nd);
     if (!t) return NULL;
     for (int i = 0; i < nd; i++) {
         PyObject *d = PyLong_FromLongLong(sh[i]);
