@@ -204,43 +204,89 @@ static PyObject *var_copy_into(KlVarObject *self, PyObject *target)
     return res;
 }
 
+/* ---- buffer export ---- */
+
+/* What a buffer view owns: the var it reads (kept alive even if the Var
+ * object is rebound) and its shape and strides. */
+typedef struct {
+    kl_var *v;
+    Py_ssize_t shape[KL_MAX_DIMS], strides[KL_MAX_DIMS];
+    char format[2];
+} view_info;
+
+static const char *format_of(kl_dtype t)
+{
+    switch (t) {
+    case KL_BOOL: return "?";
+    case KL_INT8: return "b";
+    case KL_UINT8: return "B";
+    case KL_INT16: return "h";
+    case KL_INT32: return "i";
+    case KL_INT64: return "q";
+    case KL_FLOAT16: return "e";
+    case KL_FLOAT32: return "f";
+    case KL_FLOAT64: return "d";
+    default: return "B";
+    }
+}
+
+/* Holds v (kept alive even if its Var object is rebound) with its shape,
+ * C-contiguous strides and format for a buffer view. */
+static void view_info_set(view_info *info, kl_var *v)
+{
+    kl_var_retain(v);
+    info->v = v;
+    kl_dtype t = kl_var_dtype(v);
+    Py_ssize_t stride = (Py_ssize_t)kl_dtype_size(t);
+    for (int i = kl_var_ndim(v) - 1; i >= 0; i--) {
+        info->shape[i] = (Py_ssize_t)kl_var_shape(v)[i];
+        info->strides[i] = stride;
+        stride *= info->shape[i];
+    }
+    info->format[0] = format_of(t)[0];
+    info->format[1] = 0;
+}
+
+/* Fills a buffer view of info's var over data, exported by obj. */
+static void view_fill(Py_buffer *view, int flags, view_info *info, void *data, int readonly, PyObject *obj,
+                      void *internal)
+{
+    Py_ssize_t item = (Py_ssize_t)kl_dtype_size(kl_var_dtype(info->v));
+    view->buf = data;
+    view->len = (Py_ssize_t)kl_var_numel(info->v) * item;
+    view->itemsize = item;
+    view->readonly = readonly;
+    view->ndim = kl_var_ndim(info->v);
+    view->format = (flags & PyBUF_FORMAT) ? info->format : NULL;
+    view->shape = (flags & PyBUF_ND) ? info->shape : NULL;
+    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? info->strides : NULL;
+    view->suboffsets = NULL;
+    view->internal = internal;
+    Py_INCREF(obj);
+    view->obj = obj;
+}
+
 /* ---- numpy(): a copy, or the memory itself when no one else can see it ---- */
 
 /* What a NumPy array made by numpy() without a copy rests on: the only
  * handle left on the var (unreachable from Python), exported writable. */
 typedef struct {
     PyObject_HEAD
-    kl_var *v;
-    Py_ssize_t shape[KL_MAX_DIMS], strides[KL_MAX_DIMS];
-    char format[2];
+    view_info info;
 } OwnedObject;
 
 static void owned_dealloc(OwnedObject *self)
 {
-    if (self->v) klpy_release(self->v);
+    if (self->info.v) klpy_release(self->info.v);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
-
-static const char *format_of(kl_dtype t);
 
 static int owned_getbuffer(OwnedObject *self, Py_buffer *view, int flags)
 {
     const void *data = NULL;
-    kl_status s = kl_var_data(self->v, &data);
+    kl_status s = kl_var_data(self->info.v, &data);
     if (s != KL_OK) { klpy_raise(s); view->obj = NULL; return -1; }
-    Py_ssize_t item = (Py_ssize_t)kl_dtype_size(kl_var_dtype(self->v));
-    view->buf = (void *)data;
-    view->len = (Py_ssize_t)kl_var_numel(self->v) * item;
-    view->itemsize = item;
-    view->readonly = 0;
-    view->ndim = kl_var_ndim(self->v);
-    view->format = (flags & PyBUF_FORMAT) ? self->format : NULL;
-    view->shape = (flags & PyBUF_ND) ? self->shape : NULL;
-    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? self->strides : NULL;
-    view->suboffsets = NULL;
-    view->internal = NULL;
-    Py_INCREF(self);
-    view->obj = (PyObject *)self;
+    view_fill(view, flags, &self->info, (void *)data, 0, (PyObject *)self, NULL);
     return 0;
 }
 
@@ -285,16 +331,7 @@ static PyObject *var_numpy(KlVarObject *self, PyObject *unused)
         if (kl_var_is_sole_owner(v)) {
             OwnedObject *o = PyObject_New(OwnedObject, &KlOwned_Type);
             if (!o) return NULL;
-            kl_var_retain(v);
-            o->v = v;
-            Py_ssize_t stride = (Py_ssize_t)kl_dtype_size(t);
-            for (int i = kl_var_ndim(v) - 1; i >= 0; i--) {
-                o->shape[i] = (Py_ssize_t)kl_var_shape(v)[i];
-                o->strides[i] = stride;
-                stride *= o->shape[i];
-            }
-            o->format[0] = format_of(t)[0];
-            o->format[1] = 0;
+            view_info_set(&o->info, v);
             PyObject *args = PyTuple_Pack(1, (PyObject *)o);
             Py_DECREF(o);
             PyObject *arr = args ? call_numpy("asarray", args) : NULL;
@@ -302,10 +339,8 @@ static PyObject *var_numpy(KlVarObject *self, PyObject *unused)
             return arr;
         }
     }
-    int nd = kl_var_ndim(v);
-    PyObject *shape = PyTuple_New(nd);
+    PyObject *shape = var_get_shape(self, NULL); /* its items checked */
     if (!shape) return NULL;
-    for (int i = 0; i < nd; i++) PyTuple_SET_ITEM(shape, i, PyLong_FromLongLong(kl_var_shape(v)[i]));
     PyObject *args = Py_BuildValue("(Ns)", shape, format_of(t));
     PyObject *arr = args ? call_numpy("empty", args) : NULL;
     Py_XDECREF(args);
@@ -324,32 +359,6 @@ static PyMethodDef var_methods[] = {
     {"_alias", (PyCFunction)var_alias, METH_NOARGS, "a new Var object on the same value"},
     {NULL, NULL, 0, NULL}
 };
-
-/* ---- buffer export ---- */
-
-/* What a buffer view owns: the var it reads (kept alive even if the Var
- * object is rebound) and its shape and strides. */
-typedef struct {
-    kl_var *v;
-    Py_ssize_t shape[KL_MAX_DIMS], strides[KL_MAX_DIMS];
-    char format[2];
-} view_info;
-
-static const char *format_of(kl_dtype t)
-{
-    switch (t) {
-    case KL_BOOL: return "?";
-    case KL_INT8: return "b";
-    case KL_UINT8: return "B";
-    case KL_INT16: return "h";
-    case KL_INT32: return "i";
-    case KL_INT64: return "q";
-    case KL_FLOAT16: return "e";
-    case KL_FLOAT32: return "f";
-    case KL_FLOAT64: return "d";
-    default: return "B";
-    }
-}
 
 static int var_getbuffer(KlVarObject *self, Py_buffer *view, int flags)
 {
@@ -370,31 +379,8 @@ static int var_getbuffer(KlVarObject *self, Py_buffer *view, int flags)
     }
     view_info *info = PyMem_Calloc(1, sizeof *info);
     if (!info) { PyErr_NoMemory(); return -1; }
-    kl_var_retain(v);
-    info->v = v;
-    kl_dtype t = kl_var_dtype(v);
-    Py_ssize_t item = (Py_ssize_t)kl_dtype_size(t);
-    int nd = kl_var_ndim(v);
-    const int64_t *sh = kl_var_shape(v);
-    Py_ssize_t stride = item;
-    for (int i = nd - 1; i >= 0; i--) {
-        info->shape[i] = (Py_ssize_t)sh[i];
-        info->strides[i] = stride;
-        stride *= (Py_ssize_t)sh[i];
-    }
-    info->format[0] = format_of(t)[0];
-    view->buf = data ? (void *)data : (void *)empty;
-    view->len = (Py_ssize_t)numel * item;
-    view->itemsize = item;
-    view->readonly = 1;
-    view->ndim = nd;
-    view->format = (flags & PyBUF_FORMAT) ? info->format : NULL;
-    view->shape = (flags & PyBUF_ND) ? info->shape : NULL;
-    view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? info->strides : NULL;
-    view->suboffsets = NULL;
-    view->internal = info;
-    Py_INCREF(self);
-    view->obj = (PyObject *)self;
+    view_info_set(info, v);
+    view_fill(view, flags, info, data ? (void *)data : (void *)empty, 1, (PyObject *)self, info);
     return 0;
 }
 
