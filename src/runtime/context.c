@@ -206,6 +206,7 @@ int kl_context_profile_take(kl_context *ctx, kl_profile_record *out, int max)
     if (!have(ctx, "kl_context_profile_take", "ctx") || max <= 0) return 0;
     if (!have(out, "kl_context_profile_take", "out")) return 0;
     int n = ctx->profile.n < max ? ctx->profile.n : max;
+    if (n == 0) return 0; /* no records yet: there may be no array to copy from */
     memcpy(out, ctx->profile.records, (size_t)n * sizeof *out);
     memmove(ctx->profile.records, ctx->profile.records + n, (size_t)(ctx->profile.n - n) * sizeof *out);
     ctx->profile.n -= n;
