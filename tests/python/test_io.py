@@ -2,6 +2,7 @@
 allow-list unpickler (kiln/io/safe_pickle.py), so a file can neither run code
 nor make kiln allocate more than the file holds; allow_pickle=True is the
 explicit, unsafe way to read arbitrary pickles."""
+import base64
 import argparse
 import collections
 import io
@@ -230,4 +231,17 @@ def test_crafted_numpy_states_never_reach_numpy(tmp_path):
     p = tmp_path / "objects.pkl"
     p.write_bytes(pickle.dumps({"a": np.array([1, "x"], dtype=object)}, protocol=2))
     with pytest.raises(CheckpointError, match="plain numbers"):
+        jt.load(p)
+
+
+def test_a_dtype_string_numpy_cannot_parse_is_refused(tmp_path):
+    # fuzz_checkpoint's finding: numpy.dtype("f6,") raises SyntaxError
+    # (NumPy hands the comma string to ast.literal_eval)
+    found = base64.b64decode(
+        "gAJ9cQAoWAEAAAB3cQFjbnVtcHkuY29yZS5tdWx0aWFycmF5Cl9yZWNvbnN0cnVjdApxAmNudW1weQpuZGFycmF5CnED"
+        "SwCFcQRjX2NvZGVjcwplbmNvZGUKcQVYAQAAACxxBlgGAAAAbGF0aW4xcQeGcQhScQmHcQpScQsoSwFLAksChnEMY251"
+        "bXB5CmR0eXBlCnENWAIAAABmNnEOiYiHcQ9ScRAoSwNYAQAAADxxEU5OLg==")
+    p = tmp_path / "bad_dtype.pkl"
+    p.write_bytes(found)
+    with pytest.raises(CheckpointError, match="bad dtype"):
         jt.load(p)

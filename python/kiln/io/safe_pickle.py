@@ -152,8 +152,9 @@ def _plain_dtype(d, what="dtype"):
             raise CheckpointError(f"{what}: bad dtype {d!r:.100}")
         try:
             d = np.dtype(d)
-        except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{what}: bad dtype {d!r} ({e})") from None
+        except (TypeError, ValueError, SyntaxError) as e:
+            # SyntaxError: NumPy parses comma strings ("f6,") with ast.literal_eval
+            raise CheckpointError(f"{what}: bad dtype {d!r:.100} ({e})") from None
     if d.kind not in "biufc" or d.fields is not None or d.subdtype is not None:
         raise CheckpointError(f"{what}: dtype {d} is not supported in a checkpoint (plain "
                               "numbers only)")
