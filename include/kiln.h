@@ -153,6 +153,14 @@ KL_API void kl_context_gc(kl_context *ctx);
 KL_API void kl_context_set_profile(kl_context *ctx, int on);
 KL_API int kl_context_profile_enabled(const kl_context *ctx);
 KL_API int kl_context_profile_take(kl_context *ctx, kl_profile_record *out, int max);
+/* Which computed vars keep the graph that made them. Off (the default): a
+ * var keeps it only when it depends on a var marked requires_grad, so memory
+ * goes as soon as values are computed. On (Jittor's rule, what the Python API
+ * sets): every float var made from nothing (arrays, constants, random)
+ * requires grad, so every float var not behind a stop_grad keeps its graph
+ * while it lives and kl_grad works through values already computed. */
+KL_API void kl_context_set_keep_graphs(kl_context *ctx, int on);
+KL_API int kl_context_keep_graphs(const kl_context *ctx);
 /* check(arg) is called by a sync between its kernels (in the syncing
  * thread); a nonzero answer stops the sync with KL_ERR_INTERRUPTED: the
  * vars computed so far stay computed, the rest pending. NULL removes it. */

@@ -152,6 +152,9 @@ class Optimizer:
         for group, p, g in found:
             st = self.state.setdefault(id(p), {})
             new_p, new_st = self._update(p.detach(), g, st, group)
+            # state is never differentiated: cut it, or each step's buffers
+            # would keep the previous step's (every float var keeps its graph)
+            new_st = {k: v.detach() if _is_var(v) else v for k, v in new_st.items()}
             todo.append((p, new_p, st, new_st, g))
         if todo:
             pending = [t[1] for t in todo]

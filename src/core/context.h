@@ -34,6 +34,7 @@ struct kl_context {
     char cache_dir[PATH_MAX];
     int debug;
     int log_compile; /* KILN_LOG=compile: one line per compile, saying why */
+    int keep_graphs; /* float leaves start requiring grad (kl_context_set_keep_graphs) */
     uint64_t seed, rng_offset;
     uint64_t next_var_id, next_buffer_id, sync_epoch;
     uint64_t vars_alive;

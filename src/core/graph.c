@@ -219,6 +219,7 @@ kl_status kl_var_new(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *s
     if (ndim) memcpy(v->shape, shape, (size_t)ndim * sizeof *shape);
     v->numel = kl_shape_numel(ndim, shape);
     v->op = *op;
+    v->requires_grad = op->n_inputs == 0 && ctx->keep_graphs;
     for (int i = 0; i < op->n_inputs; i++) {
         op->inputs[i]->graph_refs++;
         v->requires_grad |= op->inputs[i]->requires_grad;

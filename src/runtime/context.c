@@ -196,6 +196,17 @@ void kl_context_set_profile(kl_context *ctx, int on)
     ctx->profile.on = on != 0;
 }
 
+void kl_context_set_keep_graphs(kl_context *ctx, int on)
+{
+    if (!have(ctx, "kl_context_set_keep_graphs", "ctx")) return;
+    ctx->keep_graphs = on != 0;
+}
+
+int kl_context_keep_graphs(const kl_context *ctx)
+{
+    return have(ctx, "kl_context_keep_graphs", "ctx") ? ctx->keep_graphs : 0;
+}
+
 int kl_context_profile_enabled(const kl_context *ctx)
 {
     return have(ctx, "kl_context_profile_enabled", "ctx") ? ctx->profile.on : 0;

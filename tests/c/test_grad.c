@@ -389,6 +389,42 @@ static void test_dy_unrelated_and_stop_grad(void)
     kl_context_free(ctx);
 }
 
+/* Which computed vars keep their graph: by default only those depending on a
+ * var marked requires_grad (grad through anything else computed first is an
+ * error, not zeros); with keep_graphs (Jittor's rule, the Python API's) every
+ * float var, so grad works through values already computed. */
+static void test_grad_through_computed_values(void)
+{
+    for (int keep = 0; keep <= 1; keep++) {
+        kl_context *ctx = check_context();
+        if (!ctx) return;
+        kl_context_set_keep_graphs(ctx, keep);
+        CHECK_EQ_INT(kl_context_keep_graphs(ctx), keep);
+        int64_t n = 3;
+        kl_var *x = check_var(ctx, KL_FLOAT64, 1, &n, ((double[]){0.5, 1, 2}));
+        kl_var *h = check_un(KL_EXP, x), *y = check_bin(KL_MUL, h, h), *g = NULL;
+        double *hv = check_read(h), *yv = check_read(y); /* both computed */
+        CHECK_EQ_INT(kl_var_requires_grad(x), keep);
+        if (y && x) {
+            kl_status s = kl_grad(y, NULL, 1, &x, &g);
+            if (keep) {
+                double *gv = CHECK_OK(s) ? check_read(g) : NULL;
+                if (gv) CHECK_ARRAY_CLOSE(gv, ((double[]){2 * exp(1.0), 2 * exp(2.0), 2 * exp(4.0)}), 3, 1e-14, 0,
+                                          "d exp(x)^2 / dx after both were computed");
+                free(gv);
+            } else {
+                CHECK_EQ_INT(s, KL_ERR_VALUE);
+                CHECK(strstr(kl_last_error(), "requires_grad") != NULL);
+            }
+        }
+        free(hv);
+        free(yv);
+        kl_var *all[] = {x, h, y, g};
+        for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) check_release(all[k]);
+        CHECK_OK(kl_context_free(ctx));
+    }
+}
+
 /* Gradients are meta-op graphs themselves, so they differentiate again. */
 static void test_second_derivative(void)
 {
@@ -479,5 +515,6 @@ static void test_matmul_tanh_grad_vs_finite_differences(void)
 
 CHECK_MAIN(TEST(test_unary_grads), TEST(test_binary_grads), TEST(test_broadcast_binary_grads),
            TEST(test_reduce_grads), TEST(test_reindex_family_grads), TEST(test_where_and_cast_grads),
-           TEST(test_dy_unrelated_and_stop_grad), TEST(test_second_derivative),
+           TEST(test_dy_unrelated_and_stop_grad), TEST(test_grad_through_computed_values),
+           TEST(test_second_derivative),
            TEST(test_matmul_tanh_grad_vs_finite_differences))

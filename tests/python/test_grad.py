@@ -387,18 +387,23 @@ def test_max_pool_without_overlap_backward_is_one_map_kernel():
     assert g._op == "reindex", g._op
 
 
-def test_grad_after_sync_of_unmarked_input_raises_instead_of_zeros():
-    """y computed before x required grad keeps no graph: jt.grad cannot reach
-    x, and says so rather than returning zeros. Marked first, it works; an
-    input y never depended on still gets zeros."""
+def test_grad_through_values_already_computed():
+    """Jittor's rule: every float var not behind a stop_grad keeps the graph
+    that made it, so jt.grad works after the output (and intermediates) were
+    computed, with no input marked first; an input y never depended on gets
+    zeros, and a stop_grad still cuts."""
     x = jt.array([1.0, 2.0, 3.0])
-    y = (x * x).sum()
+    h = x * x
+    h.sync()
+    y = (h * 2).sum()
     y.sync()
-    with pytest.raises(ValueError, match="requires_grad"):
-        jt.grad(y, x)
-    x.requires_grad = True
-    y = (x * x).sum()
-    y.sync()
-    check(jt.grad(y, x), [2.0, 4.0, 6.0])
+    check(jt.grad(y, x), [4.0, 8.0, 12.0])
+    check(jt.grad(y, h), [2.0, 2.0, 2.0])
+    cut = (x.detach() * x).sum()
+    cut.sync()
+    check(jt.grad(cut, x), [1.0, 2.0, 3.0])
+    with jt.no_grad():
+        n = (x * x).sum()
+    check(jt.grad(n, x), [0.0, 0.0, 0.0])
     z = jt.array([5.0])
     check(jt.grad((x * 3).sum(), z), [0.0])

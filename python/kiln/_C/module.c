@@ -387,6 +387,7 @@ PyMODINIT_FUNC PyInit__C(void)
     if (!klpy_ctx) {
         kl_status s = kl_context_new(&klpy_ctx);
         if (s != KL_OK) { klpy_raise(s); goto fail; }
+        kl_context_set_keep_graphs(klpy_ctx, 1); /* Jittor's rule: jt.grad through computed values */
     }
     return m;
 fail:
