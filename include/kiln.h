@@ -82,6 +82,8 @@ typedef enum { KL_RANDOM_UNIFORM, KL_RANDOM_NORMAL } kl_random_kind;
 
 typedef struct kl_context kl_context;
 typedef struct kl_var kl_var;
+/* A custom gradient rule (kl_custom_grad). */
+typedef kl_status (*kl_grad_fn)(void *user, kl_var *dout, int input, kl_var **grad);
 
 typedef struct {
     uint64_t kernels_compiled;   /* compiler invocations that produced a kernel */
@@ -328,6 +330,15 @@ KL_API kl_status kl_code_compile(kl_context *ctx, int n, const char *const *sour
 KL_API kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grads);
 /* Same value as x; gradients do not flow through it. */
 KL_API kl_status kl_stop_grad(kl_var *x, kl_var **out);
+/* A custom gradient (Jittor's jt.Function): *out has value's elements, and the
+ * gradient dout reaching *out flows to inputs[i] as the var fn(user, dout, i,
+ * &grad) makes (inputs[i]'s shape; NULL: none), called while kl_grad runs
+ * (it may build and sync vars, not call kl_grad). value's own graph gets no
+ * gradient from *out: make it from the inputs behind a stop_grad. At most 9
+ * inputs; release(user) (may be NULL) runs when the op is freed, possibly
+ * inside a sync. */
+KL_API kl_status kl_custom_grad(kl_var *value, int n, kl_var *const *inputs, kl_grad_fn fn, void *user,
+                                void (*release)(void *user), kl_var **out);
 
 /* ---- data parallelism: MPI collectives ----
  * A process started by mpirun joins its job with kl_mpi_start: OpenMPI

@@ -36,6 +36,7 @@ from .nn.module import make_module
 from . import dataset, init, io, lr_scheduler, optim, transform
 from .io import load, save
 from .code import code
+from ._function import Function, numpy_code
 from . import models, utils
 from . import distributed
 from .distributed import (in_mpi, local_rank, mpi_all_reduce, mpi_broadcast, mpi_reduce, rank,

@@ -36,12 +36,24 @@ def full(shape, val, dtype=None):
     return out(_C.full(tuple(shape), val, dt.code))
 
 
-def zeros(*shape, dtype="float32"):
-    return full(shape_arg(shape), 0, dtype)
+def _shape_and_dtype(args, dtype):
+    """PyTorch's f(2, 3) and Jittor's f(shape, dtype) (jt.ones(10, 'int32')):
+    a trailing positional that is not a size is the dtype."""
+    if len(args) > 1 and not isinstance(args[-1], (int, np.integer, list, tuple, Var)):
+        if dtype is not None:
+            raise TypeError("the dtype was given twice (positionally and as dtype=)")
+        args, dtype = args[:-1], args[-1]
+    return shape_arg(args), "float32" if dtype is None else dtype
 
 
-def ones(*shape, dtype="float32"):
-    return full(shape_arg(shape), 1, dtype)
+def zeros(*shape, dtype=None):
+    shape, dtype = _shape_and_dtype(shape, dtype)
+    return full(shape, 0, dtype)
+
+
+def ones(*shape, dtype=None):
+    shape, dtype = _shape_and_dtype(shape, dtype)
+    return full(shape, 1, dtype)
 
 
 empty = zeros

@@ -37,6 +37,8 @@ struct kl_context {
     int keep_graphs; /* float leaves start requiring grad (kl_context_set_keep_graphs) */
     uint64_t seed, rng_offset;
     uint64_t next_var_id, next_buffer_id, sync_epoch;
+    uint64_t grad_epoch; /* kl_grad's walks */
+    int grad_depth;      /* kl_grad running (a custom gradient may not call it again) */
     uint64_t vars_alive;
     kl_counters counters; /* kernel counters; memory figures come from the backends */
     struct kl_backend *backends[KL_MAX_BACKENDS]; /* backends[0]: the CPU */

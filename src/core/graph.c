@@ -30,6 +30,19 @@ static const int kind_traits[KL_OP_KIND_COUNT] = {
 int kl_op_traits(kl_op_kind k) { return kind_traits[k]; }
 const char *kl_op_kind_name(kl_op_kind k) { return kind_names[k]; }
 
+void kl_shape_format(int ndim, const int64_t *shape, char *buf, size_t n)
+{
+    size_t used = 0;
+    if (n == 0) return;
+    buf[0] = 0;
+    for (int d = 0; d <= ndim && used < n; d++) {
+        int w = d == ndim ? snprintf(buf + used, n - used, "%s)", ndim == 0 ? "(" : "")
+                          : snprintf(buf + used, n - used, "%s%lld", d ? ", " : "(", (long long)shape[d]);
+        if (w < 0) return;
+        used += (size_t)w;
+    }
+}
+
 int64_t kl_shape_numel(int ndim, const int64_t *shape)
 {
     int64_t n = 1;
@@ -96,6 +109,10 @@ void kl_op_free_params(kl_op *op)
 {
     if (op->kind == KL_OP_CODE && op->p.code.detach) op->p.code.detach(op);
     if (op->kind == KL_OP_CHECK_INDEX) { free(op->p.check.what); op->p.check.what = NULL; }
+    if (op->kind == KL_OP_CUSTOM_GRAD && op->p.custom_grad.release) {
+        op->p.custom_grad.release(op->p.custom_grad.user);
+        op->p.custom_grad.release = NULL;
+    }
     if (op->kind == KL_OP_REINDEX || op->kind == KL_OP_REINDEX_REDUCE) {
         for (int i = 0; i < op->p.reindex.n_indexes; i++) kl_expr_free(op->p.reindex.indexes[i]);
         for (int i = 0; i < op->p.reindex.n_conditions; i++) kl_expr_free(op->p.reindex.conditions[i]);

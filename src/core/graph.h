@@ -62,6 +62,7 @@ typedef struct kl_op {
         struct { struct kl_code_node *node; int index; void (*detach)(struct kl_op *op); } code;
         struct { int64_t lo, hi; char *what; } check;
         struct { kl_collective_kind kind; kl_reduce_op op; int root, bucket; } collective;
+        struct { kl_grad_fn fn; void *user; void (*release)(void *user); } custom_grad;
     } p;
 } kl_op;
 
@@ -93,6 +94,10 @@ struct kl_var {
     struct kl_pattern *pattern; /* a library pattern its device runs (src/opt/fuse.c) */
     uint8_t absorbed; /* computed inside a consumer's library pattern, never on its own */
     kl_var *grad;    /* scratch for kl_grad */
+    /* kl_grad's own marks (a custom gradient may sync while kl_grad runs,
+     * which reuses epoch and cost) */
+    uint64_t grad_epoch;
+    int grad_pos;
     /* the context's list of pending vars (kl_sync_all), while pending */
     kl_var *pending_prev, *pending_next;
     uint8_t pending_linked;
@@ -119,6 +124,8 @@ const char *kl_op_kind_name(kl_op_kind k);
 /* Frees what an op owns besides its inputs (parsed expressions, a code node). */
 void kl_op_free_params(kl_op *op);
 int64_t kl_shape_numel(int ndim, const int64_t *shape);
+/* "(2, 3)" into buf (cut short to fit n bytes), for messages. */
+void kl_shape_format(int ndim, const int64_t *shape, char *buf, size_t n);
 kl_status kl_check_shape(const char *op, int ndim, const int64_t *shape);
 
 /* A buffer of nbytes on device (NULL when out of memory). */

@@ -35,6 +35,7 @@ kl_status kl_reindex_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
 kl_status kl_reindex_reduce_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
 kl_status kl_reduce_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
 kl_status kl_reshape_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+kl_status kl_custom_grad_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
 
 /* Parses and checks reindex-style index expressions into op->p.reindex and
  * the extras into op->inputs[1..]. n_index: loop dims the i<k> range over. */

@@ -29,16 +29,16 @@ static kl_status reach(kl_var *y, kl_var ***out, int *n_out)
     kl_var **order = malloc((size_t)cap * sizeof *order);
     kl_var **stack = malloc((size_t)scap * sizeof *stack);
     int *next = malloc((size_t)scap * sizeof *next);
-    uint64_t epoch = ++y->ctx->sync_epoch;
+    uint64_t epoch = ++y->ctx->grad_epoch;
     if (!order || !stack || !next) goto oom;
-    y->epoch = epoch;
+    y->grad_epoch = epoch;
     stack[sn] = y; next[sn++] = 0;
     while (sn) {
         kl_var *v = stack[sn - 1];
         if (next[sn - 1] < v->op.n_inputs) {
             kl_var *in = v->op.inputs[next[sn - 1]++];
-            if (in->epoch == epoch) continue;
-            in->epoch = epoch;
+            if (in->grad_epoch == epoch) continue;
+            in->grad_epoch = epoch;
             if (sn == scap) {
                 scap *= 2;
                 kl_var **s2 = realloc(stack, (size_t)scap * sizeof *s2);
@@ -95,19 +95,26 @@ kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grad
         KL_VAR_ARG(xs[i], "grad", "an input");
         if (xs[i]->ctx != y->ctx) return kl_error(KL_ERR_VALUE, "grad: input %d belongs to another context", i);
     }
+    if (y->ctx->grad_depth)
+        return kl_error(KL_ERR_VALUE, "grad: called from inside a custom gradient rule (jt.Function.grad), "
+                        "which may build and compute vars but not take gradients itself");
     kl_var **order = NULL;
     int m = 0;
     KL_TRY(reach(y, &order, &m));
+    /* a custom rule may sync, which frees graphs computed vars no longer
+     * need: the walk holds every var it reached until it is done */
     /* wanted: v leads to one of xs (so gradients through it matter) */
     uint8_t *wanted = calloc((size_t)m, 1);
     if (!wanted) { free(order); return kl_error(KL_ERR_MEMORY, "out of memory in grad"); }
+    for (int i = 0; i < m; i++) order[i]->user_refs++;
+    y->ctx->grad_depth++;
     for (int i = 0; i < m; i++) {
         kl_var *v = order[i];
         v->grad = NULL;
-        v->cost = i; /* position, to find inputs' flags */
+        v->grad_pos = i; /* position, to find inputs' flags */
         for (int j = 0; j < n; j++) wanted[i] |= v == xs[j];
         if (kl_op_traits(v->op.kind) & KL_STOPS_GRAD) continue;
-        for (int k = 0; k < v->op.n_inputs; k++) wanted[i] |= wanted[v->op.inputs[k]->cost];
+        for (int k = 0; k < v->op.n_inputs; k++) wanted[i] |= wanted[v->op.inputs[k]->grad_pos];
     }
     kl_status s = KL_OK;
     if (wanted[m - 1]) {
@@ -119,7 +126,7 @@ kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grad
         if (!v->grad || !wanted[i]) continue;
         for (int k = 0; k < v->op.n_inputs && s == KL_OK; k++) {
             kl_var *in = v->op.inputs[k];
-            if (!wanted[in->cost]) continue;
+            if (!wanted[in->grad_pos]) continue;
             kl_var *g = NULL;
             s = backward_of(v, k, v->grad, &g);
             if (s == KL_OK && g) s = accumulate(in, g);
@@ -131,7 +138,7 @@ kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grad
     for (int i = 0; i < m; i++) forgotten |= order[i]->graph_forgotten;
     for (int j = 0; j < n && s == KL_OK; j++) {
         kl_var *x = xs[j];
-        int inside = x->epoch == y->ctx->sync_epoch && x->cost < m && order[x->cost] == x;
+        int inside = x->grad_epoch == y->ctx->grad_epoch && x->grad_pos < m && order[x->grad_pos] == x;
         if (!inside && forgotten) {
             s = kl_error(KL_ERR_VALUE,
                          "grad: input %d is not reachable from the output, which depends on values computed "
@@ -147,6 +154,8 @@ kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grad
     }
     for (int i = 0; i < m; i++) { kl_var_release(order[i]->grad); order[i]->grad = NULL; }
     if (s != KL_OK) for (int j = 0; j < n; j++) { kl_var_release(grads[j]); grads[j] = NULL; }
+    y->ctx->grad_depth--;
+    for (int i = m - 1; i >= 0; i--) kl_var_release(order[i]); /* consumers first: each frees what only it held */
     free(order);
     free(wanted);
     return s;

@@ -425,6 +425,69 @@ static void test_grad_through_computed_values(void)
     }
 }
 
+/* kl_custom_grad: the caller's rule replaces the value's own graph. The rule
+ * here gives input i the gradient dout * (i + 2) and syncs what it makes
+ * (as a rule reading values does) while kl_grad runs; input 1 gets none. */
+typedef struct { int calls, released; } rule_log;
+
+static kl_status scaled_rule(void *user, kl_var *dout, int input, kl_var **grad)
+{
+    rule_log *log = user;
+    log->calls++;
+    *grad = NULL;
+    if (input == 1) return KL_OK;
+    kl_var *k = NULL;
+    kl_status s = kl_full(kl_var_context(dout), KL_FLOAT64, 0, NULL, input + 2.0, &k);
+    if (s == KL_OK) s = kl_binary(KL_MUL, dout, k, grad);
+    kl_var_release(k);
+    if (s == KL_OK) s = kl_sync(grad, 1);
+    return s;
+}
+
+static void release_rule(void *user) { ((rule_log *)user)->released++; }
+
+static void test_custom_grad(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    kl_context_set_keep_graphs(ctx, 1); /* y is read before its gradient is asked */
+    rule_log log = {0, 0};
+    int64_t n = 3;
+    kl_var *x = check_var(ctx, KL_FLOAT64, 1, &n, ((double[]){1, 2, 3}));
+    kl_var *u = check_var(ctx, KL_FLOAT64, 1, &n, ((double[]){4, 5, 6}));
+    kl_var *h = check_bin(KL_MUL, x, u), *sh = NULL, *y = NULL, *z = NULL;
+    kl_var *ins[3] = {x, u, h}, *g[3] = {NULL, NULL, NULL};
+    if (h && CHECK_OK(kl_stop_grad(h, &sh)) &&
+        CHECK_OK(kl_custom_grad(sh, 3, ins, scaled_rule, &log, release_rule, &y)) && (z = check_bin(KL_MUL, y, y))) {
+        double *yv = check_read(y);
+        if (yv) CHECK_ARRAY_CLOSE(yv, ((double[]){4, 10, 18}), 3, 0, 0, "custom_grad passes its value through");
+        free(yv);
+        /* d sum(y*y) = 2y; the rule gives x 2y*2, u nothing, h = x*u 2y*4,
+         * and h's share flows on through h's own graph to x and u */
+        if (CHECK_OK(kl_grad(z, NULL, 3, ins, g))) {
+            double *g0 = check_read(g[0]), *g1 = check_read(g[1]), *g2 = check_read(g[2]);
+            if (g0) CHECK_ARRAY_CLOSE(g0, ((double[]){16 + 128, 40 + 400, 72 + 864}), 3, 1e-14, 0,
+                                      "rule's share for x, plus h's through h = x*u");
+            if (g1) CHECK_ARRAY_CLOSE(g1, ((double[]){32, 160, 432}), 3, 1e-14, 0, "u: only h's share (rule gave NULL)");
+            if (g2) CHECK_ARRAY_CLOSE(g2, ((double[]){32, 80, 144}), 3, 1e-14, 0, "rule's share for input 2");
+            free(g0); free(g1); free(g2);
+        }
+        CHECK_EQ_INT(log.calls, 3);
+    }
+    /* refused: too many inputs; the rule's data is released even then */
+    kl_var *many[12] = {0};
+    for (int i = 0; i < 12; i++) many[i] = x;
+    kl_var *bad = NULL;
+    rule_log bad_log = {0, 0};
+    CHECK_EQ_INT(kl_custom_grad(x, 12, many, scaled_rule, &bad_log, release_rule, &bad),
+                 KL_ERR_VALUE);
+    CHECK(strstr(kl_last_error(), "at most") != NULL);
+    kl_var *all[] = {x, u, h, sh, y, z, g[0], g[1], g[2]};
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) check_release(all[k]);
+    CHECK_EQ_INT(log.released, 1); /* the op went with the last var holding it */
+    CHECK_OK(kl_context_free(ctx));
+}
+
 /* Gradients are meta-op graphs themselves, so they differentiate again. */
 static void test_second_derivative(void)
 {
@@ -515,6 +578,6 @@ static void test_matmul_tanh_grad_vs_finite_differences(void)
 
 CHECK_MAIN(TEST(test_unary_grads), TEST(test_binary_grads), TEST(test_broadcast_binary_grads),
            TEST(test_reduce_grads), TEST(test_reindex_family_grads), TEST(test_where_and_cast_grads),
-           TEST(test_dy_unrelated_and_stop_grad), TEST(test_grad_through_computed_values),
+           TEST(test_dy_unrelated_and_stop_grad), TEST(test_grad_through_computed_values), TEST(test_custom_grad),
            TEST(test_second_derivative),
            TEST(test_matmul_tanh_grad_vs_finite_differences))

@@ -332,6 +332,59 @@ static PyObject *o_sync_all(PyObject *mod, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* custom_grad(value, [inputs], fn): fn(dout, i) -> the gradient of input i
+ * (a Var, or None). Runs inside kl_grad with the GIL held; an exception it
+ * raises stays set and ends the grad call with it. */
+static kl_status call_grad_fn(void *user, kl_var *dout, int input, kl_var **grad)
+{
+    *grad = NULL;
+    if (kl_var_retain(dout) != KL_OK) return KL_ERR_VALUE;
+    PyObject *d = klpy_wrap(dout);
+    PyObject *r = d ? PyObject_CallFunction((PyObject *)user, "Oi", d, input) : NULL;
+    Py_XDECREF(d);
+    if (!r) return KL_ERR_VALUE; /* its exception stays set: o_grad raises it */
+    if (r != Py_None) {
+        kl_var *g = klpy_var(r, "custom_grad: the gradient function's result");
+        if (!g || kl_var_retain(g) != KL_OK) {
+            Py_DECREF(r);
+            return KL_ERR_TYPE; /* klpy_var set the exception */
+        }
+        *grad = g;
+    }
+    Py_DECREF(r);
+    return KL_OK;
+}
+
+/* The op may be freed inside a sync (GIL released) or during another
+ * exception: take the GIL and keep any pending exception as it is. */
+static void release_grad_fn(void *user)
+{
+    PyGILState_STATE st = PyGILState_Ensure();
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    Py_DECREF((PyObject *)user);
+    PyErr_Restore(t, v, tb);
+    PyGILState_Release(st);
+}
+
+static PyObject *o_custom_grad(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    PyObject *value, *fn; var_list xs = {0};
+    if (!PyArg_ParseTuple(args, "OO&O", &value, conv_vars, &xs, &fn)) return NULL;
+    PyObject *res = NULL;
+    kl_var *vv = klpy_var(value, "custom_grad");
+    if (vv && !PyCallable_Check(fn)) PyErr_SetString(PyExc_TypeError, "custom_grad: fn must be callable");
+    else if (vv) {
+        kl_var *out;
+        Py_INCREF(fn); /* the op's reference, dropped by release_grad_fn */
+        kl_status st = kl_custom_grad(vv, xs.n, xs.v, call_grad_fn, fn, release_grad_fn, &out);
+        res = result(st, out);
+    }
+    conv_vars(NULL, &xs);
+    return res;
+}
+
 /* grad(y, dy or None, [xs]) -> [grads] */
 static PyObject *o_grad(PyObject *mod, PyObject *args)
 {
@@ -347,7 +400,10 @@ static PyObject *o_grad(PyObject *mod, PyObject *args)
     grads = PyMem_Calloc(xs.n ? (size_t)xs.n : 1, sizeof *grads);
     if (!grads) { PyErr_NoMemory(); goto done; }
     kl_status s = kl_grad(yv, dyv, xs.n, xs.v, grads);
-    if (s != KL_OK) { klpy_raise(s); goto done; }
+    if (s != KL_OK) {
+        if (!PyErr_Occurred()) klpy_raise(s); /* else a custom gradient's own exception */
+        goto done;
+    }
     res = PyList_New(xs.n);
     for (int i = 0; i < xs.n; i++) {
         PyObject *g = res ? klpy_wrap(grads[i]) : (kl_var_release(grads[i]), NULL);
@@ -404,6 +460,7 @@ PyMethodDef klpy_op_methods[] = {
     {"random", o_random, METH_VARARGS, "random(shape, dtype, 'uniform'|'normal', a, b)"},
     {"index", o_index, METH_VARARGS, "index(shape, dim, dtype)"},
     {"stop_grad", o_stop_grad, METH_O, "stop_grad(x)"},
+    {"custom_grad", o_custom_grad, METH_VARARGS, "custom_grad(value, inputs, fn): value with gradients fn(dout, i)"},
     {"sync", o_sync, METH_O, "sync([vars])"},
     {"sync_all", o_sync_all, METH_NOARGS, "computes every pending var a Var holds"},
     {"grad", o_grad, METH_VARARGS, "grad(y, dy or None, [xs]) -> [grads]"},
