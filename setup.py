@@ -31,5 +31,5 @@ setup(
     packages=find_packages("python"),
     ext_modules=[ext],
     python_requires=">=3.8",
-    install_requires=["numpy"],
+    install_requires=["numpy", "Pillow"],
 )

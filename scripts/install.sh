@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 core=(
     gcc g++ make                          # kernels are compiled by the system C compiler
     python3 python3-dev python3-setuptools python3-numpy python3-pytest python3-venv
+    python3-pil                           # PIL images in kiln.transform (Jittor's transforms)
 )
 fuzz=(
     clang libclang-rt-dev libomp-dev      # libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
