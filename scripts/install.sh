@@ -13,6 +13,7 @@ core=(
     gcc g++ make                          # kernels are compiled by the system C compiler
     python3 python3-dev python3-setuptools python3-numpy python3-pytest python3-venv
     python3-pil                           # PIL images in kiln.transform (Jittor's transforms)
+    python3-scipy                         # reference values in Jittor's own tests (erfinv)
 )
 fuzz=(
     clang libclang-rt-dev libomp-dev      # libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)

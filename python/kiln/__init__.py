@@ -37,6 +37,8 @@ from . import dataset, init, io, lr_scheduler, optim, transform
 from .io import load, save
 from .code import code
 from ._function import Function, numpy_code
+from ._special import (ceil_int, erfinv, fetch, finfo, floor_int, iinfo, reindex_var, round_int,
+                       safe_clip)
 from . import models, utils
 from . import distributed
 from .distributed import (in_mpi, local_rank, mpi_all_reduce, mpi_broadcast, mpi_reduce, rank,
@@ -125,6 +127,9 @@ def _install_methods():
         "isfinite": isfinite, "fetch_sync": lambda x: x.numpy(), "debug_msg": _debug_msg,
         "sqr": lambda x: x * x, "nonzero": nonzero, "getitem": getitem, "setitem": setitem,
         "ternary": where, "arg_reduce": arg_reduce,
+        "erfinv": erfinv, "safe_clip": safe_clip, "floor_int": floor_int, "ceil_int": ceil_int,
+        "round_int": round_int, "reindex_var": reindex_var,
+        "fuse_transpose": lambda x, perm: permute(x, *perm),  # kiln fuses every transpose
     })
     methods.update(REDUCE_FUNCTIONS)
     for name, dt in (("float32", float32), ("float64", float64), ("float16", float16),

@@ -125,7 +125,11 @@ class Var(_C.Var):
     __str__ = __repr__
 
     # ---- data ----
-    def sync(self):
+    def sync(self, device_sync=False, weak_sync=True):
+        """Computes the var. Jittor's flags change nothing here: on the CPU
+        the value is complete when sync returns (device_sync), and kiln
+        computes nothing a sync does not need (weak_sync)."""
+        del device_sync, weak_sync
         _C.sync([self])
         return self
 

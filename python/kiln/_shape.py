@@ -42,12 +42,26 @@ def shape_arg(shape):
 
 # ---- the meta-ops ----
 
-def reindex(x, shape, indexes, overflow_value=0, overflow_conditions=(), extras=()):
-    """out[i0, ...] = x[indexes...], or overflow_value out of bounds (Jittor's reindex)."""
+def _index_extras(extras):
+    """Extras are read as indices: float ones are truncated, as C converts them."""
+    extras = [to_var(e) for e in extras]
+    return [e if not e.dtype.is_float else e.astype("int64") for e in extras]
+
+
+def reindex(x, shape, indexes=None, overflow_value=0, overflow_conditions=(), extras=()):
+    """out[i0, ...] = x[indexes...], or overflow_value out of bounds (Jittor's
+    reindex). Given a list of index Vars instead of a shape (x.reindex([iy, ix])),
+    it is reindex_var: out[i...] = x[iy[i...], ix[i...]]."""
     x = to_var(x)
+    if indexes is None and isinstance(shape, (list, tuple)) and shape and \
+            all(isinstance(v, Var) for v in shape):
+        from ._special import reindex_var
+        return reindex_var(x, shape, overflow_value, overflow_conditions)
+    if indexes is None:
+        raise TypeError("reindex: expected (shape, indexes) or a list of index Vars")
     if isinstance(shape, Var):
         shape = shape.shape
-    extras = [to_var(e) for e in extras]
+    extras = _index_extras(extras)
     return out(_C.reindex(x, tuple(shape), list(indexes), float(overflow_value),
                           list(overflow_conditions), extras), x, *extras)
 
@@ -57,7 +71,7 @@ def reindex_reduce(x, op, shape, indexes, overflow_conditions=(), extras=()):
     x = to_var(x)
     if isinstance(shape, Var):
         shape = shape.shape
-    extras = [to_var(e) for e in extras]
+    extras = _index_extras(extras)
     return out(_C.reindex_reduce(x, op, tuple(shape), list(indexes),
                                  list(overflow_conditions), extras), x, *extras)
 
@@ -71,6 +85,14 @@ def broadcast(x, shape, dims=()):
     shape = tuple(int(s) for s in shape)
     if shape == x.shape and not dims:
         return x
+    if not dims:
+        # Jittor's broadcast: the NumPy broadcast of both shapes (x may have
+        # more dims, or sizes where shape has 1s); an impossible pair is
+        # left for the core to refuse with its message
+        try:
+            shape = tuple(np.broadcast_shapes(x.shape, shape))
+        except ValueError:
+            pass
     ndim = len(shape)
     dims = [norm_dim(d, ndim, "broadcast") for d in dims]
     return out(_C.broadcast_to(x, shape, dims), x)
@@ -147,8 +169,8 @@ def transpose(x, *dims):
     otherwise dims is a permutation."""
     x = to_var(x)
     if len(dims) == 1 and not isinstance(dims[0], (int, np.integer)):
-        dims = tuple(dims[0])
-    if len(dims) == 2:
+        dims = tuple(dims[0])       # a permutation, even of two dims
+    elif len(dims) == 2:
         perm = list(range(x.ndim))
         a, b = norm_dim(dims[0], x.ndim, "transpose"), norm_dim(dims[1], x.ndim, "transpose")
         perm[a], perm[b] = perm[b], perm[a]

@@ -54,7 +54,6 @@ static kl_status compute_dtype(kl_binary_op op, kl_dtype a, kl_dtype b, kl_dtype
         return kl_error(KL_ERR_TYPE, "%s: not defined for %s and %s (integer or bool operands needed)",
                         kl_binary_name(op), kl_dtype_name(a), kl_dtype_name(b));
     if (p == KL_BOOL) {
-        if (op == KL_SUB) return kl_error(KL_ERR_TYPE, "subtract: not defined for bool operands (use logical_xor)");
         if (op == KL_FLOOR_DIVIDE || op == KL_MOD || op == KL_POW || op == KL_LEFT_SHIFT || op == KL_RIGHT_SHIFT) p = KL_INT8;
     }
     if ((op == KL_DIV || op == KL_ARCTAN2) && !kl_dtype_is_float(p)) p = KL_FLOAT32;
@@ -70,6 +69,8 @@ kl_status kl_binary(kl_binary_op op, kl_var *a, kl_var *b, kl_var **out)
     KL_VAR_ARG(a, kl_binary_name(op), "input a");
     KL_VAR_ARG(b, kl_binary_name(op), "input b");
     if (a->ctx != b->ctx) return kl_error(KL_ERR_VALUE, "%s: operands belong to different contexts", kl_binary_name(op));
+    /* Jittor's bool subtraction: a - b on bools is a != b */
+    if (op == KL_SUB && a->dtype == KL_BOOL && b->dtype == KL_BOOL) op = KL_LOGICAL_XOR;
     kl_dtype ct;
     KL_TRY(compute_dtype(op, a->dtype, b->dtype, &ct));
     kl_var *ins[2] = {a, b};

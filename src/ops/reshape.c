@@ -24,7 +24,9 @@ kl_status kl_reshape(kl_var *x, int ndim, const int64_t *shape, kl_var **out)
             known *= s[d];
         }
     }
-    if (infer >= 0) {
+    if (infer >= 0 && known == 0 && x->numel == 0) {
+        s[infer] = 0; /* Jittor: nothing to share out, the inferred dim is empty too */
+    } else if (infer >= 0) {
         if (known == 0 || x->numel % known != 0)
             return kl_error(KL_ERR_VALUE, "reshape: cannot infer -1 for %lld elements", (long long)x->numel);
         s[infer] = x->numel / known;

@@ -146,3 +146,82 @@ def test_set_seed_and_clean():
     jt.set_seed(7)
     np.testing.assert_array_equal(jt.random((5,)).numpy(), first)
     jt.clean()
+
+
+def test_erfinv_inverts_erf_with_its_gradient():
+    import math
+    y = np.linspace(-0.999, 0.999, 41)
+    x = jt.erfinv(jt.array(y)).numpy()
+    np.testing.assert_allclose([math.erf(v) for v in x], y, rtol=1e-13, atol=1e-15)
+    x32 = jt.erfinv(jt.array(y.astype(np.float32))).numpy()
+    assert x32.dtype == np.float32
+    np.testing.assert_allclose(x32, x, rtol=2e-5, atol=1e-6)
+    got = jt.erfinv(jt.array([1.0, -1.0, 1.5, 0.0])).numpy()
+    assert got[0] == np.inf and got[1] == -np.inf and np.isnan(got[2]) and got[3] == 0
+    a = jt.array(y)
+    g = jt.grad(jt.erfinv(a).sum(), a).numpy()
+    np.testing.assert_allclose(g, np.sqrt(np.pi) / 2 * np.exp(x * x), rtol=1e-12)
+    h = 1e-7
+    fd = (jt.erfinv(jt.array(y + h)).numpy() - jt.erfinv(jt.array(y - h)).numpy()) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-5)
+
+
+def test_safe_clip_clips_values_and_passes_gradients():
+    a = jt.array([-1.0, 0, 0.4, 1, 2, 3])
+    b = a.safe_clip(0.1, 0.5)
+    np.testing.assert_allclose(b.numpy(), [0.1, 0.1, 0.4, 0.5, 0.5, 0.5], rtol=1e-7)
+    np.testing.assert_array_equal(jt.grad((b * 3).sum(), a).numpy(), [3.0] * 6)
+    inf = jt.array(np.array([np.inf, -np.inf, 1.0], np.float16))
+    np.testing.assert_array_equal(jt.safe_clip(inf).numpy(), np.array([65504, -65504, 1], np.float16))
+
+
+def test_rounding_to_int_and_reindex_var():
+    x = jt.array([1.5, -1.5, 2.2, -2.7])
+    assert x.floor_int().dtype == "int32"
+    np.testing.assert_array_equal(x.floor_int().numpy(), [1, -2, 2, -3])
+    np.testing.assert_array_equal(x.ceil_int().numpy(), [2, -1, 3, -2])
+    np.testing.assert_array_equal(x.round_int().numpy(), [2, -2, 2, -3])
+    a0 = np.arange(12.0).reshape(3, 4)
+    a = jt.array(a0)
+    iy, ix = jt.array([[2, 0], [1, 5]]), jt.array([[3, 0], [1.9, 1]])   # 1.9 truncates; 5 overflows
+    got = a.reindex_var([iy, ix], overflow_value=-1)
+    np.testing.assert_array_equal(got.numpy(), [[11, 0], [5, -1]])
+    np.testing.assert_array_equal(a.reindex([iy, ix]).numpy(), [[11, 0], [5, 0]])
+    sel = a.reindex_var(jt.where(a > 6.5))
+    np.testing.assert_array_equal(sel.numpy(), a0[a0 > 6.5])
+    g = jt.grad((sel * sel).sum(), a).numpy()
+    np.testing.assert_array_equal(g, np.where(a0 > 6.5, 2 * a0, 0))
+    with pytest.raises(ValueError, match="one per dim"):
+        a.reindex_var([iy])
+    with pytest.raises(ValueError, match="must agree"):
+        a.reindex_var([iy, jt.array([1, 2])])
+    # float extras of reindex are truncated as indices too
+    e = a.reindex([2], ["@e0(i0)", "0"], extras=[jt.array([1.7, 2.2])])
+    np.testing.assert_array_equal(e.numpy(), [4, 8])
+
+
+def test_dtype_limits_and_fetch():
+    for name in ("float16", "float32", "float64"):
+        assert jt.finfo(name).eps == np.finfo(name).eps and jt.finfo(name).max == np.finfo(name).max
+        assert jt.finfo(getattr(jt, name)).tiny == np.finfo(name).tiny
+    assert (jt.iinfo("int8").min, jt.iinfo(jt.int64).max) == (-128, 2**63 - 1)
+    with pytest.raises(TypeError, match="not a float dtype"):
+        jt.finfo("int32")
+    got = []
+    jt.fetch(1, jt.array([1, 2]) * 2, lambda k, v: got.append((k, v)))
+    assert got[0][0] == 1 and isinstance(got[0][1], np.ndarray) and got[0][1].tolist() == [2, 4]
+
+
+def test_jittor_shape_and_operator_rules():
+    a = jt.array(np.array([0, 1, 0, 1], bool))
+    b = jt.array(np.array([0, 1, 1, 0], bool))
+    np.testing.assert_array_equal((a - b).numpy(), [False, False, True, True])   # Jittor: xor
+    assert jt.array([]).reshape(0, -1).shape == (0, 0)
+    assert jt.transpose(jt.ones(5, 3), (0, 1)).shape == (5, 3)      # a permutation
+    assert jt.transpose(jt.ones(5, 3), 0, 1).shape == (3, 5)        # two dims: a swap
+    assert jt.ones(4, 5, 6).fuse_transpose((1, 2, 0)).shape == (5, 6, 4)
+    x = jt.array(np.arange(3.0).reshape(3, 1))
+    np.testing.assert_array_equal(jt.broadcast(x, [3]).numpy(), np.broadcast_to(x.numpy(), (3, 3)))
+    np.testing.assert_array_equal(x.broadcast_var(jt.ones(2, 1, 4)).numpy(),
+                                  np.broadcast_to(x.numpy(), (2, 3, 4)))
+    assert x.sync(True, False) is x
