@@ -36,6 +36,7 @@ from .nn.module import make_module
 from . import dataset, init, io, lr_scheduler, optim, transform
 from .io import load, save
 from .code import code
+from . import attention, weightnorm
 from ._function import Function, numpy_code
 from ._special import (ceil_int, erfinv, fetch, finfo, floor_int, iinfo, reindex_var, round_int,
                        safe_clip)
@@ -45,6 +46,9 @@ from .distributed import (in_mpi, local_rank, mpi_all_reduce, mpi_broadcast, mpi
                           world_size)
 mpi = distributed.MPI() if in_mpi else None   # Jittor's jt.mpi
 mpi_ops = distributed                          # Jittor's jt.mpi_ops.mpi_all_reduce(...)
+# Jittor's jt.cudnn is its cuDNN bindings, or None where they are unavailable;
+# kiln has no CUDA backend, so programs that test it take their non-cuDNN path.
+cudnn = None
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,8 @@ from .. import _C
 from .. import _core
 from .._core import Var, array, cast, to_var
 
-__all__ = ["Module", "Parameter", "make_module", "parameter_value", "update_state", "take_dirty_state"]
+__all__ = ["Module", "Parameter", "RemovableHandle", "make_module", "parameter_value",
+           "update_state", "take_dirty_state"]
 
 # State vars (running statistics) updated since the last optimizer step:
 # id -> weak reference. Optimizer.step computes them with the parameters so
@@ -40,6 +41,37 @@ def take_dirty_state():
 
 _BUFFERS = "_kiln_buffers"          # names of the Var attributes that are buffers
 _NON_PERSISTENT = "_kiln_non_persistent"
+# Names of Var attributes recomputed from parameters before each call (weight
+# norm's weight from weight_g and weight_v): neither parameters nor state, and
+# assigned as they are, so that their gradient reaches what they came from.
+_DERIVED = "_kiln_derived"
+_PRE_HOOKS = "_kiln_forward_pre_hooks"    # handle id -> hook(module, args[, kwargs])
+_POST_HOOKS = "_kiln_forward_hooks"       # handle id -> hook(module, args, output[, kwargs])
+
+
+class RemovableHandle:
+    """What PyTorch's register_forward_hook returns: remove() unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks):
+        self.hooks_dict_ref, self.id = weakref.ref(hooks), RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self):
+        hooks = self.hooks_dict_ref()
+        if hooks is not None:
+            hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+class _HookDict(dict):
+    """A dict that a weak reference can point to (RemovableHandle holds one)."""
 
 
 def Parameter(data, requires_grad=True):
@@ -105,7 +137,69 @@ class Module:
 
     # ---- calling ----
     def __call__(self, *args, **kwargs):
-        return self.execute(*args, **kwargs)
+        pre = self.__dict__.get(_PRE_HOOKS)
+        if pre:
+            for hook in list(pre.values()):
+                # Jittor passes keyword arguments to hooks only when there are some
+                r = hook(self, args, kwargs) if kwargs else hook(self, args)
+                if r is not None:
+                    args = r if isinstance(r, tuple) else (r,)
+        result = self.execute(*args, **kwargs)
+        post = self.__dict__.get(_POST_HOOKS)
+        if post:
+            for hook in list(post.values()):
+                r = hook(self, args, result, kwargs) if kwargs else hook(self, args, result)
+                if r is not None:
+                    result = r
+        return result
+
+    # ---- hooks ----
+    def _hooks(self, which):
+        hooks = self.__dict__.get(which)
+        if hooks is None:
+            hooks = self.__dict__[which] = _HookDict()
+        return hooks
+
+    def _add_hook(self, which, hook):
+        hooks = self._hooks(which)
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def register_forward_pre_hook(self, hook):
+        """hook(module, args) runs before each call (PyTorch); keyword
+        arguments, when given, follow as a third argument (Jittor). A value it
+        returns (a tuple, or one input) replaces the positional inputs. Returns
+        a handle whose remove() unregisters it."""
+        return self._add_hook(_PRE_HOOKS, hook)
+
+    register_pre_forward_hook = register_forward_pre_hook   # Jittor's spelling
+
+    def register_forward_hook(self, hook):
+        """hook(module, args, output) runs after each call; keyword arguments,
+        when given, follow as a fourth argument (Jittor). A value it returns
+        replaces the output. Returns a handle whose remove() unregisters it."""
+        return self._add_hook(_POST_HOOKS, hook)
+
+    def remove_forward_hook(self):
+        """Jittor's: unregisters the forward hooks."""
+        self._hooks(_POST_HOOKS).clear()
+
+    def remove_pre_forward_hook(self):
+        """Jittor's: unregisters the pre-forward hooks."""
+        self._hooks(_PRE_HOOKS).clear()
+
+    def _set_derived(self, name, value):
+        """Sets an attribute recomputed from the module's parameters (weight
+        norm's weight): not a parameter, not saved, its graph kept. value None
+        makes name an ordinary attribute again."""
+        derived = self.__dict__.setdefault(_DERIVED, set())
+        if value is None:
+            derived.discard(name)
+            self.__dict__.pop(name, None)
+        else:
+            derived.add(name)
+            object.__setattr__(self, name, value)
 
     def execute(self, *args, **kwargs):
         if type(self).forward is not Module.forward:
@@ -120,6 +214,9 @@ class Module:
     # ---- registration ----
     def __setattr__(self, name, value):
         d = self.__dict__
+        if name in d.get(_DERIVED, ()):
+            object.__setattr__(self, name, value)
+            return
         if isinstance(value, Var):
             bufs = d.setdefault(_BUFFERS, set())
             if name in bufs or name.startswith("_") and not getattr(value, "_kiln_param", False):
@@ -168,8 +265,9 @@ class Module:
         """(params, buffers, children) of this module, each a list of (name, obj)."""
         params, buffers, children = [], [], []
         bufs = self.__dict__.get(_BUFFERS, ())
+        derived = self.__dict__.get(_DERIVED, ())
         for k, v in self.__dict__.items():
-            if k.startswith("_kiln"):
+            if k.startswith("_kiln") or k in derived:
                 continue
             if isinstance(v, Var):
                 if k in bufs:
@@ -377,6 +475,12 @@ class Module:
     def half(self):
         return self._cast("float16")
 
+    def float16(self):
+        return self.half()
+
+    def bfloat16(self):
+        return self._cast("bfloat16")
+
     def float32(self):
         return self.float()
 
@@ -386,7 +490,7 @@ class Module:
     def to(self, *args, **kwargs):
         """Only dtype conversions mean anything on the CPU backend."""
         for a in list(args) + list(kwargs.values()):
-            if a in ("float32", "float64", "float16") or getattr(a, "is_float", False):
+            if a in ("float32", "float64", "float16", "bfloat16") or getattr(a, "is_float", False):
                 return self._cast(a)
         return self
 
