@@ -41,6 +41,7 @@ from ._function import Function, numpy_code
 from ._special import (ceil_int, erfinv, fetch, finfo, floor_int, iinfo, reindex_var, round_int,
                        safe_clip)
 from . import models, utils
+from . import linalg
 from . import distributed
 from .distributed import (in_mpi, local_rank, mpi_all_reduce, mpi_broadcast, mpi_reduce, rank,
                           world_size)
