@@ -54,6 +54,7 @@ typedef enum {
 typedef enum {
     KL_BOOL, KL_INT8, KL_UINT8, KL_INT16, KL_INT32, KL_INT64,
     KL_FLOAT16, KL_FLOAT32, KL_FLOAT64,
+    KL_BFLOAT16, /* stored as 16 bits, computed in float32 (round to nearest even on store) */
     KL_DTYPE_COUNT
 } kl_dtype;
 

@@ -58,6 +58,7 @@ bool = as_dtype("bool")
 int8, uint8, int16, int32, int64 = (as_dtype(n) for n in ("int8", "uint8", "int16", "int32",
                                                            "int64"))
 float16, float32, float64 = as_dtype("float16"), as_dtype("float32"), as_dtype("float64")
+bfloat16 = as_dtype("bfloat16")
 float, int, double, half, long = float32, int32, float64, float16, int64
 
 # ---- element-wise functions: jt.exp, jt.maximum, ... ----
@@ -138,6 +139,7 @@ def _install_methods():
     })
     methods.update(REDUCE_FUNCTIONS)
     for name, dt in (("float32", float32), ("float64", float64), ("float16", float16),
+                     ("bfloat16", bfloat16),
                      ("int8", int8), ("uint8", uint8), ("int16", int16), ("int32", int32),
                      ("int64", int64), ("bool", bool), ("float", float32), ("double", float64),
                      ("half", float16), ("int", int32), ("long", int64)):

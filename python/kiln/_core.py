@@ -10,6 +10,8 @@ import numpy as np
 from . import _C
 from ._dtype import DTYPES, as_dtype
 
+_BF16_CODE = as_dtype("bfloat16").code
+
 __all__ = ["Var", "array"]
 
 
@@ -61,7 +63,9 @@ def merge_links(inputs):
 
 def stopped(x):
     """x cut from the graph: one stop_grad op, never two in a row."""
-    o = x._alias() if x._op == "stop_grad" else _C.stop_grad(x)
+    # an alias only of a var that is itself cut: a parameter updated in place
+    # is a stop_grad op too, yet gradients are taken with respect to it
+    o = x._alias() if x._op == "stop_grad" and not x._rg else _C.stop_grad(x)
     o._stop = True
     return o
 
@@ -134,6 +138,9 @@ class Var(_C.Var):
         return self
 
     def __array__(self, dtype=None):
+        if self._dtype_code == _BF16_CODE:   # no buffer format: float32 values
+            a = self.numpy()
+            return a if dtype is None else a.astype(dtype)
         # NumPy tries the buffer first; this makes its errors surface
         a = np.asarray(memoryview(self))
         return a if dtype is None else a.astype(dtype)
@@ -145,7 +152,12 @@ class Var(_C.Var):
 
     @property
     def data(self):
-        """A read-only NumPy view of the data (zero-copy)."""
+        """A read-only NumPy view of the data (zero-copy; for bfloat16, which
+        NumPy lacks, a read-only float32 copy)."""
+        if self._dtype_code == _BF16_CODE:
+            a = self.numpy()
+            a.flags.writeable = False
+            return a
         return np.asarray(memoryview(self))
 
     @data.setter
@@ -347,7 +359,9 @@ def _array(data, dtype):
         v = stack([array(d) for d in data])
         return v if dtype is None else cast(v, dtype)
     if dtype is not None:
-        return out(_np_to_var(np.asarray(data, dtype=as_dtype(dtype).np)))
+        dt = as_dtype(dtype)
+        v = out(_np_to_var(np.asarray(data, dtype=dt.np)))
+        return v if v._dtype_code == dt.code else cast(v, dt)   # bfloat16: from float32
     if isinstance(data, (np.ndarray, np.generic)):
         data = np.asarray(data)
         if getattr(state, "auto_convert_64_to_32", 0) and data.dtype in (np.float64, np.int64):
@@ -355,6 +369,11 @@ def _array(data, dtype):
         v = _np_to_var(data)
     elif isinstance(data, (bool, int, float, list, tuple)):
         v = _np_to_var(_py_default(np.asarray(data)))
+        if getattr(state, "amp_reg", 0) and v._dtype_code == _FLOAT32.code:
+            from ._amp import creation_dtype
+            dt = creation_dtype(_FLOAT32)
+            if dt is not _FLOAT32:
+                return cast(out(v), dt)
     else:
         try:
             v = _C.from_buffer(data)
@@ -447,6 +466,9 @@ def operands(a, b):
         if isinstance(b, Var):
             if a._dtype_code != b._dtype_code:
                 dt = DTYPES[_C.promote(a._dtype_code, b._dtype_code)]
+                if dt.is_float:
+                    from ._amp import keep_half
+                    dt = keep_half(a, b, dt)
                 return cast(a, dt), cast(b, dt)
             return a, b
         if is_scalar(b):

@@ -6,6 +6,7 @@ import numpy as np
 
 from . import _C
 from ._core import Var, cast, out, to_var
+from ._amp import creation_dtype
 from ._dtype import as_dtype
 from ._reduce import index
 from ._shape import shape_arg
@@ -76,7 +77,7 @@ def random(shape, dtype="float32", type="uniform"):
     """Jittor's random: uniform in [0, 1) or standard normal."""
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
-    dt = as_dtype(dtype)
+    dt = creation_dtype(as_dtype(dtype))
     if not dt.is_float:
         raise TypeError(f"random: dtype must be a float type, got {dt}")
     a, b = (0.0, 1.0)
@@ -84,7 +85,7 @@ def random(shape, dtype="float32", type="uniform"):
 
 
 def _random(shape, dtype, kind, a, b, requires_grad):
-    dt = as_dtype(dtype)
+    dt = creation_dtype(as_dtype(dtype))
     v = out(_C.random(shape_arg(shape), dt.code, kind, a, b))
     if requires_grad:
         v.requires_grad = True

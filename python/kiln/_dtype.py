@@ -8,7 +8,7 @@ __all__ = ["dtype", "as_dtype", "DTYPES"]
 
 _ALIASES = {
     "float": "float32", "half": "float16", "double": "float64", "int": "int32",
-    "long": "int64", "bool_": "bool", "uint": "uint8", "byte": "uint8",
+    "long": "int64", "bool_": "bool", "uint": "uint8", "byte": "uint8", "bf16": "bfloat16",
 }
 
 
@@ -20,11 +20,18 @@ class dtype:
     def __init__(self, name, code):
         self.name = name
         self.code = code
-        self.np = np.dtype(name)
-        self.itemsize = self.np.itemsize
-        self.is_float = self.np.kind == "f"
+        if name == "bfloat16":
+            # NumPy has no bfloat16: its values travel as float32 (numpy(),
+            # np.asarray), which holds each of them exactly
+            self.np = np.dtype("float32")
+            self.itemsize = 2
+            self.is_float = True
+        else:
+            self.np = np.dtype(name)
+            self.itemsize = self.np.itemsize
+            self.is_float = self.np.kind == "f"
         self.is_bool = name == "bool"
-        self.is_int = self.np.kind in "iu"
+        self.is_int = self.np.kind in "iu" and not self.is_float
 
     def __eq__(self, other):
         if isinstance(other, dtype):

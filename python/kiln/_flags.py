@@ -29,12 +29,15 @@ class _Flags:
 
     __slots__ = ()
 
-    amp_reg = _stored("amp_reg", 0, "Jittor's mixed-precision register bits. Kept without effect: "
-                      "kiln computes float16 inputs in float32 (their results are float16) "
-                      "and never lowers float32 work to half precision.")
-    amp_level = _stored("amp_level", 0, "Jittor's mixed-precision level: kept without effect, as amp_reg.")
+    amp_reg = _stored("amp_reg", 0, "Jittor's mixed-precision register bits, which choose the dtype "
+                      "of half-precision results (kiln/_amp.py): bit 4 keeps sums and means of "
+                      "float16/bfloat16 in half (else float32), bit 8 keeps exp/log/pow in half, "
+                      "bit 16 makes float32 arrays and random data float16. Kernels compute half "
+                      "values in float32 either way.")
+    amp_level = _stored("amp_level", 0, "Jittor's mixed-precision level: 3 or more keeps half-precision "
+                        "results in half, as amp_reg's bits 4 and 8 do.")
     auto_mixed_precision_level = _stored("auto_mixed_precision_level", 0,
-                                         "Jittor's name for amp_level: kept without effect.")
+                                         "Jittor's older name for amp_level: kept without effect.")
     use_tensorcore = _stored("use_tensorcore", 0, "CUDA tensor cores: kept without effect (no GPU backend).")
     log_vprefix = _stored("log_vprefix", "", "Jittor's per-source-file verbosity (\"op.cc=100\"): kept "
                           "without effect; kiln's log has no per-file levels (log_v applies).")

@@ -4,6 +4,7 @@ import numbers
 
 from . import _C
 from ._core import Var, binary, cast, is_scalar, operands, out, rebind, to_float, to_var, unary
+from ._amp import white_dtype
 from ._dtype import as_dtype
 
 _UNARY_TRAITS = _C.op_traits("unary")          # include/kiln_ops.def
@@ -20,6 +21,8 @@ def _make_unary(name):
             return x
         if name == "bitwise_not" and x.dtype.is_bool:
             return unary(x, "logical_not")
+        if x.dtype.itemsize == 2 and x.dtype.is_float and white_dtype(x.dtype, name):
+            x = astype(x, white_dtype(x.dtype, name))
         return unary(x, name, float_only)
     op.__name__ = name
     op.__doc__ = f"Element-wise {name}."
@@ -76,6 +79,10 @@ def _int_power(x, n):
 
 def pow(x, y):
     """x ** y; integer exponents (also 2.0) become multiplications."""
+    for v in (x, y):
+        if isinstance(v, Var) and v.dtype.itemsize == 2 and v.dtype.is_float and white_dtype(v.dtype, "pow"):
+            return pow(astype(x, "float32") if isinstance(x, Var) else x,
+                       astype(y, "float32") if isinstance(y, Var) else y)
     if isinstance(x, Var) and is_scalar(y) and not isinstance(y, bool):
         if isinstance(y, numbers.Integral):
             return _int_power(x, int(y))

@@ -5,6 +5,7 @@ import builtins
 import numpy as np
 
 from . import _C
+from ._amp import reduce_dtype
 from ._core import binary, cast, out, to_float, to_var, where
 from ._shape import broadcast, flatten, norm_dim, norm_dims, reindex, reindex_reduce, reshape, squeeze
 
@@ -33,6 +34,10 @@ def reduce(x, op, dim=None, keepdims=False, *, dims=None, keepdim=False):
                          "has no identity")
     if op in ("any", "all"):
         x = cast(x, "bool")
+    elif x.dtype.itemsize == 2 and x.dtype.is_float:
+        wide = reduce_dtype(x.dtype, op)
+        if wide is not None:
+            x = cast(x, wide)
     return out(_C.reduce(x, op, axes, bool(keepdims or keepdim)), x)
 
 

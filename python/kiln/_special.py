@@ -74,7 +74,7 @@ def safe_clip(x, left=None, right=None):
     identity: gradients pass the clip unchanged (Jittor's safe_clip)."""
     x = to_var(x)
     if x.dtype.is_float:
-        info = np.finfo(x.dtype.np)
+        info = finfo(x.dtype)
         left = float(info.min) if left is None else left
         right = float(info.max) if right is None else right
     return _PassThrough.apply(x, left, right)
@@ -127,11 +127,25 @@ class finfo:
         d = as_dtype(dtype)
         if not d.is_float:
             raise TypeError(f"finfo: {d} is not a float dtype (use iinfo)")
+        if d.name == "bfloat16":
+            self._bfloat16()
+            return
         info = np.finfo(d.np)
         for name in ("bits", "eps", "max", "min", "tiny", "resolution", "nexp", "nmant", "iexp",
                      "precision", "machep", "negep", "minexp", "maxexp", "epsneg", "smallest_normal"):
             setattr(self, name, getattr(info, name))
         self.dtype = d
+
+    def _bfloat16(self):
+        """float32's exponent with 7 stored mantissa bits (NumPy lacks the type)."""
+        self.bits, self.nexp, self.iexp, self.nmant = 16, 8, 8, 7
+        self.eps = 2.0 ** -7
+        self.epsneg = 2.0 ** -8
+        self.machep, self.negep, self.minexp, self.maxexp = -7, -8, -126, 128
+        self.max = float((2 - 2.0 ** -7) * 2.0 ** 127)
+        self.min = -self.max
+        self.tiny = self.smallest_normal = 2.0 ** -126
+        self.precision, self.resolution = 2, 0.01
 
     def __repr__(self):
         return f"finfo(dtype={self.dtype}, eps={self.eps}, min={self.min}, max={self.max})"

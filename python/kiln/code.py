@@ -693,6 +693,9 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
         raise TypeError("jt.code: cpu_src and cpu_header must be strings")
     cpu_header = cpu_header or ""
     grads = _grad_list(cpu_grad_src, len(inputs))
+    if any(x.dtype.name == "bfloat16" for x in inputs) or any(dt.name == "bfloat16" for dt, _ in specs):
+        raise TypeError("jt.code: bfloat16 inputs and outputs are not supported (kernels store it as "
+                        "16 raw bits, with no C arithmetic type); cast to float32 around the op")
     for dt, sh in specs:
         if len(sh) > _MAX_DIMS:
             raise ValueError(f"jt.code: an output has {len(sh)} dims, at most {_MAX_DIMS}")

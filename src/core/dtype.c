@@ -1,4 +1,4 @@
-/* dtype.c: the nine dtypes, their names and C types, and NumPy's promotion rules. */
+/* dtype.c: the ten dtypes, their names and C types, and NumPy's promotion rules. */
 #include "core/dtype.h"
 #include "core/error.h"
 #include <string.h>
@@ -16,6 +16,7 @@ static const struct {
     [KL_FLOAT16] = {"float16", "_Float16", "float", 16, 1, 1},
     [KL_FLOAT32] = {"float32", "float", "float", 32, 1, 1},
     [KL_FLOAT64] = {"float64", "double", "double", 64, 1, 1},
+    [KL_BFLOAT16] = {"bfloat16", "uint16_t", "float", 16, 1, 1}, /* kernels convert on load and store */
 };
 
 static int valid(kl_dtype t) { return (unsigned)t < KL_DTYPE_COUNT; }
@@ -32,7 +33,7 @@ int kl_dtype_is_signed(kl_dtype t) { return info[t].is_signed; }
 kl_status kl_dtype_from_name(const char *name, kl_dtype *out)
 {
     static const struct { const char *alias; kl_dtype t; } aliases[] = {
-        {"float", KL_FLOAT32}, {"half", KL_FLOAT16}, {"double", KL_FLOAT64},
+        {"float", KL_FLOAT32}, {"half", KL_FLOAT16}, {"double", KL_FLOAT64}, {"bf16", KL_BFLOAT16},
         {"int", KL_INT32}, {"long", KL_INT64}, {"bool_", KL_BOOL},
     };
     if (!name) return kl_error(KL_ERR_TYPE, "dtype name is NULL");
@@ -42,7 +43,7 @@ kl_status kl_dtype_from_name(const char *name, kl_dtype *out)
     for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
         if (strcmp(name, aliases[i].alias) == 0) { *out = aliases[i].t; return KL_OK; }
     return kl_error(KL_ERR_TYPE, "unknown dtype '%s' (expected one of bool, int8, uint8, "
-                    "int16, int32, int64, float16, float32, float64)", name);
+                    "int16, int32, int64, float16, float32, float64, bfloat16)", name);
 }
 
 void kl_dtype_int_range(kl_dtype t, int64_t *lo, int64_t *hi)
@@ -98,10 +99,14 @@ kl_status kl_dtype_promote(kl_dtype a, kl_dtype b, kl_dtype *out)
     if (a == KL_BOOL) { *out = b; return KL_OK; }
     int fa = info[a].is_float, fb = info[b].is_float;
     int ba = info[a].bits, bb = info[b].bits;
+    /* bfloat16 and float16 each hold values the other cannot: both fit float32 */
+    if ((a == KL_BFLOAT16 && b == KL_FLOAT16) || (a == KL_FLOAT16 && b == KL_BFLOAT16)) { *out = KL_FLOAT32; return KL_OK; }
     if (fa && fb) { *out = ba >= bb ? a : b; return KL_OK; }
     if (fa || fb) {
         int fbits = fa ? ba : bb, ibits = fa ? bb : ba;
         int need = float_bits_for_int(ibits);
+        /* bfloat16 with an integer stays bfloat16 (as in PyTorch): its range holds every integer's */
+        if ((a == KL_BFLOAT16 || b == KL_BFLOAT16) && ibits <= 16) { *out = KL_BFLOAT16; return KL_OK; }
         *out = float_of(fbits > need ? fbits : need);
         return KL_OK;
     }

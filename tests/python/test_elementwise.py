@@ -259,7 +259,10 @@ def test_float16_and_mixed_precision():
     a = data(rng(8), (16,), -2, 2, "float16")
     x = jt.array(a)
     check(x * 2 + 1, (a * np.float16(2) + np.float16(1)), rtol=1e-3, dtype="float16")
-    check(jt.exp(x), np.exp(a.astype(np.float32)), rtol=2e-3, dtype="float16")
+    # Jittor's rule: exp of a half var is stored in float32 (tests/python/test_half.py)
+    check(jt.exp(x), np.exp(a.astype(np.float32)), rtol=1e-6, dtype="float32")
+    with jt.flag_scope(amp_level=3):
+        check(jt.exp(x), np.exp(a.astype(np.float32)), rtol=2e-3, dtype="float16")
 
 
 # ---- Python integers keep their digits (issue: ints became doubles) ----

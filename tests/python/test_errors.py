@@ -52,8 +52,7 @@ def test_dtype_errors():
         jt.zeros(2, dtype="complex64")
     with pytest.raises(TypeError, match="random"):
         jt.random((2,), dtype="int32")
-    with pytest.raises(TypeError, match="integer var"):
-        jt.zeros(3).reindex([2], ["@e0(i0)"], extras=[jt.array([0.5, 1.0])])
+    # float extras are truncated as indices (Jittor): test_jittor_api
 
 
 def test_index_errors():

@@ -407,3 +407,13 @@ def test_grad_through_values_already_computed():
     check(jt.grad(n, x), [0.0, 0.0, 0.0])
     z = jt.array([5.0])
     check(jt.grad((x * 3).sum(), z), [0.0])
+
+
+def test_detach_of_an_updated_parameter_cuts_the_gradient():
+    """An in-place update leaves the parameter a stop_grad op; its detach()
+    must still be a cut, not the same var the gradient is taken for."""
+    v = jt.array(np.array([[3.0, 4.0]]))
+    v.requires_grad = True
+    v.update(v.detach() * 1.0)
+    a = jt.array(np.array([[1.0, 2.0]]))
+    check(jt.grad((v * v.detach() * a).sum(), v), [[3.0, 8.0]])

@@ -18,7 +18,7 @@ def test_flags_programs_set_are_kept_and_documented():
     assert jt.flags.cache_path == jt.flags.cache_dir
     with pytest.raises(AttributeError):
         jt.flags.not_a_flag = 1
-    # amp_reg changes nothing kiln computes
+    # amp_reg chooses half-precision dtypes (tests/python/test_half.py); float32 work is unchanged
     a = np.random.rand(10).astype(np.float32)
     with jt.flag_scope(amp_reg=2 | 4 | 8 | 16):
         got = (jt.array(a) * 3).exp().numpy()

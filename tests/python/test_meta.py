@@ -85,8 +85,6 @@ def test_meta_op_errors():
         x.reindex([3], ["i0"])                          # one index per dim of x
     with pytest.raises(ValueError):
         x.reindex([3, 4], ["i0", "i7"])                # i7 is not an output index
-    with pytest.raises((TypeError, ValueError)):
-        x.reindex([3], ["@e0(i0)", "0"], extras=[jt.array([0.5, 1.0, 2.0])])
     with pytest.raises(ValueError):
         x.reduce("bogus", 0)
     with pytest.raises(IndexError):

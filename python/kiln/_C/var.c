@@ -325,6 +325,16 @@ static PyObject *var_numpy(KlVarObject *self, PyObject *unused)
     SELF_VAR(self, "numpy");
     int temporary = Py_REFCNT(self) == 1;
     kl_dtype t = kl_var_dtype(v);
+    if (t == KL_BFLOAT16) {
+        /* NumPy has no bfloat16: the values as float32, which holds each exactly */
+        kl_var *f;
+        kl_status s = kl_cast(v, KL_FLOAT32, &f);
+        if (s != KL_OK) return klpy_raise(s);
+        PyObject *fv = klpy_wrap(f);
+        PyObject *arr = fv ? PyObject_CallMethod(fv, "numpy", NULL) : NULL;
+        Py_XDECREF(fv);
+        return arr;
+    }
     if (temporary && kl_var_numel(v) > 0) {
         kl_status s = kl_var_is_computed(v) ? KL_OK : klpy_sync(&v, 1);
         if (s != KL_OK) return klpy_raise(s);
@@ -368,6 +378,11 @@ static int var_getbuffer(KlVarObject *self, Py_buffer *view, int flags)
     if (!v) return -1;
     if (flags & PyBUF_WRITABLE) {
         PyErr_SetString(PyExc_BufferError, "Var data is read-only (use numpy() for a writable copy)");
+        return -1;
+    }
+    if (kl_var_dtype(v) == KL_BFLOAT16) {
+        PyErr_SetString(PyExc_BufferError, "a bfloat16 Var has no buffer format (NumPy has no bfloat16); "
+                                           "numpy() gives its values as float32");
         return -1;
     }
     const void *data = NULL;

@@ -28,6 +28,13 @@ const char kl_kernel_prelude[] =
     "KL_VEC float expm1f(float); KL_VEC double expm1(double);\n"
     "KL_VEC float powf(float, float); KL_VEC double pow(double, double);\n"
     "KL_VEC float atan2f(float, float); KL_VEC double atan2(double, double);\n"
+    /* bfloat16: the top half of a float32; stores round to nearest even, NaN stays NaN */
+    "static inline float kl_bf16_load(uint16_t h) { union { uint32_t u; float f; } v; v.u = (uint32_t)h << 16; return v.f; }\n"
+    "static inline uint16_t kl_bf16_store(float f) {\n"
+    "    union { uint32_t u; float f; } v; v.f = f;\n"
+    "    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);\n"
+    "    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);\n"
+    "}\n"
     "static inline int64_t kl_min_i64(int64_t a, int64_t b) { return a < b ? a : b; }\n"
     "static inline int64_t kl_max_i64(int64_t a, int64_t b) { return a > b ? a : b; }\n"
     "static inline int64_t kl_clamp_i64(int64_t a, int64_t n) { return a < 0 ? 0 : a >= n ? (n > 0 ? n - 1 : 0) : a; }\n"

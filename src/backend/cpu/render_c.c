@@ -203,6 +203,7 @@ static kl_status statement(renderer *r, int32_t i)
     case KL_I_SELECT: kl_sb_printf(s, "(%s != 0 ? %s : %s)", a, b, name(r, in->c)); break;
     case KL_I_LOAD:
         if (r->k->buf_dtype[in->a] == KL_FLOAT16) kl_sb_printf(s, "(float)b%d[%s]", in->a, b);
+        else if (r->k->buf_dtype[in->a] == KL_BFLOAT16) kl_sb_printf(s, "kl_bf16_load(b%d[%s])", in->a, b);
         else kl_sb_printf(s, "b%d[%s]", in->a, b);
         break;
     case KL_I_CONVERT:
@@ -295,12 +296,21 @@ static void map_loops(renderer *r, kl_strbuf *L, int parallel, const char *bd, c
     kl_sb_printf(L, ";\n%s%s    }\n", bd, store);
 }
 
+/* expr (a compute-type value) as dtype t's stored form: a cast, or for
+ * bfloat16 (stored as its 16 bits) the prelude's rounding conversion. */
+static void stored(char *buf, size_t n, kl_dtype t, const char *expr)
+{
+    if (t == KL_BFLOAT16) snprintf(buf, n, "kl_bf16_store((float)(%s))", expr);
+    else snprintf(buf, n, "(%s)(%s)", kl_dtype_ctype(t), expr);
+}
+
 static kl_status map_kernel(renderer *r, kl_strbuf *L, const char *bd)
 {
     const kl_kd_head *h = &r->k->h;
     char store[160];
-    snprintf(store, sizeof store, "        out[li] = (%s)%s;\n", kl_dtype_ctype((kl_dtype)h->out_dtype),
-             name(r, h->value));
+    char value[96];
+    stored(value, sizeof value, (kl_dtype)h->out_dtype, name(r, h->value));
+    snprintf(store, sizeof store, "        out[li] = %s;\n", value);
     kl_sb_printf(L, "    int64_t n = 1;\n");
     for (int d = 0; d < h->rank; d++) kl_sb_printf(L, "    n *= %s;\n", name(r, h->dims[d]));
     kl_sb_printf(L, "    if (n <= 32768) {\n");
@@ -315,8 +325,8 @@ static kl_status map_kernel(renderer *r, kl_strbuf *L, const char *bd)
 
 static const char *identity_of(kl_reduce_op op, kl_dtype t)
 {
-    static const char *const lowest[KL_DTYPE_COUNT] = {"0", "INT8_MIN", "0", "INT16_MIN", "INT32_MIN", "INT64_MIN", "-INFINITY", "-INFINITY", "-INFINITY"};
-    static const char *const highest[KL_DTYPE_COUNT] = {"1", "INT8_MAX", "UINT8_MAX", "INT16_MAX", "INT32_MAX", "INT64_MAX", "INFINITY", "INFINITY", "INFINITY"};
+    static const char *const lowest[KL_DTYPE_COUNT] = {"0", "INT8_MIN", "0", "INT16_MIN", "INT32_MIN", "INT64_MIN", "-INFINITY", "-INFINITY", "-INFINITY", "-INFINITY"};
+    static const char *const highest[KL_DTYPE_COUNT] = {"1", "INT8_MAX", "UINT8_MAX", "INT16_MAX", "INT32_MAX", "INT64_MAX", "INFINITY", "INFINITY", "INFINITY", "INFINITY"};
     switch (op) {
     case KL_REDUCE_PROD: case KL_REDUCE_ALL: return "1";
     case KL_REDUCE_MAX: return lowest[t];
@@ -430,15 +440,13 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     kl_strbuf offb = {0};
     index_expr(r, &offb, h->target, 1);
     const char *off = offb.data ? offb.data : "0";
-    const char *T = kl_dtype_ctype(out_t);
     kl_sb_printf(L, "    int64_t kn = 1, rn = 1;\n");
     for (int i = 0; i < nk; i++) kl_sb_printf(L, "    kn *= %s;\n", name(r, h->dims[kept[i]]));
     for (int i = 0; i < nr; i++) kl_sb_printf(L, "    rn *= %s;\n", name(r, h->dims[red[i]]));
-    char finbuf[160];
-    if (op == KL_REDUCE_MEAN) snprintf(finbuf, sizeof finbuf, "(%s)(rn ? a / (double)rn : NAN)", T);
-    else snprintf(finbuf, sizeof finbuf, "(%s)(a)", T);
-    if (p.rc.track_nan) snprintf(p.final, sizeof p.final, "(n ? (%s)NAN : %s)", T, finbuf);
-    else snprintf(p.final, sizeof p.final, "%s", finbuf);
+    const char *value = op == KL_REDUCE_MEAN ? (p.rc.track_nan ? "(n ? NAN : rn ? a / (double)rn : NAN)"
+                                                               : "(rn ? a / (double)rn : NAN)")
+                                             : (p.rc.track_nan ? "(n ? NAN : a)" : "a");
+    stored(p.final, sizeof p.final, out_t, value);
     snprintf(p.red_clause, sizeof p.red_clause, "reduction(%s:a)%s", p.rc.omp_op, p.rc.track_nan ? " reduction(|:n)" : "");
     combine(p.fold, sizeof p.fold, op, "a", tcast);
     if (p.rc.track_nan) snprintf(p.nanfold, sizeof p.nanfold, " n |= %s != %s;", tcast, tcast);
@@ -528,15 +536,17 @@ static kl_status scatter_kernel(renderer *r, kl_strbuf *L, const char *bd)
     for (int d = 0; d < h->out_rank; d++) kl_sb_printf(L, "    on *= %s;\n", name(r, h->out_dims[d]));
     kl_sb_printf(L, "    int64_t yn = 1;\n");
     for (int d = 0; d < h->rank; d++) kl_sb_printf(L, "    yn *= %s;\n", name(r, h->dims[d]));
+    char start[96], update[320];
+    stored(start, sizeof start, t, identity_of(op, t));
     kl_sb_printf(L, "    #pragma omp parallel for simd if(on > 32768) schedule(static)\n"
-                    "    for (int64_t li = 0; li < on; li++) out[li] = %s;\n", identity_of(op, t));
+                    "    for (int64_t li = 0; li < on; li++) out[li] = %s;\n", start);
     /* the dims whose distinct values write distinct targets run in parallel,
      * no update atomic; with none, add and multiply are atomic, max and min serial */
     int order[KL_MAX_DIMS], n_disjoint = 0, n = 0;
     for (int d = 0; d < h->rank; d++) if (h->disjoint >> d & 1) order[n++] = d;
     n_disjoint = n;
     for (int d = 0; d < h->rank; d++) if (!(h->disjoint >> d & 1)) order[n++] = d;
-    int atomic = !n_disjoint && t != KL_FLOAT16 && op != KL_REDUCE_MAX && op != KL_REDUCE_MIN;
+    int atomic = !n_disjoint && t != KL_FLOAT16 && t != KL_BFLOAT16 && op != KL_REDUCE_MAX && op != KL_REDUCE_MIN;
     if (n_disjoint)
         kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(yn > 32768) schedule(static)\n", n_disjoint);
     else if (atomic && h->rank > 0)
@@ -551,25 +561,39 @@ static kl_status scatter_kernel(renderer *r, kl_strbuf *L, const char *bd)
     char tgt[96], now[112];
     snprintf(tgt, sizeof tgt, "out[%s]", off);
     if (t == KL_FLOAT16) snprintf(now, sizeof now, "(float)out[%s]", off);
+    else if (t == KL_BFLOAT16) snprintf(now, sizeof now, "kl_bf16_load(out[%s])", off);
     else snprintf(now, sizeof now, "%s", tgt);
     if (atomic) kl_sb_printf(L, "            #pragma omp atomic\n");
     switch (op) {
     case KL_REDUCE_SUM:
         if (t == KL_BOOL) kl_sb_printf(L, "            %s |= %s;\n", tgt, val);
         else if (atomic) kl_sb_printf(L, "            %s += %s;\n", tgt, val);
-        else kl_sb_printf(L, "            %s = %s + %s;\n", tgt, now, val);
+        else {
+            char sum[160];
+            snprintf(sum, sizeof sum, "%s + %s", now, val);
+            stored(update, sizeof update, t, sum);
+            kl_sb_printf(L, "            %s = %s;\n", tgt, update);
+        }
         break;
     case KL_REDUCE_PROD:
         if (t == KL_BOOL) kl_sb_printf(L, "            %s &= %s;\n", tgt, val);
         else if (atomic) kl_sb_printf(L, "            %s *= %s;\n", tgt, val);
-        else kl_sb_printf(L, "            %s = %s * %s;\n", tgt, now, val);
+        else {
+            char prod[160];
+            snprintf(prod, sizeof prod, "%s * %s", now, val);
+            stored(update, sizeof update, t, prod);
+            kl_sb_printf(L, "            %s = %s;\n", tgt, update);
+        }
         break;
     case KL_REDUCE_ANY: kl_sb_printf(L, "            %s |= (uint8_t)(%s != 0);\n", tgt, val); break;
     case KL_REDUCE_ALL: kl_sb_printf(L, "            %s &= (uint8_t)(%s != 0);\n", tgt, val); break;
     default: {
         const char *cmp = op == KL_REDUCE_MAX ? ">" : "<";
         kl_sb_printf(L, "            const %s cur = %s;\n", T, now);
-        kl_sb_printf(L, "            %s = (%s %s cur || %s != %s) ? %s : cur;\n", tgt, val, cmp, val, val, val);
+        char pick[192];
+        snprintf(pick, sizeof pick, "(%s %s cur || %s != %s) ? %s : cur", val, cmp, val, val, val);
+        stored(update, sizeof update, t, pick);
+        kl_sb_printf(L, "            %s = %s;\n", tgt, update);
     }
     }
     kl_sb_printf(L, "        }\n    }\n");

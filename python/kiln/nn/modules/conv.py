@@ -20,6 +20,7 @@ import numpy as np
 from .conv_gemm import conv_im2col
 from ... import _C
 from ..._core import to_var
+from ..._dtype import DTYPES
 from ..module import Module
 from ..._shape import broadcast, reindex, reindex_reduce
 from ... import init as _init
@@ -34,7 +35,7 @@ _USE_GEMM = True     # False: never the im2col form (tests run the direct form w
 def _choose_form(x, weight, groups, transposed, n, ic, oc, ins, outs, ks, stride, dilation, pad_lo):
     """'direct' or 'im2col': the core asks x's device which form of this
     convolution runs best there (kl_conv_choose, src/opt/conv.c)."""
-    dtype = str(np.promote_types(str(x.dtype), str(weight.dtype)))
+    dtype = DTYPES[_C.promote(x._dtype_code, weight._dtype_code)].name
     nd = len(ks)
     form = _C.conv_choose(x, dtype, nd, groups, transposed, n, ic, oc, tuple(ins), tuple(outs),
                           tuple(ks), tuple(stride), tuple(dilation), tuple(pad_lo))

@@ -26,7 +26,10 @@ def linear(x, weight, bias=None):
     x2 = x.reshape((-1, K)) if x.ndim != 2 else x
     n = x2.shape[0]
     shape = (n, M, K)
-    y = (broadcast(x2, shape, [1]) * broadcast(weight, shape, [0])).sum(2)
+    prod = broadcast(x2, shape, [1]) * broadcast(weight, shape, [0])
+    y = prod.sum(2)
+    if y.dtype != prod.dtype:      # a contraction keeps the dtype (half sums widen)
+        y = y.astype(prod.dtype)
     if bias is not None:
         y = y + bias
     return y if x.ndim == 2 else y.reshape(lead + (M,))

@@ -93,7 +93,7 @@ def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, div
     div = _avg_divisor(sp, outs, ks, st, pad, count_include_pad)
     if np.all(div == div.flat[0]):
         return s / float(div.flat[0])
-    return s / array(div.astype(s.dtype.np))
+    return s / array(div, dtype=s.dtype)
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -181,7 +181,7 @@ def _adaptive(x, output_size, nd, op, name):
     dims = list(range(lead + nd, lead + 2 * nd))
     if op == "max":
         return win.max(dims)
-    return win.sum(dims) / array(div.astype(x.dtype.np))
+    return win.sum(dims) / array(div, dtype=x.dtype)
 
 
 def adaptive_avg_pool1d(x, output_size):

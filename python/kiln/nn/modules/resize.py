@@ -127,7 +127,7 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         b = reindex(y, shp, idx, 0, (), [array(i1)])
         wshape = [1] * y.ndim
         wshape[d] = outs[j]
-        w = array(lam.astype(y.dtype.np).reshape(wshape))
+        w = array(lam.reshape(wshape), dtype=y.dtype)
         y = a + (b - a) * w
     return y
 
