@@ -263,6 +263,31 @@ static inline uint16_t check_float_to_half(float f)
 
 /* ---- converting between doubles and any dtype ---- */
 
+/* bfloat16 <-> float: the top half of a float32's bits. The store picks the
+ * nearer of the two bfloat16 neighbours by value (ties: the even one), a
+ * different route from the kernels' bit arithmetic. */
+static inline float check_bf16_to_float(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint16_t check_float_to_bf16(float f)
+{
+    if (f != f) return 0x7fc0;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint16_t lo = (uint16_t)(u >> 16), hi = (uint16_t)(lo + 1);
+    double dl = fabs((double)check_bf16_to_float(lo) - f);
+    double fh = check_bf16_to_float(hi);
+    double dh = isinf(fh) ? fabs(ldexp(1.0, 128) * (fh < 0 ? -1 : 1) - f) : fabs(fh - f);
+    if (isinf(f) || dl < dh) return lo;
+    if (dh < dl) return hi;
+    return (lo & 1) ? hi : lo;
+}
+
 static inline void check_store_(kl_dtype t, void *p, int64_t i, double v)
 {
     switch (t) {
@@ -275,6 +300,7 @@ static inline void check_store_(kl_dtype t, void *p, int64_t i, double v)
     case KL_FLOAT16: ((uint16_t *)p)[i] = check_float_to_half((float)v); break;
     case KL_FLOAT32: ((float *)p)[i] = (float)v; break;
     case KL_FLOAT64: ((double *)p)[i] = v; break;
+    case KL_BFLOAT16: ((uint16_t *)p)[i] = check_float_to_bf16((float)v); break;
     default: break;
     }
 }
@@ -291,13 +317,14 @@ static inline double check_load_(kl_dtype t, const void *p, int64_t i)
     case KL_FLOAT16: return check_half_to_float(((const uint16_t *)p)[i]);
     case KL_FLOAT32: return ((const float *)p)[i];
     case KL_FLOAT64: return ((const double *)p)[i];
+    case KL_BFLOAT16: return check_bf16_to_float(((const uint16_t *)p)[i]);
     default: return NAN;
     }
 }
 
 static inline size_t check_dtype_size_(kl_dtype t)
 {
-    static const size_t sizes[] = {1, 1, 1, 2, 4, 8, 2, 4, 8};
+    static const size_t sizes[KL_DTYPE_COUNT] = {1, 1, 1, 2, 4, 8, 2, 4, 8, 2};
     return (unsigned)t < KL_DTYPE_COUNT ? sizes[t] : 8;
 }
 

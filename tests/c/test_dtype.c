@@ -26,8 +26,8 @@ static const kl_dtype promote_table[9][9] = {
     /* f8 */ {F8, F8, F8, F8, F8, F8, F8, F8, F8},
 };
 
-static const char *const names[9] = {"bool",    "int8",    "uint8",   "int16",  "int32",
-                                     "int64",   "float16", "float32", "float64"};
+static const char *const names[KL_DTYPE_COUNT] = {"bool",    "int8",    "uint8",   "int16",  "int32",
+                                                  "int64",   "float16", "float32", "float64", "bfloat16"};
 
 static void test_promote_table_is_symmetric(void)
 {
@@ -61,6 +61,16 @@ static void test_promote_named_cases(void)
     CHECK_EQ_INT(out, KL_FLOAT16);
     CHECK_OK(kl_dtype_promote(KL_INT16, KL_FLOAT16, &out));
     CHECK_EQ_INT(out, KL_FLOAT32);
+    /* bfloat16 (not in NumPy): with float16 neither holds the other; small
+     * integers fit its range; wider floats and integers win */
+    CHECK_OK(kl_dtype_promote(KL_BFLOAT16, KL_FLOAT16, &out));
+    CHECK_EQ_INT(out, KL_FLOAT32);
+    CHECK_OK(kl_dtype_promote(KL_INT16, KL_BFLOAT16, &out));
+    CHECK_EQ_INT(out, KL_BFLOAT16);
+    CHECK_OK(kl_dtype_promote(KL_BFLOAT16, KL_FLOAT32, &out));
+    CHECK_EQ_INT(out, KL_FLOAT32);
+    CHECK_OK(kl_dtype_promote(KL_INT32, KL_BFLOAT16, &out));
+    CHECK_EQ_INT(out, KL_FLOAT64);
     for (int t = 0; t < KL_DTYPE_COUNT; t++) {
         CHECK_OK(kl_dtype_promote(KL_BOOL, (kl_dtype)t, &out));
         CHECK_EQ_INT(out, t);
@@ -94,7 +104,7 @@ static void test_unknown_name(void)
 
 static void test_sizes(void)
 {
-    static const size_t sizes[9] = {1, 1, 1, 2, 4, 8, 2, 4, 8};
+    static const size_t sizes[KL_DTYPE_COUNT] = {1, 1, 1, 2, 4, 8, 2, 4, 8, 2};
     for (int t = 0; t < KL_DTYPE_COUNT; t++) CHECK_EQ_INT(kl_dtype_size((kl_dtype)t), sizes[t]);
 }
 
@@ -205,6 +215,45 @@ static void test_full_integers_are_exact_and_range_checked(void)
     CHECK_OK(kl_context_free(ctx));
 }
 
+/* bfloat16 in kernels: stores round to nearest even (ties to the even
+ * mantissa), overflow goes to infinity, NaN stays NaN; sums and a scatter
+ * compute in float. */
+static void test_bfloat16_kernels(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t n = 6;
+    double v[6] = {1.00390625, 1.01171875, 3.0e38, 3.4e38, -2.5, NAN};
+    kl_var *x = check_var(ctx, KL_FLOAT64, 1, &n, v), *b = NULL, *s = NULL;
+    if (x && CHECK_OK(kl_cast(x, KL_BFLOAT16, &b))) {
+        double *got = check_read(b);
+        double want[6] = {1.0, 1.015625, 3.0040553e38, INFINITY, -2.5, NAN};
+        if (got) {
+            for (int i = 0; i < 6; i++) {
+                if (isnan(want[i])) CHECK(isnan(got[i]));
+                else CHECK_MSG(got[i] == want[i] || fabs(got[i] - want[i]) < 1e31, "bf16[%d] = %g, want %g", i,
+                               got[i], want[i]);
+            }
+        }
+        free(got);
+        kl_var *two = NULL, *head = NULL;
+        int64_t two_n = 2;
+        if (CHECK_OK(kl_full(ctx, KL_BFLOAT16, 1, &two_n, 0.5, &two)) && (head = check_bin(KL_ADD, two, two)) &&
+            CHECK_OK(kl_reduce(head, KL_REDUCE_SUM, 1, (int[]){0}, 0, &s))) {
+            double *sv = check_read(s);
+            if (sv) CHECK_ARRAY_CLOSE(sv, ((double[]){2.0}), 1, 0, 0, "sum of bfloat16 ones");
+            free(sv);
+        }
+        check_release(two);
+        check_release(head);
+    }
+    check_release(x);
+    check_release(b);
+    check_release(s);
+    CHECK_OK(kl_context_free(ctx));
+}
+
 CHECK_MAIN(TEST(test_full_integers_are_exact_and_range_checked), TEST(test_promote_table_is_symmetric), TEST(test_promote_all_pairs),
            TEST(test_promote_named_cases), TEST(test_names_round_trip), TEST(test_unknown_name),
-           TEST(test_sizes), TEST(test_classification), TEST(test_status_and_op_names))
+           TEST(test_sizes), TEST(test_classification), TEST(test_status_and_op_names),
+           TEST(test_bfloat16_kernels))
