@@ -91,6 +91,7 @@ struct kl_var {
     uint64_t epoch;
     int materialize;
     int cost;        /* nodes an inlined copy of this var adds to a kernel */
+    int reads;       /* stored buffers an inlined copy reads (an upper bound) */
     struct kl_pattern *pattern; /* a library pattern its device runs (src/opt/fuse.c) */
     uint8_t absorbed; /* computed inside a consumer's library pattern, never on its own */
     kl_var *grad;    /* scratch for kl_grad */

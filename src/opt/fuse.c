@@ -5,6 +5,7 @@
  * reindexes fold into whoever reads them, and a reduce absorbs its producers. */
 #include "opt/fuse.h"
 #include "backend/backend.h"
+#include "codegen/kdesc.h"
 #include "opt/conv.h"
 #include "opt/matmul.h"
 #include "opt/softmax.h"
@@ -14,6 +15,10 @@
 #define SMALL_NUMEL (1 << 16)
 #define MAX_INLINE_COST 96    /* keep generated kernels a readable size */
 #define MATH_CALL_COST 8      /* exp, log, tanh...: a libm call costs as much as a pass over memory */
+/* a kernel reads at most KL_KD_MAX_BUFS buffers: past this many an input is
+ * stored (read as one buffer) instead of inlined, so a sum of 100 arrays
+ * becomes a few kernels; the margin covers one op's own inputs */
+#define MAX_KERNEL_READS (KL_KD_MAX_BUFS - 2 * KL_MAX_INPUTS)
 
 /* What computing one element of v adds, its inputs aside. */
 static int own_cost(const kl_var *v)
@@ -75,8 +80,20 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *p
         kl_var *v = order[i];
         if (v->absorbed) {
             v->cost = 0;
+            v->reads = 1;
             continue;
         }
+        int reads = 0;
+        for (int k = 0; k < v->op.n_inputs; k++) {
+            kl_var *in = v->op.inputs[k];
+            int stored = in->buf || in->materialize;
+            if (!stored && reads + in->reads > MAX_KERNEL_READS) {
+                store(in);
+                stored = 1;
+            }
+            reads += stored ? 1 : in->reads;
+        }
+        v->reads = reads;
         int cost = own_cost(v);
         for (int k = 0; k < v->op.n_inputs; k++) {
             kl_var *in = v->op.inputs[k];
@@ -105,6 +122,7 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *p
         if (v->materialize) {
             store(v);
             v->cost = 0;
+            v->reads = 1;
         }
     }
 }

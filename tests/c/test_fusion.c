@@ -335,6 +335,43 @@ static void test_rebuild_hits_memory_cache(void)
     kl_context_free(ctx);
 }
 
+/* A sum of 150 computed arrays reads more buffers than one kernel may
+ * (KL_KD_MAX_BUFS): fusion stores a partial sum now and then, so it runs as
+ * a few kernels instead of failing. */
+static void test_many_inputs_split_into_several_kernels(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    enum { N = 150 };
+    kl_var *xs[N] = {0}, *acc = NULL;
+    int64_t n = 3;
+    double want[3] = {0, 0, 0};
+    for (int i = 0; i < N; i++) {
+        double v[3] = {i, 0.5 * i, -i};
+        for (int j = 0; j < 3; j++) want[j] += v[j];
+        xs[i] = check_var(ctx, KL_FLOAT64, 1, &n, v);
+        if (!xs[i]) break;
+        double *done = check_read(xs[i]); /* computed: each is a buffer of its own */
+        free(done);
+        kl_var *next = acc ? check_bin(KL_ADD, acc, xs[i]) : NULL;
+        if (acc) { check_release(acc); acc = next; }
+        else { kl_var_retain(xs[i]); acc = xs[i]; }
+    }
+    if (acc) {
+        kl_counters before = counters(ctx);
+        double *got = check_read(acc);
+        kl_counters after = counters(ctx);
+        if (got) CHECK_ARRAY_CLOSE(got, want, 3, 1e-15, 0, "sum of 150 arrays");
+        free(got);
+        uint64_t k = after.kernels_launched - before.kernels_launched;
+        CHECK_MSG(k >= 2 && k <= 6, "150 inputs ran as %llu kernels, expected a few", (unsigned long long)k);
+    }
+    check_release(acc);
+    for (int i = 0; i < N; i++) check_release(xs[i]);
+    CHECK_OK(kl_context_free(ctx));
+}
+
 CHECK_MAIN(TEST(test_chain_with_sum_is_one_kernel), TEST(test_new_length_compiles_nothing),
            TEST(test_user_held_intermediate_keeps_value), TEST(test_fused_equals_unfused),
-           TEST(test_broadcast_mul_sum_matmul), TEST(test_rebuild_hits_memory_cache))
+           TEST(test_broadcast_mul_sum_matmul), TEST(test_rebuild_hits_memory_cache),
+           TEST(test_many_inputs_split_into_several_kernels))
