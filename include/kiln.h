@@ -97,6 +97,8 @@ typedef struct {
     uint64_t bytes_cached;       /* freed bytes kept for reuse */
     uint64_t peak_bytes_in_use;
     uint64_t vars_alive;
+    uint64_t vars_held;          /* vars with a handle outside the graph (Python Vars) */
+    uint64_t ops_alive;          /* vars holding an op: pending, or kept for backward */
 } kl_counters;
 
 /* One launch the profiler recorded: the root op (with " (library gemm)" and

@@ -38,6 +38,8 @@ from .io import load, save
 from .code import code
 from . import attention, weightnorm
 from ._function import Function, numpy_code
+from . import core
+from .core import liveness_info, number_of_hold_vars, number_of_lived_ops, number_of_lived_vars
 from ._special import (ceil_int, erfinv, fetch, finfo, floor_int, iinfo, reindex_var, round_int,
                        safe_clip)
 from . import models, utils
@@ -136,6 +138,9 @@ def _install_methods():
         "erfinv": erfinv, "safe_clip": safe_clip, "floor_int": floor_int, "ceil_int": ceil_int,
         "round_int": round_int, "reindex_var": reindex_var,
         "fuse_transpose": lambda x, perm: permute(x, *perm),  # kiln fuses every transpose
+        "opt_grad": lambda x, opt: opt.find_grad(x),
+        "start_grad": lambda x: x.requires_grad_(True) if x.dtype.is_float else x,
+        "peek": lambda x: f"{x.dtype}[{''.join(f'{d},' for d in x.shape)}]",
     })
     methods.update(REDUCE_FUNCTIONS)
     for name, dt in (("float32", float32), ("float64", float64), ("float16", float16),

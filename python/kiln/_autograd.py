@@ -18,15 +18,21 @@ def _link_grads(grads, y, dy):
 
 def grad(loss, targets, retain_graph=True, grad_output=None):
     """Gradients of loss (summed when it is not a scalar) with respect to each
-    target: one Var for one target, else a list. Targets that do not require
-    grad (stop_grad'ed, integer) get zeros, as in Jittor."""
+    target: one Var for one target, else a list. Targets cut by stop_grad get
+    zeros; integer and bool targets have no gradient and raise TypeError, as
+    in Jittor."""
     del retain_graph  # the graph is functional: nothing to free
     loss = to_var(loss)
+    if not loss.dtype.is_float:
+        raise TypeError(f"grad: the output is {loss.dtype}; only a float output can be differentiated")
     single = isinstance(targets, _C.Var)
     ts = [targets] if single else list(targets)
-    for t in ts:
+    for i, t in enumerate(ts):
         if not isinstance(t, Var):
             raise TypeError(f"grad: targets must be Vars, got {type(t).__name__}")
+        if not t.dtype.is_float:
+            raise TypeError(f"grad: target {i} is {t.dtype}; only float vars have gradients "
+                            "(cast it to a float dtype before it is used)")
     dy = None if grad_output is None else to_var(grad_output)
     wanted = [t for t in ts if t.requires_grad]
     for t in wanted:

@@ -489,7 +489,7 @@ def binary(a, b, op):
 
 
 def where(cond, a=None, b=None):
-    """Element-wise cond ? a : b (broadcasting). With cond alone (Jittor,
+    """Where Operator: element-wise cond ? a : b (broadcasting). With cond alone (Jittor,
     NumPy): a tuple of int32 index Vars, one per dim, of cond's nonzero
     elements (computed on the host: the output's size depends on the data)."""
     if a is None and b is None:

@@ -17,7 +17,8 @@ __all__ = [
 
 
 def index(shape, dim=None, dtype="int32"):
-    """Jittor's index op: out[i0, ...] = i_dim; all dims as a tuple when dim is None."""
+    """Index Operator (Jittor's index op): out[i0, ...] = i_dim; all dims as
+    a tuple when dim is None."""
     shape = tuple(int(s) for s in shape)
     if dim is None:
         return tuple(index(shape, d, dtype) for d in range(len(shape)))
@@ -158,7 +159,7 @@ def cumprod(x, dim=-1):
 
 
 def argsort(x, dim=-1, descending=False):
-    """(indices, values) sorting x along dim, stably (Jittor's order)."""
+    """Argsort Operator: (indices, values) sorting x along dim, stably (Jittor's order)."""
     x = to_var(x)
     if x.ndim == 0:
         return out(_C.full((), 0.0, "int32")), x

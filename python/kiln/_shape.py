@@ -49,7 +49,7 @@ def _index_extras(extras):
 
 
 def reindex(x, shape, indexes=None, overflow_value=0, overflow_conditions=(), extras=()):
-    """out[i0, ...] = x[indexes...], or overflow_value out of bounds (Jittor's
+    """Reindex Operator: out[i0, ...] = x[indexes...], or overflow_value out of bounds (Jittor's
     reindex). Given a list of index Vars instead of a shape (x.reindex([iy, ix])),
     it is reindex_var: out[i...] = x[iy[i...], ix[i...]]."""
     x = to_var(x)

@@ -12,12 +12,14 @@ Positional arguments follow Jittor where it differs from PyTorch
 positional argument may be betas (PyTorch) or eps (Jittor)."""
 import math
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
 from . import distributed
 from ._autograd import grad as _grad
 from ._core import Var, to_var
+from ._create import zeros_like
 from ._flags import sync
 from .nn.module import parameter_value, take_dirty_state
 
@@ -33,6 +35,26 @@ def _params_of(params):
     if isinstance(params, Var):
         return [params]
     return list(params)
+
+
+class _GroupGrads(Sequence):
+    """Jittor's param_group["grads"]: the gradient of each of the group's
+    parameters, in order, read live from p.grad (zeros before backward)."""
+
+    def __init__(self, params):
+        self._params = params
+
+    def __len__(self):
+        return len(self._params)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        p = self._params[i]
+        return p.grad if p.grad is not None else zeros_like(p)
+
+
+_RUNTIME_KEYS = ("params", "grads")   # rebuilt from the parameters, never saved
 
 
 class Optimizer:
@@ -76,6 +98,7 @@ class Optimizer:
         for k, v in self.defaults.items():
             group.setdefault(k, v)
         group["params"] = ps
+        group["grads"] = _GroupGrads(ps)
         self.param_groups.append(group)
 
     # ---- Jittor's lr attribute ----
@@ -179,6 +202,13 @@ class Optimizer:
             self.zero_grad()
         return loss
 
+    def find_grad(self, p):
+        """The gradient backward() gave parameter p (Jittor's opt_grad)."""
+        for q in self._all_params():
+            if q is p:
+                return p.grad if p.grad is not None else zeros_like(p)
+        raise ValueError("find_grad: the var is not a parameter of this optimizer")
+
     def _any_grad(self):
         return any(p.grad is not None for p in self._all_params())
 
@@ -196,7 +226,7 @@ class Optimizer:
                 index[id(p)] = k
                 ids.append(k)
                 k += 1
-            d = {key: v for key, v in g.items() if key != "params"}
+            d = {key: v for key, v in g.items() if key not in _RUNTIME_KEYS}
             d["params"] = ids
             groups.append(d)
         state = {}
@@ -220,7 +250,7 @@ class Optimizer:
             for i, p in zip(saved["params"], g["params"]):
                 params[i] = p
             for key, v in saved.items():
-                if key != "params":
+                if key not in _RUNTIME_KEYS:
                     g[key] = tuple(v) if isinstance(v, list) and key == "betas" else v
         self.state = {}
         for i, st in state_dict["state"].items():

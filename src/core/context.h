@@ -40,6 +40,8 @@ struct kl_context {
     uint64_t grad_epoch; /* kl_grad's walks */
     int grad_depth;      /* kl_grad running (a custom gradient may not call it again) */
     uint64_t vars_alive;
+    uint64_t vars_held; /* vars with a handle outside the graph (user_refs > 0) */
+    uint64_t ops_alive; /* vars still holding an op: pending, or kept for backward */
     kl_counters counters; /* kernel counters; memory figures come from the backends */
     struct kl_backend *backends[KL_MAX_BACKENDS]; /* backends[0]: the CPU */
     int n_backends;

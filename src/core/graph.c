@@ -204,6 +204,7 @@ static void collect(kl_var *v)
                 stack[n++] = in;
             }
         }
+        if (d->op.kind != KL_OP_ARRAY) d->ctx->ops_alive--;
         kl_op_free_params(&d->op);
         kl_buffer_release(d->buf);
         unlink_pending(d);
@@ -242,8 +243,12 @@ kl_status kl_var_new(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *s
         v->requires_grad |= op->inputs[i]->requires_grad;
     }
     if (!kl_dtype_is_float(dtype) || kl_op_traits(op->kind) & KL_STOPS_GRAD) v->requires_grad = 0;
-    if (op->kind != KL_OP_ARRAY) link_pending(v);
+    if (op->kind != KL_OP_ARRAY) {
+        link_pending(v);
+        ctx->ops_alive++;
+    }
     ctx->vars_alive++;
+    ctx->vars_held++;
     *out = v;
     return KL_OK;
 }
@@ -259,6 +264,7 @@ static void forget_graph(kl_var *v)
     /* a stop_grad cuts gradients anyway; ints and bools have none */
     if (old.n_inputs > 0 && !(kl_op_traits(old.kind) & KL_STOPS_GRAD) && kl_dtype_is_float(v->dtype))
         v->graph_forgotten = 1;
+    if (old.kind != KL_OP_ARRAY) v->ctx->ops_alive--;
     memset(&v->op, 0, sizeof v->op);
     v->op.kind = KL_OP_ARRAY;
     for (int i = 0; i < old.n_inputs; i++) kl_var_unref_graph(old.inputs[i]);
@@ -296,7 +302,7 @@ int kl_var_requires_grad(const kl_var *v) { return live(v, "kl_var_requires_grad
 kl_status kl_var_retain(kl_var *v)
 {
     KL_VAR_ARG(v, "kl_var_retain", "var");
-    v->user_refs++;
+    if (v->user_refs++ == 0) v->ctx->vars_held++;
     return KL_OK;
 }
 
@@ -305,7 +311,10 @@ kl_status kl_var_release(kl_var *v)
     if (!v) return KL_OK; /* like free(NULL) */
     KL_VAR_ARG(v, "kl_var_release", "var");
     if (v->user_refs <= 0) return kl_error(KL_ERR_VALUE, "kl_var_release: the var has no handle left to release");
-    if (--v->user_refs == 0 && v->graph_refs == 0) collect(v);
+    if (--v->user_refs == 0) {
+        v->ctx->vars_held--;
+        if (v->graph_refs == 0) collect(v);
+    }
     return KL_OK;
 }
 

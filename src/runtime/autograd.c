@@ -106,7 +106,7 @@ kl_status kl_grad(kl_var *y, kl_var *dy, int n, kl_var *const *xs, kl_var **grad
     /* wanted: v leads to one of xs (so gradients through it matter) */
     uint8_t *wanted = calloc((size_t)m, 1);
     if (!wanted) { free(order); return kl_error(KL_ERR_MEMORY, "out of memory in grad"); }
-    for (int i = 0; i < m; i++) order[i]->user_refs++;
+    for (int i = 0; i < m; i++) kl_var_retain(order[i]);
     y->ctx->grad_depth++;
     for (int i = 0; i < m; i++) {
         kl_var *v = order[i];

@@ -117,6 +117,8 @@ void kl_context_counters(const kl_context *ctx, kl_counters *out)
         out->peak_bytes_in_use += m.peak_bytes_in_use;
     }
     out->vars_alive = ctx->vars_alive;
+    out->vars_held = ctx->vars_held;
+    out->ops_alive = ctx->ops_alive;
 }
 
 void kl_context_gc(kl_context *ctx)

@@ -81,13 +81,17 @@ static void test_computed_var_drops_its_inputs(void)
     if (CHECK_OK(kl_var_from_host(ctx, KL_FLOAT32, 1, &n, v, &x)) && CHECK_OK(kl_unary(KL_EXP, x, &y))) {
         kl_counters held = counters(ctx);
         CHECK_EQ_INT(held.vars_alive, base.vars_alive + 2);
+        CHECK_EQ_INT(held.vars_held, base.vars_held + 2);
+        CHECK_EQ_INT(held.ops_alive, base.ops_alive + 1); /* y's exp; x is an array */
         CHECK(held.bytes_in_use >= base.bytes_in_use + n * sizeof(float));
         kl_var_release(x); /* y's op still holds x */
         CHECK_EQ_INT(counters(ctx).vars_alive, base.vars_alive + 2);
+        CHECK_EQ_INT(counters(ctx).vars_held, base.vars_held + 1);
         CHECK_OK(kl_sync(&y, 1));
         /* y is a leaf now: x and its buffer are gone */
         kl_counters c = counters(ctx);
         CHECK_EQ_INT(c.vars_alive, base.vars_alive + 1);
+        CHECK_EQ_INT(c.ops_alive, base.ops_alive);
         CHECK_MSG(c.bytes_in_use <= base.bytes_in_use + (uint64_t)(n * sizeof(float) * 1.25),
                   "in use %llu after x is gone, expected about %llu", (unsigned long long)c.bytes_in_use,
                   (unsigned long long)(base.bytes_in_use + n * sizeof(float)));
@@ -102,6 +106,7 @@ static void test_computed_var_drops_its_inputs(void)
     }
     kl_counters end = counters(ctx);
     CHECK_EQ_INT(end.vars_alive, base.vars_alive);
+    CHECK_EQ_INT(end.vars_held, base.vars_held);
     CHECK_EQ_INT(end.bytes_in_use, base.bytes_in_use);
     free(v);
     kl_context_free(ctx);

@@ -225,3 +225,61 @@ def test_jittor_shape_and_operator_rules():
     np.testing.assert_array_equal(x.broadcast_var(jt.ones(2, 1, 4)).numpy(),
                                   np.broadcast_to(x.numpy(), (2, 3, 4)))
     assert x.sync(True, False) is x
+
+
+def test_liveness_counts_follow_the_graph():
+    import gc
+    gc.collect()
+    base = jt.liveness_info()
+    x = jt.random([2, 3])
+    assert x.peek() == "float32[2,3,]"
+    assert jt.number_of_hold_vars() == base["hold_vars"] + 1
+    y = (x * 2).exp()                        # pending: x held, y held, two ops
+    info = jt.liveness_info()
+    assert info["hold_vars"] == base["hold_vars"] + 2 and info["lived_ops"] >= base["lived_ops"] + 2
+    del x, y
+    assert jt.liveness_info() == base
+    # a training loop leaks nothing: the counts repeat from step to step
+    model = jt.nn.Sequential(jt.nn.Linear(4, 8), jt.nn.ReLU(), jt.nn.Linear(8, 1))
+    opt = jt.optim.SGD(model.parameters(), 0.1, momentum=0.9)
+    data = jt.array(np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32))
+    seen = []
+    for _ in range(5):
+        loss = (model(data) ** 2).mean()
+        opt.step(loss)
+        seen.append(jt.liveness_info())
+    assert seen[2] == seen[3] == seen[4]
+    with pytest.raises(TypeError, match="only float vars have gradients"):
+        jt.grad(loss, jt.array([1, 2]))
+    with pytest.raises(TypeError, match="only a float output"):
+        jt.grad(jt.array([1, 2]) * 2, data)
+
+
+def test_optimizer_group_grads_and_opt_grad():
+    a = jt.ones(2)
+    opt = jt.optim.SGD([a], 0.1)
+    assert opt.param_groups[0]["grads"][0].numpy().tolist() == [0.0, 0.0]
+    opt.backward(a * a)
+    np.testing.assert_allclose(a.opt_grad(opt).numpy(), [2.0, 2.0])
+    opt.clip_grad_norm(0.01, 2)
+    np.testing.assert_allclose(float(opt.param_groups[0]["grads"][0].norm().item()), 0.01, rtol=1e-5)
+    assert "grads" not in opt.state_dict()["param_groups"][0]
+    with pytest.raises(ValueError, match="not a parameter"):
+        opt.find_grad(jt.ones(2))
+
+
+def test_module_views_and_sequential_functions():
+    m = jt.Module()
+    m.__setattr__("x", 1)
+    assert m.__getattr__("x") == 1
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        m.nope
+    m.a, m.b = jt.nn.Linear(2, 2), jt.nn.ReLU()
+    m.w = jt.ones(3)
+    assert list(m._modules) == ["a", "b"] and m._modules["a"] is m.a
+    assert list(m._parameters) == ["w"] and m._parameters["w"] is m.w
+    seq = jt.nn.Sequential(lambda x: x + 1, jt.nn.ReLU(), lambda x: x * 2)
+    assert seq.keys() == [0, 1, 2] and len(list(seq)) == 3 and len(seq.parameters()) == 0
+    np.testing.assert_array_equal(seq(jt.array([-3.0, 1.0])).numpy(), [0.0, 4.0])
+    with pytest.raises(TypeError, match="must be a Module or a function"):
+        jt.nn.Sequential(3)

@@ -218,7 +218,7 @@ static PyObject *m_counters(PyObject *mod, PyObject *unused)
     (void)mod; (void)unused;
     kl_counters c;
     kl_context_counters(klpy_ctx, &c);
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
         "kernels_compiled", (unsigned long long)c.kernels_compiled,
         "cache_hits_memory", (unsigned long long)c.cache_hits_memory,
         "cache_hits_disk", (unsigned long long)c.cache_hits_disk,
@@ -228,7 +228,9 @@ static PyObject *m_counters(PyObject *mod, PyObject *unused)
         "bytes_in_use", (unsigned long long)c.bytes_in_use,
         "bytes_cached", (unsigned long long)c.bytes_cached,
         "peak_bytes_in_use", (unsigned long long)c.peak_bytes_in_use,
-        "vars_alive", (unsigned long long)c.vars_alive);
+        "vars_alive", (unsigned long long)c.vars_alive,
+        "vars_held", (unsigned long long)c.vars_held,
+        "ops_alive", (unsigned long long)c.ops_alive);
 }
 
 /* ---- names ---- */

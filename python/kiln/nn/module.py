@@ -253,6 +253,28 @@ class Module:
         self.__dict__.get(_BUFFERS, set()).discard(name)
         setattr(self, name, param)
 
+    def __getattr__(self, name):
+        """Only for names normal lookup misses (and explicit calls, as
+        Jittor's tests make): the instance's own attribute, else AttributeError."""
+        d = object.__getattribute__(self, "__dict__")
+        if name in d:
+            return d[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    @property
+    def _modules(self):
+        """PyTorch's view of the child modules: name -> module, in order."""
+        return collections.OrderedDict(self._own()[2])
+
+    @property
+    def _parameters(self):
+        """PyTorch's view of this module's own parameters: name -> Var, in order."""
+        return collections.OrderedDict(self._own()[0])
+
+    @property
+    def _buffers(self):
+        return collections.OrderedDict(self._own()[1])
+
     def add_module(self, name, module):
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {type(module).__name__} is not a Module")

@@ -61,23 +61,50 @@ class _Indexed(Module):
         self._set_all(items)
 
 
+class _Call(Module):
+    """A plain function as a step of a Sequential (Jittor allows any callable)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        object.__setattr__(self, "_kiln_fn", fn)
+
+    def execute(self, *args, **kwargs):
+        return self._kiln_fn(*args, **kwargs)
+
+    def __repr__(self):
+        return f"{getattr(self._kiln_fn, '__name__', type(self._kiln_fn).__name__)}()"
+
+
+def _step(m):
+    """A Sequential's step: a Module, or any callable wrapped as one."""
+    if m is None or isinstance(m, Module):
+        return m
+    if isinstance(m, type) or not callable(m):
+        raise TypeError(f"Sequential: a step must be a Module or a function, got {m!r}")
+    return _Call(m)
+
+
 class Sequential(_Indexed):
-    """Calls its modules in order. Accepts modules, a list of them, or an
-    OrderedDict of named modules."""
+    """Calls its modules in order. Accepts modules (or plain functions, as
+    Jittor does), a list of them, or an OrderedDict of named modules."""
 
     def __init__(self, *args):
         super().__init__()
         if len(args) == 1 and isinstance(args[0], collections.OrderedDict):
             for k, m in args[0].items():
-                self.add_module(k, m)
+                self.add_module(k, _step(m))
             return
         if len(args) == 1 and isinstance(args[0], (list, tuple)):
             args = args[0]
         for i, m in enumerate(args):
-            self.add_module(str(i), m)
+            self.add_module(str(i), _step(m))
 
     def _items(self):
-        return [m for _, m in self._own()[2]]
+        return [m._kiln_fn if isinstance(m, _Call) else m for _, m in self._own()[2]]
+
+    def keys(self):
+        """The steps' names: positions as ints, as Jittor's Sequential gives them."""
+        return [int(k) if k.isdigit() else k for k, _ in self._own()[2]]
 
     def _named(self):
         return list(self._own()[2])
@@ -94,10 +121,10 @@ class Sequential(_Indexed):
         for k, _ in self._named():
             object.__delattr__(self, k)
         for i, m in enumerate(items):
-            self.add_module(str(i), m)
+            self.add_module(str(i), _step(m))
 
     def append(self, m):
-        self.add_module(str(len(self)), m)
+        self.add_module(str(len(self)), _step(m))
         return self
 
     def execute(self, x, *args, **kwargs):

@@ -1,0 +1,37 @@
+"""jt.core: the counts Jittor programs read to watch the graph's memory.
+kiln's graph keeps one node per var (a var holds the op that makes it), so:
+
+- number_of_lived_vars: vars that exist (held by Python, or by the graph as
+  an input some live var still needs);
+- number_of_hold_vars: vars Python holds (jt.Var objects alive);
+- number_of_lived_ops: vars still holding their op — pending, or kept so
+  that a gradient can be taken through them;
+- liveness_info(): the three as a dict, equal between two training steps
+  when nothing leaks."""
+from . import _C
+
+__all__ = ["number_of_lived_vars", "number_of_hold_vars", "number_of_lived_ops", "liveness_info"]
+
+
+def _counts():
+    import gc
+    gc.collect()   # Vars in reference cycles still hold their handles until collected
+    c = _C.counters()
+    return c["vars_alive"], c["vars_held"], c["ops_alive"]
+
+
+def number_of_lived_vars():
+    return _counts()[0]
+
+
+def number_of_hold_vars():
+    return _counts()[1]
+
+
+def number_of_lived_ops():
+    return _counts()[2]
+
+
+def liveness_info():
+    lived, held, ops = _counts()
+    return {"hold_vars": held, "lived_vars": lived, "lived_ops": ops}
