@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: builds kiln and runs every test: the C tests, the C tests again
-# under AddressSanitizer and UBSan, the Python suite, and the fuzzers for a
-# minute each (FUZZ_SECONDS; 0 skips them).
+# under AddressSanitizer and UBSan, the Python suite, Jittor's own test suite
+# (its pass count may not fall), and the fuzzers for a minute each
+# (FUZZ_SECONDS; 0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzz_seconds="${FUZZ_SECONDS:-60}"
@@ -23,6 +24,8 @@ make -j"$jobs" test-c
 make -j"$jobs" asan
 /usr/bin/python3 setup.py -q build_ext --inplace
 PYTHONPATH=python /usr/bin/python3 -m pytest -q tests/python
+# Jittor's own tests: the pass count may not fall (tests/jittor_suite_floor.txt)
+scripts/jittor_suite.sh
 if [ "$fuzz_seconds" != 0 ]; then
     scripts/fuzz.sh "$fuzz_seconds"
 fi

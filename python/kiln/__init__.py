@@ -110,6 +110,14 @@ def _debug_msg(x):
             f"computed={_C.Var.is_computed.__get__(x)}, requires_grad={x.requires_grad})")
 
 
+def _setitem_op(x, index, value):
+    """Jittor's Var.setitem op: a new var equal to x with x[index] = value
+    (x itself unchanged; `x[index] = value` is the in-place form)."""
+    y = x.clone()
+    setitem(y, index, value)
+    return y
+
+
 # ---- Var's methods ----
 def _install_methods():
     methods = dict(UNARY)
@@ -133,7 +141,7 @@ def _install_methods():
         "relu": nn.relu,
         "copy": lambda x: x.clone(), "cast": astype, "isnan": isnan, "isinf": isinf,
         "isfinite": isfinite, "fetch_sync": lambda x: x.numpy(), "debug_msg": _debug_msg,
-        "sqr": lambda x: x * x, "nonzero": nonzero, "getitem": getitem, "setitem": setitem,
+        "sqr": lambda x: x * x, "nonzero": nonzero, "getitem": getitem, "setitem": _setitem_op,
         "ternary": where, "arg_reduce": arg_reduce,
         "erfinv": erfinv, "safe_clip": safe_clip, "floor_int": floor_int, "ceil_int": ceil_int,
         "round_int": round_int, "reindex_var": reindex_var,

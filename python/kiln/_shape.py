@@ -61,6 +61,9 @@ def reindex(x, shape, indexes=None, overflow_value=0, overflow_conditions=(), ex
         raise TypeError("reindex: expected (shape, indexes) or a list of index Vars")
     if isinstance(shape, Var):
         shape = shape.shape
+    if len(indexes) != x.ndim:
+        raise ValueError(f"reindex: {len(indexes)} index expressions for an input of {x.ndim} dims "
+                         f"(shape {x.shape}); one per input dim is needed")
     extras = _index_extras(extras)
     return out(_C.reindex(x, tuple(shape), list(indexes), float(overflow_value),
                           list(overflow_conditions), extras), x, *extras)
@@ -71,6 +74,9 @@ def reindex_reduce(x, op, shape, indexes, overflow_conditions=(), extras=()):
     x = to_var(x)
     if isinstance(shape, Var):
         shape = shape.shape
+    if len(indexes) != len(shape):
+        raise ValueError(f"reindex_reduce: {len(indexes)} index expressions for an output of "
+                         f"{len(shape)} dims (shape {tuple(shape)}); one per output dim is needed")
     extras = _index_extras(extras)
     return out(_C.reindex_reduce(x, op, tuple(shape), list(indexes),
                                  list(overflow_conditions), extras), x, *extras)

@@ -64,7 +64,9 @@ class Optimizer:
     _state_keys = ()
 
     def __init__(self, params, defaults):
-        self.defaults = dict(defaults)
+        # Jittor's base class is also used directly: Optimizer(params, lr),
+        # a plain gradient step
+        self.defaults = dict(defaults) if isinstance(defaults, dict) else {"lr": defaults}
         self.param_groups = []
         self._explicit_lr = []
         self.state = {}          # id(param) -> dict of state values
@@ -213,7 +215,8 @@ class Optimizer:
         return any(p.grad is not None for p in self._all_params())
 
     def _update(self, p, g, state, group):
-        raise NotImplementedError
+        """The base class's step (Jittor's Optimizer): p - lr * g."""
+        return p - g * group["lr"], {}
 
     # ---- state ----
     def state_dict(self):

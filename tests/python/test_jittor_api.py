@@ -283,3 +283,26 @@ def test_module_views_and_sequential_functions():
     np.testing.assert_array_equal(seq(jt.array([-3.0, 1.0])).numpy(), [0.0, 4.0])
     with pytest.raises(TypeError, match="must be a Module or a function"):
         jt.nn.Sequential(3)
+
+
+def test_setitem_op_is_functional_and_reindex_counts_are_checked():
+    a0 = np.arange(6.0)
+    a, b = jt.array(a0), jt.array([10.0, 20.0])
+    c = a.setitem(slice(2, 4), b)
+    np.testing.assert_array_equal(a.numpy(), a0)                   # a unchanged
+    np.testing.assert_array_equal(c.numpy(), [0, 1, 10, 20, 4, 5])
+    mask = jt.array(np.arange(1.0, 7.0))
+    da, db = jt.grad((c * mask).sum(), [a, b])
+    np.testing.assert_array_equal(da.numpy(), [1, 2, 0, 0, 5, 6])
+    np.testing.assert_array_equal(db.numpy(), [3, 4])
+    with pytest.raises(ValueError, match="one per output dim"):
+        jt.random([3]).reindex_reduce("add", [3], ["i0", "i0"])
+    with pytest.raises(ValueError, match="one per input dim"):
+        jt.random([3]).reindex([3], ["i0", "i0"])
+
+
+def test_base_optimizer_takes_plain_gradient_steps():
+    p = jt.array([1.0, 2.0])
+    opt = jt.optim.Optimizer([p], 0.25)
+    opt.step((p * p).sum())
+    np.testing.assert_allclose(p.numpy(), [0.5, 1.0])
