@@ -148,6 +148,7 @@ def _install_methods():
         "fuse_transpose": lambda x, perm: permute(x, *perm),  # kiln fuses every transpose
         "opt_grad": lambda x, opt: opt.find_grad(x),
         "start_grad": lambda x: x.requires_grad_(True) if x.dtype.is_float else x,
+        "index_var": lambda x, dim=None: index(x.shape, dim),
         "peek": lambda x: f"{x.dtype}[{''.join(f'{d},' for d in x.shape)}]",
     })
     methods.update(REDUCE_FUNCTIONS)

@@ -101,6 +101,12 @@ def broadcast(x, shape, dims=()):
             pass
     ndim = len(shape)
     dims = [norm_dim(d, ndim, "broadcast") for d in dims]
+    if dims and len(shape) - len(dims) == x.ndim:
+        # the dims x keeps: a 1 in shape takes x's size (Jittor's
+        # index0.broadcast([1, 3], dims=[1]) of a (2,) var is (2, 3))
+        kept = [d for d in range(ndim) if d not in dims]
+        shape = tuple(x.shape[kept.index(d)] if d in kept and shape[d] == 1 else shape[d]
+                      for d in range(ndim))
     return out(_C.broadcast_to(x, shape, dims), x)
 
 

@@ -306,3 +306,14 @@ def test_base_optimizer_takes_plain_gradient_steps():
     opt = jt.optim.Optimizer([p], 0.25)
     opt.step((p * p).sum())
     np.testing.assert_allclose(p.numpy(), [0.5, 1.0])
+
+
+def test_broadcast_with_new_dims_keeps_x_sizes_and_index_var():
+    a = jt.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    rows = jt.array([1, 2]).broadcast([1, 3], dims=[1])        # 1: x's size (2)
+    assert rows.numpy().tolist() == [[1, 1, 1], [2, 2, 2]]
+    cols = rows.index_var(1)
+    assert cols.numpy().tolist() == [[0, 1, 2], [0, 1, 2]]
+    assert a.reindex_var([rows, cols]).numpy().tolist() == [[4, 5, 6], [7, 8, 9]]
+    i0, i1 = a.index_var()
+    assert i0.numpy().tolist() == [[0, 0, 0], [1, 1, 1], [2, 2, 2]] and i1.shape == (3, 3)
