@@ -580,8 +580,10 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
     Gradients: cpu_grad_src holds one source per input (None to skip one):
     it computes that input's gradient into ``@out`` (shaped like the input)
     from ``@in0``..., ``@pout`` (the forward output) and ``@dout`` (the
-    output's gradient). Without gradient sources the op is a constant for
-    autograd. A compile error raises RuntimeError with the compiler's message,
+    output's gradient). With several outputs the kernels run once for each
+    output a gradient reaches, with that output as ``@pout`` and its gradient
+    as ``@dout`` (as Jittor), and the shares add. Without gradient sources the
+    op is a constant for autograd. A compile error raises RuntimeError with the compiler's message,
     the source numbered by line, and the generated file's path. cuda_src:
     kiln has no GPU backend yet; an op with only cuda_src raises RuntimeError.
 
@@ -704,9 +706,9 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
             raise ValueError("jt.code: outputs given as vars cannot have dynamic sizes")
         if any(g for g in grads):
             raise ValueError("jt.code: outputs of dynamic size cannot have gradient kernels")
-    if any(g for g in grads) and len(specs) > 1:
-        raise ValueError("jt.code: gradient kernels (cpu_grad_src) are supported for one-output "
-                         "code ops only")
+    # several outputs with gradient kernels: the op runs without them and each
+    # output gets a custom gradient rule running them (_multi_output_grads)
+    multi_grads = any(g for g in grads) and len(specs) > 1
     data_spec, data_var = None, None
     if data is not None:
         if not isinstance(data, dict):
@@ -746,8 +748,8 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
            outputs is not None)
     tr = _translations.get(key)
     if tr is None:
-        tr = _translate_all(cpu_src, cpu_header, grads, cxx, specs, inputs, data_spec,
-                            outputs is not None)
+        tr = _translate_all(cpu_src, cpu_header, [] if multi_grads else grads, cxx, specs, inputs,
+                            data_spec, outputs is not None)
         if len(_translations) >= 4096:   # sources built on the fly: keep the table bounded
             _translations.clear()
         _translations[key] = tr
@@ -778,11 +780,55 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
             raise _compile_error(e, [("cpu_src", cpu_src), ("cpu_header", cpu_header)]) from None
         raise
     made = [_link(o, *inputs[:n_user]) for o in made]
+    if multi_grads:
+        made = _multi_output_grads(made, inputs[:n_user], hidden, grads, cpu_header, cxx, data_spec)
     if outputs is not None:
         for o, new in zip(outputs, made):
             rebind(o, new)
         return outputs[0] if single_given else list(outputs)
     return made if multi else made[0]
+
+
+def _grad_source(inputs, hidden_specs, k, out_dtype, out_ndim, header, body, cxx, data_spec):
+    """The gradient kernel of input k for one output (pout) and its gradient
+    (dout), run as an op of its own: Jittor's numbering (dout is in{n},
+    pout in{n+1})."""
+    n = len(inputs)
+    ins = [(f"in{i}", x.dtype, x.ndim) for i, x in enumerate(inputs)]
+    gk = _Kernel([("out0", inputs[k].dtype, inputs[k].ndim, [])],
+                 ins + hidden_specs + [(f"in{n + 1}", out_dtype, out_ndim), (f"in{n}", out_dtype, out_ndim)],
+                 [f"in{i}" for i in range(n + 2)],
+                 {"out": "out0", "dout": f"in{n}", "pout": f"in{n + 1}", "pout0": f"in{n + 1}"})
+    return _generate(gk, header, body, cxx, data_spec, [], f"cpu_grad_src[{k}]")
+
+
+def _multi_output_grads(made, inputs, hidden, grads, header, cxx, data_spec):
+    """Each output of a several-output code op carries a rule that runs the
+    gradient kernels with that output as pout and its gradient as dout
+    (Jittor calls them once per output reaching the loss; the shares add)."""
+    from ._function import _attach
+    hidden_specs = []
+    if data_spec is not None:
+        hidden_specs.append(("kl_data", as_dtype("float64"), 1))
+    taped = [k for k, g in enumerate(grads) if g and inputs[k].dtype.is_float]
+
+    def rule_for(j):
+        def rule(douts):
+            pout, dout = made[j].detach(), douts[0]
+            got = []
+            for k in taped:
+                src = _grad_source(inputs, hidden_specs, k, pout.dtype, pout.ndim, header, grads[k],
+                                   cxx, data_spec)
+                if src not in _compiled:
+                    _C.code_compile([src], cxx)
+                    _compiled.add(src)
+                spec = [(inputs[k].dtype.code, tuple(inputs[k].shape))]
+                g, = _C.code([x.detach() for x in inputs] + hidden + [pout, dout], spec, src, cxx, [])
+                got.append(_link(g))
+            return got
+        return rule
+
+    return [_attach([o], [inputs[k] for k in taped], rule_for(j))[0] for j, o in enumerate(made)]
 
 
 def _translate_all(cpu_src, cpu_header, grads, cxx, specs, inputs, data_spec, has_init):
