@@ -1,4 +1,5 @@
-"""kiln.dataset (jt.dataset): Jittor's Dataset and PyTorch's DataLoader.
+"""kiln.dataset.dataset (jittor.dataset.dataset): Jittor's Dataset and
+ImageFolder, PyTorch's DataLoader.
 
 Jittor style: subclass Dataset, define __getitem__ and either __len__ (the
 number of samples) or set_attrs(total_len=...), configure batching with
@@ -11,25 +12,35 @@ over any map-style dataset (anything with __getitem__ and __len__).
 
 num_workers > 0 prefetches batches in worker processes. Shuffling draws from
 NumPy's global generator, which jt.seed seeds. Under mpirun each rank gets
-its part of every global batch (kiln.distributed), from rank 0's shuffle."""
+its part of every global batch (kiln.distributed), from rank 0's shuffle.
+
+A sampler (kiln.dataset.sampler) decides the order instead of shuffle, as in
+Jittor: constructing one on a Dataset sets dataset.sampler, or use
+set_attrs(sampler=...); a BatchSampler there gives the batches themselves."""
 import math
+import os
+import pathlib
 
 import numpy as np
 
-from . import distributed
-from ._loader import BatchIterator, default_collate, get_worker_info, to_vars
-from ._progress import progress
+from .. import distributed
+from .._loader import BatchIterator, default_collate, get_worker_info, to_vars
+from .._progress import progress
 
 __all__ = ["Dataset", "DataLoader", "TensorDataset", "ArrayDataset", "Subset", "random_split",
-           "default_collate", "collate_batch", "get_worker_info", "to_vars",
-           "SequentialSampler", "RandomSampler", "BatchSampler"]
+           "ImageFolder", "dataset_root", "default_collate", "collate_batch", "get_worker_info",
+           "to_vars"]
+
+# Where Jittor keeps (and kiln looks for) datasets: ~/.cache/jittor/dataset, so
+# that data a Jittor installation already has is found without copying.
+dataset_root = os.path.join(pathlib.Path.home(), ".cache", "jittor", "dataset")
 
 collate_batch = default_collate
 
 _DEFAULTS = dict(batch_size=16, shuffle=False, drop_last=False, num_workers=0,
                  buffer_size=512 * 1024 * 1024, stop_grad=True, keep_numpy_array=False,
                  endless=False, total_len=None, collate_fn=None, progress=None,
-                 prefetch_factor=2, worker_init_fn=None)
+                 prefetch_factor=2, worker_init_fn=None, sampler=None)
 
 
 def _batches(n, batch_size, shuffle, drop_last):
@@ -45,6 +56,35 @@ def _batches(n, batch_size, shuffle, drop_last):
         order = distributed.agreed_order(order)
     stop = n - n % bs if drop_last else n
     return distributed.shard_batches([order[i:i + bs] for i in range(0, stop, bs)])
+
+
+def _sampler_batches(sampler, batch_size, drop_last):
+    """The epoch's batches of indices in the sampler's order (this rank's part
+    under MPI). A sampler that yields lists (BatchSampler) gives the batches
+    as they are; batch_size and drop_last then do not apply."""
+    drawn = list(sampler)
+    if drawn and isinstance(drawn[0], (list, tuple, np.ndarray)):
+        lengths = [len(b) for b in drawn]
+        flat = np.concatenate([np.asarray(b, dtype=np.int64) for b in drawn])
+        # random samplers draw on every rank: all ranks split rank 0's draw
+        # (the batch lengths depend only on the sampler's length, the same everywhere)
+        flat = np.asarray(distributed.agreed_order(flat), dtype=np.int64)
+        return distributed.shard_batches(np.split(flat, np.cumsum(lengths)[:-1]))
+    order = np.asarray(drawn, dtype=np.int64)
+    if batch_size is None:
+        return [int(i) for i in order]
+    bs = int(batch_size)
+    if bs <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = np.asarray(distributed.agreed_order(order), dtype=np.int64)
+    stop = len(order) - len(order) % bs if drop_last else len(order)
+    return distributed.shard_batches([order[i:i + bs] for i in range(0, stop, bs)])
+
+
+def _yields_batches(sampler):
+    # imported here: kiln.dataset.sampler imports this module
+    from .sampler import BatchSampler
+    return isinstance(sampler, BatchSampler)
 
 
 def _batch_count(n, bs, drop_last):
@@ -66,6 +106,14 @@ class Dataset:
     def _attr(self, name):
         return self.__dict__.get(name, _DEFAULTS[name])
 
+    def __getattr__(self, name):
+        # Jittor's Dataset sets every attribute in __init__, so programs read
+        # dataset.sampler or dataset.total_len before setting them; kiln keeps
+        # only what was set, and the rest reads as its default.
+        if name in _DEFAULTS:
+            return _DEFAULTS[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def set_attrs(self, **kwargs):
         """Sets batch_size, shuffle, drop_last, num_workers, total_len,
         keep_numpy_array, collate_fn, progress, ...; returns self."""
@@ -83,6 +131,7 @@ class Dataset:
         return type(self).__len__ is not Dataset.__len__
 
     def num_samples(self):
+        """The dataset's size (what samplers draw from), whatever the sampler."""
         if self._defines_len():
             return len(self)
         total = self._attr("total_len")
@@ -95,8 +144,21 @@ class Dataset:
         """Jittor's: the number of batches (with total_len set)."""
         return self.num_batches()
 
+    def __real_len__(self):
+        """Jittor's name for the number of samples (its samplers call it)."""
+        return self.num_samples()
+
     def num_batches(self):
-        return _batch_count(self.num_samples(), self._attr("batch_size"), self._attr("drop_last"))
+        sampler = self._attr("sampler")
+        if sampler is None:
+            return _batch_count(self.num_samples(), self._attr("batch_size"),
+                                self._attr("drop_last"))
+        if _yields_batches(sampler):
+            return len(sampler)
+        n, bs = len(sampler), self._attr("batch_size")
+        if bs is None:
+            return n
+        return _batch_count(n, bs, self._attr("drop_last"))
 
     @property
     def batch_len(self):
@@ -108,8 +170,13 @@ class Dataset:
         return fn(batch) if fn is not None else default_collate(batch)
 
     def _iterator(self):
-        batches = _batches(self.num_samples(), self._attr("batch_size"),
-                           self._attr("shuffle"), self._attr("drop_last"))
+        sampler = self._attr("sampler")
+        if sampler is not None:
+            # as in Jittor, a sampler replaces shuffle: it alone decides the order
+            batches = _sampler_batches(sampler, self._attr("batch_size"), self._attr("drop_last"))
+        else:
+            batches = _batches(self.num_samples(), self._attr("batch_size"),
+                               self._attr("shuffle"), self._attr("drop_last"))
         return BatchIterator(self, batches, self.collate_batch, self._attr("num_workers"),
                              self._attr("prefetch_factor"), self._attr("keep_numpy_array"),
                              self._attr("worker_init_fn"))
@@ -236,36 +303,38 @@ def random_split(dataset, lengths, seed=None):
     return out
 
 
-class SequentialSampler:
-    def __init__(self, data_source):
-        self.n = _n_samples(data_source)
-
-    def __iter__(self):
-        return iter(range(self.n))
-
-    def __len__(self):
-        return self.n
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
-class RandomSampler(SequentialSampler):
-    def __iter__(self):
-        return iter(np.random.permutation(self.n).tolist())
+class ImageFolder(Dataset):
+    """Images sorted into one folder per class (Jittor's ImageFolder):
+    root/<class>/**/<image>. Classes are the sorted folder names, labelled
+    0, 1, ...; a sample is (transform(RGB PIL image), label).
 
+    Attributes: classes, class_to_idx, imgs (a list of (path, label))."""
 
-class BatchSampler:
-    def __init__(self, sampler, batch_size, drop_last):
-        self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
+    def __init__(self, root, transform=None):
+        super().__init__()
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"ImageFolder: {root!r} is not a directory (expected "
+                                    "root/<class name>/<image files>)")
+        self.root, self.transform = root, transform
+        self.classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        self.imgs = []
+        for label, name in enumerate(self.classes):
+            class_dir = os.path.join(root, name)
+            for folder, _, files in sorted(os.walk(class_dir, followlinks=True)):
+                for f in sorted(files):
+                    if os.path.splitext(f)[1].lower() in _IMAGE_EXTENSIONS:
+                        self.imgs.append((os.path.join(folder, f), label))
+        self.set_attrs(total_len=len(self.imgs))
 
-    def __iter__(self):
-        batch = []
-        for i in self.sampler:
-            batch.append(int(i))
-            if len(batch) == self.batch_size:
-                yield batch
-                batch = []
-        if batch and not self.drop_last:
-            yield batch
-
-    def __len__(self):
-        n = len(self.sampler)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+    def __getitem__(self, k):
+        from PIL import Image        # only image datasets need Pillow
+        path, label = self.imgs[k]
+        with open(path, "rb") as f:
+            img = Image.open(f).convert("RGB")
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, label
