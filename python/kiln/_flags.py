@@ -39,6 +39,20 @@ class _Flags:
     auto_mixed_precision_level = _stored("auto_mixed_precision_level", 0,
                                          "Jittor's older name for amp_level: kept without effect.")
     use_tensorcore = _stored("use_tensorcore", 0, "CUDA tensor cores: kept without effect (no GPU backend).")
+    use_stat_allocator = _stored("use_stat_allocator", 0, "Jittor's allocator statistics switch: kept "
+                                 "without effect; kiln's allocator always counts (jt.counters(), "
+                                 "stat_allocator_total_alloc_byte).")
+
+    @property
+    def stat_allocator_total_alloc_byte(self):
+        """Bytes the allocator has handed out since the process started."""
+        return _C.counters()["bytes_allocated"]
+
+    @property
+    def stat_allocator_total_free_byte(self):
+        """Bytes handed out and since given back: alloc - free is what is in use."""
+        c = _C.counters()
+        return c["bytes_allocated"] - c["bytes_in_use"]
     log_vprefix = _stored("log_vprefix", "", "Jittor's per-source-file verbosity (\"op.cc=100\"): kept "
                           "without effect; kiln's log has no per-file levels (log_v applies).")
     log_silent = _stored("log_silent", 0, "1: jt.LOG's records are not printed (a log_capture_scope "

@@ -389,3 +389,25 @@ def test_dataset_with_random_and_batch_samplers():
     data = list(range(100, 110))
     dl = DataLoader(data, batch_size=2, sampler=SubsetRandomSampler([1, 8, 4]))
     assert sorted(np.concatenate([b.numpy() for b in dl]).tolist()) == [101, 104, 108]
+
+
+def test_epoch_and_batch_ids_follow_the_iteration():
+    import kiln as jt
+
+    class Numbers(jt.dataset.Dataset):
+        def __init__(self):
+            super().__init__(batch_size=2)
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return np.float32(i)
+
+    d = Numbers()
+    assert (d.epoch_id, d.batch_id) == (0, 0)
+    seen = []
+    for _ in range(2):
+        for _ in d:
+            seen.append((d.epoch_id, d.batch_id))
+    assert seen == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]

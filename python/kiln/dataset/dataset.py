@@ -112,6 +112,8 @@ class Dataset:
         # only what was set, and the rest reads as its default.
         if name in _DEFAULTS:
             return _DEFAULTS[name]
+        if name in ("epoch_id", "batch_id"):
+            return 0      # nothing iterated yet
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def set_attrs(self, **kwargs):
@@ -182,9 +184,16 @@ class Dataset:
                              self._attr("worker_init_fn"))
 
     def __iter__(self):
+        """Batches; epoch_id counts the epochs started (0 for the first) and
+        batch_id is the position of the last batch given in its epoch (Jittor)."""
         while True:
+            started = self.__dict__.get("_kiln_epochs_started", 0)
+            self.__dict__["_kiln_epochs_started"] = started + 1
+            self.__dict__["epoch_id"] = started
             it = self._iterator()
-            yield from progress(it, len(it), type(self).__name__, self._attr("progress"))
+            for i, batch in enumerate(progress(it, len(it), type(self).__name__, self._attr("progress"))):
+                self.__dict__["batch_id"] = i
+                yield batch
             if not self._attr("endless"):
                 return
 
