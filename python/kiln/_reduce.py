@@ -103,7 +103,8 @@ def _named_reducer(op, jittor_name):
 REDUCE_FUNCTIONS = {f"reduce_{name}": _named_reducer(op, f"reduce_{name}") for name, op in (
     ("add", "sum"), ("sum", "sum"), ("multiply", "prod"), ("mul", "prod"), ("maximum", "max"),
     ("max", "max"), ("minimum", "min"), ("min", "min"), ("mean", "mean"), ("logical_and", "all"),
-    ("logical_or", "any"))}
+    ("logical_or", "any"), ("logical_xor", "logical_xor"), ("bitwise_and", "bitwise_and"),
+    ("bitwise_or", "bitwise_or"), ("bitwise_xor", "bitwise_xor"))}
 
 
 def var(x, dim=None, keepdims=False, unbiased=False, *, dims=None, keepdim=False):

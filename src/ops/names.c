@@ -85,6 +85,7 @@ kl_status kl_reduce_from_name(const char *name, kl_reduce_op *out)
     for (size_t k = 0; name && k < sizeof aliases / sizeof aliases[0]; k++)
         if (strcmp(aliases[k].alias, name) == 0) { *out = aliases[k].op; return KL_OK; }
     return kl_error(KL_ERR_VALUE, "unknown reduce op '%s' (expected sum, prod, max, min, mean, "
-                    "any, all or add, multiply, maximum, minimum, logical_or, logical_and)",
+                    "any, all, bitwise_and, bitwise_or, bitwise_xor, logical_xor or add, multiply, "
+                    "maximum, minimum, logical_or, logical_and)",
                     name ? name : "(null)");
 }

@@ -61,6 +61,8 @@ kl_status kl_collective_run(struct kl_context *ctx, kl_var *v);
 kl_status kl_collective_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
 
 /* Helpers shared by the families. */
+/* Bitwise reductions take integer or bool inputs only. */
+kl_status kl_reduce_check_dtype(const char *opname, kl_reduce_op op, kl_dtype t);
 kl_status kl_scalar_like(kl_var *like, kl_dtype dtype, double value, kl_var **out);
 /* Sums g down to shape of `to` (undoing NumPy broadcasting). */
 kl_status kl_unbroadcast(kl_var *g, kl_var *to, kl_var **out);

@@ -8,6 +8,17 @@
 #include "core/dtype.h"
 #include <string.h>
 
+kl_status kl_reduce_check_dtype(const char *opname, kl_reduce_op op, kl_dtype t)
+{
+    int bitwise = op == KL_REDUCE_BIT_AND || op == KL_REDUCE_BIT_OR || op == KL_REDUCE_BIT_XOR;
+    if (bitwise && kl_dtype_is_float(t)) {
+        int same = strcmp(opname, kl_reduce_name(op)) == 0;
+        return kl_error(KL_ERR_TYPE, "%s%s%s: integer or bool input needed, got %s", opname, same ? "" : " ",
+                        same ? "" : kl_reduce_name(op), kl_dtype_name(t));
+    }
+    return KL_OK;
+}
+
 kl_status kl_reduce(kl_var *x, kl_reduce_op op, int ndims, const int *dims, int keepdims, kl_var **out)
 {
     KL_ARG(out, "kl_reduce", "out");
@@ -34,8 +45,9 @@ kl_status kl_reduce(kl_var *x, kl_reduce_op op, int ndims, const int *dims, int 
     }
     if (reduced == 0 && (op == KL_REDUCE_MAX || op == KL_REDUCE_MIN))
         return kl_error(KL_ERR_VALUE, "%s: zero-size reduction has no identity", name);
+    KL_TRY(kl_reduce_check_dtype(name, op, x->dtype));
     kl_dtype dtype = x->dtype;
-    if (op == KL_REDUCE_ANY || op == KL_REDUCE_ALL) dtype = KL_BOOL;
+    if (op == KL_REDUCE_ANY || op == KL_REDUCE_ALL || op == KL_REDUCE_XOR) dtype = KL_BOOL;
     else if ((op == KL_REDUCE_SUM || op == KL_REDUCE_PROD) && !kl_dtype_is_float(x->dtype)) dtype = KL_INT64;
     else if (op == KL_REDUCE_MEAN && !kl_dtype_is_float(x->dtype)) dtype = KL_FLOAT32;
     kl_op o = {.kind = KL_OP_REDUCE, .n_inputs = 1, .inputs = {x},

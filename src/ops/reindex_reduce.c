@@ -20,7 +20,8 @@ kl_status kl_reindex_reduce(kl_var *y, kl_reduce_op op, int ndim, const int64_t 
     o.p.reindex.op = op;
     KL_TRY(kl_reindex_parse("reindex_reduce", &o, ndim, indexes, n_conditions, conditions,
                             n_extras, extras, y->ndim, ndim, y->ndim));
-    kl_dtype dtype = (op == KL_REDUCE_ANY || op == KL_REDUCE_ALL) ? KL_BOOL : y->dtype;
+    KL_TRY(kl_reduce_check_dtype("reindex_reduce", op, y->dtype));
+    kl_dtype dtype = (op == KL_REDUCE_ANY || op == KL_REDUCE_ALL || op == KL_REDUCE_XOR) ? KL_BOOL : y->dtype;
     kl_status s = kl_var_new(y->ctx, dtype, ndim, shape, &o, out);
     if (s != KL_OK) kl_op_free_params(&o);
     return s;

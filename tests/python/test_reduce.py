@@ -202,3 +202,24 @@ def test_argmax_returns_the_first_nan(op):
         np.testing.assert_array_equal(got.numpy(), getattr(np, op)(a, axis=dim))
     flat, _ = getattr(jt, op)(jt.array(a))
     assert flat.item() == getattr(np, op)(a)
+
+
+@pytest.mark.parametrize("op", ["bitwise_and", "bitwise_or", "bitwise_xor", "logical_xor"])
+def test_bitwise_and_xor_reductions_against_numpy(op):
+    a = np.random.default_rng(5).integers(-50, 100, (2, 3, 4, 5)).astype(np.int32)
+    fn = getattr(jt, "reduce_" + op)
+    for dims, keep in (((), False), ((1,), True), ((0, 2), False), ((3,), True)):
+        want = getattr(np, op).reduce(a, dims if dims else None, keepdims=keep)
+        got = fn(a, dims, keepdims=keep).numpy()
+        assert got.shape == np.shape(want)
+        np.testing.assert_array_equal(got.astype(np.int64), np.asarray(want).astype(np.int64))
+    b = np.array([True, False, True, True])
+    np.testing.assert_array_equal(fn(b, 0).numpy(), getattr(np, op).reduce(b))
+    # the scatter form
+    x = np.array([1, 2, 4, 8, 16, 3], np.int32)
+    got = jt.array(x).reindex_reduce(op, [2], ["i0 % 2"]).numpy()
+    want = [getattr(np, op).reduce(x[0::2]), getattr(np, op).reduce(x[1::2])]
+    np.testing.assert_array_equal(got.astype(np.int64), np.asarray(want).astype(np.int64))
+    if op != "logical_xor":
+        with pytest.raises(TypeError, match="integer or bool input needed"):
+            fn(jt.ones(3), 0)

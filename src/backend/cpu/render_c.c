@@ -329,6 +329,7 @@ static const char *identity_of(kl_reduce_op op, kl_dtype t)
     static const char *const highest[KL_DTYPE_COUNT] = {"1", "INT8_MAX", "UINT8_MAX", "INT16_MAX", "INT32_MAX", "INT64_MAX", "INFINITY", "INFINITY", "INFINITY", "INFINITY"};
     switch (op) {
     case KL_REDUCE_PROD: case KL_REDUCE_ALL: return "1";
+    case KL_REDUCE_BIT_AND: return t == KL_BOOL ? "1" : "-1";  /* every bit set */
     case KL_REDUCE_MAX: return lowest[t];
     case KL_REDUCE_MIN: return highest[t];
     default: return "0";
@@ -354,6 +355,10 @@ static reduce_code code_for(kl_reduce_op op, kl_dtype in)
         break;
     case KL_REDUCE_ANY: rc.acc_type = "int"; rc.omp_op = "|"; break;
     case KL_REDUCE_ALL: rc.acc_type = "int"; rc.omp_op = "&"; rc.identity = "1"; break;
+    case KL_REDUCE_BIT_AND: rc.omp_op = "&"; rc.identity = identity_of(op, in); break;
+    case KL_REDUCE_BIT_OR: rc.omp_op = "|"; break;
+    case KL_REDUCE_BIT_XOR: rc.omp_op = "^"; break;
+    case KL_REDUCE_XOR: rc.acc_type = "int"; rc.omp_op = "^"; break;
     default: break;
     }
     return rc;
@@ -368,6 +373,10 @@ static void combine(char *out, size_t size, kl_reduce_op op, const char *a, cons
     case KL_REDUCE_MIN: snprintf(out, size, "%s = %s < %s ? %s : %s;", a, t, a, t, a); break;
     case KL_REDUCE_ANY: snprintf(out, size, "%s |= (%s != 0);", a, t); break;
     case KL_REDUCE_ALL: snprintf(out, size, "%s &= (%s != 0);", a, t); break;
+    case KL_REDUCE_BIT_AND: snprintf(out, size, "%s &= %s;", a, t); break;
+    case KL_REDUCE_BIT_OR: snprintf(out, size, "%s |= %s;", a, t); break;
+    case KL_REDUCE_BIT_XOR: snprintf(out, size, "%s ^= %s;", a, t); break;
+    case KL_REDUCE_XOR: snprintf(out, size, "%s ^= (%s != 0);", a, t); break;
     default: snprintf(out, size, "%s += %s;", a, t);
     }
 }
@@ -587,6 +596,10 @@ static kl_status scatter_kernel(renderer *r, kl_strbuf *L, const char *bd)
         break;
     case KL_REDUCE_ANY: kl_sb_printf(L, "            %s |= (uint8_t)(%s != 0);\n", tgt, val); break;
     case KL_REDUCE_ALL: kl_sb_printf(L, "            %s &= (uint8_t)(%s != 0);\n", tgt, val); break;
+    case KL_REDUCE_XOR: kl_sb_printf(L, "            %s ^= (uint8_t)(%s != 0);\n", tgt, val); break;
+    case KL_REDUCE_BIT_AND: kl_sb_printf(L, "            %s &= %s;\n", tgt, val); break;
+    case KL_REDUCE_BIT_OR: kl_sb_printf(L, "            %s |= %s;\n", tgt, val); break;
+    case KL_REDUCE_BIT_XOR: kl_sb_printf(L, "            %s ^= %s;\n", tgt, val); break;
     default: {
         const char *cmp = op == KL_REDUCE_MAX ? ">" : "<";
         kl_sb_printf(L, "            const %s cur = %s;\n", T, now);
