@@ -205,7 +205,8 @@ def test_grad_api_forms():
     check(jt.grad(x * y, x), [3.0, 4.0])                 # non-scalar: sum
     check(jt.grad(x * y, x, grad_output=jt.array([1.0, -1.0])), [3.0, -4.0])
     i = jt.array([1, 2])
-    check(jt.grad((x * i).sum(), i), [0, 0])
+    with pytest.raises(TypeError, match="only float vars have gradients"):   # Jittor refuses
+        jt.grad((x * i).sum(), i)
     with pytest.raises(TypeError):
         jt.grad(loss, [np.zeros(2)])
 
