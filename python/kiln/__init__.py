@@ -104,6 +104,14 @@ class _Ops:
 ops = _Ops()
 
 
+def dirty_fix_pytorch_runtime_error():
+    """Jittor calls this before `import torch` so that torch's copies of
+    shared libraries do not clash with its own. kiln loads its libraries
+    (OpenBLAS, oneDNN, MPI) with dlopen into local scope, so torch imports
+    cleanly after kiln without it; the call does nothing and returns None."""
+    return None
+
+
 def _debug_msg(x):
     """One line about a Var (Jittor's debug_msg): its id, op, shape, dtype, whether computed."""
     return (f"Var(id={x._id}, op={x._op}, shape={list(x.shape)}, dtype={x.dtype}, "

@@ -317,3 +317,20 @@ def test_broadcast_with_new_dims_keeps_x_sizes_and_index_var():
     assert a.reindex_var([rows, cols]).numpy().tolist() == [[4, 5, 6], [7, 8, 9]]
     i0, i1 = a.index_var()
     assert i0.numpy().tolist() == [[0, 0, 0], [1, 1, 1], [2, 2, 2]] and i1.shape == (3, 3)
+
+
+def test_torch_imports_after_kiln_without_a_fix():
+    """jt.dirty_fix_pytorch_runtime_error is a documented no-op: kiln's
+    libraries are loaded locally, so torch imports and runs next to it."""
+    import subprocess
+    import sys
+    code = ("import kiln as jt; assert jt.dirty_fix_pytorch_runtime_error() is None; "
+            "import torch; import numpy as np; "
+            "a = np.arange(6.0).reshape(2, 3); "
+            "assert np.allclose(torch.tensor(a).exp().numpy(), jt.array(a).exp().numpy())")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pytest.skip("torch is not installed")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
