@@ -110,24 +110,27 @@ def logsigmoid(x):
 
 # ---- the layer families' functions (defined with their layers) ----
 from .modules.linear import linear, embedding, dropout, dropout2d  # noqa: E402
-from .modules.conv import (conv, conv1d, conv2d, conv3d, conv_transpose1d,  # noqa: E402
-                           conv_transpose2d, conv_transpose3d)
+from .modules.conv import (conv, conv1d, conv2d, conv3d, conv_transpose,  # noqa: E402
+                           conv_transpose1d, conv_transpose2d, conv_transpose3d)
 from .modules.pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d,  # noqa: E402
-                              adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d, avg_pool2d,
-                              avg_pool3d, max_pool1d, max_pool2d, max_pool3d, pool)
+                              adaptive_avg_pool3d, adaptive_max_pool1d, adaptive_max_pool2d,
+                              avg_pool1d, avg_pool2d, avg_pool3d, max_pool1d, max_pool2d,
+                              max_pool3d, max_unpool1d, max_unpool2d, max_unpool3d, pool, pool3d)
 from .modules.normalization import batch_norm, group_norm, instance_norm, layer_norm  # noqa: E402
-from .modules.resize import (interpolate, pad, pixel_shuffle, pixel_unshuffle,  # noqa: E402
-                             resize, upsample)
+from .modules.resize import (affine_grid, grid_sample, interpolate, pad,  # noqa: E402
+                             pixel_shuffle, pixel_unshuffle, resize, upsample)
 from .modules.loss import (bce_loss, binary_cross_entropy,  # noqa: E402
                            binary_cross_entropy_with_logits, cross_entropy, cross_entropy_loss,
                            huber_loss, kl_div, l1_loss, mse_loss, nll_loss, smooth_l1_loss)
 
 __all__ += [
     "linear", "embedding", "dropout", "dropout2d", "conv", "conv1d", "conv2d", "conv3d",
-    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d", "avg_pool1d",
-    "avg_pool2d", "avg_pool3d", "max_pool1d", "max_pool2d", "max_pool3d", "pool", "batch_norm",
-    "group_norm", "instance_norm", "layer_norm", "interpolate", "pad", "pixel_shuffle",
+    "conv_transpose", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+    "adaptive_max_pool2d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "max_pool1d", "max_pool2d",
+    "max_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d", "pool", "pool3d",
+    "batch_norm", "group_norm", "instance_norm", "layer_norm", "affine_grid", "grid_sample",
+    "interpolate", "pad", "pixel_shuffle",
     "pixel_unshuffle", "resize", "upsample", "bce_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "cross_entropy", "cross_entropy_loss", "huber_loss",
     "kl_div", "l1_loss", "mse_loss", "nll_loss", "smooth_l1_loss",

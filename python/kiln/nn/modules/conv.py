@@ -24,9 +24,9 @@ from ..._dtype import DTYPES
 from ..module import Module
 from ..._shape import broadcast, reindex, reindex_reduce
 from ... import init as _init
-__all__ = ["conv1d", "conv2d", "conv3d", "conv", "conv_transpose1d", "conv_transpose2d",
-           "conv_transpose3d", "Conv1d", "Conv2d", "Conv3d", "Conv", "ConvTranspose1d",
-           "ConvTranspose2d", "ConvTranspose3d", "ConvTranspose"]
+__all__ = ["conv1d", "conv2d", "conv3d", "conv", "conv_transpose", "conv_transpose1d",
+           "conv_transpose2d", "conv_transpose3d", "Conv1d", "Conv2d", "Conv3d", "Conv",
+           "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "ConvTranspose"]
 
 _MAX_DIMS = 8
 _USE_GEMM = True     # False: never the im2col form (tests run the direct form with it)
@@ -117,6 +117,17 @@ def _kernel_exprs(ks, first_dim, separate):
     return exprs
 
 
+def _add_bias(y, bias, channels, nd, name):
+    """y plus a per-channel bias; None or False (Jittor code passes either) adds none."""
+    if bias is None or bias is False:
+        return y
+    bias = to_var(bias)
+    if bias.numel() != channels:
+        raise ValueError(f"{name}: bias of shape {bias.shape} does not match the "
+                         f"{channels} output channels")
+    return y + bias.reshape((1, channels) + (1,) * nd)
+
+
 def _check_input(x, w, nd, name, transposed=False):
     x, w = to_var(x), to_var(w)
     batched = x.ndim == nd + 2
@@ -170,8 +181,7 @@ def conv_nd(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, nd=
         y = conv_im2col(x, weight, stride, pads, dilation, outs, groups)
     else:
         y = _im2col_flat(x, weight, stride, pads, dilation, outs, groups)
-    if bias is not None:
-        y = y + to_var(bias).reshape((1, O) + (1,) * nd)
+    y = _add_bias(y, bias, O, nd, name)
     return y if batched else y.reshape(y.shape[1:])
 
 
@@ -268,8 +278,7 @@ def conv_transpose_nd(x, weight, bias=None, stride=1, padding=0, output_padding=
     # described as the forward convolution whose input gradient it is
     if _choose_form(x, weight, groups, True, N, O, C, outs, sp, ks, stride, dilation, pad) == "direct":
         y = _conv_transpose_scatter(x, weight, stride, pad, dilation, groups, outs)
-        if bias is not None:
-            y = y + to_var(bias).reshape((1, O) + (1,) * nd)
+        y = _add_bias(y, bias, O, nd, name)
         return y if batched else y.reshape(y.shape[1:])
     separate = 3 + 2 * nd <= _MAX_DIMS
     cdim = 2 + nd
@@ -292,8 +301,7 @@ def conv_transpose_nd(x, weight, bias=None, stride=1, padding=0, output_padding=
     widx = [cexpr, oexpr] + [f"i{cdim + 1 + j}" for j in range(len(kshape))]
     ww = reindex(w, shape, widx)
     y = (xx * ww).sum(list(range(cdim, len(shape))))
-    if bias is not None:
-        y = y + to_var(bias).reshape((1, O) + (1,) * nd)
+    y = _add_bias(y, bias, O, nd, name)
     return y if batched else y.reshape(y.shape[1:])
 
 
@@ -339,6 +347,13 @@ def conv_transpose3d(x, weight, bias=None, stride=1, padding=0, output_padding=0
                      dilation=1):
     return conv_transpose_nd(x, weight, bias, stride, padding, output_padding, groups,
                              dilation, 3, "conv_transpose3d")
+
+
+def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                   dilation=1):
+    """Jittor's nn.conv_transpose: conv_transpose2d, weight (C_in, C_out/groups, kH, kW)."""
+    return conv_transpose_nd(x, weight, bias, stride, padding, output_padding, groups,
+                             dilation, 2, "conv_transpose")
 
 
 def _init_weight_bias(shape, fan_in, n_bias, dtype):

@@ -1,21 +1,32 @@
 """Pooling from meta-ops: windows by reindex ([..., *out, *kernel]; reads
 outside the input give -inf for max, 0 for average), then a max or sum reduce.
-Average divisors (count_include_pad, ceil_mode) are constants computed on the
-host. Adaptive pools use windows of varying size: a reindex over the largest
-window with an overflow condition. Layers: MaxPool1d/2d/3d, AvgPool1d/2d/3d,
-AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d, Jittor's Pool."""
+Max pooling picks the first maximum of each window (as PyTorch and Jittor do):
+its value, its gradient (one element per window, even on ties) and, with
+return_indices, its flat index into each input plane. Average divisors
+(count_include_pad, ceil_mode) are constants computed on the host. Adaptive
+pools use windows of varying size: a reindex over the largest window with an
+overflow condition. Unpooling scatters values back to their indices
+(reindex_reduce). Layers: MaxPool1d/2d/3d, AvgPool1d/2d/3d,
+AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d, MaxUnpool1d/2d/3d, Jittor's Pool
+and Pool3d."""
+import math
+
 import numpy as np
 
 from .conv import _tuple
-from ..._core import array, to_var
+from ..._core import array, checked_index, grad_mode, to_var, where
+from ..._reduce import index
+from ..._function import _attach
 from ..module import Module
-from ..._shape import reindex
+from ..._shape import reindex, reindex_reduce
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-           "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d",
-           "adaptive_max_pool2d", "pool", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d",
+           "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+           "adaptive_max_pool1d", "adaptive_max_pool2d", "pool", "pool3d", "max_unpool1d",
+           "max_unpool2d", "max_unpool3d", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d",
            "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
-           "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Pool"]
+           "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "MaxUnpool1d",
+           "MaxUnpool2d", "MaxUnpool3d", "Pool", "Pool3d"]
 
 
 def _out_size(n, k, s, p, d, ceil_mode):
@@ -57,15 +68,96 @@ def _windows(x, nd, ks, stride, pad, dil, ceil_mode, fill, name):
             e = f"{e}-{pad[j]}"
         idx.append(e)
     win = reindex(x, shape, idx, fill)
-    return win, lead, sp, outs
+    return win, lead, sp, outs, idx
 
 
-def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd, name):
-    ks = _tuple(kernel_size, nd)
-    st = ks if stride is None or stride == [] else _tuple(stride, nd)
-    win, lead, _, _ = _windows(x, nd, ks, st, _tuple(padding, nd), _tuple(dilation, nd),
-                               ceil_mode, float("-inf"), name)
-    return win.max(list(range(lead + nd, lead + 2 * nd)))
+def _first_max(win, lead, nd, sp, idx, conds=(), return_indices=False):
+    """The max over the trailing nd window dims of win ([lead, *out, *kernel])
+    that PyTorch's and Jittor's max pooling compute: the first maximum of each
+    window (NaN counts as the maximum), whose gradient goes to that one element
+    even on ties (a plain max reduce would share it among the tied ones).
+    With return_indices, also its flat index into each input plane (int64):
+    idx/conds are the expressions win was read with, re-read from a host
+    table of plane offsets. The kernel dims stay separate (a reshape of win
+    would materialise the windows: measured 4x slower)."""
+    kdims = list(range(lead + nd, lead + 2 * nd))
+    ks = win.shape[lead + nd:]
+    if not return_indices and not grad_mode.get():
+        return win.max(kdims)   # no gradient to route: ties do not matter
+    # each window position's row-major rank within its window
+    rank = None
+    for j, d in enumerate(kdims):
+        term = index(win.shape, d) * int(math.prod(ks[j + 1:]))
+        rank = term if rank is None else rank + term
+    m = win.max(kdims, keepdims=True)
+    hit = (win == m) | (win != win)                   # the max, or NaN (which max returns)
+    first = where(hit, rank, int(math.prod(ks))).min(kdims, keepdims=True)
+    pick = rank == first
+    y = where(pick, win, 0.0).sum(kdims)              # exactly the picked value
+    if not return_indices:
+        return y
+    plane = array(np.arange(int(math.prod(sp)), dtype=np.int64).reshape((1,) * lead + sp))
+    offsets = reindex(plane, win.shape, ["0"] * lead + list(idx[lead:]), -1, conds)
+    return y, where(pick, offsets, 0).sum(kdims)
+
+
+def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None):
+    """The plain max over win's trailing nd window dims (one fused reindex +
+    max-reduce kernel, as with no gradient), whose gradient goes to the first
+    maximum of each window only (PyTorch's and Jittor's rule; a max reduce's
+    own gradient would share it among tied elements). The tie-breaking is all
+    in the gradient, built lazily when jt.grad reaches y: one reduce finds
+    each window's first maximum (its row-major rank; NaN counts as the
+    maximum, as max returns it), and dout goes there through the adjoint of
+    the windows' reindex: a gather when the windows tile x (tiling: the
+    (stride, pad) per window dim, stride == kernel, dilation 1: no atomics,
+    one map kernel), else a scatter-add (reindex_reduce).
+    win was read from x with the index expressions idx (and conds)."""
+    kdims = list(range(lead + nd, lead + 2 * nd))
+    y = win.max(kdims)
+    x = to_var(x)
+    if not grad_mode.get() or not x.requires_grad:
+        return y
+    ks = win.shape[lead + nd:]
+    wshape = win.shape
+
+    def rule(douts):
+        dout = douts[0]
+        w = reindex(x.detach(), wshape, list(idx), float("-inf"), list(conds))
+        rank = None      # each position's row-major rank in its window, small ints
+        rdt = "int32"
+        for j, d in enumerate(kdims):
+            term = index(wshape, d, dtype=rdt) * int(math.prod(ks[j + 1:]))
+            rank = term if rank is None else rank + term
+        m = y.detach().reindex(wshape, [f"i{d}" for d in range(lead + nd)])
+        hit = (w == m) | (w != w)
+        first = where(hit, rank, int(math.prod(ks))).min(kdims, keepdims=True)
+        pick = rank == first
+        dwin = where(pick, dout.reindex(wshape, [f"i{d}" for d in range(lead + nd)]), 0.0)
+        if tiling is not None:
+            exprs = [f"i{d}" for d in range(lead)]
+            exprs += [f"(i{lead + j}+{p})/{s}" for j, (s, p) in enumerate(tiling)]
+            exprs += [f"(i{lead + j}+{p})%{s}" for j, (s, p) in enumerate(tiling)]
+            return [reindex(dwin, x.shape, exprs, 0.0)]
+        return [reindex_reduce(dwin, "add", x.shape, list(idx), list(conds))]
+
+    return _attach([y], [x], rule)[0]
+
+
+def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd, name,
+              return_indices=False):
+    ks = _tuple(kernel_size, nd, f"{name}: kernel_size")
+    st = ks if stride is None or stride == [] else _tuple(stride, nd, f"{name}: stride")
+    dil = 1 if dilation is None else dilation          # Jittor's default is None
+    pad = _tuple(padding, nd, f"{name}: padding")
+    dil = _tuple(dil, nd, f"{name}: dilation")
+    win, lead, sp, _, idx = _windows(x, nd, ks, st, pad, dil, ceil_mode, float("-inf"), name)
+    if return_indices:
+        return _first_max(win, lead, nd, sp, idx, (), return_indices)
+    tiling = None
+    if tuple(st) == tuple(ks) and all(d == 1 for d in dil):
+        tiling = tuple((int(s), int(p)) for s, p in zip(st, pad))
+    return _max_first_grad(x, win, lead, nd, idx, (), tiling)
 
 
 def _avg_divisor(sp, outs, ks, st, pad, count_include_pad):
@@ -86,7 +178,7 @@ def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, div
     ks = _tuple(kernel_size, nd)
     st = ks if stride is None or stride == [] else _tuple(stride, nd)
     pad = _tuple(padding, nd)
-    win, lead, sp, outs = _windows(x, nd, ks, st, pad, (1,) * nd, ceil_mode, 0.0, name)
+    win, lead, sp, outs, _ = _windows(x, nd, ks, st, pad, (1,) * nd, ceil_mode, 0.0, name)
     s = win.sum(list(range(lead + nd, lead + 2 * nd)))
     if divisor_override:
         return s / float(divisor_override)
@@ -98,20 +190,23 @@ def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, div
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    _no_indices(return_indices)
-    return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, 1, "max_pool1d")
+    """With return_indices: (values, int64 indices into each input row), as PyTorch."""
+    return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, 1, "max_pool1d",
+                     bool(return_indices))
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    _no_indices(return_indices)
-    return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, 2, "max_pool2d")
+    """With return_indices: (values, int64 indices into each flattened H*W plane)."""
+    return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, 2, "max_pool2d",
+                     bool(return_indices))
 
 
 def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    _no_indices(return_indices)
-    return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, 3, "max_pool3d")
+    """With return_indices: (values, int64 indices into each flattened D*H*W volume)."""
+    return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, 3, "max_pool3d",
+                     bool(return_indices))
 
 
 def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -131,24 +226,91 @@ def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
                      divisor_override, 3, "avg_pool3d")
 
 
-def _no_indices(flag):
-    if flag:
-        raise NotImplementedError("max pooling with return_indices=True is not supported yet")
+def _pool_nd(x, kernel_size, op, padding, stride, ceil_mode, count_include_pad, dilation,
+             return_indices, nd, name):
+    """Jittor's pool/pool3d: op 'maximum'/'max' or 'mean'/'avg'."""
+    if op in ("maximum", "max"):
+        return _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd, name,
+                         bool(return_indices))
+    if op in ("mean", "avg", "average"):
+        if return_indices:
+            raise ValueError(f"{name}: return_indices=True needs op='maximum', got op={op!r}")
+        return _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, None,
+                         nd, name)
+    raise ValueError(f"{name}: unsupported op {op!r} (expected 'maximum' or 'mean')")
 
 
 def pool(x, kernel_size, op="maximum", padding=0, stride=None, ceil_mode=False,
-         count_include_pad=True, dilation=1):
+         count_include_pad=True, dilation=1, return_indices=False):
     """Jittor's nn.pool: op 'maximum'/'max' or 'mean'/'avg', 2-d."""
-    if op in ("maximum", "max"):
-        return max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
-    if op in ("mean", "avg", "average"):
-        return avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)
-    raise ValueError(f"pool: unsupported op {op!r} (expected 'maximum' or 'mean')")
+    return _pool_nd(x, kernel_size, op, padding, stride, ceil_mode, count_include_pad,
+                    dilation, return_indices, 2, "pool")
+
+
+def pool3d(x, kernel_size, op="maximum", padding=0, stride=None, ceil_mode=False,
+           count_include_pad=True, dilation=1, return_indices=False):
+    """Jittor's nn.pool3d: pool over the last three dims."""
+    return _pool_nd(x, kernel_size, op, padding, stride, ceil_mode, count_include_pad,
+                    dilation, return_indices, 3, "pool3d")
+
+
+# ---- unpooling ----
+
+def _max_unpool(x, indices, kernel_size, stride, padding, output_size, nd, name):
+    """Scatters each value to its flat index in an (N, C, *out) result, zeros
+    elsewhere. Values that share an index are added (Jittor's MaxUnpool2d;
+    PyTorch keeps one of them); an index outside the result is an IndexError
+    (off with jt.flags.check_indices = 0, which drops them)."""
+    x, indices = to_var(x), to_var(indices)
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ValueError(f"{name}: expected a {nd + 1}-d or {nd + 2}-d input, got shape "
+                         f"{x.shape}")
+    if indices.shape != x.shape:
+        raise ValueError(f"{name}: indices of shape {indices.shape} must match the input's "
+                         f"shape {x.shape}")
+    if not (indices.dtype.is_int):
+        raise TypeError(f"{name}: indices must be an integer var, got {indices.dtype}")
+    ks = _tuple(kernel_size, nd, f"{name}: kernel_size", minimum=1)
+    st = ks if stride is None else _tuple(stride, nd, f"{name}: stride", minimum=1)
+    pad = _tuple(padding, nd, f"{name}: padding", minimum=0)
+    sp = x.shape[x.ndim - nd:]
+    if output_size is None:
+        outs = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(sp, st, pad, ks))
+    else:
+        given = tuple(int(v) for v in output_size)
+        if len(given) < nd:
+            raise ValueError(f"{name}: output_size {tuple(output_size)} needs at least {nd} "
+                             "values")
+        outs = given[-nd:]         # (H, W) or a whole shape, as input.shape
+    if any(o <= 0 for o in outs):
+        raise ValueError(f"{name}: output size {outs} must be positive (input shape "
+                         f"{x.shape}, kernel {ks}, stride {st}, padding {pad})")
+    lead = x.shape[:x.ndim - nd]
+    size = int(math.prod(outs))
+    # an index outside the result raises when computed (PyTorch's check), not dropped
+    indices = checked_index(indices, 0, size, f"{name} indices (output size {outs})")
+    loop = ",".join(f"i{d}" for d in range(x.ndim))
+    exprs = [f"i{d}" for d in range(len(lead))] + [f"@e0({loop})"]
+    y = reindex_reduce(x, "add", lead + (size,), exprs, (), [indices])
+    return y.reshape(lead + outs)
+
+
+def max_unpool1d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+    return _max_unpool(x, indices, kernel_size, stride, padding, output_size, 1, "max_unpool1d")
+
+
+def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """The partial inverse of max_pool2d(..., return_indices=True)."""
+    return _max_unpool(x, indices, kernel_size, stride, padding, output_size, 2, "max_unpool2d")
+
+
+def max_unpool3d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+    return _max_unpool(x, indices, kernel_size, stride, padding, output_size, 3, "max_unpool3d")
 
 
 # ---- adaptive ----
 
-def _adaptive(x, output_size, nd, op, name):
+def _adaptive(x, output_size, nd, op, name, return_indices=False):
     x = to_var(x)
     if x.ndim < nd + 1:
         raise ValueError(f"{name}: expected at least {nd + 1} dims, got shape {x.shape}")
@@ -159,10 +321,12 @@ def _adaptive(x, output_size, nd, op, name):
     if not isinstance(output_size, (list, tuple)):
         output_size = (output_size,) * nd
     outs = [sp[j] if o is None else int(o) for j, o in enumerate(output_size)]
+    if any(o <= 0 for o in outs):
+        raise ValueError(f"{name}: output_size {tuple(outs)} must be positive")
     if all(n % o == 0 for n, o in zip(sp, outs)):
         ks = tuple(n // o for n, o in zip(sp, outs))
         if op == "max":
-            return _max_pool(x, ks, ks, 0, 1, False, nd, name)
+            return _max_pool(x, ks, ks, 0, 1, False, nd, name, return_indices)
         return _avg_pool(x, ks, ks, 0, False, True, None, nd, name)
     kmax, idx, conds, div = [], [f"i{k}" for k in range(lead)], [], np.ones((), np.float64)
     for j, (n, o) in enumerate(zip(sp, outs)):
@@ -180,7 +344,9 @@ def _adaptive(x, output_size, nd, op, name):
     win = reindex(x, shape, idx, fill, ["||".join(conds)])
     dims = list(range(lead + nd, lead + 2 * nd))
     if op == "max":
-        return win.max(dims)
+        if return_indices:
+            return _first_max(win, lead, nd, sp, idx, ["||".join(conds)], return_indices)
+        return _max_first_grad(x, win, lead, nd, idx, ["||".join(conds)])
     return win.sum(dims) / array(div, dtype=x.dtype)
 
 
@@ -192,14 +358,16 @@ def adaptive_avg_pool2d(x, output_size):
     return _adaptive(x, output_size, 2, "avg", "adaptive_avg_pool2d")
 
 
+def adaptive_avg_pool3d(x, output_size):
+    return _adaptive(x, output_size, 3, "avg", "adaptive_avg_pool3d")
+
+
 def adaptive_max_pool1d(x, output_size, return_indices=False):
-    _no_indices(return_indices)
-    return _adaptive(x, output_size, 1, "max", "adaptive_max_pool1d")
+    return _adaptive(x, output_size, 1, "max", "adaptive_max_pool1d", bool(return_indices))
 
 
 def adaptive_max_pool2d(x, output_size, return_indices=False):
-    _no_indices(return_indices)
-    return _adaptive(x, output_size, 2, "max", "adaptive_max_pool2d")
+    return _adaptive(x, output_size, 2, "max", "adaptive_max_pool2d", bool(return_indices))
 
 
 # ---- layers ----
@@ -210,13 +378,13 @@ class _MaxPoolNd(Module):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
                  ceil_mode=False):
         super().__init__()
-        _no_indices(return_indices)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
+        self.return_indices = bool(return_indices)
 
     def execute(self, x):
         return _max_pool(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                         self.ceil_mode, self._nd, type(self).__name__)
+                         self.ceil_mode, self._nd, type(self).__name__, self.return_indices)
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -267,19 +435,59 @@ class AvgPool3d(_AvgPoolNd):
 
 
 class Pool(Module):
-    """Jittor's nn.Pool: op='maximum' (max) or 'mean' (average)."""
+    """Jittor's nn.Pool: op='maximum' (max) or 'mean' (average); with
+    return_indices (max only) it returns (values, indices) as MaxPool2d."""
+    _nd = 2
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=None, return_indices=None,
                  ceil_mode=False, count_include_pad=True, op="maximum"):
         super().__init__()
-        _no_indices(return_indices)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation = 1 if dilation is None else dilation
         self.ceil_mode, self.count_include_pad, self.op = ceil_mode, count_include_pad, op
+        self.return_indices = bool(return_indices)
+        if self.return_indices and op not in ("maximum", "max"):
+            raise ValueError(f"{type(self).__name__}: return_indices=True needs op='maximum', "
+                             f"got op={op!r}")
 
     def execute(self, x):
-        return pool(x, self.kernel_size, self.op, self.padding, self.stride, self.ceil_mode,
-                    self.count_include_pad, self.dilation)
+        return _pool_nd(x, self.kernel_size, self.op, self.padding, self.stride, self.ceil_mode,
+                        self.count_include_pad, self.dilation, self.return_indices, self._nd,
+                        type(self).__name__)
+
+
+class Pool3d(Pool):
+    """Jittor's nn.Pool3d: Pool over the last three dims."""
+    _nd = 3
+
+
+class _MaxUnpoolNd(Module):
+    """PyTorch's MaxUnpool1d/2d/3d (and Jittor's MaxUnpool2d/3d): call with
+    (values, indices, output_size=None); output_size may be a whole shape."""
+    _nd = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def execute(self, x, indices, output_size=None):
+        return _max_unpool(x, indices, self.kernel_size, self.stride, self.padding, output_size,
+                           self._nd, type(self).__name__)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxUnpool1d(_MaxUnpoolNd):
+    _nd = 1
+
+
+class MaxUnpool2d(_MaxUnpoolNd):
+    _nd = 2
+
+
+class MaxUnpool3d(_MaxUnpoolNd):
+    _nd = 3
 
 
 class _Adaptive(Module):
@@ -287,11 +495,14 @@ class _Adaptive(Module):
 
     def __init__(self, output_size, return_indices=False):
         super().__init__()
-        _no_indices(return_indices)
         self.output_size = output_size
+        self.return_indices = bool(return_indices)
+        if self.return_indices and self._op != "max":
+            raise ValueError(f"{type(self).__name__}: return_indices is only for max pooling")
 
     def execute(self, x):
-        return _adaptive(x, self.output_size, self._nd, self._op, type(self).__name__)
+        return _adaptive(x, self.output_size, self._nd, self._op, type(self).__name__,
+                         self.return_indices)
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
@@ -303,6 +514,10 @@ class AdaptiveAvgPool1d(_Adaptive):
 
 class AdaptiveAvgPool2d(_Adaptive):
     _nd, _op = 2, "avg"
+
+
+class AdaptiveAvgPool3d(_Adaptive):
+    _nd, _op = 3, "avg"
 
 
 class AdaptiveMaxPool1d(_Adaptive):
