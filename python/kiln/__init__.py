@@ -38,6 +38,8 @@ from .io import load, save
 from .code import code
 from . import attention, weightnorm
 from ._function import Function, numpy_code
+from ._search import searchsorted, unique
+from ._create import normal
 from . import core
 from .core import liveness_info, number_of_hold_vars, number_of_lived_ops, number_of_lived_vars
 from ._special import (ceil_int, erfinv, fetch, finfo, floor_int, iinfo, reindex_var, round_int,

@@ -100,6 +100,26 @@ def randn(*shape, dtype="float32", requires_grad=False):
     return _random(shape, dtype, "normal", 0.0, 1.0, requires_grad)
 
 
+def normal(mean, std, size=None, dtype="float32"):
+    """Normal samples (jt.normal, torch.normal): mean and std are numbers or
+    Vars (broadcast together); size gives the shape when both are numbers."""
+    mean_var, std_var = isinstance(mean, Var), isinstance(std, Var)
+    if size is None:
+        if not (mean_var or std_var):
+            raise ValueError("normal: give size, or mean or std as a Var")
+        shape = np.broadcast_shapes(*(v.shape for v in (mean, std) if isinstance(v, Var)))
+    else:
+        shape = shape_arg((size,) if isinstance(size, (int, np.integer)) else size)
+    if mean_var and mean.dtype.is_float:
+        dtype = mean.dtype
+    elif mean_var:
+        mean = cast(mean, dtype)          # integer means: samples in dtype
+    if std_var and not std.dtype.is_float:
+        std = cast(std, dtype)
+    z = _random(shape, dtype, "normal", 0.0, 1.0, False)
+    return z * std + mean
+
+
 def randint(low, high=None, shape=(1,), dtype="int32"):
     """Integers uniform in [low, high) (or [0, low) when high is None)."""
     if high is None:

@@ -334,3 +334,35 @@ def test_torch_imports_after_kiln_without_a_fix():
         pytest.skip("torch is not installed")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_searchsorted_unique_normal_and_plateau_scheduler():
+    s = jt.array([[1, 3, 5, 7, 9], [2, 4, 6, 8, 10]])
+    v = jt.array([[3, 6, 9], [3, 6, 9]])
+    for right in (False, True):
+        want = [np.searchsorted(s.numpy()[i], v.numpy()[i], side="right" if right else "left")
+                for i in range(2)]
+        np.testing.assert_array_equal(jt.searchsorted(s, v, right=right).numpy(), want)
+    np.testing.assert_array_equal(jt.searchsorted(jt.array([1, 3, 5, 7, 9]), v).numpy(),
+                                  [[1, 3, 4], [1, 3, 4]])
+    a = np.array([[1, 3], [2, 3], [1, 3], [2, 3]])
+    vals, inv, cnt = jt.unique(jt.array(a), True, True, 0)
+    wv, wi, wc = np.unique(a, return_inverse=True, return_counts=True, axis=0)
+    np.testing.assert_array_equal(vals.numpy(), wv)
+    np.testing.assert_array_equal(inv.numpy(), wi.reshape(-1))
+    np.testing.assert_array_equal(cnt.numpy(), wc)
+    np.testing.assert_array_equal(jt.unique(jt.array([3, 1, 3, 2])).numpy(), [1, 2, 3])
+    jt.set_seed(1)
+    r = jt.normal(1.0, 0.1, (200, 200)).numpy()
+    assert abs(r.mean() - 1.0) < 0.01 and abs(r.std() - 0.1) < 0.01
+    r = jt.normal(jt.arange(1, 1001), 1)
+    assert r.dtype == "float32" and abs(float((r - jt.arange(1, 1001)).mean().item())) < 0.2
+    with pytest.raises(ValueError, match="give size"):
+        jt.normal(0.0, 1.0)
+    p = jt.array([1.0])
+    opt = jt.optim.SGD([p], 1.0)
+    sched = jt.lr_scheduler.ReduceLROnPlateau(opt, patience=2, factor=0.5)
+    for metric in (5, 4, 4, 4, 4, 3, 3, 3, 3):
+        sched.step(metric)
+    # no improvement for 3 steps after 4, then again after 3: halved twice
+    assert opt.lr == 0.25
