@@ -107,7 +107,9 @@ REDUCE_FUNCTIONS = {f"reduce_{name}": _named_reducer(op, f"reduce_{name}") for n
     ("bitwise_or", "bitwise_or"), ("bitwise_xor", "bitwise_xor"))}
 
 
-def var(x, dim=None, keepdims=False, unbiased=False, *, dims=None, keepdim=False):
+def var(x, dim=None, keepdims=False, unbiased=True, *, dims=None, keepdim=False):
+    """The variance over dims; unbiased (divided by n - 1) by default, as
+    PyTorch's and Jittor's (unbiased=False divides by n)."""
     x = to_float(to_var(x))
     axes = norm_dims(dims if dims is not None else dim, x.ndim, "var")
     n = int(np.prod([x.shape[a] for a in axes]))
@@ -115,7 +117,8 @@ def var(x, dim=None, keepdims=False, unbiased=False, *, dims=None, keepdim=False
     return reduce(d * d, "sum", axes, keepdims or keepdim) / builtins.max(n - int(unbiased), 0)
 
 
-def std(x, dim=None, keepdims=False, unbiased=False, *, dims=None, keepdim=False):
+def std(x, dim=None, keepdims=False, unbiased=True, *, dims=None, keepdim=False):
+    """The standard deviation: sqrt(var), unbiased by default."""
     return var(x, dim, keepdims, unbiased, dims=dims, keepdim=keepdim).sqrt()
 
 

@@ -72,10 +72,10 @@ def test_argmax_argmin():
 def test_var_std_norm():
     a = data(rng(4), (3, 4))
     x = jt.array(a)
-    check(x.var(), a.var(), rtol=1e-12)
-    check(x.var(1), a.var(1), rtol=1e-12)
+    check(x.var(unbiased=False), a.var(), rtol=1e-12)
+    check(x.var(1, unbiased=False), a.var(1), rtol=1e-12)
     check(x.var(0, keepdims=True, unbiased=True), a.var(0, keepdims=True, ddof=1), rtol=1e-12)
-    check(jt.std(x, 1), a.std(1), rtol=1e-12)
+    check(jt.std(x, 1, unbiased=False), a.std(1), rtol=1e-12)
     check(x.std(unbiased=True), a.std(ddof=1), rtol=1e-12)
     check(x.norm(), np.linalg.norm(a, axis=-1), rtol=1e-12)
     check(x.norm(1, 0), np.abs(a).sum(0), rtol=1e-12)
@@ -223,3 +223,11 @@ def test_bitwise_and_xor_reductions_against_numpy(op):
     if op != "logical_xor":
         with pytest.raises(TypeError, match="integer or bool input needed"):
             fn(jt.ones(3), 0)
+
+
+def test_var_and_std_are_unbiased_by_default():
+    a = np.random.default_rng(2).standard_normal((5, 7))
+    x = jt.array(a)
+    np.testing.assert_allclose(x.var().numpy(), a.var(ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(x.std(dim=0).numpy(), a.std(0, ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(x.std(1, unbiased=False).numpy(), a.std(1), rtol=1e-12)
