@@ -39,6 +39,7 @@ from .code import code
 from . import attention, weightnorm
 from ._function import Function, numpy_code
 from ._search import searchsorted, unique
+from . import misc
 from ._create import normal
 from . import core
 from .core import liveness_info, number_of_hold_vars, number_of_lived_ops, number_of_lived_vars

@@ -366,3 +366,20 @@ def test_searchsorted_unique_normal_and_plateau_scheduler():
         sched.step(metric)
     # no improvement for 3 steps after 4, then again after 3: halved twice
     assert opt.lr == 0.25
+
+
+def test_misc_diagonal_against_numpy():
+    x0 = np.arange(4 * 5 * 6, dtype=np.float64).reshape(4, 5, 6)
+    x = jt.array(x0)
+    for off, d1, d2 in ((0, 1, 2), (-1, 1, 2), (2, 0, 2), (-3, 2, 0), (-9, 1, 2)):
+        np.testing.assert_array_equal(jt.misc.diagonal(x, off, dim1=d1, dim2=d2).numpy(),
+                                      np.diagonal(x0, off, d1, d2))
+    g = jt.grad(jt.misc.diagonal(x, 1, 1, 2).sum(), x).numpy()
+    want = np.zeros_like(x0)
+    for i in range(4):
+        for k in range(5):
+            if k + 1 < 6:
+                want[i, k, k + 1] = 1
+    np.testing.assert_array_equal(g, want)
+    with pytest.raises(ValueError, match="both"):
+        jt.misc.diagonal(x, 0, 1, 1)
