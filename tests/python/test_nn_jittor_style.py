@@ -66,3 +66,15 @@ def test_jittor_dataset_training_loop():
     model.eval()
     pred, _ = jt.argmax(model(jt.array(data.x)), 1)
     assert (pred.numpy() == data.y).mean() > 0.9
+
+
+def test_batchnorm_is_train_false_starts_in_eval_mode():
+    import numpy as np
+    bn = jt.nn.BatchNorm(3, is_train=False)
+    x = jt.array(np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32) + 5)
+    y = bn(x)
+    np.testing.assert_array_equal(bn.running_mean.numpy(), np.zeros(3, np.float32))  # not updated
+    np.testing.assert_allclose(y.numpy(), x.numpy() / np.sqrt(1 + 1e-5), rtol=1e-5)  # running stats
+    bn.train()
+    bn(x)
+    assert float(bn.running_mean.numpy().mean()) > 0.3

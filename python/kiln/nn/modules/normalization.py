@@ -113,7 +113,10 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True, is_train=True, sync=True, dtype="float32"):
         super().__init__()
-        del is_train
+        # Jittor's is_train=False: made in eval mode (running statistics),
+        # until train() is called, as Jittor's train() sets is_train
+        if not is_train:
+            self.__dict__["training"] = False
         self.sync = sync
         _init_state(self, num_features, eps, momentum, affine, track_running_stats, dtype,
                     register_absent=True)
