@@ -431,3 +431,33 @@ def test_conv_transpose_output_padding_must_be_below_stride_or_dilation():
 def test_pool_arguments_are_validated(kwargs, match):
     with pytest.raises(ValueError, match=match):
         jt.nn.max_pool2d(jt.random((1, 1, 8, 8)), 2, **kwargs)
+
+
+def _unfold_reference(x, k, d, p, s):
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+    oh = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    out = np.zeros((n, c * k[0] * k[1], oh * ow))
+    for ci in range(c):
+        for ki in range(k[0]):
+            for kj in range(k[1]):
+                for r in range(oh):
+                    for q in range(ow):
+                        out[:, (ci * k[0] + ki) * k[1] + kj, r * ow + q] = \
+                            xp[:, ci, r * s[0] + ki * d[0], q * s[1] + kj * d[1]]
+    return out
+
+
+def test_unfold_and_fold_against_loops():
+    a = np.random.default_rng(9).standard_normal((2, 3, 6, 7))
+    for k, d, p, s in (((2, 2), (2, 2), (2, 2), (2, 2)), ((2, 3), (1, 1), (1, 0), (1, 2))):
+        cols = nn.unfold(jt.array(a), k, d, p, s)
+        want = _unfold_reference(a, k, d, p, s)
+        np.testing.assert_allclose(cols.numpy(), want, rtol=1e-12)
+        # fold is unfold's adjoint: <unfold(x), y> == <x, fold(y)>
+        y = np.random.default_rng(1).standard_normal(want.shape)
+        back = nn.fold(jt.array(y), (6, 7), k, d, p, s).numpy()
+        np.testing.assert_allclose((want * y).sum(), (a * back).sum(), rtol=1e-10)
+    with pytest.raises(ValueError, match="columns given"):
+        nn.fold(jt.ones(1, 4, 5), (6, 7), 2)

@@ -111,7 +111,7 @@ def logsigmoid(x):
 # ---- the layer families' functions (defined with their layers) ----
 from .modules.linear import linear, embedding, dropout, dropout2d  # noqa: E402
 from .modules.conv import (conv, conv1d, conv2d, conv3d, conv_transpose,  # noqa: E402
-                           conv_transpose1d, conv_transpose2d, conv_transpose3d)
+                           conv_transpose1d, conv_transpose2d, conv_transpose3d, fold, unfold)
 from .modules.pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d,  # noqa: E402
                               adaptive_avg_pool3d, adaptive_max_pool1d, adaptive_max_pool2d,
                               avg_pool1d, avg_pool2d, avg_pool3d, max_pool1d, max_pool2d,
@@ -125,7 +125,7 @@ from .modules.loss import (bce_loss, binary_cross_entropy,  # noqa: E402
 
 __all__ += [
     "linear", "embedding", "dropout", "dropout2d", "conv", "conv1d", "conv2d", "conv3d",
-    "conv_transpose", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "conv_transpose", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "unfold", "fold",
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
     "adaptive_max_pool2d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "max_pool1d", "max_pool2d",
     "max_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d", "pool", "pool3d",

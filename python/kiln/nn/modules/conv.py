@@ -26,7 +26,8 @@ from ..._shape import broadcast, reindex, reindex_reduce
 from ... import init as _init
 __all__ = ["conv1d", "conv2d", "conv3d", "conv", "conv_transpose", "conv_transpose1d",
            "conv_transpose2d", "conv_transpose3d", "Conv1d", "Conv2d", "Conv3d", "Conv",
-           "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "ConvTranspose"]
+           "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "ConvTranspose",
+           "unfold", "fold", "Unfold", "Fold"]
 
 _MAX_DIMS = 8
 _USE_GEMM = True     # False: never the im2col form (tests run the direct form with it)
@@ -479,3 +480,79 @@ class ConvTranspose3d(_ConvTransposeNd):
 
 
 ConvTranspose = ConvTranspose2d
+
+
+# ---- unfold / fold: the sliding windows a convolution reads, as columns ----
+
+def _window_geometry(name, kernel_size, dilation, padding, stride):
+    k = _tuple(kernel_size, 2, f"{name}: kernel_size", minimum=1)
+    d = _tuple(dilation, 2, f"{name}: dilation", minimum=1)
+    p = _tuple(padding, 2, f"{name}: padding", minimum=0)
+    s = _tuple(stride, 2, f"{name}: stride", minimum=1)
+    return k, d, p, s
+
+
+def _window_indexes(k, d, p, s, ow):
+    """Input (row, col) of column element (i1 = channel * kh * kw + window
+    position, i2 = output position), as reindex expressions."""
+    kh, kw = k
+    row = f"(i2/{ow})*{s[0]}-{p[0]}+((i1/{kw})%{kh})*{d[0]}"
+    col = f"(i2%{ow})*{s[1]}-{p[1]}+(i1%{kw})*{d[1]}"
+    return f"i1/{kh * kw}", row, col
+
+
+def unfold(x, kernel_size, dilation=1, padding=0, stride=1):
+    """PyTorch's F.unfold (im2col): (N, C, H, W) -> (N, C*kh*kw, L), each
+    column one window (padding reads zeros). A reindex: lazy, differentiable."""
+    x = to_var(x)
+    if x.ndim != 4:
+        raise ValueError(f"unfold: expected a 4-d input (N, C, H, W), got shape {x.shape}")
+    k, d, p, s = _window_geometry("unfold", kernel_size, dilation, padding, stride)
+    n, c, h, w = x.shape
+    oh = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"unfold: kernel {k} (dilation {d}) does not fit input {h}x{w} "
+                         f"padded by {p}")
+    ch, row, col = _window_indexes(k, d, p, s, ow)
+    return reindex(x, (n, c * k[0] * k[1], oh * ow), ["i0", ch, row, col])
+
+
+def fold(x, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """PyTorch's F.fold (col2im): (N, C*kh*kw, L) -> (N, C, H, W), summing
+    where windows overlap; the inverse arrangement of unfold."""
+    x = to_var(x)
+    if x.ndim != 3:
+        raise ValueError(f"fold: expected a 3-d input (N, C*kh*kw, L), got shape {x.shape}")
+    k, d, p, s = _window_geometry("fold", kernel_size, dilation, padding, stride)
+    h, w = _tuple(output_size, 2, "fold: output_size", minimum=1)
+    n, ckk, length = x.shape
+    if ckk % (k[0] * k[1]):
+        raise ValueError(f"fold: dim 1 ({ckk}) is not a multiple of the kernel's {k[0] * k[1]} "
+                         "positions")
+    oh = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    ow = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    if oh * ow != length:
+        raise ValueError(f"fold: {length} columns given, output_size {(h, w)} with kernel {k} "
+                         f"makes {oh * ow}")
+    ch, row, col = _window_indexes(k, d, p, s, ow)
+    return reindex_reduce(x, "add", (n, ckk // (k[0] * k[1]), h, w), ["i0", ch, row, col])
+
+
+class Unfold(Module):
+    def __init__(self, kernel_size, dilation=1, padding=0, stride=1):
+        super().__init__()
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+
+    def execute(self, x):
+        return unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
+
+
+class Fold(Module):
+    def __init__(self, output_size, kernel_size, dilation=1, padding=0, stride=1):
+        super().__init__()
+        self.output_size, self.kernel_size = output_size, kernel_size
+        self.dilation, self.padding, self.stride = dilation, padding, stride
+
+    def execute(self, x):
+        return fold(x, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
