@@ -9,6 +9,15 @@ from ._create import zeros_like
 __all__ = ["grad", "backward", "no_grad", "enable_grad", "is_grad_enabled", "stop_grad", "detach"]
 
 
+def _core_grad(y, dy, xs):
+    """The core's grad; custom rules' memos are dropped when it returns."""
+    try:
+        return _C.grad(y, dy, xs)
+    finally:
+        from ._function import grad_done
+        grad_done()
+
+
 def _link_grads(grads, y, dy):
     """Gradients depend on what y (and dy) depend on: keep them linked so that
     they can be differentiated again."""
@@ -40,7 +49,7 @@ def grad(loss, targets, retain_graph=True, grad_output=None):
             # a target is a parameter: graphs built from it from now on stay
             # differentiable after a sync, and in-place updates keep it a leaf
             t.requires_grad = True
-    got = iter(_link_grads(_C.grad(loss, dy, wanted), loss, dy)) if wanted else iter(())
+    got = iter(_link_grads(_core_grad(loss, dy, wanted), loss, dy)) if wanted else iter(())
     grads = [next(got) if t.requires_grad else zeros_like(t) for t in ts]
     return grads[0] if single else grads
 
@@ -71,7 +80,7 @@ def backward(self, grad=None, retain_graph=False, create_graph=False):
         raise RuntimeError("backward: the var does not depend on any var with "
                            "requires_grad=True (set x.requires_grad = True, or use jt.grad)")
     dy = None if grad is None else to_var(grad)
-    gs = _C.grad(self, dy, [link.h for _, link in leaves])
+    gs = _core_grad(self, dy, [link.h for _, link in leaves])
     for (v, _), g in zip(leaves, gs):
         if create_graph:
             g = out(g, self)

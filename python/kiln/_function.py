@@ -16,6 +16,18 @@ from ._dtype import as_dtype
 __all__ = ["Function", "numpy_code"]
 
 
+# memos filled during one kl_grad call, emptied when it returns: a memo kept
+# longer would hold gradient vars whose graph leads back to the output that
+# holds the rule (a cycle through the core that Python cannot collect)
+_filled_memos = []
+
+
+def grad_done():
+    """Forgets what rules computed during the gradient call that just ended."""
+    while _filled_memos:
+        _filled_memos.pop().clear()
+
+
 def _shares(rule, index, outputs):
     """The gradient callback of output `index`: rule(douts) returns one
     gradient per input; the other outputs' gradients are zeros (a rule is
@@ -29,6 +41,7 @@ def _shares(rule, index, outputs):
             douts = [zeros(shape, dtype=dtype) for shape, dtype in kinds]
             douts[index] = dout
             memo["dout"], memo["grads"] = dout._id, rule(douts)
+            _filled_memos.append(memo)
         g = memo["grads"][i]
         return None if g is None else to_var(g)
 

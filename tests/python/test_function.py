@@ -209,3 +209,23 @@ def test_positional_dtype_in_creation():
     assert jt.zeros(2, 3).dtype == "float32"
     with pytest.raises(TypeError, match="dtype was given twice"):
         jt.ones(3, "int32", dtype="float32")
+
+
+def test_a_rules_results_are_not_kept_after_the_gradient():
+    """dout of (y*y).sum() reads y itself; a rule's results kept past the
+    grad call would hold y's node through its own rule (a cycle Python cannot
+    collect) and every step would leak."""
+    x = jt.array(R.standard_normal(16))
+
+    def step():
+        y = Cube.apply(x)
+        jt.grad((y * y).sum(), x).numpy()
+
+    for _ in range(3):
+        step()
+    gc.collect()
+    before = jt.liveness_info()
+    for _ in range(10):
+        step()
+    gc.collect()
+    assert jt.liveness_info() == before
