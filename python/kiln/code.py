@@ -851,14 +851,8 @@ def _translate_all(cpu_src, cpu_header, grads, cxx, specs, inputs, data_spec, ha
         if not g:
             grad_sources.append(None)
             continue
-        # the core's gradient kernel: inputs, then the forward output (Jittor's
-        # pout), then its gradient (dout); one output shaped like input k.
-        # Jittor numbers dout as in{n} and pout as in{n+1}; both names work.
-        odt, _ = specs[0]
-        gk = _Kernel([("out0", inputs[k].dtype, inputs[k].ndim, [])],
-                     ins + hidden + [(f"in{n + 1}", odt, len(specs[0][1])),
-                                     (f"in{n}", odt, len(specs[0][1]))],
-                     [f"in{i}" for i in range(n + 2)],
-                     {"out": "out0", "dout": f"in{n}", "pout": f"in{n + 1}", "pout0": f"in{n + 1}"})
-        grad_sources.append(_generate(gk, cpu_header, g, cxx, data_spec, [], f"cpu_grad_src[{k}]"))
+        # the core's gradient kernel: one output shaped like input k
+        odt, osh = specs[0]
+        grad_sources.append(_grad_source(inputs, hidden, k, odt, len(osh), cpu_header, g, cxx,
+                                         data_spec))
     return source, tuple(grad_sources)
