@@ -46,7 +46,8 @@ from .core import liveness_info, number_of_hold_vars, number_of_lived_ops, numbe
 from ._special import (ceil_int, erfinv, fetch, finfo, floor_int, iinfo, reindex_var, round_int,
                        safe_clip)
 from . import models, utils
-from . import linalg
+from . import linalg, sparse
+from .sparse import NanoVector
 from . import distributed
 from .distributed import (in_mpi, local_rank, mpi_all_reduce, mpi_broadcast, mpi_reduce, rank,
                           world_size)

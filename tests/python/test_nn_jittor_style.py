@@ -78,3 +78,17 @@ def test_batchnorm_is_train_false_starts_in_eval_mode():
     bn.train()
     bn(x)
     assert float(bn.running_mean.numpy().mean()) > 0.3
+
+
+def test_instance_and_group_norm_take_jittors_is_train():
+    import numpy as np
+    x = np.random.default_rng(1).standard_normal((2, 4, 3, 3)).astype(np.float32)
+    xc = x - x.mean((2, 3), keepdims=True)
+    expected = xc / np.sqrt((xc * xc).mean((2, 3), keepdims=True) + 1e-5)
+    for layer in (jt.nn.InstanceNorm2d(4, is_train=True), jt.nn.InstanceNorm2d(4, is_train=False),
+                  jt.nn.GroupNorm(4, 4, is_train=False)):
+        np.testing.assert_allclose(layer(jt.array(x)).numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert not jt.nn.InstanceNorm2d(4, is_train=False).training
+    # with running statistics, is_train=False means they are used, not updated
+    tracked = jt.nn.InstanceNorm2d(4, track_running_stats=True, is_train=False)
+    np.testing.assert_allclose(tracked(jt.array(x)).numpy(), x / np.sqrt(1 + 1e-5), rtol=1e-5)

@@ -236,7 +236,10 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
 
 
 class GroupNorm(Module):
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype="float32"):
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, is_train=True,
+                 dtype="float32"):
+        # Jittor's is_train changes nothing here: group statistics come from
+        # each sample, in training and evaluation alike
         super().__init__()
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: {num_groups} groups do not divide {num_channels} "
@@ -280,8 +283,13 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
 
 class _InstanceNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
-                 track_running_stats=False, dtype="float32"):
+                 track_running_stats=False, is_train=True, sync=True, dtype="float32"):
         super().__init__()
+        # is_train=False makes the layer in eval mode, as for batch norm; it
+        # matters only with track_running_stats (otherwise statistics are
+        # always the sample's own). sync: instance statistics never span ranks.
+        if not is_train:
+            self.__dict__["training"] = False
         _init_state(self, num_features, eps, momentum, affine, track_running_stats, dtype,
                     register_absent=False)
 
