@@ -39,6 +39,9 @@ extern "C" {
 #endif
 
 #define KL_MAX_DIMS 8
+/* inputs of one op: a code op's or a custom gradient's (Jittor programs pass
+ * a dozen), where's three, reindex's x plus its index vars */
+#define KL_MAX_OP_INPUTS 16
 
 typedef enum {
     KL_OK = 0,

@@ -99,12 +99,13 @@ def _named_reducer(op, jittor_name):
     return fn
 
 
-# Jittor's reduce_<op> functions, by the binary op they fold with
+# Jittor's reduce_<op> functions, named by the binary op they fold with, which
+# is also NumPy's ufunc (jt.reduce_add(a, d) is np.add.reduce(a, d)); the mean,
+# having no binary op, is jt.mean only, as in Jittor
 REDUCE_FUNCTIONS = {f"reduce_{name}": _named_reducer(op, f"reduce_{name}") for name, op in (
-    ("add", "sum"), ("sum", "sum"), ("multiply", "prod"), ("mul", "prod"), ("maximum", "max"),
-    ("max", "max"), ("minimum", "min"), ("min", "min"), ("mean", "mean"), ("logical_and", "all"),
-    ("logical_or", "any"), ("logical_xor", "logical_xor"), ("bitwise_and", "bitwise_and"),
-    ("bitwise_or", "bitwise_or"), ("bitwise_xor", "bitwise_xor"))}
+    ("add", "sum"), ("multiply", "prod"), ("maximum", "max"), ("minimum", "min"),
+    ("logical_and", "all"), ("logical_or", "any"), ("logical_xor", "logical_xor"),
+    ("bitwise_and", "bitwise_and"), ("bitwise_or", "bitwise_or"), ("bitwise_xor", "bitwise_xor"))}
 
 
 def var(x, dim=None, keepdims=False, unbiased=True, *, dims=None, keepdim=False):

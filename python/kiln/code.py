@@ -29,7 +29,7 @@ _CTYPES = {
     "int32": "int32_t", "int64": "int64_t", "float16": "_Float16", "float32": "float",
     "float64": "double",
 }
-_MAX_INPUTS = 10   # the core's limit on a code op's inputs (and outputs)
+_MAX_INPUTS = _C.MAX_OP_INPUTS   # the core's limit on a code op's inputs (and outputs)
 _MAX_DIMS = _C.MAX_DIMS
 
 _PRELUDE_CXX = """\

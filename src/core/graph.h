@@ -36,7 +36,7 @@ typedef struct kl_buffer {
     void *host;              /* a host copy, for devices whose memory the host cannot read */
 } kl_buffer;
 
-#define KL_MAX_INPUTS (2 + 8) /* where's three, or reindex's x plus extras */
+#define KL_MAX_INPUTS KL_MAX_OP_INPUTS
 
 typedef struct kl_op {
     kl_op_kind kind;
