@@ -28,7 +28,8 @@ from ._autograd import backward, detach, enable_grad, grad, is_grad_enabled, no_
 from ._flags import (clean, counters, display_memory_info, fetch_sync, flag_scope, flags, gc, sync,
                      sync_all)
 from ._log import LOG, log_capture_scope
-from ._profile import profile_scope
+from . import profiler
+from .profiler import profile_scope
 from . import compile_extern, compiler, nn
 from .compiler import has_cuda
 from .nn import Module

@@ -55,6 +55,10 @@ class _Flags:
         return c["bytes_allocated"] - c["bytes_in_use"]
     log_vprefix = _stored("log_vprefix", "", "Jittor's per-source-file verbosity (\"op.cc=100\"): kept "
                           "without effect; kiln's log has no per-file levels (log_v applies).")
+    compile_options = _stored("compile_options", {}, "Jittor's per-kernel loop transforms and "
+                              "compiler options (split/order/unroll/vectorize, \"FLAGS: ...\"): "
+                              "kept without effect; kiln's renderer chooses its own loop "
+                              "structure and compiles every kernel with the same flags.")
     log_silent = _stored("log_silent", 0, "1: jt.LOG's records are not printed (a log_capture_scope "
                          "still collects them).")
     auto_convert_64_to_32 = _stored("auto_convert_64_to_32", 0,

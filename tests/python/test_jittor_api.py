@@ -61,6 +61,26 @@ def test_profile_scope_reports_the_blocks_kernels():
     assert rep == [rep[0]]   # nothing ran
 
 
+def test_profiler_start_stop_report():
+    a = jt.random((64, 64))
+    before = a * 3               # queued before start: not part of the profile
+    jt.profiler.start(2, 10)
+    assert jt.flags.profiler_enable
+    (a.exp() + 1).sum().sync()
+    jt.profiler.stop()
+    assert not jt.flags.profiler_enable
+    rows = jt.profiler.report()
+    assert rows[0][0] == "Name" and len(rows) >= 2
+    assert any("exp" in r[0] for r in rows[1:]) and not any("multiply" in r[0] for r in rows[1:])
+    assert jt.profiler.report() == rows                  # report keeps the records
+    assert jt.profiler.report_and_clear() == rows
+    assert jt.profiler.report() == [rows[0]]
+    before.sync()
+    with jt.flag_scope(compile_options={"FLAGS: -O3": 1}):   # accepted, without effect
+        assert jt.flags.compile_options == {"FLAGS: -O3": 1}
+    assert jt.flags.compile_options == {}
+
+
 def test_predicates_against_numpy():
     x = np.array([1.0, np.nan, np.inf, -np.inf, 0.0, -2.5])
     for name in ("isnan", "isinf", "isfinite"):
