@@ -410,3 +410,16 @@ def test_misc_diagonal_against_numpy():
     np.testing.assert_array_equal(g, want)
     with pytest.raises(ValueError, match="both"):
         jt.misc.diagonal(x, 0, 1, 1)
+
+
+def test_print_var_slice_describes_the_index_as_read():
+    def described(index):
+        with jt.log_capture_scope() as logs:
+            jt.core._print_var_slice(index)
+        return logs[0]["msg"]
+    assert described(3) == "[3,]"
+    assert described((slice(None), slice(1, None, 2), None, ...)) == "[::,1::2,-,...,]"
+    assert described(([[0], [1]], -2, np.array([True, False]))) == "[int32[2,1,],-2,bool[2,],]"
+    assert described((jt.array(np.arange(3, dtype="int64")), 0)) == "[int64[3,],0,]"
+    with pytest.raises(IndexError):
+        jt.core._print_var_slice(1.5)
