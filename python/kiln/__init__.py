@@ -174,6 +174,10 @@ def _install_methods():
     for name, f in methods.items():
         setattr(Var, name, f)
     Var.T = property(lambda x: permute(x))
+    # Jittor's shape with a dynamic dim's bound as a negative number; kiln
+    # computes dynamic-size results (where(cond), code ops with set_shape)
+    # when they are made, so every dim is known
+    Var.uncertain_shape = property(lambda x: list(x.shape))
     install_number_protocol(matmul)
 
 

@@ -423,3 +423,10 @@ def test_print_var_slice_describes_the_index_as_read():
     assert described((jt.array(np.arange(3, dtype="int64")), 0)) == "[int64[3,],0,]"
     with pytest.raises(IndexError):
         jt.core._print_var_slice(1.5)
+
+
+def test_uncertain_shape_of_dynamic_results_is_known():
+    a, = jt.where(jt.array([0, 1, 0, 1]))
+    assert a.uncertain_shape == [2] and a.numpy().tolist() == [1, 3]
+    b = jt.code([-5], "int32", [], cpu_src="out0->set_shape({3}); for (int i=0;i<3;i++) @out0(i)=i;")
+    assert b.uncertain_shape == [3]
