@@ -216,8 +216,28 @@ KL_API int kl_var_requires_grad(const kl_var *v);
 /* A computed var forgets the graph that produced it, freeing what only that
  * graph held (PyTorch frees it after backward); no-op for a pending var. */
 KL_API void kl_var_release_graph(kl_var *v);
+/* v is stored when it is computed and its consumers read it from memory,
+ * even where fusion would inline it (Jittor's stop_fuse: a fusion boundary,
+ * e.g. for a costly value read by several kernels). */
+KL_API kl_status kl_var_stop_fuse(kl_var *v);
 /* Name of the op that produces v ("array" for data, "reshape", "exp", ...). */
 KL_API const char *kl_var_op_name(const kl_var *v);
+/* A var's place in the graph, for debugging dumps (jt.dump_all_graphs). */
+typedef struct {
+    uint64_t id;
+    int user_refs;   /* handles the program holds */
+    int graph_refs;  /* ops (pending, or kept for a gradient) that read it */
+    int n_inputs;    /* inputs of the op it still holds: 0 once it keeps no graph */
+    uint64_t inputs[KL_MAX_OP_INPUTS]; /* their ids */
+    int computed;    /* its value exists (a var fused into its consumers never has one) */
+    size_t nbytes;   /* bytes of its value */
+    const char *op;  /* kl_var_op_name */
+} kl_var_info;
+KL_API kl_status kl_var_get_info(const kl_var *v, kl_var_info *out);
+/* Every var of the context that exists, held by the program or by the graph,
+ * oldest first: up to max into out (borrowed, valid until the next call into
+ * kiln); returns how many there are, -1 on a bad argument. */
+KL_API int64_t kl_context_vars(kl_context *ctx, kl_var **out, int64_t max);
 /* Syncs v and returns a pointer to its contiguous data, valid while v is held. */
 KL_API kl_status kl_var_data(kl_var *v, const void **out);
 KL_API kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes);

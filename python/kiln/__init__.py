@@ -9,7 +9,7 @@ if ("OMPI_COMM_WORLD_LOCAL_SIZE" in _os.environ and "KILN_THREADS" not in _os.en
     _os.environ["KILN_THREADS"] = str(max(1, len(_os.sched_getaffinity(0))
                                           // max(1, int(_os.environ["OMPI_COMM_WORLD_LOCAL_SIZE"]))))
 from . import _C
-from ._core import Var, array, cast, where
+from ._core import Var, array, cast, to_var as _to_var, where
 from ._dtype import DTYPES, as_dtype, dtype
 from ._ops import (BINARY, UNARY, astype, clamp, install_number_protocol, isfinite, isinf, isnan)
 from ._ops import binary_by_name as binary, unary_by_name as unary
@@ -43,7 +43,8 @@ from ._search import searchsorted, unique
 from . import misc
 from ._create import normal
 from . import core
-from .core import liveness_info, number_of_hold_vars, number_of_lived_ops, number_of_lived_vars
+from .core import (dump_all_graphs, liveness_info, number_of_hold_vars, number_of_lived_ops,
+                   number_of_lived_vars)
 from ._special import (ceil_int, erfinv, fetch, finfo, floor_int, iinfo, reindex_var, round_int,
                        safe_clip)
 from . import models, utils
@@ -118,9 +119,25 @@ def dirty_fix_pytorch_runtime_error():
 
 
 def _debug_msg(x):
-    """One line about a Var (Jittor's debug_msg): its id, op, shape, dtype, whether computed."""
-    return (f"Var(id={x._id}, op={x._op}, shape={list(x.shape)}, dtype={x.dtype}, "
-            f"computed={_C.Var.is_computed.__get__(x)}, requires_grad={x.requires_grad})")
+    """One line about a Var (Jittor's debug_msg), as jt.dump_all_graphs
+    prints it (kiln.core.var_line), then its op."""
+    for info in _C.live_vars():
+        if info[0] == x._id:
+            return f"{core.var_line(info, x.name(), 0)} op={info[6]}"
+    raise RuntimeError("debug_msg: the var was released")
+
+
+def _out_hint(x):
+    """Jittor's out_hint: x is stored when computed, for the gradients that
+    read it (a bool mask of 1 byte per element, rather than recomputing the
+    comparison from the float operands), unless gradients are off."""
+    return x.stop_fuse() if is_grad_enabled() else x
+
+
+def ternary_out_hint(cond, x, y):
+    """where(cond, x, y) whose condition is stored for the backward (out_hint)."""
+    cond = _to_var(cond)
+    return where(_out_hint(cond), x, y)
 
 
 def _setitem_op(x, index, value):
@@ -155,7 +172,7 @@ def _install_methods():
         "copy": lambda x: x.clone(), "cast": astype, "isnan": isnan, "isinf": isinf,
         "isfinite": isfinite, "fetch_sync": lambda x: x.numpy(), "debug_msg": _debug_msg,
         "sqr": lambda x: x * x, "nonzero": nonzero, "getitem": getitem, "setitem": _setitem_op,
-        "ternary": where, "arg_reduce": arg_reduce,
+        "ternary": where, "arg_reduce": arg_reduce, "out_hint": _out_hint,
         "erfinv": erfinv, "safe_clip": safe_clip, "floor_int": floor_int, "ceil_int": ceil_int,
         "round_int": round_int, "reindex_var": reindex_var,
         "fuse_transpose": lambda x, perm: permute(x, *perm),  # kiln fuses every transpose

@@ -9,14 +9,16 @@ kiln's graph keeps one node per var (a var holds the op that makes it), so:
 - liveness_info(): the three as a dict, equal between two training steps
   when nothing leaks.
 
-It also has _print_var_slice, Jittor's debugging hook that logs how an index
-(x[...]) is read."""
+dump_all_graphs() lists every var that exists, with its op (Jittor's debugging
+dump; the format is below), and _print_var_slice logs how an index (x[...])
+is read."""
 import numpy as np
 
 from . import _C
 from ._log import LOG
 
-__all__ = ["number_of_lived_vars", "number_of_hold_vars", "number_of_lived_ops", "liveness_info"]
+__all__ = ["number_of_lived_vars", "number_of_hold_vars", "number_of_lived_ops", "liveness_info",
+           "dump_all_graphs", "var_line"]
 
 
 def _counts():
@@ -75,3 +77,74 @@ def _print_var_slice(index):
     dtype[shape] for index arrays: `x[[0, 1], ::2]` is "[int32[2,],::2,]"."""
     from ._index import _normalize_items
     LOG.i("[" + "".join(_slice_item(it) + "," for it in _normalize_items(index)) + "]")
+
+
+class Graphs:
+    """What dump_all_graphs returns: nodes_info (one line per node), and per
+    node the indices of its inputs and outputs in nodes_info."""
+
+    def __init__(self, nodes_info, inputs, outputs):
+        self.nodes_info, self.inputs, self.outputs = nodes_info, inputs, outputs
+
+    def __repr__(self):
+        return "\n".join(self.nodes_info)
+
+
+def _dims(shape):
+    return "[" + "".join(f"{d}," for d in shape) + "]"
+
+
+def var_line(info, name, consumers):
+    """One var as Jittor's dumps print it, with kiln's figures:
+    Var(id:held:read_by:i<inputs>:o<consumers>:s<computed>,dtype,name,bytes)[shape,]
+    held: handles the program holds; read_by: ops that read it; inputs: of
+    the op it still holds (0 once it keeps no graph); s1 once its value
+    exists (a var fused into its consumers stays s0); bytes: its value's."""
+    vid, user, graph, inputs, computed, nbytes, _op, dtype, shape = info
+    return (f"Var({vid}:{user}:{graph}:i{len(inputs)}:o{consumers}:s{computed},{dtype},{name},"
+            f"{nbytes}){_dims(shape)}")
+
+
+def _names():
+    """The names programs gave vars (Var.name("...")), by the core's var id."""
+    import gc
+    from ._core import Var
+    names = {}
+    for o in gc.get_objects():
+        # type(), not isinstance: some objects (torch's) warn when asked __class__
+        if issubclass(type(o), Var) and o._name is not None:
+            try:
+                names.setdefault(o._id, o._name)
+            except (RuntimeError, ValueError):   # a released Var
+                pass
+    return names
+
+
+def dump_all_graphs():
+    """Every var that exists (held by the program or kept by the graph) and
+    every op still held, oldest first, as Graphs. A var line is var_line's;
+    an op line is Op(id:i<inputs>:o1:s<ran>,op->id), id being its output's
+    (in kiln an op belongs to the var it makes)."""
+    infos = _C.live_vars()
+    names = _names()
+    consumers = {}
+    for info in infos:
+        for i in info[3]:
+            consumers[i] = consumers.get(i, 0) + 1
+    nodes, inputs, outputs, var_at = [], [], [], {}
+    for info in infos:
+        vid = info[0]
+        var_at[vid] = len(nodes)
+        nodes.append(var_line(info, names.get(vid, f"{info[6]}_{vid}"), consumers.get(vid, 0)))
+        inputs.append([])
+        outputs.append([])
+        if info[3]:
+            op_at = len(nodes)
+            nodes.append(f"Op({vid}:i{len(info[3])}:o1:s{info[4]},{info[6]}->{vid})")
+            inputs.append([var_at[i] for i in info[3] if i in var_at])
+            outputs.append([var_at[vid]])
+            inputs[var_at[vid]].append(op_at)
+            for i in info[3]:
+                if i in var_at:
+                    outputs[var_at[i]].append(op_at)
+    return Graphs(nodes, inputs, outputs)

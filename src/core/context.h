@@ -51,6 +51,7 @@ struct kl_context {
     kl_kdesc *kdesc;  /* the kernel description being built (reused, grown once) */
     kl_sync_scratch sync;
     kl_var *pending; /* vars not yet computed, newest first (kl_sync_all) */
+    kl_var *live_first, *live_last; /* every var that exists, oldest first */
     /* what a kernel's check_index op found: [0] set, [1] the value, [2] lo,
      * [3] hi, [4] the op's description (a char *) (src/ops/check.c) */
     int64_t index_error[5];

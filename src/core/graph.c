@@ -141,6 +141,25 @@ static void unlink_pending(kl_var *v)
     v->pending_linked = 0;
 }
 
+static void link_live(kl_var *v)
+{
+    kl_context *ctx = v->ctx;
+    v->live_prev = ctx->live_last;
+    if (ctx->live_last) ctx->live_last->live_next = v;
+    else ctx->live_first = v;
+    ctx->live_last = v;
+}
+
+static void unlink_live(kl_var *v)
+{
+    kl_context *ctx = v->ctx;
+    if (v->live_prev) v->live_prev->live_next = v->live_next;
+    else ctx->live_first = v->live_next;
+    if (v->live_next) v->live_next->live_prev = v->live_prev;
+    else ctx->live_last = v->live_prev;
+    v->live_prev = v->live_next = NULL;
+}
+
 /* A freed var goes to the context's graveyard (its magic word says dead,
  * the rest poisoned under ASan); the oldest there is freed for real. */
 static void bury(kl_var *v)
@@ -208,6 +227,7 @@ static void collect(kl_var *v)
         kl_op_free_params(&d->op);
         kl_buffer_release(d->buf);
         unlink_pending(d);
+        unlink_live(d);
         d->ctx->vars_alive--;
         bury(d);
     }
@@ -247,6 +267,7 @@ kl_status kl_var_new(kl_context *ctx, kl_dtype dtype, int ndim, const int64_t *s
         link_pending(v);
         ctx->ops_alive++;
     }
+    link_live(v);
     ctx->vars_alive++;
     ctx->vars_held++;
     *out = v;
@@ -285,6 +306,13 @@ void kl_var_release_graph(kl_var *v)
 {
     if (v && kl_var_check(v, "kl_var_release_graph", "var") == KL_OK && v->buf && v->op.kind != KL_OP_ARRAY)
         forget_graph(v);
+}
+
+kl_status kl_var_stop_fuse(kl_var *v)
+{
+    KL_VAR_ARG(v, "kl_var_stop_fuse", "var");
+    v->stop_fuse = 1;
+    return KL_OK;
 }
 
 void kl_var_set_requires_grad(kl_var *v, int on)
@@ -335,6 +363,34 @@ int kl_var_is_sole_owner(const kl_var *v)
 const char *kl_var_device(const kl_var *v)
 {
     return live(v, "kl_var_device") ? v->device->name : "invalid";
+}
+
+kl_status kl_var_get_info(const kl_var *v, kl_var_info *out)
+{
+    if (!out) return kl_error(KL_ERR_VALUE, "kl_var_get_info: no output given");
+    memset(out, 0, sizeof *out);
+    if (!live(v, "kl_var_get_info")) return kl_error(KL_ERR_VALUE, "kl_var_get_info: not a live var");
+    out->id = v->id;
+    out->user_refs = v->user_refs;
+    out->graph_refs = v->graph_refs;
+    out->n_inputs = v->op.kind == KL_OP_ARRAY ? 0 : v->op.n_inputs;
+    for (int i = 0; i < out->n_inputs; i++) out->inputs[i] = v->op.inputs[i]->id;
+    out->computed = v->buf != NULL;
+    out->nbytes = v->buf ? v->buf->nbytes : 0;
+    out->op = kl_var_op_name(v);
+    return KL_OK;
+}
+
+int64_t kl_context_vars(kl_context *ctx, kl_var **out, int64_t max)
+{
+    if (!ctx || max < 0 || (max > 0 && !out)) {
+        kl_error(KL_ERR_VALUE, "kl_context_vars: no context, or no room for max vars");
+        return -1;
+    }
+    int64_t n = 0;
+    for (kl_var *v = ctx->live_first; v; v = v->live_next, n++)
+        if (n < max) out[n] = v;
+    return n;
 }
 
 const char *kl_var_op_name(const kl_var *v)

@@ -94,6 +94,7 @@ struct kl_var {
     int reads;       /* stored buffers an inlined copy reads (an upper bound) */
     struct kl_pattern *pattern; /* a library pattern its device runs (src/opt/fuse.c) */
     uint8_t absorbed; /* computed inside a consumer's library pattern, never on its own */
+    uint8_t stop_fuse; /* stored when computed, never inlined into consumers (kl_var_stop_fuse) */
     kl_var *grad;    /* scratch for kl_grad */
     /* kl_grad's own marks (a custom gradient may sync while kl_grad runs,
      * which reuses epoch and cost) */
@@ -102,6 +103,7 @@ struct kl_var {
     /* the context's list of pending vars (kl_sync_all), while pending */
     kl_var *pending_prev, *pending_next;
     uint8_t pending_linked;
+    kl_var *live_prev, *live_next; /* every var of the context, oldest first (kl_context_vars) */
 };
 
 /* KL_OK when v is a live var; else an error naming fn and what: NULL, or a

@@ -117,7 +117,8 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *p
         /* a reshape of a stored var is free (an alias); of an inlined one, index arithmetic */
         int alias_free = is_alias(v) && (v->op.inputs[0]->buf || v->op.inputs[0]->materialize);
         if (is_target[i] || shared || cost > MAX_INLINE_COST || alias_free ||
-            (v->user_refs > 0 && !generator) || kl_op_traits(v->op.kind) & KL_ROOT || v->pattern)
+            (v->user_refs > 0 && !generator) || kl_op_traits(v->op.kind) & KL_ROOT || v->pattern ||
+            v->stop_fuse)
             v->materialize = 1;
         if (v->materialize) {
             store(v);

@@ -237,5 +237,43 @@ static void test_double_release_is_recognised(void)
 #endif
 }
 
+static void test_every_live_var_is_listed_with_its_graph(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    CHECK_EQ_INT(kl_context_vars(ctx, NULL, 0), 0);
+    int64_t n = 3;
+    kl_var *x = check_var(ctx, KL_FLOAT64, 1, &n, ((double[]){1, 2, 3}));
+    kl_var *e = check_un(KL_EXP, x);
+    kl_var *y = check_un(KL_NEG, e);
+    check_release(e); /* still alive: y's op reads it */
+    kl_var *all[8];
+    CHECK_EQ_INT(kl_context_vars(ctx, all, 8), 3);
+    CHECK(all[0] == x && all[2] == y);
+    kl_var_info info;
+    CHECK_OK(kl_var_get_info(all[1], &info));
+    CHECK_EQ_STR(info.op, "exp");
+    CHECK_EQ_INT(info.user_refs, 0);
+    CHECK_EQ_INT(info.graph_refs, 1);
+    CHECK_EQ_INT(info.n_inputs, 1);
+    CHECK(info.inputs[0] == kl_var_id(x));
+    CHECK_EQ_INT(info.computed, 0);
+    CHECK_EQ_INT(kl_context_vars(ctx, all, 1), 3); /* the count, whatever fits */
+    double *got = check_read(y);
+    free(got);
+    CHECK_OK(kl_var_get_info(y, &info));
+    CHECK_EQ_INT(info.computed, 1);
+    CHECK_EQ_INT((int)info.nbytes, 3 * 8);
+    check_release(y); /* y goes, and with it exp (fused into y, never computed) */
+    CHECK_EQ_INT(kl_context_vars(ctx, all, 8), 1);
+    CHECK(all[0] == x);
+    CHECK_EQ_INT(kl_context_vars(ctx, NULL, 2), -1);
+    REFUSED(kl_var_get_info(x, NULL), "no output given");
+    check_release(x);
+    CHECK_EQ_INT(kl_context_vars(ctx, all, 8), 0);
+    CHECK_OK(kl_context_free(ctx));
+}
+
 CHECK_MAIN(TEST(test_null_pointer_arguments), TEST(test_context_with_live_vars_is_not_freed),
+           TEST(test_every_live_var_is_listed_with_its_graph),
            TEST(test_double_release_is_recognised))

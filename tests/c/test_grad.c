@@ -475,11 +475,11 @@ static void test_custom_grad(void)
         CHECK_EQ_INT(log.calls, 3);
     }
     /* refused: too many inputs; the rule's data is released even then */
-    kl_var *many[12] = {0};
-    for (int i = 0; i < 12; i++) many[i] = x;
+    kl_var *many[KL_MAX_OP_INPUTS] = {0};
+    for (int i = 0; i < KL_MAX_OP_INPUTS; i++) many[i] = x;
     kl_var *bad = NULL;
     rule_log bad_log = {0, 0};
-    CHECK_EQ_INT(kl_custom_grad(x, 12, many, scaled_rule, &bad_log, release_rule, &bad),
+    CHECK_EQ_INT(kl_custom_grad(x, KL_MAX_OP_INPUTS, many, scaled_rule, &bad_log, release_rule, &bad),
                  KL_ERR_VALUE);
     CHECK(strstr(kl_last_error(), "at most") != NULL);
     kl_var *all[] = {x, u, h, sh, y, z, g[0], g[1], g[2]};

@@ -164,7 +164,7 @@ def test_small_var_methods():
     np.testing.assert_array_equal(got[1], [2, 4, 6])
     np.testing.assert_array_equal(a.sqr().numpy(), [1, 4, 9])
     msg = a.debug_msg()
-    assert "shape=[3]" in msg and "float32" in msg
+    assert msg.endswith("[3,] op=array") and ",float32," in msg and ":s1," in msg
 
 
 def test_set_seed_and_clean():
@@ -430,3 +430,64 @@ def test_uncertain_shape_of_dynamic_results_is_known():
     assert a.uncertain_shape == [2] and a.numpy().tolist() == [1, 3]
     b = jt.code([-5], "int32", [], cpu_src="out0->set_shape({3}); for (int i=0;i<3;i++) @out0(i)=i;")
     assert b.uncertain_shape == [3]
+
+
+def _var_lines(name):
+    return [n for n in jt.dump_all_graphs().nodes_info if n.startswith("Var") and f",{name}," in n]
+
+
+def test_dump_all_graphs_lists_every_var_with_its_op():
+    jt.clean()
+    x = jt.array(np.ones((2, 3), np.float32)).name("x")
+    y = (x * 2).exp().name("y")
+    graphs = jt.dump_all_graphs()
+    ys = [k for k, n in enumerate(graphs.nodes_info) if ",y," in n]
+    assert len(ys) == 1 and graphs.nodes_info[ys[0]].endswith(",0)[2,3,]")       # pending: no bytes
+    assert ":s0," in graphs.nodes_info[ys[0]]
+    op = graphs.inputs[ys[0]][0]
+    assert graphs.nodes_info[op].startswith("Op(") and "exp->" in graphs.nodes_info[op]
+    (line,) = _var_lines("x")
+    assert line.startswith(f"Var({x._id}:1:1:i0:o1:s1,float32,x,24)")   # held once, read by one op
+    y.sync()
+    (line,) = _var_lines("y")
+    assert ":s1,float32,y,24)[2,3,]" in line
+    del x, y
+    jt.gc()
+    assert not _var_lines("x") and not _var_lines("y")
+
+
+def test_stop_fuse_stores_the_var_for_its_consumers():
+    x = jt.array(np.arange(6, dtype=np.float32))
+    before = jt.counters()["kernels_launched"]
+    fused = ((x * 2) + 1).sum()
+    fused.sync()
+    one = jt.counters()["kernels_launched"] - before
+    mid = (x * 2).stop_fuse().name("mid")
+    split = (mid + 1).sum()
+    split.sync()
+    assert jt.counters()["kernels_launched"] - before - one == one + 1
+    assert split.item() == fused.item() == 36.0
+    (line,) = _var_lines("mid")
+    assert ":s1," in line and line.endswith(",24)[6,]")
+
+
+def test_ternary_out_hint_is_where_with_the_condition_stored():
+    r = np.random.default_rng(3)
+    a, b = (jt.array(r.random(8).astype(np.float32)) for _ in range(2))
+    jt.clean()
+    c = jt.ternary_out_hint(a < b, a, b)
+    np.testing.assert_array_equal(c.numpy(), np.where(a.numpy() < b.numpy(), a.numpy(), b.numpy()))
+    da, db = jt.grad(c.sum(), [a, b])
+    np.testing.assert_array_equal(da.numpy(), (a.numpy() < b.numpy()).astype(np.float32))
+    np.testing.assert_array_equal(da.numpy() + db.numpy(), np.ones(8, np.float32))
+    def masks():
+        return [n for n in jt.dump_all_graphs().nodes_info if n.startswith("Var") and ",bool," in n]
+    (line,) = masks()
+    assert line.endswith(",8)[8,]")                      # stored, 1 byte per element
+    del c, da, db
+    jt.gc()
+    assert not masks()
+    with jt.no_grad():                                   # no backward: nothing to store
+        d = jt.ternary_out_hint((a > b).out_hint(), a, 0.0)
+        d.sync()
+    assert all(n.endswith(",0)[8,]") for n in masks())

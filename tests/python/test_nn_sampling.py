@@ -393,6 +393,34 @@ def test_max_pool2d_indices_and_tie_gradients_match_torch(kw):
         close(nn.max_pool2d(jx, **kw), ty)
 
 
+@pytest.mark.parametrize("nd, shape, k, s, p, ceil", [
+    (2, (2, 3, 9, 9), 3, 2, 1, False), (2, (2, 3, 10, 7), 3, 2, 1, True),
+    (2, (1, 2, 8, 8), 2, 1, 0, False), (2, (1, 2, 11, 11), 5, 3, 2, True),
+    (2, (1, 1, 7, 7), 4, 2, 2, False), (1, (2, 3, 9), 3, 2, 1, False),
+    (3, (1, 2, 7, 6, 5), 3, 2, 1, False),
+])
+def test_overlapping_max_pool_gradient_is_a_gather_matching_torch(nd, shape, k, s, p, ceil):
+    """Without indices, windows that overlap send dout to each window's first
+    maximum by a gather over the windows covering each input position."""
+    t = torch()
+    pool = getattr(t.nn.functional, f"max_pool{nd}d")
+    x = R.integers(0, 3, size=shape).astype(np.float64)            # many ties
+    jx = jt.array(x)
+    y = getattr(nn, f"max_pool{nd}d")(jx, k, s, p, ceil_mode=ceil)
+    w = R.uniform(0.5, 1.5, size=y.shape)
+    before = jt.counters()["library_calls"]
+    g = jt.grad((y * jt.array(w)).sum(), jx)
+    tx = t.from_numpy(x).requires_grad_()
+    (pool(tx, k, s, p, ceil_mode=ceil) * t.from_numpy(w)).sum().backward()
+    close(g, tx.grad)
+    assert jt.counters()["library_calls"] == before
+    # the windows' gradient never reaches padding: an all -inf plane still
+    # has finite gradients
+    ninf = jt.array(np.full(shape, -np.inf, np.float32))
+    gi = jt.grad(getattr(nn, f"max_pool{nd}d")(ninf, k, s, p, ceil_mode=ceil).sum(), ninf)
+    assert np.isfinite(gi.numpy()).all()
+
+
 def test_max_pool_tie_gradient_goes_to_the_first_element_only():
     x = jt.array(np.ones((1, 1, 4, 4)))
     g = jt.grad(nn.max_pool2d(x, 2).sum(), x)

@@ -342,7 +342,61 @@ static PyObject *m_profile_take(PyObject *mod, PyObject *unused)
     return list;
 }
 
+/* One tuple per var that exists, oldest first: (id, user_refs, graph_refs,
+ * (input ids), computed, nbytes, op, dtype, shape). */
+static PyObject *var_info_tuple(kl_var *v, int held_here)
+{
+    kl_var_info info;
+    if (kl_var_get_info(v, &info) != KL_OK) return klpy_raise(KL_ERR_VALUE);
+    info.user_refs -= held_here;
+    int nd = kl_var_ndim(v);
+    const int64_t *sh = kl_var_shape(v);
+    PyObject *inputs = PyTuple_New(info.n_inputs), *shape = PyTuple_New(nd);
+    if (!inputs || !shape) goto fail;
+    for (int i = 0; i < info.n_inputs; i++) {
+        PyObject *id = PyLong_FromUnsignedLongLong(info.inputs[i]);
+        if (!id) goto fail;
+        PyTuple_SET_ITEM(inputs, i, id);
+    }
+    for (int i = 0; i < nd; i++) {
+        PyObject *d = PyLong_FromLongLong(sh[i]);
+        if (!d) goto fail;
+        PyTuple_SET_ITEM(shape, i, d);
+    }
+    return Py_BuildValue("(KiiNiKssN)", (unsigned long long)info.id, info.user_refs, info.graph_refs,
+                         inputs, info.computed, (unsigned long long)info.nbytes, info.op,
+                         kl_dtype_name(kl_var_dtype(v)), shape);
+fail:
+    Py_XDECREF(inputs);
+    Py_XDECREF(shape);
+    return NULL;
+}
+
+static PyObject *m_live_vars(PyObject *mod, PyObject *unused)
+{
+    if (!klpy_enter()) return NULL;
+    (void)mod; (void)unused;
+    int64_t n = kl_context_vars(klpy_ctx, NULL, 0);
+    kl_var **all = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *all);
+    if (!all) return PyErr_NoMemory();
+    n = kl_context_vars(klpy_ctx, all, n);
+    /* held while the tuples are built: Python's collector may free Vars
+     * (and so kiln's vars) at any allocation */
+    for (int64_t i = 0; i < n; i++) kl_var_retain(all[i]);
+    PyObject *list = PyList_New(0);
+    for (int64_t i = 0; i < n && list; i++) {
+        PyObject *t = var_info_tuple(all[i], 1);
+        if (!t || PyList_Append(list, t) < 0) Py_CLEAR(list);
+        Py_XDECREF(t);
+    }
+    for (int64_t i = 0; i < n; i++) kl_var_release(all[i]);
+    PyMem_Free(all);
+    return list;
+}
+
 static PyMethodDef module_methods[] = {
+    {"live_vars", m_live_vars, METH_NOARGS,
+     "every var that exists: (id, user_refs, graph_refs, inputs, computed, nbytes, op, dtype, shape)"},
     {"profile_enable", m_profile_enable, METH_O, "profile_enable(on): time and record every launch"},
     {"profile_enabled", m_profile_enabled, METH_NOARGS, "whether the profiler records"},
     {"profile_take", m_profile_take, METH_NOARGS, "the profiler's records so far, taken"},

@@ -170,6 +170,15 @@ static PyObject *var_alias(KlVarObject *self, PyObject *unused)
 }
 
 /* A computed var forgets its producing graph (after a backward pass). */
+static PyObject *var_stop_fuse(KlVarObject *self, PyObject *unused)
+{
+    (void)unused;
+    SELF_VAR(self, "stop_fuse");
+    if (kl_var_stop_fuse(v) != KL_OK) return klpy_raise(KL_ERR_VALUE);
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
 static PyObject *var_release_graph(KlVarObject *self, PyObject *unused)
 {
     (void)unused;
@@ -365,6 +374,8 @@ static PyMethodDef var_methods[] = {
     {"numpy", (PyCFunction)var_numpy, METH_NOARGS, "a writable NumPy array of the value (a copy, or the memory of a temporary)"},
     {"_copy_into", (PyCFunction)var_copy_into, METH_O, "copy the value into a writable buffer of its size"},
     {"_release_graph", (PyCFunction)var_release_graph, METH_NOARGS, "a computed var forgets its graph"},
+    {"stop_fuse", (PyCFunction)var_stop_fuse, METH_NOARGS,
+     "stop_fuse(): stored when computed, never inlined into its consumers; returns the var"},
     {"_rebind", (PyCFunction)var_rebind, METH_O, "make this Var hold other's value"},
     {"_alias", (PyCFunction)var_alias, METH_NOARGS, "a new Var object on the same value"},
     {NULL, NULL, 0, NULL}

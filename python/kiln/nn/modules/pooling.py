@@ -9,6 +9,7 @@ overflow condition. Unpooling scatters values back to their indices
 (reindex_reduce). Layers: MaxPool1d/2d/3d, AvgPool1d/2d/3d,
 AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d, MaxUnpool1d/2d/3d, Jittor's Pool
 and Pool3d."""
+import itertools
 import math
 
 import numpy as np
@@ -101,7 +102,56 @@ def _first_max(win, lead, nd, sp, idx, conds=(), return_indices=False):
     return y, where(pick, offsets, 0).sum(kdims)
 
 
-def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None):
+def _padded_extent(ks, st, outs):
+    """Per window dim, the span the windows read: the input with its padding
+    (and ceil_mode's overhang)."""
+    return [(o - 1) * s + k for k, s, o in zip(ks, st, outs)]
+
+
+def _first_positions(w, m, wshape, lead, ks, st, outs):
+    """Per window ([lead, *outs]): the position of its first maximum in the
+    padded input plane (row-major over _padded_extent). Row-major order in a
+    window is row-major order in the plane, so the first maximum is the one
+    at the smallest position; positions need only multiplies and adds of the
+    loop indices. NaN counts as the maximum, as max returns it."""
+    nd = len(ks)
+    ext = _padded_extent(ks, st, outs)
+    flat = None
+    for j in range(nd):
+        h = index(wshape, lead + j, dtype="int32") * st[j] + index(wshape, lead + nd + j, dtype="int32")
+        term = h * int(math.prod(ext[j + 1:]))
+        flat = term if flat is None else flat + term
+    hit = (w == m) | (w != w)
+    return where(hit, flat, int(math.prod(ext))).min(list(range(lead + nd, lead + 2 * nd)))
+
+
+def _gather_to_input(first_pos, dout, x_shape, lead, ks, st, pad, outs):
+    """dx of max pooling with overlapping windows (dilation 1) as a gather by
+    window position, no scatter and no atomics: each input position visits
+    the few windows that cover it (ceil(k/s) per dim: 4 for 3x3 stride 2)
+    and takes a window's dout where that window's first maximum
+    (first_pos, _first_positions) is this position; a maximum in the
+    padding has no input position and its gradient is dropped. The visits
+    are unrolled into one element-wise kernel over x's shape."""
+    nd = len(ks)
+    ext = _padded_extent(ks, st, outs)
+    own = None
+    for j in range(nd):
+        term = (index(x_shape, lead + j, dtype="int32") + pad[j]) * int(math.prod(ext[j + 1:]))
+        own = term if own is None else own + term
+    dx = None
+    for visit in itertools.product(*[range(-(-k // s)) for k, s in zip(ks, st)]):
+        outer = [f"((i{lead + j}+{pad[j]})/{st[j]}-{t})" for j, t in enumerate(visit)]
+        conds = ["||".join(f"{o}<0||{o}>={outs[j]}||i{lead + j}+{pad[j]}-{o}*{st[j]}>={ks[j]}"
+                           for j, o in enumerate(outer))]
+        read = [f"i{d}" for d in range(lead)] + outer
+        share = where(reindex(first_pos, x_shape, read, -1, conds) == own,
+                      reindex(dout, x_shape, read, 0.0, conds), 0.0)
+        dx = share if dx is None else dx + share
+    return dx
+
+
+def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None, geometry=None):
     """The plain max over win's trailing nd window dims (one fused reindex +
     max-reduce kernel, as with no gradient), whose gradient goes to the first
     maximum of each window only (PyTorch's and Jittor's rule; a max reduce's
@@ -110,9 +160,13 @@ def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None):
     each window's first maximum (its row-major rank; NaN counts as the
     maximum, as max returns it), and dout goes there through the adjoint of
     the windows' reindex: a gather when the windows tile x (tiling: the
-    (stride, pad) per window dim, stride == kernel, dilation 1: no atomics,
-    one map kernel), else a scatter-add (reindex_reduce).
-    win was read from x with the index expressions idx (and conds)."""
+    (stride, pad) per window dim, stride == kernel, dilation 1: one map
+    kernel), a gather over the windows covering each input position when
+    they overlap (geometry, dilation 1: _gather_to_input), else (dilated
+    windows) a scatter-add (reindex_reduce). The gathers need no atomics.
+    win was read from x with the index expressions idx (and conds);
+    geometry: (kernel, stride, padding, output sizes) when the windows are
+    dense (dilation 1), for the gather of _gather_to_input."""
     kdims = list(range(lead + nd, lead + 2 * nd))
     y = win.max(kdims)
     x = to_var(x)
@@ -124,12 +178,16 @@ def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None):
     def rule(douts):
         dout = douts[0]
         w = reindex(x.detach(), wshape, list(idx), float("-inf"), list(conds))
+        m = y.detach().reindex(wshape, [f"i{d}" for d in range(lead + nd)])
+        if geometry is not None and tiling is None:
+            ks_, st_, _, outs_ = geometry
+            first_pos = _first_positions(w, m, wshape, lead, ks_, st_, outs_)
+            return [_gather_to_input(first_pos, dout, x.shape, lead, *geometry)]
         rank = None      # each position's row-major rank in its window, small ints
         rdt = "int32"
         for j, d in enumerate(kdims):
             term = index(wshape, d, dtype=rdt) * int(math.prod(ks[j + 1:]))
             rank = term if rank is None else rank + term
-        m = y.detach().reindex(wshape, [f"i{d}" for d in range(lead + nd)])
         hit = (w == m) | (w != w)
         first = where(hit, rank, int(math.prod(ks))).min(kdims, keepdims=True)
         pick = rank == first
@@ -151,13 +209,15 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, nd, name,
     dil = 1 if dilation is None else dilation          # Jittor's default is None
     pad = _tuple(padding, nd, f"{name}: padding")
     dil = _tuple(dil, nd, f"{name}: dilation")
-    win, lead, sp, _, idx = _windows(x, nd, ks, st, pad, dil, ceil_mode, float("-inf"), name)
+    win, lead, sp, outs, idx = _windows(x, nd, ks, st, pad, dil, ceil_mode, float("-inf"), name)
     if return_indices:
         return _first_max(win, lead, nd, sp, idx, (), return_indices)
-    tiling = None
-    if tuple(st) == tuple(ks) and all(d == 1 for d in dil):
-        tiling = tuple((int(s), int(p)) for s, p in zip(st, pad))
-    return _max_first_grad(x, win, lead, nd, idx, (), tiling)
+    tiling = geometry = None
+    if all(d == 1 for d in dil):
+        geometry = (tuple(ks), tuple(st), tuple(pad), tuple(outs))
+        if tuple(st) == tuple(ks):
+            tiling = tuple((int(s), int(p)) for s, p in zip(st, pad))
+    return _max_first_grad(x, win, lead, nd, idx, (), tiling, geometry)
 
 
 def _avg_divisor(sp, outs, ks, st, pad, count_include_pad):
