@@ -220,6 +220,8 @@ KL_API void kl_var_release_graph(kl_var *v);
  * even where fusion would inline it (Jittor's stop_fuse: a fusion boundary,
  * e.g. for a costly value read by several kernels). */
 KL_API kl_status kl_var_stop_fuse(kl_var *v);
+/* Names v in debugging dumps (Jittor's Var.name); vars sharing a handle share it. */
+KL_API kl_status kl_var_set_name(kl_var *v, const char *name);
 /* Name of the op that produces v ("array" for data, "reshape", "exp", ...). */
 KL_API const char *kl_var_op_name(const kl_var *v);
 /* A var's place in the graph, for debugging dumps (jt.dump_all_graphs). */
@@ -231,7 +233,9 @@ typedef struct {
     uint64_t inputs[KL_MAX_OP_INPUTS]; /* their ids */
     int computed;    /* its value exists (a var fused into its consumers never has one) */
     size_t nbytes;   /* bytes of its value */
+    uint64_t buffer; /* its value's buffer (shared by views such as reshapes), 0 before it is computed */
     const char *op;  /* kl_var_op_name */
+    const char *name; /* kl_var_set_name's, or NULL */
 } kl_var_info;
 KL_API kl_status kl_var_get_info(const kl_var *v, kl_var_info *out);
 /* Every var of the context that exists, held by the program or by the graph,

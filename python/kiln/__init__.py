@@ -123,7 +123,7 @@ def _debug_msg(x):
     prints it (kiln.core.var_line), then its op."""
     for info in _C.live_vars():
         if info[0] == x._id:
-            return f"{core.var_line(info, x.name(), 0)} op={info[6]}"
+            return f"{core.var_line(info, 0)} op={info[7]}"
     raise RuntimeError("debug_msg: the var was released")
 
 

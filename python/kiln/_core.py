@@ -116,6 +116,7 @@ class Var(_C.Var):
         if new_name is None:
             return self._name if self._name is not None else f"{self._op}_{self._id}"
         self._name = new_name
+        self._set_name(str(new_name))
         return self
 
     def __repr__(self):

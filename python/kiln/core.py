@@ -94,30 +94,18 @@ def _dims(shape):
     return "[" + "".join(f"{d}," for d in shape) + "]"
 
 
-def var_line(info, name, consumers):
+def var_line(info, consumers):
     """One var as Jittor's dumps print it, with kiln's figures:
-    Var(id:held:read_by:i<inputs>:o<consumers>:s<computed>,dtype,name,bytes)[shape,]
+    Var(id:held:read_by:i<inputs>:o<consumers>:s<computed>:b<bytes>,dtype,name,buffer)[shape,]
     held: handles the program holds; read_by: ops that read it; inputs: of
     the op it still holds (0 once it keeps no graph); s1 once its value
-    exists (a var fused into its consumers stays s0); bytes: its value's."""
-    vid, user, graph, inputs, computed, nbytes, _op, dtype, shape = info
-    return (f"Var({vid}:{user}:{graph}:i{len(inputs)}:o{consumers}:s{computed},{dtype},{name},"
-            f"{nbytes}){_dims(shape)}")
-
-
-def _names():
-    """The names programs gave vars (Var.name("...")), by the core's var id."""
-    import gc
-    from ._core import Var
-    names = {}
-    for o in gc.get_objects():
-        # type(), not isinstance: some objects (torch's) warn when asked __class__
-        if issubclass(type(o), Var) and o._name is not None:
-            try:
-                names.setdefault(o._id, o._name)
-            except (RuntimeError, ValueError):   # a released Var
-                pass
-    return names
+    exists (a var fused into its consumers stays s0); bytes: its value's;
+    buffer: the id of the memory holding its value (views such as reshapes
+    share their input's), 0 when it has none."""
+    vid, user, graph, inputs, computed, nbytes, buffer, op, dtype, shape, name = info
+    name = name if name is not None else f"{op}_{vid}"
+    return (f"Var({vid}:{user}:{graph}:i{len(inputs)}:o{consumers}:s{computed}:b{nbytes},{dtype},"
+            f"{name},{buffer}){_dims(shape)}")
 
 
 def dump_all_graphs():
@@ -126,7 +114,6 @@ def dump_all_graphs():
     an op line is Op(id:i<inputs>:o1:s<ran>,op->id), id being its output's
     (in kiln an op belongs to the var it makes)."""
     infos = _C.live_vars()
-    names = _names()
     consumers = {}
     for info in infos:
         for i in info[3]:
@@ -135,12 +122,12 @@ def dump_all_graphs():
     for info in infos:
         vid = info[0]
         var_at[vid] = len(nodes)
-        nodes.append(var_line(info, names.get(vid, f"{info[6]}_{vid}"), consumers.get(vid, 0)))
+        nodes.append(var_line(info, consumers.get(vid, 0)))
         inputs.append([])
         outputs.append([])
         if info[3]:
             op_at = len(nodes)
-            nodes.append(f"Op({vid}:i{len(info[3])}:o1:s{info[4]},{info[6]}->{vid})")
+            nodes.append(f"Op({vid}:i{len(info[3])}:o1:s{info[4]},{info[7]}->{vid})")
             inputs.append([var_at[i] for i in info[3] if i in var_at])
             outputs.append([var_at[vid]])
             inputs[var_at[vid]].append(op_at)

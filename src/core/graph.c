@@ -225,6 +225,8 @@ static void collect(kl_var *v)
         }
         if (d->op.kind != KL_OP_ARRAY) d->ctx->ops_alive--;
         kl_op_free_params(&d->op);
+        free(d->name);
+        d->name = NULL;
         kl_buffer_release(d->buf);
         unlink_pending(d);
         unlink_live(d);
@@ -308,6 +310,17 @@ void kl_var_release_graph(kl_var *v)
         forget_graph(v);
 }
 
+kl_status kl_var_set_name(kl_var *v, const char *name)
+{
+    KL_VAR_ARG(v, "kl_var_set_name", "var");
+    if (!name) return kl_error(KL_ERR_VALUE, "kl_var_set_name: name is NULL");
+    char *copy = strdup(name);
+    if (!copy) return kl_error(KL_ERR_MEMORY, "kl_var_set_name: out of memory");
+    free(v->name);
+    v->name = copy;
+    return KL_OK;
+}
+
 kl_status kl_var_stop_fuse(kl_var *v)
 {
     KL_VAR_ARG(v, "kl_var_stop_fuse", "var");
@@ -377,6 +390,8 @@ kl_status kl_var_get_info(const kl_var *v, kl_var_info *out)
     for (int i = 0; i < out->n_inputs; i++) out->inputs[i] = v->op.inputs[i]->id;
     out->computed = v->buf != NULL;
     out->nbytes = v->buf ? v->buf->nbytes : 0;
+    out->buffer = v->buf ? v->buf->id : 0;
+    out->name = v->name;
     out->op = kl_var_op_name(v);
     return KL_OK;
 }

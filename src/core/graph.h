@@ -95,6 +95,7 @@ struct kl_var {
     struct kl_pattern *pattern; /* a library pattern its device runs (src/opt/fuse.c) */
     uint8_t absorbed; /* computed inside a consumer's library pattern, never on its own */
     uint8_t stop_fuse; /* stored when computed, never inlined into consumers (kl_var_stop_fuse) */
+    char *name;        /* the name the program gave it, for dumps (kl_var_set_name) */
     kl_var *grad;    /* scratch for kl_grad */
     /* kl_grad's own marks (a custom gradient may sync while kl_grad runs,
      * which reuses epoch and cost) */

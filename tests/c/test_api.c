@@ -258,12 +258,19 @@ static void test_every_live_var_is_listed_with_its_graph(void)
     CHECK_EQ_INT(info.n_inputs, 1);
     CHECK(info.inputs[0] == kl_var_id(x));
     CHECK_EQ_INT(info.computed, 0);
+    CHECK(info.name == NULL && info.buffer == 0);
+    CHECK_OK(kl_var_set_name(all[1], "e"));
+    CHECK_OK(kl_var_set_name(all[1], "exp of x")); /* renaming frees the old name (ASan) */
+    REFUSED(kl_var_set_name(all[1], NULL), "name is NULL");
+    CHECK_OK(kl_var_get_info(all[1], &info));
+    CHECK_EQ_STR(info.name, "exp of x");
     CHECK_EQ_INT(kl_context_vars(ctx, all, 1), 3); /* the count, whatever fits */
     double *got = check_read(y);
     free(got);
     CHECK_OK(kl_var_get_info(y, &info));
     CHECK_EQ_INT(info.computed, 1);
     CHECK_EQ_INT((int)info.nbytes, 3 * 8);
+    CHECK(info.buffer != 0);
     check_release(y); /* y goes, and with it exp (fused into y, never computed) */
     CHECK_EQ_INT(kl_context_vars(ctx, all, 8), 1);
     CHECK(all[0] == x);

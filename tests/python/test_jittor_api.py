@@ -164,7 +164,7 @@ def test_small_var_methods():
     np.testing.assert_array_equal(got[1], [2, 4, 6])
     np.testing.assert_array_equal(a.sqr().numpy(), [1, 4, 9])
     msg = a.debug_msg()
-    assert msg.endswith("[3,] op=array") and ",float32," in msg and ":s1," in msg
+    assert msg.endswith("[3,] op=array") and ",float32," in msg and ":s1:b12," in msg
 
 
 def test_set_seed_and_clean():
@@ -443,17 +443,33 @@ def test_dump_all_graphs_lists_every_var_with_its_op():
     graphs = jt.dump_all_graphs()
     ys = [k for k, n in enumerate(graphs.nodes_info) if ",y," in n]
     assert len(ys) == 1 and graphs.nodes_info[ys[0]].endswith(",0)[2,3,]")       # pending: no bytes
-    assert ":s0," in graphs.nodes_info[ys[0]]
+    assert ":s0:b0," in graphs.nodes_info[ys[0]]
     op = graphs.inputs[ys[0]][0]
     assert graphs.nodes_info[op].startswith("Op(") and "exp->" in graphs.nodes_info[op]
     (line,) = _var_lines("x")
-    assert line.startswith(f"Var({x._id}:1:1:i0:o1:s1,float32,x,24)")   # held once, read by one op
+    assert line.startswith(f"Var({x._id}:1:1:i0:o1:s1:b24,float32,x,")   # held once, read by one op
     y.sync()
     (line,) = _var_lines("y")
-    assert ":s1,float32,y,24)[2,3,]" in line
+    assert ":s1:b24,float32,y," in line and line.endswith(")[2,3,]") and not line.endswith(",0)[2,3,]")
     del x, y
     jt.gc()
     assert not _var_lines("x") and not _var_lines("y")
+
+
+def test_dump_shows_names_given_and_shared_buffers():
+    jt.clean()
+    a = jt.random((3, 4)).name("a")
+    b = a.reshape(12).name("b")
+    b.mean().sync()
+    a = (a + 1).name("new_a")     # the first a lives on as b's input, with its name
+    a.sync()
+    buffers = {}
+    for n in jt.dump_all_graphs().nodes_info:
+        if n.startswith("Var"):
+            fields = n.split(")")[0].split(",")
+            buffers[fields[-2]] = fields[-1]
+    assert buffers["a"] == buffers["b"] != "0"       # a reshape is a view of its input
+    assert buffers["new_a"] not in ("0", buffers["a"])
 
 
 def test_stop_fuse_stores_the_var_for_its_consumers():
@@ -468,7 +484,7 @@ def test_stop_fuse_stores_the_var_for_its_consumers():
     assert jt.counters()["kernels_launched"] - before - one == one + 1
     assert split.item() == fused.item() == 36.0
     (line,) = _var_lines("mid")
-    assert ":s1," in line and line.endswith(",24)[6,]")
+    assert ":s1:b24," in line
 
 
 def test_ternary_out_hint_is_where_with_the_condition_stored():
@@ -483,7 +499,7 @@ def test_ternary_out_hint_is_where_with_the_condition_stored():
     def masks():
         return [n for n in jt.dump_all_graphs().nodes_info if n.startswith("Var") and ",bool," in n]
     (line,) = masks()
-    assert line.endswith(",8)[8,]")                      # stored, 1 byte per element
+    assert ":s1:b8," in line                             # stored, 1 byte per element
     del c, da, db
     jt.gc()
     assert not masks()

@@ -343,7 +343,7 @@ static PyObject *m_profile_take(PyObject *mod, PyObject *unused)
 }
 
 /* One tuple per var that exists, oldest first: (id, user_refs, graph_refs,
- * (input ids), computed, nbytes, op, dtype, shape). */
+ * (input ids), computed, nbytes, buffer id, op, dtype, shape, name or None). */
 static PyObject *var_info_tuple(kl_var *v, int held_here)
 {
     kl_var_info info;
@@ -363,9 +363,10 @@ static PyObject *var_info_tuple(kl_var *v, int held_here)
         if (!d) goto fail;
         PyTuple_SET_ITEM(shape, i, d);
     }
-    return Py_BuildValue("(KiiNiKssN)", (unsigned long long)info.id, info.user_refs, info.graph_refs,
-                         inputs, info.computed, (unsigned long long)info.nbytes, info.op,
-                         kl_dtype_name(kl_var_dtype(v)), shape);
+    return Py_BuildValue("(KiiNiKKssNz)", (unsigned long long)info.id, info.user_refs, info.graph_refs,
+                         inputs, info.computed, (unsigned long long)info.nbytes,
+                         (unsigned long long)info.buffer, info.op, kl_dtype_name(kl_var_dtype(v)), shape,
+                         info.name);
 fail:
     Py_XDECREF(inputs);
     Py_XDECREF(shape);
@@ -396,7 +397,8 @@ static PyObject *m_live_vars(PyObject *mod, PyObject *unused)
 
 static PyMethodDef module_methods[] = {
     {"live_vars", m_live_vars, METH_NOARGS,
-     "every var that exists: (id, user_refs, graph_refs, inputs, computed, nbytes, op, dtype, shape)"},
+     "every var that exists: (id, user_refs, graph_refs, inputs, computed, nbytes, buffer, op, dtype, "
+     "shape, name)"},
     {"profile_enable", m_profile_enable, METH_O, "profile_enable(on): time and record every launch"},
     {"profile_enabled", m_profile_enabled, METH_NOARGS, "whether the profiler records"},
     {"profile_take", m_profile_take, METH_NOARGS, "the profiler's records so far, taken"},

@@ -170,6 +170,15 @@ static PyObject *var_alias(KlVarObject *self, PyObject *unused)
 }
 
 /* A computed var forgets its producing graph (after a backward pass). */
+static PyObject *var_set_name(KlVarObject *self, PyObject *name)
+{
+    SELF_VAR(self, "name");
+    const char *s = PyUnicode_AsUTF8(name);
+    if (!s) return NULL;
+    if (kl_var_set_name(v, s) != KL_OK) return klpy_raise(KL_ERR_VALUE);
+    Py_RETURN_NONE;
+}
+
 static PyObject *var_stop_fuse(KlVarObject *self, PyObject *unused)
 {
     (void)unused;
@@ -374,6 +383,7 @@ static PyMethodDef var_methods[] = {
     {"numpy", (PyCFunction)var_numpy, METH_NOARGS, "a writable NumPy array of the value (a copy, or the memory of a temporary)"},
     {"_copy_into", (PyCFunction)var_copy_into, METH_O, "copy the value into a writable buffer of its size"},
     {"_release_graph", (PyCFunction)var_release_graph, METH_NOARGS, "a computed var forgets its graph"},
+    {"_set_name", (PyCFunction)var_set_name, METH_O, "the name dumps show (jt.dump_all_graphs)"},
     {"stop_fuse", (PyCFunction)var_stop_fuse, METH_NOARGS,
      "stop_fuse(): stored when computed, never inlined into its consumers; returns the var"},
     {"_rebind", (PyCFunction)var_rebind, METH_O, "make this Var hold other's value"},
