@@ -49,6 +49,9 @@ from ._special import (ceil_int, erfinv, fetch, finfo, floor_int, iinfo, reindex
                        safe_clip)
 from . import models, utils
 from . import linalg, sparse
+from . import mkl_ops as _mkl_ops
+# Jittor's jt.mkl_ops: the oneDNN calls, or None where oneDNN is unavailable
+mkl_ops = _mkl_ops if _mkl_ops.available() else None
 from .sparse import NanoVector
 from . import distributed
 from .distributed import (in_mpi, local_rank, mpi_all_reduce, mpi_broadcast, mpi_reduce, rank,
