@@ -41,6 +41,8 @@ from . import attention, weightnorm
 from ._function import Function, numpy_code
 from ._search import searchsorted, unique
 from . import misc
+from .misc import make_grid
+from . import distributions
 from ._create import normal
 from . import core
 from .core import (dump_all_graphs, liveness_info, number_of_hold_vars, number_of_lived_ops,

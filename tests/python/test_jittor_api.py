@@ -507,3 +507,31 @@ def test_ternary_out_hint_is_where_with_the_condition_stored():
         d = jt.ternary_out_hint((a > b).out_hint(), a, 0.0)
         d.sync()
     assert all(n.endswith(",0)[8,]") for n in masks())
+
+
+def _grid_reference(x, nrow, padding, pad_value):
+    n, c, h, w = x.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    out = np.full((c, rows * (h + padding) + padding, cols * (w + padding) + padding), pad_value, x.dtype)
+    for k in range(n):
+        y0 = padding + (k // cols) * (h + padding)
+        x0 = padding + (k % cols) * (w + padding)
+        out[:, y0:y0 + h, x0:x0 + w] = x[k]
+    return out
+
+
+def test_make_grid_tiles_images_like_torchvision():
+    x = np.random.default_rng(4).random((5, 3, 4, 6)).astype(np.float32)
+    for nrow, padding, pad_value in ((3, 2, 0.0), (8, 0, 0.5), (2, 1, 1.0)):
+        got = jt.make_grid(jt.array(x), nrow=nrow, padding=padding, pad_value=pad_value)
+        np.testing.assert_array_equal(got.numpy(), _grid_reference(x, nrow, padding, pad_value))
+    gray = x[:, :1]
+    np.testing.assert_array_equal(jt.misc.make_grid(jt.array(gray), nrow=5).numpy(),
+                                  _grid_reference(np.repeat(gray, 3, 1), 5, 2, 0.0))
+    norm = jt.make_grid(jt.array(x * 4 - 1), normalize=True, padding=0, nrow=5).numpy()
+    assert abs(norm.min()) < 1e-6 and abs(norm.max() - 1) < 1e-6
+    ranged = jt.make_grid(jt.array(x), normalize=True, range=(0, 2), padding=0, nrow=5).numpy()
+    np.testing.assert_allclose(ranged, _grid_reference(x, 5, 0, 0.0) / 2, rtol=1e-6)
+    with pytest.raises(ValueError, match="expected images"):
+        jt.make_grid(jt.zeros((1, 1, 1, 1, 1)))

@@ -9,6 +9,7 @@ from ..attention import TorchMultiheadAttention as MultiheadAttention
 from .. import init
 from ..optim import Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD, clip_grad_norm_
 from . import utils
+from .complex import ComplexNumber
 
 clip_grad_norm = clip_grad_norm_
 
