@@ -94,6 +94,7 @@ class Var(_C.Var):
     _rg = None               # requires_grad as set by the user
     _stop = False            # made by stop_grad/detach/no_grad
     _name = None
+    _view_of = None          # (var, index): a basic-index view of var (writes go through)
 
     def __init__(self, data=None, dtype=None):
         if data is not None:

@@ -192,12 +192,18 @@ def _array_expr(p, a, n, d, bshape, b_start, shape):
 
 
 def getitem(x, idx):
+    """x[idx]. A basic index (ints, slices, None, ...) gives a view as in NumPy:
+    writing into it (x[1][2] = v) writes through to x (Var._view_of)."""
     x = to_var(x)
     p = plan_index(x, idx)
     if not p.advanced and tuple(p.shape) == x.shape and \
             all(e == f"i{d}" for d, e in enumerate(p.exprs)):
-        return x.clone()
-    return reindex(x, p.shape, p.exprs, 0, (), p.extras)
+        y = x.clone()
+    else:
+        y = reindex(x, p.shape, p.exprs, 0, (), p.extras)
+    if not p.advanced:
+        y._view_of = (x, idx)
+    return y
 
 
 def setitem(x, idx, v):
@@ -207,7 +213,7 @@ def setitem(x, idx, v):
             (is_scalar(v) or to_var(v)._numel == 1):
         # a mask shaped like x and one value: a where, no sync to count the mask
         one = cast(reshape(to_var(v), ()), x.dtype)
-        return rebind(x, where(idx, one, x))
+        return _write_through(rebind(x, where(idx, one, x)))
     p = plan_index(x, idx)
     v = cast(to_var(v), x.dtype)
     try:
@@ -229,7 +235,16 @@ def setitem(x, idx, v):
         vals = reindex(vb, x.shape, exprs, 0, conds)
         ones = out(_C.full(tuple(p.shape), 1.0, "bool"))
         mask = reindex(ones, x.shape, exprs, 0, conds)
-    return rebind(x, where(mask, vals, x))
+    return _write_through(rebind(x, where(mask, vals, x)))
+
+
+def _write_through(x):
+    """A view's new value goes back into what it views (and so on up a chain
+    of views: a[1][2][0] = v)."""
+    viewed = getattr(x, "_view_of", None)
+    if viewed is not None:
+        setitem(viewed[0], viewed[1], x)
+    return x
 
 
 def _gather_exprs(p):

@@ -280,7 +280,9 @@ def _buffer(state, key, like, init=0.0):
 
 
 class SGD(Optimizer):
-    """PyTorch's SGD: weight decay, momentum with dampening, Nesterov."""
+    """PyTorch's SGD: weight decay, momentum with dampening, Nesterov. Nesterov
+    with dampening is allowed, as Jittor allows it (PyTorch refuses it): the
+    step is g + momentum * buf with buf's dampened update."""
 
     _state_keys = ("momentum_buffer",)
 
@@ -288,8 +290,8 @@ class SGD(Optimizer):
                  maximize=False):
         if lr < 0:
             raise ValueError(f"SGD: invalid learning rate {lr}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum requires momentum > 0 and dampening 0")
+        if nesterov and momentum <= 0:
+            raise ValueError("SGD: Nesterov momentum requires momentum > 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize))

@@ -193,3 +193,26 @@ def test_gather_and_scatter_indexes_are_checked(x):
         jt.scatter(x, 0, jt.array([[0, 1]]), jt.array([[1.0]]))
     with pytest.raises(ValueError, match="reduce"):
         jt.scatter(x, 0, jt.array([[0]]), 1.0, reduce="max")
+
+
+def test_chained_setitem_writes_through_basic_views():
+    a = jt.zeros((3, 4, 2, 2))
+    a[1][2][0][0] = 1
+    want = np.zeros((3, 4, 2, 2))
+    want[1, 2, 0, 0] = 1
+    np.testing.assert_array_equal(a.numpy(), want)
+    row = a[2]                       # a view, as in NumPy
+    row[1:3] = 5
+    want[2, 1:3] = 5
+    np.testing.assert_array_equal(a.numpy(), want)
+    a[0][a[0] == 0] = 7              # a mask written into a view
+    want[0][want[0] == 0] = 7
+    np.testing.assert_array_equal(a.numpy(), want)
+    b = jt.zeros((3, 3))
+    b[[0, 1]][0] = 9                 # integer-array indexing copies (NumPy)
+    assert b.numpy().sum() == 0
+    x = jt.array(np.arange(6.0).reshape(2, 3))
+    y = x * 2
+    y[0][1] = 0.0                    # gradients see the written value
+    g = jt.grad(y.sum(), x)
+    np.testing.assert_array_equal(g.numpy(), [[2, 0, 2], [2, 2, 2]])

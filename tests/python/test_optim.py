@@ -263,3 +263,20 @@ def test_kept_losses_do_not_hold_their_steps_activations():
     assert in_use[-1] - in_use[2] <= 3 * 64, in_use
     assert losses[0].is_computed
     assert float(losses[-1].item()) < float(losses[0].item())
+
+
+def test_sgd_nesterov_with_dampening_follows_the_formula():
+    """Jittor's programs may combine them (PyTorch refuses): buf = m*buf +
+    (1-d)*g after a first buf = g, and the step is g + m*buf."""
+    w0 = np.array([1.0, -2.0, 0.5])
+    p = jt.array(w0)
+    opt = jt.optim.SGD([p], 0.1, momentum=0.9, dampening=0.3, nesterov=True)
+    ref, buf = w0.copy(), None
+    for _ in range(3):
+        opt.step((p * p).sum())                   # gradient 2p
+        g = 2 * ref
+        buf = g if buf is None else 0.9 * buf + 0.7 * g
+        ref = ref - 0.1 * (g + 0.9 * buf)
+        np.testing.assert_allclose(p.numpy(), ref, rtol=1e-12)
+    with pytest.raises(ValueError, match="requires momentum > 0"):
+        jt.optim.SGD([p], 0.1, nesterov=True)
