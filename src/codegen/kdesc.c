@@ -182,6 +182,7 @@ double kl_arg_value(const kl_var *v, kl_arg_kind kind, int dim)
     case KL_ARG_OVERFLOW: return v->op.p.reindex.overflow_value;
     case KL_ARG_CHECK_LO: case KL_ARG_CHECK_HI: case KL_ARG_CHECK_WHAT: case KL_ARG_CHECK_RECORD:
         return (double)kl_arg_int(v, kind, dim);
+    case KL_ARG_INDEX_CONST: return 0; /* the description carries it (kl_kd_iarg_const) */
     }
     return 0;
 }
@@ -216,6 +217,25 @@ int32_t kl_kd_iarg(kl_kdesc *k, kl_var *v, kl_arg_kind kind, int dim)
     k->isrc[n].v = v;
     k->isrc[n].kind = (uint8_t)kind;
     k->isrc[n].dim = (uint8_t)dim;
+    k->h.n_iargs++;
+    kl_instr in = {KL_I_IARG, KL_INT64, 0, 0, 0, n, -1, -1, -1, -1, 0};
+    return kl_kd_add(k, &in);
+}
+
+int32_t kl_kd_iarg_const(kl_kdesc *k, int64_t value)
+{
+    if (k->status != KL_OK) return -1;
+    int n = k->h.n_iargs;
+    for (int i = 0; i < n; i++)
+        if (k->isrc[i].kind == KL_ARG_INDEX_CONST && k->iargs[i] == value) {
+            kl_instr in = {KL_I_IARG, KL_INT64, 0, 0, 0, i, -1, -1, -1, -1, 0};
+            return kl_kd_add(k, &in);
+        }
+    if (n == KL_KD_MAX_IARGS) return kl_kd_fail(k, kl_error(KL_ERR_RUNTIME, "kernel too large: too many integer arguments"));
+    k->iargs[n] = value;
+    k->isrc[n].v = NULL;
+    k->isrc[n].kind = (uint8_t)KL_ARG_INDEX_CONST;
+    k->isrc[n].dim = 0;
     k->h.n_iargs++;
     kl_instr in = {KL_I_IARG, KL_INT64, 0, 0, 0, n, -1, -1, -1, -1, 0};
     return kl_kd_add(k, &in);

@@ -61,7 +61,8 @@ typedef enum { KL_KD_MAP, KL_KD_REDUCE, KL_KD_SCATTER } kl_kd_kind;
 /* Where an argument's value comes from (for readers of the generated code). */
 typedef enum {
     KL_ARG_SHAPE, KL_ARG_FULL, KL_ARG_SEED, KL_ARG_OFFSET, KL_ARG_RAND_A, KL_ARG_RAND_B, KL_ARG_OVERFLOW,
-    KL_ARG_CHECK_LO, KL_ARG_CHECK_HI, KL_ARG_CHECK_WHAT, KL_ARG_CHECK_RECORD
+    KL_ARG_CHECK_LO, KL_ARG_CHECK_HI, KL_ARG_CHECK_WHAT, KL_ARG_CHECK_RECORD,
+    KL_ARG_INDEX_CONST /* a literal of an index expression that is an offset or a bound */
 } kl_arg_kind;
 
 /* The structure: everything the generated text depends on. Equal structures
@@ -136,6 +137,11 @@ int32_t kl_kd_iarg(kl_kdesc *k, kl_var *v, kl_arg_kind kind, int dim);
 int32_t kl_kd_farg(kl_kdesc *k, kl_var *v, kl_arg_kind kind);
 /* The extent of v's dim (an int64 argument). */
 static inline int32_t kl_kd_shape(kl_kdesc *k, kl_var *v, int dim) { return kl_kd_iarg(k, v, KL_ARG_SHAPE, dim); }
+/* An index expression's literal passed as an argument, not written into the
+ * text: kernels that differ only in offsets and bounds (x[i:i+5] for each i)
+ * are one kernel. Equal values share one argument, so the structure depends
+ * only on which of them are equal. */
+int32_t kl_kd_iarg_const(kl_kdesc *k, int64_t value);
 /* v's index in the buffer table (adding it); -1 when full. */
 int kl_kd_buffer(kl_kdesc *k, kl_var *v);
 /* v's index among the kernel's vars (for the comment). */

@@ -140,12 +140,28 @@ int32_t kl_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
     return r;
 }
 
+/* Operands of + - and comparisons are offsets and bounds: passed as
+ * arguments when literal (slices at new offsets reuse the kernel); factors,
+ * divisors and moduli stay literals the compiler strength-reduces. */
+static int offset_operand(const kl_expr *parent)
+{
+    return parent->kind == KL_EX_BINARY && parent->op != KL_EXB_MUL && parent->op != KL_EXB_DIV &&
+           parent->op != KL_EXB_MOD;
+}
+
+static int32_t lower_operand(kl_kdesc *k, const kl_expr *parent, const kl_expr *e, const kl_coords *idx,
+                             kl_var *x, kl_var *y, kl_var *const *extras)
+{
+    if (e->kind == KL_EX_INT && offset_operand(parent)) return kl_kd_iarg_const(k, e->value);
+    return kl_lower_index_expr(k, e, idx, x, y, extras);
+}
+
 int32_t kl_lower_index_expr(kl_kdesc *k, const kl_expr *e, const kl_coords *idx, kl_var *x, kl_var *y,
                             kl_var *const *extras)
 {
     int32_t a = -1, b = -1;
-    if (e->n_args >= 1 && e->kind != KL_EX_EXTRA) a = kl_lower_index_expr(k, e->args[0], idx, x, y, extras);
-    if (e->n_args >= 2 && e->kind != KL_EX_EXTRA) b = kl_lower_index_expr(k, e->args[1], idx, x, y, extras);
+    if (e->n_args >= 1 && e->kind != KL_EX_EXTRA) a = lower_operand(k, e, e->args[0], idx, x, y, extras);
+    if (e->n_args >= 2 && e->kind != KL_EX_EXTRA) b = lower_operand(k, e, e->args[1], idx, x, y, extras);
     if (k->status != KL_OK) return -1;
     switch (e->kind) {
     case KL_EX_INT: return kl_kd_const(k, e->value);

@@ -216,3 +216,31 @@ def test_chained_setitem_writes_through_basic_views():
     y[0][1] = 0.0                    # gradients see the written value
     g = jt.grad(y.sum(), x)
     np.testing.assert_array_equal(g.numpy(), [[2, 0, 2], [2, 2, 2]])
+
+
+def _kernels_loaded():
+    c = jt.counters()
+    return c["kernels_compiled"] + c["cache_hits_disk"]
+
+
+def test_slices_at_new_offsets_reuse_their_kernel():
+    """Offsets and bounds are kernel arguments: a loop over slices compiles
+    (or loads) its kernels once, not once per offset."""
+    x = jt.array(np.arange(200, dtype=np.float32))
+    for i in range(2):                                   # offset 0 and the others
+        x[i:i + 7].sum().item()
+    before = _kernels_loaded()
+    got = [x[i:i + 7].sum().item() for i in range(2, 40, 3)]
+    assert _kernels_loaded() == before
+    assert got == [sum(range(i, i + 7)) for i in range(2, 40, 3)]
+    s = jt.zeros(40)
+    piece = jt.ones(4)
+    for i in range(2):
+        s = s.setitem(slice(4 * i, 4 * i + 4), piece)
+        s.sync()
+    before = _kernels_loaded()
+    for i in range(2, 10):
+        s = s.setitem(slice(4 * i, 4 * i + 4), piece)
+        s.sync()
+    assert _kernels_loaded() == before
+    np.testing.assert_array_equal(s.numpy(), np.ones(40))
