@@ -99,8 +99,10 @@ kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
     }
     if (s == KL_OK && dynamic) s = kl_sync(outputs, n_outputs);
     if (s != KL_OK) {
+        /* held while the outputs go: the last of them would free the node */
+        node->refcount++;
         for (int i = 0; i < n_outputs; i++) { kl_var_release(outputs[i]); outputs[i] = NULL; }
-        if (node->refcount == 0) { node->refcount = 1; node_release(node); }
+        node_release(node);
     }
     return s;
 }

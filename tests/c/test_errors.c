@@ -384,7 +384,29 @@ static void test_error_message_is_per_thread(void)
     CHECK_EQ_STR(kl_last_error(), before);
 }
 
-CHECK_MAIN(TEST(test_malformed_index_expression), TEST(test_index_out_of_rank),
+/* A user kernel setting a dynamic size past its bound fails when it runs,
+ * inside kl_code: the outputs go, and with them the op they shared (ASan:
+ * no use after free, no leak). */
+static void test_code_dynamic_size_past_its_bound(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    kl_code_output co[2] = {{KL_FLOAT32, 1, {-3}}, {KL_FLOAT32, 1, {-3}}};
+    const char *src = "#include <stdint.h>\n"
+                      "void kl_kernel(void *const *b, const int64_t *i, const double *f)\n"
+                      "{ (void)i; (void)f; int64_t *dims = (int64_t *)b[2]; dims[0] = 7; dims[1] = 1; }\n";
+    kl_var *made[2] = {NULL, NULL};
+    uint64_t alive = vars_alive(ctx);
+    kl_status s = kl_code(ctx, 0, NULL, 2, co, src, 0, 0, NULL, made);
+    CHECK_MSG(s == KL_ERR_RUNTIME, "status %d", (int)s);
+    CHECK(strstr(kl_last_error(), "outside 0..3") != NULL);
+    CHECK(made[0] == NULL && made[1] == NULL);
+    CHECK_EQ_INT(vars_alive(ctx), alive);
+    CHECK_OK(kl_context_free(ctx));
+}
+
+CHECK_MAIN(TEST(test_code_dynamic_size_past_its_bound),
+           TEST(test_malformed_index_expression), TEST(test_index_out_of_rank),
            TEST(test_extras_must_be_integers), TEST(test_reindex_wrong_index_count),
            TEST(test_broadcast_mismatch), TEST(test_reduce_dim_out_of_range),
            TEST(test_reshape_wrong_numel), TEST(test_rank_above_8), TEST(test_negative_shape),
