@@ -203,42 +203,40 @@ int64_t kl_arg_int(const kl_var *v, kl_arg_kind kind, int dim)
     }
 }
 
-int32_t kl_kd_iarg(kl_kdesc *k, kl_var *v, kl_arg_kind kind, int dim)
+/* The instruction reading integer argument i. */
+static int32_t iarg_read(kl_kdesc *k, int i)
 {
-    if (k->status != KL_OK) return -1;
+    kl_instr in = {KL_I_IARG, KL_INT64, 0, 0, 0, i, -1, -1, -1, -1, 0};
+    return kl_kd_add(k, &in);
+}
+
+/* A new integer argument of the given value and source, and its read. */
+static int32_t iarg_append(kl_kdesc *k, int64_t value, kl_var *v, kl_arg_kind kind, int dim)
+{
     int n = k->h.n_iargs;
-    for (int i = 0; i < n; i++)
-        if (k->isrc[i].v == v && k->isrc[i].kind == kind && k->isrc[i].dim == dim) {
-            kl_instr in = {KL_I_IARG, KL_INT64, 0, 0, 0, i, -1, -1, -1, -1, 0};
-            return kl_kd_add(k, &in);
-        }
     if (n == KL_KD_MAX_IARGS) return kl_kd_fail(k, kl_error(KL_ERR_RUNTIME, "kernel too large: too many integer arguments"));
-    k->iargs[n] = kl_arg_int(v, kind, dim);
+    k->iargs[n] = value;
     k->isrc[n].v = v;
     k->isrc[n].kind = (uint8_t)kind;
     k->isrc[n].dim = (uint8_t)dim;
     k->h.n_iargs++;
-    kl_instr in = {KL_I_IARG, KL_INT64, 0, 0, 0, n, -1, -1, -1, -1, 0};
-    return kl_kd_add(k, &in);
+    return iarg_read(k, n);
+}
+
+int32_t kl_kd_iarg(kl_kdesc *k, kl_var *v, kl_arg_kind kind, int dim)
+{
+    if (k->status != KL_OK) return -1;
+    for (int i = 0; i < k->h.n_iargs; i++)
+        if (k->isrc[i].v == v && k->isrc[i].kind == kind && k->isrc[i].dim == dim) return iarg_read(k, i);
+    return iarg_append(k, kl_arg_int(v, kind, dim), v, kind, dim);
 }
 
 int32_t kl_kd_iarg_const(kl_kdesc *k, int64_t value)
 {
     if (k->status != KL_OK) return -1;
-    int n = k->h.n_iargs;
-    for (int i = 0; i < n; i++)
-        if (k->isrc[i].kind == KL_ARG_INDEX_CONST && k->iargs[i] == value) {
-            kl_instr in = {KL_I_IARG, KL_INT64, 0, 0, 0, i, -1, -1, -1, -1, 0};
-            return kl_kd_add(k, &in);
-        }
-    if (n == KL_KD_MAX_IARGS) return kl_kd_fail(k, kl_error(KL_ERR_RUNTIME, "kernel too large: too many integer arguments"));
-    k->iargs[n] = value;
-    k->isrc[n].v = NULL;
-    k->isrc[n].kind = (uint8_t)KL_ARG_INDEX_CONST;
-    k->isrc[n].dim = 0;
-    k->h.n_iargs++;
-    kl_instr in = {KL_I_IARG, KL_INT64, 0, 0, 0, n, -1, -1, -1, -1, 0};
-    return kl_kd_add(k, &in);
+    for (int i = 0; i < k->h.n_iargs; i++)
+        if (k->isrc[i].kind == KL_ARG_INDEX_CONST && k->iargs[i] == value) return iarg_read(k, i);
+    return iarg_append(k, value, NULL, KL_ARG_INDEX_CONST, 0);
 }
 
 int32_t kl_kd_farg(kl_kdesc *k, kl_var *v, kl_arg_kind kind)

@@ -153,18 +153,10 @@ class ComplexNumber:
         return ComplexNumber((r * a + i * b) / den, (i * a - r * b) / den)
 
     def __matmul__(self, other):
-        r, i = _parts(other)
-        a, b = self.real, self.imag
-        if isinstance(i, float):
-            return ComplexNumber(matmul(a, r), matmul(b, r))
-        return ComplexNumber(matmul(a, r) - matmul(b, i), matmul(a, i) + matmul(b, r))
+        return ComplexNumber(*_matmul_parts((self.real, self.imag), _parts(other)))
 
     def __rmatmul__(self, other):
-        r, i = _parts(other)
-        a, b = self.real, self.imag
-        if isinstance(i, float):
-            return ComplexNumber(matmul(r, a), matmul(r, b))
-        return ComplexNumber(matmul(r, a) - matmul(i, b), matmul(r, b) + matmul(i, a))
+        return ComplexNumber(*_matmul_parts(_parts(other), (self.real, self.imag)))
 
     def conj(self):
         return ComplexNumber(self.real, -self.imag)
@@ -193,6 +185,17 @@ class ComplexNumber:
 
     def ifft2(self):
         return self.fft2(inverse=True)
+
+
+def _matmul_parts(a, b):
+    """(real, imag) of the product of two (real, imag) pairs; an imaginary
+    part of 0.0 (a real operand) adds no products."""
+    (ar, ai), (br, bi) = a, b
+    if isinstance(ai, float):
+        return matmul(ar, br), matmul(ar, bi)
+    if isinstance(bi, float):
+        return matmul(ar, br), matmul(ai, br)
+    return matmul(ar, br) - matmul(ai, bi), matmul(ar, bi) + matmul(ai, br)
 
 
 def _dft(n, sign, dtype):
