@@ -102,6 +102,7 @@ typedef struct {
     uint64_t vars_alive;
     uint64_t vars_held;          /* vars with a handle outside the graph (Python Vars) */
     uint64_t ops_alive;          /* vars holding an op: pending, or kept for backward */
+    uint64_t kernels_checked;    /* kernels compiled for the compile check (kl_context_set_compile_check) */
 } kl_counters;
 
 /* One launch the profiler recorded: the root op (with " (library gemm)" and
@@ -183,6 +184,12 @@ KL_API int kl_context_device_count(const kl_context *ctx);
 KL_API const char *kl_context_device_name(const kl_context *ctx, int index); /* NULL when out of range */
 KL_API kl_status kl_context_set_device(kl_context *ctx, const char *name);
 KL_API const char *kl_context_device(const kl_context *ctx);
+/* The compile check: from now on every kernel new to the context is also
+ * rendered for backend ("cuda") and compiled by its toolchain, without a
+ * device and without running there; a kernel that does not compile fails
+ * its sync, naming the kept source. NULL or "" stops it. KILN_COMPILE_CHECK
+ * sets it when a context is made. */
+KL_API kl_status kl_context_set_compile_check(kl_context *ctx, const char *backend);
 
 /* ---- vars ---- */
 /* Handles: a NULL var, or one already released, is refused with an error

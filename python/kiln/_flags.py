@@ -110,9 +110,7 @@ class _Flags:
 
     @use_cuda.setter
     def use_cuda(self, v):
-        if v:
-            raise RuntimeError("use_cuda: no CUDA device: kiln has no GPU backend yet "
-                               "(only the CPU backend is available)")
+        _C.set_device("cuda" if v else "cpu")  # without a usable device, the error says what is missing
 
     @property
     def no_grad(self):

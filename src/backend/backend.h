@@ -162,4 +162,9 @@ kl_status kl_context_add_backend(struct kl_context *ctx, kl_backend *b);
 /* The CPU backend (src/backend/cpu/cpu.c). */
 kl_status kl_cpu_backend_new(struct kl_context *ctx, kl_backend **out);
 
+/* The CUDA backend (src/backend/cuda/cuda.c). compile_only: no device is
+ * opened; kernels render and compile to PTX for compute_90 and never run
+ * (the compile check). Fails, saying why, when NVRTC is missing. */
+kl_status kl_cuda_backend_new(struct kl_context *ctx, int compile_only, kl_backend **out);
+
 #endif

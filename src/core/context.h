@@ -46,6 +46,9 @@ struct kl_context {
     struct kl_backend *backends[KL_MAX_BACKENDS]; /* backends[0]: the CPU */
     int n_backends;
     struct kl_backend *device;  /* where new vars made from nothing go */
+    struct kl_backend *compile_check; /* also compiles every new kernel (never runs them); NULL: off */
+    struct kl_backend *check_backend; /* made at the first check; kept until the context goes (the jit
+                                         table holds its kernels) */
     kl_jit jit;
     kl_plan_cache plans;
     kl_kdesc *kdesc;  /* the kernel description being built (reused, grown once) */

@@ -175,6 +175,12 @@ static void job_paths(job *j, const char *dir)
     snprintf(j->lock, sizeof j->lock, "%s/%s.lock", dir, j->name);
 }
 
+/* Cache hits count the device's kernels; the compile check's are not its. */
+static void count_hit(kl_context *ctx, const kl_backend *b, uint64_t *counter)
+{
+    if (b != ctx->check_backend) (*counter)++;
+}
+
 static kl_status load(kl_context *ctx, job *j, const char *path)
 {
     kl_backend *b = j->tc->backend;
@@ -232,7 +238,8 @@ static kl_status finish(kl_context *ctx, job *j)
         return s;
     }
     KL_TRY(kl_artifact_publish(j->tmp_art, j->art, j->meta, j->name, j->tc->tc.identity));
-    ctx->counters.kernels_compiled++;
+    if (b == ctx->check_backend) ctx->counters.kernels_checked++;
+    else ctx->counters.kernels_compiled++;
     return load(ctx, j, j->art);
 }
 
@@ -279,7 +286,7 @@ static void lock_jobs(kl_context *ctx, job *jobs, int n, uint8_t *waiting)
         waiting[k] = jobs[k].lock_fd < 0 && waited;
         /* it may have been published between the lookup and the lock */
         if (jobs[k].lock_fd >= 0 && load_from_disk(ctx, &jobs[k])) {
-            ctx->counters.cache_hits_disk++;
+            count_hit(ctx, jobs[k].tc->backend, &ctx->counters.cache_hits_disk);
             kl_disk_unlock(jobs[k].lock_fd);
             jobs[k].lock_fd = -1;
         }
@@ -301,7 +308,7 @@ static void wait_for_others(kl_context *ctx, job *jobs, int n, const uint8_t *wa
         int waited;
         j->lock_fd = kl_disk_lock(j->lock, left > 0 ? left : 0, &waited);
         if (load_from_disk(ctx, j)) {
-            ctx->counters.cache_hits_disk++;
+            count_hit(ctx, j->tc->backend, &ctx->counters.cache_hits_disk);
             kl_disk_unlock(j->lock_fd);
             j->lock_fd = -1;
         } else if (j->lock_fd < 0) {
@@ -330,7 +337,7 @@ kl_status kl_jit_get_many(kl_context *ctx, kl_backend *backend, int n, const cha
         if (s != KL_OK) break;
         uint64_t h1 = fnv1a(L->base_hash, sources[i]);
         kl_jit_entry *e = find(&ctx->jit, h1, sources[i]);
-        if (e) { fns[i] = e->fn; ctx->counters.cache_hits_memory++; continue; }
+        if (e) { fns[i] = e->fn; count_hit(ctx, backend, &ctx->counters.cache_hits_memory); continue; }
         int dup = 0;
         for (int k = 0; k < n_jobs; k++) dup |= jobs[k].hash == h1 && strcmp(jobs[k].source, sources[i]) == 0;
         if (dup) continue;
@@ -346,7 +353,7 @@ kl_status kl_jit_get_many(kl_context *ctx, kl_backend *backend, int n, const cha
                             backend->ops->name);
         snprintf(j->name, sizeof j->name, "%016llx%016llx", (unsigned long long)h1, (unsigned long long)h2);
         if (load_from_disk(ctx, j)) {
-            ctx->counters.cache_hits_disk++;
+            count_hit(ctx, j->tc->backend, &ctx->counters.cache_hits_disk);
             continue;
         }
         n_jobs++;

@@ -42,6 +42,11 @@ kl_status kl_context_new(kl_context **out)
     ctx->plans.check = check && *check && strcmp(check, "0") != 0;
     const char *plans = getenv("KILN_PLANS");
     ctx->plans.disabled = plans && strcmp(plans, "0") == 0;
+    const char *compile_check = getenv("KILN_COMPILE_CHECK");
+    if (compile_check && *compile_check && (s = kl_context_set_compile_check(ctx, compile_check)) != KL_OK) {
+        kl_context_free(ctx);
+        return s;
+    }
     *out = ctx;
     return KL_OK;
 }
@@ -61,6 +66,7 @@ kl_status kl_context_free(kl_context *ctx)
     free(ctx->kdesc);
     kl_jit_free(&ctx->jit); /* unloads kernels before their backends go */
     for (int i = ctx->n_backends - 1; i >= 0; i--) ctx->backends[i]->ops->destroy(ctx->backends[i]);
+    if (ctx->check_backend) ctx->check_backend->ops->destroy(ctx->check_backend);
     free(ctx);
     return left;
 }
@@ -161,6 +167,20 @@ const char *kl_context_device(const kl_context *ctx)
     return have(ctx, "kl_context_device", "ctx") ? ctx->device->name : NULL;
 }
 
+kl_status kl_context_set_compile_check(kl_context *ctx, const char *backend)
+{
+    KL_ARG(ctx, "kl_context_set_compile_check", "ctx");
+    if (!backend || !*backend) {
+        ctx->compile_check = NULL;
+        return KL_OK;
+    }
+    if (strcmp(backend, "cuda") != 0)
+        return kl_error(KL_ERR_VALUE, "compile check: no backend \"%s\" to check against (known: cuda)", backend);
+    if (!ctx->check_backend) KL_TRY(kl_cuda_backend_new(ctx, 1, &ctx->check_backend));
+    ctx->compile_check = ctx->check_backend;
+    return KL_OK;
+}
+
 kl_status kl_context_set_device(kl_context *ctx, const char *name)
 {
     KL_ARG(ctx, "kl_context_set_device", "ctx");
@@ -170,6 +190,14 @@ kl_status kl_context_set_device(kl_context *ctx, const char *name)
             ctx->device = ctx->backends[i];
             return KL_OK;
         }
+    if (strncmp(name, "cuda", 4) == 0) { /* opened at first use; the error says what is missing */
+        kl_backend *b = NULL;
+        KL_TRY(kl_cuda_backend_new(ctx, 0, &b));
+        kl_status s = kl_context_add_backend(ctx, b);
+        if (s != KL_OK) { b->ops->destroy(b); return s; }
+        ctx->device = b;
+        return KL_OK;
+    }
     char known[KL_MAX_BACKENDS * 34] = "";
     for (int i = 0; i < ctx->n_backends; i++) {
         if (i) strcat(known, ", ");

@@ -261,6 +261,20 @@ static kl_status run_step(kl_context *ctx, step *st)
     return KL_OK;
 }
 
+/* The compile check (kl_context_set_compile_check): a kernel new to this
+ * context, rendered and compiled for the check backend too, never run there. */
+static kl_status compile_check(kl_context *ctx, const kl_kdesc *kd)
+{
+    kl_backend *c = ctx->compile_check;
+    char *text = NULL;
+    kl_kernel_fn fn = NULL;
+    kl_status s = c->ops->render(c, kd, &text);
+    const char *source = text;
+    if (s == KL_OK) s = kl_jit_get_many(ctx, c, 1, &source, NULL, &fn);
+    free(text);
+    return s;
+}
+
 /* A fused kernel: its description, then the plan recorded for that
  * structure, or a fresh render (recorded as a plan, compiled in the sync's
  * batch). */
@@ -285,6 +299,7 @@ static kl_status build_step(kl_context *ctx, step *st)
         s = dev->ops->render(dev, kd, &text);
         if (s == KL_OK) p = kl_plan_insert(&ctx->plans, dev, kd, text);
         if (s == KL_OK && !p) s = kl_error(KL_ERR_MEMORY, "out of memory recording a kernel's plan");
+        if (s == KL_OK && ctx->compile_check) s = compile_check(ctx, kd);
     }
     free(text);
     if (s == KL_OK) {

@@ -212,13 +212,35 @@ static PyObject *m_cache_dir(PyObject *mod, PyObject *args)
     return PyUnicode_FromString(cur ? cur : "");
 }
 
+static PyObject *m_set_compile_check(PyObject *mod, PyObject *args)
+{
+    if (!klpy_enter()) return NULL;
+    (void)mod;
+    const char *backend = NULL;
+    if (!PyArg_ParseTuple(args, "z", &backend)) return NULL;
+    kl_status s = kl_context_set_compile_check(klpy_ctx, backend);
+    if (s != KL_OK) return klpy_raise(s);
+    Py_RETURN_NONE;
+}
+
+static PyObject *m_set_device(PyObject *mod, PyObject *args)
+{
+    if (!klpy_enter()) return NULL;
+    (void)mod;
+    const char *name = NULL;
+    if (!PyArg_ParseTuple(args, "s", &name)) return NULL;
+    kl_status s = kl_context_set_device(klpy_ctx, name);
+    if (s != KL_OK) return klpy_raise(s);
+    Py_RETURN_NONE;
+}
+
 static PyObject *m_counters(PyObject *mod, PyObject *unused)
 {
     if (!klpy_enter()) return NULL;
     (void)mod; (void)unused;
     kl_counters c;
     kl_context_counters(klpy_ctx, &c);
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
         "kernels_compiled", (unsigned long long)c.kernels_compiled,
         "cache_hits_memory", (unsigned long long)c.cache_hits_memory,
         "cache_hits_disk", (unsigned long long)c.cache_hits_disk,
@@ -230,7 +252,8 @@ static PyObject *m_counters(PyObject *mod, PyObject *unused)
         "peak_bytes_in_use", (unsigned long long)c.peak_bytes_in_use,
         "vars_alive", (unsigned long long)c.vars_alive,
         "vars_held", (unsigned long long)c.vars_held,
-        "ops_alive", (unsigned long long)c.ops_alive);
+        "ops_alive", (unsigned long long)c.ops_alive,
+        "kernels_checked", (unsigned long long)c.kernels_checked);
 }
 
 /* ---- names ---- */
@@ -413,6 +436,9 @@ static PyMethodDef module_methods[] = {
     {"get_debug", m_get_debug, METH_NOARGS, "the debug print level"},
     {"cache_dir", m_cache_dir, METH_VARARGS, "cache_dir([dir]): get or set the kernel cache folder"},
     {"counters", m_counters, METH_NOARGS, "the context's counters as a dict"},
+    {"set_device", m_set_device, METH_VARARGS, "set_device(name): where new vars go ('cpu', 'cuda')"},
+    {"set_compile_check", m_set_compile_check, METH_VARARGS,
+     "set_compile_check(backend): also compile every new kernel for backend ('cuda'; None: off)"},
     {"names", m_names, METH_O, "names(kind): names of 'dtype', 'unary', 'binary', 'reduce' by code"},
     {"promote", m_promote, METH_VARARGS, "promote(a, b): NumPy's promote_types on dtype codes"},
     {"op_traits", m_op_traits, METH_O, "op_traits(kind): {name: {'float_math', 'libm', 'int_identity'}}"},

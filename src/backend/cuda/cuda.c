@@ -1,0 +1,247 @@
+/* cuda.c: the CUDA backend. Without a device (compile-only) it renders and
+ * compiles: NVRTC turns each kernel into PTX for compute_90, which the disk
+ * cache keeps and the loader checks (the kernel's entry point and its key),
+ * so that every kernel kiln makes is known to compile for an NVIDIA GPU on
+ * a machine that has none. It allocates nothing and runs nothing. */
+#include "backend/cuda/cuda.h"
+#include "core/error.h"
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMPILE_ONLY_ARCH "compute_90" /* Hopper (H100, H200): the oldest arch the kernels are tuned for */
+
+static void *no_alloc(kl_backend *b, size_t nbytes)
+{
+    (void)nbytes;
+    kl_error(KL_ERR_RUNTIME, "%s: the CUDA backend is compile-only here (no device): it holds no memory", b->name);
+    return NULL;
+}
+
+static void no_free(kl_backend *b, void *p, size_t nbytes) { (void)b; (void)p; (void)nbytes; }
+
+static kl_status no_device(kl_backend *b, const char *what)
+{
+    return kl_error(KL_ERR_RUNTIME, "%s: cannot %s: the CUDA backend is compile-only here (no device)", b->name, what);
+}
+
+static kl_status no_copy(kl_backend *b, void *dst, const void *src, size_t nbytes, kl_copy_kind kind)
+{
+    (void)dst; (void)src; (void)nbytes; (void)kind;
+    return no_device(b, "copy");
+}
+
+static kl_status no_fill(kl_backend *b, void *dst, size_t nbytes, uint8_t byte)
+{
+    (void)dst; (void)nbytes; (void)byte;
+    return no_device(b, "fill memory");
+}
+
+static void no_memory(kl_backend *b, kl_memory_stats *out) { (void)b; memset(out, 0, sizeof *out); }
+
+static void no_trim(kl_backend *b) { (void)b; }
+
+static kl_status no_launch(kl_backend *b, kl_kernel_fn fn, void *const *buf, const int64_t *iarg, const double *farg)
+{
+    (void)fn; (void)buf; (void)iarg; (void)farg;
+    return no_device(b, "launch a kernel");
+}
+
+static kl_status no_sync(kl_backend *b) { (void)b; return KL_OK; }
+
+static int no_pattern(kl_backend *b, const kl_pattern *p) { (void)b; (void)p; return 0; }
+
+static kl_status no_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t bc)
+{
+    (void)p; (void)out; (void)a; (void)bp; (void)bc;
+    return no_device(b, "run a library call");
+}
+
+/* ---- compiling ---- */
+
+static kl_status cuda_toolchain(kl_backend *b, kl_lang lang, kl_toolchain *out)
+{
+    kl_cuda_backend *c = (kl_cuda_backend *)b;
+    if (lang != KL_LANG_KERNEL)
+        return kl_error(KL_ERR_RUNTIME, "%s: only generated kernels compile for CUDA so far (jt.code's C/C++ "
+                        "source runs on the CPU)", b->name);
+    KL_TRY(kl_nvrtc_load(&c->nvrtc));
+    snprintf(c->identity, sizeof c->identity, "nvrtc %d.%d|%s|--std=c++17", c->nvrtc.major, c->nvrtc.minor,
+             c->arch);
+    out->identity = c->identity;
+    out->prelude = kl_cuda_prelude;
+    out->source_ext = "cu";
+    out->key_line = "\nextern \"C\" __device__ const char kl_kernel_key[] = \"%s\";\n";
+    return KL_OK;
+}
+
+static char *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *data = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (data = malloc((size_t)n + 1))) {
+            *size = fread(data, 1, (size_t)n, f);
+            data[*size] = 0;
+        }
+    }
+    fclose(f);
+    return data;
+}
+
+/* NVRTC runs in this process: the compile is done when compile_start returns. */
+static kl_status cuda_compile_start(kl_backend *b, kl_lang lang, const char *src, const char *out, kl_compile_job *job)
+{
+    (void)lang;
+    kl_cuda_backend *c = (kl_cuda_backend *)b;
+    job->pid = 0;
+    job->status = 1;
+    size_t n = 0;
+    char *text = read_file(src, &n);
+    if (!text) return kl_error(KL_ERR_RUNTIME, "cannot read kernel source %s", src);
+    char *image = NULL;
+    size_t size = 0;
+    kl_status s = kl_nvrtc_compile(&c->nvrtc, text, src, c->arch, &image, &size);
+    free(text);
+    if (s != KL_OK) {
+        snprintf(job->log, sizeof job->log, "%s", kl_last_error());
+        return KL_OK; /* compile_finish reports it, naming the kept source */
+    }
+    if (size && image[size - 1] == 0) size--; /* PTX is text: no closing NUL in the file */
+    FILE *f = fopen(out, "wb");
+    int ok = f && fwrite(image, 1, size, f) == size;
+    if (f && fclose(f) != 0) ok = 0;
+    free(image);
+    if (!ok) return kl_error(KL_ERR_RUNTIME, "cannot write compiled kernel %s", out);
+    job->status = 0;
+    return KL_OK;
+}
+
+static kl_status cuda_compile_finish(kl_backend *b, kl_compile_job *job, const char *src)
+{
+    (void)b;
+    if (job->status == 0) return KL_OK;
+    return kl_error(KL_ERR_RUNTIME, "CUDA kernel compile failed; source kept at %s; %s", src, job->log);
+}
+
+/* What a compile-only load returns: never called (nothing launches). */
+static void unlaunchable(void *const *buf, const int64_t *iarg, const double *farg)
+{
+    (void)buf; (void)iarg; (void)farg;
+}
+
+/* The key a PTX image defines: `.global .align 1 .b8 kl_kernel_key[N] = {107, 108, ...};`
+ * (the closing zero byte may be left out: the array's size implies it) */
+static int ptx_key_is(const char *ptx, const char *key)
+{
+    const char *at = strstr(ptx, "kl_kernel_key[");
+    const char *open = at ? strchr(at, '{') : NULL;
+    if (!open) return 0;
+    const char *p = open + 1;
+    for (size_t i = 0;; i++) {
+        char *end;
+        long byte = strtol(p, &end, 10);
+        if (end == p) return *p == '}' && key[i] == 0;
+        if (byte == 0) return key[i] == 0;
+        if ((unsigned char)key[i] != byte) return 0;
+        p = end;
+        while (*p == ',' || *p == ' ') p++;
+    }
+}
+
+static kl_status cuda_load(kl_backend *b, const char *path, const char *key, void **handle, kl_kernel_fn *fn)
+{
+    size_t n = 0;
+    char *ptx = read_file(path, &n);
+    if (!ptx) return kl_error(KL_ERR_RUNTIME, "cannot read CUDA kernel %s", path);
+    int entry = strstr(ptx, ".entry kl_kernel(") != NULL, keyed = ptx_key_is(ptx, key);
+    free(ptx);
+    if (!entry || !keyed)
+        return kl_error(KL_ERR_RUNTIME, "%s: %s is not kernel %s (%s)", b->name, path, key,
+                        entry ? "another kernel's file" : "no kl_kernel entry");
+    *handle = NULL;
+    *fn = unlaunchable;
+    return KL_OK;
+}
+
+static void cuda_unload(kl_backend *b, void *handle) { (void)b; (void)handle; }
+
+static int cuda_has_library(kl_backend *b, const char *name)
+{
+    kl_cuda_backend *c = (kl_cuda_backend *)b;
+    return strcmp(name, "nvrtc") == 0 && kl_nvrtc_load(&c->nvrtc) == KL_OK;
+}
+
+static void cuda_destroy(kl_backend *b)
+{
+    kl_cuda_backend *c = (kl_cuda_backend *)b;
+    kl_nvrtc_unload(&c->nvrtc);
+    free(c);
+}
+
+static const kl_backend_ops compile_only_ops = {
+    .name = "cuda",
+    .artifact = "ptx",
+    .host_visible = 0,
+    .alloc = no_alloc,
+    .free = no_free,
+    .copy = no_copy,
+    .fill = no_fill,
+    .memory = no_memory,
+    .trim = no_trim,
+    .render = kl_cuda_render,
+    .toolchain = cuda_toolchain,
+    .compile_start = cuda_compile_start,
+    .compile_finish = cuda_compile_finish,
+    .load = cuda_load,
+    .unload = cuda_unload,
+    .launch = no_launch,
+    .synchronize = no_sync,
+    .supports = no_pattern,
+    .run = no_run,
+    .has_library = cuda_has_library,
+    .destroy = cuda_destroy,
+};
+
+/* Why no device can be opened: the driver's library, then its devices. */
+static kl_status no_device_reason(void)
+{
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+        return kl_error(KL_ERR_RUNTIME, "use_cuda: no CUDA driver: libcuda.so.1 (NVIDIA's driver library) could not be loaded (%s); "
+                        "kiln runs on the CPU", dlerror());
+    int (*init)(unsigned) = (int (*)(unsigned))(uintptr_t)dlsym(lib, "cuInit");
+    int (*count)(int *) = (int (*)(int *))(uintptr_t)dlsym(lib, "cuDeviceGetCount");
+    int n = 0, rc = init && count ? init(0) : -1;
+    if (rc == 0) rc = count(&n);
+    dlclose(lib);
+    if (rc != 0 || n == 0)
+        return kl_error(KL_ERR_RUNTIME, "use_cuda: the NVIDIA driver is there but reports no CUDA device (%s %d)",
+                        rc != 0 ? "error" : "devices:", rc != 0 ? rc : n);
+    return kl_error(KL_ERR_RUNTIME, "use_cuda: %d CUDA device%s found, but kiln's CUDA backend only compiles "
+                    "kernels so far (KILN_COMPILE_CHECK=cuda); it does not run them yet", n, n == 1 ? "" : "s");
+}
+
+kl_status kl_cuda_backend_new(struct kl_context *ctx, int compile_only, kl_backend **out)
+{
+    *out = NULL;
+    if (!compile_only) return no_device_reason();
+    kl_cuda_backend *c = calloc(1, sizeof *c);
+    if (!c) return kl_error(KL_ERR_MEMORY, "out of memory creating the CUDA backend");
+    c->base.ops = &compile_only_ops;
+    c->base.ctx = ctx;
+    c->compile_only = 1;
+    snprintf(c->base.name, sizeof c->base.name, "cuda:check");
+    snprintf(c->arch, sizeof c->arch, COMPILE_ONLY_ARCH);
+    kl_status s = kl_nvrtc_load(&c->nvrtc);
+    if (s != KL_OK) {
+        cuda_destroy(&c->base);
+        return s;
+    }
+    *out = &c->base;
+    return KL_OK;
+}

@@ -1,0 +1,318 @@
+/* render_cuda.c: the CUDA backend's renderer: a kernel description printed
+ * as CUDA C++ for NVRTC, with the statements of render_stmt.c. Every loop
+ * is grid-stride, so a kernel is correct for any grid the launcher picks.
+ *
+ * Element-wise kernels: one element per loop turn, the linear index split
+ * into the loop indexes only when the body reads them. Reductions choose
+ * at run time, uniformly over the grid: with enough outputs to fill the
+ * device (or short ranges) a thread folds one output; otherwise a block
+ * folds one output with warp shuffles, and when there are fewer outputs
+ * than blocks, several blocks split an output's range and the last to
+ * finish combines their partial results in block order (through the
+ * workspace), so sums are deterministic. Scatters run the dims that write
+ * disjoint targets in parallel and the rest serially, with plain stores;
+ * with no such dim, every element in parallel with atomic updates. */
+#include "backend/cuda/cuda.h"
+#include "codegen/render_stmt.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef kl_stmt_printer renderer;
+
+static const char *name(const renderer *r, int32_t i) { return kl_stmt_name(r, i); }
+
+#define GRID_LOOP(var, limit) \
+    "for (int64_t " var " = (int64_t)blockIdx.x * KL_BLOCK + threadIdx.x; " var " < " limit \
+    "; " var " += (int64_t)gridDim.x * KL_BLOCK)"
+
+/* The loop indexes i<d> of dims[0..n) (innermost last) from the flat
+ * position in variable `rest`, which this consumes. */
+static void split_index(const renderer *r, kl_strbuf *L, const int *dims, int n, const char *rest)
+{
+    for (int j = n - 1; j >= 0; j--) {
+        const char *ext = name(r, r->k->h.dims[dims[j]]);
+        if (j > 0) kl_sb_printf(L, "        const int64_t i%d = %s %% %s; %s /= %s;\n", dims[j], rest, ext, rest, ext);
+        else kl_sb_printf(L, "        const int64_t i%d = %s;\n", dims[j], rest);
+    }
+}
+
+static void product(const renderer *r, kl_strbuf *L, const char *var, const int32_t *dims, int n)
+{
+    kl_sb_printf(L, "    int64_t %s = 1;\n", var);
+    for (int d = 0; d < n; d++) kl_sb_printf(L, "    %s *= %s;\n", var, name(r, dims[d]));
+}
+
+/* ---- map ---- */
+
+static void map_kernel(const renderer *r, kl_strbuf *L, const char *bd)
+{
+    const kl_kd_head *h = &r->k->h;
+    char value[160];
+    kl_stmt_stored(r, value, sizeof value, (kl_dtype)h->out_dtype, name(r, h->value));
+    product(r, L, "n", h->dims, h->rank);
+    kl_sb_printf(L, "    " GRID_LOOP("li", "n") " {\n");
+    if (h->uses_loops && h->rank > 0) {
+        int all[KL_MAX_DIMS];
+        for (int d = 0; d < h->rank; d++) all[d] = d;
+        kl_sb_printf(L, "        int64_t rest = li;\n");
+        split_index(r, L, all, h->rank, "rest");
+    }
+    kl_sb_printf(L, "%s        out[li] = %s;\n    }\n", bd, value);
+}
+
+/* ---- reduce ---- */
+
+typedef struct {
+    kl_reduce_acc acc;
+    char fold[256], nanfold[256], merge[160], final[256], off[2048];
+    int kept[KL_MAX_DIMS], red[KL_MAX_DIMS], nk, nr, flat; /* flat: li = ko * rn + r */
+} reduce_parts;
+
+/* The fold of the reduced range [from, rn) by step into a, n. */
+static void fold_range(const renderer *r, kl_strbuf *L, const reduce_parts *p, const char *from, const char *step,
+                       const char *bd)
+{
+    kl_sb_printf(L, "        %s a = %s; int n = 0; (void)n;\n", p->acc.acc_type, p->acc.identity);
+    kl_sb_printf(L, "        for (int64_t ri = %s; ri < rn; ri += %s) {\n", from, step);
+    if (p->flat) {
+        kl_sb_printf(L, "        const int64_t li = ko * rn + ri;\n");
+    } else {
+        kl_sb_printf(L, "        int64_t rest_r = ri;\n");
+        split_index(r, L, p->red, p->nr, "rest_r");
+        kl_sb_printf(L, "        const int64_t li = ");
+        kl_stmt_loop_offset(r, L);
+        kl_sb_printf(L, "; (void)li;\n");
+    }
+    kl_sb_printf(L, "%s        %s%s\n        }\n", bd, p->fold, p->nanfold);
+}
+
+/* a, n of this warp's threads combined into lane 0's. */
+static void warp_combine(kl_strbuf *L, const reduce_parts *p)
+{
+    kl_sb_printf(L, "        for (int s = 16; s > 0; s >>= 1) {\n"
+                    "            const %s o = __shfl_down_sync(0xffffffffu, a, s);\n"
+                    "            const int on = __shfl_down_sync(0xffffffffu, n, s);\n"
+                    "            %s n |= on;\n        }\n", p->acc.acc_type, p->merge);
+}
+
+static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
+{
+    const kl_kd_head *h = &r->k->h;
+    kl_reduce_op op = (kl_reduce_op)h->op;
+    kl_dtype in_t = (kl_dtype)h->in_dtype, out_t = (kl_dtype)h->out_dtype;
+    reduce_parts *p = calloc(1, sizeof *p);
+    if (!p) { L->failed = 1; return; }
+    for (int d = 0; d < h->rank; d++) {
+        if (h->reduced >> d & 1) p->red[p->nr++] = d;
+        else p->kept[p->nk++] = d;
+    }
+    int trailing = 1;
+    for (int i = 0; i < p->nr; i++) trailing &= p->red[i] == p->nk + i;
+    p->flat = trailing && !h->uses_loops;
+    p->acc = kl_stmt_reduce_acc(op, in_t);
+    const char *T = p->acc.acc_type;
+    const char *raw = name(r, h->value);
+    char t[96];
+    if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN) snprintf(t, sizeof t, "(%s)%s", T, raw);
+    else snprintf(t, sizeof t, "%s", raw);
+    kl_stmt_combine(p->fold, sizeof p->fold, op, "a", t);
+    if (p->acc.track_nan) snprintf(p->nanfold, sizeof p->nanfold, " n |= %s != %s;", t, t);
+    kl_stmt_combine(p->merge, sizeof p->merge, op, "a", "o");
+    const char *value = op == KL_REDUCE_MEAN ? (p->acc.track_nan ? "(n ? NAN : rn ? a / (double)rn : NAN)"
+                                                                 : "(rn ? a / (double)rn : NAN)")
+                                             : (p->acc.track_nan ? "(n ? NAN : a)" : "a");
+    kl_stmt_stored(r, p->final, sizeof p->final, out_t, value);
+    kl_strbuf offb = {0};
+    kl_stmt_index_expr(r, &offb, h->target, 1);
+    snprintf(p->off, sizeof p->off, "%s", offb.data ? offb.data : "0");
+    kl_sb_free(&offb);
+
+    int32_t kd[KL_MAX_DIMS], rd[KL_MAX_DIMS];
+    for (int i = 0; i < p->nk; i++) kd[i] = h->dims[p->kept[i]];
+    for (int i = 0; i < p->nr; i++) rd[i] = h->dims[p->red[i]];
+    product(r, L, "kn", kd, p->nk);
+    product(r, L, "rn", rd, p->nr);
+    kl_sb_printf(L, "    __shared__ %s kl_sa[KL_BLOCK / 32];\n    __shared__ int kl_sn[KL_BLOCK / 32], kl_last;\n", T);
+    /* a thread per output */
+    kl_sb_printf(L, "    if (rn <= 32 || kn >= (int64_t)gridDim.x * KL_BLOCK / 4) {\n");
+    kl_sb_printf(L, "    " GRID_LOOP("ko", "kn") " {\n        int64_t rest_k = ko; (void)rest_k;\n");
+    split_index(r, L, p->kept, p->nk, "rest_k");
+    fold_range(r, L, p, "0", "1", bd);
+    kl_sb_printf(L, "        out[%s] = %s;\n    }\n    return;\n    }\n", p->off, p->final);
+    /* a block per output, or G blocks per output */
+    kl_sb_printf(L, "    const int64_t G = kn >= gridDim.x ? 1 : gridDim.x / kn;\n");
+    kl_sb_printf(L, "    for (int64_t w = blockIdx.x; w < kn * G; w += gridDim.x) {\n");
+    kl_sb_printf(L, "        const int64_t ko = w / G, g = w %% G;\n        int64_t rest_k = ko; (void)rest_k;\n");
+    split_index(r, L, p->kept, p->nk, "rest_k");
+    fold_range(r, L, p, "g * KL_BLOCK + threadIdx.x", "G * KL_BLOCK", bd);
+    warp_combine(L, p);
+    kl_sb_printf(L, "        if ((threadIdx.x & 31) == 0) { kl_sa[threadIdx.x >> 5] = a; kl_sn[threadIdx.x >> 5] = n; }\n"
+                    "        __syncthreads();\n"
+                    "        if (threadIdx.x < 32) {\n"
+                    "        a = threadIdx.x < KL_BLOCK / 32 ? kl_sa[threadIdx.x] : (%s)(%s);\n"
+                    "        n = threadIdx.x < KL_BLOCK / 32 ? kl_sn[threadIdx.x] : 0;\n", T, p->acc.identity);
+    warp_combine(L, p);
+    kl_sb_printf(L, "        }\n");
+    kl_sb_printf(L, "        if (G == 1) {\n            if (threadIdx.x == 0) out[%s] = %s;\n        } else {\n", p->off,
+                 p->final);
+    kl_sb_printf(L, "            %s *part = (%s *)kl_ws; int *part_n = (int *)(kl_ws + 8 * KL_MAX_GRID);\n"
+                    "            unsigned *count = (unsigned *)(kl_ws + 12 * KL_MAX_GRID) + ko;\n"
+                    "            if (threadIdx.x == 0) {\n"
+                    "                part[w] = a; part_n[w] = n;\n                __threadfence();\n"
+                    "                kl_last = atomicAdd(count, 1u) == (unsigned)(G - 1);\n            }\n"
+                    "            __syncthreads();\n"
+                    "            if (kl_last && threadIdx.x == 0) {\n                __threadfence();\n"
+                    "                a = %s; n = 0;\n"
+                    "                for (int64_t j = 0; j < G; j++) {\n"
+                    "                    const %s o = ((volatile %s *)part)[ko * G + j];\n"
+                    "                    n |= ((volatile int *)part_n)[ko * G + j];\n"
+                    "                    %s\n                }\n"
+                    "                out[%s] = %s;\n                *count = 0;\n            }\n        }\n"
+                    "        __syncthreads();\n    }\n",
+                 T, T, p->acc.identity, T, T, p->merge, p->off, p->final);
+    free(p);
+}
+
+/* ---- scatter ---- */
+
+/* The value the target takes when val folds into its current value now. */
+static void folded(const renderer *r, char *buf, size_t size, kl_reduce_op op, kl_dtype t, const char *now,
+                   const char *val)
+{
+    char e[400];
+    const char *T = kl_stmt_buffer_type(r, t);
+    switch (op) {
+    case KL_REDUCE_SUM: case KL_REDUCE_PROD:
+        if (t == KL_BOOL) { snprintf(buf, size, "(uint8_t)(%s %s %s)", now, op == KL_REDUCE_SUM ? "|" : "&", val); return; }
+        snprintf(e, sizeof e, "%s %s %s", now, op == KL_REDUCE_SUM ? "+" : "*", val);
+        break;
+    case KL_REDUCE_ANY: snprintf(buf, size, "(uint8_t)(%s | (uint8_t)(%s != 0))", now, val); return;
+    case KL_REDUCE_ALL: snprintf(buf, size, "(uint8_t)(%s & (uint8_t)(%s != 0))", now, val); return;
+    case KL_REDUCE_XOR: snprintf(buf, size, "(uint8_t)(%s ^ (uint8_t)(%s != 0))", now, val); return;
+    case KL_REDUCE_BIT_AND: snprintf(buf, size, "(%s)(%s & %s)", T, now, val); return;
+    case KL_REDUCE_BIT_OR: snprintf(buf, size, "(%s)(%s | %s)", T, now, val); return;
+    case KL_REDUCE_BIT_XOR: snprintf(buf, size, "(%s)(%s ^ %s)", T, now, val); return;
+    default: /* max, min: NaN wins */
+        snprintf(e, sizeof e, "(%s %s %s || %s != %s) ? %s : %s", val, op == KL_REDUCE_MAX ? ">" : "<", now, val, val,
+                 val, now);
+    }
+    kl_stmt_stored(r, buf, size, t, e);
+}
+
+static const char *loaded(kl_dtype t) { return t == KL_FLOAT16 ? "kl_f16_load" : t == KL_BFLOAT16 ? "kl_bf16_load" : ""; }
+
+static void scatter_update(const renderer *r, kl_strbuf *L, int atomic)
+{
+    const kl_kd_head *h = &r->k->h;
+    kl_reduce_op op = (kl_reduce_op)h->op;
+    kl_dtype t = (kl_dtype)h->out_dtype;
+    const char *val = name(r, h->value), *off = name(r, h->target);
+    char now[96], upd[640];
+    kl_sb_printf(L, "        if (!(%s)) {\n", name(r, h->skip));
+    if (!atomic) {
+        snprintf(now, sizeof now, "%s(out[%s])", loaded(t), off);
+        folded(r, upd, sizeof upd, op, t, now, val);
+        kl_sb_printf(L, "            out[%s] = %s;\n        }\n", off, upd);
+        return;
+    }
+    if (op == KL_REDUCE_SUM && (t == KL_FLOAT32 || t == KL_FLOAT64)) {
+        kl_sb_printf(L, "            atomicAdd(&out[%s], %s);\n        }\n", off, val);
+        return;
+    }
+    if (op == KL_REDUCE_SUM && (t == KL_INT32 || t == KL_INT64)) {
+        const char *U = t == KL_INT32 ? "unsigned" : "unsigned long long";
+        kl_sb_printf(L, "            atomicAdd((%s *)&out[%s], (%s)%s);\n        }\n", U, off, U, val);
+        return;
+    }
+    snprintf(now, sizeof now, "%s(cur)", loaded(t));
+    folded(r, upd, sizeof upd, op, t, now, val);
+    const char *S = kl_stmt_buffer_type(r, t);
+    kl_sb_printf(L, "            kl_atomic(&out[%s], [&](%s cur) { return (%s)(%s); });\n        }\n", off, S, S, upd);
+}
+
+static void scatter_kernel(const renderer *r, kl_strbuf *L, const char *bd)
+{
+    const kl_kd_head *h = &r->k->h;
+    int dis[KL_MAX_DIMS] = {0}, rest[KL_MAX_DIMS] = {0}, nd = 0, nrest = 0;
+    for (int d = 0; d < h->rank; d++) {
+        if (h->disjoint >> d & 1) dis[nd++] = d;
+        else rest[nrest++] = d;
+    }
+    int32_t dd[KL_MAX_DIMS] = {0};
+    for (int i = 0; i < nd; i++) dd[i] = h->dims[dis[i]];
+    int atomic = nd == 0;
+    if (atomic) { /* every element in parallel */
+        nd = h->rank;
+        nrest = 0;
+        for (int d = 0; d < h->rank; d++) { dis[d] = d; dd[d] = h->dims[d]; }
+    }
+    product(r, L, "pn", dd, nd);
+    kl_sb_printf(L, "    " GRID_LOOP("q", "pn") " {\n        int64_t rest = q; (void)rest;\n");
+    split_index(r, L, dis, nd, "rest");
+    for (int j = 0; j < nrest; j++) {
+        kl_sb_indent(L, 8 + 4 * j);
+        kl_sb_printf(L, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", rest[j], rest[j], name(r, h->dims[rest[j]]), rest[j]);
+    }
+    kl_sb_printf(L, "        {\n%s", bd);
+    scatter_update(r, L, atomic);
+    kl_sb_printf(L, "        }\n    }\n");
+}
+
+static void scatter_init(const renderer *r, kl_strbuf *L)
+{
+    const kl_kd_head *h = &r->k->h;
+    char start[96];
+    kl_stmt_stored(r, start, sizeof start, (kl_dtype)h->out_dtype, kl_stmt_identity((kl_reduce_op)h->op, (kl_dtype)h->out_dtype));
+    product(r, L, "on", h->out_dims, h->out_rank);
+    kl_sb_printf(L, "    " GRID_LOOP("li", "on") " out[li] = %s;\n", start);
+}
+
+/* ---- the kernel ---- */
+
+static void signature(const renderer *r, kl_strbuf *s, const char *fn)
+{
+    const kl_kdesc *k = r->k;
+    const kl_kd_head *h = &k->h;
+    const char *T = kl_stmt_buffer_type(r, (kl_dtype)h->out_dtype);
+    kl_sb_printf(s, "extern \"C\" __global__ void __launch_bounds__(KL_BLOCK) %s(\n    %s *__restrict__ out /* v0 */", fn, T);
+    for (int i = 1; i < h->n_bufs; i++)
+        kl_sb_printf(s, ",\n    const %s *__restrict__ b%d /* v%d */", kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]), i,
+                     k->buf_local[i]);
+    for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(s, ", const int64_t k%d", i);
+    for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(s, ", const double f%d", i);
+    kl_sb_printf(s, ",\n    unsigned char *__restrict__ kl_ws)\n{\n    (void)kl_ws;\n");
+}
+
+kl_status kl_cuda_render(kl_backend *b, const kl_kdesc *k, char **out)
+{
+    (void)b;
+    *out = NULL;
+    const kl_kd_head *h = &k->h;
+    renderer r;
+    KL_TRY(kl_stmt_init(&r, k, KL_DIALECT_CUDA));
+    kl_strbuf bd = {0}, src = {0};
+    kl_status s = kl_stmt_body(&r, &bd);
+    const char *bdt = bd.data ? bd.data : "";
+    if (s == KL_OK) {
+        kl_stmt_header_comment(k, &src);
+        if (h->kind == KL_KD_SCATTER) {
+            signature(&r, &src, "kl_kernel_init");
+            scatter_init(&r, &src);
+            kl_sb_append(&src, "}\n");
+        }
+        signature(&r, &src, "kl_kernel");
+        if (h->kind == KL_KD_MAP) map_kernel(&r, &src, bdt);
+        else if (h->kind == KL_KD_REDUCE) reduce_kernel(&r, &src, bdt);
+        else scatter_kernel(&r, &src, bdt);
+        kl_sb_append(&src, "}\n");
+        if (src.failed || bd.failed) s = kl_error(KL_ERR_MEMORY, "out of memory rendering a kernel");
+        else *out = kl_sb_take(&src);
+    }
+    kl_sb_free(&src);
+    kl_sb_free(&bd);
+    kl_stmt_free(&r);
+    return s;
+}

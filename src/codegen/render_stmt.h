@@ -1,0 +1,60 @@
+/* render_stmt.h: the scalar half of rendering, shared by every backend
+ * whose kernels are C-family text (the CPU's C, CUDA C++): each instruction
+ * of a kernel description as one `const T tN = ...;` statement, index
+ * arithmetic, stores in a dtype's stored form, the identities and folds of
+ * reductions. A backend's renderer adds the loops, the schedule and the
+ * kernel's signature around them; its prelude defines the kl_* helpers the
+ * statements call (with equal meaning on every backend). */
+#ifndef KL_RENDER_STMT_H
+#define KL_RENDER_STMT_H
+
+#include "codegen/kdesc.h"
+#include "codegen/strbuf.h"
+
+typedef enum {
+    KL_DIALECT_C,    /* C11 with the CPU prelude: float16 is _Float16 */
+    KL_DIALECT_CUDA  /* CUDA C++ with the CUDA prelude: float16 is 16 bits converted by kl_f16_* */
+} kl_dialect;
+
+typedef struct {
+    const kl_kdesc *k;
+    kl_dialect dialect;
+    char (*names)[32];   /* per instruction: its name or temp */
+    uint8_t *need;       /* per instruction: the stored value, target or a check reads it */
+} kl_stmt_printer;
+
+/* Names every instruction and marks those the kernel needs. */
+kl_status kl_stmt_init(kl_stmt_printer *p, const kl_kdesc *k, kl_dialect dialect);
+void kl_stmt_free(kl_stmt_printer *p);
+
+static inline const char *kl_stmt_name(const kl_stmt_printer *p, int32_t i) { return p->names[i]; }
+
+/* The statements of every needed instruction, in order, into out. */
+kl_status kl_stmt_body(const kl_stmt_printer *p, kl_strbuf *out);
+/* Index instruction i as an expression; deep: written out in full (for
+ * offsets used outside the loop body, where the temps do not exist). */
+void kl_stmt_index_expr(const kl_stmt_printer *p, kl_strbuf *s, int32_t i, int deep);
+/* The linear offset of the loop indexes i0.. over the iteration space. */
+void kl_stmt_loop_offset(const kl_stmt_printer *p, kl_strbuf *s);
+/* expr (a compute-type value) as dtype t's stored form. */
+void kl_stmt_stored(const kl_stmt_printer *p, char *buf, size_t n, kl_dtype t, const char *expr);
+/* The C type a buffer of dtype t is declared with. */
+const char *kl_stmt_buffer_type(const kl_stmt_printer *p, kl_dtype t);
+
+/* A reduction's starting value for dtype t, and the statement folding
+ * value t into accumulator a. */
+const char *kl_stmt_identity(kl_reduce_op op, kl_dtype t);
+void kl_stmt_combine(char *out, size_t size, kl_reduce_op op, const char *a, const char *t);
+
+/* How a reduction accumulates: the accumulator's type, its start, and
+ * whether NaN is tracked beside it (max and min of floats: NaN wins). */
+typedef struct {
+    const char *acc_type, *identity;
+    int track_nan;
+} kl_reduce_acc;
+kl_reduce_acc kl_stmt_reduce_acc(kl_reduce_op op, kl_dtype in);
+
+/* The comment naming the kernel's kind and vars (its first lines). */
+void kl_stmt_header_comment(const kl_kdesc *k, kl_strbuf *s);
+
+#endif

@@ -1,0 +1,89 @@
+/* test_cuda_compile.c: the CUDA renderer and NVRTC without a GPU
+ * (src/backend/cuda/), here so that they also run under the sanitizers:
+ * with the compile check on, an element-wise kernel, reductions over rows,
+ * columns and everything, a split float16 reduction and scatters (atomic
+ * and disjoint) each compile to PTX; a second context on the same cache
+ * compiles none; an unknown backend and a missing NVRTC are clear errors.
+ * Skipped, saying why, where NVRTC is missing. */
+#include "check.h"
+
+#include <stdlib.h>
+
+static int nvrtc_missing(void)
+{
+    kl_context *ctx = NULL;
+    if (kl_context_new(&ctx) != KL_OK) return 1;
+    kl_status s = kl_context_set_compile_check(ctx, "cuda");
+    if (s != KL_OK) printf("    skipped: %s\n", kl_last_error());
+    kl_context_free(ctx);
+    return s != KL_OK;
+}
+
+/* The kernels of a few ops of each family, synced; returns the counters. */
+static void run_ops(kl_context *ctx, kl_counters *c)
+{
+    int64_t shape[3] = {4, 3, 70};
+    kl_var *x = NULL, *h = NULL, *outs[8] = {0};
+    int n = 0;
+    if (!CHECK_OK(kl_full(ctx, KL_FLOAT32, 3, shape, 1.5, &x))) return;
+    CHECK_OK(kl_unary(KL_EXP, x, &outs[n++]));
+    int last = 2, first = 0;
+    CHECK_OK(kl_reduce(x, KL_REDUCE_SUM, 1, &last, 0, &outs[n++]));   /* rows */
+    CHECK_OK(kl_reduce(x, KL_REDUCE_MAX, 1, &first, 0, &outs[n++]));  /* columns */
+    CHECK_OK(kl_cast(x, KL_FLOAT16, &h));
+    CHECK_OK(kl_reduce(h, KL_REDUCE_MEAN, 0, NULL, 0, &outs[n++]));    /* everything */
+    const int64_t to[2] = {3, 70};
+    const char *shared[3] = {"i0 % 3", "i2", ""}, *own[3] = {"i0", "i1", "i2"};
+    const int64_t same[3] = {4, 3, 70};
+    CHECK_OK(kl_reindex_reduce(x, KL_REDUCE_SUM, 2, to, shared, 0, NULL, 0, NULL, &outs[n++]));
+    CHECK_OK(kl_reindex_reduce(h, KL_REDUCE_MIN, 2, to, shared, 0, NULL, 0, NULL, &outs[n++]));
+    CHECK_OK(kl_reindex_reduce(x, KL_REDUCE_PROD, 3, same, own, 0, NULL, 0, NULL, &outs[n++]));
+    CHECK_OK(kl_sync(outs, n));
+    kl_context_counters(ctx, c);
+    for (int i = 0; i < n; i++) kl_var_release(outs[i]);
+    kl_var_release(h);
+    kl_var_release(x);
+}
+
+static void test_every_family_compiles_for_cuda(void)
+{
+    if (nvrtc_missing()) return;
+    char dir[] = "/tmp/kiln_cuda_check_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL)) return;
+    kl_counters first = {0}, second = {0};
+    for (int round = 0; round < 2; round++) {
+        kl_context *ctx = NULL;
+        if (!CHECK_OK(kl_context_new(&ctx))) return;
+        CHECK_OK(kl_context_set_cache_dir(ctx, dir));
+        CHECK_OK(kl_context_set_compile_check(ctx, "cuda"));
+        run_ops(ctx, round ? &second : &first);
+        CHECK_OK(kl_context_free(ctx));
+    }
+    CHECK_MSG(first.kernels_checked >= 7 && first.kernels_checked == first.kernels_compiled,
+              "checked %llu, compiled %llu", (unsigned long long)first.kernels_checked,
+              (unsigned long long)first.kernels_compiled);
+    CHECK_EQ_INT(second.kernels_checked, 0); /* every PTX came from the cache */
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+static void test_unknown_backend_and_missing_nvrtc_are_errors(void)
+{
+    kl_context *ctx = NULL;
+    if (!CHECK_OK(kl_context_new(&ctx))) return;
+    CHECK_STATUS(kl_context_set_compile_check(ctx, "metal"), KL_ERR_VALUE);
+    CHECK(strstr(kl_last_error(), "no backend \"metal\"") != NULL);
+    CHECK_OK(kl_context_set_compile_check(ctx, NULL)); /* off: always fine */
+    setenv("KILN_NVRTC", "/nonexistent/libnvrtc.so.99", 1);
+    CHECK_STATUS(kl_context_set_compile_check(ctx, "cuda"), KL_ERR_RUNTIME);
+    CHECK_MSG(strstr(kl_last_error(), "/nonexistent/libnvrtc.so.99") != NULL, "%s", kl_last_error());
+    unsetenv("KILN_NVRTC");
+    /* a device that cannot be opened says why instead of running on the CPU */
+    CHECK_STATUS(kl_context_set_device(ctx, "cuda"), KL_ERR_RUNTIME);
+    CHECK_MSG(strstr(kl_last_error(), "use_cuda") != NULL, "%s", kl_last_error());
+    CHECK_EQ_STR(kl_context_device(ctx), "cpu");
+    CHECK_OK(kl_context_free(ctx));
+}
+
+CHECK_MAIN(TEST(test_every_family_compiles_for_cuda), TEST(test_unknown_backend_and_missing_nvrtc_are_errors))
