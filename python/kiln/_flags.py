@@ -106,7 +106,7 @@ class _Flags:
 
     @property
     def use_cuda(self):
-        return 0
+        return int(_C.device().startswith("cuda"))
 
     @use_cuda.setter
     def use_cuda(self, v):
@@ -196,9 +196,12 @@ def sync(vars):
 
 
 def sync_all(device_sync=False):
-    """Computes every pending var that a Var (or another handle) holds."""
-    del device_sync
+    """Computes every pending var that a Var (or another handle) holds; with
+    device_sync, also waits until the device has finished them (a GPU runs
+    kernels asynchronously)."""
     _C.sync_all()
+    if device_sync:
+        _C.synchronize()
 
 
 def gc():

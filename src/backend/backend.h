@@ -35,9 +35,20 @@ typedef struct {
  * backend's prelude precedes), a user's C or C++ kernel (jt.code). */
 typedef enum { KL_LANG_KERNEL, KL_LANG_C, KL_LANG_CXX, KL_LANG_COUNT } kl_lang;
 
-/* What every launch passes: buffers (buf[0] the output), integer and
- * floating-point arguments. */
+/* What a compiled kernel is called with: buffers (buf[0] the output),
+ * integer and floating-point arguments. */
 typedef void (*kl_kernel_fn)(void *const *buf, const int64_t *iarg, const double *farg);
+
+/* What one launch passes: the arrays a kernel is called with and their
+ * lengths, and the size of the kernel's iteration space (a device sizes its
+ * grid by it; 0 when unknown, as for jt.code kernels). */
+typedef struct {
+    void *const *buf;
+    const int64_t *iarg;
+    const double *farg;
+    int n_buf, n_iarg, n_farg;
+    int64_t work;
+} kl_launch_args;
 
 /* A compiler for one kind of source, as the jit needs it: the text every
  * source is preceded by, and what identifies the compiler, its flags and
@@ -133,7 +144,7 @@ typedef struct kl_backend_ops {
     void (*unload)(kl_backend *b, void *handle);
 
     /* running */
-    kl_status (*launch)(kl_backend *b, kl_kernel_fn fn, void *const *buf, const int64_t *iarg, const double *farg);
+    kl_status (*launch)(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *args);
     kl_status (*synchronize)(kl_backend *b);
 
     /* library patterns: whether p runs here, and running it into out */

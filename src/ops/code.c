@@ -142,7 +142,8 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
         for (int d = 0; d < in->ndim; d++) iarg[na++] = in->shape[d];
     }
     ptrs[no + ni] = dims;
-    if (s == KL_OK) s = v->device->ops->launch(v->device, fn, ptrs, iarg, NULL);
+    kl_launch_args la = {ptrs, iarg, NULL, no + ni + 1, na, 0, 0};
+    if (s == KL_OK) s = v->device->ops->launch(v->device, fn, &la);
     if (s == KL_OK) ctx->counters.kernels_launched++;
     for (int i = 0, at = 0; i < no; i++) {
         const kl_code_output *o = &node->outs[i];

@@ -167,6 +167,13 @@ const char *kl_context_device(const kl_context *ctx)
     return have(ctx, "kl_context_device", "ctx") ? ctx->device->name : NULL;
 }
 
+kl_status kl_context_synchronize(kl_context *ctx)
+{
+    KL_ARG(ctx, "kl_context_synchronize", "ctx");
+    for (int i = 0; i < ctx->n_backends; i++) KL_TRY(ctx->backends[i]->ops->synchronize(ctx->backends[i]));
+    return KL_OK;
+}
+
 kl_status kl_context_set_compile_check(kl_context *ctx, const char *backend)
 {
     KL_ARG(ctx, "kl_context_set_compile_check", "ctx");

@@ -94,6 +94,8 @@ static kl_status topo_order(kl_sync_scratch *sc, kl_var *const *targets, int n, 
  * (retained; [0] is the output) and arguments. */
 typedef struct {
     int n_bufs, n_iargs, n_fargs;
+    int64_t work; /* elements of the iteration space */
+    int n_checks; /* index checks in the kernel */
     kl_var *bufs[KL_KD_MAX_BUFS];
     int64_t iargs[KL_KD_MAX_IARGS];
     double fargs[KL_KD_MAX_FARGS];
@@ -250,8 +252,13 @@ static kl_status run_step(kl_context *ctx, step *st)
                         dev->name, kl_var_op_name(v), (unsigned long long)m.bytes_in_use);
     }
     ptrs[0] = out->data;
-    kl_status s = dev->ops->launch(dev, st->fn, ptrs, st->args.iargs, st->args.fargs);
+    kl_launch_args la = {ptrs, st->args.iargs, st->args.fargs, st->args.n_bufs, st->args.n_iargs, st->args.n_fargs,
+                         st->args.work};
+    kl_status s = dev->ops->launch(dev, st->fn, &la);
     ctx->counters.kernels_launched++;
+    /* a kernel with index checks may have written the record: on a device
+     * that runs asynchronously it must have finished before it is read */
+    if (s == KL_OK && st->args.n_checks && !dev->ops->host_visible) s = dev->ops->synchronize(dev);
     if (s == KL_OK) s = kl_check_index_result(ctx);
     if (s != KL_OK) { /* v stays pending: every later sync of it fails the same way */
         kl_buffer_release(out);
@@ -312,6 +319,9 @@ static kl_status build_step(kl_context *ctx, step *st)
         memcpy(a->iargs, kd->iargs, (size_t)a->n_iargs * sizeof *a->iargs);
         a->n_fargs = kd->h.n_fargs;
         memcpy(a->fargs, kd->fargs, (size_t)a->n_fargs * sizeof *a->fargs);
+        a->n_checks = kd->h.n_checks;
+        a->work = 1;
+        for (int d = 0; d < kd->h.rank; d++) a->work *= kd->iargs[kd->instrs[kd->h.dims[d]].a];
     }
     kl_kd_clear(kd);
     return s;

@@ -3,10 +3,12 @@
  * with the compile check on, an element-wise kernel, reductions over rows,
  * columns and everything, a split float16 reduction and scatters (atomic
  * and disjoint) each compile to PTX; a second context on the same cache
- * compiles none; an unknown backend and a missing NVRTC are clear errors.
+ * compiles none; an unknown backend and a missing NVRTC are clear errors;
+ * launches size their grid to the work, within the workspace's bound.
  * Skipped, saying why, where NVRTC is missing. */
 #include "check.h"
 
+#include "backend/cuda/cuda.h"
 #include <stdlib.h>
 
 static int nvrtc_missing(void)
@@ -86,4 +88,18 @@ static void test_unknown_backend_and_missing_nvrtc_are_errors(void)
     CHECK_OK(kl_context_free(ctx));
 }
 
-CHECK_MAIN(TEST(test_every_family_compiles_for_cuda), TEST(test_unknown_backend_and_missing_nvrtc_are_errors))
+static void test_grid_sizes(void)
+{
+    CHECK_EQ_INT(kl_cuda_grid(1, 1056), 1);           /* a tiny kernel: one block */
+    CHECK_EQ_INT(kl_cuda_grid(256, 1056), 1);
+    CHECK_EQ_INT(kl_cuda_grid(257, 1056), 2);
+    CHECK_EQ_INT(kl_cuda_grid(1 << 20, 1056), 1056);  /* large: every resident block, grid-stride beyond */
+    CHECK_EQ_INT(kl_cuda_grid(0, 1056), 1056);        /* unknown work */
+    CHECK_EQ_INT(kl_cuda_grid(5, 0), 1);
+}
+
+/* partials (8 B), NaN flags and counters (4 B each) for every block of the largest grid */
+_Static_assert(KL_CUDA_WS_BYTES >= KL_CUDA_MAX_GRID * 16, "the workspace holds a split reduction of the largest grid");
+
+CHECK_MAIN(TEST(test_every_family_compiles_for_cuda), TEST(test_unknown_backend_and_missing_nvrtc_are_errors),
+           TEST(test_grid_sizes))

@@ -212,6 +212,26 @@ static PyObject *m_cache_dir(PyObject *mod, PyObject *args)
     return PyUnicode_FromString(cur ? cur : "");
 }
 
+static PyObject *m_synchronize(PyObject *mod, PyObject *unused)
+{
+    if (!klpy_enter()) return NULL;
+    (void)mod; (void)unused;
+    kl_status s;
+    Py_BEGIN_ALLOW_THREADS
+    s = kl_context_synchronize(klpy_ctx);
+    Py_END_ALLOW_THREADS
+    if (s != KL_OK) return klpy_raise(s);
+    Py_RETURN_NONE;
+}
+
+static PyObject *m_device(PyObject *mod, PyObject *unused)
+{
+    if (!klpy_enter()) return NULL;
+    (void)mod; (void)unused;
+    const char *name = kl_context_device(klpy_ctx);
+    return PyUnicode_FromString(name ? name : "");
+}
+
 static PyObject *m_set_compile_check(PyObject *mod, PyObject *args)
 {
     if (!klpy_enter()) return NULL;
@@ -436,6 +456,8 @@ static PyMethodDef module_methods[] = {
     {"get_debug", m_get_debug, METH_NOARGS, "the debug print level"},
     {"cache_dir", m_cache_dir, METH_VARARGS, "cache_dir([dir]): get or set the kernel cache folder"},
     {"counters", m_counters, METH_NOARGS, "the context's counters as a dict"},
+    {"device", m_device, METH_NOARGS, "device(): where new vars go"},
+    {"synchronize", m_synchronize, METH_NOARGS, "synchronize(): waits for every device's queued work"},
     {"set_device", m_set_device, METH_VARARGS, "set_device(name): where new vars go ('cpu', 'cuda')"},
     {"set_compile_check", m_set_compile_check, METH_VARARGS,
      "set_compile_check(backend): also compile every new kernel for backend ('cuda'; None: off)"},

@@ -57,10 +57,10 @@ static void cpu_trim(kl_backend *b)
     kl_host_trim(&c->alloc);
 }
 
-static kl_status cpu_launch(kl_backend *b, kl_kernel_fn fn, void *const *buf, const int64_t *iarg, const double *farg)
+static kl_status cpu_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a)
 {
     kl_cpu_threads_apply(&((kl_cpu_backend *)b)->threads);
-    fn(buf, iarg, farg);
+    fn(a->buf, a->iarg, a->farg);
     return KL_OK;
 }
 

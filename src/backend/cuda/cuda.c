@@ -1,11 +1,12 @@
-/* cuda.c: the CUDA backend. Without a device (compile-only) it renders and
- * compiles: NVRTC turns each kernel into PTX for compute_90, which the disk
- * cache keeps and the loader checks (the kernel's entry point and its key),
- * so that every kernel kiln makes is known to compile for an NVIDIA GPU on
- * a machine that has none. It allocates nothing and runs nothing. */
+/* cuda.c: the CUDA backend's two forms. On a device (device.c) NVRTC
+ * compiles each kernel to a cubin for the device's architecture, which the
+ * disk cache keeps and the driver loads. Without one (compile-only) NVRTC
+ * turns each kernel into PTX for compute_90, which the disk cache keeps and
+ * the loader checks (the kernel's entry point and its key), so that every
+ * kernel kiln makes is known to compile for an NVIDIA GPU on a machine that
+ * has none; that form allocates nothing and runs nothing. */
 #include "backend/cuda/cuda.h"
 #include "core/error.h"
-#include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,9 +44,9 @@ static void no_memory(kl_backend *b, kl_memory_stats *out) { (void)b; memset(out
 
 static void no_trim(kl_backend *b) { (void)b; }
 
-static kl_status no_launch(kl_backend *b, kl_kernel_fn fn, void *const *buf, const int64_t *iarg, const double *farg)
+static kl_status no_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a)
 {
-    (void)fn; (void)buf; (void)iarg; (void)farg;
+    (void)fn; (void)a;
     return no_device(b, "launch a kernel");
 }
 
@@ -155,20 +156,30 @@ static int ptx_key_is(const char *ptx, const char *key)
 
 static kl_status cuda_load(kl_backend *b, const char *path, const char *key, void **handle, kl_kernel_fn *fn)
 {
+    kl_cuda_backend *c = (kl_cuda_backend *)b;
     size_t n = 0;
-    char *ptx = read_file(path, &n);
-    if (!ptx) return kl_error(KL_ERR_RUNTIME, "cannot read CUDA kernel %s", path);
-    int entry = strstr(ptx, ".entry kl_kernel(") != NULL, keyed = ptx_key_is(ptx, key);
-    free(ptx);
-    if (!entry || !keyed)
-        return kl_error(KL_ERR_RUNTIME, "%s: %s is not kernel %s (%s)", b->name, path, key,
-                        entry ? "another kernel's file" : "no kl_kernel entry");
-    *handle = NULL;
-    *fn = unlaunchable;
-    return KL_OK;
+    char *image = read_file(path, &n);
+    if (!image) return kl_error(KL_ERR_RUNTIME, "cannot read CUDA kernel %s", path);
+    kl_status s = KL_OK;
+    if (!c->compile_only) {
+        s = kl_cuda_device_load(c, image, path, key, handle, fn);
+    } else {
+        int entry = strstr(image, ".entry kl_kernel(") != NULL, keyed = ptx_key_is(image, key);
+        if (!entry || !keyed)
+            s = kl_error(KL_ERR_RUNTIME, "%s: %s is not kernel %s (%s)", b->name, path, key,
+                         entry ? "another kernel's file" : "no kl_kernel entry");
+        *handle = NULL;
+        *fn = unlaunchable;
+    }
+    free(image);
+    return s;
 }
 
-static void cuda_unload(kl_backend *b, void *handle) { (void)b; (void)handle; }
+static void cuda_unload(kl_backend *b, void *handle)
+{
+    kl_cuda_backend *c = (kl_cuda_backend *)b;
+    if (!c->compile_only) kl_cuda_device_unload(c, handle);
+}
 
 static int cuda_has_library(kl_backend *b, const char *name)
 {
@@ -179,6 +190,7 @@ static int cuda_has_library(kl_backend *b, const char *name)
 static void cuda_destroy(kl_backend *b)
 {
     kl_cuda_backend *c = (kl_cuda_backend *)b;
+    if (!c->compile_only) kl_cuda_device_close(c);
     kl_nvrtc_unload(&c->nvrtc);
     free(c);
 }
@@ -207,37 +219,31 @@ static const kl_backend_ops compile_only_ops = {
     .destroy = cuda_destroy,
 };
 
-/* Why no device can be opened: the driver's library, then its devices. */
-static kl_status no_device_reason(void)
-{
-    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!lib)
-        return kl_error(KL_ERR_RUNTIME, "use_cuda: no CUDA driver: libcuda.so.1 (NVIDIA's driver library) could not be loaded (%s); "
-                        "kiln runs on the CPU", dlerror());
-    int (*init)(unsigned) = (int (*)(unsigned))(uintptr_t)dlsym(lib, "cuInit");
-    int (*count)(int *) = (int (*)(int *))(uintptr_t)dlsym(lib, "cuDeviceGetCount");
-    int n = 0, rc = init && count ? init(0) : -1;
-    if (rc == 0) rc = count(&n);
-    dlclose(lib);
-    if (rc != 0 || n == 0)
-        return kl_error(KL_ERR_RUNTIME, "use_cuda: the NVIDIA driver is there but reports no CUDA device (%s %d)",
-                        rc != 0 ? "error" : "devices:", rc != 0 ? rc : n);
-    return kl_error(KL_ERR_RUNTIME, "use_cuda: %d CUDA device%s found, but kiln's CUDA backend only compiles "
-                    "kernels so far (KILN_COMPILE_CHECK=cuda); it does not run them yet", n, n == 1 ? "" : "s");
-}
-
 kl_status kl_cuda_backend_new(struct kl_context *ctx, int compile_only, kl_backend **out)
 {
     *out = NULL;
-    if (!compile_only) return no_device_reason();
     kl_cuda_backend *c = calloc(1, sizeof *c);
     if (!c) return kl_error(KL_ERR_MEMORY, "out of memory creating the CUDA backend");
-    c->base.ops = &compile_only_ops;
+    c->ops = compile_only_ops; /* on a device: the same compiler, the device's memory and queue */
+    if (!compile_only) {
+        c->ops.name = "cuda";
+        c->ops.artifact = "cubin";
+        c->ops.alloc = kl_cuda_alloc;
+        c->ops.free = kl_cuda_free;
+        c->ops.copy = kl_cuda_copy;
+        c->ops.fill = kl_cuda_fill;
+        c->ops.memory = kl_cuda_memory;
+        c->ops.trim = kl_cuda_trim;
+        c->ops.launch = kl_cuda_launch;
+        c->ops.synchronize = kl_cuda_synchronize;
+    }
+    c->base.ops = &c->ops;
     c->base.ctx = ctx;
-    c->compile_only = 1;
-    snprintf(c->base.name, sizeof c->base.name, "cuda:check");
+    c->compile_only = compile_only;
+    snprintf(c->base.name, sizeof c->base.name, compile_only ? "cuda:check" : "cuda");
     snprintf(c->arch, sizeof c->arch, COMPILE_ONLY_ARCH);
-    kl_status s = kl_nvrtc_load(&c->nvrtc);
+    kl_status s = compile_only ? KL_OK : kl_cuda_device_open(c); /* sets the device's arch */
+    if (s == KL_OK) s = kl_nvrtc_load(&c->nvrtc);
     if (s != KL_OK) {
         cuda_destroy(&c->base);
         return s;

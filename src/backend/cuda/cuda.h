@@ -51,13 +51,83 @@ kl_status kl_nvrtc_compile(kl_nvrtc *n, const char *source, const char *name, co
 /* Forgets n (the library itself stays loaded: see nvrtc.c). */
 void kl_nvrtc_unload(kl_nvrtc *n);
 
+/* The driver API (driver.c): handles are void *, device pointers uint64_t,
+ * results int (0: success). */
+typedef struct {
+    void *lib;
+    char why[400];
+    int (*init)(unsigned);
+    int (*error_string)(int, const char **);
+    int (*device_count)(int *);
+    int (*device_get)(int *, int);
+    int (*device_attribute)(int *, int, int);
+    int (*device_name)(char *, int, int);
+    int (*primary_retain)(void **, int);
+    int (*primary_release)(int);
+    int (*ctx_set_current)(void *);
+    int (*stream_create)(void **, unsigned);
+    int (*stream_destroy)(void *);
+    int (*stream_sync)(void *);
+    int (*mem_alloc_async)(uint64_t *, size_t, void *);
+    int (*mem_free_async)(uint64_t, void *);
+    int (*default_pool)(void **, int);
+    int (*pool_set)(void *, int, void *);
+    int (*pool_get)(void *, int, void *);
+    int (*pool_trim)(void *, size_t);
+    int (*mem_info)(size_t *, size_t *);
+    int (*htod_async)(uint64_t, const void *, size_t, void *);
+    int (*dtoh_async)(void *, uint64_t, size_t, void *);
+    int (*dtod_async)(uint64_t, uint64_t, size_t, void *);
+    int (*dtoh)(void *, uint64_t, size_t);
+    int (*memset_async)(uint64_t, unsigned char, size_t, void *);
+    int (*host_register)(void *, size_t, unsigned);
+    int (*host_unregister)(void *);
+    int (*module_load)(void **, const void *);
+    int (*module_unload)(void *);
+    int (*module_function)(void **, void *, const char *);
+    int (*module_global)(uint64_t *, size_t *, void *, const char *);
+    int (*launch)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *, void **,
+                  void **);
+} kl_cuda_driver;
+
+/* Loads the driver and initialises it; an error says what is missing. */
+kl_status kl_cuda_driver_load(kl_cuda_driver *d);
+const char *kl_cuda_driver_error(const kl_cuda_driver *d, int rc);
+
 typedef struct {
     kl_backend base;
+    kl_backend_ops ops;     /* compile-only's, or with the device's memory and queue */
     kl_nvrtc nvrtc;
     int compile_only;       /* no device: kernels compile to PTX and never run */
     char arch[16];          /* what NVRTC compiles for */
     char identity[128];     /* NVRTC's version, the arch, the options: keys the cache */
+    /* the device (not compile-only) */
+    kl_cuda_driver drv;
+    int device, sms, max_grid, record_registered;
+    void *context, *stream, *pool;
+    uint64_t workspace;     /* KL_CUDA_WS_BYTES, counters zero */
+    uint64_t bytes_allocated, bytes_in_use, peak_bytes_in_use;
 } kl_cuda_backend;
+
+/* device.c: opening device 0 (an error says what is missing) and the
+ * backend's device operations */
+kl_status kl_cuda_device_open(kl_cuda_backend *c);
+void kl_cuda_device_close(kl_cuda_backend *c);
+void *kl_cuda_alloc(kl_backend *b, size_t nbytes);
+void kl_cuda_free(kl_backend *b, void *p, size_t nbytes);
+kl_status kl_cuda_copy(kl_backend *b, void *dst, const void *src, size_t nbytes, kl_copy_kind kind);
+kl_status kl_cuda_fill(kl_backend *b, void *dst, size_t nbytes, uint8_t byte);
+void kl_cuda_memory(kl_backend *b, kl_memory_stats *out);
+void kl_cuda_trim(kl_backend *b);
+kl_status kl_cuda_device_load(kl_cuda_backend *c, const void *image, const char *path, const char *key, void **handle,
+                              kl_kernel_fn *fn);
+void kl_cuda_device_unload(kl_cuda_backend *c, void *handle);
+kl_status kl_cuda_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a);
+kl_status kl_cuda_synchronize(kl_backend *b);
+
+/* The blocks a launch over `work` elements uses: enough for one element
+ * per thread, at most max_grid (0 work: unknown, max_grid). */
+int kl_cuda_grid(int64_t work, int max_grid);
 
 extern const char kl_cuda_prelude[];
 

@@ -1,0 +1,82 @@
+"""The GPU benchmarks (issue: the GPU backend), kiln against the PyTorch of
+the machine in one run, written as users write them: results read with
+item()/numpy(), inference under no_grad. Run by scripts/gpu_check.sh on a
+machine with an NVIDIA GPU; prints one line per case with both times and
+the ratio (PyTorch's time / kiln's: above 1, kiln is faster)."""
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import median_time  # noqa: E402
+
+import kiln as jt  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+jt.flags.use_cuda = 1
+dev = "cuda"
+
+
+def line(name, t_kiln, t_torch, note=""):
+    ratio = f"{t_torch / t_kiln:5.2f}x" if t_torch else "  n/a"
+    torch_ms = f"{t_torch * 1e3:9.3f}" if t_torch else "      n/a"
+    print(f"{name:36s} kiln {t_kiln * 1e3:9.3f} ms  torch {torch_ms} ms  {ratio}  {note}", flush=True)
+
+
+def torch_time(fn):
+    if torch is None:
+        return None
+
+    def run():
+        fn()
+        torch.cuda.synchronize()
+    return median_time(run)
+
+
+# the fused chain on 64M float32 (goal: <= 0.11 ms of device time, ~90% of copy bandwidth)
+N = 64 << 20
+x_np = np.random.RandomState(0).uniform(-1, 1, N).astype(np.float32)
+x = jt.array(x_np)
+want = float((np.exp(2 * x_np.astype(np.float64) + 1) * x_np).sum())
+got = ((x * 2 + 1).exp() * x).sum().item()
+t_k = median_time(lambda: ((x * 2 + 1).exp() * x).sum().item())
+xt = torch.from_numpy(x_np).to(dev) if torch else None
+t_t = torch_time(lambda: ((xt * 2 + 1).exp() * xt).sum().item()) if torch else None
+line("fused chain 64M (item)", t_k, t_t, f"rel err {abs(got - want) / abs(want):.1e}")
+
+# softmax over 16384 x 4096
+s_np = np.random.RandomState(1).standard_normal((16384, 4096)).astype(np.float32)
+s = jt.array(s_np)
+
+
+def kiln_softmax():
+    jt.nn.softmax(s, 1).sync()
+    jt.sync_all(True)
+
+
+t_k = median_time(kiln_softmax)
+st = torch.from_numpy(s_np).to(dev) if torch else None
+t_t = torch_time(lambda: torch.softmax(st, 1)) if torch else None
+line("softmax 16384x4096", t_k, t_t)
+
+# tiny-op overhead: one add of two 1-element vars, read back
+a, b = jt.array([1.0]), jt.array([2.0])
+t_k = median_time(lambda: (a + b).item(), repeat=200)
+at, bt = (torch.tensor([1.0], device=dev), torch.tensor([2.0], device=dev)) if torch else (None, None)
+t_t = torch_time(lambda: (at + bt).item()) if torch else None
+line("tiny op (item)", t_k, t_t)
+
+# the cold compile of the chain in a fresh process with an empty cache (goal < 1 s)
+env = dict(os.environ, KILN_CACHE_DIR=f"/tmp/kiln-cold-{os.getpid()}")
+prog = ("import time, kiln as jt\njt.flags.use_cuda = 1\nx = jt.array([1.0, 2.0])\nt = time.perf_counter()\n"
+        "((x * 2 + 1).exp() * x).sum().item()\nprint(time.perf_counter() - t)")
+cold = float(subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True, text=True,
+                            check=True).stdout.strip().splitlines()[-1])
+line("cold compile + run of the chain", cold, None, "(a fresh process, empty cache)")

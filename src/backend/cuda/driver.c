@@ -1,0 +1,77 @@
+/* driver.c: the CUDA driver API (libcuda.so.1, installed with NVIDIA's
+ * driver), loaded with dlopen so that kiln builds and runs without it. The
+ * declarations are kept here: handles are void *, device pointers 64-bit
+ * integers, CUresult an int; symbols carry the version suffix the header
+ * maps each name to (cuMemcpyDtoH -> cuMemcpyDtoH_v2). */
+#include "backend/cuda/cuda.h"
+#include "core/error.h"
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+#define BIND(field, symbol) \
+    do { \
+        if (ok && !(*(void **)&d->field = dlsym(d->lib, symbol))) { \
+            snprintf(d->why, sizeof d->why, "libcuda.so.1 has no %s (a driver older than CUDA 12?)", symbol); \
+            ok = 0; \
+        } \
+    } while (0)
+
+kl_status kl_cuda_driver_load(kl_cuda_driver *d)
+{
+    if (d->lib) return KL_OK;
+    d->lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!d->lib) {
+        snprintf(d->why, sizeof d->why, "libcuda.so.1 (NVIDIA's driver library) could not be loaded (%s)", dlerror());
+        return kl_error(KL_ERR_RUNTIME, "use_cuda: no CUDA driver: %s; kiln runs on the CPU", d->why);
+    }
+    int ok = 1;
+    BIND(init, "cuInit");
+    BIND(error_string, "cuGetErrorString");
+    BIND(device_count, "cuDeviceGetCount");
+    BIND(device_get, "cuDeviceGet");
+    BIND(device_attribute, "cuDeviceGetAttribute");
+    BIND(device_name, "cuDeviceGetName");
+    BIND(primary_retain, "cuDevicePrimaryCtxRetain");
+    BIND(primary_release, "cuDevicePrimaryCtxRelease_v2");
+    BIND(ctx_set_current, "cuCtxSetCurrent");
+    BIND(stream_create, "cuStreamCreate");
+    BIND(stream_destroy, "cuStreamDestroy_v2");
+    BIND(stream_sync, "cuStreamSynchronize");
+    BIND(mem_alloc_async, "cuMemAllocAsync");
+    BIND(mem_free_async, "cuMemFreeAsync");
+    BIND(default_pool, "cuDeviceGetDefaultMemPool");
+    BIND(pool_set, "cuMemPoolSetAttribute");
+    BIND(pool_get, "cuMemPoolGetAttribute");
+    BIND(pool_trim, "cuMemPoolTrimTo");
+    BIND(mem_info, "cuMemGetInfo_v2");
+    BIND(htod_async, "cuMemcpyHtoDAsync_v2");
+    BIND(dtoh_async, "cuMemcpyDtoHAsync_v2");
+    BIND(dtod_async, "cuMemcpyDtoDAsync_v2");
+    BIND(dtoh, "cuMemcpyDtoH_v2");
+    BIND(memset_async, "cuMemsetD8Async");
+    BIND(host_register, "cuMemHostRegister_v2");
+    BIND(host_unregister, "cuMemHostUnregister");
+    BIND(module_load, "cuModuleLoadData");
+    BIND(module_unload, "cuModuleUnload");
+    BIND(module_function, "cuModuleGetFunction");
+    BIND(module_global, "cuModuleGetGlobal_v2");
+    BIND(launch, "cuLaunchKernel");
+    if (ok && d->init(0) != 0) {
+        snprintf(d->why, sizeof d->why, "cuInit failed: the driver is installed but not working");
+        ok = 0;
+    }
+    if (!ok) {
+        dlclose(d->lib);
+        d->lib = NULL;
+        return kl_error(KL_ERR_RUNTIME, "use_cuda: %s", d->why);
+    }
+    return KL_OK;
+}
+
+const char *kl_cuda_driver_error(const kl_cuda_driver *d, int rc)
+{
+    const char *s = NULL;
+    if (d->error_string) d->error_string(rc, &s);
+    return s ? s : "unknown CUDA error";
+}
