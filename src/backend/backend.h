@@ -173,9 +173,12 @@ kl_status kl_context_add_backend(struct kl_context *ctx, kl_backend *b);
 /* The CPU backend (src/backend/cpu/cpu.c). */
 kl_status kl_cpu_backend_new(struct kl_context *ctx, kl_backend **out);
 
-/* The CUDA backend (src/backend/cuda/cuda.c). compile_only: no device is
- * opened; kernels render and compile to PTX for compute_90 and never run
- * (the compile check). Fails, saying why, when NVRTC is missing. */
-kl_status kl_cuda_backend_new(struct kl_context *ctx, int compile_only, kl_backend **out);
+/* The CUDA backend (src/backend/cuda/): on device 0 ("cuda"); compile-only,
+ * where kernels render and compile to PTX for compute_90 and never run (the
+ * compile check, "cuda:check"); or emulated, where the same kernels run on
+ * the CPU to test their logic ("cuda-emulate"). Fails, saying why, when the
+ * driver, a device or NVRTC (for the first two) is missing. */
+typedef enum { KL_CUDA_DEVICE, KL_CUDA_COMPILE_ONLY, KL_CUDA_EMULATE } kl_cuda_mode;
+kl_status kl_cuda_backend_new(struct kl_context *ctx, kl_cuda_mode mode, kl_backend **out);
 
 #endif

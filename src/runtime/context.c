@@ -183,7 +183,7 @@ kl_status kl_context_set_compile_check(kl_context *ctx, const char *backend)
     }
     if (strcmp(backend, "cuda") != 0)
         return kl_error(KL_ERR_VALUE, "compile check: no backend \"%s\" to check against (known: cuda)", backend);
-    if (!ctx->check_backend) KL_TRY(kl_cuda_backend_new(ctx, 1, &ctx->check_backend));
+    if (!ctx->check_backend) KL_TRY(kl_cuda_backend_new(ctx, KL_CUDA_COMPILE_ONLY, &ctx->check_backend));
     ctx->compile_check = ctx->check_backend;
     return KL_OK;
 }
@@ -199,7 +199,7 @@ kl_status kl_context_set_device(kl_context *ctx, const char *name)
         }
     if (strncmp(name, "cuda", 4) == 0) { /* opened at first use; the error says what is missing */
         kl_backend *b = NULL;
-        KL_TRY(kl_cuda_backend_new(ctx, 0, &b));
+        KL_TRY(kl_cuda_backend_new(ctx, strcmp(name, "cuda-emulate") == 0 ? KL_CUDA_EMULATE : KL_CUDA_DEVICE, &b));
         kl_status s = kl_context_add_backend(ctx, b);
         if (s != KL_OK) { b->ops->destroy(b); return s; }
         ctx->device = b;

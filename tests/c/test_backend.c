@@ -191,8 +191,9 @@ static kl_backend *guarded_new(kl_context *ctx)
 
 /* ---- running the suite on each backend ---- */
 
-/* "cuda" runs where a GPU is (scripts/gpu_check.sh) and is skipped, saying why, elsewhere. */
-static const char *const BACKENDS[] = {"cpu", "guarded", "cuda"};
+/* "cuda-emulate" runs the CUDA backend's kernels on the CPU; "cuda" runs where a GPU is
+ * (scripts/gpu_check.sh) and is skipped, saying why, elsewhere. */
+static const char *const BACKENDS[] = {"cpu", "guarded", "cuda-emulate", "cuda"};
 #define N_BACKENDS (int)(sizeof BACKENDS / sizeof *BACKENDS)
 
 static int available(const char *device)

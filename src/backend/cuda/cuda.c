@@ -161,7 +161,7 @@ static kl_status cuda_load(kl_backend *b, const char *path, const char *key, voi
     char *image = read_file(path, &n);
     if (!image) return kl_error(KL_ERR_RUNTIME, "cannot read CUDA kernel %s", path);
     kl_status s = KL_OK;
-    if (!c->compile_only) {
+    if (c->mode == KL_CUDA_DEVICE) {
         s = kl_cuda_device_load(c, image, path, key, handle, fn);
     } else {
         int entry = strstr(image, ".entry kl_kernel(") != NULL, keyed = ptx_key_is(image, key);
@@ -178,7 +178,7 @@ static kl_status cuda_load(kl_backend *b, const char *path, const char *key, voi
 static void cuda_unload(kl_backend *b, void *handle)
 {
     kl_cuda_backend *c = (kl_cuda_backend *)b;
-    if (!c->compile_only) kl_cuda_device_unload(c, handle);
+    if (c->mode == KL_CUDA_DEVICE) kl_cuda_device_unload(c, handle);
 }
 
 static int cuda_has_library(kl_backend *b, const char *name)
@@ -190,7 +190,8 @@ static int cuda_has_library(kl_backend *b, const char *name)
 static void cuda_destroy(kl_backend *b)
 {
     kl_cuda_backend *c = (kl_cuda_backend *)b;
-    if (!c->compile_only) kl_cuda_device_close(c);
+    if (c->mode == KL_CUDA_DEVICE) kl_cuda_device_close(c);
+    if (c->mode == KL_CUDA_EMULATE) kl_cuda_emulation_close(c);
     kl_nvrtc_unload(&c->nvrtc);
     free(c);
 }
@@ -219,13 +220,13 @@ static const kl_backend_ops compile_only_ops = {
     .destroy = cuda_destroy,
 };
 
-kl_status kl_cuda_backend_new(struct kl_context *ctx, int compile_only, kl_backend **out)
+kl_status kl_cuda_backend_new(struct kl_context *ctx, kl_cuda_mode mode, kl_backend **out)
 {
     *out = NULL;
     kl_cuda_backend *c = calloc(1, sizeof *c);
     if (!c) return kl_error(KL_ERR_MEMORY, "out of memory creating the CUDA backend");
     c->ops = compile_only_ops; /* on a device: the same compiler, the device's memory and queue */
-    if (!compile_only) {
+    if (mode == KL_CUDA_DEVICE) {
         c->ops.name = "cuda";
         c->ops.artifact = "cubin";
         c->ops.alloc = kl_cuda_alloc;
@@ -239,11 +240,15 @@ kl_status kl_cuda_backend_new(struct kl_context *ctx, int compile_only, kl_backe
     }
     c->base.ops = &c->ops;
     c->base.ctx = ctx;
-    c->compile_only = compile_only;
-    snprintf(c->base.name, sizeof c->base.name, compile_only ? "cuda:check" : "cuda");
+    c->mode = mode;
+    static const char *const names[] = {[KL_CUDA_DEVICE] = "cuda", [KL_CUDA_COMPILE_ONLY] = "cuda:check",
+                                        [KL_CUDA_EMULATE] = "cuda-emulate"};
+    snprintf(c->base.name, sizeof c->base.name, "%s", names[mode]);
     snprintf(c->arch, sizeof c->arch, COMPILE_ONLY_ARCH);
-    kl_status s = compile_only ? KL_OK : kl_cuda_device_open(c); /* sets the device's arch */
-    if (s == KL_OK) s = kl_nvrtc_load(&c->nvrtc);
+    kl_status s = KL_OK;
+    if (mode == KL_CUDA_DEVICE) s = kl_cuda_device_open(c); /* sets the device's arch */
+    if (mode == KL_CUDA_EMULATE) s = kl_cuda_emulation_open(c);
+    else if (s == KL_OK) s = kl_nvrtc_load(&c->nvrtc);
     if (s != KL_OK) {
         cuda_destroy(&c->base);
         return s;

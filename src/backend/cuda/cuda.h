@@ -98,7 +98,7 @@ typedef struct {
     kl_backend base;
     kl_backend_ops ops;     /* compile-only's, or with the device's memory and queue */
     kl_nvrtc nvrtc;
-    int compile_only;       /* no device: kernels compile to PTX and never run */
+    kl_cuda_mode mode;
     char arch[16];          /* what NVRTC compiles for */
     char identity[128];     /* NVRTC's version, the arch, the options: keys the cache */
     /* the device (not compile-only) */
@@ -106,6 +106,9 @@ typedef struct {
     int device, sms, max_grid, record_registered;
     void *context, *stream, *pool;
     uint64_t workspace;     /* KL_CUDA_WS_BYTES, counters zero */
+    /* the emulator (emulate.c) */
+    char *emu_prelude;
+    unsigned char *emu_workspace;
     uint64_t bytes_allocated, bytes_in_use, peak_bytes_in_use;
 } kl_cuda_backend;
 
@@ -124,6 +127,10 @@ kl_status kl_cuda_device_load(kl_cuda_backend *c, const void *image, const char 
 void kl_cuda_device_unload(kl_cuda_backend *c, void *handle);
 kl_status kl_cuda_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a);
 kl_status kl_cuda_synchronize(kl_backend *b);
+
+/* emulate.c: the kernels run on the CPU (device "cuda-emulate") */
+kl_status kl_cuda_emulation_open(kl_cuda_backend *c);
+void kl_cuda_emulation_close(kl_cuda_backend *c);
 
 /* The blocks a launch over `work` elements uses: enough for one element
  * per thread, at most max_grid (0 work: unknown, max_grid). */

@@ -12,6 +12,7 @@
 #define KL_STR(x) KL_STR_(x)
 
 const char kl_cuda_prelude[] =
+    "#ifndef KL_EMULATE /* emulate.c's header brings the C library's instead */\n"
     "typedef signed char int8_t; typedef unsigned char uint8_t;\n"
     "typedef short int16_t; typedef unsigned short uint16_t;\n"
     "typedef int int32_t; typedef unsigned int uint32_t;\n"
@@ -22,13 +23,19 @@ const char kl_cuda_prelude[] =
     "#define INT16_MIN (-32768)\n#define INT16_MAX 32767\n"
     "#define INT32_MIN (-2147483647 - 1)\n#define INT32_MAX 2147483647\n"
     "#define INT64_MIN (-9223372036854775807LL - 1)\n#define INT64_MAX 9223372036854775807LL\n"
+    "#endif\n"
     "#ifndef INFINITY\n#define INFINITY __int_as_float(0x7f800000)\n#endif\n"
     "#ifndef NAN\n#define NAN __int_as_float(0x7fffffff)\n#endif\n"
     "#define KL_FN static __device__ __forceinline__\n"
     "#define KL_BLOCK " KL_STR(KL_CUDA_BLOCK) "\n"
     "#define KL_MAX_GRID " KL_STR(KL_CUDA_MAX_GRID) "\n"
+    "#ifndef KL_EMULATE\n"
     "KL_FN float kl_f16_load(uint16_t h) { float f; asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h)); return f; }\n"
     "KL_FN uint16_t kl_f16_store(float f) { uint16_t h; asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f)); return h; }\n"
+    "#else\n"
+    "KL_FN float kl_f16_load(uint16_t h) { _Float16 f; __builtin_memcpy(&f, &h, 2); return (float)f; }\n"
+    "KL_FN uint16_t kl_f16_store(float x) { _Float16 f = (_Float16)x; uint16_t h; __builtin_memcpy(&h, &f, 2); return h; }\n"
+    "#endif\n"
     /* an index outside its bounds: the first one is recorded, in memory the host reads */
     "KL_FN void kl_index_fail(int64_t *rec, int64_t v, int64_t lo, int64_t hi, int64_t what) {\n"
     "    if (atomicExch((unsigned long long *)&rec[0], 1ull) == 0) { rec[1] = v; rec[2] = lo; rec[3] = hi; rec[4] = what; }\n"

@@ -286,6 +286,29 @@ static void signature(const renderer *r, kl_strbuf *s, const char *fn)
     kl_sb_printf(s, ",\n    unsigned char *__restrict__ kl_ws)\n{\n    (void)kl_ws;\n");
 }
 
+/* For the emulator (emulate.c), which compiles the same text as C++ for the
+ * host: an entry point taking the launch's arrays, which runs the kernels
+ * block after block (NVRTC never sees it). */
+static void emulation_entry(const renderer *r, kl_strbuf *s)
+{
+    const kl_kdesc *k = r->k;
+    const kl_kd_head *h = &k->h;
+    kl_strbuf args = {0};
+    kl_sb_printf(&args, "(%s *)buf[0]", kl_stmt_buffer_type(r, (kl_dtype)h->out_dtype));
+    for (int i = 1; i < h->n_bufs; i++)
+        kl_sb_printf(&args, ", (const %s *)buf[%d]", kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]), i);
+    for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(&args, ", iarg[%d]", i);
+    for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(&args, ", farg[%d]", i);
+    kl_sb_printf(&args, ", ws");
+    const char *a = args.data ? args.data : "";
+    kl_sb_printf(s, "#ifdef KL_EMULATE\nextern \"C\" int kl_emulate(void *const *buf, const int64_t *iarg, "
+                    "const double *farg, unsigned char *ws, int grid)\n{\n    (void)iarg; (void)farg;\n");
+    if (h->kind == KL_KD_SCATTER) kl_sb_printf(s, "    KL_EMULATE_LAUNCH(grid, kl_kernel_init, (%s));\n", a);
+    kl_sb_printf(s, "    KL_EMULATE_LAUNCH(grid, kl_kernel, (%s));\n    return 0;\n}\n#endif\n", a);
+    if (args.failed) s->failed = 1;
+    kl_sb_free(&args);
+}
+
 kl_status kl_cuda_render(kl_backend *b, const kl_kdesc *k, char **out)
 {
     (void)b;
@@ -308,6 +331,7 @@ kl_status kl_cuda_render(kl_backend *b, const kl_kdesc *k, char **out)
         else if (h->kind == KL_KD_REDUCE) reduce_kernel(&r, &src, bdt);
         else scatter_kernel(&r, &src, bdt);
         kl_sb_append(&src, "}\n");
+        emulation_entry(&r, &src);
         if (src.failed || bd.failed) s = kl_error(KL_ERR_MEMORY, "out of memory rendering a kernel");
         else *out = kl_sb_take(&src);
     }

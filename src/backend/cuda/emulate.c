@@ -1,0 +1,255 @@
+/* emulate.c: the CUDA backend's kernels run on the CPU, to test the CUDA
+ * renderer's logic where there is no GPU (device "cuda:emulate"). The same
+ * source NVRTC compiles is compiled by the system C++ compiler after a
+ * header that gives CUDA's names host meanings: a launch runs the grid's
+ * blocks one after another, each block as an OpenMP team of 256 threads
+ * (__syncthreads is the team's barrier, __shared__ variables are static,
+ * which is per block when blocks run one at a time), warp shuffles exchange
+ * through a per-warp array between two barriers of the warp's 32 threads,
+ * and atomics are the compiler's. Memory is host memory. Slow (a team per
+ * block), faithful to the kernels' indexing, reductions, block splits and
+ * atomics; not to timing, memory ordering subtleties or resource limits. */
+#include "backend/cuda/cuda.h"
+#include "core/error.h"
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define EMULATED_MAX_GRID 8 /* blocks per launch: enough to split reductions, few enough to be quick */
+
+static const char emulation_header[] =
+    "#define KL_EMULATE 1\n"
+    "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n#include <omp.h>\n#include <pthread.h>\n"
+    "#define __global__\n#define __device__\n#define __forceinline__ inline\n#define __launch_bounds__(n)\n"
+    "#define __restrict__ __restrict\n#define __shared__ static\n"
+    "struct kl_emu_dim { unsigned x, y, z; };\n"
+    "static thread_local kl_emu_dim threadIdx, blockIdx;\n"
+    "static kl_emu_dim gridDim, blockDim;\n"
+    "static int kl_emu_team;\n"
+    "static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }\n"
+    "static inline void __syncthreads(void) { _Pragma(\"omp barrier\") }\n"
+    "static inline void __threadfence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }\n"
+    "static uint64_t kl_emu_lanes[1024];\n"
+    "static pthread_barrier_t kl_emu_warps[32];\n"
+    "__attribute__((constructor)) static void kl_emu_init(void) {\n"
+    "    omp_set_dynamic(0);\n"
+    "    for (int w = 0; w < 32; w++) pthread_barrier_init(&kl_emu_warps[w], NULL, 32);\n"
+    "}\n"
+    "template <class T> static inline T __shfl_down_sync(unsigned, T v, int s) {\n"
+    "    const unsigned t = threadIdx.x, lane = t % 32;\n"
+    "    memcpy(&kl_emu_lanes[t], &v, sizeof v);\n"
+    "    pthread_barrier_wait(&kl_emu_warps[t / 32]);\n"
+    "    T got = v;\n"
+    "    if (lane + (unsigned)s < 32) memcpy(&got, &kl_emu_lanes[t + s], sizeof got);\n"
+    "    pthread_barrier_wait(&kl_emu_warps[t / 32]);\n"
+    "    return got;\n"
+    "}\n"
+    "template <class T> static inline T atomicCAS(T *p, T expected, T desired) {\n"
+    "    __atomic_compare_exchange(p, &expected, &desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);\n"
+    "    return expected;\n"
+    "}\n"
+    "template <class T> static inline T atomicExch(T *p, T v) {\n"
+    "    T old; __atomic_exchange(p, &v, &old, __ATOMIC_SEQ_CST); return old;\n"
+    "}\n"
+    "template <class T> static inline T atomicAdd(T *p, T v) {\n"
+    "    T old, nv; __atomic_load(p, &old, __ATOMIC_SEQ_CST);\n"
+    "    do { nv = old + v; } while (!__atomic_compare_exchange(p, &old, &nv, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));\n"
+    "    return old;\n"
+    "}\n"
+    /* the grid's blocks in turn, each a team of KL_BLOCK threads; a smaller team is refused */
+    "#define KL_EMULATE_LAUNCH(grid, fn, args) \\\n"
+    "    for (unsigned kl_b = 0; kl_b < (unsigned)(grid); kl_b++) { \\\n"
+    "        gridDim.x = (unsigned)(grid); blockDim.x = KL_BLOCK; kl_emu_team = 0; \\\n"
+    "        _Pragma(\"omp parallel num_threads(KL_BLOCK)\") \\\n"
+    "        { if (omp_get_num_threads() == KL_BLOCK) { \\\n"
+    "              blockIdx.x = kl_b; threadIdx.x = (unsigned)omp_get_thread_num(); fn args; \\\n"
+    "          } else if (omp_get_thread_num() == 0) kl_emu_team = omp_get_num_threads(); } \\\n"
+    "        if (kl_emu_team) return kl_emu_team; \\\n"
+    "    }\n";
+
+typedef int (*emulated_fn)(void *const *buf, const int64_t *iarg, const double *farg, unsigned char *ws, int grid);
+
+static kl_cuda_backend *as_cuda(kl_backend *b) { return (kl_cuda_backend *)b; }
+
+static void *emu_alloc(kl_backend *b, size_t nbytes)
+{
+    kl_cuda_backend *c = as_cuda(b);
+    size_t n = (nbytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, n ? n : 64);
+    if (!p) return NULL;
+    c->bytes_allocated += n;
+    c->bytes_in_use += n;
+    if (c->bytes_in_use > c->peak_bytes_in_use) c->peak_bytes_in_use = c->bytes_in_use;
+    return p;
+}
+
+static void emu_free(kl_backend *b, void *p, size_t nbytes)
+{
+    if (!p) return;
+    as_cuda(b)->bytes_in_use -= (nbytes + 63) / 64 * 64;
+    free(p);
+}
+
+static kl_status emu_copy(kl_backend *b, void *dst, const void *src, size_t nbytes, kl_copy_kind kind)
+{
+    (void)b; (void)kind;
+    if (nbytes) memmove(dst, src, nbytes);
+    return KL_OK;
+}
+
+static kl_status emu_fill(kl_backend *b, void *dst, size_t nbytes, uint8_t byte)
+{
+    (void)b;
+    if (nbytes) memset(dst, byte, nbytes);
+    return KL_OK;
+}
+
+static void emu_memory(kl_backend *b, kl_memory_stats *out)
+{
+    kl_cuda_backend *c = as_cuda(b);
+    memset(out, 0, sizeof *out);
+    out->bytes_allocated = c->bytes_allocated;
+    out->bytes_in_use = c->bytes_in_use;
+    out->peak_bytes_in_use = c->peak_bytes_in_use;
+}
+
+static void emu_trim(kl_backend *b) { (void)b; }
+
+static kl_status emu_toolchain(kl_backend *b, kl_lang lang, kl_toolchain *out)
+{
+    kl_cuda_backend *c = as_cuda(b);
+    if (lang != KL_LANG_KERNEL)
+        return kl_error(KL_ERR_RUNTIME, "%s: only generated kernels run here (jt.code's source is for the CPU)", b->name);
+    out->identity = "cuda-emulate|c++ -x c++ -std=c++17 -O1 -fopenmp";
+    out->prelude = c->emu_prelude;
+    out->source_ext = "cc";
+    out->key_line = "\nextern \"C\" const char kl_kernel_key[] = \"%s\";\n";
+    return KL_OK;
+}
+
+static const char *compiler(void)
+{
+    const char *cxx = getenv("KILN_CXX");
+    return cxx && *cxx ? cxx : "g++";
+}
+
+static kl_status emu_compile_start(kl_backend *b, kl_lang lang, const char *src, const char *out, kl_compile_job *job)
+{
+    (void)lang;
+    const char *argv[] = {compiler(), "-x", "c++", "-std=c++17", "-O1", "-fopenmp", "-shared", "-fPIC", "-w",
+                          "-o", out, src, NULL};
+    snprintf(job->log, sizeof job->log, "%s.log", out);
+    if (b->ctx && getenv("KILN_DEBUG")) fprintf(stderr, "[kiln] command: %s ... -o %s %s\n", argv[0], out, src);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, job->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    int rc = posix_spawnp(&job->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        job->pid = 0;
+        return kl_error(KL_ERR_RUNTIME, "%s: cannot run the C++ compiler %s: %s (set KILN_CXX)", b->name, argv[0],
+                        strerror(rc));
+    }
+    return KL_OK;
+}
+
+static kl_status emu_compile_finish(kl_backend *b, kl_compile_job *job, const char *src)
+{
+    int st = 0;
+    while (waitpid(job->pid, &st, 0) < 0)
+        if (errno != EINTR) return kl_error(KL_ERR_RUNTIME, "waiting for the compiler: %s", strerror(errno));
+    job->pid = 0;
+    char msg[3000] = "";
+    FILE *f = fopen(job->log, "r");
+    if (f) { size_t n = fread(msg, 1, sizeof msg - 1, f); msg[n] = 0; fclose(f); }
+    unlink(job->log);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return KL_OK;
+    return kl_error(KL_ERR_RUNTIME, "%s: emulated CUDA kernel compile failed; source kept at %s; compiler output:\n%s",
+                    b->name, src, msg);
+}
+
+static kl_status emu_load(kl_backend *b, const char *path, const char *key, void **handle, kl_kernel_fn *fn)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) return kl_error(KL_ERR_RUNTIME, "%s: cannot load %s: %s", b->name, path, dlerror());
+    void *entry = dlsym(h, "kl_emulate");
+    const char *k = dlsym(h, "kl_kernel_key");
+    if (!entry || !k || strcmp(k, key) != 0) {
+        dlclose(h);
+        return kl_error(KL_ERR_RUNTIME, "%s: %s is not kernel %s", b->name, path, key);
+    }
+    *handle = h;
+    *fn = (kl_kernel_fn)(uintptr_t)entry; /* an emulated_fn: launch turns it back */
+    return KL_OK;
+}
+
+static void emu_unload(kl_backend *b, void *handle)
+{
+    (void)b;
+    if (handle) dlclose(handle);
+}
+
+static kl_status emu_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a)
+{
+    kl_cuda_backend *c = as_cuda(b);
+    emulated_fn run = (emulated_fn)(uintptr_t)fn;
+    int team = run(a->buf, a->iarg, a->farg, c->emu_workspace, kl_cuda_grid(a->work, EMULATED_MAX_GRID));
+    if (team)
+        return kl_error(KL_ERR_RUNTIME, "%s: OpenMP gave a block %d threads, not %d (OMP_THREAD_LIMIT?)", b->name, team,
+                        KL_CUDA_BLOCK);
+    return KL_OK;
+}
+
+static kl_status emu_synchronize(kl_backend *b) { (void)b; return KL_OK; }
+
+static int emu_supports(kl_backend *b, const kl_pattern *p) { (void)b; (void)p; return 0; }
+
+static kl_status emu_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t bc)
+{
+    (void)p; (void)out; (void)a; (void)bp; (void)bc;
+    return kl_error(KL_ERR_RUNTIME, "%s: no library patterns", b->name);
+}
+
+kl_status kl_cuda_emulation_open(kl_cuda_backend *c)
+{
+    size_t n = strlen(emulation_header) + strlen(kl_cuda_prelude) + 1;
+    c->emu_prelude = malloc(n);
+    c->emu_workspace = calloc(1, KL_CUDA_WS_BYTES);
+    if (!c->emu_prelude || !c->emu_workspace) return kl_error(KL_ERR_MEMORY, "out of memory opening the emulator");
+    snprintf(c->emu_prelude, n, "%s%s", emulation_header, kl_cuda_prelude);
+    kl_backend_ops *o = &c->ops;
+    o->name = "cuda-emulate";
+    o->artifact = "so";
+    o->host_visible = 1;
+    o->alloc = emu_alloc;
+    o->free = emu_free;
+    o->copy = emu_copy;
+    o->fill = emu_fill;
+    o->memory = emu_memory;
+    o->trim = emu_trim;
+    o->toolchain = emu_toolchain;
+    o->compile_start = emu_compile_start;
+    o->compile_finish = emu_compile_finish;
+    o->load = emu_load;
+    o->unload = emu_unload;
+    o->launch = emu_launch;
+    o->synchronize = emu_synchronize;
+    o->supports = emu_supports;
+    o->run = emu_run;
+    return KL_OK;
+}
+
+void kl_cuda_emulation_close(kl_cuda_backend *c)
+{
+    free(c->emu_prelude);
+    free(c->emu_workspace);
+}

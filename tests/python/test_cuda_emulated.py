@@ -1,0 +1,130 @@
+"""The CUDA renderer's kernels, run (src/backend/cuda/emulate.c): on the
+"cuda-emulate" device the CUDA source NVRTC compiles is compiled for the
+host, each block an OpenMP team of 256 threads, so its indexing, warp
+reductions, block splits and atomics are checked against the CPU backend
+(and NumPy) on a machine without a GPU. Launches use at most 8 blocks, so
+each reduction form is reached by the shapes below: a thread per output
+(many outputs or short ranges), a block per output, and several blocks per
+output combined by the last to finish."""
+import numpy as np
+import pytest
+
+import kiln as jt
+from kiln import _C
+
+
+@pytest.fixture
+def emulated():
+    before = _C.device()
+    _C.set_device("cuda-emulate")
+    yield
+    _C.set_device(before)
+
+
+def on(device, fn, *arrays):
+    before = _C.device()
+    _C.set_device(device)
+    try:
+        out = fn(*[jt.array(a) for a in arrays])
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        return [o.numpy() for o in outs]
+    finally:
+        _C.set_device(before)
+
+
+def same(fn, *arrays, rtol=1e-5, atol=1e-6):
+    """fn on the emulated GPU gives the CPU backend's values."""
+    want, got = on("cpu", fn, *arrays), on("cuda-emulate", fn, *arrays)
+    for w, g in zip(want, got):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        if w.dtype.kind in "biu":
+            np.testing.assert_array_equal(g, w)
+        else:
+            np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol)
+
+
+r = np.random.default_rng(0)
+
+
+def test_vars_live_on_the_emulated_device(emulated):
+    x = jt.array(np.arange(6, dtype=np.float32))
+    assert _C.device() == "cuda-emulate"
+    np.testing.assert_array_equal((x * 2).numpy(), np.arange(6) * 2)
+
+
+def test_elementwise_with_and_without_loop_indexes():
+    a = r.standard_normal((37, 29)).astype(np.float32)
+    same(lambda x: ((x * 2 + 1).exp() * x, x.transpose() + 1, x[::3, 2:20].sigmoid(), x[:, None, :] * x[None, :5]), a)
+
+
+@pytest.mark.parametrize("shape,dims", [
+    ((10000,), None),        # one output: blocks split the range
+    ((3, 4000), 1),          # few outputs: blocks split each
+    ((100, 300), 1),         # a block per output
+    ((600, 40), 1),          # many outputs: a thread each
+    ((50, 20), 1),           # short rows: a thread each
+    ((300, 70), 0),          # columns
+    ((6, 50, 30), (0, 2)),   # reduced dims apart
+])
+@pytest.mark.parametrize("op", ["sum", "mean", "max", "min", "prod"])
+def test_reductions_in_every_form(shape, dims, op):
+    a = r.uniform(0.9, 1.1, shape).astype(np.float32)
+    same(lambda x: getattr(x, op)() if dims is None else getattr(x, op)(dims), a, rtol=1e-5)
+
+
+def test_reductions_of_other_dtypes_and_nan():
+    a = r.integers(-5, 6, (40, 300)).astype(np.int32)
+    same(lambda x: (x.sum(1), x.max(0), (x > 0).any(1), (x > -4).all(), x.int64().sum()), a)
+    b = r.standard_normal((8, 500)).astype(np.float64)
+    b[3, 7] = np.nan
+    same(lambda x: (x.max(1), x.min(), x.sum(1), x.argmax(1)[0]), b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "float16"])
+@pytest.mark.parametrize("op", ["add", "multiply", "maximum", "minimum"])
+def test_scatters_atomic_partial_and_disjoint(dtype, op):
+    a = r.uniform(0.5, 1.5, (12, 5, 40)).astype(dtype) if "float" in dtype else r.integers(1, 3, (12, 5, 40)).astype(dtype)
+    # a float16 target rounds after every update, in whichever order they land
+    rtol, atol = (2e-2, 2e-3) if dtype == "float16" else (1e-5, 1e-6)
+    same(lambda x: (x.reshape(2400).reindex_reduce(op, [7], ["i0 % 7"]),      # atomic
+                    x.reindex_reduce(op, [3, 40], ["i0 % 3", "i2"]),            # parallel over i2
+                    x.reindex_reduce(op, [12, 5], ["i0", "i1"])), a, rtol=rtol, atol=atol)  # disjoint
+
+
+def test_scatter_of_bools_and_small_ints():
+    a = r.random((30, 8)) < 0.5
+    same(lambda x: (x.reshape(240).reindex_reduce("add", [5], ["i0 % 5"]),
+                    x.int8().reshape(240).reindex_reduce("maximum", [5], ["i0 % 5"])), a)
+
+
+def test_gathers_index_checks_and_setitem(emulated):
+    x = jt.array(np.arange(20, dtype=np.float32))
+    np.testing.assert_array_equal(x[jt.array([3, 19, 0])].numpy(), [3, 19, 0])
+    with pytest.raises(IndexError):
+        x[jt.array([1, 25])].numpy()
+    y = jt.zeros(10)
+    y[2:5] = 7.0
+    np.testing.assert_array_equal(y.numpy(), [0, 0, 7, 7, 7, 0, 0, 0, 0, 0])
+
+
+def test_random_numbers_match_the_cpu():
+    def draw():
+        jt.set_global_seed(11)
+        return [jt.rand(500), jt.randn(300, dtype="float64")]
+    same(lambda: draw())
+
+
+def test_half_precision_and_bfloat16():
+    a = r.standard_normal((64, 33)).astype(np.float32)
+    same(lambda x: (x.float16() * 3, (x.float16() + 1).sum(1), x.bfloat16().exp(), x.bfloat16().max(0)), a,
+         rtol=1e-2, atol=1e-2)
+
+
+def test_a_training_step_matches_the_cpu():
+    w0 = r.standard_normal((20, 6)).astype(np.float32)
+    xs = r.standard_normal((32, 20)).astype(np.float32)
+
+    def step(w, x):
+        loss = jt.nn.cross_entropy_loss(x @ w, jt.array(np.arange(32) % 6))
+        return [loss, jt.grad(loss, w)]
+    same(step, w0, xs, rtol=1e-4, atol=1e-5)
