@@ -106,7 +106,7 @@ class _Flags:
 
     @property
     def use_cuda(self):
-        return int(_C.device().startswith("cuda"))
+        return int(_C.device() == "cuda")
 
     @use_cuda.setter
     def use_cuda(self, v):

@@ -113,12 +113,32 @@ const char *kl_code_source(const kl_var *v, int *cplusplus)
     return v->op.p.code.node->source;
 }
 
+/* A code op's kernel is host code: on a device whose memory the host cannot
+ * read, its inputs are read through host copies and its outputs written to
+ * host memory, then copied to the device (`staged`: those host outputs). */
+static kl_status stage_outputs_to_device(kl_context *ctx, kl_var *v, kl_buffer **bufs, void **staged, int no)
+{
+    kl_status s = KL_OK;
+    for (int i = 0; i < no; i++) {
+        if (!bufs[i] || !staged[i]) continue;
+        kl_buffer *d = kl_buffer_new(ctx, v->device, bufs[i]->nbytes);
+        if (!d) s = kl_error(KL_ERR_MEMORY, "code: out of memory on %s for output %d", v->device->name, i);
+        else if ((s = v->device->ops->copy(v->device, d->data, staged[i], bufs[i]->nbytes, KL_COPY_HOST_TO_DEVICE)))
+            kl_buffer_release(d);
+        else { kl_buffer_release(bufs[i]); bufs[i] = d; }
+        if (s != KL_OK) break;
+    }
+    return s;
+}
+
 kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
 {
     kl_code_node *node = v->op.p.code.node;
     node->refcount++; /* siblings computed below detach from it */
+    kl_backend *host = ctx->backends[0];
+    int staging = !v->device->ops->host_visible;
     int no = node->n_outputs, ni = v->op.n_inputs;
-    void *ptrs[2 * KL_MAX_INPUTS + 1];
+    void *ptrs[2 * KL_MAX_INPUTS + 1], *staged[KL_MAX_INPUTS] = {0};
     kl_buffer *bufs[KL_MAX_INPUTS] = {0};
     int64_t dims[KL_MAX_INPUTS * KL_MAX_DIMS], iarg[2 * KL_MAX_INPUTS * KL_MAX_DIMS];
     int nd = 0, na = 0;
@@ -131,20 +151,21 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
             dims[nd++] = iarg[na++] = size;
             numel *= size;
         }
-        bufs[i] = kl_buffer_new(ctx, v->device, (size_t)numel * kl_dtype_size(o->dtype));
+        bufs[i] = kl_buffer_new(ctx, staging ? host : v->device, (size_t)numel * kl_dtype_size(o->dtype));
         if (!bufs[i]) s = kl_error(KL_ERR_MEMORY, "code: out of memory for output %d", i);
-        else ptrs[i] = bufs[i]->data;
+        else ptrs[i] = staged[i] = bufs[i]->data;
     }
     for (int k = 0; k < ni && s == KL_OK; k++) {
         kl_var *in = v->op.inputs[k];
         if (!in->buf) s = kl_error(KL_ERR_RUNTIME, "internal: code input %d not computed", k);
-        else ptrs[no + k] = in->buf->data;
+        else if (!(ptrs[no + k] = (void *)kl_buffer_host(in->buf))) s = KL_ERR_MEMORY;
         for (int d = 0; d < in->ndim; d++) iarg[na++] = in->shape[d];
     }
     ptrs[no + ni] = dims;
     kl_launch_args la = {ptrs, iarg, NULL, no + ni + 1, na, 0, 0};
-    if (s == KL_OK) s = v->device->ops->launch(v->device, fn, &la);
+    if (s == KL_OK) s = host->ops->launch(host, fn, &la);
     if (s == KL_OK) ctx->counters.kernels_launched++;
+    if (s == KL_OK && staging) s = stage_outputs_to_device(ctx, v, bufs, staged, no);
     for (int i = 0, at = 0; i < no; i++) {
         const kl_code_output *o = &node->outs[i];
         kl_var *out = node->vars[i];
@@ -202,7 +223,7 @@ kl_status kl_code_compile(kl_context *ctx, int n, const char *const *sources, in
     kl_kernel_fn *fns = malloc((size_t)n * sizeof *fns);
     kl_status s = langs && fns ? KL_OK : kl_error(KL_ERR_MEMORY, "kl_code_compile: out of memory");
     for (int i = 0; s == KL_OK && i < n; i++) langs[i] = cplusplus ? KL_LANG_CXX : KL_LANG_C;
-    if (s == KL_OK) s = kl_jit_get_many(ctx, ctx->device, n, sources, langs, fns);
+    if (s == KL_OK) s = kl_jit_get_many(ctx, ctx->backends[0], n, sources, langs, fns); /* code runs on the host */
     free(langs);
     free(fns);
     return s;

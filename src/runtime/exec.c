@@ -268,6 +268,35 @@ static kl_status run_step(kl_context *ctx, step *st)
     return KL_OK;
 }
 
+/* Compiles a sync's new sources: generated kernels for the device, jt.code's
+ * C and C++ for the host (the CPU backend), which runs them on every device
+ * (src/ops/code.c copies a device's data through host memory). */
+static kl_status compile_sources(kl_context *ctx, kl_backend *dev, int n, const char **sources, const kl_lang *langs,
+                                 kl_kernel_fn *fns)
+{
+    kl_backend *host = ctx->backends[0];
+    int n_code = 0;
+    for (int i = 0; i < n; i++) n_code += langs[i] != KL_LANG_KERNEL;
+    if (dev == host || n_code == 0) return kl_jit_get_many(ctx, dev, n, sources, langs, fns);
+    const char **src = malloc((size_t)n * sizeof *src);
+    kl_lang *lang = malloc((size_t)n * sizeof *lang);
+    kl_kernel_fn *fn = malloc((size_t)n * sizeof *fn);
+    int *at = malloc((size_t)n * sizeof *at);
+    kl_status s = src && lang && fn && at ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory planning compiles");
+    for (int pass = 0; pass < 2 && s == KL_OK; pass++) { /* device kernels, then host code */
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if ((langs[i] != KL_LANG_KERNEL) == pass) { src[m] = sources[i]; lang[m] = langs[i]; at[m++] = i; }
+        s = kl_jit_get_many(ctx, pass ? host : dev, m, src, lang, fn);
+        for (int k = 0; s == KL_OK && k < m; k++) fns[at[k]] = fn[k];
+    }
+    free(src);
+    free(lang);
+    free(fn);
+    free(at);
+    return s;
+}
+
 /* The compile check (kl_context_set_compile_check): a kernel new to this
  * context, rendered and compiled for the check backend too, never run there. */
 static kl_status compile_check(kl_context *ctx, const kl_kdesc *kd)
@@ -428,7 +457,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
             }
         }
     }
-    if (s == KL_OK) s = kl_jit_get_many(ctx, vars[0]->device, n_src, sources, langs, fns);
+    if (s == KL_OK) s = compile_sources(ctx, vars[0]->device, n_src, sources, langs, fns);
     for (int i = 0, j = 0; s == KL_OK && i < n_steps; i++)
         if (steps[i].is_code || steps[i].compile) {
             steps[i].fn = fns[j++];

@@ -5,16 +5,17 @@ import numpy as np
 import pytest
 
 import kiln as jt
+from kiln import _C
 
 
 def _no_device():
-    before = jt.flags.use_cuda
+    before = _C.device()
     try:
         jt.flags.use_cuda = 1
     except RuntimeError as e:
         return str(e)
     finally:
-        jt.flags.use_cuda = before
+        _C.set_device(before)
     return None
 
 
@@ -24,10 +25,10 @@ pytestmark = pytest.mark.skipif(NO_DEVICE is not None, reason=f"no CUDA device: 
 
 @pytest.fixture
 def on_gpu():
-    before = jt.flags.use_cuda
+    before = _C.device()
     jt.flags.use_cuda = 1
     yield
-    jt.flags.use_cuda = before
+    _C.set_device(before)
 
 
 def close(var, want, rtol=1e-6, atol=1e-6):

@@ -128,3 +128,15 @@ def test_a_training_step_matches_the_cpu():
         loss = jt.nn.cross_entropy_loss(x @ w, jt.array(np.arange(32) % 6))
         return [loss, jt.grad(loss, w)]
     same(step, w0, xs, rtol=1e-4, atol=1e-5)
+
+
+def test_code_ops_run_on_the_host_with_the_devices_data(emulated):
+    """jt.code's C source runs on the host: inputs come through host copies,
+    outputs go back to the device, and device kernels use them (and the
+    gradient kernel) as usual."""
+    a = np.arange(6, dtype=np.float32)
+    x = jt.array(a)
+    y = jt.code(x.shape, x.dtype, [x], cpu_src="for (int i = 0; i < in0_shape0; i++) @out(i) = @in0(i) * @in0(i);",
+                cpu_grad_src=["for (int i = 0; i < in0_shape0; i++) @out(i) = @dout(i) * @in0(i) * 2;"])
+    np.testing.assert_array_equal((y + 1).numpy(), a * a + 1)
+    np.testing.assert_array_equal(jt.grad(y.sum(), x).numpy(), 2 * a)

@@ -1,14 +1,15 @@
 /* emulate.c: the CUDA backend's kernels run on the CPU, to test the CUDA
- * renderer's logic where there is no GPU (device "cuda:emulate"). The same
+ * renderer's logic where there is no GPU (device "cuda-emulate"). The same
  * source NVRTC compiles is compiled by the system C++ compiler after a
  * header that gives CUDA's names host meanings: a launch runs the grid's
  * blocks one after another, each block as an OpenMP team of 256 threads
  * (__syncthreads is the team's barrier, __shared__ variables are static,
  * which is per block when blocks run one at a time), warp shuffles exchange
  * through a per-warp array between two barriers of the warp's 32 threads,
- * and atomics are the compiler's. Memory is host memory. Slow (a team per
- * block), faithful to the kernels' indexing, reductions, block splits and
- * atomics; not to timing, memory ordering subtleties or resource limits. */
+ * and atomics are the compiler's. Memory is host memory, which the runtime
+ * reaches only through copies, as a GPU's. Slow (a team per block);
+ * faithful to the kernels' indexing, reductions, block splits and atomics,
+ * not to timing, memory ordering subtleties or resource limits. */
 #include "backend/cuda/cuda.h"
 #include "core/error.h"
 #include <dlfcn.h>
@@ -229,7 +230,7 @@ kl_status kl_cuda_emulation_open(kl_cuda_backend *c)
     kl_backend_ops *o = &c->ops;
     o->name = "cuda-emulate";
     o->artifact = "so";
-    o->host_visible = 1;
+    o->host_visible = 0; /* as a GPU: the runtime reads its memory through copies */
     o->alloc = emu_alloc;
     o->free = emu_free;
     o->copy = emu_copy;
