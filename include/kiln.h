@@ -103,6 +103,7 @@ typedef struct {
     uint64_t vars_held;          /* vars with a handle outside the graph (Python Vars) */
     uint64_t ops_alive;          /* vars holding an op: pending, or kept for backward */
     uint64_t kernels_checked;    /* kernels compiled for the compile check (kl_context_set_compile_check) */
+    uint64_t bytes_moved_to_host; /* device memory full: buffers moved to host memory (unified memory) */
 } kl_counters;
 
 /* One launch the profiler recorded: the root op (with " (library gemm)" and

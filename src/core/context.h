@@ -47,6 +47,12 @@ struct kl_context {
     int n_backends;
     struct kl_backend *device;  /* where new vars made from nothing go */
     struct kl_backend *compile_check; /* also compiles every new kernel (never runs them); NULL: off */
+    /* unified memory (src/core/residency.c): device buffers, least recently
+     * used first; the running step's number; off with KILN_UNIFIED_MEMORY=0 */
+    struct kl_buffer *lru_first, *lru_last;
+    uint64_t residency_step;
+    uint64_t residency_logged; /* the bytes moved at which the next log line is due */
+    int unified_memory;
     struct kl_backend *check_backend; /* made at the first check; kept until the context goes (the jit
                                          table holds its kernels) */
     kl_jit jit;

@@ -68,23 +68,26 @@ kl_status kl_check_shape(const char *op, int ndim, const int64_t *shape)
 
 kl_buffer *kl_buffer_new(kl_context *ctx, kl_backend *device, size_t nbytes)
 {
-    kl_buffer *b = malloc(sizeof *b);
+    kl_buffer *b = calloc(1, sizeof *b);
     if (!b) return NULL;
     b->data = device->ops->alloc(device, nbytes);
+    /* a full device: least recently used buffers move to host memory */
+    while (!b->data && kl_residency_make_room(ctx, device, nbytes)) b->data = device->ops->alloc(device, nbytes);
     if (!b->data) { free(b); return NULL; }
     b->refcount = 1;
     b->id = ++ctx->next_buffer_id;
     b->nbytes = nbytes;
     b->ctx = ctx;
     b->backend = device;
-    b->host = NULL;
+    kl_residency_track(b); /* not pinned: a step pins what it reads, and allocates its result last */
     return b;
 }
 
 void kl_buffer_release(kl_buffer *b)
 {
     if (!b || --b->refcount > 0) return;
-    b->backend->ops->free(b->backend, b->data, b->nbytes);
+    kl_residency_forget(b);
+    if (!b->evicted) b->backend->ops->free(b->backend, b->data, b->nbytes);
     free(b->host);
     free(b);
 }

@@ -34,6 +34,11 @@ typedef struct kl_buffer {
     struct kl_context *ctx;
     struct kl_backend *backend;
     void *host;              /* a host copy, for devices whose memory the host cannot read */
+    /* unified memory (residency.c), for such devices: a buffer moved to host
+     * memory when the device was full has data NULL and its bytes in host */
+    int evicted;
+    uint64_t pin;            /* the step that reads it on the device (not moved while it runs); 0: none */
+    struct kl_buffer *lru_prev, *lru_next; /* least recently used first */
 } kl_buffer;
 
 #define KL_MAX_INPUTS KL_MAX_OP_INPUTS
@@ -137,6 +142,16 @@ kl_buffer *kl_buffer_new(struct kl_context *ctx, struct kl_backend *device, size
 /* A pointer to b's contents the host can read: b's own on a host device,
  * else a copy (made once; contents never change). NULL with an error set. */
 const void *kl_buffer_host(kl_buffer *b);
+/* residency.c: b's bytes on its device for the step now running (brought
+ * back from host memory if they were moved there), marked as used. */
+kl_status kl_buffer_resident(kl_buffer *b);
+/* A new step: the buffers the last one pinned may move again. */
+void kl_residency_next_step(struct kl_context *ctx);
+/* Room for nbytes on device made by moving least recently used buffers
+ * (none pinned by the running step) to host memory; 0 when nothing moved. */
+int kl_residency_make_room(struct kl_context *ctx, struct kl_backend *device, size_t nbytes);
+void kl_residency_track(kl_buffer *b);
+void kl_residency_forget(kl_buffer *b);
 void kl_buffer_release(kl_buffer *b);
 
 #endif

@@ -137,6 +137,7 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
     node->refcount++; /* siblings computed below detach from it */
     kl_backend *host = ctx->backends[0];
     int staging = !v->device->ops->host_visible;
+    kl_residency_next_step(ctx);
     int no = node->n_outputs, ni = v->op.n_inputs;
     void *ptrs[2 * KL_MAX_INPUTS + 1], *staged[KL_MAX_INPUTS] = {0};
     kl_buffer *bufs[KL_MAX_INPUTS] = {0};

@@ -42,6 +42,9 @@ kl_status kl_context_new(kl_context **out)
     ctx->plans.check = check && *check && strcmp(check, "0") != 0;
     const char *plans = getenv("KILN_PLANS");
     ctx->plans.disabled = plans && strcmp(plans, "0") == 0;
+    const char *unified = getenv("KILN_UNIFIED_MEMORY");
+    ctx->unified_memory = !(unified && strcmp(unified, "0") == 0);
+    ctx->residency_step = 1; /* a buffer's pin 0 is no step's */
     const char *compile_check = getenv("KILN_COMPILE_CHECK");
     if (compile_check && *compile_check && (s = kl_context_set_compile_check(ctx, compile_check)) != KL_OK) {
         kl_context_free(ctx);

@@ -208,6 +208,9 @@ static kl_status run_pattern(kl_context *ctx, kl_var *v, const kl_pattern *p)
     if (!p->a->buf || (p->b && !p->b->buf)) return kl_error(KL_ERR_RUNTIME, "internal: library operand not computed");
     kl_backend *dev = v->device;
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
+    kl_residency_next_step(ctx);
+    KL_TRY(kl_buffer_resident(p->a->buf));
+    if (p->b) KL_TRY(kl_buffer_resident(p->b->buf));
     kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
     if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for a library call's result", nbytes,
                               dev->name);
@@ -238,10 +241,12 @@ static kl_status run_step(kl_context *ctx, step *st)
         return KL_OK;
     }
     void *ptrs[KL_KD_MAX_BUFS];
+    kl_residency_next_step(ctx);
     for (int i = 1; i < st->args.n_bufs; i++) {
         if (!st->args.bufs[i]->buf) return kl_error(KL_ERR_RUNTIME, "internal: kernel input b%d not computed", i);
-        ptrs[i] = st->args.bufs[i]->buf->data;
+        KL_TRY(kl_buffer_resident(st->args.bufs[i]->buf));
     }
+    for (int i = 1; i < st->args.n_bufs; i++) ptrs[i] = st->args.bufs[i]->buf->data; /* after every input is back */
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
     kl_backend *dev = v->device;
     kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
@@ -499,6 +504,7 @@ kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes)
     if (nbytes != need)
         return kl_error(KL_ERR_VALUE, "copy_to_host: destination holds %zu bytes, the var has %zu", nbytes, need);
     if (!v->buf) KL_TRY(kl_sync(&v, 1));
+    if (need && v->buf->evicted) { memcpy(dst, v->buf->host, need); return KL_OK; } /* moved to host memory */
     return need ? v->buf->backend->ops->copy(v->buf->backend, dst, v->buf->data, need, KL_COPY_DEVICE_TO_HOST) : KL_OK;
 }
 

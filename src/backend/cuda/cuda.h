@@ -109,6 +109,7 @@ typedef struct {
     /* the emulator (emulate.c) */
     char *emu_prelude;
     unsigned char *emu_workspace;
+    uint64_t emu_capacity;  /* bytes it may hand out (0: no bound) */
     uint64_t bytes_allocated, bytes_in_use, peak_bytes_in_use;
 } kl_cuda_backend;
 

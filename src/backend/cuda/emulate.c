@@ -9,7 +9,9 @@
  * and atomics are the compiler's. Memory is host memory, which the runtime
  * reaches only through copies, as a GPU's. Slow (a team per block);
  * faithful to the kernels' indexing, reductions, block splits and atomics,
- * not to timing, memory ordering subtleties or resource limits. */
+ * not to timing, memory ordering subtleties or resource limits.
+ * KILN_EMULATE_MEMORY (bytes) makes its memory that small, to test what
+ * happens when a device is full. */
 #include "backend/cuda/cuda.h"
 #include "core/error.h"
 #include <dlfcn.h>
@@ -84,6 +86,7 @@ static void *emu_alloc(kl_backend *b, size_t nbytes)
 {
     kl_cuda_backend *c = as_cuda(b);
     size_t n = (nbytes + 63) / 64 * 64;
+    if (c->emu_capacity && c->bytes_in_use + (n ? n : 64) > c->emu_capacity) return NULL; /* "device" full */
     void *p = aligned_alloc(64, n ? n : 64);
     if (!p) return NULL;
     c->bytes_allocated += n;
@@ -227,6 +230,8 @@ kl_status kl_cuda_emulation_open(kl_cuda_backend *c)
     c->emu_workspace = calloc(1, KL_CUDA_WS_BYTES);
     if (!c->emu_prelude || !c->emu_workspace) return kl_error(KL_ERR_MEMORY, "out of memory opening the emulator");
     snprintf(c->emu_prelude, n, "%s%s", emulation_header, kl_cuda_prelude);
+    const char *cap = getenv("KILN_EMULATE_MEMORY"); /* bytes: a small device, to test unified memory */
+    c->emu_capacity = cap ? strtoull(cap, NULL, 10) : 0;
     kl_backend_ops *o = &c->ops;
     o->name = "cuda-emulate";
     o->artifact = "so";
