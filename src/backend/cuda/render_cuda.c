@@ -2,7 +2,9 @@
  * as CUDA C++ for NVRTC, with the statements of render_stmt.c. Every loop
  * is grid-stride, so a kernel is correct for any grid the launcher picks.
  *
- * Element-wise kernels: one element per loop turn, the linear index split
+ * Element-wise kernels and the folds of reductions take KL_UNROLL (4)
+ * elements per thread and loop turn, a block apart so that loads stay
+ * coalesced and each thread has several in flight; the linear index is split
  * into the loop indexes only when the body reads them. Reductions choose
  * at run time, uniformly over the grid: with enough outputs to fill the
  * device (or short ranges) a thread folds one output; otherwise a block
@@ -53,14 +55,19 @@ static void map_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     char value[160];
     kl_stmt_stored(r, value, sizeof value, (kl_dtype)h->out_dtype, name(r, h->value));
     product(r, L, "n", h->dims, h->rank);
-    kl_sb_printf(L, "    " GRID_LOOP("li", "n") " {\n");
+    /* KL_UNROLL elements per thread and turn, a block apart (coalesced), so
+     * that each thread has several loads in flight */
+    kl_sb_printf(L, "    for (int64_t base = (int64_t)blockIdx.x * (KL_BLOCK * KL_UNROLL) + threadIdx.x; base < n;\n"
+                    "         base += (int64_t)gridDim.x * (KL_BLOCK * KL_UNROLL)) {\n"
+                    "    #pragma unroll\n    for (int u = 0; u < KL_UNROLL; u++) {\n"
+                    "        const int64_t li = base + u * KL_BLOCK;\n        if (li >= n) break;\n");
     if (h->uses_loops && h->rank > 0) {
         int all[KL_MAX_DIMS];
         for (int d = 0; d < h->rank; d++) all[d] = d;
         kl_sb_printf(L, "        int64_t rest = li;\n");
         split_index(r, L, all, h->rank, "rest");
     }
-    kl_sb_printf(L, "%s        out[li] = %s;\n    }\n", bd, value);
+    kl_sb_printf(L, "%s        out[li] = %s;\n    }\n    }\n", bd, value);
 }
 
 /* ---- reduce ---- */
@@ -76,7 +83,9 @@ static void fold_range(const renderer *r, kl_strbuf *L, const reduce_parts *p, c
                        const char *bd)
 {
     kl_sb_printf(L, "        %s a = %s; int n = 0; (void)n;\n", p->acc.acc_type, p->acc.identity);
-    kl_sb_printf(L, "        for (int64_t ri = %s; ri < rn; ri += %s) {\n", from, step);
+    kl_sb_printf(L, "        for (int64_t r0 = %s; r0 < rn; r0 += (%s) * KL_UNROLL) {\n"
+                    "        #pragma unroll\n        for (int u = 0; u < KL_UNROLL; u++) {\n"
+                    "        const int64_t ri = r0 + u * (%s);\n        if (ri >= rn) break;\n", from, step, step);
     if (p->flat) {
         kl_sb_printf(L, "        const int64_t li = ko * rn + ri;\n");
     } else {
@@ -86,7 +95,7 @@ static void fold_range(const renderer *r, kl_strbuf *L, const reduce_parts *p, c
         kl_stmt_loop_offset(r, L);
         kl_sb_printf(L, "; (void)li;\n");
     }
-    kl_sb_printf(L, "%s        %s%s\n        }\n", bd, p->fold, p->nanfold);
+    kl_sb_printf(L, "%s        %s%s\n        }\n        }\n", bd, p->fold, p->nanfold);
 }
 
 /* a, n of this warp's threads combined into lane 0's. */
