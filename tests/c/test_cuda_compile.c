@@ -4,8 +4,9 @@
  * columns and everything, a split float16 reduction and scatters (atomic
  * and disjoint) each compile to PTX; a second context on the same cache
  * compiles none; an unknown backend and a missing NVRTC are clear errors;
- * launches size their grid to the work, within the workspace's bound.
- * Skipped, saying why, where NVRTC is missing. */
+ * launches size their grid to the work, within the workspace's bound; a
+ * row-major product becomes the column-major call cuBLAS receives. The
+ * NVRTC tests are skipped, saying why, where NVRTC is missing. */
 #include "check.h"
 
 #include "backend/cuda/cuda.h"
@@ -98,8 +99,50 @@ static void test_grid_sizes(void)
     CHECK_EQ_INT(kl_cuda_grid(5, 0), 1);
 }
 
+/* BLAS's column-major gemm, as cuBLAS computes it: X(i, j) is X[i + j * ld]. */
+static void column_major_gemm(int op_a, int op_b, int m, int n, int k, const double *A, int lda, const double *B,
+                              int ldb, double *C, int ldc)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int l = 0; l < k; l++)
+                s += (op_a ? A[l + i * lda] : A[i + l * lda]) * (op_b ? B[j + l * ldb] : B[l + j * ldb]);
+            C[i + j * ldc] = s;
+        }
+}
+
+/* kiln's row-major products, each flag and padded leading dimensions, give
+ * the same values through the column-major call cuBLAS receives. */
+static void test_cublas_call_is_the_row_major_product(void)
+{
+    enum { M = 3, N = 5, K = 4, PAD = 2 };
+    uint64_t seed = 7;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            kl_gemm_shape g = {.trans_a = ta, .trans_b = tb, .m = M, .n = N, .k = K,
+                               .lda = (ta ? M : K) + PAD, .ldb = (tb ? K : N) + PAD, .ldc = N + PAD};
+            double A[(K + PAD) * (M + PAD)], B[(K + PAD) * (N + PAD)], C[M * (N + PAD)], want[M * N];
+            for (size_t i = 0; i < sizeof A / sizeof *A; i++) A[i] = check_rand01(&seed) - 0.5;
+            for (size_t i = 0; i < sizeof B / sizeof *B; i++) B[i] = check_rand01(&seed) - 0.5;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int l = 0; l < K; l++)
+                        s += (ta ? A[l * g.lda + i] : A[i * g.lda + l]) * (tb ? B[j * g.ldb + l] : B[l * g.ldb + j]);
+                    want[i * N + j] = s;
+                }
+            kl_cublas_call c = kl_cublas_gemm_call(&g);
+            column_major_gemm(c.op_first, c.op_second, c.m, c.n, c.k, B, c.ld_first, A, c.ld_second, C, c.ld_out);
+            double got[M * N];
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) got[i * N + j] = C[i * g.ldc + j];
+            CHECK_ARRAY_CLOSE(got, want, M * N, 1e-12, 1e-12, ta ? (tb ? "A^T B^T" : "A^T B") : (tb ? "A B^T" : "A B"));
+        }
+}
+
 /* partials (8 B), NaN flags and counters (4 B each) for every block of the largest grid */
 _Static_assert(KL_CUDA_WS_BYTES >= KL_CUDA_MAX_GRID * 16, "the workspace holds a split reduction of the largest grid");
 
 CHECK_MAIN(TEST(test_every_family_compiles_for_cuda), TEST(test_unknown_backend_and_missing_nvrtc_are_errors),
-           TEST(test_grid_sizes))
+           TEST(test_grid_sizes), TEST(test_cublas_call_is_the_row_major_product))

@@ -51,6 +51,28 @@ kl_status kl_nvrtc_compile(kl_nvrtc *n, const char *source, const char *name, co
 /* Forgets n (the library itself stays loaded: see nvrtc.c). */
 void kl_nvrtc_unload(kl_nvrtc *n);
 
+/* cuBLAS (cublas.c), loaded at the first product on a device */
+typedef struct {
+    void *lib, *handle;
+    int tried;
+    int (*create)(void **);
+    int (*destroy)(void *);
+    int (*set_stream)(void *, void *);
+    int (*set_math)(void *, int);
+    int (*sgemm)(void *, int, int, int, int, int, const float *, const float *, int, const float *, int,
+                 const float *, float *, int);
+    int (*dgemm)(void *, int, int, int, int, int, const double *, const double *, int, const double *, int,
+                 const double *, double *, int);
+} kl_cublas;
+
+/* A row-major product as cuBLAS's column-major call: the first operand is
+ * kiln's B, the second its A, and m, n swapped. */
+typedef struct {
+    int op_first, op_second; /* 0: as stored, 1: transposed */
+    int m, n, k, ld_first, ld_second, ld_out;
+} kl_cublas_call;
+kl_cublas_call kl_cublas_gemm_call(const kl_gemm_shape *g);
+
 /* The driver API (driver.c): handles are void *, device pointers uint64_t,
  * results int (0: success). */
 typedef struct {
@@ -106,6 +128,7 @@ typedef struct {
     int device, sms, max_grid, record_registered;
     void *context, *stream, *pool;
     uint64_t workspace;     /* KL_CUDA_WS_BYTES, counters zero */
+    kl_cublas cublas;
     /* the emulator (emulate.c) */
     char *emu_prelude;
     unsigned char *emu_workspace;
@@ -128,6 +151,9 @@ kl_status kl_cuda_device_load(kl_cuda_backend *c, const void *image, const char 
 void kl_cuda_device_unload(kl_cuda_backend *c, void *handle);
 kl_status kl_cuda_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a);
 kl_status kl_cuda_synchronize(kl_backend *b);
+int kl_cuda_supports(kl_backend *b, const kl_pattern *p);
+kl_status kl_cuda_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t bc);
+void kl_cublas_close(kl_cuda_backend *c);
 
 /* emulate.c: the kernels run on the CPU (device "cuda-emulate") */
 kl_status kl_cuda_emulation_open(kl_cuda_backend *c);

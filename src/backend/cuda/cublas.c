@@ -1,0 +1,102 @@
+/* cublas.c: matrix products on the device with cuBLAS, loaded with dlopen
+ * at the first product (libcublas.so.13, then .12; KILN_CUBLAS=0 turns it
+ * off and products run as generated kernels). TF32 stays off unless
+ * KILN_TF32=1: float32 products keep float32's accuracy by default.
+ *
+ * kiln's products are row-major, cuBLAS's column-major: a row-major
+ * C[m, n] = op(A) op(B) is the column-major C^T[n, m] = op(B)^T op(A)^T,
+ * so the call swaps the operands and the two sizes and keeps each
+ * operand's transpose flag and leading dimension (kl_cublas_gemm_call). */
+#include "backend/cuda/cuda.h"
+#include "core/error.h"
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OP_N = 0, OP_T = 1, MATH_DEFAULT = 0, MATH_TF32 = 3 };
+
+kl_cublas_call kl_cublas_gemm_call(const kl_gemm_shape *g)
+{
+    kl_cublas_call c = {
+        .op_first = g->trans_b ? OP_T : OP_N, .op_second = g->trans_a ? OP_T : OP_N,
+        .m = g->n, .n = g->m, .k = g->k, .ld_first = g->ldb, .ld_second = g->lda, .ld_out = g->ldc,
+    };
+    return c;
+}
+
+static int cublas_load(kl_cuda_backend *c)
+{
+    kl_cublas *b = &c->cublas;
+    if (b->tried) return b->handle != NULL;
+    b->tried = 1;
+    const char *env = getenv("KILN_CUBLAS");
+    if (env && strcmp(env, "0") == 0) return 0;
+    const char *names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
+    for (size_t i = 0; i < sizeof names / sizeof *names && !b->lib; i++) b->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!b->lib) return 0;
+    *(void **)&b->create = dlsym(b->lib, "cublasCreate_v2");
+    *(void **)&b->destroy = dlsym(b->lib, "cublasDestroy_v2");
+    *(void **)&b->set_stream = dlsym(b->lib, "cublasSetStream_v2");
+    *(void **)&b->set_math = dlsym(b->lib, "cublasSetMathMode");
+    *(void **)&b->sgemm = dlsym(b->lib, "cublasSgemm_v2");
+    *(void **)&b->dgemm = dlsym(b->lib, "cublasDgemm_v2");
+    if (!b->create || !b->destroy || !b->set_stream || !b->set_math || !b->sgemm || !b->dgemm) return 0;
+    if (b->create(&b->handle) != 0) { b->handle = NULL; return 0; }
+    const char *tf32 = getenv("KILN_TF32");
+    b->set_math(b->handle, tf32 && strcmp(tf32, "1") == 0 ? MATH_TF32 : MATH_DEFAULT);
+    b->set_stream(b->handle, c->stream); /* products are ordered with the kernels */
+    return 1;
+}
+
+int kl_cuda_supports(kl_backend *b, const kl_pattern *p)
+{
+    kl_cuda_backend *c = (kl_cuda_backend *)b;
+    return p->kind == KL_PATTERN_GEMM && (p->dtype == KL_FLOAT32 || p->dtype == KL_FLOAT64) && cublas_load(c);
+}
+
+kl_status kl_cuda_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t bc)
+{
+    (void)bc;
+    kl_cuda_backend *c = (kl_cuda_backend *)b;
+    kl_cublas *cb = &c->cublas;
+    if (p->kind != KL_PATTERN_GEMM || !cublas_load(c))
+        return kl_error(KL_ERR_RUNTIME, "internal: %s was asked for a library call it does not run", b->name);
+    c->drv.ctx_set_current(c->context);
+    const kl_gemm_shape *g = &p->gemm;
+    kl_cublas_call k = kl_cublas_gemm_call(g);
+    size_t size = p->dtype == KL_FLOAT64 ? 8 : 4;
+    int64_t count = 1;
+    for (int i = 0; i < g->n_batch; i++) count *= g->batch_size[i];
+    for (int64_t t = 0; t < count; t++) {
+        int64_t rest = t, oa = 0, ob = 0, oc = 0;
+        for (int i = g->n_batch - 1; i >= 0; i--) {
+            int64_t idx = rest % g->batch_size[i];
+            rest /= g->batch_size[i];
+            oa += idx * g->batch_a[i]; ob += idx * g->batch_b[i]; oc += idx * g->batch_c[i];
+        }
+        const char *A = (const char *)a + oa * (int64_t)size, *B = (const char *)bp + ob * (int64_t)size;
+        char *C = (char *)out + oc * (int64_t)size;
+        int rc;
+        if (p->dtype == KL_FLOAT32) {
+            const float one = 1, zero = 0;
+            rc = cb->sgemm(cb->handle, k.op_first, k.op_second, k.m, k.n, k.k, &one, (const float *)B, k.ld_first,
+                           (const float *)A, k.ld_second, &zero, (float *)C, k.ld_out);
+        } else {
+            const double one = 1, zero = 0;
+            rc = cb->dgemm(cb->handle, k.op_first, k.op_second, k.m, k.n, k.k, &one, (const double *)B, k.ld_first,
+                           (const double *)A, k.ld_second, &zero, (double *)C, k.ld_out);
+        }
+        if (rc != 0)
+            return kl_error(KL_ERR_RUNTIME, "%s: cuBLAS gemm (%d x %d x %d) failed with status %d", b->name, g->m, g->n,
+                            g->k, rc);
+    }
+    return KL_OK;
+}
+
+void kl_cublas_close(kl_cuda_backend *c)
+{
+    kl_cublas *b = &c->cublas;
+    if (b->handle) b->destroy(b->handle);
+    b->handle = NULL;
+}
