@@ -66,6 +66,22 @@ st = torch.from_numpy(s_np).to(dev) if torch else None
 t_t = torch_time(lambda: torch.softmax(st, 1)) if torch else None
 line("softmax 16384x4096", t_k, t_t)
 
+# matmul 8192^3 in float32 (cuBLAS on both sides, TF32 off on both)
+m_np = np.random.RandomState(2).standard_normal((8192, 8192)).astype(np.float32)
+ma, mb = jt.array(m_np), jt.array(m_np.T.copy())
+
+
+def kiln_matmul():
+    (ma @ mb).sync()
+    jt.sync_all(True)
+
+
+t_k = median_time(kiln_matmul, repeat=5, warmup=2)
+if torch:
+    ta, tb = torch.from_numpy(m_np).to(dev), torch.from_numpy(m_np.T.copy()).to(dev)
+t_t = torch_time(lambda: ta @ tb) if torch else None
+line("matmul 8192^3 float32", t_k, t_t, f"{2 * 8192 ** 3 / t_k / 1e12:.1f} TFLOP/s")
+
 # tiny-op overhead: one add of two 1-element vars, read back
 a, b = jt.array([1.0]), jt.array([2.0])
 t_k = median_time(lambda: (a + b).item(), repeat=200)

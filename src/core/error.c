@@ -5,9 +5,11 @@
 #include <stdio.h>
 
 static _Thread_local char last_error[2048];
+static _Thread_local kl_status last_status;
 
 kl_status kl_error(kl_status status, const char *fmt, ...)
 {
+    last_status = status;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
@@ -16,6 +18,8 @@ kl_status kl_error(kl_status status, const char *fmt, ...)
 }
 
 const char *kl_last_error(void) { return last_error; }
+
+kl_status kl_last_status(void) { return last_status; }
 
 const char *kl_status_name(kl_status s)
 {

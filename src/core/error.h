@@ -8,6 +8,10 @@
 kl_status kl_error(kl_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The status of the last kl_error on this thread (a device's failed
+ * allocation says with it whether the device was full or failed). */
+kl_status kl_last_status(void);
+
 /* At the C API boundary: a NULL pointer argument is an error naming the
  * function and the argument, never a crash. */
 #define KL_ARG(p, fn, what) \

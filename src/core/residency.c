@@ -69,7 +69,8 @@ static int move_to_host(kl_buffer *b)
 
 int kl_residency_make_room(kl_context *ctx, kl_backend *device, size_t nbytes)
 {
-    if (!ctx->unified_memory || device->ops->host_visible) return 0;
+    /* only a full device: a failing one keeps its error */
+    if (!ctx->unified_memory || device->ops->host_visible || kl_last_status() != KL_ERR_MEMORY) return 0;
     size_t moved = 0;
     int n = 0;
     for (kl_buffer *b = ctx->lru_first, *next; b && moved < nbytes; b = next) {

@@ -200,9 +200,15 @@ kl_status kl_context_set_device(kl_context *ctx, const char *name)
             ctx->device = ctx->backends[i];
             return KL_OK;
         }
-    if (strncmp(name, "cuda", 4) == 0) { /* opened at first use; the error says what is missing */
+    int emulate = strcmp(name, "cuda-emulate") == 0;
+    if (emulate || strcmp(name, "cuda") == 0 || strcmp(name, "cuda:0") == 0) { /* opened at first use */
+        for (int i = 0; i < ctx->n_backends; i++) /* "cuda:0" is the device "cuda" */
+            if (!emulate && strcmp(ctx->backends[i]->name, "cuda") == 0) {
+                ctx->device = ctx->backends[i];
+                return KL_OK;
+            }
         kl_backend *b = NULL;
-        KL_TRY(kl_cuda_backend_new(ctx, strcmp(name, "cuda-emulate") == 0 ? KL_CUDA_EMULATE : KL_CUDA_DEVICE, &b));
+        KL_TRY(kl_cuda_backend_new(ctx, emulate ? KL_CUDA_EMULATE : KL_CUDA_DEVICE, &b)); /* or says what is missing */
         kl_status s = kl_context_add_backend(ctx, b);
         if (s != KL_OK) { b->ops->destroy(b); return s; }
         ctx->device = b;

@@ -202,6 +202,13 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     return s;
 }
 
+/* A failed allocation on a device (which says why) that was not for want of
+ * memory: a fault of an earlier kernel, say; its message stands. */
+static int device_failed(const kl_backend *dev)
+{
+    return !dev->ops->host_visible && kl_last_status() == KL_ERR_RUNTIME;
+}
+
 /* A library call of v's device computes v from the pattern's two operands. */
 static kl_status run_pattern(kl_context *ctx, kl_var *v, const kl_pattern *p)
 {
@@ -212,6 +219,7 @@ static kl_status run_pattern(kl_context *ctx, kl_var *v, const kl_pattern *p)
     KL_TRY(kl_buffer_resident(p->a->buf));
     if (p->b) KL_TRY(kl_buffer_resident(p->b->buf));
     kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
+    if (!out && device_failed(dev)) return KL_ERR_RUNTIME;
     if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for a library call's result", nbytes,
                               dev->name);
     kl_status s = dev->ops->run(dev, p, out->data, p->a->buf->data, p->b ? p->b->buf->data : NULL,
@@ -250,6 +258,7 @@ static kl_status run_step(kl_context *ctx, step *st)
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
     kl_backend *dev = v->device;
     kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
+    if (!out && device_failed(dev)) return KL_ERR_RUNTIME;
     if (!out) {
         kl_memory_stats m;
         dev->ops->memory(dev, &m);

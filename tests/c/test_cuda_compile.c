@@ -92,9 +92,9 @@ static void test_unknown_backend_and_missing_nvrtc_are_errors(void)
 static void test_grid_sizes(void)
 {
     CHECK_EQ_INT(kl_cuda_grid(1, 1056), 1);           /* a tiny kernel: one block */
-    CHECK_EQ_INT(kl_cuda_grid(256, 1056), 1);
-    CHECK_EQ_INT(kl_cuda_grid(257, 1056), 2);
-    CHECK_EQ_INT(kl_cuda_grid(1 << 20, 1056), 1056);  /* large: every resident block, grid-stride beyond */
+    CHECK_EQ_INT(kl_cuda_grid(1024, 1056), 1);        /* a block takes 256 threads x 4 elements */
+    CHECK_EQ_INT(kl_cuda_grid(1025, 1056), 2);
+    CHECK_EQ_INT(kl_cuda_grid(1 << 22, 1056), 1056);  /* large: every resident block, grid-stride beyond */
     CHECK_EQ_INT(kl_cuda_grid(0, 1056), 1056);        /* unknown work */
     CHECK_EQ_INT(kl_cuda_grid(5, 0), 1);
 }

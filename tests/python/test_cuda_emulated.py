@@ -72,6 +72,11 @@ def test_reductions_in_every_form(shape, dims, op):
     same(lambda x: getattr(x, op)() if dims is None else getattr(x, op)(dims), a, rtol=1e-5)
 
 
+def test_empty_reductions():
+    same(lambda x: (x.sum(1), x.mean(0)), np.zeros((0, 100), np.float32))   # no outputs (a kernel of no blocks' work)
+    same(lambda x: (x.sum(1), x.prod(1)), np.zeros((3, 0), np.float32))      # empty ranges: the identities
+
+
 def test_reductions_of_other_dtypes_and_nan():
     a = r.integers(-5, 6, (40, 300)).astype(np.int32)
     same(lambda x: (x.sum(1), x.max(0), (x > 0).any(1), (x > -4).all(), x.int64().sum()), a)

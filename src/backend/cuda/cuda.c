@@ -112,7 +112,7 @@ static kl_status cuda_compile_start(kl_backend *b, kl_lang lang, const char *src
         snprintf(job->log, sizeof job->log, "%s", kl_last_error());
         return KL_OK; /* compile_finish reports it, naming the kept source */
     }
-    if (size && image[size - 1] == 0) size--; /* PTX is text: no closing NUL in the file */
+    if (strncmp(c->arch, "compute_", 8) == 0 && size && image[size - 1] == 0) size--; /* PTX is text: no NUL */
     FILE *f = fopen(out, "wb");
     int ok = f && fwrite(image, 1, size, f) == size;
     if (f && fclose(f) != 0) ok = 0;

@@ -17,6 +17,7 @@
 #include "backend/backend.h"
 
 #define KL_CUDA_BLOCK 256
+#define KL_CUDA_UNROLL 4      /* elements a thread takes per loop turn */
 #define KL_CUDA_MAX_GRID 4096 /* blocks a launch may use: the workspace is sized for it */
 #define KL_CUDA_WS_BYTES (KL_CUDA_MAX_GRID * 16)
 
@@ -159,8 +160,8 @@ void kl_cublas_close(kl_cuda_backend *c);
 kl_status kl_cuda_emulation_open(kl_cuda_backend *c);
 void kl_cuda_emulation_close(kl_cuda_backend *c);
 
-/* The blocks a launch over `work` elements uses: enough for one element
- * per thread, at most max_grid (0 work: unknown, max_grid). */
+/* The blocks a launch over `work` elements uses: enough for KL_CUDA_UNROLL
+ * elements per thread, at most max_grid (0 work: unknown, max_grid). */
 int kl_cuda_grid(int64_t work, int max_grid);
 
 extern const char kl_cuda_prelude[];

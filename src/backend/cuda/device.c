@@ -15,7 +15,7 @@
 #include <string.h>
 
 enum { /* the driver's enum values this file uses */
-    ATTR_SM_COUNT = 16, ATTR_CC_MAJOR = 75, ATTR_CC_MINOR = 76,
+    ATTR_SM_COUNT = 16, ATTR_CC_MAJOR = 75, ATTR_CC_MINOR = 76, ATTR_HOST_POINTER_FOR_REGISTERED = 91,
     POOL_RELEASE_THRESHOLD = 4, POOL_RESERVED_CURRENT = 5, POOL_USED_CURRENT = 7, POOL_USED_HIGH = 8,
     STREAM_NON_BLOCKING = 1, HOST_REGISTER_DEVICEMAP = 2, ERROR_OUT_OF_MEMORY = 2,
     BLOCKS_PER_SM = 8 /* 256-thread blocks resident on one SM (2048 threads) */
@@ -45,7 +45,8 @@ int kl_cuda_grid(int64_t work, int max_grid)
 {
     if (max_grid < 1) max_grid = 1;
     if (work <= 0) return max_grid;
-    int64_t blocks = (work + KL_CUDA_BLOCK - 1) / KL_CUDA_BLOCK;
+    const int64_t per_block = (int64_t)KL_CUDA_BLOCK * KL_CUDA_UNROLL;
+    int64_t blocks = (work + per_block - 1) / per_block;
     return blocks < max_grid ? (int)blocks : max_grid;
 }
 
@@ -74,6 +75,12 @@ kl_status kl_cuda_device_open(kl_cuda_backend *c)
     /* index checks write their first failure into the context's record: the
      * device writes it through the same address (unified addressing) */
     kl_context *ctx = c->base.ctx;
+    int same_address = 0;
+    d->device_attribute(&same_address, ATTR_HOST_POINTER_FOR_REGISTERED, c->device);
+    if (ctx && !same_address)
+        return kl_error(KL_ERR_RUNTIME, "use_cuda: this device cannot use registered host memory at its host "
+                        "address, which kiln's index checks need (CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_"
+                        "REGISTERED_MEM is 0)");
     if (ctx) {
         KL_TRY(cu_check(c, d->host_register(ctx->index_error, sizeof ctx->index_error, HOST_REGISTER_DEVICEMAP),
                         "registering the index-check record"));
@@ -202,6 +209,7 @@ void kl_cuda_device_unload(kl_cuda_backend *c, void *handle)
     cuda_kernel *k = handle;
     if (!k) return;
     as_cuda(&c->base);
+    c->drv.stream_sync(c->stream); /* no queued launch of it left */
     c->drv.module_unload(k->module);
     free(k);
 }

@@ -57,8 +57,12 @@ kl_status kl_cuda_driver_load(kl_cuda_driver *d)
     BIND(module_function, "cuModuleGetFunction");
     BIND(module_global, "cuModuleGetGlobal_v2");
     BIND(launch, "cuLaunchKernel");
-    if (ok && d->init(0) != 0) {
-        snprintf(d->why, sizeof d->why, "cuInit failed: the driver is installed but not working");
+    int rc = ok ? d->init(0) : 0;
+    if (rc != 0) {
+        const char *what = NULL;
+        d->error_string(rc, &what);
+        snprintf(d->why, sizeof d->why, "cuInit failed: %s (CUDA error %d)%s", what ? what : "unknown error", rc,
+                 rc == 100 ? ": no CUDA device is visible" : "");
         ok = 0;
     }
     if (!ok) {

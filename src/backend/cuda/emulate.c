@@ -86,7 +86,11 @@ static void *emu_alloc(kl_backend *b, size_t nbytes)
 {
     kl_cuda_backend *c = as_cuda(b);
     size_t n = (nbytes + 63) / 64 * 64;
-    if (c->emu_capacity && c->bytes_in_use + (n ? n : 64) > c->emu_capacity) return NULL; /* "device" full */
+    if (c->emu_capacity && c->bytes_in_use + (n ? n : 64) > c->emu_capacity) { /* the "device" is full */
+        kl_error(KL_ERR_MEMORY, "%s: out of memory: %zu bytes asked, %llu of %llu in use", b->name, nbytes,
+                 (unsigned long long)c->bytes_in_use, (unsigned long long)c->emu_capacity);
+        return NULL;
+    }
     void *p = aligned_alloc(64, n ? n : 64);
     if (!p) return NULL;
     c->bytes_allocated += n;

@@ -29,7 +29,7 @@ const char kl_cuda_prelude[] =
     "#define KL_FN static __device__ __forceinline__\n"
     "#define KL_BLOCK " KL_STR(KL_CUDA_BLOCK) "\n"
     "#define KL_MAX_GRID " KL_STR(KL_CUDA_MAX_GRID) "\n"
-    "#define KL_UNROLL 4\n"
+    "#define KL_UNROLL " KL_STR(KL_CUDA_UNROLL) "\n"
     "#ifndef KL_EMULATE\n"
     "KL_FN float kl_f16_load(uint16_t h) { float f; asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h)); return f; }\n"
     "KL_FN uint16_t kl_f16_store(float f) { uint16_t h; asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f)); return h; }\n"

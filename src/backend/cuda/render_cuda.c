@@ -74,7 +74,7 @@ static void map_kernel(const renderer *r, kl_strbuf *L, const char *bd)
 
 typedef struct {
     kl_reduce_acc acc;
-    char fold[256], nanfold[256], merge[160], final[256], off[2048];
+    char fold[256], nanfold[256], merge[160], final[256], off[8192];
     int kept[KL_MAX_DIMS], red[KL_MAX_DIMS], nk, nr, flat; /* flat: li = ko * rn + r */
 } reduce_parts;
 
@@ -136,6 +136,7 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     kl_stmt_stored(r, p->final, sizeof p->final, out_t, value);
     kl_strbuf offb = {0};
     kl_stmt_index_expr(r, &offb, h->target, 1);
+    if (offb.len >= sizeof p->off) L->failed = 1; /* reported as a failed render, never a cut expression */
     snprintf(p->off, sizeof p->off, "%s", offb.data ? offb.data : "0");
     kl_sb_free(&offb);
 
@@ -151,8 +152,8 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     split_index(r, L, p->kept, p->nk, "rest_k");
     fold_range(r, L, p, "0", "1", bd);
     kl_sb_printf(L, "        out[%s] = %s;\n    }\n    return;\n    }\n", p->off, p->final);
-    /* a block per output, or G blocks per output */
-    kl_sb_printf(L, "    const int64_t G = kn >= gridDim.x ? 1 : gridDim.x / kn;\n");
+    /* a block per output, or G blocks per output (none: nothing to do) */
+    kl_sb_printf(L, "    if (kn == 0) return;\n    const int64_t G = kn >= gridDim.x ? 1 : gridDim.x / kn;\n");
     kl_sb_printf(L, "    for (int64_t w = blockIdx.x; w < kn * G; w += gridDim.x) {\n");
     kl_sb_printf(L, "        const int64_t ko = w / G, g = w %% G;\n        int64_t rest_k = ko; (void)rest_k;\n");
     split_index(r, L, p->kept, p->nk, "rest_k");
