@@ -67,6 +67,7 @@ typedef struct {
     pid_t pid;       /* a compiler process, or 0 when compile_start did the work */
     int status;      /* set by compile_start when it compiled in-process */
     char log[4200];  /* its output file */
+    void *work;      /* a backend's own state of a compile it runs in-process (a thread) */
 } kl_compile_job;
 
 /* ---- library patterns ---- */

@@ -108,6 +108,7 @@ typedef struct {
     kl_plan *plan;     /* a fused kernel's plan; its fn is set once compiled */
     int compile;       /* the plan's source goes to this sync's compile batch */
     kl_kernel_fn fn;
+    char *check_source; /* the compile check's rendering of a new plan (malloc'd) */
     launch_args args;  /* last: ~5 KB, filled only for fused kernels */
 } step;
 
@@ -311,17 +312,22 @@ static kl_status compile_sources(kl_context *ctx, kl_backend *dev, int n, const 
     return s;
 }
 
-/* The compile check (kl_context_set_compile_check): a kernel new to this
- * context, rendered and compiled for the check backend too, never run there. */
-static kl_status compile_check(kl_context *ctx, const kl_kdesc *kd)
+/* The compile check (kl_context_set_compile_check): the sync's new kernels,
+ * rendered for the check backend when planned, compiled there together
+ * (in parallel) when the sync's planning succeeded, never run; each
+ * rendering is freed either way. */
+static kl_status compile_check(kl_context *ctx, step *steps, int n_steps, int compile)
 {
-    kl_backend *c = ctx->compile_check;
-    char *text = NULL;
-    kl_kernel_fn fn = NULL;
-    kl_status s = c->ops->render(c, kd, &text);
-    const char *source = text;
-    if (s == KL_OK) s = kl_jit_get_many(ctx, c, 1, &source, NULL, &fn);
-    free(text);
+    const char **sources = malloc((size_t)(n_steps ? n_steps : 1) * sizeof *sources);
+    kl_kernel_fn *fns = malloc((size_t)(n_steps ? n_steps : 1) * sizeof *fns);
+    kl_status s = sources && fns ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory checking kernels");
+    int n = 0;
+    for (int i = 0; i < n_steps && s == KL_OK; i++)
+        if (steps[i].check_source) sources[n++] = steps[i].check_source;
+    if (s == KL_OK && n && compile) s = kl_jit_get_many(ctx, ctx->compile_check, n, sources, NULL, fns);
+    for (int i = 0; i < n_steps; i++) { free(steps[i].check_source); steps[i].check_source = NULL; }
+    free(sources);
+    free(fns);
     return s;
 }
 
@@ -349,7 +355,7 @@ static kl_status build_step(kl_context *ctx, step *st)
         s = dev->ops->render(dev, kd, &text);
         if (s == KL_OK) p = kl_plan_insert(&ctx->plans, dev, kd, text);
         if (s == KL_OK && !p) s = kl_error(KL_ERR_MEMORY, "out of memory recording a kernel's plan");
-        if (s == KL_OK && ctx->compile_check) s = compile_check(ctx, kd);
+        if (s == KL_OK && ctx->compile_check) s = ctx->compile_check->ops->render(ctx->compile_check, kd, &st->check_source);
     }
     free(text);
     if (s == KL_OK) {
@@ -472,6 +478,10 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
         }
     }
     if (s == KL_OK) s = compile_sources(ctx, vars[0]->device, n_src, sources, langs, fns);
+    if (ctx->compile_check) {
+        kl_status cs = compile_check(ctx, steps, n_steps, s == KL_OK); /* frees the renderings in any case */
+        if (s == KL_OK) s = cs;
+    }
     for (int i = 0, j = 0; s == KL_OK && i < n_steps; i++)
         if (steps[i].is_code || steps[i].compile) {
             steps[i].fn = fns[j++];

@@ -7,6 +7,7 @@
  * has none; that form allocates nothing and runs nothing. */
 #include "backend/cuda/cuda.h"
 #include "core/error.h"
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,39 +95,75 @@ static char *read_file(const char *path, size_t *size)
     return data;
 }
 
-/* NVRTC runs in this process: the compile is done when compile_start returns. */
+/* One NVRTC compile on a thread of its own (NVRTC compiles several
+ * programs at once safely), so the jit's parallel compiles run in parallel
+ * here too. Its message is kept: kl_error's is per thread. */
+typedef struct {
+    pthread_t thread;
+    kl_nvrtc *nvrtc;
+    char arch[16];
+    char src[4200], out[4200];
+    int failed;
+    char message[4200];
+} compile_work;
+
+static void *compile_thread(void *arg)
+{
+    compile_work *w = arg;
+    size_t n = 0;
+    char *text = read_file(w->src, &n), *image = NULL;
+    size_t size = 0;
+    kl_status s = text ? kl_nvrtc_compile(w->nvrtc, text, w->src, w->arch, &image, &size)
+                       : kl_error(KL_ERR_RUNTIME, "cannot read kernel source %s", w->src);
+    free(text);
+    if (s == KL_OK) {
+        if (strncmp(w->arch, "compute_", 8) == 0 && size && image[size - 1] == 0) size--; /* PTX is text: no NUL */
+        FILE *f = fopen(w->out, "wb");
+        int ok = f && fwrite(image, 1, size, f) == size;
+        if (f && fclose(f) != 0) ok = 0;
+        if (!ok) s = kl_error(KL_ERR_RUNTIME, "cannot write compiled kernel %s", w->out);
+    }
+    free(image);
+    if (s != KL_OK) {
+        w->failed = 1;
+        snprintf(w->message, sizeof w->message, "%s", kl_last_error());
+    }
+    return NULL;
+}
+
 static kl_status cuda_compile_start(kl_backend *b, kl_lang lang, const char *src, const char *out, kl_compile_job *job)
 {
     (void)lang;
     kl_cuda_backend *c = (kl_cuda_backend *)b;
+    KL_TRY(kl_nvrtc_load(&c->nvrtc)); /* here: loading is not for several threads at once */
+    compile_work *w = calloc(1, sizeof *w);
+    if (!w) return kl_error(KL_ERR_MEMORY, "out of memory starting a CUDA compile");
+    w->nvrtc = &c->nvrtc;
+    snprintf(w->arch, sizeof w->arch, "%s", c->arch);
+    snprintf(w->src, sizeof w->src, "%s", src);
+    snprintf(w->out, sizeof w->out, "%s", out);
     job->pid = 0;
-    job->status = 1;
-    size_t n = 0;
-    char *text = read_file(src, &n);
-    if (!text) return kl_error(KL_ERR_RUNTIME, "cannot read kernel source %s", src);
-    char *image = NULL;
-    size_t size = 0;
-    kl_status s = kl_nvrtc_compile(&c->nvrtc, text, src, c->arch, &image, &size);
-    free(text);
-    if (s != KL_OK) {
-        snprintf(job->log, sizeof job->log, "%s", kl_last_error());
-        return KL_OK; /* compile_finish reports it, naming the kept source */
+    int rc = pthread_create(&w->thread, NULL, compile_thread, w);
+    if (rc != 0) {
+        free(w);
+        return kl_error(KL_ERR_RUNTIME, "cannot start a CUDA compile: %s", strerror(rc));
     }
-    if (strncmp(c->arch, "compute_", 8) == 0 && size && image[size - 1] == 0) size--; /* PTX is text: no NUL */
-    FILE *f = fopen(out, "wb");
-    int ok = f && fwrite(image, 1, size, f) == size;
-    if (f && fclose(f) != 0) ok = 0;
-    free(image);
-    if (!ok) return kl_error(KL_ERR_RUNTIME, "cannot write compiled kernel %s", out);
-    job->status = 0;
+    job->work = w;
     return KL_OK;
 }
 
 static kl_status cuda_compile_finish(kl_backend *b, kl_compile_job *job, const char *src)
 {
     (void)b;
-    if (job->status == 0) return KL_OK;
-    return kl_error(KL_ERR_RUNTIME, "CUDA kernel compile failed; source kept at %s; %s", src, job->log);
+    compile_work *w = job->work;
+    if (!w) return kl_error(KL_ERR_RUNTIME, "internal: no CUDA compile was started for %s", src);
+    pthread_join(w->thread, NULL);
+    job->work = NULL;
+    kl_status s = w->failed ? kl_error(KL_ERR_RUNTIME, "CUDA kernel compile failed; source kept at %s; %s", src,
+                                       w->message)
+                            : KL_OK;
+    free(w);
+    return s;
 }
 
 /* What a compile-only load returns: never called (nothing launches). */
