@@ -81,6 +81,7 @@ typedef struct {
     char why[400];
     int (*init)(unsigned);
     int (*error_string)(int, const char **);
+    int (*driver_version)(int *);
     int (*device_count)(int *);
     int (*device_get)(int *, int);
     int (*device_attribute)(int *, int, int);

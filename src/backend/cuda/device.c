@@ -184,7 +184,17 @@ kl_status kl_cuda_device_load(kl_cuda_backend *c, const void *image, const char 
     kl_cuda_driver *d = &as_cuda(&c->base)->drv;
     cuda_kernel *k = calloc(1, sizeof *k);
     if (!k) return kl_error(KL_ERR_MEMORY, "out of memory loading %s", path);
-    kl_status s = cu_check(c, d->module_load(&k->module, image), "cuModuleLoadData");
+    int rc = d->module_load(&k->module, image);
+    kl_status s = KL_OK;
+    if (rc != 0) { /* most often versions that do not fit: say which */
+        int v = 0;
+        d->driver_version(&v);
+        s = kl_error(KL_ERR_RUNTIME, "%s: the driver could not load kernel %s: %s (CUDA error %d); it was compiled by "
+                     "NVRTC %d.%d for %s, and the driver supports CUDA %d.%d (an older driver than NVRTC cannot load "
+                     "its kernels: update the driver, or point KILN_NVRTC at the NVRTC of the driver's CUDA)",
+                     c->base.name, path, kl_cuda_driver_error(d, rc), rc, c->nvrtc.major, c->nvrtc.minor, c->arch,
+                     v / 1000, v % 1000 / 10);
+    }
     if (s == KL_OK) s = cu_check(c, d->module_function(&k->fn, k->module, "kl_kernel"), "finding kl_kernel");
     if (s == KL_OK && d->module_function(&k->init, k->module, "kl_kernel_init") != 0) k->init = NULL;
     uint64_t at = 0;

@@ -28,6 +28,7 @@ kl_status kl_cuda_driver_load(kl_cuda_driver *d)
     int ok = 1;
     BIND(init, "cuInit");
     BIND(error_string, "cuGetErrorString");
+    BIND(driver_version, "cuDriverGetVersion");
     BIND(device_count, "cuDeviceGetCount");
     BIND(device_get, "cuDeviceGet");
     BIND(device_attribute, "cuDeviceGetAttribute");
