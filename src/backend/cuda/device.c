@@ -1,5 +1,6 @@
-/* device.c: the CUDA backend on a device: the primary context of device 0,
- * one stream that every kernel, copy and library call goes on (so Python
+/* device.c: the CUDA backend on a device: the primary context of device 0
+ * (the local rank's device under mpirun or torchrun), one stream that every
+ * kernel, copy and library call goes on (so Python
  * returns while the device works; reading a result waits), and memory from
  * the driver's stream-ordered pool (cuMemAllocAsync), whose release
  * threshold is kept at the maximum so that freed memory is reused instead
@@ -58,7 +59,12 @@ kl_status kl_cuda_device_open(kl_cuda_backend *c)
     KL_TRY(cu_check(c, d->device_count(&n), "cuDeviceGetCount"));
     if (n == 0) return kl_error(KL_ERR_RUNTIME, "use_cuda: the NVIDIA driver is there but reports no CUDA device");
     int major = 0, minor = 0;
-    KL_TRY(cu_check(c, d->device_get(&c->device, 0), "cuDeviceGet"));
+    /* ranks of one machine take one device each (mpirun's local rank, or
+     * torchrun's), not all the first (CUDA_VISIBLE_DEVICES narrows the list) */
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    if (!local) local = getenv("LOCAL_RANK");
+    int ordinal = local ? atoi(local) % n : 0;
+    KL_TRY(cu_check(c, d->device_get(&c->device, ordinal < 0 ? 0 : ordinal), "cuDeviceGet"));
     KL_TRY(cu_check(c, d->device_attribute(&c->sms, ATTR_SM_COUNT, c->device), "cuDeviceGetAttribute"));
     KL_TRY(cu_check(c, d->device_attribute(&major, ATTR_CC_MAJOR, c->device), "cuDeviceGetAttribute"));
     KL_TRY(cu_check(c, d->device_attribute(&minor, ATTR_CC_MINOR, c->device), "cuDeviceGetAttribute"));
