@@ -5,7 +5,8 @@
  * and disjoint) each compile to PTX; a second context on the same cache
  * compiles none; an unknown backend and a missing NVRTC are clear errors;
  * launches size their grid to the work, within the workspace's bound; a
- * row-major product becomes the column-major call cuBLAS receives. The
+ * row-major product becomes the column-major call cuBLAS receives; kiln's
+ * convolution shapes become cuDNN descriptors that give kiln's output. The
  * NVRTC tests are skipped, saying why, where NVRTC is missing. */
 #include "check.h"
 
@@ -141,8 +142,60 @@ static void test_cublas_call_is_the_row_major_product(void)
         }
 }
 
+/* kiln's convolution shapes as cuDNN descriptors (no device needed): the
+ * output dims cuDNN derives are kiln's, for 1-, 2- and 3-d convolutions
+ * with strides, padding, dilation and groups; uneven padding is refused. */
+static void test_cudnn_descriptors_match_kiln_shapes(void)
+{
+    kl_cudnn d;
+    memset(&d, 0, sizeof d);
+    if (!kl_cudnn_load(&d)) {
+        printf("    skipped: cuDNN 9 (libcudnn.so.9) is not installed\n");
+        return;
+    }
+    struct { int nd, groups; int64_t n, ic, oc, in[3], k[3], stride[3], dil[3], pad[3]; } cases[] = {
+        {2, 1, 2, 3, 8, {10, 12}, {3, 3}, {1, 1}, {1, 1}, {1, 1}},
+        {2, 1, 1, 64, 64, {56, 56}, {3, 3}, {2, 2}, {1, 1}, {1, 1}},
+        {2, 4, 2, 8, 12, {9, 7}, {3, 2}, {1, 2}, {2, 1}, {2, 0}},
+        {1, 1, 3, 5, 7, {20}, {5}, {3}, {1}, {2}},
+        {1, 5, 2, 10, 5, {16}, {3}, {1}, {2}, {0}},
+        {3, 1, 1, 2, 4, {6, 7, 8}, {3, 3, 3}, {1, 2, 1}, {1, 1, 2}, {1, 0, 2}},
+        {2, 32, 1, 32, 32, {14, 14}, {3, 3}, {1, 1}, {1, 1}, {1, 1}}, /* depthwise */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        kl_conv_shape s;
+        memset(&s, 0, sizeof s);
+        s.kind = KL_CONV_FORWARD;
+        s.nd = cases[c].nd;
+        s.groups = cases[c].groups;
+        s.n = cases[c].n; s.ic = cases[c].ic; s.oc = cases[c].oc;
+        for (int i = 0; i < s.nd; i++) {
+            s.in[i] = cases[c].in[i]; s.k[i] = cases[c].k[i]; s.stride[i] = cases[c].stride[i];
+            s.dilation[i] = cases[c].dil[i]; s.pad_lo[i] = s.pad_hi[i] = cases[c].pad[i];
+            s.out[i] = (s.in[i] + 2 * s.pad_lo[i] - s.dilation[i] * (s.k[i] - 1) - 1) / s.stride[i] + 1;
+        }
+        for (int t = 0; t < 2; t++) {
+            kl_cudnn_descs ds;
+            if (!CHECK_OK(kl_cudnn_describe(&d, &s, t ? KL_FLOAT64 : KL_FLOAT32, &ds))) continue;
+            int dims[5] = {0};
+            CHECK_EQ_INT(d.output_dims(ds.conv, ds.x, ds.w, ds.nd + 2, dims), 0);
+            CHECK_EQ_INT(dims[0], s.n);
+            CHECK_EQ_INT(dims[1], s.oc);
+            for (int i = 0; i < s.nd; i++) CHECK_MSG(dims[2 + ds.nd - s.nd + i] == s.out[i], "case %zu dim %d: cuDNN %d, kiln %lld",
+                                                     c, i, dims[2 + ds.nd - s.nd + i], (long long)s.out[i]);
+            kl_cudnn_describe_free(&d, &ds);
+        }
+    }
+    kl_conv_shape uneven = {.kind = KL_CONV_FORWARD, .nd = 2, .groups = 1, .n = 1, .ic = 1, .oc = 1,
+                            .in = {5, 5}, .out = {5, 5}, .k = {2, 2}, .stride = {1, 1}, .dilation = {1, 1},
+                            .pad_lo = {0, 0}, .pad_hi = {1, 1}};
+    CHECK(!kl_cudnn_supports_shape(&uneven, KL_FLOAT32));
+    CHECK(!kl_cudnn_supports_shape(&uneven, KL_INT32));
+}
+
 /* partials (8 B), NaN flags and counters (4 B each) for every block of the largest grid */
 _Static_assert(KL_CUDA_WS_BYTES >= KL_CUDA_MAX_GRID * 16, "the workspace holds a split reduction of the largest grid");
 
 CHECK_MAIN(TEST(test_every_family_compiles_for_cuda), TEST(test_unknown_backend_and_missing_nvrtc_are_errors),
-           TEST(test_grid_sizes), TEST(test_cublas_call_is_the_row_major_product))
+           TEST(test_grid_sizes), TEST(test_cublas_call_is_the_row_major_product),
+           TEST(test_cudnn_descriptors_match_kiln_shapes))

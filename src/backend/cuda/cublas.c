@@ -52,6 +52,7 @@ static int cublas_load(kl_cuda_backend *c)
 int kl_cuda_supports(kl_backend *b, const kl_pattern *p)
 {
     kl_cuda_backend *c = (kl_cuda_backend *)b;
+    if (p->kind == KL_PATTERN_CONV) return kl_cudnn_supports_shape(&p->conv, p->dtype) && kl_cudnn_load(&c->cudnn);
     return p->kind == KL_PATTERN_GEMM && (p->dtype == KL_FLOAT32 || p->dtype == KL_FLOAT64) && cublas_load(c);
 }
 
@@ -60,6 +61,10 @@ kl_status kl_cuda_run(kl_backend *b, const kl_pattern *p, void *out, const void 
     (void)bc;
     kl_cuda_backend *c = (kl_cuda_backend *)b;
     kl_cublas *cb = &c->cublas;
+    if (p->kind == KL_PATTERN_CONV && kl_cudnn_load(&c->cudnn)) {
+        c->drv.ctx_set_current(c->context);
+        return kl_cudnn_run(c, p, out, a, bp);
+    }
     if (p->kind != KL_PATTERN_GEMM || !cublas_load(c))
         return kl_error(KL_ERR_RUNTIME, "internal: %s was asked for a library call it does not run", b->name);
     c->drv.ctx_set_current(c->context);

@@ -74,6 +74,49 @@ typedef struct {
 } kl_cublas_call;
 kl_cublas_call kl_cublas_gemm_call(const kl_gemm_shape *g);
 
+/* cuDNN (cudnn.c), loaded at the first convolution; describing needs no device */
+typedef struct {
+    void *lib, *handle;
+    int tried;
+    int (*create)(void **);
+    int (*destroy)(void *);
+    int (*set_stream)(void *, void *);
+    int (*create_tensor)(void **);
+    int (*set_tensor)(void *, int, int, const int *, const int *);
+    int (*destroy_tensor)(void *);
+    int (*create_filter)(void **);
+    int (*set_filter)(void *, int, int, int, const int *);
+    int (*destroy_filter)(void *);
+    int (*create_conv)(void **);
+    int (*set_conv)(void *, int, const int *, const int *, const int *, int, int);
+    int (*set_groups)(void *, int);
+    int (*set_math)(void *, int);
+    int (*destroy_conv)(void *);
+    int (*output_dims)(void *, void *, void *, int, int *);
+    int (*fwd_algos)(void *, void *, void *, void *, void *, int, int *, void *);
+    int (*bwd_data_algos)(void *, void *, void *, void *, void *, int, int *, void *);
+    int (*bwd_filter_algos)(void *, void *, void *, void *, void *, int, int *, void *);
+    int (*forward)(void *, const void *, void *, const void *, void *, const void *, void *, int, void *, size_t,
+                   const void *, void *, void *);
+    int (*backward_data)(void *, const void *, void *, const void *, void *, const void *, void *, int, void *,
+                         size_t, const void *, void *, void *);
+    int (*backward_filter)(void *, const void *, void *, const void *, void *, const void *, void *, int, void *,
+                           size_t, const void *, void *, void *);
+    const char *(*error_string)(int);
+} kl_cudnn;
+
+/* A convolution's cuDNN descriptors: src (x), weights (w), dst (y), the convolution. */
+typedef struct {
+    void *x, *w, *y, *conv;
+    int nd; /* spatial dims as described (1-d convolutions are 2-d ones) */
+} kl_cudnn_descs;
+
+int kl_cudnn_load(kl_cudnn *d);
+int kl_cudnn_supports_shape(const kl_conv_shape *s, kl_dtype t);
+kl_status kl_cudnn_describe(kl_cudnn *d, const kl_conv_shape *s, kl_dtype t, kl_cudnn_descs *out);
+void kl_cudnn_describe_free(kl_cudnn *d, kl_cudnn_descs *s);
+void kl_cudnn_close(kl_cudnn *d);
+
 /* The driver API (driver.c): handles are void *, device pointers uint64_t,
  * results int (0: success). */
 typedef struct {
@@ -131,6 +174,7 @@ typedef struct {
     void *context, *stream, *pool;
     uint64_t workspace;     /* KL_CUDA_WS_BYTES, counters zero */
     kl_cublas cublas;
+    kl_cudnn cudnn;
     /* the emulator (emulate.c) */
     char *emu_prelude;
     unsigned char *emu_workspace;
@@ -156,6 +200,7 @@ kl_status kl_cuda_synchronize(kl_backend *b);
 int kl_cuda_supports(kl_backend *b, const kl_pattern *p);
 kl_status kl_cuda_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t bc);
 void kl_cublas_close(kl_cuda_backend *c);
+kl_status kl_cudnn_run(kl_cuda_backend *c, const kl_pattern *p, void *out, const void *a, const void *b);
 
 /* emulate.c: the kernels run on the CPU (device "cuda-emulate") */
 kl_status kl_cuda_emulation_open(kl_cuda_backend *c);

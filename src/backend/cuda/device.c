@@ -101,6 +101,7 @@ void kl_cuda_device_close(kl_cuda_backend *c)
     if (!d->lib) return;
     if (c->context) d->ctx_set_current(c->context);
     kl_cublas_close(c);
+    kl_cudnn_close(&c->cudnn);
     if (c->stream) d->stream_sync(c->stream);
     if (c->workspace) d->mem_free_async(c->workspace, c->stream);
     if (c->stream) { d->stream_sync(c->stream); d->stream_destroy(c->stream); }
