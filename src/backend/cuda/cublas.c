@@ -28,24 +28,25 @@ kl_cublas_call kl_cublas_gemm_call(const kl_gemm_shape *g)
 static int cublas_load(kl_cuda_backend *c)
 {
     kl_cublas *b = &c->cublas;
-    if (b->tried) return b->handle != NULL;
-    b->tried = 1;
+    if (b->base.tried) return b->base.handle != NULL;
+    b->base.tried = 1;
     const char *env = getenv("KILN_CUBLAS");
     if (env && strcmp(env, "0") == 0) return 0;
     const char *names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
-    for (size_t i = 0; i < sizeof names / sizeof *names && !b->lib; i++) b->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!b->lib) return 0;
-    *(void **)&b->create = dlsym(b->lib, "cublasCreate_v2");
-    *(void **)&b->destroy = dlsym(b->lib, "cublasDestroy_v2");
-    *(void **)&b->set_stream = dlsym(b->lib, "cublasSetStream_v2");
-    *(void **)&b->set_math = dlsym(b->lib, "cublasSetMathMode");
-    *(void **)&b->sgemm = dlsym(b->lib, "cublasSgemm_v2");
-    *(void **)&b->dgemm = dlsym(b->lib, "cublasDgemm_v2");
-    if (!b->create || !b->destroy || !b->set_stream || !b->set_math || !b->sgemm || !b->dgemm) return 0;
-    if (b->create(&b->handle) != 0) { b->handle = NULL; return 0; }
+    for (size_t i = 0; i < sizeof names / sizeof *names && !b->base.lib; i++)
+        b->base.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!b->base.lib) return 0;
+    *(void **)&b->base.create = dlsym(b->base.lib, "cublasCreate_v2");
+    *(void **)&b->base.destroy = dlsym(b->base.lib, "cublasDestroy_v2");
+    *(void **)&b->base.set_stream = dlsym(b->base.lib, "cublasSetStream_v2");
+    *(void **)&b->set_math = dlsym(b->base.lib, "cublasSetMathMode");
+    *(void **)&b->sgemm = dlsym(b->base.lib, "cublasSgemm_v2");
+    *(void **)&b->dgemm = dlsym(b->base.lib, "cublasDgemm_v2");
+    if (!b->base.create || !b->base.destroy || !b->base.set_stream || !b->set_math || !b->sgemm || !b->dgemm) return 0;
+    if (b->base.create(&b->base.handle) != 0) { b->base.handle = NULL; return 0; }
     const char *tf32 = getenv("KILN_TF32");
-    b->set_math(b->handle, tf32 && strcmp(tf32, "1") == 0 ? MATH_TF32 : MATH_DEFAULT);
-    b->set_stream(b->handle, c->stream); /* products are ordered with the kernels */
+    b->set_math(b->base.handle, tf32 && strcmp(tf32, "1") == 0 ? MATH_TF32 : MATH_DEFAULT);
+    b->base.set_stream(b->base.handle, c->stream); /* products are ordered with the kernels */
     return 1;
 }
 
@@ -85,11 +86,11 @@ kl_status kl_cuda_run(kl_backend *b, const kl_pattern *p, void *out, const void 
         int rc;
         if (p->dtype == KL_FLOAT32) {
             const float one = 1, zero = 0;
-            rc = cb->sgemm(cb->handle, k.op_first, k.op_second, k.m, k.n, k.k, &one, (const float *)B, k.ld_first,
+            rc = cb->sgemm(cb->base.handle, k.op_first, k.op_second, k.m, k.n, k.k, &one, (const float *)B, k.ld_first,
                            (const float *)A, k.ld_second, &zero, (float *)C, k.ld_out);
         } else {
             const double one = 1, zero = 0;
-            rc = cb->dgemm(cb->handle, k.op_first, k.op_second, k.m, k.n, k.k, &one, (const double *)B, k.ld_first,
+            rc = cb->dgemm(cb->base.handle, k.op_first, k.op_second, k.m, k.n, k.k, &one, (const double *)B, k.ld_first,
                            (const double *)A, k.ld_second, &zero, (double *)C, k.ld_out);
         }
         if (rc != 0)
@@ -102,6 +103,6 @@ kl_status kl_cuda_run(kl_backend *b, const kl_pattern *p, void *out, const void 
 void kl_cublas_close(kl_cuda_backend *c)
 {
     kl_cublas *b = &c->cublas;
-    if (b->handle) b->destroy(b->handle);
-    b->handle = NULL;
+    if (b->base.handle) b->base.destroy(b->base.handle);
+    b->base.handle = NULL;
 }

@@ -52,13 +52,19 @@ kl_status kl_nvrtc_compile(kl_nvrtc *n, const char *source, const char *name, co
 /* Forgets n (the library itself stays loaded: see nvrtc.c). */
 void kl_nvrtc_unload(kl_nvrtc *n);
 
-/* cuBLAS (cublas.c), loaded at the first product on a device */
+/* What cuBLAS and cuDNN have alike: loaded at first use, one handle, its
+ * work on kiln's stream. */
 typedef struct {
     void *lib, *handle;
     int tried;
     int (*create)(void **);
     int (*destroy)(void *);
     int (*set_stream)(void *, void *);
+} kl_cuda_library;
+
+/* cuBLAS (cublas.c), loaded at the first product on a device */
+typedef struct {
+    kl_cuda_library base;
     int (*set_math)(void *, int);
     int (*sgemm)(void *, int, int, int, int, int, const float *, const float *, int, const float *, int,
                  const float *, float *, int);
@@ -76,11 +82,7 @@ kl_cublas_call kl_cublas_gemm_call(const kl_gemm_shape *g);
 
 /* cuDNN (cudnn.c), loaded at the first convolution; describing needs no device */
 typedef struct {
-    void *lib, *handle;
-    int tried;
-    int (*create)(void **);
-    int (*destroy)(void *);
-    int (*set_stream)(void *, void *);
+    kl_cuda_library base;
     int (*create_tensor)(void **);
     int (*set_tensor)(void *, int, int, const int *, const int *);
     int (*destroy_tensor)(void *);

@@ -32,21 +32,22 @@ typedef struct {
 } algo_perf;
 
 #define BIND(field, symbol) \
-    do { if (ok && !(*(void **)&d->field = dlsym(d->lib, symbol))) ok = 0; } while (0)
+    do { if (ok && !(*(void **)&d->field = dlsym(d->base.lib, symbol))) ok = 0; } while (0)
 
 int kl_cudnn_load(kl_cudnn *d)
 {
-    if (d->tried) return d->lib != NULL;
-    d->tried = 1;
+    if (d->base.tried) return d->base.lib != NULL;
+    d->base.tried = 1;
     const char *env = getenv("KILN_CUDNN");
     if (env && strcmp(env, "0") == 0) return 0;
     const char *names[] = {"libcudnn.so.9", "/usr/local/cuda/lib64/libcudnn.so.9"};
-    for (size_t i = 0; i < sizeof names / sizeof *names && !d->lib; i++) d->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!d->lib) return 0;
+    for (size_t i = 0; i < sizeof names / sizeof *names && !d->base.lib; i++)
+        d->base.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!d->base.lib) return 0;
     int ok = 1;
-    BIND(create, "cudnnCreate");
-    BIND(destroy, "cudnnDestroy");
-    BIND(set_stream, "cudnnSetStream");
+    BIND(base.create, "cudnnCreate");
+    BIND(base.destroy, "cudnnDestroy");
+    BIND(base.set_stream, "cudnnSetStream");
     BIND(create_tensor, "cudnnCreateTensorDescriptor");
     BIND(set_tensor, "cudnnSetTensorNdDescriptor");
     BIND(destroy_tensor, "cudnnDestroyTensorDescriptor");
@@ -67,8 +68,8 @@ int kl_cudnn_load(kl_cudnn *d)
     BIND(backward_filter, "cudnnConvolutionBackwardFilter");
     BIND(error_string, "cudnnGetErrorString");
     if (!ok) {
-        dlclose(d->lib);
-        d->lib = NULL;
+        dlclose(d->base.lib);
+        d->base.lib = NULL;
     }
     return ok;
 }
@@ -150,20 +151,20 @@ static int pick(const algo_perf *p, int n, size_t *workspace)
 kl_status kl_cudnn_run(kl_cuda_backend *c, const kl_pattern *p, void *out, const void *a, const void *b)
 {
     kl_cudnn *d = &c->cudnn;
-    if (!d->handle) {
-        if (d->create(&d->handle) != 0) {
-            d->handle = NULL;
+    if (!d->base.handle) {
+        if (d->base.create(&d->base.handle) != 0) {
+            d->base.handle = NULL;
             return kl_error(KL_ERR_RUNTIME, "%s: cudnnCreate failed", c->base.name);
         }
-        d->set_stream(d->handle, c->stream); /* ordered with the kernels */
+        d->base.set_stream(d->base.handle, c->stream); /* ordered with the kernels */
     }
     kl_cudnn_descs s;
     KL_TRY(kl_cudnn_describe(d, &p->conv, p->dtype, &s));
     algo_perf perf[MAX_ALGOS];
     int n = 0, rc;
-    if (p->conv.kind == KL_CONV_FORWARD) rc = d->fwd_algos(d->handle, s.x, s.w, s.conv, s.y, MAX_ALGOS, &n, perf);
-    else if (p->conv.kind == KL_CONV_BACKWARD_DATA) rc = d->bwd_data_algos(d->handle, s.w, s.y, s.conv, s.x, MAX_ALGOS, &n, perf);
-    else rc = d->bwd_filter_algos(d->handle, s.x, s.y, s.conv, s.w, MAX_ALGOS, &n, perf);
+    if (p->conv.kind == KL_CONV_FORWARD) rc = d->fwd_algos(d->base.handle, s.x, s.w, s.conv, s.y, MAX_ALGOS, &n, perf);
+    else if (p->conv.kind == KL_CONV_BACKWARD_DATA) rc = d->bwd_data_algos(d->base.handle, s.w, s.y, s.conv, s.x, MAX_ALGOS, &n, perf);
+    else rc = d->bwd_filter_algos(d->base.handle, s.x, s.y, s.conv, s.w, MAX_ALGOS, &n, perf);
     size_t ws_bytes = 0;
     int algo = rc == 0 ? pick(perf, n, &ws_bytes) : -1;
     void *ws = NULL;
@@ -181,11 +182,11 @@ kl_status kl_cudnn_run(kl_cuda_backend *c, const kl_pattern *p, void *out, const
         /* the pattern's operands: forward (src, weights) -> dst; backward data
          * (diff dst, weights) -> diff src; backward weights (src, diff dst) -> diff weights */
         if (p->conv.kind == KL_CONV_FORWARD)
-            rc = d->forward(d->handle, one, s.x, a, s.w, b, s.conv, algo, ws, ws_bytes, zero, s.y, out);
+            rc = d->forward(d->base.handle, one, s.x, a, s.w, b, s.conv, algo, ws, ws_bytes, zero, s.y, out);
         else if (p->conv.kind == KL_CONV_BACKWARD_DATA)
-            rc = d->backward_data(d->handle, one, s.w, b, s.y, a, s.conv, algo, ws, ws_bytes, zero, s.x, out);
+            rc = d->backward_data(d->base.handle, one, s.w, b, s.y, a, s.conv, algo, ws, ws_bytes, zero, s.x, out);
         else
-            rc = d->backward_filter(d->handle, one, s.x, a, s.y, b, s.conv, algo, ws, ws_bytes, zero, s.w, out);
+            rc = d->backward_filter(d->base.handle, one, s.x, a, s.y, b, s.conv, algo, ws, ws_bytes, zero, s.w, out);
         if (rc) st = kl_error(KL_ERR_RUNTIME, "%s: cuDNN convolution failed: %s", c->base.name, status_text(d, rc));
     }
     if (ws) kl_cuda_free(&c->base, ws, ws_bytes); /* stream-ordered: after the convolution */
@@ -195,6 +196,6 @@ kl_status kl_cudnn_run(kl_cuda_backend *c, const kl_pattern *p, void *out, const
 
 void kl_cudnn_close(kl_cudnn *d)
 {
-    if (d->handle) d->destroy(d->handle);
-    d->handle = NULL;
+    if (d->base.handle) d->base.destroy(d->base.handle);
+    d->base.handle = NULL;
 }
