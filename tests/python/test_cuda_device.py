@@ -121,3 +121,46 @@ def test_memory_is_counted_and_trimmed(on_gpu):
     assert c["bytes_in_use"] >= 4 << 20
     del x
     jt.gc()
+
+
+def _on(device, fn, *arrays):
+    before = _C.device()
+    _C.set_device(device)
+    try:
+        out = fn(*[jt.array(a) for a in arrays])
+        return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
+    finally:
+        _C.set_device(before)
+
+
+@pytest.mark.parametrize("ta,tb", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_matrix_products_run_with_cublas(ta, tb):
+    r = np.random.default_rng(4)
+    a = r.standard_normal((3, 40, 70) if not ta else (3, 70, 40)).astype(np.float32)
+    b = r.standard_normal((70, 50) if not tb else (50, 70)).astype(np.float32)
+    calls = jt.counters()["library_calls"]
+
+    def prod(x, y):
+        return (x.transpose(0, 2, 1) if ta else x) @ (y.transpose() if tb else y)
+    gpu = _on("cuda", prod, a, b)[0]
+    assert jt.counters()["library_calls"] > calls  # cuBLAS, not a generated kernel
+    want = np.matmul(a.transpose(0, 2, 1) if ta else a, b.T if tb else b)
+    np.testing.assert_allclose(gpu, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("groups,stride,padding,dilation", [(1, 1, 1, 1), (2, 2, 0, 1), (4, 1, 2, 2)])
+def test_convolutions_and_their_gradients_run_with_cudnn(groups, stride, padding, dilation):
+    r = np.random.default_rng(5)
+    x = r.standard_normal((2, 8, 13, 11)).astype(np.float32)
+    w = r.standard_normal((12, 8 // groups, 3, 3)).astype(np.float32)
+
+    def conv_and_grads(xv, wv):
+        y = jt.nn.conv2d(xv, wv, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        gx, gw = jt.grad((y * y).sum(), [xv, wv])
+        return [y, gx, gw]
+    calls = jt.counters()["library_calls"]
+    gpu = _on("cuda", conv_and_grads, x, w)
+    assert jt.counters()["library_calls"] >= calls + 3  # forward, backward data, backward weights
+    cpu = _on("cpu", conv_and_grads, x, w)
+    for g, c in zip(gpu, cpu):
+        np.testing.assert_allclose(g, c, rtol=1e-4, atol=1e-3)
