@@ -89,6 +89,63 @@ at, bt = (torch.tensor([1.0], device=dev), torch.tensor([2.0], device=dev)) if t
 t_t = torch_time(lambda: (at + bt).item()) if torch else None
 line("tiny op (item)", t_k, t_t)
 
+# ResNet-18/50 at batch 64 in float32: inference (eval, no_grad, logits read
+# with numpy()) and a training step (SGD with momentum, loss read with item()),
+# with torchvision's weights loaded through load_state_dict
+import kiln.models as models  # noqa: E402
+
+try:
+    import torchvision
+except ImportError:
+    torchvision = None
+X = np.random.RandomState(3).rand(64, 3, 224, 224).astype(np.float32)
+Y = np.random.RandomState(4).randint(0, 1000, 64).astype(np.int64)
+for name in ("resnet18", "resnet50"):
+    km = getattr(models, name)()
+    tm = getattr(torchvision.models, name)() if torchvision is not None and torch is not None else None
+    if tm is not None:
+        km.load_state_dict({k: v.numpy() for k, v in tm.state_dict().items()})
+        tm = tm.to(dev)
+    x, y = jt.array(X), jt.array(Y)
+    km.eval()
+
+    def kiln_infer():
+        with jt.no_grad():
+            return km(x).numpy()
+    t_k = median_time(kiln_infer, repeat=10, warmup=2)
+    t_t = None
+    if tm is not None:
+        tm.eval()
+        xt = torch.from_numpy(X).to(dev)
+
+        def torch_infer():
+            with torch.no_grad():
+                return tm(xt).cpu().numpy()
+        t_t = median_time(torch_infer, repeat=10, warmup=2)
+    line(f"{name} inference batch 64", t_k, t_t)
+    km.train()
+    opt = jt.optim.SGD(km.parameters(), 0.01, momentum=0.9)
+
+    def kiln_step():
+        loss = jt.nn.cross_entropy_loss(km(x), y)
+        opt.step(loss)
+        return loss.item()
+    t_k = median_time(kiln_step, repeat=10, warmup=2)
+    t_t = None
+    if tm is not None:
+        tm.train()
+        topt = torch.optim.SGD(tm.parameters(), 0.01, momentum=0.9)
+        yt = torch.from_numpy(Y).to(dev)
+
+        def torch_step():
+            topt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(tm(xt), yt)
+            loss.backward()
+            topt.step()
+            return loss.item()
+        t_t = median_time(torch_step, repeat=10, warmup=2)
+    line(f"{name} training step batch 64", t_k, t_t)
+
 # the cold compile of the chain in a fresh process with an empty cache (goal < 1 s)
 env = dict(os.environ, KILN_CACHE_DIR=f"/tmp/kiln-cold-{os.getpid()}")
 prog = ("import time, kiln as jt\njt.flags.use_cuda = 1\nx = jt.array([1.0, 2.0])\nt = time.perf_counter()\n"
