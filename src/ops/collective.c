@@ -6,6 +6,7 @@
 #include "core/context.h"
 #include "dist/mpi.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const NAMES[] = {"mpi_all_reduce", "mpi_reduce", "mpi_broadcast"};
@@ -35,9 +36,6 @@ static kl_status collective(kl_collective_kind kind, kl_var *x, kl_reduce_op op,
     if (kind != KL_COLLECTIVE_ALL_REDUCE && (root < 0 || root >= size))
         return kl_error(KL_ERR_VALUE, "%s: root %d is not a rank of this job (%d rank%s)", name, root, size,
                         size == 1 ? "" : "s");
-    if (!x->device->ops->host_visible)
-        return kl_error(KL_ERR_VALUE, "%s: x is on %s, whose memory MPI cannot read; move it to the cpu first",
-                        name, x->device->name);
     if (size == 1) return kl_reshape(x, x->ndim, x->shape, out);
     kl_op o = {.kind = KL_OP_COLLECTIVE, .n_inputs = 1, .inputs = {x}};
     o.p.collective.kind = kind;
@@ -81,24 +79,24 @@ kl_status kl_mpi_all_reduce_many(int n, kl_var *const *xs, kl_reduce_op op, kl_v
         o.inputs[i] = xs[i];
     }
     KL_TRY(check_op(name, xs[0], op));
-    if (!xs[0]->device->ops->host_visible)
-        return kl_error(KL_ERR_VALUE, "%s: the vars are on %s, whose memory MPI cannot read", name,
-                        xs[0]->device->name);
     o.p.collective.kind = KL_COLLECTIVE_ALL_REDUCE;
     o.p.collective.op = op;
     o.p.collective.bucket = 1;
     return kl_var_new(xs[0]->ctx, xs[0]->dtype, 1, &total, &o, out);
 }
 
-/* A bucket's vars one after another in dst. */
-static void pack(const kl_var *v, char *dst)
+/* A bucket's vars one after another in dst (host memory). */
+static kl_status pack(const kl_var *v, char *dst)
 {
     for (int i = 0; i < v->op.n_inputs; i++) {
         const kl_var *x = v->op.inputs[i];
         size_t nbytes = (size_t)x->numel * kl_dtype_size(x->dtype);
-        memcpy(dst, x->buf->data, nbytes);
+        const void *src = kl_buffer_host(x->buf);
+        if (!src) return KL_ERR_MEMORY;
+        memcpy(dst, src, nbytes);
         dst += nbytes;
     }
+    return KL_OK;
 }
 
 kl_status kl_collective_run(kl_context *ctx, kl_var *v)
@@ -113,30 +111,34 @@ kl_status kl_collective_run(kl_context *ctx, kl_var *v)
     if (!ctx->mpi && !many) return kl_error(KL_ERR_RUNTIME, "%s: this process already left its MPI job", name);
     /* an input no one else can read (a temporary, such as a gradient) is
      * reduced in place: its buffer becomes the result, under a new id since
-     * its contents change */
-    int in_place = !many && x->user_refs == 0 && x->graph_refs == 1 && x->buf->refcount == 1;
+     * its contents change. A device's memory MPI cannot read goes through
+     * host memory: the inputs' host copies in, the result copied back. */
+    int staged = !v->device->ops->host_visible;
+    int in_place = !staged && !many && x->user_refs == 0 && x->graph_refs == 1 && x->buf->refcount == 1;
     kl_buffer *out = in_place ? x->buf : kl_buffer_new(ctx, v->device, nbytes);
     if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes for an MPI collective's result", nbytes);
     if (in_place) {
         out->refcount++;
         out->id = ++ctx->next_buffer_id;
     }
+    void *result = staged ? malloc(nbytes ? nbytes : 1) : out->data;
+    const void *input = many ? result : staged ? kl_buffer_host(x->buf) : x->buf->data;
+    kl_status s = result && input ? KL_OK
+                                   : kl_error(KL_ERR_MEMORY, "%s: out of memory staging %zu bytes", name, nbytes);
     kl_mpi *m = ctx->mpi;
-    kl_status s = KL_OK;
-    switch (v->op.p.collective.kind) {
-    case KL_COLLECTIVE_ALL_REDUCE:
-        if (many) pack(v, out->data);
-        if (m)
-            s = kl_mpi_do_all_reduce(m, many ? out->data : x->buf->data, out->data, v->numel, v->dtype,
-                                     v->op.p.collective.op);
-        break;
-    case KL_COLLECTIVE_REDUCE:
-        s = kl_mpi_do_reduce(m, x->buf->data, out->data, v->numel, v->dtype, v->op.p.collective.op,
-                             v->op.p.collective.root);
-        break;
-    default:
-        s = kl_mpi_do_broadcast(m, x->buf->data, out->data, nbytes, v->op.p.collective.root);
+    const kl_collective_kind kind = v->op.p.collective.kind;
+    const kl_reduce_op op = v->op.p.collective.op;
+    if (s == KL_OK && kind == KL_COLLECTIVE_ALL_REDUCE) {
+        if (many) s = pack(v, result);
+        if (m && s == KL_OK) s = kl_mpi_do_all_reduce(m, input, result, v->numel, v->dtype, op);
+    } else if (s == KL_OK && kind == KL_COLLECTIVE_REDUCE) {
+        s = kl_mpi_do_reduce(m, input, result, v->numel, v->dtype, op, v->op.p.collective.root);
+    } else if (s == KL_OK) {
+        s = kl_mpi_do_broadcast(m, input, result, nbytes, v->op.p.collective.root);
     }
+    if (s == KL_OK && staged && nbytes)
+        s = v->device->ops->copy(v->device, out->data, result, nbytes, KL_COPY_HOST_TO_DEVICE);
+    if (staged) free(result);
     if (s != KL_OK) {
         kl_buffer_release(out);
         return s;

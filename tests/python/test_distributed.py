@@ -127,6 +127,8 @@ COLLECTIVES = """
     import numpy as np
     import kiln as jt
     from kiln import distributed
+    jt._C.set_device(sys.argv[2])    # on a device, MPI goes through host copies
+    assert jt._C.device() == sys.argv[2]
     r, W = jt.rank, jt.world_size
     assert jt.in_mpi and W == 2 and jt.mpi.world_size() == 2, (jt.in_mpi, W)
     out = {}
@@ -163,8 +165,11 @@ COLLECTIVES = """
 """
 
 
-def test_collectives_values_and_gradients_on_two_ranks(tmp_path):
-    ok(mpirun(tmp_path, COLLECTIVES))
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulate"])
+def test_collectives_values_and_gradients_on_two_ranks(tmp_path, device):
+    """On the CPU, and on a device whose memory MPI cannot read (the CUDA
+    emulator: its data goes through host memory)."""
+    ok(mpirun(tmp_path, COLLECTIVES, args=(device,)))
     got = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
     for dt in ("float32", "float64", "int32"):
         base = np.arange(-3, 9).reshape(3, 4).astype(np.float64)
