@@ -191,6 +191,9 @@ KL_API const char *kl_context_device(const kl_context *ctx);
  * its sync, naming the kept source. NULL or "" stops it. KILN_COMPILE_CHECK
  * sets it when a context is made. */
 KL_API kl_status kl_context_set_compile_check(kl_context *ctx, const char *backend);
+/* The NVIDIA GPUs kiln could open: the driver's device count, 0 without a
+ * driver or a device (nothing is opened). */
+KL_API int kl_cuda_device_count(void);
 /* Waits until every device has finished the work queued on it (a GPU runs
  * kernels asynchronously; reading a var's data waits by itself). */
 KL_API kl_status kl_context_synchronize(kl_context *ctx);

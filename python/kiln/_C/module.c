@@ -224,6 +224,12 @@ static PyObject *m_synchronize(PyObject *mod, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *m_cuda_device_count(PyObject *mod, PyObject *unused)
+{
+    (void)mod; (void)unused;
+    return PyLong_FromLong(kl_cuda_device_count());
+}
+
 static PyObject *m_device(PyObject *mod, PyObject *unused)
 {
     if (!klpy_enter()) return NULL;
@@ -458,6 +464,7 @@ static PyMethodDef module_methods[] = {
     {"cache_dir", m_cache_dir, METH_VARARGS, "cache_dir([dir]): get or set the kernel cache folder"},
     {"counters", m_counters, METH_NOARGS, "the context's counters as a dict"},
     {"device", m_device, METH_NOARGS, "device(): where new vars go"},
+    {"cuda_device_count", m_cuda_device_count, METH_NOARGS, "cuda_device_count(): GPUs the driver reports"},
     {"synchronize", m_synchronize, METH_NOARGS, "synchronize(): waits for every device's queued work"},
     {"set_device", m_set_device, METH_VARARGS, "set_device(name): where new vars go ('cpu', 'cuda')"},
     {"set_compile_check", m_set_compile_check, METH_VARARGS,

@@ -80,3 +80,12 @@ const char *kl_cuda_driver_error(const kl_cuda_driver *d, int rc)
     if (d->error_string) d->error_string(rc, &s);
     return s ? s : "unknown CUDA error";
 }
+
+int kl_cuda_device_count(void)
+{
+    kl_cuda_driver d;
+    memset(&d, 0, sizeof d);
+    int n = 0;
+    if (kl_cuda_driver_load(&d) != KL_OK || d.device_count(&n) != 0) n = 0;
+    return n; /* the library stays loaded: dlopen counts, and opening the device later finds it */
+}
