@@ -486,6 +486,8 @@ def operands(a, b):
 
 
 def binary(a, b, op):
+    if a.__class__ is Var and b.__class__ is Var and a._dtype_code == b._dtype_code:
+        return out(_C.binary(a, b, op), a, b)  # the common case, without operands' checks (per-op overhead)
     a, b = operands(a, b)
     return out(_C.binary(a, b, op), a, b)
 

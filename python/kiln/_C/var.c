@@ -320,17 +320,21 @@ PyTypeObject KlOwned_Type = {
     .tp_doc = "the memory of a var that numpy() handed to a NumPy array",
 };
 
-/* The NumPy array numpy.asarray/empty(...) makes (numpy's C API is not needed). */
+/* The NumPy array numpy.asarray/empty(...) makes (numpy's C API is not
+ * needed). The two functions are looked up once: numpy() is on every tiny
+ * op's path, and the lookup cost a tenth of it. */
 static PyObject *call_numpy(const char *fn, PyObject *args)
 {
-    PyObject *np = PyImport_ImportModule("numpy");
-    if (!np) return NULL;
-    PyObject *f = PyObject_GetAttrString(np, fn);
-    Py_DECREF(np);
-    if (!f) return NULL;
-    PyObject *r = PyObject_CallObject(f, args);
-    Py_DECREF(f);
-    return r;
+    static PyObject *asarray, *empty; /* held for the interpreter's life, like the module itself */
+    PyObject **slot = strcmp(fn, "asarray") == 0 ? &asarray : &empty;
+    if (!*slot) {
+        PyObject *np = PyImport_ImportModule("numpy");
+        if (!np) return NULL;
+        *slot = PyObject_GetAttrString(np, fn);
+        Py_DECREF(np);
+        if (!*slot) return NULL;
+    }
+    return PyObject_CallObject(*slot, args);
 }
 
 /* A writable NumPy array of the value. When the Var object is a temporary
