@@ -3,19 +3,14 @@
  * dlopen to load the shared object it writes. */
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/prelude.h"
+#include "backend/compile_process.h"
 #include "core/error.h"
 #include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /* Flags per language; the list ends with NULL. */
 static const char *const c_flags[] = {
@@ -107,44 +102,13 @@ kl_status kl_cpu_compile_start(kl_backend *b, kl_lang lang, const char *src, con
     if (lang != KL_LANG_CXX) argv[n++] = "-lmvec";
     argv[n++] = "-lm";
     argv[n] = NULL;
-    snprintf(job->log, sizeof job->log, "%s.log", out);
-    if (b->ctx && kl_context_debug(b->ctx) >= 1) {
-        fprintf(stderr, "[kiln] command:");
-        for (int i = 0; i < n; i++) fprintf(stderr, " %s", argv[i]);
-        fprintf(stderr, "\n");
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, job->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    int rc = posix_spawn(&job->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-        job->pid = 0;
-        return kl_error(KL_ERR_RUNTIME, "cannot run the compiler %s: %s", argv[0], strerror(rc));
-    }
-    return KL_OK;
+    return kl_compile_process_start(b, argv, out, NULL, job);
 }
 
 kl_status kl_cpu_compile_finish(kl_backend *b, kl_compile_job *job, const char *src)
 {
     (void)b;
-    int st;
-    while (waitpid(job->pid, &st, 0) < 0) {
-        if (errno != EINTR) return kl_error(KL_ERR_RUNTIME, "waiting for the compiler: %s", strerror(errno));
-    }
-    job->pid = 0;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        char msg[3000] = "";
-        FILE *f = fopen(job->log, "r");
-        if (f) { size_t n = fread(msg, 1, sizeof msg - 1, f); msg[n] = 0; fclose(f); }
-        unlink(job->log);
-        return kl_error(KL_ERR_RUNTIME, "kernel compile failed (%s %d); source kept at %s; compiler output:\n%s",
-                        WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
-                        src, msg);
-    }
-    unlink(job->log);
-    return KL_OK;
+    return kl_compile_process_finish(job, src, "kernel compile");
 }
 
 kl_status kl_cpu_load(kl_backend *b, const char *path, const char *key, void **handle, kl_kernel_fn *fn)

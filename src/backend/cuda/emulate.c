@@ -12,19 +12,13 @@
  * not to timing, memory ordering subtleties or resource limits.
  * KILN_EMULATE_MEMORY (bytes) makes its memory that small, to test what
  * happens when a device is full. */
+#include "backend/compile_process.h"
 #include "backend/cuda/cuda.h"
 #include "core/error.h"
 #include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-extern char **environ;
 
 #define EMULATED_MAX_GRID 8 /* blocks per launch: enough to split reductions, few enough to be quick */
 
@@ -154,35 +148,13 @@ static kl_status emu_compile_start(kl_backend *b, kl_lang lang, const char *src,
     (void)lang;
     const char *argv[] = {compiler(), "-x", "c++", "-std=c++17", "-O1", "-fopenmp", "-shared", "-fPIC", "-w",
                           "-o", out, src, NULL};
-    snprintf(job->log, sizeof job->log, "%s.log", out);
-    if (b->ctx && getenv("KILN_DEBUG")) fprintf(stderr, "[kiln] command: %s ... -o %s %s\n", argv[0], out, src);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, job->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    int rc = posix_spawnp(&job->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-        job->pid = 0;
-        return kl_error(KL_ERR_RUNTIME, "%s: cannot run the C++ compiler %s: %s (set KILN_CXX)", b->name, argv[0],
-                        strerror(rc));
-    }
-    return KL_OK;
+    return kl_compile_process_start(b, argv, out, " (set KILN_CXX)", job);
 }
 
 static kl_status emu_compile_finish(kl_backend *b, kl_compile_job *job, const char *src)
 {
-    int st = 0;
-    while (waitpid(job->pid, &st, 0) < 0)
-        if (errno != EINTR) return kl_error(KL_ERR_RUNTIME, "waiting for the compiler: %s", strerror(errno));
-    job->pid = 0;
-    char msg[3000] = "";
-    FILE *f = fopen(job->log, "r");
-    if (f) { size_t n = fread(msg, 1, sizeof msg - 1, f); msg[n] = 0; fclose(f); }
-    unlink(job->log);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return KL_OK;
-    return kl_error(KL_ERR_RUNTIME, "%s: emulated CUDA kernel compile failed; source kept at %s; compiler output:\n%s",
-                    b->name, src, msg);
+    (void)b;
+    return kl_compile_process_finish(job, src, "cuda-emulate: emulated CUDA kernel compile");
 }
 
 static kl_status emu_load(kl_backend *b, const char *path, const char *key, void **handle, kl_kernel_fn *fn)
@@ -217,16 +189,6 @@ static kl_status emu_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args
     return KL_OK;
 }
 
-static kl_status emu_synchronize(kl_backend *b) { (void)b; return KL_OK; }
-
-static int emu_supports(kl_backend *b, const kl_pattern *p) { (void)b; (void)p; return 0; }
-
-static kl_status emu_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t bc)
-{
-    (void)p; (void)out; (void)a; (void)bp; (void)bc;
-    return kl_error(KL_ERR_RUNTIME, "%s: no library patterns", b->name);
-}
-
 kl_status kl_cuda_emulation_open(kl_cuda_backend *c)
 {
     size_t n = strlen(emulation_header) + strlen(kl_cuda_prelude) + 1;
@@ -251,10 +213,7 @@ kl_status kl_cuda_emulation_open(kl_cuda_backend *c)
     o->compile_finish = emu_compile_finish;
     o->load = emu_load;
     o->unload = emu_unload;
-    o->launch = emu_launch;
-    o->synchronize = emu_synchronize;
-    o->supports = emu_supports;
-    o->run = emu_run;
+    o->launch = emu_launch; /* synchronize (nothing queued), supports (no library) and run stay compile-only's */
     return KL_OK;
 }
 
