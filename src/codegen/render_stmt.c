@@ -257,6 +257,12 @@ void kl_stmt_loop_offset(const renderer *r, kl_strbuf *s)
     kl_sb_free(&t);
 }
 
+void kl_stmt_product(const renderer *r, kl_strbuf *s, const char *var, const int32_t *dims, int n)
+{
+    kl_sb_printf(s, "    int64_t %s = 1;\n", var);
+    for (int d = 0; d < n; d++) kl_sb_printf(s, "    %s *= %s;\n", var, name(r, dims[d]));
+}
+
 /* A cast, or for the 16-bit floats stored as bits the prelude's rounding
  * conversion (float16 in C is the compiler's _Float16: a cast). */
 void kl_stmt_stored(const renderer *r, char *buf, size_t n, kl_dtype t, const char *expr)

@@ -36,6 +36,8 @@ kl_status kl_stmt_body(const kl_stmt_printer *p, kl_strbuf *out);
 void kl_stmt_index_expr(const kl_stmt_printer *p, kl_strbuf *s, int32_t i, int deep);
 /* The linear offset of the loop indexes i0.. over the iteration space. */
 void kl_stmt_loop_offset(const kl_stmt_printer *p, kl_strbuf *s);
+/* `int64_t var = 1;` times the extents dims[0..n) (IARG instructions). */
+void kl_stmt_product(const kl_stmt_printer *p, kl_strbuf *s, const char *var, const int32_t *dims, int n);
 /* expr (a compute-type value) as dtype t's stored form. */
 void kl_stmt_stored(const kl_stmt_printer *p, char *buf, size_t n, kl_dtype t, const char *expr);
 /* The C type a buffer of dtype t is declared with. */

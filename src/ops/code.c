@@ -115,15 +115,15 @@ const char *kl_code_source(const kl_var *v, int *cplusplus)
 
 /* A code op's kernel is host code: on a device whose memory the host cannot
  * read, its inputs are read through host copies and its outputs written to
- * host memory, then copied to the device (`staged`: those host outputs). */
-static kl_status stage_outputs_to_device(kl_context *ctx, kl_var *v, kl_buffer **bufs, void **staged, int no)
+ * host buffers (bufs), then copied to the device. */
+static kl_status stage_outputs_to_device(kl_context *ctx, kl_var *v, kl_buffer **bufs, int no)
 {
     kl_status s = KL_OK;
     for (int i = 0; i < no; i++) {
-        if (!bufs[i] || !staged[i]) continue;
+        if (!bufs[i]) continue;
         kl_buffer *d = kl_buffer_new(ctx, v->device, bufs[i]->nbytes);
         if (!d) s = kl_error(KL_ERR_MEMORY, "code: out of memory on %s for output %d", v->device->name, i);
-        else if ((s = v->device->ops->copy(v->device, d->data, staged[i], bufs[i]->nbytes, KL_COPY_HOST_TO_DEVICE)))
+        else if ((s = v->device->ops->copy(v->device, d->data, bufs[i]->data, bufs[i]->nbytes, KL_COPY_HOST_TO_DEVICE)))
             kl_buffer_release(d);
         else { kl_buffer_release(bufs[i]); bufs[i] = d; }
         if (s != KL_OK) break;
@@ -139,7 +139,7 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
     int staging = !v->device->ops->host_visible;
     kl_residency_next_step(ctx);
     int no = node->n_outputs, ni = v->op.n_inputs;
-    void *ptrs[2 * KL_MAX_INPUTS + 1], *staged[KL_MAX_INPUTS] = {0};
+    void *ptrs[2 * KL_MAX_INPUTS + 1];
     kl_buffer *bufs[KL_MAX_INPUTS] = {0};
     int64_t dims[KL_MAX_INPUTS * KL_MAX_DIMS], iarg[2 * KL_MAX_INPUTS * KL_MAX_DIMS];
     int nd = 0, na = 0;
@@ -154,7 +154,7 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
         }
         bufs[i] = kl_buffer_new(ctx, staging ? host : v->device, (size_t)numel * kl_dtype_size(o->dtype));
         if (!bufs[i]) s = kl_error(KL_ERR_MEMORY, "code: out of memory for output %d", i);
-        else ptrs[i] = staged[i] = bufs[i]->data;
+        else ptrs[i] = bufs[i]->data;
     }
     for (int k = 0; k < ni && s == KL_OK; k++) {
         kl_var *in = v->op.inputs[k];
@@ -166,7 +166,7 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
     kl_launch_args la = {ptrs, iarg, NULL, no + ni + 1, na, 0, 0};
     if (s == KL_OK) s = host->ops->launch(host, fn, &la);
     if (s == KL_OK) ctx->counters.kernels_launched++;
-    if (s == KL_OK && staging) s = stage_outputs_to_device(ctx, v, bufs, staged, no);
+    if (s == KL_OK && staging) s = stage_outputs_to_device(ctx, v, bufs, no);
     for (int i = 0, at = 0; i < no; i++) {
         const kl_code_output *o = &node->outs[i];
         kl_var *out = node->vars[i];

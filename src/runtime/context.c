@@ -195,18 +195,14 @@ kl_status kl_context_set_device(kl_context *ctx, const char *name)
 {
     KL_ARG(ctx, "kl_context_set_device", "ctx");
     KL_ARG(name, "kl_context_set_device", "name");
+    if (strcmp(name, "cuda:0") == 0) name = "cuda"; /* the one GPU a process opens */
     for (int i = 0; i < ctx->n_backends; i++)
         if (strcmp(ctx->backends[i]->name, name) == 0) {
             ctx->device = ctx->backends[i];
             return KL_OK;
         }
     int emulate = strcmp(name, "cuda-emulate") == 0;
-    if (emulate || strcmp(name, "cuda") == 0 || strcmp(name, "cuda:0") == 0) { /* opened at first use */
-        for (int i = 0; i < ctx->n_backends; i++) /* "cuda:0" is the device "cuda" */
-            if (!emulate && strcmp(ctx->backends[i]->name, "cuda") == 0) {
-                ctx->device = ctx->backends[i];
-                return KL_OK;
-            }
+    if (emulate || strcmp(name, "cuda") == 0) { /* opened at first use */
         kl_backend *b = NULL;
         KL_TRY(kl_cuda_backend_new(ctx, emulate ? KL_CUDA_EMULATE : KL_CUDA_DEVICE, &b)); /* or says what is missing */
         kl_status s = kl_context_add_backend(ctx, b);

@@ -523,7 +523,8 @@ kl_status kl_var_copy_to_host(kl_var *v, void *dst, size_t nbytes)
     if (nbytes != need)
         return kl_error(KL_ERR_VALUE, "copy_to_host: destination holds %zu bytes, the var has %zu", nbytes, need);
     if (!v->buf) KL_TRY(kl_sync(&v, 1));
-    if (need && v->buf->evicted) { memcpy(dst, v->buf->host, need); return KL_OK; } /* moved to host memory */
+    /* a host copy (kept by kl_buffer_host, or by a move to host memory) holds the contents */
+    if (need && v->buf->host) { memcpy(dst, v->buf->host, need); return KL_OK; }
     return need ? v->buf->backend->ops->copy(v->buf->backend, dst, v->buf->data, need, KL_COPY_DEVICE_TO_HOST) : KL_OK;
 }
 

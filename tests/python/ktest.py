@@ -67,3 +67,16 @@ def check_grad(f, *arrays, eps=1e-6, rtol=1e-5, atol=1e-7, seed=1):
         assert ga.shape == arrays[k].shape, f"grad {k}: shape {ga.shape} != {arrays[k].shape}"
         np.testing.assert_allclose(ga.numpy(), gn, rtol=rtol, atol=atol,
                                    err_msg=f"gradient of input {k}")
+
+
+def on_device(device, fn, *arrays):
+    """fn of the arrays as Vars made on device ("cpu", "cuda", "cuda-emulate"),
+    its result (a Var or a list of them) read back with numpy()."""
+    from kiln import _C
+    before = _C.device()
+    _C.set_device(device)
+    try:
+        out = fn(*[jt.array(a) for a in arrays])
+        return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
+    finally:
+        _C.set_device(before)

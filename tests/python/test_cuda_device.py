@@ -6,6 +6,7 @@ import pytest
 
 import kiln as jt
 from kiln import _C
+from ktest import on_device
 
 
 def _no_device():
@@ -123,16 +124,6 @@ def test_memory_is_counted_and_trimmed(on_gpu):
     jt.gc()
 
 
-def _on(device, fn, *arrays):
-    before = _C.device()
-    _C.set_device(device)
-    try:
-        out = fn(*[jt.array(a) for a in arrays])
-        return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
-    finally:
-        _C.set_device(before)
-
-
 @pytest.mark.parametrize("ta,tb", [(0, 0), (1, 0), (0, 1), (1, 1)])
 def test_matrix_products_run_with_cublas(ta, tb):
     r = np.random.default_rng(4)
@@ -142,7 +133,7 @@ def test_matrix_products_run_with_cublas(ta, tb):
 
     def prod(x, y):
         return (x.transpose(0, 2, 1) if ta else x) @ (y.transpose() if tb else y)
-    gpu = _on("cuda", prod, a, b)[0]
+    gpu = on_device("cuda", prod, a, b)[0]
     assert jt.counters()["library_calls"] > calls  # cuBLAS, not a generated kernel
     want = np.matmul(a.transpose(0, 2, 1) if ta else a, b.T if tb else b)
     np.testing.assert_allclose(gpu, want, rtol=1e-4, atol=1e-4)
@@ -159,8 +150,8 @@ def test_convolutions_and_their_gradients_run_with_cudnn(groups, stride, padding
         gx, gw = jt.grad((y * y).sum(), [xv, wv])
         return [y, gx, gw]
     calls = jt.counters()["library_calls"]
-    gpu = _on("cuda", conv_and_grads, x, w)
+    gpu = on_device("cuda", conv_and_grads, x, w)
     assert jt.counters()["library_calls"] >= calls + 3  # forward, backward data, backward weights
-    cpu = _on("cpu", conv_and_grads, x, w)
+    cpu = on_device("cpu", conv_and_grads, x, w)
     for g, c in zip(gpu, cpu):
         np.testing.assert_allclose(g, c, rtol=1e-4, atol=1e-3)

@@ -11,6 +11,7 @@ import pytest
 
 import kiln as jt
 from kiln import _C
+from ktest import on_device
 
 
 @pytest.fixture
@@ -21,20 +22,9 @@ def emulated():
     _C.set_device(before)
 
 
-def on(device, fn, *arrays):
-    before = _C.device()
-    _C.set_device(device)
-    try:
-        out = fn(*[jt.array(a) for a in arrays])
-        outs = out if isinstance(out, (list, tuple)) else [out]
-        return [o.numpy() for o in outs]
-    finally:
-        _C.set_device(before)
-
-
 def same(fn, *arrays, rtol=1e-5, atol=1e-6):
     """fn on the emulated GPU gives the CPU backend's values."""
-    want, got = on("cpu", fn, *arrays), on("cuda-emulate", fn, *arrays)
+    want, got = on_device("cpu", fn, *arrays), on_device("cuda-emulate", fn, *arrays)
     for w, g in zip(want, got):
         assert g.dtype == w.dtype and g.shape == w.shape
         if w.dtype.kind in "biu":

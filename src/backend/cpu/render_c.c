@@ -50,8 +50,7 @@ static kl_status map_kernel(renderer *r, kl_strbuf *L, const char *bd)
     char value[96];
     kl_stmt_stored(r, value, sizeof value, (kl_dtype)h->out_dtype, name(r, h->value));
     snprintf(store, sizeof store, "        out[li] = %s;\n", value);
-    kl_sb_printf(L, "    int64_t n = 1;\n");
-    for (int d = 0; d < h->rank; d++) kl_sb_printf(L, "    n *= %s;\n", name(r, h->dims[d]));
+    kl_stmt_product(r, L, "n", h->dims, h->rank);
     kl_sb_printf(L, "    if (n <= 32768) {\n");
     map_loops(r, L, 0, bd, store);
     kl_sb_printf(L, "    } else {\n");
@@ -239,10 +238,8 @@ static kl_status scatter_kernel(renderer *r, kl_strbuf *L, const char *bd)
     kl_dtype t = (kl_dtype)h->out_dtype;
     const char *T = kl_dtype_compute_ctype(t);
     const char *val = name(r, h->value), *off = name(r, h->target), *outside = name(r, h->skip);
-    kl_sb_printf(L, "    int64_t on = 1;\n");
-    for (int d = 0; d < h->out_rank; d++) kl_sb_printf(L, "    on *= %s;\n", name(r, h->out_dims[d]));
-    kl_sb_printf(L, "    int64_t yn = 1;\n");
-    for (int d = 0; d < h->rank; d++) kl_sb_printf(L, "    yn *= %s;\n", name(r, h->dims[d]));
+    kl_stmt_product(r, L, "on", h->out_dims, h->out_rank);
+    kl_stmt_product(r, L, "yn", h->dims, h->rank);
     char start[96], update[320];
     kl_stmt_stored(r, start, sizeof start, t, kl_stmt_identity(op, t));
     kl_sb_printf(L, "    #pragma omp parallel for simd if(on > 32768) schedule(static)\n"

@@ -41,12 +41,6 @@ static void split_index(const renderer *r, kl_strbuf *L, const int *dims, int n,
     }
 }
 
-static void product(const renderer *r, kl_strbuf *L, const char *var, const int32_t *dims, int n)
-{
-    kl_sb_printf(L, "    int64_t %s = 1;\n", var);
-    for (int d = 0; d < n; d++) kl_sb_printf(L, "    %s *= %s;\n", var, name(r, dims[d]));
-}
-
 /* ---- map ---- */
 
 static void map_kernel(const renderer *r, kl_strbuf *L, const char *bd)
@@ -54,7 +48,7 @@ static void map_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     const kl_kd_head *h = &r->k->h;
     char value[160];
     kl_stmt_stored(r, value, sizeof value, (kl_dtype)h->out_dtype, name(r, h->value));
-    product(r, L, "n", h->dims, h->rank);
+    kl_stmt_product(r, L, "n", h->dims, h->rank);
     /* KL_UNROLL elements per thread and turn, a block apart (coalesced), so
      * that each thread has several loads in flight */
     kl_sb_printf(L, "    for (int64_t base = (int64_t)blockIdx.x * (KL_BLOCK * KL_UNROLL) + threadIdx.x; base < n;\n"
@@ -143,8 +137,8 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     int32_t kd[KL_MAX_DIMS], rd[KL_MAX_DIMS];
     for (int i = 0; i < p->nk; i++) kd[i] = h->dims[p->kept[i]];
     for (int i = 0; i < p->nr; i++) rd[i] = h->dims[p->red[i]];
-    product(r, L, "kn", kd, p->nk);
-    product(r, L, "rn", rd, p->nr);
+    kl_stmt_product(r, L, "kn", kd, p->nk);
+    kl_stmt_product(r, L, "rn", rd, p->nr);
     kl_sb_printf(L, "    __shared__ %s kl_sa[KL_BLOCK / 32];\n    __shared__ int kl_sn[KL_BLOCK / 32], kl_last;\n", T);
     /* a thread per output */
     kl_sb_printf(L, "    if (rn <= 32 || kn >= (int64_t)gridDim.x * KL_BLOCK / 4) {\n");
@@ -259,7 +253,7 @@ static void scatter_kernel(const renderer *r, kl_strbuf *L, const char *bd)
         nrest = 0;
         for (int d = 0; d < h->rank; d++) { dis[d] = d; dd[d] = h->dims[d]; }
     }
-    product(r, L, "pn", dd, nd);
+    kl_stmt_product(r, L, "pn", dd, nd);
     kl_sb_printf(L, "    " GRID_LOOP("q", "pn") " {\n        int64_t rest = q; (void)rest;\n");
     split_index(r, L, dis, nd, "rest");
     for (int j = 0; j < nrest; j++) {
@@ -276,7 +270,7 @@ static void scatter_init(const renderer *r, kl_strbuf *L)
     const kl_kd_head *h = &r->k->h;
     char start[96];
     kl_stmt_stored(r, start, sizeof start, (kl_dtype)h->out_dtype, kl_stmt_identity((kl_reduce_op)h->op, (kl_dtype)h->out_dtype));
-    product(r, L, "on", h->out_dims, h->out_rank);
+    kl_stmt_product(r, L, "on", h->out_dims, h->out_rank);
     kl_sb_printf(L, "    " GRID_LOOP("li", "on") " out[li] = %s;\n", start);
 }
 
