@@ -29,13 +29,8 @@ static int cublas_load(kl_cuda_backend *c)
 {
     kl_cublas *b = &c->cublas;
     if (b->base.tried) return b->base.handle != NULL;
-    b->base.tried = 1;
-    const char *env = getenv("KILN_CUBLAS");
-    if (env && strcmp(env, "0") == 0) return 0;
-    const char *names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
-    for (size_t i = 0; i < sizeof names / sizeof *names && !b->base.lib; i++)
-        b->base.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!b->base.lib) return 0;
+    static const char *const names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
+    if (!kl_cuda_library_open(&b->base, "KILN_CUBLAS", names, 3)) return 0;
     *(void **)&b->base.create = dlsym(b->base.lib, "cublasCreate_v2");
     *(void **)&b->base.destroy = dlsym(b->base.lib, "cublasDestroy_v2");
     *(void **)&b->base.set_stream = dlsym(b->base.lib, "cublasSetStream_v2");
@@ -43,10 +38,8 @@ static int cublas_load(kl_cuda_backend *c)
     *(void **)&b->sgemm = dlsym(b->base.lib, "cublasSgemm_v2");
     *(void **)&b->dgemm = dlsym(b->base.lib, "cublasDgemm_v2");
     if (!b->base.create || !b->base.destroy || !b->base.set_stream || !b->set_math || !b->sgemm || !b->dgemm) return 0;
-    if (b->base.create(&b->base.handle) != 0) { b->base.handle = NULL; return 0; }
-    const char *tf32 = getenv("KILN_TF32");
-    b->set_math(b->base.handle, tf32 && strcmp(tf32, "1") == 0 ? MATH_TF32 : MATH_DEFAULT);
-    b->base.set_stream(b->base.handle, c->stream); /* products are ordered with the kernels */
+    if (!kl_cuda_library_handle(&b->base, c->stream)) return 0;
+    b->set_math(b->base.handle, b->base.tf32 ? MATH_TF32 : MATH_DEFAULT);
     return 1;
 }
 

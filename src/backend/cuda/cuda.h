@@ -53,14 +53,20 @@ kl_status kl_nvrtc_compile(kl_nvrtc *n, const char *source, const char *name, co
 void kl_nvrtc_unload(kl_nvrtc *n);
 
 /* What cuBLAS and cuDNN have alike: loaded at first use, one handle, its
- * work on kiln's stream. */
+ * work on kiln's stream, TF32 allowed or not. */
 typedef struct {
     void *lib, *handle;
-    int tried;
+    int tried, tf32;
     int (*create)(void **);
     int (*destroy)(void *);
     int (*set_stream)(void *, void *);
 } kl_cuda_library;
+
+/* Opens the first of names[0..n) that loads, once; off_env set to 0 keeps it
+ * closed. Reads KILN_TF32 (1: TF32 allowed) then. Whether it is open. */
+int kl_cuda_library_open(kl_cuda_library *l, const char *off_env, const char *const *names, int n);
+/* The library's handle, made at first use (create bound) and put on stream. */
+int kl_cuda_library_handle(kl_cuda_library *l, void *stream);
 
 /* cuBLAS (cublas.c), loaded at the first product on a device */
 typedef struct {

@@ -37,13 +37,8 @@ typedef struct {
 int kl_cudnn_load(kl_cudnn *d)
 {
     if (d->base.tried) return d->base.lib != NULL;
-    d->base.tried = 1;
-    const char *env = getenv("KILN_CUDNN");
-    if (env && strcmp(env, "0") == 0) return 0;
-    const char *names[] = {"libcudnn.so.9", "/usr/local/cuda/lib64/libcudnn.so.9"};
-    for (size_t i = 0; i < sizeof names / sizeof *names && !d->base.lib; i++)
-        d->base.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!d->base.lib) return 0;
+    static const char *const names[] = {"libcudnn.so.9", "/usr/local/cuda/lib64/libcudnn.so.9"};
+    if (!kl_cuda_library_open(&d->base, "KILN_CUDNN", names, 2)) return 0;
     int ok = 1;
     BIND(base.create, "cudnnCreate");
     BIND(base.destroy, "cudnnDestroy");
@@ -108,7 +103,6 @@ kl_status kl_cudnn_describe(kl_cudnn *d, const kl_conv_shape *s, kl_dtype t, kl_
     xs[nd + 1] = ys[nd + 1] = 1;
     for (int i = nd; i >= 0; i--) { xs[i] = xs[i + 1] * x[i + 1]; ys[i] = ys[i + 1] * y[i + 1]; }
     int dt = t == KL_FLOAT64 ? DATA_DOUBLE : DATA_FLOAT;
-    const char *tf32 = getenv("KILN_TF32");
     int rc = d->create_tensor(&out->x);
     if (!rc) rc = d->set_tensor(out->x, dt, nd + 2, x, xs);
     if (!rc) rc = d->create_tensor(&out->y);
@@ -118,7 +112,7 @@ kl_status kl_cudnn_describe(kl_cudnn *d, const kl_conv_shape *s, kl_dtype t, kl_
     if (!rc) rc = d->create_conv(&out->conv);
     if (!rc) rc = d->set_conv(out->conv, nd, pad, stride, dil, CROSS_CORRELATION, dt);
     if (!rc) rc = d->set_groups(out->conv, (int)s->groups);
-    if (!rc) rc = d->set_math(out->conv, t == KL_FLOAT32 && tf32 && strcmp(tf32, "1") == 0 ? MATH_DEFAULT : MATH_FMA);
+    if (!rc) rc = d->set_math(out->conv, t == KL_FLOAT32 && d->base.tf32 ? MATH_DEFAULT : MATH_FMA);
     if (rc) {
         kl_cudnn_describe_free(d, out);
         return kl_error(KL_ERR_RUNTIME, "cuDNN: describing a %d-d convolution failed: %s", s->nd, status_text(d, rc));
@@ -151,13 +145,8 @@ static int pick(const algo_perf *p, int n, size_t *workspace)
 kl_status kl_cudnn_run(kl_cuda_backend *c, const kl_pattern *p, void *out, const void *a, const void *b)
 {
     kl_cudnn *d = &c->cudnn;
-    if (!d->base.handle) {
-        if (d->base.create(&d->base.handle) != 0) {
-            d->base.handle = NULL;
-            return kl_error(KL_ERR_RUNTIME, "%s: cudnnCreate failed", c->base.name);
-        }
-        d->base.set_stream(d->base.handle, c->stream); /* ordered with the kernels */
-    }
+    if (!kl_cuda_library_handle(&d->base, c->stream))
+        return kl_error(KL_ERR_RUNTIME, "%s: cudnnCreate failed", c->base.name);
     kl_cudnn_descs s;
     KL_TRY(kl_cudnn_describe(d, &p->conv, p->dtype, &s));
     algo_perf perf[MAX_ALGOS];

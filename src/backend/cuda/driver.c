@@ -1,5 +1,6 @@
 /* driver.c: the CUDA driver API (libcuda.so.1, installed with NVIDIA's
- * driver), loaded with dlopen so that kiln builds and runs without it. The
+ * driver), loaded with dlopen so that kiln builds and runs without it; and
+ * what loading cuBLAS and cuDNN have alike (kl_cuda_library). The
  * declarations are kept here: handles are void *, device pointers 64-bit
  * integers, CUresult an int; symbols carry the version suffix the header
  * maps each name to (cuMemcpyDtoH -> cuMemcpyDtoH_v2). */
@@ -7,6 +8,7 @@
 #include "core/error.h"
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BIND(field, symbol) \
@@ -88,4 +90,26 @@ int kl_cuda_device_count(void)
     int n = 0;
     if (kl_cuda_driver_load(&d) != KL_OK || d.device_count(&n) != 0) n = 0;
     return n; /* the library stays loaded: dlopen counts, and opening the device later finds it */
+}
+
+int kl_cuda_library_open(kl_cuda_library *l, const char *off_env, const char *const *names, int n)
+{
+    if (l->tried) return l->lib != NULL;
+    l->tried = 1;
+    const char *off = getenv(off_env), *tf32 = getenv("KILN_TF32");
+    if (off && strcmp(off, "0") == 0) return 0;
+    l->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    for (int i = 0; i < n && !l->lib; i++) l->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    return l->lib != NULL;
+}
+
+int kl_cuda_library_handle(kl_cuda_library *l, void *stream)
+{
+    if (l->handle) return 1;
+    if (!l->create || l->create(&l->handle) != 0) {
+        l->handle = NULL;
+        return 0;
+    }
+    l->set_stream(l->handle, stream); /* ordered with the kernels */
+    return 1;
 }
