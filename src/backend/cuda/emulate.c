@@ -74,11 +74,11 @@ static const char emulation_header[] =
 
 typedef int (*emulated_fn)(void *const *buf, const int64_t *iarg, const double *farg, unsigned char *ws, int grid);
 
-static kl_cuda_backend *as_cuda(kl_backend *b) { return (kl_cuda_backend *)b; }
+static kl_cuda_backend *emulator(kl_backend *b) { return (kl_cuda_backend *)b; }
 
 static void *emu_alloc(kl_backend *b, size_t nbytes)
 {
-    kl_cuda_backend *c = as_cuda(b);
+    kl_cuda_backend *c = emulator(b);
     size_t n = (nbytes + 63) / 64 * 64;
     if (c->emu_capacity && c->bytes_in_use + (n ? n : 64) > c->emu_capacity) { /* the "device" is full */
         kl_error(KL_ERR_MEMORY, "%s: out of memory: %zu bytes asked, %llu of %llu in use", b->name, nbytes,
@@ -96,7 +96,7 @@ static void *emu_alloc(kl_backend *b, size_t nbytes)
 static void emu_free(kl_backend *b, void *p, size_t nbytes)
 {
     if (!p) return;
-    as_cuda(b)->bytes_in_use -= (nbytes + 63) / 64 * 64;
+    emulator(b)->bytes_in_use -= (nbytes + 63) / 64 * 64;
     free(p);
 }
 
@@ -116,7 +116,7 @@ static kl_status emu_fill(kl_backend *b, void *dst, size_t nbytes, uint8_t byte)
 
 static void emu_memory(kl_backend *b, kl_memory_stats *out)
 {
-    kl_cuda_backend *c = as_cuda(b);
+    kl_cuda_backend *c = emulator(b);
     memset(out, 0, sizeof *out);
     out->bytes_allocated = c->bytes_allocated;
     out->bytes_in_use = c->bytes_in_use;
@@ -127,7 +127,7 @@ static void emu_trim(kl_backend *b) { (void)b; }
 
 static kl_status emu_toolchain(kl_backend *b, kl_lang lang, kl_toolchain *out)
 {
-    kl_cuda_backend *c = as_cuda(b);
+    kl_cuda_backend *c = emulator(b);
     if (lang != KL_LANG_KERNEL)
         return kl_error(KL_ERR_RUNTIME, "%s: only generated kernels run here (jt.code's source is for the CPU)", b->name);
     out->identity = "cuda-emulate|c++ -x c++ -std=c++17 -O1 -fopenmp";
@@ -180,7 +180,7 @@ static void emu_unload(kl_backend *b, void *handle)
 
 static kl_status emu_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a)
 {
-    kl_cuda_backend *c = as_cuda(b);
+    kl_cuda_backend *c = emulator(b);
     emulated_fn run = (emulated_fn)(uintptr_t)fn;
     int team = run(a->buf, a->iarg, a->farg, c->emu_workspace, kl_cuda_grid(a->work, EMULATED_MAX_GRID));
     if (team)
