@@ -14,6 +14,7 @@ void kl_kd_init(kl_kdesc *k)
     k->status = KL_OK;
     k->hash = k->instrs_hash = 0;
     k->n_memo = 0;
+    k->space_rank = 0;
     if (++k->gen == 0) { /* wrapped: clear the stamps once */
         if (k->table) memset(k->table, 0, (size_t)k->cap_table * sizeof *k->table);
         memset(k->local_index, 0, sizeof k->local_index);
@@ -34,9 +35,11 @@ void kl_kd_free(kl_kdesc *k)
 {
     kl_kd_clear(k);
     free(k->instrs);
+    free(k->ranges);
     free(k->table);
     free(k->memo);
     k->instrs = NULL;
+    k->ranges = NULL;
     k->table = NULL;
     k->memo = NULL;
     k->cap_instrs = k->cap_table = k->cap_memo = 0;
@@ -122,11 +125,23 @@ static kl_instr normalized(const kl_kdesc *k, const kl_instr *in)
     return n;
 }
 
+void kl_kd_set_space(kl_kdesc *k, int rank, const int64_t *extents)
+{
+    k->space_rank = 0;
+    for (int d = 0; d < rank; d++)
+        if (extents[d] <= 0) return;   /* an empty space runs nothing: decide nothing */
+    memcpy(k->space, extents, (size_t)rank * sizeof *extents);
+    k->space_rank = (uint8_t)rank;
+}
+
 int32_t kl_kd_add(kl_kdesc *k, const kl_instr *given)
 {
     if (k->status != KL_OK) return -1;
     kl_instr norm = normalized(k, given);
     const kl_instr *in = &norm;
+    kl_range range = kl_kd_range_of(k, in);
+    int32_t folded = kl_kd_fold(k, in, range);
+    if (folded >= 0 || k->status != KL_OK) return folded;
     if ((k->h.n_instrs + 1) * 2 > k->cap_table && !grow_table(k))
         return kl_kd_fail(k, kl_error(KL_ERR_MEMORY, "out of memory describing a kernel"));
     uint64_t hash = instr_hash(in);
@@ -138,10 +153,14 @@ int32_t kl_kd_add(kl_kdesc *k, const kl_instr *given)
         kl_instr *p = realloc(k->instrs, (size_t)cap * sizeof *p);
         if (!p) return kl_kd_fail(k, kl_error(KL_ERR_MEMORY, "out of memory describing a kernel"));
         k->instrs = p;
+        kl_range *r = realloc(k->ranges, (size_t)cap * sizeof *r);
+        if (!r) return kl_kd_fail(k, kl_error(KL_ERR_MEMORY, "out of memory describing a kernel"));
+        k->ranges = r;
         k->cap_instrs = cap;
     }
     int32_t id = k->h.n_instrs++;
     k->instrs[id] = *in;
+    k->ranges[id] = range;
     k->table[j].gen = k->gen;
     k->table[j].id = id;
     k->instrs_hash = mix(k->instrs_hash, hash);

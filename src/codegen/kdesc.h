@@ -53,6 +53,9 @@ typedef struct {
 
 typedef enum { KL_KD_MAP, KL_KD_REDUCE, KL_KD_SCATTER } kl_kd_kind;
 
+/* The values an int64 instruction can take in this launch (kd_range.c). */
+typedef struct { int64_t lo, hi; } kl_range;
+
 #define KL_KD_MAX_BUFS 64
 #define KL_KD_MAX_IARGS 512
 #define KL_KD_MAX_FARGS 128
@@ -105,6 +108,11 @@ typedef struct kl_kdesc {
     uint64_t hash;         /* of the structure, once built */
     uint64_t instrs_hash;  /* of the instructions so far, in order */
     kl_status status;      /* the first failure while building */
+    /* this launch's iteration space (space_rank 0: not given) and what each
+     * instruction can be in it; comparisons they decide fold (kd_range.c) */
+    int64_t space[8];
+    uint8_t space_rank;
+    kl_range *ranges;      /* parallel to instrs */
 
     /* building: the hash-consing table and the (var, coordinates) memo
      * (src/ops/lower.c); an entry counts only when it has the current
@@ -122,6 +130,16 @@ void kl_kd_init(kl_kdesc *k);
  * structure (instrs) for reuse by the next kl_kd_init of the same object. */
 void kl_kd_clear(kl_kdesc *k);
 void kl_kd_free(kl_kdesc *k);
+
+/* The iteration space the kernel's loops run over, given before its body is
+ * described: with it, kl_kd_add folds comparisons the extents and arguments
+ * decide (a reindex's bounds checks where every read stays inside). */
+void kl_kd_set_space(kl_kdesc *k, int rank, const int64_t *extents);
+/* What in can be, from its operands' ranges (kd_range.c). */
+kl_range kl_kd_range_of(const kl_kdesc *k, const kl_instr *in);
+/* An instruction equal in this launch to in (whose range is r), when the
+ * ranges decide it (a constant, or one operand); -1 otherwise. */
+int32_t kl_kd_fold(kl_kdesc *k, const kl_instr *in, kl_range r);
 
 /* The instruction i (valid until the next kl_kd_instr). */
 static inline const kl_instr *kl_kd_at(const kl_kdesc *k, int32_t i) { return &k->instrs[i]; }

@@ -230,6 +230,11 @@ kl_status kl_lower_kernel(kl_var *root, kl_kdesc *k)
     kl_kd_local(k, root);
     k->h.out_dtype = (uint8_t)root->dtype;
     if (kl_kd_buffer(k, root) != 0) return k->status;
+    /* the loops run over the output (map), the reduced input (reduce) or
+     * the scattered values (scatter) */
+    int folds = root->op.kind == KL_OP_REDUCE || root->op.kind == KL_OP_REINDEX_REDUCE;
+    const kl_var *space = folds ? root->op.inputs[0] : root;
+    kl_kd_set_space(k, space->ndim, space->shape);
     kl_status s;
     if (root->op.kind == KL_OP_REDUCE) s = kl_reduce_lower_kernel(k, root);
     else if (root->op.kind == KL_OP_REINDEX_REDUCE) s = kl_reindex_reduce_lower_kernel(k, root);

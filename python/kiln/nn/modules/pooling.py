@@ -194,8 +194,9 @@ def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None, geometry=None)
         dwin = where(pick, dout.reindex(wshape, [f"i{d}" for d in range(lead + nd)]), 0.0)
         if tiling is not None:
             exprs = [f"i{d}" for d in range(lead)]
-            exprs += [f"(i{lead + j}+{p})/{s}" for j, (s, p) in enumerate(tiling)]
-            exprs += [f"(i{lead + j}+{p})%{s}" for j, (s, p) in enumerate(tiling)]
+            at = [f"(i{lead + j}+{p})" if p else f"i{lead + j}" for j, (s, p) in enumerate(tiling)]
+            exprs += [f"{a}/{s}" for a, (s, _) in zip(at, tiling)]
+            exprs += [f"{a}%{s}" for a, (s, _) in zip(at, tiling)]
             return [reindex(dwin, x.shape, exprs, 0.0)]
         return [reindex_reduce(dwin, "add", x.shape, list(idx), list(conds))]
 
