@@ -147,7 +147,10 @@ def test_ctrl_c_interrupts_a_long_sync_between_kernels(tmp_path):
         p.send_signal(signal.SIGINT)
         line = p.stdout.readline()
         reaction = time.perf_counter() - sent
-        out, err = p.communicate(timeout=120)
+        # not communicate(): it reads the pipe past what readline() already
+        # buffered, and loses "after" when both lines came in one read
+        p.wait(timeout=120)
+        out, err = p.stdout.read(), p.stderr.read()
     finally:
         if p.poll() is None:
             p.kill()
