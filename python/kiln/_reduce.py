@@ -64,14 +64,20 @@ def _arg(x, dim, keepdims, op):
     if dim is None:
         x, dim = flatten(x), 0
     d = norm_dim(dim, x.ndim, "arg" + op)
+    n = x.shape[d]
+    values = reduce(x, op, d, keepdims)             # run only if read
+    if n <= 4096 or x.numel() >= 64 * n:
+        # one scan per row for the first extreme's position (NaN counts as
+        # one, as in NumPy), rows in parallel
+        return reduce(x, "arg" + op, d, keepdims), values
+    # few long rows: a scan each would leave cores idle; two reductions
+    # that each run in parallel over the row instead
     m = reduce(x, op, d, True)
-    pos = index(x.shape, d)
     hit = binary(x, m, "equal")
     if x.dtype.is_float:
-        # max/min propagate NaN, so a NaN extreme means the first NaN (NumPy)
         hit = binary(hit, binary(x, x, "not_equal"), "logical_or")
-    first = reduce(where(hit, pos, x.shape[d]), "min", d, keepdims)
-    return first, (m if keepdims else squeeze(m, d))
+    first = reduce(where(hit, index(x.shape, d), n), "min", d, keepdims)
+    return first, values
 
 
 def argmax(x, dim=None, keepdims=False, *, keepdim=False):

@@ -6,8 +6,8 @@
  * and folding them to constants removes the whole chain of selects they
  * guard from the kernel text (the renderers never see them).
  *
- * Only decisions (comparisons, && || !, selects on a decided condition)
- * fold: arithmetic whose range happens to be one value (an index over an
+ * Only decisions (comparisons, && || !, selects on a decided condition,
+ * clamps of an index already inside) fold: arithmetic whose range happens to be one value (an index over an
  * extent of 1) stays as it is, so the same kernel serves batch 1 and
  * batch 8. The description records each decision as a constant, so the
  * plan cache never hands a kernel to a launch its decisions do not hold for.
@@ -152,6 +152,10 @@ int32_t kl_kd_fold(kl_kdesc *k, const kl_instr *in, kl_range r)
         int neutral_a = in->op == KL_EXB_OR ? is_point(a, 0) : excludes_zero(a);
         if (neutral_b && is_bool(a)) return in->a;
         if (neutral_a && is_bool(b)) return in->b;
+    }
+    if (in->kind == KL_I_CLAMP) {   /* an index already inside needs no clamp */
+        kl_range a = of(k, in->a), n = of(k, in->b);
+        if (a.lo >= 0 && n.lo > 0 && a.hi <= n.lo - 1) return in->a;
     }
     if (in->kind == KL_I_SELECT) {
         kl_range cond = of(k, in->a);

@@ -47,6 +47,9 @@ const char *kl_stmt_buffer_type(const kl_stmt_printer *p, kl_dtype t);
  * value t into accumulator a. */
 const char *kl_stmt_identity(kl_reduce_op op, kl_dtype t);
 void kl_stmt_combine(char *out, size_t size, kl_reduce_op op, const char *a, const char *t);
+/* The statement an argmax / argmin folds value t at position rank with:
+ * into the extreme a and its position ai (int32). */
+void kl_stmt_arg_fold(char *out, size_t size, kl_reduce_op op, kl_dtype in, const char *t, const char *rank);
 
 /* How a reduction accumulates: the accumulator's type, its start, and
  * whether NaN is tracked beside it (max and min of floats: NaN wins). */

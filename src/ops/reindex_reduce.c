@@ -13,7 +13,7 @@ kl_status kl_reindex_reduce(kl_var *y, kl_reduce_op op, int ndim, const int64_t 
     KL_ARG(out, "kl_reindex_reduce", "out");
     *out = NULL;
     KL_VAR_ARG(y, "reindex_reduce", "input");
-    if ((unsigned)op >= KL_REDUCE_COUNT || op == KL_REDUCE_MEAN)
+    if ((unsigned)op >= KL_REDUCE_COUNT || op == KL_REDUCE_MEAN || op == KL_REDUCE_ARGMAX || op == KL_REDUCE_ARGMIN)
         return kl_error(KL_ERR_VALUE, "reindex_reduce: op must be add, multiply, maximum, minimum, logical_or or logical_and");
     KL_TRY(kl_check_shape("reindex_reduce", ndim, shape));
     kl_op o = {.kind = KL_OP_REINDEX_REDUCE, .inputs = {y}};

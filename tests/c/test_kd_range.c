@@ -77,6 +77,10 @@ static void test_decided_comparisons_fold_and_arithmetic_does_not(void)
     int32_t other = kl_kd_const(&k, 9);
     CHECK_EQ_INT(kl_kd_op(&k, KL_I_SELECT, KL_INT64, 0, zero, other, w), w);
     CHECK_EQ_INT(kl_kd_op(&k, KL_I_SELECT, KL_INT64, 0, two, other, w), other);
+    /* a clamp of an index already inside is the index; of one that may not be, a clamp */
+    CHECK_EQ_INT(kl_kd_op(&k, KL_I_CLAMP, KL_INT64, 0, i0, kl_kd_const(&k, 4), -1), i0);
+    int32_t cl = kl_kd_op(&k, KL_I_CLAMP, KL_INT64, 0, w, kl_kd_const(&k, 4), -1);
+    CHECK(cl >= 0 && k.instrs[cl].kind == KL_I_CLAMP);
     /* an index over an extent of 1 stays an index (one kernel for batch 1 and 8) */
     int64_t one[1] = {1};
     kl_kd_init(&k);

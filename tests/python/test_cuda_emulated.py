@@ -75,6 +75,14 @@ def test_reductions_of_other_dtypes_and_nan():
     same(lambda x: (x.max(1), x.min(), x.sum(1), x.argmax(1)[0]), b)
 
 
+def test_arg_reductions_ties_nan_and_windows():
+    a = r.integers(0, 3, (30, 4, 6)).astype(np.float32)     # ties everywhere
+    a[2, 1, 3] = a[5, 0, 0] = np.nan
+    same(lambda x: (jt.reduce(x, "argmax", 2), jt.reduce(x, "argmin", (0, 2)), jt.reduce(x.int32(), "argmax", 0)), a)
+    img = r.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    same(lambda x: jt.grad((jt.nn.max_pool2d(x, 2) * x[:, :, :4, :4]).sum(), x), img)   # the pool's argmax and gather
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "float16"])
 @pytest.mark.parametrize("op", ["add", "multiply", "maximum", "minimum"])
 def test_scatters_atomic_partial_and_disjoint(dtype, op):

@@ -69,6 +69,48 @@ def test_argmax_argmin():
     check(x.argmax()[0], a.argmax())
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int32", "int8", "uint8", "bool"])
+def test_arg_reduce_op_every_dtype(dtype):
+    """The argmax / argmin reduce ops against NumPy: rows, columns (a kept
+    innermost dim), small windows, long rows (every variant of the kernel),
+    ties resolved to the first."""
+    r = rng(11)
+    for shape, dim in (((6, 9), 1), ((6, 9), 0), ((40, 3, 2), 1), ((3, 5000), 1), ((70000, 2), 0)):
+        a = r.integers(0, 4, shape).astype(dtype)     # few values: many ties
+        x = jt.array(a)
+        check(jt.reduce(x, "argmax", dim), a.argmax(dim), dtype="int32")
+        check(jt.reduce(x, "argmin", dim, keepdims=True), np.expand_dims(a.argmin(dim), dim), dtype="int32")
+
+
+def test_arg_reduce_over_several_dims_gives_the_row_major_position():
+    a = data(rng(12), (3, 4, 5, 2))
+    x = jt.array(a)
+    got = jt.reduce(x, "argmax", (1, 3))             # position over (4, 2), row-major
+    want = a.transpose(0, 2, 1, 3).reshape(3, 5, 8).argmax(-1)
+    check(got, want, dtype="int32")
+    check(jt.reduce(x, "argmin", (0, 1, 2, 3)), a.argmin())
+
+
+def test_arg_reduce_nan_and_extremes():
+    nan, inf = np.nan, np.inf
+    a = np.array([[1, nan, 3, nan], [-inf, -inf, -inf, -inf], [inf, 2, inf, 1], [0, -0.0, 0, 5]], np.float32)
+    x = jt.array(a)
+    check(x.argmax(1)[0], np.argmax(a, 1))              # the first NaN counts as the maximum
+    check(x.argmin(1)[0], np.argmin(a, 1))              # and as the minimum
+    check(jt.reduce(jt.array(a.astype(np.float64)), "argmax", 1), np.argmax(a, 1))
+    long = np.zeros(50000, np.float32)                   # few long rows: jt.argmax's other form
+    long[[7, 30000]] = 2.0
+    long[[9, 40000]] = np.nan if a.size else 0
+    check(jt.argmax(jt.array(long))[0], np.argmax(long))
+    long[[9, 40000]] = -3.0
+    check(jt.array(long).argmin()[0], np.argmin(long))
+    check(jt.array(long).argmax()[0], np.argmax(long))
+    with pytest.raises(ValueError, match="zero-size"):
+        jt.reduce(jt.zeros((3, 0)), "argmax", 1)
+    with pytest.raises(ValueError):
+        jt.reindex_reduce(jt.zeros(3), "argmax", (3,), ["i0"])
+
+
 def test_var_std_norm():
     a = data(rng(4), (3, 4))
     x = jt.array(a)

@@ -76,7 +76,7 @@ typedef struct {
 static void fold_range(const renderer *r, kl_strbuf *L, const reduce_parts *p, const char *from, const char *step,
                        const char *bd)
 {
-    kl_sb_printf(L, "        %s a = %s; int n = 0; (void)n;\n", p->acc.acc_type, p->acc.identity);
+    kl_sb_printf(L, "        %s a = %s; int n = 0; (void)n; int32_t ai = 0; (void)ai;\n", p->acc.acc_type, p->acc.identity);
     kl_sb_printf(L, "        for (int64_t r0 = %s; r0 < rn; r0 += (%s) * KL_UNROLL) {\n"
                     "        #pragma unroll\n        for (int u = 0; u < KL_UNROLL; u++) {\n"
                     "        const int64_t ri = r0 + u * (%s);\n        if (ri >= rn) break;\n", from, step, step);
@@ -121,10 +121,12 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     char t[96];
     if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN) snprintf(t, sizeof t, "(%s)%s", T, raw);
     else snprintf(t, sizeof t, "%s", raw);
-    kl_stmt_combine(p->fold, sizeof p->fold, op, "a", t);
+    int arg = op == KL_REDUCE_ARGMAX || op == KL_REDUCE_ARGMIN;
+    if (arg) kl_stmt_arg_fold(p->fold, sizeof p->fold, op, in_t, t, "ri");
+    else kl_stmt_combine(p->fold, sizeof p->fold, op, "a", t);
     if (p->acc.track_nan) snprintf(p->nanfold, sizeof p->nanfold, " n |= %s != %s;", t, t);
     kl_stmt_combine(p->merge, sizeof p->merge, op, "a", "o");
-    const char *value = op == KL_REDUCE_MEAN ? (p->acc.track_nan ? "(n ? NAN : rn ? a / (double)rn : NAN)"
+    const char *value = arg ? "ai" : op == KL_REDUCE_MEAN ? (p->acc.track_nan ? "(n ? NAN : rn ? a / (double)rn : NAN)"
                                                                  : "(rn ? a / (double)rn : NAN)")
                                              : (p->acc.track_nan ? "(n ? NAN : a)" : "a");
     kl_stmt_stored(r, p->final, sizeof p->final, out_t, value);
@@ -140,12 +142,16 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     kl_stmt_product(r, L, "kn", kd, p->nk);
     kl_stmt_product(r, L, "rn", rd, p->nr);
     kl_sb_printf(L, "    __shared__ %s kl_sa[KL_BLOCK / 32];\n    __shared__ int kl_sn[KL_BLOCK / 32], kl_last;\n", T);
-    /* a thread per output */
-    kl_sb_printf(L, "    if (rn <= 32 || kn >= (int64_t)gridDim.x * KL_BLOCK / 4) {\n");
+    /* a thread per output (argmax / argmin: always; the scan's order is the position's) */
+    kl_sb_printf(L, arg ? "    {\n" : "    if (rn <= 32 || kn >= (int64_t)gridDim.x * KL_BLOCK / 4) {\n");
     kl_sb_printf(L, "    " GRID_LOOP("ko", "kn") " {\n        int64_t rest_k = ko; (void)rest_k;\n");
     split_index(r, L, p->kept, p->nk, "rest_k");
     fold_range(r, L, p, "0", "1", bd);
     kl_sb_printf(L, "        out[%s] = %s;\n    }\n    return;\n    }\n", p->off, p->final);
+    if (arg) {
+        free(p);
+        return;
+    }
     /* a block per output, or G blocks per output (none: nothing to do) */
     kl_sb_printf(L, "    if (kn == 0) return;\n    const int64_t G = kn >= gridDim.x ? 1 : gridDim.x / kn;\n");
     kl_sb_printf(L, "    for (int64_t w = blockIdx.x; w < kn * G; w += gridDim.x) {\n");

@@ -16,7 +16,7 @@ import numpy as np
 
 from .conv import _tuple
 from ..._core import array, checked_index, grad_mode, to_var, where
-from ..._reduce import index
+from ..._reduce import index, reduce
 from ..._function import _attach
 from ..module import Module
 from ..._shape import reindex, reindex_reduce
@@ -90,9 +90,7 @@ def _first_max(win, lead, nd, sp, idx, conds=(), return_indices=False):
     for j, d in enumerate(kdims):
         term = index(win.shape, d) * int(math.prod(ks[j + 1:]))
         rank = term if rank is None else rank + term
-    m = win.max(kdims, keepdims=True)
-    hit = (win == m) | (win != win)                   # the max, or NaN (which max returns)
-    first = where(hit, rank, int(math.prod(ks))).min(kdims, keepdims=True)
+    first = reduce(win, "argmax", kdims, keepdims=True)  # NaN counts as the maximum
     pick = rank == first
     y = where(pick, win, 0.0).sum(kdims)              # exactly the picked value
     if not return_indices:
@@ -108,21 +106,22 @@ def _padded_extent(ks, st, outs):
     return [(o - 1) * s + k for k, s, o in zip(ks, st, outs)]
 
 
-def _first_positions(w, m, wshape, lead, ks, st, outs):
-    """Per window ([lead, *outs]): the position of its first maximum in the
-    padded input plane (row-major over _padded_extent). Row-major order in a
-    window is row-major order in the plane, so the first maximum is the one
-    at the smallest position; positions need only multiplies and adds of the
-    loop indices. NaN counts as the maximum, as max returns it."""
+def _plane_positions(pos, lead, ks, st, outs):
+    """Per window ([lead, *outs]): the position in the padded input plane
+    (row-major over _padded_extent) of its element at window rank pos.
+    Row-major order in a window is row-major order in the plane, so the
+    first maximum's rank gives the first maximum's position."""
     nd = len(ks)
     ext = _padded_extent(ks, st, outs)
     flat = None
     for j in range(nd):
-        h = index(wshape, lead + j, dtype="int32") * st[j] + index(wshape, lead + nd + j, dtype="int32")
-        term = h * int(math.prod(ext[j + 1:]))
+        inner = int(math.prod(ks[j + 1:]))
+        k = pos // inner if inner > 1 else pos
+        if j:
+            k = k % ks[j]
+        term = (index(pos.shape, lead + j, dtype="int32") * st[j] + k) * int(math.prod(ext[j + 1:]))
         flat = term if flat is None else flat + term
-    hit = (w == m) | (w != w)
-    return where(hit, flat, int(math.prod(ext))).min(list(range(lead + nd, lead + 2 * nd)))
+    return flat
 
 
 def _gather_to_input(first_pos, dout, x_shape, lead, ks, st, pad, outs):
@@ -130,7 +129,7 @@ def _gather_to_input(first_pos, dout, x_shape, lead, ks, st, pad, outs):
     window position, no scatter and no atomics: each input position visits
     the few windows that cover it (ceil(k/s) per dim: 4 for 3x3 stride 2)
     and takes a window's dout where that window's first maximum
-    (first_pos, _first_positions) is this position; a maximum in the
+    (first_pos, _plane_positions) is this position; a maximum in the
     padding has no input position and its gradient is dropped. The visits
     are unrolled into one element-wise kernel over x's shape."""
     nd = len(ks)
@@ -151,47 +150,57 @@ def _gather_to_input(first_pos, dout, x_shape, lead, ks, st, pad, outs):
     return dx
 
 
+def _window_value(win, pos, lead, nd):
+    """win's element at each window's rank pos (row-major over win's
+    trailing nd kernel dims): one gather, fused with win's own reads."""
+    ks = win.shape[lead + nd:]
+    at = "@e0(" + ",".join(f"i{d}" for d in range(lead + nd)) + ")"
+    exprs = [f"i{d}" for d in range(lead + nd)]
+    for j in range(nd):
+        inner = int(math.prod(ks[j + 1:]))
+        e = at if inner == 1 else f"{at}/{inner}"
+        exprs.append(e if j == 0 else f"({e})%{ks[j]}")
+    return reindex(win, win.shape[:lead + nd], exprs, float("-inf"), extras=[pos])
+
+
 def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None, geometry=None):
-    """The plain max over win's trailing nd window dims (one fused reindex +
-    max-reduce kernel, as with no gradient), whose gradient goes to the first
-    maximum of each window only (PyTorch's and Jittor's rule; a max reduce's
-    own gradient would share it among tied elements). The tie-breaking is all
-    in the gradient, built lazily when jt.grad reaches y: one reduce finds
-    each window's first maximum (its row-major rank; NaN counts as the
-    maximum, as max returns it), and dout goes there through the adjoint of
-    the windows' reindex: a gather when the windows tile x (tiling: the
-    (stride, pad) per window dim, stride == kernel, dilation 1: one map
-    kernel), a gather over the windows covering each input position when
-    they overlap (geometry, dilation 1: _gather_to_input), else (dilated
-    windows) a scatter-add (reindex_reduce). The gathers need no atomics.
-    win was read from x with the index expressions idx (and conds);
-    geometry: (kernel, stride, padding, output sizes) when the windows are
-    dense (dilation 1), for the gather of _gather_to_input."""
+    """The max over win's trailing nd window dims, whose gradient goes to
+    the first maximum of each window only (PyTorch's and Jittor's rule; a
+    max reduce's own gradient would share it among tied elements). Without
+    a gradient: one fused reindex + max-reduce kernel. With one: an argmax
+    reduce finds each window's first maximum (its row-major rank; NaN counts
+    as the maximum, as max returns it) and the max is read there; dout goes
+    there through the adjoint of the windows' reindex: a gather when the
+    windows tile x (tiling: the (stride, pad) per window dim, stride ==
+    kernel, dilation 1: one map kernel), a gather over the windows covering
+    each input position when they overlap (geometry, dilation 1:
+    _gather_to_input), else (dilated windows) a scatter-add
+    (reindex_reduce). The gathers need no atomics. win was read from x with
+    the index expressions idx (and conds); geometry: (kernel, stride,
+    padding, output sizes) when the windows are dense (dilation 1)."""
     kdims = list(range(lead + nd, lead + 2 * nd))
-    y = win.max(kdims)
     x = to_var(x)
     if not grad_mode.get() or not x.requires_grad:
-        return y
+        return win.max(kdims)
     ks = win.shape[lead + nd:]
     wshape = win.shape
+    w = reindex(x.detach(), wshape, list(idx), float("-inf"), list(conds))
+    pos = reduce(w, "argmax", kdims)
+    y = _window_value(w, pos, lead, nd)
 
     def rule(douts):
         dout = douts[0]
-        w = reindex(x.detach(), wshape, list(idx), float("-inf"), list(conds))
-        m = y.detach().reindex(wshape, [f"i{d}" for d in range(lead + nd)])
         if geometry is not None and tiling is None:
             ks_, st_, _, outs_ = geometry
-            first_pos = _first_positions(w, m, wshape, lead, ks_, st_, outs_)
+            first_pos = _plane_positions(pos, lead, ks_, st_, outs_)
             return [_gather_to_input(first_pos, dout, x.shape, lead, *geometry)]
         rank = None      # each position's row-major rank in its window, small ints
-        rdt = "int32"
         for j, d in enumerate(kdims):
-            term = index(wshape, d, dtype=rdt) * int(math.prod(ks[j + 1:]))
+            term = index(wshape, d, dtype="int32") * int(math.prod(ks[j + 1:]))
             rank = term if rank is None else rank + term
-        hit = (w == m) | (w != w)
-        first = where(hit, rank, int(math.prod(ks))).min(kdims, keepdims=True)
-        pick = rank == first
-        dwin = where(pick, dout.reindex(wshape, [f"i{d}" for d in range(lead + nd)]), 0.0)
+        keep = [f"i{d}" for d in range(lead + nd)]
+        pick = rank == pos.reindex(wshape, keep)
+        dwin = where(pick, dout.reindex(wshape, keep), 0.0)
         if tiling is not None:
             exprs = [f"i{d}" for d in range(lead)]
             at = [f"(i{lead + j}+{p})" if p else f"i{lead + j}" for j, (s, p) in enumerate(tiling)]
