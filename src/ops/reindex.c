@@ -85,10 +85,19 @@ int32_t kl_reindex_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
     kl_var *x = v->op.inputs[0];
     kl_coords xi;
     int32_t outside = kl_lower_targets(k, v, c, x, v, &xi);
-    /* outside reads use coordinate 0, so the load stays in bounds and the
-     * select below (not a branch) keeps the loop vectorisable */
+    /* a coordinate outside its own extent reads 0 instead, so the load
+     * stays in bounds and the select below (not a branch) keeps the loop
+     * vectorisable; each coordinate tests only itself, so one that cannot
+     * leave its extent is used as it is (the test folds away) and its
+     * arithmetic stays out of the inner loops */
     kl_coords xc = {.n = x->ndim, .identity = 0};
-    for (int d = 0; d < x->ndim; d++) xc.c[d] = kl_kd_op(k, KL_I_SELECT, KL_INT64, 0, outside, kl_kd_const(k, 0), xi.c[d]);
+    for (int d = 0; d < x->ndim; d++) {
+        int32_t t = xi.c[d];
+        int32_t below = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_LT, t, kl_kd_const(k, 0), -1);
+        int32_t above = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_GE, t, kl_kd_shape(k, x, d), -1);
+        int32_t off = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_OR, below, above, -1);
+        xc.c[d] = kl_kd_op(k, KL_I_SELECT, KL_INT64, 0, off, kl_kd_const(k, 0), t);
+    }
     int32_t val = kl_lower(k, x, &xc);
     int32_t ov = kl_dtype_is_float(v->dtype) ? kl_kd_farg(k, v, KL_ARG_OVERFLOW) : kl_kd_iarg(k, v, KL_ARG_OVERFLOW, 0);
     int32_t fill = kl_kd_op(k, KL_I_SCALAR, v->dtype, 0, ov, -1, -1);

@@ -127,6 +127,27 @@ static void open_loop(renderer *r, kl_strbuf *sb, int d, int depth)
     kl_sb_printf(sb, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", d, d, name(r, r->k->h.dims[d]), d);
 }
 
+/* Every reduced extent is a literal (a window: src/ops/reduce.c writes
+ * short ones into the kernel), and some dim is kept. */
+static int short_window(const renderer *r, const int *red, int nr, int nk)
+{
+    for (int i = 0; i < nr; i++)
+        if (r->k->instrs[r->k->h.dims[red[i]]].kind != KL_I_CONST) return 0;
+    return nr > 0 && nk > 0;
+}
+
+/* The loops over the kept dims of a window reduction: all but the last in
+ * parallel, the last vectorised, each lane folding its own (unrolled)
+ * window: the form pooling wants (measured 3x over a loop per window). */
+static void window_kept_loops(renderer *r, kl_strbuf *L, const int *kept, int nk)
+{
+    if (nk > 1) kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > 32768) schedule(static)\n", nk - 1);
+    for (int i = 0; i < nk - 1; i++) open_loop(r, L, kept[i], 1 + i);
+    kl_sb_indent(L, 4 * nk);
+    kl_sb_append(L, nk > 1 ? "#pragma omp simd\n" : "#pragma omp parallel for simd if(kn * rn > 32768) schedule(static)\n");
+    open_loop(r, L, kept[nk - 1], nk);
+}
+
 /* argmax / argmin: per output, a scan of its reduced dims for the extreme
  * (NaN tracked as max and min do) and a second for the first position
  * holding it, outputs in parallel. Two scans of a row in cache beat one
@@ -159,8 +180,12 @@ static kl_status arg_reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     kl_reduce_acc acc = kl_stmt_reduce_acc(extreme, in_t);
     char fold[256];
     kl_stmt_combine(fold, sizeof fold, extreme, "a", t);
-    if (nk) kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > 32768) schedule(static)\n", nk);
-    for (int i = 0; i < nk; i++) open_loop(r, L, kept[i], 1 + i);
+    if (short_window(r, red, nr, nk)) {
+        window_kept_loops(r, L, kept, nk);
+    } else {
+        if (nk) kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > 32768) schedule(static)\n", nk);
+        for (int i = 0; i < nk; i++) open_loop(r, L, kept[i], 1 + i);
+    }
     kl_sb_printf(L, "    {\n        %s a = %s; int n = 0; int32_t ai = INT32_MAX; (void)n;\n", acc.acc_type, acc.identity);
     kl_sb_printf(L, "%s        %s", loops, fold);
     if (acc.track_nan) kl_sb_printf(L, " n |= %s != %s;", t, t);
@@ -207,6 +232,20 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     kl_stmt_combine(p.fold, sizeof p.fold, op, "a", tcast);
     if (p.rc.track_nan) snprintf(p.nanfold, sizeof p.nanfold, " n |= %s != %s;", tcast, tcast);
     p.blocked = nr > 0 && (op == KL_REDUCE_SUM || op == KL_REDUCE_MEAN) && (in_t == KL_FLOAT32 || in_t == KL_FLOAT16);
+    if (short_window(r, red, nr, nk)) {
+        /* a window's few elements fold in the accumulator directly */
+        char wfold[256];
+        kl_stmt_combine(wfold, sizeof wfold, op, "a", tcast);
+        window_kept_loops(r, L, kept, nk);
+        kl_sb_printf(L, "    {\n        %s a = %s; int n = 0; (void)n;\n", p.rc.acc_type, p.rc.identity);
+        for (int i = 0; i < nr; i++) open_loop(r, L, red[i], 2 + i);
+        kl_sb_append(L, "    {\n        const int64_t li = ");
+        kl_stmt_loop_offset(r, L);
+        kl_sb_printf(L, "; (void)li;\n%s        %s%s\n    }\n", bd, wfold, p.nanfold);
+        kl_sb_printf(L, "        out[%s] = %s;\n    }\n", off, p.final);
+        kl_sb_free(&offb);
+        return KL_OK;
+    }
     int trailing = nr > 0;
     for (int i = 0; i < nr; i++) trailing &= red[i] == nk + i;
     if (trailing && !h->uses_loops) {

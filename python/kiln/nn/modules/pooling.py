@@ -16,6 +16,7 @@ import numpy as np
 
 from .conv import _tuple
 from ..._core import array, checked_index, grad_mode, to_var, where
+from ..._flags import flags
 from ..._reduce import index, reduce
 from ..._function import _attach
 from ..module import Module
@@ -124,6 +125,28 @@ def _plane_positions(pos, lead, ks, st, outs):
     return flat
 
 
+def _scatter_by_plane(pos, dout, x_shape, lead, ks, st, pad):
+    """dx of max pooling with overlapping windows on the CPU: each window
+    adds its dout at its first maximum (pos, its rank in the window), a
+    scatter whose lead dims (batch, channel) write disjoint planes, so the
+    planes run in parallel and each plane's windows in turn, with no
+    atomics (~6x faster here than _gather_to_input's visits, which suit a
+    GPU's threads better). A maximum in the padding has no input position
+    and is dropped."""
+    nd = len(ks)
+    at = "@e0(" + ",".join(f"i{d}" for d in range(lead + nd)) + ")"
+    exprs = [f"i{d}" for d in range(lead)]
+    for j in range(nd):
+        inner = int(math.prod(ks[j + 1:]))
+        k = at if inner == 1 else f"{at}/{inner}"
+        if j:
+            k = f"({k})%{ks[j]}"
+        e = f"i{lead + j}" if st[j] == 1 else f"i{lead + j}*{st[j]}"
+        e = f"{e}+{k}" if not pad[j] else f"{e}+{k}-{pad[j]}"
+        exprs.append(e)
+    return reindex_reduce(dout, "add", x_shape, exprs, extras=[pos])
+
+
 def _gather_to_input(first_pos, dout, x_shape, lead, ks, st, pad, outs):
     """dx of max pooling with overlapping windows (dilation 1) as a gather by
     window position, no scatter and no atomics: each input position visits
@@ -191,7 +214,9 @@ def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None, geometry=None)
     def rule(douts):
         dout = douts[0]
         if geometry is not None and tiling is None:
-            ks_, st_, _, outs_ = geometry
+            ks_, st_, pad_, outs_ = geometry
+            if not flags.use_cuda:
+                return [_scatter_by_plane(pos, dout, x.shape, lead, ks_, st_, pad_)]
             first_pos = _plane_positions(pos, lead, ks_, st_, outs_)
             return [_gather_to_input(first_pos, dout, x.shape, lead, *geometry)]
         rank = None      # each position's row-major rank in its window, small ints
