@@ -91,10 +91,10 @@ typedef struct {
 } kl_conv_shape;
 
 /* Softmax (log: log-softmax) along the middle dim of a row-major
- * (outer, axis, inner) array. */
+ * (outer, axis, inner) array: dim `dim` of the input. */
 typedef struct {
     int64_t outer, axis, inner;
-    int log;
+    int log, dim;
 } kl_softmax_shape;
 
 /* A pattern the replacement passes (src/opt/) found: what is computed, in

@@ -51,7 +51,10 @@ typedef struct {
     int64_t value;
 } kl_instr;
 
-typedef enum { KL_KD_MAP, KL_KD_REDUCE, KL_KD_SCATTER } kl_kd_kind;
+/* SOFTMAX: a softmax (op 1: log-softmax) of buffer 1 along iteration dim
+ * `reduced`'s one bit, rows whole in cache: the renderers print it from
+ * this head alone (src/opt/softmax.c describes it). */
+typedef enum { KL_KD_MAP, KL_KD_REDUCE, KL_KD_SCATTER, KL_KD_SOFTMAX } kl_kd_kind;
 
 /* The values an int64 instruction can take in this launch (kd_range.c). */
 typedef struct { int64_t lo, hi; } kl_range;

@@ -5,6 +5,7 @@
  * inside), so computing y in one library call leaves nothing unfed. */
 #include "opt/softmax.h"
 #include "opt/operand.h"
+#include "codegen/kdesc.h"
 #include <string.h>
 
 typedef struct {
@@ -125,6 +126,7 @@ int kl_softmax_match(kl_var *y, kl_pattern *p, kl_var **inner, int *n_inner)
     p->dtype = KL_FLOAT32;
     p->a = x;
     p->softmax.log = log;
+    p->softmax.dim = d;
     p->softmax.outer = p->softmax.inner = 1;
     for (int j = 0; j < d; j++) p->softmax.outer *= x->shape[j];
     p->softmax.axis = x->shape[d];
@@ -132,4 +134,21 @@ int kl_softmax_match(kl_var *y, kl_pattern *p, kl_var **inner, int *n_inner)
     memcpy(inner, s.v, (size_t)s.n * sizeof *inner);
     *n_inner = s.n;
     return 1;
+}
+
+kl_status kl_softmax_describe(kl_var *y, const kl_pattern *p, kl_kdesc *k)
+{
+    kl_var *x = p->a;
+    k->local_vars[0] = y;
+    kl_kd_local(k, y);
+    k->h.out_dtype = (uint8_t)y->dtype;
+    if (kl_kd_buffer(k, y) != 0 || kl_kd_buffer(k, x) != 1) return k->status;
+    k->h.kind = KL_KD_SOFTMAX;
+    k->h.op = p->softmax.log;
+    k->h.in_dtype = (uint8_t)x->dtype;
+    k->h.rank = (uint8_t)x->ndim;
+    k->h.reduced = (uint8_t)(1u << p->softmax.dim);
+    for (int d = 0; d < x->ndim; d++) k->h.dims[d] = kl_kd_shape(k, x, d);
+    kl_kd_hash(k);
+    return k->status;
 }

@@ -18,5 +18,8 @@
  * intermediates (n_inner of them), which the library call computes along
  * with y, so nothing else needs to. Pure: reads the graph only. */
 int kl_softmax_match(kl_var *y, kl_pattern *p, kl_var **inner, int *n_inner);
+/* The kernel computing y, a softmax p matched, into k (kl_kd_init'ed):
+ * one pass per row while it is in cache (KL_KD_SOFTMAX). */
+kl_status kl_softmax_describe(kl_var *y, const kl_pattern *p, struct kl_kdesc *k);
 
 #endif

@@ -75,6 +75,13 @@ def test_reductions_of_other_dtypes_and_nan():
     same(lambda x: (x.max(1), x.min(), x.sum(1), x.argmax(1)[0]), b)
 
 
+def test_softmax_kernel_rows_and_columns():
+    a = r.standard_normal((7, 300, 3)).astype(np.float32)
+    a[2, 5, 1] = np.nan                                   # that column is NaN, as on the CPU
+    same(lambda x: (jt.nn.softmax(x, 1), jt.nn.log_softmax(x, 2), jt.nn.softmax(x.reshape(63, 100), 1)), a,
+         rtol=1e-5, atol=1e-7)
+
+
 def test_arg_reductions_ties_nan_and_windows():
     a = r.integers(0, 3, (30, 4, 6)).astype(np.float32)     # ties everywhere
     a[2, 1, 3] = a[5, 0, 0] = np.nan

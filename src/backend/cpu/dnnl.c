@@ -18,7 +18,7 @@
 enum { /* oneDNN 2.x's values (dnnl_types.h) */
     F32 = 3, TAG_ANY = 1, ENGINE_CPU = 1, STREAM_DEFAULT = 1, SUCCESS = 0,
     FORWARD_TRAINING = 64, FORWARD_INFERENCE = 96, BACKWARD_DATA = 160, BACKWARD_WEIGHTS = 192,
-    CONVOLUTION_DIRECT = 1, TAG_ABC = 4,
+    CONVOLUTION_DIRECT = 1,
     ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161,
     ARG_FROM = 1, ARG_TO = 17,
     QUERY_IMPL_INFO = 8, QUERY_SRC = 129, QUERY_DIFF_SRC = 130, QUERY_WEIGHTS = 131, QUERY_DIFF_WEIGHTS = 132,
@@ -68,8 +68,6 @@ struct kl_dnnl_api {
     int (*memory_create)(void **m, const void *md, void *engine, void *handle);
     int (*memory_set_data_handle)(void *m, void *handle);
     int (*memory_destroy)(void *m);
-    int (*softmax_forward_init)(void *desc, int prop, const void *data, int axis);
-    int (*logsoftmax_forward_init)(void *desc, int prop, const void *data, int axis);
     int (*sgemm)(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 };
@@ -91,12 +89,6 @@ struct kl_dnnl_conv {
     struct { uint64_t id; void *data; } weights[WEIGHT_SLOTS];
     uint64_t seen[WEIGHT_SLOTS]; /* weight ids met once, not (yet) kept */
     int next_slot, next_seen;
-};
-
-struct kl_dnnl_softmax {
-    kl_softmax_shape shape;
-    kl_dnnl_softmax *next;
-    void *pd, *primitive, *src, *dst; /* src and dst: plain (outer, axis, inner) memories */
 };
 
 void kl_dnnl_init(kl_dnnl *d, kl_host_allocator *alloc)
@@ -142,8 +134,6 @@ int kl_dnnl_available(kl_dnnl *d)
         LOAD(memory_create, "dnnl_memory_create");
         LOAD(memory_set_data_handle, "dnnl_memory_set_data_handle");
         LOAD(memory_destroy, "dnnl_memory_destroy");
-        LOAD(softmax_forward_init, "dnnl_softmax_forward_desc_init");
-        LOAD(logsoftmax_forward_init, "dnnl_logsoftmax_forward_desc_init");
         LOAD(sgemm, "dnnl_sgemm");
     }
     ok = ok && api->version()->major == 2;
@@ -186,16 +176,6 @@ static void conv_free(kl_dnnl *d, kl_dnnl_conv *c)
     free(c);
 }
 
-static void softmax_free(kl_dnnl *d, kl_dnnl_softmax *s)
-{
-    struct kl_dnnl_api *api = d->api;
-    if (s->src) api->memory_destroy(s->src);
-    if (s->dst) api->memory_destroy(s->dst);
-    if (s->primitive) api->primitive_destroy(s->primitive);
-    if (s->pd) api->pd_destroy(s->pd);
-    free(s);
-}
-
 void kl_dnnl_trim(kl_dnnl *d)
 {
     for (kl_dnnl_conv *c = d->available ? d->convs : NULL; c; c = c->next) drop_weights(d, c);
@@ -208,11 +188,6 @@ void kl_dnnl_free(kl_dnnl *d)
         kl_dnnl_conv *c = d->convs;
         d->convs = c->next;
         conv_free(d, c);
-    }
-    while (d->softmaxes) {
-        kl_dnnl_softmax *s = d->softmaxes;
-        d->softmaxes = s->next;
-        softmax_free(d, s);
     }
     d->api->stream_destroy(d->stream);
     d->api->engine_destroy(d->engine);
@@ -414,68 +389,6 @@ kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const fl
     }
     ok = ok && api->stream_wait(d->stream) == SUCCESS;
     return ok ? KL_OK : kl_error(KL_ERR_RUNTIME, "oneDNN failed to run a convolution");
-}
-
-static kl_dnnl_softmax *softmax_create(kl_dnnl *d, const kl_softmax_shape *shape)
-{
-    struct kl_dnnl_api *api = d->api;
-    md_t md;
-    dims_t dims = {shape->outer, shape->axis, shape->inner};
-    kl_dnnl_softmax *s = calloc(1, sizeof *s);
-    void *desc = malloc(OP_DESC_BYTES);
-    int ok = s && desc && api->md_init_by_tag(&md, 3, dims, F32, TAG_ABC) == SUCCESS;
-    ok = ok && (shape->log ? api->logsoftmax_forward_init(desc, FORWARD_INFERENCE, &md, 1)
-                           : api->softmax_forward_init(desc, FORWARD_INFERENCE, &md, 1)) == SUCCESS;
-    ok = ok && api->pd_create(&s->pd, desc, NULL, d->engine, NULL) == SUCCESS;
-    ok = ok && api->primitive_create(&s->primitive, s->pd) == SUCCESS;
-    ok = ok && api->memory_create(&s->src, &md, d->engine, NULL) == SUCCESS;
-    ok = ok && api->memory_create(&s->dst, &md, d->engine, NULL) == SUCCESS;
-    free(desc);
-    if (s) s->shape = *shape;
-    if (!ok && s) {
-        softmax_free(d, s);
-        return NULL;
-    }
-    return s;
-}
-
-kl_dnnl_softmax *kl_dnnl_softmax_get(kl_dnnl *d, const kl_softmax_shape *shape)
-{
-    if (!kl_dnnl_available(d)) return NULL;
-    kl_dnnl_softmax **link = &d->softmaxes;
-    for (kl_dnnl_softmax *s = d->softmaxes; s; link = &s->next, s = s->next) {
-        if (memcmp(&s->shape, shape, sizeof *shape) == 0) {
-            *link = s->next; /* move to the front */
-            s->next = d->softmaxes;
-            d->softmaxes = s;
-            return s;
-        }
-    }
-    kl_dnnl_softmax *s = softmax_create(d, shape);
-    if (!s) return NULL;
-    s->next = d->softmaxes;
-    d->softmaxes = s;
-    if (++d->n_softmaxes > MAX_CACHED) { /* drop the least recently used */
-        kl_dnnl_softmax **p = &d->softmaxes;
-        while ((*p)->next) p = &(*p)->next;
-        softmax_free(d, *p);
-        *p = NULL;
-        d->n_softmaxes--;
-    }
-    return s;
-}
-
-kl_status kl_dnnl_softmax_run(kl_dnnl *d, const kl_softmax_shape *shape, const float *src, float *dst)
-{
-    kl_dnnl_softmax *s = kl_dnnl_softmax_get(d, shape);
-    if (!s) return kl_error(KL_ERR_RUNTIME, "internal: oneDNN refused a softmax it accepted before");
-    struct kl_dnnl_api *api = d->api;
-    exec_arg args[2] = {{ARG_SRC, s->src}, {ARG_DST, s->dst}};
-    int ok = api->memory_set_data_handle(s->src, (void *)src) == SUCCESS &&
-             api->memory_set_data_handle(s->dst, dst) == SUCCESS && run(d, s->primitive, 2, args) &&
-             api->stream_wait(d->stream) == SUCCESS;
-    return ok ? KL_OK : kl_error(KL_ERR_RUNTIME, "oneDNN failed to run a softmax of (%lld, %lld, %lld)",
-                                 (long long)shape->outer, (long long)shape->axis, (long long)shape->inner);
 }
 
 kl_status kl_dnnl_sgemm(kl_dnnl *d, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a,

@@ -1,5 +1,5 @@
-/* dnnl.h: oneDNN's convolutions (forward, backward data, backward weights),
- * softmax and log-softmax, and sgemm,
+/* dnnl.h: oneDNN's convolutions (forward, backward data, backward weights)
+ * and sgemm,
  * loaded with dlopen when first wanted, so kiln builds and runs without it
  * (the fused loop kernels then do the work). Speaks oneDNN 2.x's C API. */
 #ifndef KL_DNNL_H
@@ -11,7 +11,6 @@
 #include <stdint.h>
 
 typedef struct kl_dnnl_conv kl_dnnl_conv; /* a created primitive and its reorders */
-typedef struct kl_dnnl_softmax kl_dnnl_softmax; /* a created softmax primitive */
 
 typedef struct kl_dnnl {
     int tried, available, disabled;
@@ -20,8 +19,6 @@ typedef struct kl_dnnl {
     struct kl_dnnl_api *api;
     kl_dnnl_conv *convs; /* most recently used first */
     int n_convs;
-    kl_dnnl_softmax *softmaxes; /* most recently used first */
-    int n_softmaxes;
     kl_host_allocator *alloc; /* the context's: kept weights count as memory in use */
 } kl_dnnl;
 
@@ -44,12 +41,6 @@ size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c);
  * reused while the same contents come again (inference reorders once). */
 kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch,
                            uint64_t weights_id);
-
-/* The softmax primitive for shape, created on first use and kept; NULL
- * when oneDNN cannot run it. */
-kl_dnnl_softmax *kl_dnnl_softmax_get(kl_dnnl *d, const kl_softmax_shape *shape);
-/* dst = softmax (or log-softmax) of src along the shape's axis, both row-major float32. */
-kl_status kl_dnnl_softmax_run(kl_dnnl *d, const kl_softmax_shape *shape, const float *src, float *dst);
 
 /* Row-major C = op(A) op(B), float32: oneDNN's gemm runs on kiln's OpenMP
  * threads, where OpenBLAS's own pthreads would spin against them. */

@@ -2,8 +2,9 @@
  * float32 with oneDNN's sgemm (it runs on kiln's OpenMP threads, where
  * OpenBLAS's own pthreads would spin against them), float64 and KILN_DNNL=0
  * with OpenBLAS. Convolutions: float32 with oneDNN, whose primitives are
- * made on first use and kept. Softmax and log-softmax: float32 with oneDNN
- * (one pass per row while it is in cache). KILN_BLAS=0 turns all of it off. */
+ * made on first use and kept. Softmax and log-softmax run as kiln's own
+ * kernel (KL_KD_SOFTMAX, render_c.c), not a library call. KILN_BLAS=0 turns
+ * all of it off. */
 #include "backend/cpu/cpu.h"
 #include "core/context.h"
 #include "core/error.h"
@@ -19,8 +20,8 @@ int kl_cpu_supports(kl_backend *b, const kl_pattern *p)
 {
     kl_cpu_backend *c = (kl_cpu_backend *)b;
     if (p->kind == KL_PATTERN_GEMM) return gemm_supported(c, p->dtype);
+    if (p->kind == KL_PATTERN_SOFTMAX) return !c->blas.disabled; /* a kernel of its own (render_c.c) */
     if (p->dtype != KL_FLOAT32 || !kl_dnnl_available(&c->dnnl)) return 0;
-    if (p->kind == KL_PATTERN_SOFTMAX) return !c->blas.disabled && kl_dnnl_softmax_get(&c->dnnl, &p->softmax) != NULL;
     return kl_dnnl_conv_get(&c->dnnl, &p->conv, b->ctx ? kl_context_debug(b->ctx) : 0) != NULL;
 }
 
@@ -73,6 +74,5 @@ kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *
 {
     kl_cpu_backend *c = (kl_cpu_backend *)b;
     kl_cpu_threads_apply(&c->threads);
-    if (p->kind == KL_PATTERN_SOFTMAX) return kl_dnnl_softmax_run(&c->dnnl, &p->softmax, a, out);
     return p->kind == KL_PATTERN_GEMM ? run_gemm(c, p, out, a, bp) : run_conv(c, p, out, a, bp, b_contents);
 }

@@ -334,6 +334,59 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     return KL_OK;
 }
 
+/* ---- softmax ---- */
+
+/* A softmax (log-softmax) along one dim: per row (a run of `inner`
+ * columns, 64 at a time, when the dim is not the innermost) the max, then
+ * exp(x - max) stored and summed, then the scale (or the log of the sum
+ * subtracted), all while the row is in cache; rows in parallel. NaN in a
+ * row makes it NaN, as the meta-op form does; sums in float per lane. */
+static kl_status softmax_kernel(renderer *r, kl_strbuf *L)
+{
+    const kl_kd_head *h = &r->k->h;
+    int d = 0;
+    while (!(h->reduced >> d & 1)) d++;
+    kl_stmt_product(r, L, "outer", h->dims, d);
+    kl_stmt_product(r, L, "inner", h->dims + d + 1, h->rank - d - 1);
+    kl_sb_printf(L, "    const int64_t axis = %s;\n", name(r, h->dims[d]));
+    const char *fin = h->op ? "logf" : "1.0f /";   /* the row's constant: log(sum) or 1 / sum */
+    const char *row_out = h->op ? "y[j] = x[j] - m - f;" : "y[j] *= f;";
+    const char *col_out = h->op ? "y[j * inner + c] = x[j * inner + c] - m[c] - f[c];" : "y[j * inner + c] *= f[c];";
+    /* rows: vectorised along the row */
+    kl_sb_printf(L, "    if (inner == 1) {\n"
+                    "    #pragma omp parallel for schedule(static) if(outer * axis > 32768)\n"
+                    "    for (int64_t o = 0; o < outer; o++) {\n"
+                    "        const float *restrict x = b1 + o * axis;\n        float *restrict y = out + o * axis;\n"
+                    "        float m = -INFINITY; int n = 0;\n"
+                    "        #pragma omp simd reduction(max:m) reduction(|:n)\n"
+                    "        for (int64_t j = 0; j < axis; j++) { m = x[j] > m ? x[j] : m; n |= x[j] != x[j]; }\n"
+                    "        if (n) m = NAN;\n        float s = 0;\n"
+                    "        #pragma omp simd reduction(+:s)\n"
+                    "        for (int64_t j = 0; j < axis; j++) { const float e = expf(x[j] - m); %s s += e; }\n"
+                    "        const float f = %s(s);\n"
+                    "        #pragma omp simd\n        for (int64_t j = 0; j < axis; j++) %s\n    }\n",
+                 h->op ? "" : "y[j] = e;", fin, row_out);
+    /* columns: 64 of the inner run at once, vectorised across them */
+    kl_sb_printf(L, "    } else {\n    const int64_t nchunk = (inner + 63) / 64;\n"
+                    "    #pragma omp parallel for collapse(2) schedule(static) if(outer * axis * inner > 32768)\n"
+                    "    for (int64_t o = 0; o < outer; o++)\n    for (int64_t ch = 0; ch < nchunk; ch++) {\n"
+                    "        const int64_t c0 = ch * 64, cn = inner - c0 < 64 ? inner - c0 : 64;\n"
+                    "        const float *restrict x = b1 + o * axis * inner + c0;\n"
+                    "        float *restrict y = out + o * axis * inner + c0;\n"
+                    "        float m[64], s[64], f[64]; int n[64];\n"
+                    "        for (int64_t c = 0; c < cn; c++) { m[c] = -INFINITY; s[c] = 0; n[c] = 0; }\n"
+                    "        for (int64_t j = 0; j < axis; j++)\n        #pragma omp simd\n"
+                    "        for (int64_t c = 0; c < cn; c++) { const float v = x[j * inner + c]; m[c] = v > m[c] ? v : m[c]; n[c] |= v != v; }\n"
+                    "        for (int64_t c = 0; c < cn; c++) if (n[c]) m[c] = NAN;\n"
+                    "        for (int64_t j = 0; j < axis; j++)\n        #pragma omp simd\n"
+                    "        for (int64_t c = 0; c < cn; c++) { const float e = expf(x[j * inner + c] - m[c]); %s s[c] += e; }\n"
+                    "        for (int64_t c = 0; c < cn; c++) f[c] = %s(s[c]);\n"
+                    "        for (int64_t j = 0; j < axis; j++)\n        #pragma omp simd\n"
+                    "        for (int64_t c = 0; c < cn; c++) %s\n    }\n    }\n",
+                 h->op ? "" : "y[j * inner + c] = e;", fin, col_out);
+    return KL_OK;
+}
+
 /* ---- scatter ---- */
 
 static kl_status scatter_kernel(renderer *r, kl_strbuf *L, const char *bd)
@@ -428,6 +481,7 @@ kl_status kl_cpu_render(kl_backend *b, const kl_kdesc *k, char **out)
     if (s == KL_OK) {
         if (h->kind == KL_KD_MAP) s = map_kernel(&r, &L, bdt);
         else if (h->kind == KL_KD_REDUCE) s = reduce_kernel(&r, &L, bdt);
+        else if (h->kind == KL_KD_SOFTMAX) s = softmax_kernel(&r, &L);
         else s = scatter_kernel(&r, &L, bdt);
     }
     if (s == KL_OK) {

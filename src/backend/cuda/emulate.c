@@ -189,6 +189,14 @@ static kl_status emu_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args
     return KL_OK;
 }
 
+/* No library, as on a device without one: only what is a kernel of its own
+ * (a softmax) runs as a pattern. */
+static int emu_supports(kl_backend *b, const kl_pattern *p)
+{
+    (void)b;
+    return p->kind == KL_PATTERN_SOFTMAX;
+}
+
 kl_status kl_cuda_emulation_open(kl_cuda_backend *c)
 {
     size_t n = strlen(emulation_header) + strlen(kl_cuda_prelude) + 1;
@@ -213,7 +221,8 @@ kl_status kl_cuda_emulation_open(kl_cuda_backend *c)
     o->compile_finish = emu_compile_finish;
     o->load = emu_load;
     o->unload = emu_unload;
-    o->launch = emu_launch; /* synchronize (nothing queued), supports (no library) and run stay compile-only's */
+    o->launch = emu_launch; /* synchronize (nothing queued) and run stay compile-only's */
+    o->supports = emu_supports;
     return KL_OK;
 }
 

@@ -186,6 +186,41 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     free(p);
 }
 
+/* ---- softmax ---- */
+
+/* A softmax (log-softmax) along one dim: a block per row (a row of `axis`
+ * elements `inner` apart), its threads striding over the row; the max and
+ * the sum combine in shared memory in a fixed order (deterministic). */
+static void softmax_kernel(const renderer *r, kl_strbuf *L)
+{
+    const kl_kd_head *h = &r->k->h;
+    int d = 0;
+    while (!(h->reduced >> d & 1)) d++;
+    kl_stmt_product(r, L, "outer", h->dims, d);
+    kl_stmt_product(r, L, "inner", h->dims + d + 1, h->rank - d - 1);
+    kl_sb_printf(L, "    const int64_t axis = %s;\n    __shared__ float kl_red[KL_BLOCK];\n", name(r, h->dims[d]));
+    kl_sb_printf(L, "    for (int64_t row = blockIdx.x; row < outer * inner; row += gridDim.x) {\n"
+                    "        const int64_t o = row / inner, c = row %% inner;\n"
+                    "        const float *x = b1 + o * axis * inner + c;\n        float *y = out + o * axis * inner + c;\n"
+                    "        float m = -INFINITY; int n = 0;\n"
+                    "        for (int64_t j = threadIdx.x; j < axis; j += KL_BLOCK) { const float v = x[j * inner]; m = v > m ? v : m; n |= v != v; }\n"
+                    "        kl_red[threadIdx.x] = n ? NAN : m;\n        __syncthreads();\n"
+                    "        for (int w = KL_BLOCK / 2; w > 0; w >>= 1) {\n"
+                    "            if (threadIdx.x < w) { const float a = kl_red[threadIdx.x], b = kl_red[threadIdx.x + w];\n"
+                    "                kl_red[threadIdx.x] = (a != a || b != b) ? NAN : a > b ? a : b; }\n"
+                    "            __syncthreads();\n        }\n"
+                    "        m = kl_red[0];\n        __syncthreads();\n        float s = 0;\n"
+                    "        for (int64_t j = threadIdx.x; j < axis; j += KL_BLOCK) { const float e = expf(x[j * inner] - m); %s s += e; }\n"
+                    "        kl_red[threadIdx.x] = s;\n        __syncthreads();\n"
+                    "        for (int w = KL_BLOCK / 2; w > 0; w >>= 1) {\n"
+                    "            if (threadIdx.x < w) kl_red[threadIdx.x] += kl_red[threadIdx.x + w];\n"
+                    "            __syncthreads();\n        }\n"
+                    "        const float f = %s(kl_red[0]);\n        __syncthreads();\n"
+                    "        for (int64_t j = threadIdx.x; j < axis; j += KL_BLOCK) %s\n    }\n",
+                 h->op ? "" : "y[j * inner] = e;", h->op ? "logf" : "1.0f /",
+                 h->op ? "y[j * inner] = x[j * inner] - m - f;" : "y[j * inner] *= f;");
+}
+
 /* ---- scatter ---- */
 
 /* The value the target takes when val folds into its current value now. */
@@ -339,6 +374,7 @@ kl_status kl_cuda_render(kl_backend *b, const kl_kdesc *k, char **out)
         signature(&r, &src, "kl_kernel");
         if (h->kind == KL_KD_MAP) map_kernel(&r, &src, bdt);
         else if (h->kind == KL_KD_REDUCE) reduce_kernel(&r, &src, bdt);
+        else if (h->kind == KL_KD_SOFTMAX) softmax_kernel(&r, &src);
         else scatter_kernel(&r, &src, bdt);
         kl_sb_append(&src, "}\n");
         emulation_entry(&r, &src);
