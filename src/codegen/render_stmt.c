@@ -319,6 +319,16 @@ void kl_stmt_combine(char *out, size_t size, kl_reduce_op op, const char *a, con
     }
 }
 
+void kl_stmt_softmax_extents(const kl_stmt_printer *p, kl_strbuf *s)
+{
+    const kl_kd_head *h = &p->k->h;
+    int d = 0;
+    while (d < h->rank - 1 && !(h->reduced >> d & 1)) d++;
+    kl_stmt_product(p, s, "outer", h->dims, d);
+    kl_stmt_product(p, s, "inner", h->dims + d + 1, h->rank - d - 1);
+    kl_sb_printf(s, "    const int64_t axis = %s;\n", kl_stmt_name(p, h->dims[d]));
+}
+
 void kl_stmt_arg_fold(char *out, size_t size, kl_reduce_op op, kl_dtype in, const char *t, const char *rank)
 {
     /* strictly beyond: a tie keeps the first; the first NaN wins and stays.

@@ -344,11 +344,7 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
 static kl_status softmax_kernel(renderer *r, kl_strbuf *L)
 {
     const kl_kd_head *h = &r->k->h;
-    int d = 0;
-    while (!(h->reduced >> d & 1)) d++;
-    kl_stmt_product(r, L, "outer", h->dims, d);
-    kl_stmt_product(r, L, "inner", h->dims + d + 1, h->rank - d - 1);
-    kl_sb_printf(L, "    const int64_t axis = %s;\n", name(r, h->dims[d]));
+    kl_stmt_softmax_extents(r, L);
     const char *fin = h->op ? "logf" : "1.0f /";   /* the row's constant: log(sum) or 1 / sum */
     const char *row_out = h->op ? "y[j] = x[j] - m - f;" : "y[j] *= f;";
     const char *col_out = h->op ? "y[j * inner + c] = x[j * inner + c] - m[c] - f[c];" : "y[j * inner + c] *= f[c];";

@@ -194,11 +194,8 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
 static void softmax_kernel(const renderer *r, kl_strbuf *L)
 {
     const kl_kd_head *h = &r->k->h;
-    int d = 0;
-    while (!(h->reduced >> d & 1)) d++;
-    kl_stmt_product(r, L, "outer", h->dims, d);
-    kl_stmt_product(r, L, "inner", h->dims + d + 1, h->rank - d - 1);
-    kl_sb_printf(L, "    const int64_t axis = %s;\n    __shared__ float kl_red[KL_BLOCK];\n", name(r, h->dims[d]));
+    kl_stmt_softmax_extents(r, L);
+    kl_sb_printf(L, "    __shared__ float kl_red[KL_BLOCK];\n");
     kl_sb_printf(L, "    for (int64_t row = blockIdx.x; row < outer * inner; row += gridDim.x) {\n"
                     "        const int64_t o = row / inner, c = row %% inner;\n"
                     "        const float *x = b1 + o * axis * inner + c;\n        float *y = out + o * axis * inner + c;\n"
