@@ -24,9 +24,14 @@ static int is_point(kl_range r, int64_t v) { return r.lo == v && r.hi == v; }
 static int is_bool(kl_range r) { return r.lo >= 0 && r.hi <= 1; }
 static int excludes_zero(kl_range r) { return r.lo > 0 || r.hi < 0; }
 
-static kl_range of(const kl_kdesc *k, int32_t i)
+/* Instruction i's range, computing the ranges not yet known up to it in
+ * order (operands come before their users): most descriptions decide
+ * nothing and never pay for ranges. */
+kl_range kl_kd_range(kl_kdesc *k, int32_t i)
 {
-    return i >= 0 && i < k->h.n_instrs ? k->ranges[i] : any;
+    if (i < 0 || i >= k->h.n_instrs) return any;
+    for (; k->n_ranged <= i; k->n_ranged++) k->ranges[k->n_ranged] = kl_kd_range_of(k, &k->instrs[k->n_ranged]);
+    return k->ranges[i];
 }
 
 /* The range of the values of dtype (bool: 0 or 1), for loads and converts. */
@@ -106,9 +111,17 @@ static kl_range index_range(int op, kl_range a, kl_range b)
     }
 }
 
-kl_range kl_kd_range_of(const kl_kdesc *k, const kl_instr *in)
+kl_range kl_kd_range_of(kl_kdesc *k, const kl_instr *in)
 {
-    kl_range a = of(k, in->a), b = of(k, in->b), c = of(k, in->c);
+    /* only index arithmetic and selects have operands whose range matters
+     * (elsewhere a and b name buffers, arguments and dims) */
+    kl_range a = any, b = any, c = any;
+    switch (in->kind) {
+    case KL_I_SELECT: c = kl_kd_range(k, in->c); /* fall through */
+    case KL_I_INDEX: case KL_I_MIN: case KL_I_MAX: case KL_I_CLAMP: b = kl_kd_range(k, in->b); /* fall through */
+    case KL_I_NEG: case KL_I_NOT: a = kl_kd_range(k, in->a); break;
+    default: break;
+    }
     switch (in->kind) {
     case KL_I_LOOP:
         return in->a < k->space_rank ? (kl_range){0, k->space[in->a] - 1} : any;
@@ -147,18 +160,18 @@ int32_t kl_kd_fold(kl_kdesc *k, const kl_instr *in, kl_range r)
     if (decision && r.lo == r.hi) return kl_kd_const(k, r.lo);
     if (in->kind == KL_I_INDEX && (in->op == KL_EXB_OR || in->op == KL_EXB_AND)) {
         /* x || 0 and x && 1 are x when x is already 0 or 1 */
-        kl_range a = of(k, in->a), b = of(k, in->b);
+        kl_range a = kl_kd_range(k, in->a), b = kl_kd_range(k, in->b);
         int neutral_b = in->op == KL_EXB_OR ? is_point(b, 0) : excludes_zero(b);
         int neutral_a = in->op == KL_EXB_OR ? is_point(a, 0) : excludes_zero(a);
         if (neutral_b && is_bool(a)) return in->a;
         if (neutral_a && is_bool(b)) return in->b;
     }
     if (in->kind == KL_I_CLAMP) {   /* an index already inside needs no clamp */
-        kl_range a = of(k, in->a), n = of(k, in->b);
+        kl_range a = kl_kd_range(k, in->a), n = kl_kd_range(k, in->b);
         if (a.lo >= 0 && n.lo > 0 && a.hi <= n.lo - 1) return in->a;
     }
     if (in->kind == KL_I_SELECT) {
-        kl_range cond = of(k, in->a);
+        kl_range cond = kl_kd_range(k, in->a);
         int32_t pick = excludes_zero(cond) ? in->b : is_point(cond, 0) ? in->c : -1;
         if (pick >= 0 && k->instrs[pick].dtype == in->dtype) return pick;
     }

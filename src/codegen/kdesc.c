@@ -15,6 +15,7 @@ void kl_kd_init(kl_kdesc *k)
     k->hash = k->instrs_hash = 0;
     k->n_memo = 0;
     k->space_rank = 0;
+    k->n_ranged = 0;
     if (++k->gen == 0) { /* wrapped: clear the stamps once */
         if (k->table) memset(k->table, 0, (size_t)k->cap_table * sizeof *k->table);
         memset(k->local_index, 0, sizeof k->local_index);
@@ -139,9 +140,16 @@ int32_t kl_kd_add(kl_kdesc *k, const kl_instr *given)
     if (k->status != KL_OK) return -1;
     kl_instr norm = normalized(k, given);
     const kl_instr *in = &norm;
-    kl_range range = kl_kd_range_of(k, in);
-    int32_t folded = kl_kd_fold(k, in, range);
-    if (folded >= 0 || k->status != KL_OK) return folded;
+    /* only decisions fold, and only they need a range before the lookup
+     * (a tiny op's sync describes every kernel: keep the rest cheap) */
+    int decides = (in->kind == KL_I_INDEX && in->op >= KL_EXB_LT) || in->kind == KL_I_NOT ||
+                  in->kind == KL_I_SELECT || in->kind == KL_I_CLAMP;
+    kl_range range = {0, 0};
+    if (decides && k->space_rank) {
+        range = kl_kd_range_of(k, in);
+        int32_t folded = kl_kd_fold(k, in, range);
+        if (folded >= 0 || k->status != KL_OK) return folded;
+    }
     if ((k->h.n_instrs + 1) * 2 > k->cap_table && !grow_table(k))
         return kl_kd_fail(k, kl_error(KL_ERR_MEMORY, "out of memory describing a kernel"));
     uint64_t hash = instr_hash(in);
@@ -160,7 +168,10 @@ int32_t kl_kd_add(kl_kdesc *k, const kl_instr *given)
     }
     int32_t id = k->h.n_instrs++;
     k->instrs[id] = *in;
-    k->ranges[id] = range;
+    if (decides && k->space_rank && k->n_ranged == id) { /* computed above, in order */
+        k->ranges[id] = range;
+        k->n_ranged = id + 1;
+    }
     k->table[j].gen = k->gen;
     k->table[j].id = id;
     k->instrs_hash = mix(k->instrs_hash, hash);

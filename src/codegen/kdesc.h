@@ -115,7 +115,8 @@ typedef struct kl_kdesc {
      * instruction can be in it; comparisons they decide fold (kd_range.c) */
     int64_t space[8];
     uint8_t space_rank;
-    kl_range *ranges;      /* parallel to instrs */
+    kl_range *ranges;      /* parallel to instrs, computed on demand: the first n_ranged */
+    int32_t n_ranged;
 
     /* building: the hash-consing table and the (var, coordinates) memo
      * (src/ops/lower.c); an entry counts only when it has the current
@@ -139,7 +140,9 @@ void kl_kd_free(kl_kdesc *k);
  * decide (a reindex's bounds checks where every read stays inside). */
 void kl_kd_set_space(kl_kdesc *k, int rank, const int64_t *extents);
 /* What in can be, from its operands' ranges (kd_range.c). */
-kl_range kl_kd_range_of(const kl_kdesc *k, const kl_instr *in);
+kl_range kl_kd_range_of(kl_kdesc *k, const kl_instr *in);
+/* What instruction i can be (computed when first asked). */
+kl_range kl_kd_range(kl_kdesc *k, int32_t i);
 /* An instruction equal in this launch to in (whose range is r), when the
  * ranges decide it (a constant, or one operand); -1 otherwise. */
 int32_t kl_kd_fold(kl_kdesc *k, const kl_instr *in, kl_range r);

@@ -33,23 +33,23 @@ static void test_ranges_follow_the_index_arithmetic(void)
     int32_t i1 = kl_kd_op(&k, KL_I_LOOP, KL_INT64, 0, 1, -1, -1);
     int32_t e = op2(&k, KL_EXB_SUB, op2(&k, KL_EXB_ADD, op2(&k, KL_EXB_MUL, i0, kl_kd_const(&k, 2)), i1),
                     kl_kd_const(&k, 1)); /* 2*i0 + i1 - 1: [-1, 7] */
-    CHECK_EQ_INT(k.ranges[e].lo, -1);
-    CHECK_EQ_INT(k.ranges[e].hi, 7);
+    CHECK_EQ_INT(kl_kd_range(&k, e).lo, -1);
+    CHECK_EQ_INT(kl_kd_range(&k, e).hi, 7);
     int32_t q = op2(&k, KL_EXB_DIV, e, kl_kd_const(&k, 2));   /* truncating: [0, 3] */
-    CHECK_EQ_INT(k.ranges[q].lo, 0);
-    CHECK_EQ_INT(k.ranges[q].hi, 3);
+    CHECK_EQ_INT(kl_kd_range(&k, q).lo, 0);
+    CHECK_EQ_INT(kl_kd_range(&k, q).hi, 3);
     int32_t m = op2(&k, KL_EXB_MOD, i1, kl_kd_const(&k, 5));  /* i1 < 5: i1 itself */
-    CHECK_EQ_INT(k.ranges[m].lo, 0);
-    CHECK_EQ_INT(k.ranges[m].hi, 2);
+    CHECK_EQ_INT(kl_kd_range(&k, m).lo, 0);
+    CHECK_EQ_INT(kl_kd_range(&k, m).hi, 2);
     int32_t n = kl_kd_op(&k, KL_I_NEG, KL_INT64, 0, e, -1, -1);
-    CHECK_EQ_INT(k.ranges[n].lo, -7);
-    CHECK_EQ_INT(k.ranges[n].hi, 1);
+    CHECK_EQ_INT(kl_kd_range(&k, n).lo, -7);
+    CHECK_EQ_INT(kl_kd_range(&k, n).hi, 1);
     int32_t li = kl_kd_op(&k, KL_I_LINEAR, KL_INT64, 0, -1, -1, -1);
-    CHECK_EQ_INT(k.ranges[li].hi, 11);
+    CHECK_EQ_INT(kl_kd_range(&k, li).hi, 11);
     /* overflow gives up rather than wrap */
     int32_t big = op2(&k, KL_EXB_MUL, i0, kl_kd_const(&k, INT64_MAX));
-    CHECK_EQ_INT(k.ranges[big].lo, INT64_MIN);
-    CHECK_EQ_INT(k.ranges[big].hi, INT64_MAX);
+    CHECK_EQ_INT(kl_kd_range(&k, big).lo, INT64_MIN);
+    CHECK_EQ_INT(kl_kd_range(&k, big).hi, INT64_MAX);
     kl_kd_free(&k);
 }
 

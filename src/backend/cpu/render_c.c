@@ -20,6 +20,18 @@ typedef kl_stmt_printer renderer;
 
 static const char *name(const renderer *r, int32_t i) { return kl_stmt_name(r, i); }
 
+/* Elements below which a kernel runs serially: an OpenMP region costs ~1 us
+ * with its threads spinning, so a short body needs 32768 elements to gain
+ * from it and a long one (a pooling window's gather: ~80 statements) far
+ * fewer; measured on 2x2 pooling in a training step, where its kernels ran
+ * on one thread at 32768 elements. */
+static long serial_limit(const char *body)
+{
+    long lines = 0;
+    for (const char *c = body; *c; c++) lines += *c == '\n';
+    return 131072 / (lines > 4 ? lines : 4);
+}
+
 /* ---- map ---- */
 
 static void map_loops(renderer *r, kl_strbuf *L, int parallel, const char *bd, const char *store)
@@ -51,7 +63,7 @@ static kl_status map_kernel(renderer *r, kl_strbuf *L, const char *bd)
     kl_stmt_stored(r, value, sizeof value, (kl_dtype)h->out_dtype, name(r, h->value));
     snprintf(store, sizeof store, "        out[li] = %s;\n", value);
     kl_stmt_product(r, L, "n", h->dims, h->rank);
-    kl_sb_printf(L, "    if (n <= 32768) {\n");
+    kl_sb_printf(L, "    if (n <= %ld) {\n", serial_limit(bd));
     map_loops(r, L, 0, bd, store);
     kl_sb_printf(L, "    } else {\n");
     map_loops(r, L, 1, bd, store);
@@ -139,12 +151,13 @@ static int short_window(const renderer *r, const int *red, int nr, int nk)
 /* The loops over the kept dims of a window reduction: all but the last in
  * parallel, the last vectorised, each lane folding its own (unrolled)
  * window: the form pooling wants (measured 3x over a loop per window). */
-static void window_kept_loops(renderer *r, kl_strbuf *L, const int *kept, int nk)
+static void window_kept_loops(renderer *r, kl_strbuf *L, const int *kept, int nk, long limit)
 {
-    if (nk > 1) kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > 32768) schedule(static)\n", nk - 1);
+    if (nk > 1) kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > %ld) schedule(static)\n", nk - 1, limit);
     for (int i = 0; i < nk - 1; i++) open_loop(r, L, kept[i], 1 + i);
     kl_sb_indent(L, 4 * nk);
-    kl_sb_append(L, nk > 1 ? "#pragma omp simd\n" : "#pragma omp parallel for simd if(kn * rn > 32768) schedule(static)\n");
+    if (nk > 1) kl_sb_append(L, "#pragma omp simd\n");
+    else kl_sb_printf(L, "#pragma omp parallel for simd if(kn * rn > %ld) schedule(static)\n", limit);
     open_loop(r, L, kept[nk - 1], nk);
 }
 
@@ -181,9 +194,10 @@ static kl_status arg_reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     char fold[256];
     kl_stmt_combine(fold, sizeof fold, extreme, "a", t);
     if (short_window(r, red, nr, nk)) {
-        window_kept_loops(r, L, kept, nk);
+        window_kept_loops(r, L, kept, nk, serial_limit(bd));
     } else {
-        if (nk) kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > 32768) schedule(static)\n", nk);
+        if (nk) kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > %ld) schedule(static)\n", nk,
+                             serial_limit(bd));
         for (int i = 0; i < nk; i++) open_loop(r, L, kept[i], 1 + i);
     }
     kl_sb_printf(L, "    {\n        %s a = %s; int n = 0; int32_t ai = INT32_MAX; (void)n;\n", acc.acc_type, acc.identity);
@@ -236,7 +250,7 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
         /* a window's few elements fold in the accumulator directly */
         char wfold[256];
         kl_stmt_combine(wfold, sizeof wfold, op, "a", tcast);
-        window_kept_loops(r, L, kept, nk);
+        window_kept_loops(r, L, kept, nk, serial_limit(bd));
         kl_sb_printf(L, "    {\n        %s a = %s; int n = 0; (void)n;\n", p.rc.acc_type, p.rc.identity);
         for (int i = 0; i < nr; i++) open_loop(r, L, red[i], 2 + i);
         kl_sb_append(L, "    {\n        const int64_t li = ");
@@ -266,7 +280,8 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
             int over_kept = variant == 0;
             kl_sb_printf(L, over_kept ? "    if (kn >= 16 || rn <= 32768) {\n" : "    } else {\n");
             if (over_kept && nk)
-                kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > 32768) schedule(static)\n", nk);
+                kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > %ld) schedule(static)\n", nk,
+                             serial_limit(bd));
             for (int i = 0; i < nk; i++) open_loop(r, L, kept[i], 1 + i);
             kl_sb_printf(L, "    {\n        %s a = %s; int n = 0; (void)n;\n", p.rc.acc_type, p.rc.identity);
             for (int i = 0; i < nr; i++) {
