@@ -372,7 +372,10 @@ static kl_status build_step(kl_context *ctx, step *st)
         memcpy(a->fargs, kd->fargs, (size_t)a->n_fargs * sizeof *a->fargs);
         a->n_checks = kd->h.n_checks;
         a->work = 1;
-        for (int d = 0; d < kd->h.rank; d++) a->work *= kd->iargs[kd->instrs[kd->h.dims[d]].a];
+        for (int d = 0; d < kd->h.rank; d++) { /* an extent is an argument, or a literal (a short window) */
+            const kl_instr *e = &kd->instrs[kd->h.dims[d]];
+            a->work *= e->kind == KL_I_CONST ? e->value : kd->iargs[e->a];
+        }
     }
     kl_kd_clear(kd);
     return s;
