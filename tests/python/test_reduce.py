@@ -173,6 +173,34 @@ def test_softmax_family():
     check(jt.logsumexp(x, 1), np.log(np.exp(a).sum(1)), rtol=1e-12)
 
 
+@pytest.mark.parametrize("scale", [1, 10, 100])
+def test_softmax_kernel_against_float64(scale):
+    """float32 softmax / log-softmax run as kiln's own kernel (its own
+    exponential for arguments <= 0): within float32's rounding of x - max
+    and a few more of the float64 result, on rows and on a middle dim, with terms down to exp's
+    underflow (exactly 0 below ~1e-38, as the float64 result rounds)."""
+    a = (rng(21).standard_normal((33, 517)) * scale).astype(np.float32)
+    a64 = a.astype(np.float64)
+    for dim, x, x64 in ((1, a, a64), (0, a, a64)):
+        e = np.exp(x64 - x64.max(dim, keepdims=True))
+        ref = e / e.sum(dim, keepdims=True)
+        got = jt.nn.softmax(jt.array(x), dim).numpy().astype(np.float64)
+        normal = ref > 1e-37
+        # float32's x - max is off by up to |x - max| * 2^-24: exp's relative error follows
+        bound = 5e-7 + 1.2e-7 * np.abs(x64 - x64.max(dim, keepdims=True))
+        assert np.all(np.abs(got - ref)[normal] / ref[normal] <= bound[normal])
+        assert np.max(np.abs(got - ref)[~normal], initial=0) < 1e-37
+        lg = jt.nn.log_softmax(jt.array(x), dim).numpy().astype(np.float64)
+        want = (x64 - x64.max(dim, keepdims=True)) - np.log(e.sum(dim, keepdims=True))
+        np.testing.assert_allclose(lg, want, rtol=2e-6, atol=1e-5)
+    special = np.array([[0, -np.inf, 1, 2], [np.nan, 0, 1, 2], [np.inf, 0, 1, 2], [-88, -87, 0, -200]], np.float32)
+    got = jt.nn.softmax(jt.array(special), 1).numpy()
+    with np.errstate(invalid="ignore"):                                 # inf - inf
+        e = np.exp(special.astype(np.float64) - special.astype(np.float64).max(1, keepdims=True))
+        want = e / e.sum(1, keepdims=True)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-37)       # -inf gives 0, NaN and inf rows NaN
+
+
 MATMUL = [((3, 4), (4, 5)), ((4,), (4, 2)), ((3, 4), (4,)), ((4,), (4,)), ((2, 3, 4), (4, 5)),
           ((2, 1, 3, 4), (5, 4, 2)), ((3, 4), (2, 4, 1)), ((0, 4), (4, 3)), ((3, 0), (0, 2))]
 

@@ -30,6 +30,23 @@ const char kl_kernel_prelude[] =
     "KL_VEC float powf(float, float); KL_VEC double pow(double, double);\n"
     "KL_VEC float atan2f(float, float); KL_VEC double atan2(double, double);\n"
     "#define KL_FN static inline\n"
+    /* exp(x) for x <= 0 (a softmax's x - max): 2^n p(r), r = x - n ln2 in
+     * [-ln2/2, ln2/2] with ln2 in two parts, p of degree 6 (within 2.5e-7
+     * of exp over [-87, 0]); 0 below -87.33, where exp leaves float's normal
+     * range and a softmax term is nothing beside the max's 1; NaN stays NaN.
+     * No range reduction beyond that: ~1.5x libmvec's expf in the softmax */
+    "KL_FN float kl_exp_nonpos(float x) {\n"
+    "    const float c = x < -87.33f ? -87.33f : x, n = __builtin_rintf(c * 1.44269504088896341f);\n"
+    "    float r = __builtin_fmaf(n, -0.693145751953125f, c);\n"
+    "    r = __builtin_fmaf(n, -1.428606765330187045e-06f, r);\n"
+    "    float p = __builtin_fmaf(1.3981999507e-3f, r, 8.3334519073e-3f);\n"
+    "    p = __builtin_fmaf(p, r, 4.1665795894e-2f);\n"
+    "    p = __builtin_fmaf(p, r, 1.6666665459e-1f);\n"
+    "    p = __builtin_fmaf(p, r, 5.0000001201e-1f);\n"
+    "    p = __builtin_fmaf(p, r * r, r) + 1.0f;\n"
+    "    const int32_t e = ((int32_t)n + 127) << 23; float s; __builtin_memcpy(&s, &e, 4);\n"
+    "    return x < -87.33f ? 0.0f : p * s;\n"
+    "}\n"
     "static void kl_index_fail(int64_t *rec, int64_t v, int64_t lo, int64_t hi, int64_t what) {\n"
     "    if (__atomic_exchange_n(&rec[0], 1, __ATOMIC_RELAXED) == 0) { rec[1] = v; rec[2] = lo; rec[3] = hi; rec[4] = what; }\n"
     "}\n"

@@ -355,7 +355,8 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
  * columns, 64 at a time, when the dim is not the innermost) the max, then
  * exp(x - max) stored and summed, then the scale (or the log of the sum
  * subtracted), all while the row is in cache; rows in parallel. NaN in a
- * row makes it NaN, as the meta-op form does; sums in float per lane. */
+ * row makes it NaN, as the meta-op form does; sums in float per lane; the
+ * exponential is the prelude's kl_exp_nonpos (its argument is at most 0). */
 static kl_status softmax_kernel(renderer *r, kl_strbuf *L)
 {
     const kl_kd_head *h = &r->k->h;
@@ -373,7 +374,7 @@ static kl_status softmax_kernel(renderer *r, kl_strbuf *L)
                     "        for (int64_t j = 0; j < axis; j++) { m = x[j] > m ? x[j] : m; n |= x[j] != x[j]; }\n"
                     "        if (n) m = NAN;\n        float s = 0;\n"
                     "        #pragma omp simd reduction(+:s)\n"
-                    "        for (int64_t j = 0; j < axis; j++) { const float e = expf(x[j] - m); %s s += e; }\n"
+                    "        for (int64_t j = 0; j < axis; j++) { const float e = kl_exp_nonpos(x[j] - m); %s s += e; }\n"
                     "        const float f = %s(s);\n"
                     "        #pragma omp simd\n        for (int64_t j = 0; j < axis; j++) %s\n    }\n",
                  h->op ? "" : "y[j] = e;", fin, row_out);
@@ -390,7 +391,7 @@ static kl_status softmax_kernel(renderer *r, kl_strbuf *L)
                     "        for (int64_t c = 0; c < cn; c++) { const float v = x[j * inner + c]; m[c] = v > m[c] ? v : m[c]; n[c] |= v != v; }\n"
                     "        for (int64_t c = 0; c < cn; c++) if (n[c]) m[c] = NAN;\n"
                     "        for (int64_t j = 0; j < axis; j++)\n        #pragma omp simd\n"
-                    "        for (int64_t c = 0; c < cn; c++) { const float e = expf(x[j * inner + c] - m[c]); %s s[c] += e; }\n"
+                    "        for (int64_t c = 0; c < cn; c++) { const float e = kl_exp_nonpos(x[j * inner + c] - m[c]); %s s[c] += e; }\n"
                     "        for (int64_t c = 0; c < cn; c++) f[c] = %s(s[c]);\n"
                     "        for (int64_t j = 0; j < axis; j++)\n        #pragma omp simd\n"
                     "        for (int64_t c = 0; c < cn; c++) %s\n    }\n    }\n",
