@@ -7,10 +7,11 @@
  * guard from the kernel text (the renderers never see them).
  *
  * Only decisions (comparisons, && || !, selects on a decided condition,
- * clamps of an index already inside) fold: arithmetic whose range happens to be one value (an index over an
- * extent of 1) stays as it is, so the same kernel serves batch 1 and
- * batch 8. The description records each decision as a constant, so the
- * plan cache never hands a kernel to a launch its decisions do not hold for.
+ * clamps of an index already inside) fold: arithmetic whose range happens
+ * to be one value (an index over an extent of 1) stays as it is, so the
+ * same kernel serves batch 1 and batch 8. The description records each
+ * decision as a constant, so the plan cache never hands a kernel to a
+ * launch its decisions do not hold for.
  */
 #include "codegen/kdesc.h"
 #include "core/expr.h"
