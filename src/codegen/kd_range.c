@@ -154,9 +154,15 @@ kl_range kl_kd_range_of(kl_kdesc *k, const kl_instr *in)
     }
 }
 
+int kl_kd_may_fold(const kl_instr *in)
+{
+    return (in->kind == KL_I_INDEX && in->op >= KL_EXB_LT) || in->kind == KL_I_NOT || in->kind == KL_I_SELECT ||
+           in->kind == KL_I_CLAMP;
+}
+
 int32_t kl_kd_fold(kl_kdesc *k, const kl_instr *in, kl_range r)
 {
-    if (k->space_rank == 0) return -1;   /* no iteration space given: nothing to decide with */
+    if (k->space_rank == 0 || !kl_kd_may_fold(in)) return -1;   /* nothing to decide with, or nothing to decide */
     int decision = (in->kind == KL_I_INDEX && in->op >= KL_EXB_LT) || in->kind == KL_I_NOT;
     if (decision && r.lo == r.hi) return kl_kd_const(k, r.lo);
     if (in->kind == KL_I_INDEX && (in->op == KL_EXB_OR || in->op == KL_EXB_AND)) {

@@ -142,8 +142,7 @@ int32_t kl_kd_add(kl_kdesc *k, const kl_instr *given)
     const kl_instr *in = &norm;
     /* only decisions fold, and only they need a range before the lookup
      * (a tiny op's sync describes every kernel: keep the rest cheap) */
-    int decides = (in->kind == KL_I_INDEX && in->op >= KL_EXB_LT) || in->kind == KL_I_NOT ||
-                  in->kind == KL_I_SELECT || in->kind == KL_I_CLAMP;
+    int decides = kl_kd_may_fold(in);
     kl_range range = {0, 0};
     if (decides && k->space_rank) {
         range = kl_kd_range_of(k, in);

@@ -143,6 +143,9 @@ void kl_kd_set_space(kl_kdesc *k, int rank, const int64_t *extents);
 kl_range kl_kd_range_of(kl_kdesc *k, const kl_instr *in);
 /* What instruction i can be (computed when first asked). */
 kl_range kl_kd_range(kl_kdesc *k, int32_t i);
+/* Whether in is a kind kl_kd_fold may fold (a comparison, && || !, a
+ * select, a clamp): only those need a range before they are added. */
+int kl_kd_may_fold(const kl_instr *in);
 /* An instruction equal in this launch to in (whose range is r), when the
  * ranges decide it (a constant, or one operand); -1 otherwise. */
 int32_t kl_kd_fold(kl_kdesc *k, const kl_instr *in, kl_range r);

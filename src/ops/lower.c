@@ -195,6 +195,13 @@ int32_t kl_lower_index_expr(kl_kdesc *k, const kl_expr *e, const kl_coords *idx,
     return kl_kd_fail(k, kl_error(KL_ERR_RUNTIME, "internal: unknown index expression node"));
 }
 
+int32_t kl_lower_outside(kl_kdesc *k, int32_t t, kl_var *x, int d)
+{
+    int32_t below = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_LT, t, kl_kd_const(k, 0), -1);
+    int32_t above = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_GE, t, kl_kd_shape(k, x, d), -1);
+    return kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_OR, below, above, -1);
+}
+
 int32_t kl_lower_targets(kl_kdesc *k, kl_var *v, const kl_coords *c, kl_var *x, kl_var *y, kl_coords *targets)
 {
     kl_var *const *extras = v->op.inputs + 1;
@@ -203,10 +210,7 @@ int32_t kl_lower_targets(kl_kdesc *k, kl_var *v, const kl_coords *c, kl_var *x, 
     for (int d = 0; d < x->ndim; d++) {
         int32_t t = kl_lower_index_expr(k, v->op.p.reindex.indexes[d], c, x, y, extras);
         targets->c[d] = t;
-        int32_t below = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_LT, t, kl_kd_const(k, 0), -1);
-        int32_t above = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_GE, t, kl_kd_shape(k, x, d), -1);
-        outside = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_OR, outside,
-                           kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_OR, below, above, -1), -1);
+        outside = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_OR, outside, kl_lower_outside(k, t, x, d), -1);
     }
     for (int i = 0; i < v->op.p.reindex.n_conditions; i++) {
         int32_t t = kl_lower_index_expr(k, v->op.p.reindex.conditions[i], c, x, y, extras);

@@ -36,6 +36,8 @@ int32_t kl_lower_index_expr(kl_kdesc *k, const kl_expr *e, const kl_coords *idx,
                             kl_var *const *extras);
 /* v's index expressions at c, bounded by x's shape: the targets, and an
  * instruction that is nonzero when a target is outside x or a condition holds. */
+/* Whether index t is outside [0, x's extent d) (an int64 0 or 1). */
+int32_t kl_lower_outside(kl_kdesc *k, int32_t t, kl_var *x, int d);
 int32_t kl_lower_targets(kl_kdesc *k, kl_var *v, const kl_coords *c, kl_var *x, kl_var *y, kl_coords *targets);
 
 #endif

@@ -91,13 +91,8 @@ int32_t kl_reindex_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
      * leave its extent is used as it is (the test folds away) and its
      * arithmetic stays out of the inner loops */
     kl_coords xc = {.n = x->ndim, .identity = 0};
-    for (int d = 0; d < x->ndim; d++) {
-        int32_t t = xi.c[d];
-        int32_t below = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_LT, t, kl_kd_const(k, 0), -1);
-        int32_t above = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_GE, t, kl_kd_shape(k, x, d), -1);
-        int32_t off = kl_kd_op(k, KL_I_INDEX, KL_INT64, KL_EXB_OR, below, above, -1);
-        xc.c[d] = kl_kd_op(k, KL_I_SELECT, KL_INT64, 0, off, kl_kd_const(k, 0), t);
-    }
+    for (int d = 0; d < x->ndim; d++)
+        xc.c[d] = kl_kd_op(k, KL_I_SELECT, KL_INT64, 0, kl_lower_outside(k, xi.c[d], x, d), kl_kd_const(k, 0), xi.c[d]);
     int32_t val = kl_lower(k, x, &xc);
     int32_t ov = kl_dtype_is_float(v->dtype) ? kl_kd_farg(k, v, KL_ARG_OVERFLOW) : kl_kd_iarg(k, v, KL_ARG_OVERFLOW, 0);
     int32_t fill = kl_kd_op(k, KL_I_SCALAR, v->dtype, 0, ov, -1, -1);

@@ -139,6 +139,15 @@ static void open_loop(renderer *r, kl_strbuf *sb, int d, int depth)
     kl_sb_printf(sb, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", d, d, name(r, r->k->h.dims[d]), d);
 }
 
+/* The line defining li (the input's linear index, from the loop indexes),
+ * then the body: what a reduction's per-dim loops run. */
+static void body_with_li(renderer *r, kl_strbuf *sb, const char *bd)
+{
+    kl_sb_append(sb, "        const int64_t li = ");
+    kl_stmt_loop_offset(r, sb);
+    kl_sb_printf(sb, "; (void)li;\n%s", bd);
+}
+
 /* Every reduced extent is a literal (a window: src/ops/reduce.c writes
  * short ones into the kernel), and some dim is kept. */
 static int short_window(const renderer *r, const int *red, int nr, int nk)
@@ -186,9 +195,8 @@ static kl_status arg_reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     }
     kl_stmt_index_expr(r, &offb, h->target, 1);
     for (int i = 0; i < nr; i++) open_loop(r, &scan, red[i], 2 + i);
-    kl_sb_append(&scan, "    {\n        const int64_t li = ");
-    kl_stmt_loop_offset(r, &scan);
-    kl_sb_printf(&scan, "; (void)li;\n%s", bd);
+    kl_sb_append(&scan, "    {\n");
+    body_with_li(r, &scan, bd);
     const char *t = name(r, h->value), *loops = scan.data ? scan.data : "";
     kl_reduce_acc acc = kl_stmt_reduce_acc(extreme, in_t);
     char fold[256];
@@ -248,14 +256,12 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     p.blocked = nr > 0 && (op == KL_REDUCE_SUM || op == KL_REDUCE_MEAN) && (in_t == KL_FLOAT32 || in_t == KL_FLOAT16);
     if (short_window(r, red, nr, nk)) {
         /* a window's few elements fold in the accumulator directly */
-        char wfold[256];
-        kl_stmt_combine(wfold, sizeof wfold, op, "a", tcast);
         window_kept_loops(r, L, kept, nk, serial_limit(bd));
         kl_sb_printf(L, "    {\n        %s a = %s; int n = 0; (void)n;\n", p.rc.acc_type, p.rc.identity);
         for (int i = 0; i < nr; i++) open_loop(r, L, red[i], 2 + i);
-        kl_sb_append(L, "    {\n        const int64_t li = ");
-        kl_stmt_loop_offset(r, L);
-        kl_sb_printf(L, "; (void)li;\n%s        %s%s\n    }\n", bd, wfold, p.nanfold);
+        kl_sb_append(L, "    {\n");
+        body_with_li(r, L, bd);
+        kl_sb_printf(L, "        %s%s\n    }\n", p.fold, p.nanfold);
         kl_sb_printf(L, "        out[%s] = %s;\n    }\n", off, p.final);
         kl_sb_free(&offb);
         return KL_OK;
@@ -270,9 +276,7 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     }
     /* per-dim loops; a load at the input's linear index reads li, defined from them */
     kl_strbuf withli = {0};
-    kl_sb_append(&withli, "        const int64_t li = ");
-    kl_stmt_loop_offset(r, &withli);
-    kl_sb_printf(&withli, "; (void)li;\n%s", bd);
+    body_with_li(r, &withli, bd);
     const char *body_li = withli.data ? withli.data : "";
     if (nr == 0 || red[nr - 1] == rank - 1) {
         /* rows: the innermost input dim is reduced */
