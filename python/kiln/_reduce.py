@@ -65,14 +65,14 @@ def _arg(x, dim, keepdims, op):
         x, dim = flatten(x), 0
     d = norm_dim(dim, x.ndim, "arg" + op)
     n = x.shape[d]
-    values = reduce(x, op, d, keepdims)             # run only if read
+    m = reduce(x, op, d, True)                      # the values: run only if read
+    values = m if keepdims else squeeze(m, d)
     if n <= 4096 or x.numel() >= 64 * n:
         # one scan per row for the first extreme's position (NaN counts as
         # one, as in NumPy), rows in parallel
         return reduce(x, "arg" + op, d, keepdims), values
     # few long rows: a scan each would leave cores idle; two reductions
-    # that each run in parallel over the row instead
-    m = reduce(x, op, d, True)
+    # that each run in parallel over the row instead (the values' one too)
     hit = binary(x, m, "equal")
     if x.dtype.is_float:
         hit = binary(hit, binary(x, x, "not_equal"), "logical_or")

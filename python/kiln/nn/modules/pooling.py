@@ -125,6 +125,19 @@ def _plane_positions(pos, lead, ks, st, outs):
     return flat
 
 
+def _rank_coords(lead, nd, ks):
+    """Index expressions of the kernel coordinates, per window dim, of the
+    window position whose row-major rank is extra 0 (read at the window's
+    own indexes i0..i<lead+nd-1>)."""
+    at = "@e0(" + ",".join(f"i{d}" for d in range(lead + nd)) + ")"
+    coords = []
+    for j in range(nd):
+        inner = int(math.prod(ks[j + 1:]))
+        k = at if inner == 1 else f"{at}/{inner}"
+        coords.append(k if j == 0 else f"({k})%{ks[j]}")
+    return coords
+
+
 def _scatter_by_plane(pos, dout, x_shape, lead, ks, st, pad):
     """dx of max pooling with overlapping windows on the CPU: each window
     adds its dout at its first maximum (pos, its rank in the window), a
@@ -133,14 +146,8 @@ def _scatter_by_plane(pos, dout, x_shape, lead, ks, st, pad):
     atomics (~6x faster here than _gather_to_input's visits, which suit a
     GPU's threads better). A maximum in the padding has no input position
     and is dropped."""
-    nd = len(ks)
-    at = "@e0(" + ",".join(f"i{d}" for d in range(lead + nd)) + ")"
     exprs = [f"i{d}" for d in range(lead)]
-    for j in range(nd):
-        inner = int(math.prod(ks[j + 1:]))
-        k = at if inner == 1 else f"{at}/{inner}"
-        if j:
-            k = f"({k})%{ks[j]}"
+    for j, k in enumerate(_rank_coords(lead, len(ks), ks)):
         e = f"i{lead + j}" if st[j] == 1 else f"i{lead + j}*{st[j]}"
         e = f"{e}+{k}" if not pad[j] else f"{e}+{k}-{pad[j]}"
         exprs.append(e)
@@ -176,13 +183,7 @@ def _gather_to_input(first_pos, dout, x_shape, lead, ks, st, pad, outs):
 def _window_value(win, pos, lead, nd):
     """win's element at each window's rank pos (row-major over win's
     trailing nd kernel dims): one gather, fused with win's own reads."""
-    ks = win.shape[lead + nd:]
-    at = "@e0(" + ",".join(f"i{d}" for d in range(lead + nd)) + ")"
-    exprs = [f"i{d}" for d in range(lead + nd)]
-    for j in range(nd):
-        inner = int(math.prod(ks[j + 1:]))
-        e = at if inner == 1 else f"{at}/{inner}"
-        exprs.append(e if j == 0 else f"({e})%{ks[j]}")
+    exprs = [f"i{d}" for d in range(lead + nd)] + _rank_coords(lead, nd, win.shape[lead + nd:])
     return reindex(win, win.shape[:lead + nd], exprs, float("-inf"), extras=[pos])
 
 
