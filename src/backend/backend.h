@@ -82,12 +82,25 @@ typedef struct {
     int64_t batch_size[KL_MAX_DIMS], batch_a[KL_MAX_DIMS], batch_b[KL_MAX_DIMS], batch_c[KL_MAX_DIMS];
 } kl_gemm_shape;
 
+/* What a forward convolution's result passes through, in order, before it
+ * is stored (src/opt/epilogue.c finds it): an inference batch norm's
+ * per-channel scale and shift, a bias, a residual of the result's shape
+ * added, a ReLU. The scales, shifts and residual are operands of the call. */
+typedef enum { KL_EPI_SCALE, KL_EPI_SHIFT, KL_EPI_RESIDUAL, KL_EPI_RELU } kl_epilogue_op;
+#define KL_MAX_EPILOGUE 8
+typedef struct {
+    int32_t n, pad_; /* 16 bytes, no padding of the compiler's: shapes are compared with memcmp */
+    uint8_t op[KL_MAX_EPILOGUE]; /* kl_epilogue_op */
+} kl_epilogue;
+
 /* One convolution, all plain row-major: src (n, ic, in...), weights
- * (oc, ic/groups, k...), dst (n, oc, out...). dilation is kiln's (1: dense). */
+ * (oc, ic/groups, k...), dst (n, oc, out...). dilation is kiln's (1: dense).
+ * A forward convolution may carry an epilogue (n = 0: none). */
 typedef struct {
     int32_t kind, nd, groups, pad_;
     int64_t n, ic, oc;
     int64_t in[3], out[3], k[3], stride[3], dilation[3], pad_lo[3], pad_hi[3];
+    kl_epilogue epilogue;
 } kl_conv_shape;
 
 /* Softmax (log: log-softmax) along the middle dim of a row-major
@@ -100,12 +113,15 @@ typedef struct {
 /* A pattern the replacement passes (src/opt/) found: what is computed, in
  * which dtype, from which two stored operands. For a convolution, a and b
  * are src and weights (forward), diff dst and weights (backward data), src
- * and diff dst (backward weights); the result is dst, diff src, diff weights.
- * A softmax reads a alone (b is NULL). */
+ * and diff dst (backward weights); the result is dst, diff src, diff weights;
+ * a forward convolution's epilogue reads epilogue_operand[i] at its step i
+ * (a float32 vector of oc for a scale or shift, an array of dst's shape for
+ * a residual, NULL for a ReLU). A softmax reads a alone (b is NULL). */
 typedef struct kl_pattern {
     kl_pattern_kind kind;
     kl_dtype dtype;
     struct kl_var *a, *b;
+    struct kl_var *epilogue_operand[KL_MAX_EPILOGUE];
     union {
         kl_gemm_shape gemm;
         kl_conv_shape conv;
@@ -150,10 +166,11 @@ typedef struct kl_backend_ops {
 
     /* library patterns: whether p runs here, and running it into out */
     int (*supports)(kl_backend *b, const kl_pattern *p);
-    /* b_contents names b's contents (a buffer id, 0: none): a backend may
-     * keep what it derives from them (reordered weights) while they recur */
-    kl_status (*run)(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp,
-                     uint64_t b_contents);
+    /* in: the operands' memory, a, b, then the epilogue's operands (a
+     * convolution's, in its order; NULL for a step without one). b_contents
+     * names b's contents (a buffer id, 0: none): a backend may keep what it
+     * derives from them (reordered weights) while they recur */
+    kl_status (*run)(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t b_contents);
 
     /* optional: whether a named library is found and enabled ("blas", "dnnl") */
     int (*has_library)(kl_backend *b, const char *name);

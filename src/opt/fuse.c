@@ -2,11 +2,14 @@
  * is asked for, held by the user, a reduction or scatter (those end a loop
  * nest), or read by several consumers and too costly to recompute in each;
  * every other pending var is inlined: element-wise chains, broadcasts and
- * reindexes fold into whoever reads them, and a reduce absorbs its producers. */
+ * reindexes fold into whoever reads them, and a reduce absorbs its producers.
+ * Last, a convolution whose result only flows through an epilogue the
+ * device runs with it (epilogue.h) hands its result to the chain's end. */
 #include "opt/fuse.h"
 #include "backend/backend.h"
 #include "codegen/kdesc.h"
 #include "opt/conv.h"
+#include "opt/epilogue.h"
 #include "opt/matmul.h"
 #include "opt/softmax.h"
 
@@ -56,6 +59,32 @@ static kl_pattern *library_pattern(kl_var *v, kl_pattern *p)
         return p;
     }
     return NULL;
+}
+
+/* v's kernel becomes one library call with the convolution it ends a chain
+ * over: the chain is computed inside it, its operands are stored. Returns
+ * whether that stored an element-wise var that was inlined (a residual
+ * that is itself a convolution's epilogue, say): it may now end a chain. */
+static int absorb_epilogue(kl_var *v, kl_var *const *later, int n_later, kl_pattern *p)
+{
+    kl_var *chain[KL_EPILOGUE_MAX_CHAIN];
+    int n_chain, stored_elementwise = 0;
+    kl_backend *dev = v->device;
+    if (!dev->ops->supports || !kl_epilogue_match(v, later, n_later, p, chain, &n_chain) || !dev->ops->supports(dev, p))
+        return 0;
+    for (int i = 0; i < n_chain; i++) {
+        chain[i]->materialize = 0;
+        chain[i]->pattern = NULL;
+        chain[i]->absorbed = 1;
+    }
+    for (int i = 0; i < p->conv.epilogue.n; i++) {
+        kl_var *operand = p->epilogue_operand[i];
+        if (!operand || operand->buf || operand->materialize) continue;
+        stored_elementwise |= operand->op.kind == KL_OP_BINARY || operand->op.kind == KL_OP_CAST;
+        store(operand);
+    }
+    v->pattern = p;
+    return stored_elementwise;
 }
 
 void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *patterns)
@@ -125,5 +154,12 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *p
             v->cost = 0;
             v->reads = 1;
         }
+    }
+    for (int again = 1; again;) {
+        again = 0;
+        for (int i = 0; i < n; i++)
+            if (order[i]->materialize && !order[i]->pattern &&
+                (order[i]->op.kind == KL_OP_BINARY || order[i]->op.kind == KL_OP_CAST))
+                again |= absorb_epilogue(order[i], order + i + 1, n - i - 1, &patterns[i]);
     }
 }

@@ -173,6 +173,17 @@ static void profile_record(kl_context *ctx, const char *name, const char *how, c
     r->output_bytes = out_bytes;
 }
 
+/* The stored vars a library call reads: a, b, then a convolution's
+ * epilogue operands by step (NULL where a step reads none). */
+static int pattern_operands(const kl_pattern *p, kl_var **vars)
+{
+    int n = 2 + (p->kind == KL_PATTERN_CONV ? p->conv.epilogue.n : 0);
+    vars[0] = p->a;
+    vars[1] = p->b;
+    for (int i = 2; i < n; i++) vars[i] = p->epilogue_operand[i - 2];
+    return n;
+}
+
 /* KILN_DEBUG=2: one line per step with its time (library calls included) and
  * the ops a kernel fuses; the profiler (kl_context_set_profile) records the same. */
 static kl_status run_step_timed(kl_context *ctx, step *st)
@@ -181,8 +192,10 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     kl_var *v = st->v;
     const char *name = kl_var_op_name(v); /* before v becomes a computed array */
     uint64_t in_bytes = 0, out_bytes = bytes_of(v);
+    kl_var *operands[2 + KL_MAX_EPILOGUE];
     if (st->pattern)
-        in_bytes = bytes_of(st->pattern->a) + (st->pattern->b ? bytes_of(st->pattern->b) : 0);
+        for (int i = 0, n = pattern_operands(st->pattern, operands); i < n; i++)
+            in_bytes += operands[i] ? bytes_of(operands[i]) : 0;
     else if (st->plan)
         for (int i = 1; i < st->args.n_bufs; i++) in_bytes += bytes_of(st->args.bufs[i]);
     else
@@ -191,7 +204,9 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     kl_status s = run_step(ctx, st);
     double ms = (now_seconds() - t0) * 1e3;
     static const char *const library[] = {" (library gemm)", " (library conv)", " (library softmax)"};
-    const char *how = st->pattern         ? library[st->pattern->kind]
+    int epilogue = st->pattern && st->pattern->kind == KL_PATTERN_CONV && st->pattern->conv.epilogue.n;
+    const char *how = epilogue            ? " (library conv, epilogue)"
+                      : st->pattern       ? library[st->pattern->kind]
                       : st->is_collective ? " (library mpi)"
                       : st->is_alias      ? " (alias)"
                                           : "";
@@ -211,21 +226,25 @@ static int device_failed(const kl_backend *dev)
     return !dev->ops->host_visible && kl_last_status() == KL_ERR_RUNTIME;
 }
 
-/* A library call of v's device computes v from the pattern's two operands. */
+/* A library call of v's device computes v from the pattern's operands. */
 static kl_status run_pattern(kl_context *ctx, kl_var *v, const kl_pattern *p)
 {
-    if (!p->a->buf || (p->b && !p->b->buf)) return kl_error(KL_ERR_RUNTIME, "internal: library operand not computed");
+    kl_var *vars[2 + KL_MAX_EPILOGUE];
+    const void *in[2 + KL_MAX_EPILOGUE];
+    int n = pattern_operands(p, vars);
     kl_backend *dev = v->device;
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
     kl_residency_next_step(ctx);
-    KL_TRY(kl_buffer_resident(p->a->buf));
-    if (p->b) KL_TRY(kl_buffer_resident(p->b->buf));
+    for (int i = 0; i < n; i++) {
+        if (vars[i] && !vars[i]->buf) return kl_error(KL_ERR_RUNTIME, "internal: library operand not computed");
+        if (vars[i]) KL_TRY(kl_buffer_resident(vars[i]->buf));
+    }
+    for (int i = 0; i < n; i++) in[i] = vars[i] ? vars[i]->buf->data : NULL; /* after every operand is back */
     kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
     if (!out && device_failed(dev)) return KL_ERR_RUNTIME;
     if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for a library call's result", nbytes,
                               dev->name);
-    kl_status s = dev->ops->run(dev, p, out->data, p->a->buf->data, p->b ? p->b->buf->data : NULL,
-                                p->b ? p->b->buf->id : 0);
+    kl_status s = dev->ops->run(dev, p, out->data, in, p->b ? p->b->buf->id : 0);
     if (s != KL_OK) {
         kl_buffer_release(out);
         return s;

@@ -152,9 +152,9 @@ static kl_status g_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *
 static kl_status g_synchronize(kl_backend *b) { (void)b; return KL_OK; }
 static int g_supports(kl_backend *b, const kl_pattern *p) { (void)b; (void)p; return 0; }
 
-static kl_status g_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t c)
+static kl_status g_run(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t c)
 {
-    (void)b; (void)p; (void)out; (void)a; (void)bp; (void)c;
+    (void)b; (void)p; (void)out; (void)in; (void)c;
     return kl_error(KL_ERR_RUNTIME, "guarded: runs no library pattern");
 }
 
@@ -453,7 +453,7 @@ static void gemm_on(const char *device)
         void *da = b->ops->alloc(b, sizeof fa), *db = b->ops->alloc(b, sizeof fb), *dc = b->ops->alloc(b, sizeof fc);
         if (CHECK(da && db && dc) && CHECK_OK(b->ops->copy(b, da, fa, sizeof fa, KL_COPY_HOST_TO_DEVICE)) &&
             CHECK_OK(b->ops->copy(b, db, fb, sizeof fb, KL_COPY_HOST_TO_DEVICE)) &&
-            CHECK_OK(b->ops->run(b, &p, dc, da, db, 0)) && CHECK_OK(b->ops->synchronize(b)) &&
+            CHECK_OK(b->ops->run(b, &p, dc, (const void *[]){da, db}, 0)) && CHECK_OK(b->ops->synchronize(b)) &&
             CHECK_OK(b->ops->copy(b, fc, dc, sizeof fc, KL_COPY_DEVICE_TO_HOST))) {
             double got[M * N];
             for (int i = 0; i < M * N; i++) got[i] = fc[i];

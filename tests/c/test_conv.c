@@ -494,7 +494,69 @@ static void test_form_follows_the_device(void)
     kl_context_free(none);
 }
 
+/* A no_grad epilogue after the convolution -- relu(y * scale + shift +
+ * residual), each result wrapped in a stop_grad -- runs inside the library
+ * call (src/opt/epilogue.c): one launch in all. Without the stop_grad above
+ * it (a gradient may pass) the chain stays a kernel of its own. Both match
+ * a float64 loop. */
+static void test_epilogue_runs_in_the_call(void)
+{
+    conv_case cc = {"epilogue", 2, 2, 5, 16, 1, {7, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0, 1};
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int have = check_have_dnnl(ctx);
+    int64_t xshape[5], wshape[6], yshape[6], cshape[4] = {1, 16, 1, 1};
+    int nw, ny;
+    shapes(&cc, xshape, wshape, &nw);
+    int64_t nx = prod(xshape, 4), nwt = prod(wshape, nw), nr = 2 * 16 * 7 * 6;
+    double *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nwt * sizeof *w);
+    double *res = malloc((size_t)nr * sizeof *res), scale[16], shift[16];
+    uint64_t st = 5;
+    for (int64_t j = 0; j < nx; j++) x[j] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+    for (int64_t j = 0; j < nwt; j++) w[j] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+    for (int64_t j = 0; j < nr; j++) res[j] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+    for (int j = 0; j < 16; j++) {
+        scale[j] = check_round_to(KL_FLOAT32, check_rand01(&st) + 0.5);
+        shift[j] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+    }
+    double *want = reference(&cc, x, w, nr);
+    for (int64_t j = 0; j < nr; j++) {
+        double v = want[j] * scale[j / 42 % 16] + shift[j / 42 % 16] + res[j];
+        want[j] = v > 0 ? v : 0;
+    }
+    for (int wrap_top = 1; wrap_top >= 0; wrap_top--) {
+        kl_var *X = check_var(ctx, KL_FLOAT32, 4, xshape, x), *W = check_var(ctx, KL_FLOAT32, nw, wshape, w);
+        kl_var *S = check_var(ctx, KL_FLOAT32, 4, cshape, scale), *T = check_var(ctx, KL_FLOAT32, 4, cshape, shift);
+        kl_var *y = NULL, *a = NULL, *b = NULL, *c = NULL, *zero = NULL, *out = NULL, *R = NULL;
+        kl_counters c0, c1;
+        int64_t rshape[4] = {2, 16, 7, 6};
+        R = check_var(ctx, KL_FLOAT32, 4, rshape, res);
+        int ok = X && W && S && T && R && CHECK_OK(forward(&cc, X, W, &y, yshape, &ny)) &&
+                 check_pass_through(1, &y) && CHECK_OK(kl_binary(KL_MUL, y, S, &a)) && check_pass_through(1, &a) &&
+                 CHECK_OK(kl_binary(KL_ADD, a, T, &b)) && check_pass_through(1, &b) &&
+                 CHECK_OK(kl_binary(KL_ADD, R, b, &c)) && check_pass_through(1, &c) &&
+                 CHECK_OK(kl_full(ctx, KL_FLOAT32, 0, NULL, 0.0, &zero)) &&
+                 CHECK_OK(kl_binary(KL_MAXIMUM, c, zero, &out)) && check_pass_through(wrap_top, &out);
+        check_release(y); check_release(a); check_release(b); check_release(c); check_release(zero);
+        kl_context_counters(ctx, &c0);
+        double *got = ok ? check_read(out) : NULL;
+        kl_context_counters(ctx, &c1);
+        if (got) {
+            CHECK_ARRAY_CLOSE(got, want, nr, 1e-4, 1e-4, wrap_top ? "epilogue in the call" : "epilogue as a kernel");
+            uint64_t launches = c1.kernels_launched - c0.kernels_launched;
+            uint64_t want_launches = have && wrap_top ? 1 : 2; /* the call; or the call (or kernel) and the chain */
+            CHECK_MSG(launches == want_launches, "wrap_top %d: %llu launches, expected %llu", wrap_top,
+                      (unsigned long long)launches, (unsigned long long)want_launches);
+        }
+        free(got);
+        check_release(X); check_release(W); check_release(S); check_release(T); check_release(R);
+        check_release(out);
+    }
+    free(x); free(w); free(res); free(want);
+    kl_context_free(ctx);
+}
+
 CHECK_MAIN(TEST(test_form_follows_the_device), TEST(test_conv2d_plain), TEST(test_through_stop_grads_and_identity_casts), TEST(test_conv2d_stride_dilation), TEST(test_conv_groups),
            TEST(test_conv1d), TEST(test_cropped_output_left_to_kernels), TEST(test_near_misses_left_to_kernels),
            TEST(test_weight_cache_follows_contents),
-           TEST(test_kept_weights_memory))
+           TEST(test_kept_weights_memory), TEST(test_epilogue_runs_in_the_call))

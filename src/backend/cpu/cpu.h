@@ -56,6 +56,6 @@ kl_status kl_cpu_render(kl_backend *b, const struct kl_kdesc *k, char **source);
 
 /* patterns.c */
 int kl_cpu_supports(kl_backend *b, const kl_pattern *p);
-kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t b_contents);
+kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t b_contents);
 
 #endif

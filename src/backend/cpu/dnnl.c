@@ -7,7 +7,10 @@
  * are. Each convolution lets oneDNN choose its layouts (format "any": its
  * blocked layouts run several times faster than plain NCHW) and reorders
  * kiln's row-major operands into them; primitives are created once per
- * shape and kept, most recently used first. */
+ * shape and kept, most recently used first. A forward convolution's
+ * epilogue runs as post-ops on the blocked result while it is in cache:
+ * per-channel scales and shifts as binary post-ops, a residual as a sum
+ * post-op (reordered into the result first), a ReLU as an eltwise one. */
 #include "backend/cpu/dnnl.h"
 #include "core/error.h"
 #include <dlfcn.h>
@@ -18,9 +21,9 @@
 enum { /* oneDNN 2.x's values (dnnl_types.h) */
     F32 = 3, TAG_ANY = 1, ENGINE_CPU = 1, STREAM_DEFAULT = 1, SUCCESS = 0,
     FORWARD_TRAINING = 64, FORWARD_INFERENCE = 96, BACKWARD_DATA = 160, BACKWARD_WEIGHTS = 192,
-    CONVOLUTION_DIRECT = 1,
+    CONVOLUTION_DIRECT = 1, ELTWISE_RELU = 0x1f, BINARY_ADD = 0x1fff0, BINARY_MUL = 0x1fff1,
     ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_DIFF_SRC = 129, ARG_DIFF_DST = 145, ARG_DIFF_WEIGHTS = 161,
-    ARG_FROM = 1, ARG_TO = 17,
+    ARG_FROM = 1, ARG_TO = 17, ARG_SRC_1 = 2, ARG_POST_OP_BASE = 16384,
     QUERY_IMPL_INFO = 8, QUERY_SRC = 129, QUERY_DIFF_SRC = 130, QUERY_WEIGHTS = 131, QUERY_DIFF_WEIGHTS = 132,
     QUERY_DST = 133, QUERY_DIFF_DST = 134,
 };
@@ -68,6 +71,14 @@ struct kl_dnnl_api {
     int (*memory_create)(void **m, const void *md, void *engine, void *handle);
     int (*memory_set_data_handle)(void *m, void *handle);
     int (*memory_destroy)(void *m);
+    int (*attr_create)(void **attr);
+    int (*attr_destroy)(void *attr);
+    int (*attr_set_post_ops)(void *attr, const void *post_ops);
+    int (*post_ops_create)(void **post_ops);
+    int (*post_ops_destroy)(void *post_ops);
+    int (*post_ops_append_binary)(void *post_ops, int alg, const void *src1);
+    int (*post_ops_append_eltwise)(void *post_ops, float scale, int alg, float alpha, float beta);
+    int (*post_ops_append_sum)(void *post_ops, float scale);
     int (*sgemm)(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 };
@@ -83,8 +94,12 @@ typedef struct {
 struct kl_dnnl_conv {
     kl_conv_shape shape;
     kl_dnnl_conv *next;
+    int refused; /* an epilogue oneDNN would run only in a slower implementation: kept to say no at once */
     void *pd, *primitive;
     operand ops[3]; /* a, b, out */
+    void *post[KL_MAX_EPILOGUE]; /* a scale's or shift's memory */
+    void *residual_in;           /* reorders a residual into the blocked result */
+    const char *impl;
     size_t scratch_bytes;
     struct { uint64_t id; void *data; } weights[WEIGHT_SLOTS];
     uint64_t seen[WEIGHT_SLOTS]; /* weight ids met once, not (yet) kept */
@@ -134,6 +149,14 @@ int kl_dnnl_available(kl_dnnl *d)
         LOAD(memory_create, "dnnl_memory_create");
         LOAD(memory_set_data_handle, "dnnl_memory_set_data_handle");
         LOAD(memory_destroy, "dnnl_memory_destroy");
+        LOAD(attr_create, "dnnl_primitive_attr_create");
+        LOAD(attr_destroy, "dnnl_primitive_attr_destroy");
+        LOAD(attr_set_post_ops, "dnnl_primitive_attr_set_post_ops");
+        LOAD(post_ops_create, "dnnl_post_ops_create");
+        LOAD(post_ops_destroy, "dnnl_post_ops_destroy");
+        LOAD(post_ops_append_binary, "dnnl_post_ops_append_binary");
+        LOAD(post_ops_append_eltwise, "dnnl_post_ops_append_eltwise");
+        LOAD(post_ops_append_sum, "dnnl_post_ops_append_sum");
         LOAD(sgemm, "dnnl_sgemm");
     }
     ok = ok && api->version()->major == 2;
@@ -171,6 +194,9 @@ static void conv_free(kl_dnnl *d, kl_dnnl_conv *c)
         if (o->inner) api->memory_destroy(o->inner);
         if (o->user) api->memory_destroy(o->user);
     }
+    for (int i = 0; i < KL_MAX_EPILOGUE; i++)
+        if (c->post[i]) api->memory_destroy(c->post[i]);
+    if (c->residual_in) api->primitive_destroy(c->residual_in);
     if (c->primitive) api->primitive_destroy(c->primitive);
     if (c->pd) api->pd_destroy(c->pd);
     free(c);
@@ -230,6 +256,49 @@ static int setup_operand(kl_dnnl *d, operand *o, int arg, const md_t *user_md, c
     return ok;
 }
 
+/* The primitive attribute carrying e as post-ops (*attr NULL: no epilogue). */
+static int epilogue_attr(struct kl_dnnl_api *api, const kl_conv_shape *s, const md_t *channel, void **attr)
+{
+    *attr = NULL;
+    if (!s->epilogue.n) return 1;
+    void *post = NULL;
+    int ok = api->attr_create(attr) == SUCCESS && api->post_ops_create(&post) == SUCCESS;
+    for (int i = 0; ok && i < s->epilogue.n; i++) {
+        switch (s->epilogue.op[i]) {
+        case KL_EPI_SCALE: ok = api->post_ops_append_binary(post, BINARY_MUL, channel) == SUCCESS; break;
+        case KL_EPI_SHIFT: ok = api->post_ops_append_binary(post, BINARY_ADD, channel) == SUCCESS; break;
+        case KL_EPI_RESIDUAL: ok = api->post_ops_append_sum(post, 1.0f) == SUCCESS; break;
+        case KL_EPI_RELU: ok = api->post_ops_append_eltwise(post, 1.0f, ELTWISE_RELU, 0.0f, 0.0f) == SUCCESS; break;
+        default: ok = 0;
+        }
+    }
+    ok = ok && api->attr_set_post_ops(*attr, post) == SUCCESS;
+    if (post) api->post_ops_destroy(post);
+    return ok;
+}
+
+/* The memories a run points at the epilogue's operands, and the reorder
+ * that puts a residual where the sum post-op adds it. */
+static int setup_epilogue(kl_dnnl *d, kl_dnnl_conv *c, const md_t *channel, const md_t *dst)
+{
+    struct kl_dnnl_api *api = d->api;
+    const kl_epilogue *e = &c->shape.epilogue;
+    int ok = 1;
+    for (int i = 0; ok && i < e->n; i++) {
+        if (e->op[i] == KL_EPI_SCALE || e->op[i] == KL_EPI_SHIFT)
+            ok = api->memory_create(&c->post[i], channel, d->engine, NULL) == SUCCESS;
+        if (e->op[i] == KL_EPI_RESIDUAL && c->ops[2].inner) {
+            void *rpd = NULL;
+            ok = api->memory_create(&c->post[i], dst, d->engine, NULL) == SUCCESS &&
+                 api->reorder_pd_create(&rpd, dst, d->engine, api->pd_query_md(c->pd, QUERY_DST, 0), d->engine,
+                                        NULL) == SUCCESS &&
+                 api->primitive_create(&c->residual_in, rpd) == SUCCESS;
+            if (rpd) api->pd_destroy(rpd);
+        }
+    }
+    return ok;
+}
+
 static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, int debug)
 {
     struct kl_dnnl_api *api = d->api;
@@ -244,13 +313,17 @@ static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, int debug)
     }
     void *desc = malloc(OP_DESC_BYTES), *fwd_desc = malloc(OP_DESC_BYTES);
     kl_dnnl_conv *c = calloc(1, sizeof *c);
-    void *hint = NULL;
-    int ok = desc && fwd_desc && c;
+    void *hint = NULL, *attr = NULL;
+    md_t channel; /* a per-channel operand of the epilogue: (1, oc, 1...) */
+    dims_t dc = {1, s->oc, 1, 1, 1};
+    int ok = desc && fwd_desc && c &&
+             api->md_init_by_tag(&channel, 2 + s->nd, dc, F32, ACTIVATION_TAG[s->nd]) == SUCCESS;
     int forward = s->kind == KL_CONV_FORWARD;
+    ok = ok && (forward || !s->epilogue.n) && epilogue_attr(api, s, &channel, &attr);
     ok = ok && api->conv_forward_init(fwd_desc, forward ? FORWARD_INFERENCE : FORWARD_TRAINING, CONVOLUTION_DIRECT,
                                       &asrc, &aw, NULL, &adst, strides, dilates, pad_l, pad_r) == SUCCESS;
     if (ok && forward) {
-        ok = api->pd_create(&c->pd, fwd_desc, NULL, d->engine, NULL) == SUCCESS;
+        ok = api->pd_create(&c->pd, fwd_desc, attr, d->engine, NULL) == SUCCESS;
     } else if (ok) {
         ok = api->pd_create(&hint, fwd_desc, NULL, d->engine, NULL) == SUCCESS;
         if (ok && s->kind == KL_CONV_BACKWARD_DATA)
@@ -262,6 +335,7 @@ static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, int debug)
         ok = ok && api->pd_create(&c->pd, desc, NULL, d->engine, hint) == SUCCESS;
     }
     if (hint) api->pd_destroy(hint);
+    if (attr) api->attr_destroy(attr);
     free(desc);
     free(fwd_desc);
     if (c) c->shape = *s;
@@ -272,7 +346,8 @@ static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, int debug)
         case KL_CONV_FORWARD:
             ok = setup_operand(d, &c->ops[0], ARG_SRC, &src, api->pd_query_md(pd, QUERY_SRC, 0), 0) &&
                  setup_operand(d, &c->ops[1], ARG_WEIGHTS, &w, api->pd_query_md(pd, QUERY_WEIGHTS, 0), 0) &&
-                 setup_operand(d, &c->ops[2], ARG_DST, &dst, api->pd_query_md(pd, QUERY_DST, 0), 1);
+                 setup_operand(d, &c->ops[2], ARG_DST, &dst, api->pd_query_md(pd, QUERY_DST, 0), 1) &&
+                 setup_epilogue(d, c, &channel, &dst);
             break;
         case KL_CONV_BACKWARD_DATA:
             ok = setup_operand(d, &c->ops[0], ARG_DIFF_DST, &dst, api->pd_query_md(pd, QUERY_DIFF_DST, 0), 0) &&
@@ -293,12 +368,38 @@ static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, int debug)
         c->ops[i].offset = c->scratch_bytes;
         c->scratch_bytes += (c->ops[i].inner_bytes + 63) / 64 * 64;
     }
+    c->impl = "?";
+    api->pd_query(c->pd, QUERY_IMPL_INFO, 0, &c->impl);
     if (debug) {
         static const char *const kinds[] = {"forward", "backward data", "backward weights"};
-        const char *impl = "?";
-        api->pd_query(c->pd, QUERY_IMPL_INFO, 0, &impl);
-        fprintf(stderr, "[kiln] oneDNN convolution %s: n=%lld %lld->%lld groups=%d, implementation %s, %zu bytes of reorders\n",
-                kinds[s->kind], (long long)s->n, (long long)s->ic, (long long)s->oc, s->groups, impl, c->scratch_bytes);
+        fprintf(stderr, "[kiln] oneDNN convolution %s: n=%lld %lld->%lld groups=%d, %d post-ops, implementation %s, "
+                "%zu bytes of reorders\n", kinds[s->kind], (long long)s->n, (long long)s->ic, (long long)s->oc,
+                s->groups, s->epilogue.n, c->impl, c->scratch_bytes);
+    }
+    return c;
+}
+
+/* The primitive for s, or (refused set) the record that oneDNN does not run
+ * it, or runs its epilogue only in a slower implementation than the bare
+ * convolution's (a reference loop, say): the epilogue then stays a kernel. */
+static kl_dnnl_conv *create_or_refuse(kl_dnnl *d, const kl_conv_shape *s, int debug)
+{
+    const char *bare_impl = NULL;
+    if (s->epilogue.n) {
+        kl_conv_shape bare = *s;
+        memset(&bare.epilogue, 0, sizeof bare.epilogue);
+        kl_dnnl_conv *b = kl_dnnl_conv_get(d, &bare, debug);
+        bare_impl = b ? b->impl : NULL;
+    }
+    kl_dnnl_conv *c = s->epilogue.n && !bare_impl ? NULL : create(d, s, debug);
+    if (c && bare_impl && strcmp(c->impl, bare_impl) != 0) {
+        if (debug) fprintf(stderr, "[kiln] oneDNN convolution: post-ops refused (%s, not %s)\n", c->impl, bare_impl);
+        conv_free(d, c);
+        c = NULL;
+    }
+    if (!c && (c = calloc(1, sizeof *c)) != NULL) {
+        c->shape = *s;
+        c->refused = 1;
     }
     return c;
 }
@@ -312,11 +413,12 @@ kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *s, int debug)
             *link = c->next; /* move to the front */
             c->next = d->convs;
             d->convs = c;
-            return c;
+            return c->refused ? NULL : c;
         }
     }
-    kl_dnnl_conv *c = create(d, s, debug);
+    kl_dnnl_conv *c = create_or_refuse(d, s, debug);
     if (!c) return NULL;
+    int refused = c->refused;
     c->next = d->convs;
     d->convs = c;
     if (++d->n_convs > MAX_CACHED) { /* drop the least recently used */
@@ -326,7 +428,7 @@ kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *s, int debug)
         *p = NULL;
         d->n_convs--;
     }
-    return c;
+    return refused ? NULL : c;
 }
 
 size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c) { return c->scratch_bytes; }
@@ -361,13 +463,39 @@ static int weight_slot(kl_dnnl *d, kl_dnnl_conv *c, uint64_t id, size_t bytes, i
     return i;
 }
 
+/* Points the epilogue's memories at its operands and adds their arguments;
+ * a residual goes where the sum post-op reads it, the result's memory
+ * (out, or oneDNN's layout of it), before the convolution runs. */
+static int bind_epilogue(kl_dnnl *d, kl_dnnl_conv *c, const void *const *operands, float *out, exec_arg *args,
+                         int *n_args)
+{
+    struct kl_dnnl_api *api = d->api;
+    const kl_epilogue *e = &c->shape.epilogue;
+    int ok = 1;
+    for (int i = 0; ok && i < e->n; i++) {
+        if (e->op[i] == KL_EPI_RELU) continue;
+        if (e->op[i] != KL_EPI_RESIDUAL) {
+            ok = api->memory_set_data_handle(c->post[i], (void *)operands[i]) == SUCCESS;
+            args[(*n_args)++] = (exec_arg){ARG_POST_OP_BASE * (i + 1) | ARG_SRC_1, c->post[i]};
+        } else if (c->residual_in) {
+            exec_arg r[2] = {{ARG_FROM, c->post[i]}, {ARG_TO, c->ops[2].inner}};
+            ok = api->memory_set_data_handle(c->post[i], (void *)operands[i]) == SUCCESS && run(d, c->residual_in, 2, r);
+        } else {
+            size_t bytes = (size_t)c->shape.n * (size_t)c->shape.oc * sizeof(float);
+            for (int j = 0; j < c->shape.nd; j++) bytes *= (size_t)c->shape.out[j];
+            memcpy(out, operands[i], bytes);
+        }
+    }
+    return ok;
+}
+
 kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch,
-                           uint64_t weights_id)
+                           uint64_t weights_id, const void *const *epilogue)
 {
     struct kl_dnnl_api *api = d->api;
     void *data[3] = {(void *)a, (void *)b, out};
-    exec_arg args[3];
-    int ok = 1;
+    exec_arg args[3 + KL_MAX_EPILOGUE];
+    int ok = 1, n_args = 3;
     for (int i = 0; i < 3 && ok; i++) {
         operand *o = &c->ops[i];
         ok = api->memory_set_data_handle(o->user, data[i]) == SUCCESS;
@@ -381,7 +509,8 @@ kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const fl
             if (ok && slot >= 0) c->weights[slot].id = weights_id;
         }
     }
-    ok = ok && run(d, c->primitive, 3, args);
+    ok = ok && bind_epilogue(d, c, epilogue, out, args, &n_args);
+    ok = ok && run(d, c->primitive, n_args, args);
     operand *o = &c->ops[2];
     if (ok && o->inner) {
         exec_arg r[2] = {{ARG_FROM, o->inner}, {ARG_TO, o->user}};

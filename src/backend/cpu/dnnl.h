@@ -38,9 +38,10 @@ size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c);
  * backward weights: a = src, b = diff dst. out is dst / diff src / diff
  * weights. scratch: kl_dnnl_conv_scratch_bytes, 64-byte aligned. weights_id
  * (0: none) names the weights' contents: their reordered copy is kept and
- * reused while the same contents come again (inference reorders once). */
+ * reused while the same contents come again (inference reorders once).
+ * epilogue: the shape's epilogue operands, by step (unused when it has none). */
 kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch,
-                           uint64_t weights_id);
+                           uint64_t weights_id, const void *const *epilogue);
 
 /* Row-major C = op(A) op(B), float32: oneDNN's gemm runs on kiln's OpenMP
  * threads, where OpenBLAS's own pthreads would spin against them. */

@@ -53,7 +53,7 @@ static kl_status run_gemm(kl_cpu_backend *c, const kl_pattern *p, void *out, con
     return s;
 }
 
-static kl_status run_conv(kl_cpu_backend *c, const kl_pattern *p, void *out, const void *a, const void *bp,
+static kl_status run_conv(kl_cpu_backend *c, const kl_pattern *p, void *out, const void *const *in,
                           uint64_t b_contents)
 {
     kl_dnnl_conv *conv = kl_dnnl_conv_get(&c->dnnl, &p->conv, 0);
@@ -65,14 +65,14 @@ static kl_status run_conv(kl_cpu_backend *c, const kl_pattern *p, void *out, con
     /* the weights' reorder is kept only for forward and backward data: the
      * backward-weights form's b is the output gradient, new every step */
     uint64_t weights = p->conv.kind == KL_CONV_BACKWARD_WEIGHTS ? 0 : b_contents;
-    kl_status s = kl_dnnl_conv_run(&c->dnnl, conv, a, bp, out, scratch, weights);
+    kl_status s = kl_dnnl_conv_run(&c->dnnl, conv, in[0], in[1], out, scratch, weights, in + 2);
     if (scratch) kl_host_free(&c->alloc, scratch, scratch_bytes);
     return s;
 }
 
-kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t b_contents)
+kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t b_contents)
 {
     kl_cpu_backend *c = (kl_cpu_backend *)b;
     kl_cpu_threads_apply(&c->threads);
-    return p->kind == KL_PATTERN_GEMM ? run_gemm(c, p, out, a, bp) : run_conv(c, p, out, a, bp, b_contents);
+    return p->kind == KL_PATTERN_GEMM ? run_gemm(c, p, out, in[0], in[1]) : run_conv(c, p, out, in, b_contents);
 }

@@ -51,9 +51,10 @@ int kl_cuda_supports(kl_backend *b, const kl_pattern *p)
     return p->kind == KL_PATTERN_GEMM && (p->dtype == KL_FLOAT32 || p->dtype == KL_FLOAT64) && cublas_load(c);
 }
 
-kl_status kl_cuda_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t bc)
+kl_status kl_cuda_run(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t bc)
 {
     (void)bc;
+    const void *a = in[0], *bp = in[1];
     kl_cuda_backend *c = (kl_cuda_backend *)b;
     kl_cublas *cb = &c->cublas;
     if (p->kind == KL_PATTERN_CONV && kl_cudnn_load(&c->cudnn)) {

@@ -55,9 +55,9 @@ static kl_status no_sync(kl_backend *b) { (void)b; return KL_OK; }
 
 static int no_pattern(kl_backend *b, const kl_pattern *p) { (void)b; (void)p; return 0; }
 
-static kl_status no_run(kl_backend *b, const kl_pattern *p, void *out, const void *a, const void *bp, uint64_t bc)
+static kl_status no_run(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t bc)
 {
-    (void)p; (void)out; (void)a; (void)bp; (void)bc;
+    (void)p; (void)out; (void)in; (void)bc;
     return no_device(b, "run a library call");
 }
 

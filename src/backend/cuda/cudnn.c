@@ -71,7 +71,8 @@ int kl_cudnn_load(kl_cudnn *d)
 
 int kl_cudnn_supports_shape(const kl_conv_shape *s, kl_dtype t)
 {
-    if ((t != KL_FLOAT32 && t != KL_FLOAT64) || s->nd < 1 || s->nd > 3 || s->groups < 1) return 0;
+    /* an epilogue stays a fused kernel of its own on the GPU */
+    if ((t != KL_FLOAT32 && t != KL_FLOAT64) || s->nd < 1 || s->nd > 3 || s->groups < 1 || s->epilogue.n) return 0;
     for (int d = 0; d < s->nd; d++)
         if (s->pad_lo[d] != s->pad_hi[d]) return 0;
     return 1;
