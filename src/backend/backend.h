@@ -116,12 +116,17 @@ typedef struct {
  * and diff dst (backward weights); the result is dst, diff src, diff weights;
  * a forward convolution's epilogue reads epilogue_operand[i] at its step i
  * (a float32 vector of oc for a scale or shift, an array of dst's shape for
- * a residual, NULL for a ReLU). A softmax reads a alone (b is NULL). */
+ * a residual, NULL for a ReLU). A softmax reads a alone (b is NULL).
+ * Layouts (src/opt/layout.c): 0 where a convolution's input a, its residual
+ * or its result is row-major; else the device's id of the layout that
+ * array is kept in (backend ops' layout): the result of one convolution
+ * that only further convolutions read stays in the library's own layout. */
 typedef struct kl_pattern {
     kl_pattern_kind kind;
     kl_dtype dtype;
     struct kl_var *a, *b;
     struct kl_var *epilogue_operand[KL_MAX_EPILOGUE];
+    uint32_t a_layout, residual_layout, out_layout;
     union {
         kl_gemm_shape gemm;
         kl_conv_shape conv;
@@ -171,6 +176,11 @@ typedef struct kl_backend_ops {
      * names b's contents (a buffer id, 0: none): a backend may keep what it
      * derives from them (reordered weights) while they recur */
     kl_status (*run)(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t b_contents);
+    /* optional: the layout a forward convolution pattern reads its input a
+     * in (of_result 0) or writes its result in (1), as an id equal for equal
+     * layouts (0: row-major, or a layout of another size); run then takes
+     * and leaves arrays in it where the pattern's layouts say so */
+    uint32_t (*layout)(kl_backend *b, const kl_pattern *p, int of_result);
 
     /* optional: whether a named library is found and enabled ("blas", "dnnl") */
     int (*has_library)(kl_backend *b, const char *name);

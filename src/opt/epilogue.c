@@ -87,21 +87,6 @@ static int step_at(kl_var *x, const kl_var *e, uint8_t *op, kl_var **operand)
     return best;
 }
 
-/* Whether every consumer of e is a stop_grad: later holds them all, when
- * e's own handles are none. */
-static int read_by_stop_grads(const kl_var *e, kl_var *const *later, int n_later)
-{
-    if (e->user_refs) return 0;
-    int stops = 0;
-    for (int j = 0; j < n_later; j++)
-        for (int k = 0; k < later[j]->op.n_inputs; k++)
-            if (later[j]->op.inputs[k] == e) {
-                if (later[j]->op.kind != KL_OP_STOP_GRAD) return 0;
-                stops++;
-            }
-    return stops == e->graph_refs;
-}
-
 int kl_epilogue_match(kl_var *e, kl_var *const *later, int n_later, kl_pattern *p, kl_var **chain, int *n_chain)
 {
     *n_chain = 0;
@@ -131,7 +116,7 @@ int kl_epilogue_match(kl_var *e, kl_var *const *later, int n_later, kl_pattern *
     chain[(*n_chain)++] = x;
     const kl_pattern *conv = x->pattern;
     if (conv->kind != KL_PATTERN_CONV || conv->conv.kind != KL_CONV_FORWARD || conv->conv.epilogue.n ||
-        conv->dtype != KL_FLOAT32 || !same_shape(x, e) || n == 0 || !read_by_stop_grads(e, later, n_later))
+        conv->dtype != KL_FLOAT32 || !same_shape(x, e) || n == 0 || !kl_operand_gradient_free(e, later, n_later))
         return 0;
     *p = *conv;
     p->conv.epilogue.n = n;

@@ -4,12 +4,14 @@
  * every other pending var is inlined: element-wise chains, broadcasts and
  * reindexes fold into whoever reads them, and a reduce absorbs its producers.
  * Last, a convolution whose result only flows through an epilogue the
- * device runs with it (epilogue.h) hands its result to the chain's end. */
+ * device runs with it (epilogue.h) hands its result to the chain's end, and
+ * results only convolutions read stay in the library's layout (layout.h). */
 #include "opt/fuse.h"
 #include "backend/backend.h"
 #include "codegen/kdesc.h"
 #include "opt/conv.h"
 #include "opt/epilogue.h"
+#include "opt/layout.h"
 #include "opt/matmul.h"
 #include "opt/softmax.h"
 
@@ -162,4 +164,5 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *p
                 (order[i]->op.kind == KL_OP_BINARY || order[i]->op.kind == KL_OP_CAST))
                 again |= absorb_epilogue(order[i], order + i + 1, n - i - 1, &patterns[i]);
     }
+    kl_layout_plan(order, n, is_target);
 }

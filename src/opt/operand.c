@@ -46,3 +46,16 @@ int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl
     *src = x;
     return 1;
 }
+
+int kl_operand_gradient_free(const kl_var *v, kl_var *const *later, int n_later)
+{
+    if (v->user_refs) return 0;
+    int stops = 0;
+    for (int j = 0; j < n_later; j++)
+        for (int k = 0; k < later[j]->op.n_inputs; k++)
+            if (later[j]->op.inputs[k] == v) {
+                if (later[j]->op.kind != KL_OP_STOP_GRAD) return 0;
+                stops++;
+            }
+    return stops == v->graph_refs;
+}

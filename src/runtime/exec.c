@@ -184,6 +184,21 @@ static int pattern_operands(const kl_pattern *p, kl_var **vars)
     return n;
 }
 
+/* What a convolution's call does besides convolving: its epilogue's steps
+ * and which arrays stay in the library's layout. */
+static void conv_ops(const kl_pattern *p, char *out, size_t size)
+{
+    static const char *const steps[] = {"scale", "shift", "residual", "relu"};
+    size_t n = 0;
+    out[0] = 0;
+    for (int i = 0; i < p->conv.epilogue.n && n < size; i++)
+        n += (size_t)snprintf(out + n, size - n, "%s%s", i ? " " : "epilogue ", steps[p->conv.epilogue.op[i]]);
+    const char *kept[3] = {p->a_layout ? "input" : NULL, p->residual_layout ? "residual" : NULL,
+                           p->out_layout ? "result" : NULL};
+    for (int i = 0; i < 3 && n < size; i++)
+        if (kept[i]) n += (size_t)snprintf(out + n, size - n, "%s%s in library layout", n ? "; " : "", kept[i]);
+}
+
 /* KILN_DEBUG=2: one line per step with its time (library calls included) and
  * the ops a kernel fuses; the profiler (kl_context_set_profile) records the same. */
 static kl_status run_step_timed(kl_context *ctx, step *st)
@@ -211,7 +226,10 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
                       : st->is_alias      ? " (alias)"
                                           : "";
     char ops[160];
-    kernel_ops(st->plan ? st->plan->source : NULL, ops, sizeof ops);
+    if (st->pattern && st->pattern->kind == KL_PATTERN_CONV)
+        conv_ops(st->pattern, ops, sizeof ops);
+    else
+        kernel_ops(st->plan ? st->plan->source : NULL, ops, sizeof ops);
     if (ctx->profile.on && s == KL_OK) profile_record(ctx, name, how, ops, ms, in_bytes, out_bytes);
     if (ctx->debug >= 2)
         fprintf(stderr, "[kiln] launch %s%s -> %s[%lld] %.3f ms%s%s%s\n", name, how, kl_dtype_name(v->dtype),

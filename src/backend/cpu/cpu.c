@@ -106,6 +106,7 @@ static const kl_backend_ops cpu_ops = {
     .synchronize = cpu_synchronize,
     .supports = kl_cpu_supports,
     .run = kl_cpu_run,
+    .layout = kl_cpu_layout,
     .has_library = cpu_has_library,
     .destroy = cpu_destroy,
 };

@@ -100,6 +100,7 @@ struct kl_dnnl_conv {
     void *post[KL_MAX_EPILOGUE]; /* a scale's or shift's memory */
     void *residual_in;           /* reorders a residual into the blocked result */
     const char *impl;
+    uint32_t layout[2];          /* a forward convolution's src and dst layouts (KEPT_TAGS; 0: row-major) */
     size_t scratch_bytes;
     struct { uint64_t id; void *data; } weights[WEIGHT_SLOTS];
     uint64_t seen[WEIGHT_SLOTS]; /* weight ids met once, not (yet) kept */
@@ -218,6 +219,7 @@ void kl_dnnl_free(kl_dnnl *d)
     d->api->stream_destroy(d->stream);
     d->api->engine_destroy(d->engine);
     free(d->api);
+
     /* the library stays loaded: its OpenMP threads may outlive this call */
     d->available = 0;
 }
@@ -254,6 +256,50 @@ static int setup_operand(kl_dnnl *d, operand *o, int arg, const md_t *user_md, c
     ok = ok && api->primitive_create(&o->reorder, rpd) == SUCCESS;
     if (rpd) api->pd_destroy(rpd);
     return ok;
+}
+
+static size_t dst_bytes(const kl_conv_shape *s)
+{
+    size_t bytes = (size_t)s->n * (size_t)s->oc * sizeof(float);
+    for (int j = 0; j < s->nd; j++) bytes *= (size_t)s->out[j];
+    return bytes;
+}
+
+/* The layouts an activation may be kept in between convolutions (channels
+ * last, channel blocks of 16, 8, 4), by spatial rank 1..3: oneDNN 2.x's tags. */
+static const int KEPT_TAGS[4][4] = {{0}, {17, 47, 60, 51}, {20, 69, 93, 75}, {21, 112, 133, 119}};
+
+/* md's layout as one of KEPT_TAGS (0: none of them): the tag is the number,
+ * so equal numbers are equal layouts of the same dims. */
+static uint32_t layout_number(kl_dnnl *d, const void *md, int nd, const int64_t *dims)
+{
+    for (int t = 0; t < 4; t++) {
+        md_t candidate;
+        if (d->api->md_init_by_tag(&candidate, 2 + nd, dims, F32, KEPT_TAGS[nd][t]) == SUCCESS &&
+            d->api->md_equal(&candidate, md))
+            return (uint32_t)KEPT_TAGS[nd][t];
+    }
+    return 0;
+}
+
+/* Numbers a forward convolution's src and dst layouts: 0 where it reads or
+ * writes row-major, another layout than KEPT_TAGS, or one of another size
+ * (padded channels), which a buffer of the array's size cannot hold. */
+static void number_layouts(kl_dnnl *d, kl_dnnl_conv *c)
+{
+    const kl_conv_shape *s = &c->shape;
+    if (s->kind != KL_CONV_FORWARD) return;
+    dims_t src = {s->n, s->ic}, dst = {s->n, s->oc};
+    size_t src_bytes = (size_t)s->n * (size_t)s->ic * sizeof(float);
+    for (int j = 0; j < s->nd; j++) {
+        src[2 + j] = s->in[j];
+        dst[2 + j] = s->out[j];
+        src_bytes *= (size_t)s->in[j];
+    }
+    if (c->ops[0].inner && c->ops[0].inner_bytes == src_bytes)
+        c->layout[0] = layout_number(d, d->api->pd_query_md(c->pd, QUERY_SRC, 0), s->nd, src);
+    if (c->ops[2].inner && c->ops[2].inner_bytes == dst_bytes(s))
+        c->layout[1] = layout_number(d, d->api->pd_query_md(c->pd, QUERY_DST, 0), s->nd, dst);
 }
 
 /* The primitive attribute carrying e as post-ops (*attr NULL: no epilogue). */
@@ -370,6 +416,7 @@ static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, int debug)
     }
     c->impl = "?";
     api->pd_query(c->pd, QUERY_IMPL_INFO, 0, &c->impl);
+    number_layouts(d, c);
     if (debug) {
         static const char *const kinds[] = {"forward", "backward data", "backward weights"};
         fprintf(stderr, "[kiln] oneDNN convolution %s: n=%lld %lld->%lld groups=%d, %d post-ops, implementation %s, "
@@ -433,6 +480,9 @@ kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *s, int debug)
 
 size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c) { return c->scratch_bytes; }
 
+
+uint32_t kl_dnnl_conv_layout(const kl_dnnl_conv *c, int of_result) { return c->layout[of_result != 0]; }
+
 static int run(kl_dnnl *d, void *primitive, int n, const exec_arg *args)
 {
     return d->api->primitive_execute(primitive, d->stream, n, args) == SUCCESS;
@@ -464,10 +514,11 @@ static int weight_slot(kl_dnnl *d, kl_dnnl_conv *c, uint64_t id, size_t bytes, i
 }
 
 /* Points the epilogue's memories at its operands and adds their arguments;
- * a residual goes where the sum post-op reads it, the result's memory
- * (out, or oneDNN's layout of it), before the convolution runs. */
-static int bind_epilogue(kl_dnnl *d, kl_dnnl_conv *c, const void *const *operands, float *out, exec_arg *args,
-                         int *n_args)
+ * a residual goes where the sum post-op reads it, the memory the primitive
+ * writes (dst: out, or oneDNN's layout of it), before the convolution runs:
+ * reordered, or copied when it is row-major there or kept in that layout. */
+static int bind_epilogue(kl_dnnl *d, kl_dnnl_conv *c, const void *const *operands, void *dst, int residual_kept,
+                         exec_arg *args, int *n_args)
 {
     struct kl_dnnl_api *api = d->api;
     const kl_epilogue *e = &c->shape.epilogue;
@@ -477,42 +528,54 @@ static int bind_epilogue(kl_dnnl *d, kl_dnnl_conv *c, const void *const *operand
         if (e->op[i] != KL_EPI_RESIDUAL) {
             ok = api->memory_set_data_handle(c->post[i], (void *)operands[i]) == SUCCESS;
             args[(*n_args)++] = (exec_arg){ARG_POST_OP_BASE * (i + 1) | ARG_SRC_1, c->post[i]};
-        } else if (c->residual_in) {
+        } else if (c->residual_in && !residual_kept) {
             exec_arg r[2] = {{ARG_FROM, c->post[i]}, {ARG_TO, c->ops[2].inner}};
             ok = api->memory_set_data_handle(c->post[i], (void *)operands[i]) == SUCCESS && run(d, c->residual_in, 2, r);
         } else {
-            size_t bytes = (size_t)c->shape.n * (size_t)c->shape.oc * sizeof(float);
-            for (int j = 0; j < c->shape.nd; j++) bytes *= (size_t)c->shape.out[j];
-            memcpy(out, operands[i], bytes);
+            memcpy(dst, operands[i], dst_bytes(&c->shape));
         }
     }
     return ok;
 }
 
 kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch,
-                           uint64_t weights_id, const void *const *epilogue)
+                           uint64_t weights_id, const void *const *epilogue, const kl_dnnl_kept *kept)
 {
     struct kl_dnnl_api *api = d->api;
+    kl_dnnl_kept none = {0, 0, 0};
+    if (!kept) kept = &none;
+    /* the plan kept arrays in this primitive's layouts, which a primitive
+     * made again for the same shape has too */
+    if ((kept->a && kept->a != c->layout[0]) || (kept->residual && kept->residual != c->layout[1]) ||
+        (kept->out && kept->out != c->layout[1]))
+        return kl_error(KL_ERR_RUNTIME, "internal: a convolution's arrays are not in the layouts planned");
     void *data[3] = {(void *)a, (void *)b, out};
     exec_arg args[3 + KL_MAX_EPILOGUE];
     int ok = 1, n_args = 3;
+    void *dst = out;
     for (int i = 0; i < 3 && ok; i++) {
         operand *o = &c->ops[i];
+        if ((i == 0 && kept->a) || (i == 2 && kept->out)) { /* already, or to be left, in the inner layout */
+            ok = api->memory_set_data_handle(o->inner, data[i]) == SUCCESS;
+            args[i] = (exec_arg){o->arg, o->inner};
+            continue;
+        }
         ok = api->memory_set_data_handle(o->user, data[i]) == SUCCESS;
         int ready = 0, slot = o->inner && i == 1 ? weight_slot(d, c, weights_id, o->inner_bytes, &ready) : -1;
         void *inner = slot >= 0 ? c->weights[slot].data : (char *)scratch + o->offset;
         if (ok && o->inner) ok = api->memory_set_data_handle(o->inner, inner) == SUCCESS;
         args[i] = (exec_arg){o->arg, o->inner ? o->inner : o->user};
+        if (i == 2 && o->inner) dst = inner;
         if (ok && o->inner && i < 2 && !ready) {
             exec_arg r[2] = {{ARG_FROM, o->user}, {ARG_TO, o->inner}};
             ok = run(d, o->reorder, 2, r);
             if (ok && slot >= 0) c->weights[slot].id = weights_id;
         }
     }
-    ok = ok && bind_epilogue(d, c, epilogue, out, args, &n_args);
+    ok = ok && bind_epilogue(d, c, epilogue, dst, kept->residual != 0, args, &n_args);
     ok = ok && run(d, c->primitive, n_args, args);
     operand *o = &c->ops[2];
-    if (ok && o->inner) {
+    if (ok && o->inner && !kept->out) {
         exec_arg r[2] = {{ARG_FROM, o->inner}, {ARG_TO, o->user}};
         ok = run(d, o->reorder, 2, r);
     }

@@ -34,14 +34,25 @@ void kl_dnnl_trim(kl_dnnl *d);
 kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *shape, int debug);
 /* Bytes of the temporaries (oneDNN's blocked layouts) a run needs. */
 size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c);
+/* The layout forward convolution c reads src in (of_result 0) or writes
+ * dst in (1), as oneDNN's format tag: channels last or channel blocks of
+ * 16, 8 or 4, of the array's own size; 0 for row-major or anything else. */
+uint32_t kl_dnnl_conv_layout(const kl_dnnl_conv *c, int of_result);
+
+/* Which arrays of a forward run are already (a, residual) or are to be left
+ * (out) in the primitive's own layouts: the ids kl_dnnl_conv_layout gave,
+ * 0 for row-major. */
+typedef struct { uint32_t a, residual, out; } kl_dnnl_kept;
+
 /* forward: a = src, b = weights; backward data: a = diff dst, b = weights;
  * backward weights: a = src, b = diff dst. out is dst / diff src / diff
  * weights. scratch: kl_dnnl_conv_scratch_bytes, 64-byte aligned. weights_id
  * (0: none) names the weights' contents: their reordered copy is kept and
  * reused while the same contents come again (inference reorders once).
- * epilogue: the shape's epilogue operands, by step (unused when it has none). */
+ * epilogue: the shape's epilogue operands, by step (unused when it has none).
+ * kept: the arrays in the primitive's own layouts (NULL: none). */
 kl_status kl_dnnl_conv_run(kl_dnnl *d, kl_dnnl_conv *c, const float *a, const float *b, float *out, void *scratch,
-                           uint64_t weights_id, const void *const *epilogue);
+                           uint64_t weights_id, const void *const *epilogue, const kl_dnnl_kept *kept);
 
 /* Row-major C = op(A) op(B), float32: oneDNN's gemm runs on kiln's OpenMP
  * threads, where OpenBLAS's own pthreads would spin against them. */

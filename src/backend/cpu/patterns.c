@@ -65,9 +65,18 @@ static kl_status run_conv(kl_cpu_backend *c, const kl_pattern *p, void *out, con
     /* the weights' reorder is kept only for forward and backward data: the
      * backward-weights form's b is the output gradient, new every step */
     uint64_t weights = p->conv.kind == KL_CONV_BACKWARD_WEIGHTS ? 0 : b_contents;
-    kl_status s = kl_dnnl_conv_run(&c->dnnl, conv, in[0], in[1], out, scratch, weights, in + 2);
+    kl_dnnl_kept kept = {p->a_layout, p->residual_layout, p->out_layout};
+    kl_status s = kl_dnnl_conv_run(&c->dnnl, conv, in[0], in[1], out, scratch, weights, in + 2, &kept);
     if (scratch) kl_host_free(&c->alloc, scratch, scratch_bytes);
     return s;
+}
+
+uint32_t kl_cpu_layout(kl_backend *b, const kl_pattern *p, int of_result)
+{
+    kl_cpu_backend *c = (kl_cpu_backend *)b;
+    if (p->kind != KL_PATTERN_CONV || p->conv.kind != KL_CONV_FORWARD || !kl_dnnl_available(&c->dnnl)) return 0;
+    kl_dnnl_conv *conv = kl_dnnl_conv_get(&c->dnnl, &p->conv, 0);
+    return conv ? kl_dnnl_conv_layout(conv, of_result) : 0;
 }
 
 kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t b_contents)
