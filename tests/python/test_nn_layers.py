@@ -224,6 +224,43 @@ def test_batchnorm1d_and_options():
     compare(bn, tbn, rand(3, 2, 2, 2))
 
 
+def test_batchnorm_training_gradients_finite_differences():
+    """Training-mode batch norm's gradient is written out (two reductions
+    and one pass): against central differences for x, weight and bias, 2-d
+    and 4-d, with and without the affine parameters."""
+    check_grad(lambda x, w, b: nn.batch_norm(x, weight=w, bias=b, training=True),
+               rand(4, 3, 3, 2) * 2 + 1, rand(3) + 0.5, rand(3))
+    check_grad(lambda x, w, b: nn.batch_norm(x, weight=w, bias=b, training=True),
+               rand(6, 4), rand(4) + 0.5, rand(4))
+    check_grad(lambda x: nn.batch_norm(x, training=True), rand(3, 2, 4))
+
+
+def test_batchnorm_training_second_order():
+    """A gradient of the gradient through training-mode batch norm (the
+    batch statistics' own derivatives in x): d/dx of sum(v * dL/dx) against
+    central differences of dL/dx."""
+    r = np.random.default_rng(5)
+    x0 = r.standard_normal((4, 3, 2, 2)) * 2 + 1
+    w0, b0 = r.uniform(0.5, 1.5, 3), r.standard_normal(3)
+    u, v = r.standard_normal(x0.shape), r.standard_normal(x0.shape)
+
+    def first(x_np):
+        x = jt.array(x_np)
+        y = nn.batch_norm(x, weight=jt.array(w0), bias=jt.array(b0), training=True)
+        return jt.grad((nn.relu(y) * y * jt.array(u)).sum(), x)
+
+    x = jt.array(x0)
+    y = nn.batch_norm(x, weight=jt.array(w0), bias=jt.array(b0), training=True)
+    g = jt.grad((nn.relu(y) * y * jt.array(u)).sum(), x)
+    h = jt.grad((g * jt.array(v)).sum(), x).numpy()
+    eps = 1e-6
+    for idx in [(0, 0, 0, 0), (1, 2, 1, 0), (3, 1, 1, 1)]:
+        d = np.zeros_like(x0)
+        d[idx] = eps
+        num = ((first(x0 + d).numpy() - first(x0 - d).numpy()) * v).sum() / (2 * eps)
+        np.testing.assert_allclose(h[idx], num, rtol=1e-5, atol=1e-6)
+
+
 def test_batchnorm_stats_are_buffers():
     bn = nn.BatchNorm2d(3)
     names = [n for n, _ in bn.named_parameters()]
