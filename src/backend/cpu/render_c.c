@@ -174,7 +174,9 @@ static void window_kept_loops(renderer *r, kl_strbuf *L, const int *kept, int nk
  * (NaN tracked as max and min do) and a second for the first position
  * holding it, outputs in parallel. Two scans of a row in cache beat one
  * that carries value and position together (a compare-select chain:
- * measured ~3x slower on pooling windows). */
+ * measured ~3x slower on pooling windows). A short window (literal extents,
+ * a pooling's) keeps the values the first scan read in a local array that
+ * the second, backwards, reads instead of gathering them again. */
 static kl_status arg_reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
 {
     const kl_kd_head *h = &r->k->h;
@@ -201,7 +203,9 @@ static kl_status arg_reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     kl_reduce_acc acc = kl_stmt_reduce_acc(extreme, in_t);
     char fold[256];
     kl_stmt_combine(fold, sizeof fold, extreme, "a", t);
+    int64_t window = 1; /* the short window's size, known here */
     if (short_window(r, red, nr, nk)) {
+        for (int i = 0; i < nr; i++) window *= r->k->instrs[h->dims[red[i]]].value;
         window_kept_loops(r, L, kept, nk, serial_limit(bd));
     } else {
         if (nk) kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > %ld) schedule(static)\n", nk,
@@ -209,12 +213,22 @@ static kl_status arg_reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
         for (int i = 0; i < nk; i++) open_loop(r, L, kept[i], 1 + i);
     }
     kl_sb_printf(L, "    {\n        %s a = %s; int n = 0; int32_t ai = INT32_MAX; (void)n;\n", acc.acc_type, acc.identity);
-    kl_sb_printf(L, "%s        %s", loops, fold);
-    if (acc.track_nan) kl_sb_printf(L, " n |= %s != %s;", t, t);
-    kl_sb_printf(L, "\n    }\n%s        const int32_t kl_r = (int32_t)%s;\n", loops, pos.data ? pos.data : "0");
-    if (acc.track_nan) kl_sb_printf(L, "        const int kl_hit = n ? %s != %s : %s == a;\n", t, t, t);
-    else kl_sb_printf(L, "        const int kl_hit = %s == a;\n", t);
-    kl_sb_printf(L, "        ai = (kl_hit & (kl_r < ai)) ? kl_r : ai;\n    }\n");
+    if (window > 1 && window <= 64) {
+        kl_sb_printf(L, "        %s kl_w[%lld];\n", acc.acc_type, (long long)window);
+        kl_sb_printf(L, "%s        kl_w[(int32_t)%s] = %s;\n        %s", loops, pos.data ? pos.data : "0", t, fold);
+        if (acc.track_nan) kl_sb_printf(L, " n |= %s != %s;", t, t);
+        kl_sb_printf(L, "\n    }\n        for (int32_t kl_r = %lld; kl_r >= 0; kl_r--) {\n", (long long)window - 1);
+        if (acc.track_nan) kl_sb_append(L, "            const int kl_hit = n ? kl_w[kl_r] != kl_w[kl_r] : kl_w[kl_r] == a;\n");
+        else kl_sb_append(L, "            const int kl_hit = kl_w[kl_r] == a;\n");
+        kl_sb_append(L, "            ai = kl_hit ? kl_r : ai;\n        }\n");
+    } else {
+        kl_sb_printf(L, "%s        %s", loops, fold);
+        if (acc.track_nan) kl_sb_printf(L, " n |= %s != %s;", t, t);
+        kl_sb_printf(L, "\n    }\n%s        const int32_t kl_r = (int32_t)%s;\n", loops, pos.data ? pos.data : "0");
+        if (acc.track_nan) kl_sb_printf(L, "        const int kl_hit = n ? %s != %s : %s == a;\n", t, t, t);
+        else kl_sb_printf(L, "        const int kl_hit = %s == a;\n", t);
+        kl_sb_printf(L, "        ai = (kl_hit & (kl_r < ai)) ? kl_r : ai;\n    }\n");
+    }
     kl_sb_printf(L, "        out[%s] = ai;\n    }\n", offb.data ? offb.data : "0");
     kl_status s = pos.failed || offb.failed || scan.failed ? kl_error(KL_ERR_MEMORY, "out of memory rendering a kernel") : KL_OK;
     kl_sb_free(&pos);
