@@ -24,7 +24,26 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
+
+
+class _NoPillow:
+    """Stands for Pillow's modules where it is not installed: kiln imports,
+    array transforms work, and what needs PIL says so when it is used."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        raise ImportError(f"kiln.transform: {self._name}.{attr} needs Pillow, which is not installed "
+                          "(Debian: apt install python3-pil; PyPI: pip install pillow)")
+
+
+try:
+    from PIL import Image, ImageEnhance, ImageOps
+    _HAVE_PIL = True
+except ImportError:
+    Image, ImageEnhance, ImageOps = _NoPillow("PIL.Image"), _NoPillow("PIL.ImageEnhance"), _NoPillow("PIL.ImageOps")
+    _HAVE_PIL = False
 
 from ._core import Var, array as _var_from_array
 
@@ -45,18 +64,21 @@ __all__ = [
     "ImageNormalize", "Normalize",
 ]
 
-# Pillow >= 9.1 names its constants in enums; older releases only have them on Image.
-_RESAMPLING = getattr(Image, "Resampling", Image)
-_TRANSPOSE = getattr(Image, "Transpose", Image)
-_TRANSFORM = getattr(Image, "Transform", Image)
+if _HAVE_PIL:
+    # Pillow >= 9.1 names its constants in enums; older releases only have them on Image.
+    _RESAMPLING = getattr(Image, "Resampling", Image)
+    _TRANSPOSE = getattr(Image, "Transpose", Image)
+    _TRANSFORM = getattr(Image, "Transform", Image)
+    _FILTERS_BY_NAME = {
+        "nearest": _RESAMPLING.NEAREST, "bilinear": _RESAMPLING.BILINEAR,
+        "bicubic": _RESAMPLING.BICUBIC, "box": _RESAMPLING.BOX,
+        "hamming": _RESAMPLING.HAMMING, "lanczos": _RESAMPLING.LANCZOS,
+    }
+else:  # Pillow's filter numbers, for the defaults below
+    _TRANSPOSE = _TRANSFORM = Image
+    _FILTERS_BY_NAME = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
 
-NEAREST, BILINEAR, BICUBIC = _RESAMPLING.NEAREST, _RESAMPLING.BILINEAR, _RESAMPLING.BICUBIC
-
-_FILTERS_BY_NAME = {
-    "nearest": _RESAMPLING.NEAREST, "bilinear": _RESAMPLING.BILINEAR,
-    "bicubic": _RESAMPLING.BICUBIC, "box": _RESAMPLING.BOX,
-    "hamming": _RESAMPLING.HAMMING, "lanczos": _RESAMPLING.LANCZOS,
-}
+NEAREST, BILINEAR, BICUBIC = (_FILTERS_BY_NAME[n] for n in ("nearest", "bilinear", "bicubic"))
 # kiln's own array resize knows these two; PIL filters map onto them by name.
 _ARRAY_RESIZE_MODES = ("nearest", "bilinear")
 
@@ -67,7 +89,7 @@ _CHANNEL_COUNTS = (1, 2, 3, 4)
 # ---------------------------------------------------------------- type helpers
 
 def _is_pil_image(img):
-    return isinstance(img, Image.Image)
+    return _HAVE_PIL and isinstance(img, Image.Image)
 
 
 def _require_pil(img, fn):

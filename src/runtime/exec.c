@@ -218,10 +218,11 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     double t0 = now_seconds();
     kl_status s = run_step(ctx, st);
     double ms = (now_seconds() - t0) * 1e3;
-    static const char *const library[] = {" (library gemm)", " (library conv)", " (library softmax)"};
-    int epilogue = st->pattern && st->pattern->kind == KL_PATTERN_CONV && st->pattern->conv.epilogue.n;
-    const char *how = epilogue            ? " (library conv, epilogue)"
-                      : st->pattern       ? library[st->pattern->kind]
+    /* a step keeps its pattern only for a library call (a softmax is a kernel) */
+    int conv = st->pattern && st->pattern->kind == KL_PATTERN_CONV;
+    const char *how = conv && st->pattern->conv.epilogue.n ? " (library conv, epilogue)"
+                      : conv                               ? " (library conv)"
+                      : st->pattern                        ? " (library gemm)"
                       : st->is_collective ? " (library mpi)"
                       : st->is_alias      ? " (alias)"
                                           : "";

@@ -523,3 +523,29 @@ def test_array_path_keeps_arrays_and_layout():
         T.Resize(2, mode=T.BICUBIC)(hwc)
     with pytest.raises(AssertionError, match="RandomCrop: crop size"):
         T.RandomCrop(5)(hwc)
+
+
+def test_kiln_imports_without_pillow():
+    """Pillow is optional: in a process where it cannot be imported, kiln
+    imports, array transforms run, and what needs PIL raises ImportError
+    naming the package to install."""
+    import os
+    import subprocess
+    import sys
+    code = """
+import sys
+sys.modules["PIL"] = None
+import numpy as np, kiln as jt
+from kiln import transform as T
+a = (np.arange(8 * 8 * 3) % 256).astype(np.uint8).reshape(8, 8, 3)
+t = T.ImageNormalize([0.5] * 3, [0.5] * 3)(T.to_tensor(a))
+assert t.shape == (3, 8, 8), t.shape
+try:
+    T.to_pil_image(a)
+except ImportError as e:
+    assert "Pillow" in str(e) and "python3-pil" in str(e), e
+    print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
