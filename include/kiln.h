@@ -214,6 +214,10 @@ KL_API kl_dtype kl_var_dtype(const kl_var *v);
 KL_API int kl_var_ndim(const kl_var *v);
 /* The name of the device v's data is (or will be) on: "cpu", ... */
 KL_API const char *kl_var_device(const kl_var *v);
+/* 1 when v's device runs a scatter whose leading dims write disjoint planes
+ * as planes in parallel (the CPU): a gradient written as such a scatter
+ * then beats a gather by target; 0 where a gather does better (a GPU). */
+KL_API int kl_var_device_scatters_planes(const kl_var *v);
 KL_API const int64_t *kl_var_shape(const kl_var *v);
 KL_API int64_t kl_var_numel(const kl_var *v);
 KL_API uint64_t kl_var_id(const kl_var *v);

@@ -140,6 +140,11 @@ typedef struct kl_backend_ops {
     const char *name;        /* "cpu" */
     const char *artifact;    /* the extension of what the disk cache stores ("so", "cubin") */
     int host_visible;        /* the host reads its memory directly (a CPU's, unified memory) */
+    /* a scatter whose leading dims write disjoint planes runs the planes in
+     * parallel, each one's writes in order, without atomics: the form a
+     * gradient should take where threads are few (a CPU); where they are
+     * many (a GPU) a gather by target beats it */
+    int plane_scatter;
 
     /* memory: device pointers are opaque to everything but the backend */
     void *(*alloc)(kl_backend *b, size_t nbytes);              /* NULL when out of memory */

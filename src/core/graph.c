@@ -381,6 +381,11 @@ const char *kl_var_device(const kl_var *v)
     return live(v, "kl_var_device") ? v->device->name : "invalid";
 }
 
+int kl_var_device_scatters_planes(const kl_var *v)
+{
+    return live(v, "kl_var_device_scatters_planes") && v->device->ops->plane_scatter;
+}
+
 kl_status kl_var_get_info(const kl_var *v, kl_var_info *out)
 {
     if (!out) return kl_error(KL_ERR_VALUE, "kl_var_get_info: no output given");

@@ -504,6 +504,10 @@ static void test_mixed_devices_are_refused(void)
     if (on_guarded && on_cpu) {
         CHECK_EQ_STR(kl_var_device(on_guarded), "guarded");
         CHECK_EQ_STR(kl_var_device(on_cpu), "cpu");
+        /* the form a gradient's scatter takes is the device's say */
+        CHECK_EQ_INT(kl_var_device_scatters_planes(on_cpu), 1);
+        CHECK_EQ_INT(kl_var_device_scatters_planes(on_guarded), 0);
+        CHECK_EQ_INT(kl_var_device_scatters_planes(NULL), 0);
         CHECK_STATUS(kl_binary(KL_ADD, on_cpu, on_guarded, &sum), KL_ERR_VALUE);
         const char *msg = kl_last_error();
         CHECK_MSG(strstr(msg, "cpu") && strstr(msg, "guarded"), "the error names both devices: %s", msg);

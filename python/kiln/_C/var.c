@@ -117,6 +117,13 @@ static PyObject *var_get_computed(KlVarObject *self, void *closure)
     return PyBool_FromLong(kl_var_is_computed(v));
 }
 
+static PyObject *var_get_scatters_planes(KlVarObject *self, void *closure)
+{
+    (void)closure;
+    SELF_VAR(self, "_scatters_planes");
+    return PyBool_FromLong(kl_var_device_scatters_planes(v));
+}
+
 static PyObject *var_get_keep_graph(KlVarObject *self, void *closure)
 {
     (void)closure;
@@ -143,6 +150,8 @@ static PyGetSetDef var_getset[] = {
     {"_id", (getter)var_get_id, NULL, "the kl_var's id", NULL},
     {"_op", (getter)var_get_op, NULL, "name of the op producing the var", NULL},
     {"is_computed", (getter)var_get_computed, NULL, "whether the data exists", NULL},
+    {"_scatters_planes", (getter)var_get_scatters_planes, NULL,
+     "whether the var's device runs a scatter over disjoint planes in parallel (else gather)", NULL},
     {"_keep_graph", (getter)var_get_keep_graph, (setter)var_set_keep_graph,
      "the core's requires_grad: the var (and what is computed from it) keeps its graph", NULL},
     {NULL, NULL, NULL, NULL, NULL}

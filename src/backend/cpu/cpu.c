@@ -90,6 +90,7 @@ static const kl_backend_ops cpu_ops = {
     .name = "cpu",
     .artifact = "so",
     .host_visible = 1,
+    .plane_scatter = 1,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .copy = cpu_copy,

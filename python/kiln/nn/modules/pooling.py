@@ -16,7 +16,6 @@ import numpy as np
 
 from .conv import _tuple
 from ..._core import array, checked_index, grad_mode, to_var, where
-from ..._flags import flags
 from ..._reduce import index, reduce
 from ..._function import _attach
 from ..module import Module
@@ -216,7 +215,7 @@ def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None, geometry=None)
         dout = douts[0]
         if geometry is not None and tiling is None:
             ks_, st_, pad_, outs_ = geometry
-            if not flags.use_cuda:
+            if dout._scatters_planes:   # the device's choice: the CPU's, not a GPU's
                 return [_scatter_by_plane(pos, dout, x.shape, lead, ks_, st_, pad_)]
             first_pos = _plane_positions(pos, lead, ks_, st_, outs_)
             return [_gather_to_input(first_pos, dout, x.shape, lead, *geometry)]
