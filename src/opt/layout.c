@@ -1,8 +1,8 @@
 /* layout.c: keeping convolution results in the library's layout (the rule
  * is in layout.h). A result is read through the stop_grads no_grad puts
- * above it (aliases of its buffer); every input slot that reads the result
- * or an alias must be accounted for: an alias (whose readers are then
- * checked too), the window reindex of a convolution that reads it as its
+ * above it (aliases of its buffer, or inlined: the same values); every
+ * input slot that reads the result or one of those must be accounted for:
+ * another of those (whose readers are then checked too), the window reindex of a convolution that reads it as its
  * input, or the link of an absorbed epilogue chain that adds it as the
  * residual (as many of each as there are such convolutions; a pattern may
  * name the result where its reindex reads an alias: one buffer). The slots
@@ -17,7 +17,7 @@
 #define MAX_ALIASES 16
 
 typedef struct {
-    kl_var *v[MAX_ALIASES]; /* the result and the aliases of its buffer */
+    kl_var *v[MAX_ALIASES]; /* the result and the stop_grads (identity casts) above it */
     int n;
     int slots[MAX_ALIASES]; /* input slots reading each */
     int reindex_reads, chain_reads; /* slots of each kind, over all of them */
@@ -29,6 +29,13 @@ static int index_of(const holders *h, const kl_var *v)
     for (int i = 0; i < h->n; i++)
         if (h->v[i] == v) return i;
     return -1;
+}
+
+/* A stop_grad or an identity cast: an alias of the buffer when stored, the
+ * same values read by its consumers when inlined. */
+static int passes(const kl_var *v)
+{
+    return v->op.kind == KL_OP_STOP_GRAD || (v->op.kind == KL_OP_CAST && v->op.inputs[0]->dtype == v->dtype);
 }
 
 static int forward_conv(const kl_var *v)
@@ -55,7 +62,7 @@ static int readers_agree(kl_var **order, int n, int i, const uint8_t *is_target,
             int m = index_of(&h, c->op.inputs[k]);
             if (m < 0) continue;
             h.slots[m]++;
-            if (c->op.kind == KL_OP_STOP_GRAD && c->materialize) {
+            if (passes(c) && !c->absorbed) { /* the same values: its readers are checked too */
                 if (h.n == MAX_ALIASES || is_target[j] || c->user_refs) return 0;
                 h.v[h.n++] = c;
             } else if (c->op.kind == KL_OP_REINDEX && !c->materialize && !c->absorbed) {
