@@ -72,7 +72,7 @@ typedef struct {
 
 /* ---- library patterns ---- */
 
-typedef enum { KL_PATTERN_GEMM, KL_PATTERN_CONV, KL_PATTERN_SOFTMAX } kl_pattern_kind;
+typedef enum { KL_PATTERN_GEMM, KL_PATTERN_CONV, KL_PATTERN_SOFTMAX, KL_PATTERN_LAYERNORM } kl_pattern_kind;
 typedef enum { KL_CONV_FORWARD, KL_CONV_BACKWARD_DATA, KL_CONV_BACKWARD_WEIGHTS } kl_conv_kind;
 
 /* Row-major C[m, n] = op(A)[m, k] op(B)[k, n], looped over batch dims. */
@@ -110,13 +110,22 @@ typedef struct {
     int log, dim;
 } kl_softmax_shape;
 
+/* Layer normalisation over the last dim of a row-major (rows, axis) array,
+ * y = (x - mean) * rsqrt(var + eps) [* weight] [+ bias], the vectors of
+ * length axis; eps is the scalar (a full var) the graph adds. */
+typedef struct {
+    int64_t rows, axis;
+    struct kl_var *weight, *bias, *eps;
+} kl_layernorm_shape;
+
 /* A pattern the replacement passes (src/opt/) found: what is computed, in
  * which dtype, from which two stored operands. For a convolution, a and b
  * are src and weights (forward), diff dst and weights (backward data), src
  * and diff dst (backward weights); the result is dst, diff src, diff weights;
  * a forward convolution's epilogue reads epilogue_operand[i] at its step i
  * (a float32 vector of oc for a scale or shift, an array of dst's shape for
- * a residual, NULL for a ReLU). A softmax reads a alone (b is NULL).
+ * a residual, NULL for a ReLU). A softmax reads a alone (b is NULL), a
+ * layer norm a and the vectors its shape names.
  * Layouts (src/opt/layout.c): 0 where a convolution's input a, its residual
  * or its result is row-major; else the device's id of the layout that
  * array is kept in (backend ops' layout): the result of one convolution
@@ -131,6 +140,7 @@ typedef struct kl_pattern {
         kl_gemm_shape gemm;
         kl_conv_shape conv;
         kl_softmax_shape softmax;
+        kl_layernorm_shape layernorm;
     };
 } kl_pattern;
 

@@ -53,8 +53,12 @@ typedef struct {
 
 /* SOFTMAX: a softmax (op 1: log-softmax) of buffer 1 along iteration dim
  * `reduced`'s one bit, rows whole in cache: the renderers print it from
- * this head alone (src/opt/softmax.c describes it). */
-typedef enum { KL_KD_MAP, KL_KD_REDUCE, KL_KD_SCATTER, KL_KD_SOFTMAX } kl_kd_kind;
+ * this head alone (src/opt/softmax.c describes it). LAYERNORM: buffer 1
+ * normalised along the last dim (its bit in `reduced`), rows whole in
+ * cache, with eps the first float argument; op bit 0: times the weight
+ * vector (buffer 2), bit 1: plus the bias vector (the next buffer)
+ * (src/opt/layernorm.c describes it). */
+typedef enum { KL_KD_MAP, KL_KD_REDUCE, KL_KD_SCATTER, KL_KD_SOFTMAX, KL_KD_LAYERNORM } kl_kd_kind;
 
 /* The values an int64 instruction can take in this launch (kd_range.c). */
 typedef struct { int64_t lo, hi; } kl_range;

@@ -319,7 +319,7 @@ void kl_stmt_combine(char *out, size_t size, kl_reduce_op op, const char *a, con
     }
 }
 
-void kl_stmt_softmax_extents(const kl_stmt_printer *p, kl_strbuf *s)
+void kl_stmt_row_extents(const kl_stmt_printer *p, kl_strbuf *s)
 {
     const kl_kd_head *h = &p->k->h;
     int d = 0;
@@ -327,6 +327,13 @@ void kl_stmt_softmax_extents(const kl_stmt_printer *p, kl_strbuf *s)
     kl_stmt_product(p, s, "outer", h->dims, d);
     kl_stmt_product(p, s, "inner", h->dims + d + 1, h->rank - d - 1);
     kl_sb_printf(s, "    const int64_t axis = %s;\n", kl_stmt_name(p, h->dims[d]));
+}
+
+void kl_stmt_layernorm_value(const kl_kd_head *h, char *out, size_t size)
+{
+    size_t n = (size_t)snprintf(out, size, "(x[j] - m) * rs");
+    if (h->op & 1) n += (size_t)snprintf(out + n, size - n, " * b2[j]");
+    if (h->op & 2) snprintf(out + n, size - n, " + b%d[j]", h->op & 1 ? 3 : 2);
 }
 
 void kl_stmt_arg_fold(char *out, size_t size, kl_reduce_op op, kl_dtype in, const char *t, const char *rank)

@@ -47,9 +47,13 @@ const char *kl_stmt_buffer_type(const kl_stmt_printer *p, kl_dtype t);
  * value t into accumulator a. */
 const char *kl_stmt_identity(kl_reduce_op op, kl_dtype t);
 void kl_stmt_combine(char *out, size_t size, kl_reduce_op op, const char *a, const char *t);
-/* A softmax description's outer, axis and inner extents as int64 locals
- * of those names (the rows are outer x inner, axis long, inner apart). */
-void kl_stmt_softmax_extents(const kl_stmt_printer *p, kl_strbuf *s);
+/* A softmax's or layer norm's outer, axis and inner extents as int64
+ * locals of those names (the rows are outer x inner, axis long, inner
+ * apart; a layer norm's inner is 1). */
+void kl_stmt_row_extents(const kl_stmt_printer *p, kl_strbuf *s);
+/* A layer norm's value of row element j from x[j], the row's mean m and
+ * rsqrt rs: times the weight (b2), plus the bias (the buffer after). */
+void kl_stmt_layernorm_value(const kl_kd_head *h, char *out, size_t size);
 /* The statement an argmax / argmin folds value t at position rank with:
  * into the extreme a and its position ai (int32). */
 void kl_stmt_arg_fold(char *out, size_t size, kl_reduce_op op, kl_dtype in, const char *t, const char *rank);

@@ -50,12 +50,16 @@ int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl
 int kl_operand_gradient_free(const kl_var *v, kl_var *const *later, int n_later)
 {
     if (v->user_refs) return 0;
-    int stops = 0;
+    int cut = 0;
     for (int j = 0; j < n_later; j++)
         for (int k = 0; k < later[j]->op.n_inputs; k++)
             if (later[j]->op.inputs[k] == v) {
-                if (later[j]->op.kind != KL_OP_STOP_GRAD) return 0;
-                stops++;
+                /* a stop_grad cuts; an identity cast passes the question on */
+                const kl_var *c = later[j];
+                if (c->op.kind != KL_OP_STOP_GRAD &&
+                    !(passes_through(c) && kl_operand_gradient_free(c, later + j + 1, n_later - j - 1)))
+                    return 0;
+                cut++;
             }
-    return stops == v->graph_refs;
+    return cut == v->graph_refs;
 }

@@ -19,8 +19,8 @@ int kl_operand_stored(const kl_var *x, int assume_roots);
 int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl_var **src, int64_t *strides);
 
 /* Whether no gradient can pass through v: nothing holds it and every
- * consumer is a stop_grad (no_grad's mark), all among later[0..n_later)
- * (the pending vars after v). */
+ * consumer is a stop_grad (no_grad's mark) or an identity cast of which
+ * this holds, all among later[0..n_later) (the pending vars after v). */
 int kl_operand_gradient_free(const kl_var *v, kl_var *const *later, int n_later);
 
 #endif

@@ -1,67 +1,20 @@
-/* softmax.c: the softmax replacement pass (the forms are in softmax.h). A
- * match walks from y down to x through the two forms' ops, collecting every
- * var in between; the pattern holds only when each of those is read by the
- * pattern's own vars and nothing else (its pending consumers are all
- * inside), so computing y in one library call leaves nothing unfed. */
+/* softmax.c: the softmax replacement pass (the forms are in softmax.h),
+ * walking from y down to x as rows.h says. */
 #include "opt/softmax.h"
 #include "opt/operand.h"
+#include "opt/rows.h"
 #include "codegen/kdesc.h"
 #include <string.h>
 
-typedef struct {
-    kl_var *v[KL_SOFTMAX_MAX_INNER];
-    int n, full;
-} var_set;
-
-/* Records v once (a var reached twice, like the shared exp, is one entry). */
-static int add(var_set *s, kl_var *v)
-{
-    for (int i = 0; i < s->n; i++)
-        if (s->v[i] == v) return 1;
-    if (s->n == KL_SOFTMAX_MAX_INNER) {
-        s->full = 1;
-        return 0;
-    }
-    s->v[s->n++] = v;
-    return 1;
-}
-
-/* x with pass-throughs skipped, each recorded in s. */
-static kl_var *through(var_set *s, kl_var *x)
-{
-    kl_var *end = kl_operand_through(x);
-    for (; x != end; x = x->op.inputs[0]) add(s, x);
-    return end;
-}
-
-static int is_op(const kl_var *v, kl_op_kind kind) { return !v->buf && !v->materialize && v->op.kind == kind; }
-
-static int is_binary(const kl_var *v, kl_binary_op op)
-{
-    return is_op(v, KL_OP_BINARY) && v->op.p.binary == op;
-}
-
-/* v (seen through) is a keepdims reduce of op along dim d alone whose input
- * (seen through) is want; records the vars on the way (want's own
- * pass-throughs only when it is inside the pattern: x's belong to x). */
-static int row_reduce(var_set *s, kl_var *v, kl_reduce_op op, int d, kl_var *want, int want_inside)
-{
-    v = through(s, v);
-    if (!is_op(v, KL_OP_REDUCE) || v->op.p.reduce.op != op || v->op.p.reduce.mask != 1u << d ||
-        !v->op.p.reduce.keepdims || !add(s, v))
-        return 0;
-    return (want_inside ? through(s, v->op.inputs[0]) : kl_operand_through(v->op.inputs[0])) == want;
-}
-
 /* v (seen through) is x - max(x, d), for some float32 x: returns x. */
-static kl_var *shifted(var_set *s, kl_var *v, int d)
+static kl_var *shifted(kl_row_set *s, kl_var *v, int d)
 {
-    v = through(s, v);
-    if (!is_binary(v, KL_SUB) || !add(s, v)) return NULL;
+    v = kl_row_through(s, v);
+    if (!kl_row_is_binary(v, KL_SUB) || !kl_row_add(s, v)) return NULL;
     kl_var *x = kl_operand_through(v->op.inputs[0]);
     if (x->dtype != KL_FLOAT32 || x->ndim != v->ndim || memcmp(x->shape, v->shape, sizeof(int64_t) * (size_t)x->ndim))
         return NULL;
-    return row_reduce(s, v->op.inputs[1], KL_REDUCE_MAX, d, x, 0) ? x : NULL;
+    return kl_row_reduce(s, v->op.inputs[1], KL_REDUCE_MAX, d, x, 0) ? x : NULL;
 }
 
 /* The dim y's second operand is reduced along (its one size-1 dim where y is not 1). */
@@ -77,50 +30,35 @@ static int reduced_dim(const kl_var *y, const kl_var *r)
     return d;
 }
 
-/* Every recorded var is read only by recorded vars and y: its pending
- * consumers are those, and nothing outside holds it. */
-static int closed(const var_set *s, const kl_var *y)
-{
-    for (int i = 0; i < s->n; i++) {
-        const kl_var *v = s->v[i];
-        if (v->user_refs > 0 || v->buf || v->materialize) return 0;
-        int readers = 0;
-        for (int j = 0; j <= s->n; j++) {
-            const kl_var *c = j < s->n ? s->v[j] : y;
-            for (int k = 0; k < c->op.n_inputs; k++) readers += c->op.inputs[k] == v;
-        }
-        if (readers != v->graph_refs) return 0;
-    }
-    return 1;
-}
-
 int kl_softmax_match(kl_var *y, kl_pattern *p, kl_var **inner, int *n_inner)
 {
     *n_inner = 0;
     if (y->dtype != KL_FLOAT32 || y->op.kind != KL_OP_BINARY || y->numel == 0) return 0;
     int log = y->op.p.binary == KL_SUB;
     if (!log && y->op.p.binary != KL_DIV) return 0;
-    var_set s = {.n = 0, .full = 0};
-    kl_var *top = through(&s, y->op.inputs[0]), *bottom = through(&s, y->op.inputs[1]);
+    kl_row_set s = {.n = 0, .full = 0};
+    kl_var *top = kl_row_through(&s, y->op.inputs[0]), *bottom = kl_row_through(&s, y->op.inputs[1]);
     int d = reduced_dim(y, bottom);
     if (d < 0 || top->ndim != y->ndim) return 0;
     kl_var *x = NULL;
     if (!log) { /* y = e / sum(e), e = exp(x - max x) */
-        if (!is_op(top, KL_OP_UNARY) || top->op.p.unary != KL_EXP || !add(&s, top)) return 0;
+        if (!kl_row_is_op(top, KL_OP_UNARY) || top->op.p.unary != KL_EXP || !kl_row_add(&s, top)) return 0;
         x = shifted(&s, top->op.inputs[0], d);
-        if (!x || !row_reduce(&s, bottom, KL_REDUCE_SUM, d, top, 1)) return 0;
+        if (!x || !kl_row_reduce(&s, bottom, KL_REDUCE_SUM, d, top, 1)) return 0;
     } else { /* y = a - log(sum(exp(a))), a = x - max x */
         x = shifted(&s, top, d);
-        if (!x || !is_op(bottom, KL_OP_UNARY) || bottom->op.p.unary != KL_LOG || !add(&s, bottom)) return 0;
-        kl_var *sum = through(&s, bottom->op.inputs[0]);
-        if (!is_op(sum, KL_OP_REDUCE) || sum->op.p.reduce.op != KL_REDUCE_SUM || sum->op.p.reduce.mask != 1u << d ||
-            !sum->op.p.reduce.keepdims || !add(&s, sum))
+        if (!x || !kl_row_is_op(bottom, KL_OP_UNARY) || bottom->op.p.unary != KL_LOG || !kl_row_add(&s, bottom))
             return 0;
-        kl_var *e = through(&s, sum->op.inputs[0]);
-        if (!is_op(e, KL_OP_UNARY) || e->op.p.unary != KL_EXP || !add(&s, e) || through(&s, e->op.inputs[0]) != top)
+        kl_var *sum = kl_row_through(&s, bottom->op.inputs[0]);
+        if (!kl_row_is_op(sum, KL_OP_REDUCE) || sum->op.p.reduce.op != KL_REDUCE_SUM ||
+            sum->op.p.reduce.mask != 1u << d || !sum->op.p.reduce.keepdims || !kl_row_add(&s, sum))
+            return 0;
+        kl_var *e = kl_row_through(&s, sum->op.inputs[0]);
+        if (!kl_row_is_op(e, KL_OP_UNARY) || e->op.p.unary != KL_EXP || !kl_row_add(&s, e) ||
+            kl_row_through(&s, e->op.inputs[0]) != top)
             return 0;
     }
-    if (s.full || !closed(&s, y)) return 0;
+    if (!kl_row_closed(&s, y)) return 0;
     memset(p, 0, sizeof *p);
     p->kind = KL_PATTERN_SOFTMAX;
     p->dtype = KL_FLOAT32;

@@ -9,8 +9,8 @@
 
 #include "backend/backend.h"
 #include "core/graph.h"
+#include "opt/rows.h"
 
-#define KL_SOFTMAX_MAX_INNER 32 /* vars a match absorbs, at most */
 
 /* Whether y is a softmax or log-softmax of a float32 var x whose
  * intermediates are read by nothing outside the pattern (no other pending

@@ -6,6 +6,7 @@
 #include "core/context.h"
 #include "core/dtype.h"
 #include "opt/fuse.h"
+#include "opt/layernorm.h"
 #include "opt/softmax.h"
 #include "ops/ops.h"
 #include "codegen/plan.h"
@@ -380,8 +381,10 @@ static kl_status build_step(kl_context *ctx, step *st)
     kl_kdesc *kd = ctx->kdesc;
     kl_backend *dev = st->v->device;
     kl_kd_init(kd);
-    /* a softmax the pattern pass found is a kernel of its own kind */
-    kl_status s = st->pattern ? kl_softmax_describe(st->v, st->pattern, kd) : kl_lower_kernel(st->v, kd);
+    /* a softmax or layer norm the pattern passes found is a kernel of its own kind */
+    kl_status s = !st->pattern                              ? kl_lower_kernel(st->v, kd)
+                  : st->pattern->kind == KL_PATTERN_SOFTMAX ? kl_softmax_describe(st->v, st->pattern, kd)
+                                                            : kl_layernorm_describe(st->v, st->pattern, kd);
     char *text = NULL;
     kl_plan *p = s == KL_OK ? kl_plan_find(&ctx->plans, dev, kd) : NULL;
     if (p && p->fn) {
@@ -508,7 +511,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
             st->is_code = v->op.kind == KL_OP_CODE;
             st->is_collective = v->op.kind == KL_OP_COLLECTIVE;
             st->pattern = v->pattern;
-            if (st->pattern && st->pattern->kind != KL_PATTERN_SOFTMAX) {
+            if (st->pattern && st->pattern->kind != KL_PATTERN_SOFTMAX && st->pattern->kind != KL_PATTERN_LAYERNORM) {
                 continue;
             } else if (st->is_code) {
                 int cxx;
@@ -516,7 +519,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
                 langs[n_src++] = cxx ? KL_LANG_CXX : KL_LANG_C;
             } else if (!st->is_alias && !st->is_collective) {
                 s = build_step(ctx, st);
-                st->pattern = NULL; /* a softmax runs as the kernel just built */
+                st->pattern = NULL; /* a softmax or layer norm runs as the kernel just built */
                 if (s == KL_OK && st->compile) { langs[n_src] = KL_LANG_KERNEL; sources[n_src++] = st->plan->source; }
             }
         }

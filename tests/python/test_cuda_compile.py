@@ -83,6 +83,8 @@ idx = jt.array(r.integers(0, 8, size=5))
 outs += [x[idx], x[1:7:2, ::3], x.transpose(), x.reshape(4, 32).sum(0), jt.where(x > 0.5, x, -x),
          x.cumsum(1), jt.nn.softmax(x, 1), jt.nn.log_softmax(x, 0), x.argsort(1)[0],
          jt.rand(4, 4), jt.randn(4, 4), jt.rand(4, 4, dtype="float64"), jt.randint(0, 9, (3, 3))]
+with jt.no_grad():   # layer norm's own kernel, with and without its vectors
+    outs += [jt.nn.layer_norm(x, 16, x[0], x[1]), jt.nn.layer_norm(x, 16)]
 h = jt.zeros(8).scatter(0, jt.array([1, 3, 3, 5]), jt.array([1.0, 2.0, 3.0, 4.0]), reduce="add")
 outs.append(h)
 model = jt.nn.Sequential(jt.nn.Conv2d(3, 4, 3, padding=1), jt.nn.BatchNorm2d(4), jt.nn.ReLU(), jt.nn.MaxPool2d(2),

@@ -82,6 +82,19 @@ def test_softmax_kernel_rows_and_columns():
          rtol=1e-5, atol=1e-7)
 
 
+def test_layer_norm_kernel():
+    """Layer norm's own kernel (no_grad): a block per row, with and without
+    the weight and bias, rows longer and shorter than a block."""
+    a = (r.standard_normal((5, 700)) * 2 + 1).astype(np.float32)
+    w, b = r.standard_normal(700).astype(np.float32), r.standard_normal(700).astype(np.float32)
+
+    def norms(x, w, b):
+        with jt.no_grad():
+            return (jt.nn.layer_norm(x, 700, w, b), jt.nn.layer_norm(x, 700, w),
+                    jt.nn.layer_norm(x.reshape(50, 70), 70))
+    same(norms, a, w, b, rtol=1e-5, atol=1e-5)
+
+
 def test_arg_reductions_ties_nan_and_windows():
     a = r.integers(0, 3, (30, 4, 6)).astype(np.float32)     # ties everywhere
     a[2, 1, 3] = a[5, 0, 0] = np.nan

@@ -163,3 +163,56 @@ def test_softmax_is_one_kernel_in_every_mode(log):
     else:
         want_g = p * (w - (w * p).sum(1, keepdims=True))
     np.testing.assert_allclose(gx.numpy(), want_g, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("affine", ["weight and bias", "weight", "none"])
+def test_layer_norm_is_one_kernel_under_no_grad(affine):
+    """Layer norm over the last dim runs as one kernel of its own under
+    no_grad (a pass per row: src/opt/layernorm.c), against NumPy in float64;
+    with gradients enabled it stays the meta-op kernels (a backward pass
+    reads their mean and variance) and gives the same values."""
+    r = np.random.default_rng(5)
+    x_np = (r.standard_normal((6, 7, 300)) * 3 + 2).astype("float32")
+    ln = nn.LayerNorm(300, elementwise_affine=affine != "none", bias=affine == "weight and bias")
+    if affine != "none":
+        ln.weight.update(jt.array(r.standard_normal(300).astype("float32")))
+    if affine == "weight and bias":
+        ln.bias.update(jt.array(r.standard_normal(300).astype("float32")))
+    x64 = x_np.astype(np.float64)
+    want = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
+    if affine != "none":
+        want = want * ln.weight.numpy()
+    if affine == "weight and bias":
+        want = want + ln.bias.numpy()
+    x = jt.array(x_np)
+    with jt.no_grad():
+        kernels, got = kernels_launched(lambda: ln(x).numpy())
+    assert kernels == 1, f"no_grad: {kernels} kernels"
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    kernels, plain = kernels_launched(lambda: ln(x).numpy())
+    assert kernels > 1, "with gradients the meta-op kernels run"
+    np.testing.assert_allclose(got, plain, rtol=1e-6, atol=1e-6)
+
+
+def test_layer_norm_forms_the_kernel_leaves_alone():
+    """Normalised over two dims, with a statistic the caller reads, or with
+    one array as both weight and bias: the meta-op kernels, still right."""
+    r = np.random.default_rng(6)
+    x_np = r.standard_normal((4, 3, 50)).astype("float32")
+    x = jt.array(x_np)
+    x64 = x_np.astype(np.float64)
+
+    def ref(a, axes):
+        return (a - a.mean(axes, keepdims=True)) / np.sqrt(a.var(axes, keepdims=True) + 1e-5)
+    with jt.no_grad():
+        kernels, got = kernels_launched(lambda: jt.nn.layer_norm(x, (3, 50)).numpy())
+        assert kernels > 1
+        np.testing.assert_allclose(got, ref(x64, (1, 2)), rtol=1e-5, atol=1e-5)
+        wb = jt.array(r.standard_normal(50).astype("float32"))
+        got = jt.nn.layer_norm(x, 50, wb, wb).numpy()
+        np.testing.assert_allclose(got, ref(x64, -1) * wb.numpy() + wb.numpy(), rtol=1e-5, atol=1e-5)
+        mean = x.mean(-1, keepdims=True)
+        y = (x - mean) * ((x - mean) * (x - mean)).mean(-1, keepdims=True).add(1e-5).rsqrt()
+        jt.sync([y, mean])
+        np.testing.assert_allclose(y.numpy(), ref(x64, -1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(mean.numpy(), x64.mean(-1, keepdims=True), rtol=1e-6, atol=1e-6)

@@ -20,7 +20,8 @@ int kl_cpu_supports(kl_backend *b, const kl_pattern *p)
 {
     kl_cpu_backend *c = (kl_cpu_backend *)b;
     if (p->kind == KL_PATTERN_GEMM) return gemm_supported(c, p->dtype);
-    if (p->kind == KL_PATTERN_SOFTMAX) return !c->blas.disabled; /* a kernel of its own (render_c.c) */
+    /* kernels of their own (render_c.c) */
+    if (p->kind == KL_PATTERN_SOFTMAX || p->kind == KL_PATTERN_LAYERNORM) return !c->blas.disabled;
     if (p->dtype != KL_FLOAT32 || !kl_dnnl_available(&c->dnnl)) return 0;
     return kl_dnnl_conv_get(&c->dnnl, &p->conv, b->ctx ? kl_context_debug(b->ctx) : 0) != NULL;
 }

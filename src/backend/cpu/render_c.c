@@ -378,7 +378,7 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
 static kl_status softmax_kernel(renderer *r, kl_strbuf *L)
 {
     const kl_kd_head *h = &r->k->h;
-    kl_stmt_softmax_extents(r, L);
+    kl_stmt_row_extents(r, L);
     const char *fin = h->op ? "logf" : "1.0f /";   /* the row's constant: log(sum) or 1 / sum */
     const char *row_out = h->op ? "y[j] = x[j] - m - f;" : "y[j] *= f;";
     const char *col_out = h->op ? "y[j * inner + c] = x[j * inner + c] - m[c] - f[c];" : "y[j * inner + c] *= f[c];";
@@ -414,6 +414,33 @@ static kl_status softmax_kernel(renderer *r, kl_strbuf *L)
                     "        for (int64_t j = 0; j < axis; j++)\n        #pragma omp simd\n"
                     "        for (int64_t c = 0; c < cn; c++) %s\n    }\n    }\n",
                  h->op ? "" : "y[j * inner + c] = e;", fin, col_out);
+    return KL_OK;
+}
+
+/* ---- layer norm ---- */
+
+/* Layer norm over the last dim: per row, in cache, the mean, then the mean
+ * square of the centred values (both summed in double, as the reductions
+ * of the meta-op form are), then the normalised row times the weight plus
+ * the bias, in float in the meta-op form's order; rows in parallel. */
+static kl_status layernorm_kernel(renderer *r, kl_strbuf *L)
+{
+    kl_stmt_row_extents(r, L);
+    char value[96];
+    kl_stmt_layernorm_value(&r->k->h, value, sizeof value);
+    kl_sb_printf(L, "    (void)inner;\n"
+                    "    #pragma omp parallel for schedule(static) if(outer * axis > 32768)\n"
+                    "    for (int64_t o = 0; o < outer; o++) {\n"
+                    "        const float *restrict x = b1 + o * axis;\n        float *restrict y = out + o * axis;\n"
+                    "        double s = 0, q = 0;\n"
+                    "        #pragma omp simd reduction(+:s)\n"
+                    "        for (int64_t j = 0; j < axis; j++) s += (double)x[j];\n"
+                    "        const float m = (float)(s / (double)axis);\n"
+                    "        #pragma omp simd reduction(+:q)\n"
+                    "        for (int64_t j = 0; j < axis; j++) { const float c = x[j] - m; q += (double)(c * c); }\n"
+                    "        const float rs = (float)1 / sqrtf((float)(q / (double)axis) + (float)f0);\n"
+                    "        #pragma omp simd\n"
+                    "        for (int64_t j = 0; j < axis; j++) y[j] = %s;\n    }\n", value);
     return KL_OK;
 }
 
@@ -512,6 +539,7 @@ kl_status kl_cpu_render(kl_backend *b, const kl_kdesc *k, char **out)
         if (h->kind == KL_KD_MAP) s = map_kernel(&r, &L, bdt);
         else if (h->kind == KL_KD_REDUCE) s = reduce_kernel(&r, &L, bdt);
         else if (h->kind == KL_KD_SOFTMAX) s = softmax_kernel(&r, &L);
+        else if (h->kind == KL_KD_LAYERNORM) s = layernorm_kernel(&r, &L);
         else s = scatter_kernel(&r, &L, bdt);
     }
     if (s == KL_OK) {

@@ -47,7 +47,8 @@ int kl_cuda_supports(kl_backend *b, const kl_pattern *p)
 {
     kl_cuda_backend *c = (kl_cuda_backend *)b;
     if (p->kind == KL_PATTERN_CONV) return kl_cudnn_supports_shape(&p->conv, p->dtype) && kl_cudnn_load(&c->cudnn);
-    if (p->kind == KL_PATTERN_SOFTMAX) return 1; /* a kernel of its own (render_cuda.c), no library */
+    /* kernels of their own (render_cuda.c), no library */
+    if (p->kind == KL_PATTERN_SOFTMAX || p->kind == KL_PATTERN_LAYERNORM) return 1;
     return p->kind == KL_PATTERN_GEMM && (p->dtype == KL_FLOAT32 || p->dtype == KL_FLOAT64) && cublas_load(c);
 }
 

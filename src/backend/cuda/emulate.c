@@ -190,11 +190,11 @@ static kl_status emu_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args
 }
 
 /* No library, as on a device without one: only what is a kernel of its own
- * (a softmax) runs as a pattern. */
+ * (a softmax, a layer norm) runs as a pattern. */
 static int emu_supports(kl_backend *b, const kl_pattern *p)
 {
     (void)b;
-    return p->kind == KL_PATTERN_SOFTMAX;
+    return p->kind == KL_PATTERN_SOFTMAX || p->kind == KL_PATTERN_LAYERNORM;
 }
 
 kl_status kl_cuda_emulation_open(kl_cuda_backend *c)

@@ -194,7 +194,7 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
 static void softmax_kernel(const renderer *r, kl_strbuf *L)
 {
     const kl_kd_head *h = &r->k->h;
-    kl_stmt_softmax_extents(r, L);
+    kl_stmt_row_extents(r, L);
     kl_sb_printf(L, "    __shared__ float kl_red[KL_BLOCK];\n");
     kl_sb_printf(L, "    for (int64_t row = blockIdx.x; row < outer * inner; row += gridDim.x) {\n"
                     "        const int64_t o = row / inner, c = row %% inner;\n"
@@ -216,6 +216,36 @@ static void softmax_kernel(const renderer *r, kl_strbuf *L)
                     "        for (int64_t j = threadIdx.x; j < axis; j += KL_BLOCK) %s\n    }\n",
                  h->op ? "" : "y[j * inner] = e;", h->op ? "logf" : "1.0f /",
                  h->op ? "y[j * inner] = x[j * inner] - m - f;" : "y[j * inner] *= f;");
+}
+
+/* ---- layer norm ---- */
+
+/* Layer norm over the last dim: a block per row, its threads striding over
+ * the row; the sum and the sum of squares of the centred values (doubles,
+ * as the meta-op form's reductions) combine in shared memory in a fixed
+ * order (deterministic); the output in float in the meta-op form's order. */
+static void layernorm_kernel(const renderer *r, kl_strbuf *L)
+{
+    kl_stmt_row_extents(r, L);
+    char value[96];
+    kl_stmt_layernorm_value(&r->k->h, value, sizeof value);
+    static const char *const tree = "        for (int w = KL_BLOCK / 2; w > 0; w >>= 1) {\n"
+                                    "            if (threadIdx.x < w) kl_red[threadIdx.x] += kl_red[threadIdx.x + w];\n"
+                                    "            __syncthreads();\n        }\n";
+    kl_sb_printf(L, "    (void)inner;\n    __shared__ double kl_red[KL_BLOCK];\n"
+                    "    for (int64_t row = blockIdx.x; row < outer; row += gridDim.x) {\n"
+                    "        const float *x = b1 + row * axis;\n        float *y = out + row * axis;\n"
+                    "        double s = 0, q = 0;\n"
+                    "        for (int64_t j = threadIdx.x; j < axis; j += KL_BLOCK) s += (double)x[j];\n"
+                    "        kl_red[threadIdx.x] = s;\n        __syncthreads();\n%s"
+                    "        const float m = (float)(kl_red[0] / (double)axis);\n        __syncthreads();\n"
+                    "        for (int64_t j = threadIdx.x; j < axis; j += KL_BLOCK) {\n"
+                    "            const float c = x[j] - m;\n            q += (double)(c * c);\n        }\n"
+                    "        kl_red[threadIdx.x] = q;\n        __syncthreads();\n%s"
+                    "        const float rs = 1.0f / sqrtf((float)(kl_red[0] / (double)axis) + (float)f0);\n"
+                    "        __syncthreads();\n"
+                    "        for (int64_t j = threadIdx.x; j < axis; j += KL_BLOCK) y[j] = %s;\n    }\n",
+                 tree, tree, value);
 }
 
 /* ---- scatter ---- */
@@ -372,6 +402,7 @@ kl_status kl_cuda_render(kl_backend *b, const kl_kdesc *k, char **out)
         if (h->kind == KL_KD_MAP) map_kernel(&r, &src, bdt);
         else if (h->kind == KL_KD_REDUCE) reduce_kernel(&r, &src, bdt);
         else if (h->kind == KL_KD_SOFTMAX) softmax_kernel(&r, &src);
+        else if (h->kind == KL_KD_LAYERNORM) layernorm_kernel(&r, &src);
         else scatter_kernel(&r, &src, bdt);
         kl_sb_append(&src, "}\n");
         emulation_entry(&r, &src);
