@@ -18,6 +18,11 @@
 #include "opt/softmax.h"
 
 #define SHARED_INLINE_COST 8  /* recompute rather than store below this */
+/* the same for what overlapping windows read, several times each and at
+ * gathered positions: a ReLU of a stored array, not an affine map's chain
+ * (inlined into ResNet's 3x3 max-pool, an eval batch norm's three ops and
+ * their stop_grads made the pool 5x slower than storing them) */
+#define WINDOW_INLINE_COST 3
 #define SMALL_SHARED_INLINE_COST 32 /* the same for small vars, where a launch costs more */
 #define SMALL_NUMEL (1 << 16)
 #define MAX_INLINE_COST 96    /* keep generated kernels a readable size */
@@ -165,7 +170,7 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *p
          * input is computed once and stored instead */
         if (v->op.kind == KL_OP_REINDEX && v->numel > v->op.inputs[0]->numel) {
             kl_var *in = v->op.inputs[0];
-            if (!in->buf && !in->materialize && in->cost > SHARED_INLINE_COST) {
+            if (!in->buf && !in->materialize && in->cost > WINDOW_INLINE_COST) {
                 store(in);
                 cost -= in->cost;
             }

@@ -183,6 +183,8 @@ def test_resnet18_inference_matches_with_gradients_enabled():
     x = jt.array(r.standard_normal((2, 3, 32, 32)).astype("float32"))
     with jt.no_grad():
         fused, names = profiled(lambda: model(x).numpy())
-    # 20 convolutions: all but the last (whose epilogue the average pool reads inline)
-    assert sum(EPILOGUE in n for n in names) == 19, names
+    # 20 convolutions: all but the last, whose epilogue the average pool
+    # reads inline, and the stem's, which the max pool's windows may read
+    # inline too (three cheap ops once batch norm's scale and shift are kept)
+    assert sum(EPILOGUE in n for n in names) >= 18, names
     np.testing.assert_allclose(fused, model(x).numpy(), rtol=1e-5, atol=1e-5)

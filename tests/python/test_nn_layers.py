@@ -261,6 +261,35 @@ def test_batchnorm_training_second_order():
         np.testing.assert_allclose(h[idx], num, rtol=1e-5, atol=1e-6)
 
 
+def test_batchnorm_eval_under_no_grad_follows_its_state():
+    """Inference keeps the per-channel scale and shift between calls; an
+    update of the statistics or parameters, load_state_dict or eps are seen."""
+    r = np.random.default_rng(7)
+    bn = nn.BatchNorm2d(3)
+    bn.eval()
+    x_np = r.standard_normal((2, 3, 4, 4))
+    x = jt.array(x_np.astype("float32"))
+
+    def want():
+        m, v = bn.running_mean.numpy(), bn.running_var.numpy()
+        s = bn.weight.numpy() / np.sqrt(v + bn.eps)
+        return x_np * s[:, None, None] + (bn.bias.numpy() - m * s)[:, None, None]
+
+    for change in (None, "stats", "weight", "state_dict", "eps"):
+        if change == "stats":
+            bn.running_mean.update(jt.array(r.standard_normal(3).astype("float32")))
+            bn.running_var.update(jt.array(r.uniform(0.5, 2, 3).astype("float32")))
+        elif change == "weight":
+            bn.weight.update(jt.array(r.standard_normal(3).astype("float32")))
+        elif change == "state_dict":
+            bn.load_state_dict({"bias": r.standard_normal(3).astype("float32")}, strict=False)
+        elif change == "eps":
+            bn.eps = 0.5
+        with jt.no_grad():
+            got = bn(x).numpy()
+        np.testing.assert_allclose(got, want(), rtol=1e-5, atol=1e-5, err_msg=str(change))
+
+
 def test_batchnorm_stats_are_buffers():
     bn = nn.BatchNorm2d(3)
     names = [n for n, _ in bn.named_parameters()]
