@@ -66,9 +66,11 @@ static kl_var *centred(kl_row_set *s, kl_var *v, int d, const kl_var *y)
 int kl_layernorm_match(kl_var *y, kl_pattern *p, kl_var **inner, int *n_inner)
 {
     *n_inner = 0;
-    /* rows of one element are 0 anyway, and their rsqrt operand would look like a vector */
+    /* rows of one element are 0 anyway, and their rsqrt operand would look
+     * like a vector; a single row would run on one thread (rows are the
+     * kernel's parallelism), where the meta-op reductions use them all */
     if (y->dtype != KL_FLOAT32 || y->op.kind != KL_OP_BINARY || y->numel == 0 || y->ndim < 1 ||
-        y->shape[y->ndim - 1] < 2)
+        y->shape[y->ndim - 1] < 2 || y->numel == y->shape[y->ndim - 1])
         return 0;
     int d = y->ndim - 1;
     kl_row_set s = {.n = 0, .full = 0};
