@@ -196,6 +196,10 @@ typedef struct kl_backend_ops {
      * layouts (0: row-major, or a layout of another size); run then takes
      * and leaves arrays in it where the pattern's layouts say so */
     uint32_t (*layout)(kl_backend *b, const kl_pattern *p, int of_result);
+    /* with layout: puts p's result, left in p's out_layout, back in
+     * row-major order in place (a sync that stopped before the result's
+     * readers ran leaves it to later syncs, which read arrays) */
+    kl_status (*to_row_major)(kl_backend *b, const kl_pattern *p, void *result);
 
     /* optional: whether a named library is found and enabled ("blas", "dnnl") */
     int (*has_library)(kl_backend *b, const char *name);

@@ -39,7 +39,7 @@ static int is_zero(const kl_var *x)
  * an alias (which stores nothing of its own). */
 static int private_link(const kl_var *x, const kl_var *e)
 {
-    return !x->buf && x->graph_refs == 1 && x->user_refs == 0 && x->device == e->device &&
+    return !x->buf && !x->absorbed && x->graph_refs == 1 && x->user_refs == 0 && x->device == e->device &&
            (!x->materialize || x->pattern || is_alias(x));
 }
 
@@ -70,7 +70,12 @@ static int step_at(kl_var *x, const kl_var *e, uint8_t *op, kl_var **operand)
     int best = -1;
     for (int s = 0; s < 2; s++) {
         kl_var *c = x->op.inputs[s], *o = x->op.inputs[1 - s], *src = NULL;
-        if (!same_shape(c, e) || !private_link(c, e)) continue;
+        /* the chain goes on through binary ops (and passes) to the convolution:
+         * a broadcast partner of the same shape is an operand, not a link */
+        const kl_var *next = c;
+        while (!next->buf && !next->materialize && passes(next)) next = next->op.inputs[0];
+        int link = next->pattern || is_alias(next) || next->op.kind == KL_OP_BINARY;
+        if (!link || !same_shape(c, e) || !private_link(c, e)) continue;
         int kind = OTHER_NONE, step = -1;
         if (x->op.p.binary == KL_MAXIMUM && is_zero(o)) {
             step = KL_EPI_RELU;

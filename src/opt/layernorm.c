@@ -28,11 +28,15 @@ static kl_var *row_vector(kl_var *x, const kl_var *y)
     return src;
 }
 
-/* x is a scalar full var (seen through broadcasts, reshapes and passes). */
+/* x is a scalar full var (seen through broadcasts, reshapes, stop_grads
+ * and casts between float types, which keep eps's value to float's
+ * precision, as the kernel uses it). */
 static kl_var *full_scalar(kl_var *x)
 {
     while (!x->buf && (x->op.kind == KL_OP_BROADCAST || x->op.kind == KL_OP_RESHAPE ||
-                       x->op.kind == KL_OP_STOP_GRAD || x->op.kind == KL_OP_CAST))
+                       x->op.kind == KL_OP_STOP_GRAD ||
+                       (x->op.kind == KL_OP_CAST && kl_dtype_is_float(x->dtype) &&
+                        kl_dtype_is_float(x->op.inputs[0]->dtype))))
         x = x->op.inputs[0];
     return !x->buf && x->op.kind == KL_OP_FULL && x->numel == 1 && kl_dtype_is_float(x->dtype) ? x : NULL;
 }

@@ -4,8 +4,9 @@
  * input slot that reads the result or one of those must be accounted for:
  * another of those (whose readers are then checked too), the window reindex of a convolution that reads it as its
  * input, or the link of an absorbed epilogue chain that adds it as the
- * residual (as many of each as there are such convolutions; a pattern may
- * name the result where its reindex reads an alias: one buffer). The slots
+ * residual (as many of each as there are such convolutions, and each
+ * reindex read by one consumer, so none feeds a kernel besides; a pattern
+ * may name the result where its reindex reads an alias: one buffer). The slots
  * must be all of each one's consumers (graph_refs), so
  * nothing outside the sync reads the buffer later, and each convolution that
  * reads it must let no gradient through (a backward pass would read its
@@ -65,10 +66,10 @@ static int readers_agree(kl_var **order, int n, int i, const uint8_t *is_target,
             if (passes(c) && !c->absorbed) { /* the same values: its readers are checked too */
                 if (h.n == MAX_ALIASES || is_target[j] || c->user_refs) return 0;
                 h.v[h.n++] = c;
-            } else if (c->op.kind == KL_OP_REINDEX && !c->materialize && !c->absorbed) {
-                h.reindex_reads++;
-            } else if (c->absorbed) {
-                h.chain_reads++;
+            } else if (c->op.kind == KL_OP_REINDEX && !c->materialize && !c->absorbed && c->graph_refs == 1) {
+                h.reindex_reads++; /* one consumer: the product of the convolution it is counted for */
+            } else if (c->absorbed && c->op.kind == KL_OP_BINARY && c->op.p.binary == KL_ADD) {
+                h.chain_reads++;   /* an epilogue's residual add */
             } else {
                 return 0;
             }

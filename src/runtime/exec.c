@@ -275,6 +275,42 @@ static kl_status run_pattern(kl_context *ctx, kl_var *v, const kl_pattern *p)
     return KL_OK;
 }
 
+/* The results this sync's library calls left in a device's own layout
+ * (src/opt/layout.c): only this sync's planned readers read them, so a sync
+ * that stops before those ran puts them back in row-major order for the
+ * syncs that will read them later. */
+typedef struct {
+    int n;
+    struct { kl_buffer *buf; const kl_pattern *p; } *r;
+} kept_results;
+
+static kl_status keep_track(kept_results *k, const step *st, int n_steps)
+{
+    if (!st->pattern || st->pattern->kind != KL_PATTERN_CONV || !st->pattern->out_layout) return KL_OK;
+    if (!k->r && !(k->r = malloc((size_t)n_steps * sizeof *k->r)))
+        return kl_error(KL_ERR_MEMORY, "out of memory tracking kept layouts");
+    kl_buffer *b = st->v->buf;
+    b->refcount++;
+    k->r[k->n].buf = b;
+    k->r[k->n++].p = st->pattern;
+    return KL_OK;
+}
+
+static void kept_results_end(kept_results *k, int stopped)
+{
+    for (int i = 0; i < k->n; i++) {
+        kl_buffer *b = k->r[i].buf;
+        kl_backend *dev = b->backend;
+        /* still read by someone (a pending reader, an alias): an array again */
+        if (stopped && b->refcount > 1 && kl_buffer_resident(b) == KL_OK &&
+            dev->ops->to_row_major(dev, k->r[i].p, b->data) != KL_OK)
+            fprintf(stderr, "[kiln] error: a stopped sync left a result in %s's layout: %s\n", dev->name,
+                    kl_last_error());
+        kl_buffer_release(b);
+    }
+    free(k->r);
+}
+
 static kl_status run_step(kl_context *ctx, step *st)
 {
     kl_var *v = st->v;
@@ -534,17 +570,20 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
             steps[i].fn = fns[j++];
             if (steps[i].plan) steps[i].plan->fn = steps[i].fn;
         }
+    kept_results kept = {0};
     for (int i = 0; s == KL_OK && i < n_steps; i++) {
         if (ctx->interrupt && ctx->interrupt(ctx->interrupt_arg))
             s = kl_error(KL_ERR_INTERRUPTED, "sync interrupted after %d of %d kernels", i, n_steps);
         else
             s = run_step_timed(ctx, &steps[i]);
+        if (s == KL_OK) s = keep_track(&kept, &steps[i], n_steps);
         /* drop this step's holds at once: an intermediate is freed as soon
          * as the last kernel that reads it has run, not at the end of the sync */
         launch_args_free(&steps[i].args);
         kl_var_release(steps[i].v);
         steps[i].v = NULL;
     }
+    kept_results_end(&kept, s != KL_OK);
     for (int i = 0; i < n_steps; i++) {
         launch_args_free(&steps[i].args);
         kl_var_release(steps[i].v);

@@ -556,7 +556,73 @@ static void test_epilogue_runs_in_the_call(void)
     kl_context_free(ctx);
 }
 
+static int stop_at; /* the interrupt check says stop at its call of this number (planning checks too) */
+
+static int stop_after_steps(void *calls)
+{
+    return ++*(int *)calls == stop_at;
+}
+
+/* Two convolutions under no_grad: the first's result stays in oneDNN's
+ * layout for the second (src/opt/layout.c). A sync stopped between any two
+ * steps must leave nothing behind in that layout: synced again, the result
+ * matches a float64 loop, and the first's result read as an array too. */
+static void test_stopped_sync_leaves_arrays(void)
+{
+    conv_case one = {"kept", 2, 2, 16, 16, 1, {6, 5}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 0, 0, 0, 0, 1};
+    int64_t xshape[5], wshape[6], yshape[6];
+    int nw, ny;
+    shapes(&one, xshape, wshape, &nw);
+    int64_t nx = prod(xshape, 4), nwt = prod(wshape, nw);
+    double *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nwt * sizeof *w);
+    uint64_t st = 13;
+    for (int64_t j = 0; j < nx; j++) x[j] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+    for (int64_t j = 0; j < nwt; j++) w[j] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
+    double *mid = reference(&one, x, w, nx), *want = reference(&one, mid, w, nx);
+    int kept_seen = 0;
+    for (stop_at = 1; stop_at <= 16; stop_at++) {
+        kl_context *ctx = check_context();
+        if (!ctx) break;
+        if (!check_have_dnnl(ctx)) {
+            kl_context_free(ctx);
+            break;
+        }
+        int calls = 0;
+        kl_var *X = check_var(ctx, KL_FLOAT32, 4, xshape, x), *W = check_var(ctx, KL_FLOAT32, nw, wshape, w);
+        kl_var *y1 = NULL, *y2 = NULL, *top = NULL;
+        if (X && W && CHECK_OK(forward(&one, X, W, &y1, yshape, &ny)) && check_pass_through(1, &y1) &&
+            CHECK_OK(forward(&one, y1, W, &y2, yshape, &ny)) && CHECK_OK(kl_stop_grad(y2, &top))) {
+            kl_var *first = y1; /* read again after the stopped sync */
+            kl_var_retain(first);
+            check_release(y1);
+            check_release(y2);
+            y1 = y2 = NULL;
+            kl_var_release(first); /* nothing holds it: a pending reader's input only */
+            kl_context_set_profile(ctx, 1);
+            kl_context_set_interrupt(ctx, stop_after_steps, &calls);
+            kl_status s = kl_sync(&top, 1);
+            kl_context_set_interrupt(ctx, NULL, NULL);
+            kl_profile_record rec[16];
+            int n = kl_context_profile_take(ctx, rec, 16);
+            for (int i = 0; i < n; i++) kept_seen |= strstr(rec[i].ops, "result in library layout") != NULL;
+            CHECK_MSG(s == KL_OK || s == KL_ERR_INTERRUPTED, "stop at %d: status %d", stop_at, (int)s);
+            double *got = check_read(top);
+            if (got) {
+                char label[64];
+                snprintf(label, sizeof label, "stopped before step %d, synced again", stop_at);
+                CHECK_ARRAY_CLOSE(got, want, nx, 1e-4, 1e-4, label);
+            }
+            free(got);
+        }
+        check_release(X); check_release(W); check_release(y1); check_release(y2); check_release(top);
+        kl_context_free(ctx);
+    }
+    CHECK_MSG(kept_seen || stop_at == 1, "the first convolution's result never stayed in oneDNN's layout");
+    free(x); free(w); free(mid); free(want);
+}
+
 CHECK_MAIN(TEST(test_form_follows_the_device), TEST(test_conv2d_plain), TEST(test_through_stop_grads_and_identity_casts), TEST(test_conv2d_stride_dilation), TEST(test_conv_groups),
            TEST(test_conv1d), TEST(test_cropped_output_left_to_kernels), TEST(test_near_misses_left_to_kernels),
            TEST(test_weight_cache_follows_contents),
-           TEST(test_kept_weights_memory), TEST(test_epilogue_runs_in_the_call))
+           TEST(test_kept_weights_memory), TEST(test_epilogue_runs_in_the_call),
+           TEST(test_stopped_sync_leaves_arrays))

@@ -110,6 +110,25 @@ def test_residual_of_a_stored_input():
     np.testing.assert_allclose(fused, unfused, rtol=1e-5, atol=1e-5)
 
 
+def test_bias_broadcast_explicitly():
+    """A bias broadcast to the result's shape by an op of its own is still
+    a per-channel operand, not a link of the chain."""
+    r = np.random.default_rng(8)
+    conv = nn.Conv2d(4, 16, 3, padding=1, bias=False)
+    x_np = r.standard_normal((2, 4, 5, 5)).astype("float32")
+    b_np = r.standard_normal(16).astype("float32")
+    x, b = jt.array(x_np), jt.array(b_np)
+
+    def f():
+        y = conv(x)
+        return nn.relu(y + b.reshape((1, 16, 1, 1)).broadcast(y.shape))
+    fused, unfused, names = no_grad_and_grad(f)
+    assert sum(EPILOGUE in n for n in names) == 1, names
+    want = np.maximum(conv_ref(x_np, conv.weight.numpy(), padding=1) + b_np[None, :, None, None], 0)
+    np.testing.assert_allclose(fused, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fused, unfused, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("tail", ["relu6", "subtract", "sigmoid", "two residuals"])
 def test_chains_the_library_does_not_run_stay_kernels(tail):
     r = np.random.default_rng(3)

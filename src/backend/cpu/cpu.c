@@ -108,6 +108,7 @@ static const kl_backend_ops cpu_ops = {
     .supports = kl_cpu_supports,
     .run = kl_cpu_run,
     .layout = kl_cpu_layout,
+    .to_row_major = kl_cpu_to_row_major,
     .has_library = cpu_has_library,
     .destroy = cpu_destroy,
 };

@@ -58,5 +58,6 @@ kl_status kl_cpu_render(kl_backend *b, const struct kl_kdesc *k, char **source);
 int kl_cpu_supports(kl_backend *b, const kl_pattern *p);
 kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t b_contents);
 uint32_t kl_cpu_layout(kl_backend *b, const kl_pattern *p, int of_result);
+kl_status kl_cpu_to_row_major(kl_backend *b, const kl_pattern *p, void *result);
 
 #endif

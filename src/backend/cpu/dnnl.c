@@ -488,6 +488,35 @@ static int run(kl_dnnl *d, void *primitive, int n, const exec_arg *args)
     return d->api->primitive_execute(primitive, d->stream, n, args) == SUCCESS;
 }
 
+kl_status kl_dnnl_conv_to_row_major(kl_dnnl *d, kl_dnnl_conv *c, void *result)
+{
+    struct kl_dnnl_api *api = d->api;
+    const kl_conv_shape *s = &c->shape;
+    dims_t dims = {s->n, s->oc};
+    for (int j = 0; j < s->nd; j++) dims[2 + j] = s->out[j];
+    size_t bytes = dst_bytes(s);
+    md_t kept, plain;
+    void *from = NULL, *to = NULL, *rpd = NULL, *reorder = NULL, *copy = kl_host_alloc(d->alloc, bytes);
+    int ok = copy && c->layout[1] &&
+             api->md_init_by_tag(&kept, 2 + s->nd, dims, F32, (int)c->layout[1]) == SUCCESS &&
+             api->md_init_by_tag(&plain, 2 + s->nd, dims, F32, ACTIVATION_TAG[s->nd]) == SUCCESS &&
+             api->memory_create(&from, &kept, d->engine, copy) == SUCCESS &&
+             api->memory_create(&to, &plain, d->engine, result) == SUCCESS &&
+             api->reorder_pd_create(&rpd, &kept, d->engine, &plain, d->engine, NULL) == SUCCESS &&
+             api->primitive_create(&reorder, rpd) == SUCCESS;
+    if (ok) {
+        memcpy(copy, result, bytes);
+        exec_arg r[2] = {{ARG_FROM, from}, {ARG_TO, to}};
+        ok = run(d, reorder, 2, r) && api->stream_wait(d->stream) == SUCCESS;
+    }
+    if (reorder) api->primitive_destroy(reorder);
+    if (rpd) api->pd_destroy(rpd);
+    if (to) api->memory_destroy(to);
+    if (from) api->memory_destroy(from);
+    kl_host_free(d->alloc, copy, bytes);
+    return ok ? KL_OK : kl_error(KL_ERR_RUNTIME, "oneDNN failed to put a convolution's result back in row-major order");
+}
+
 /* The slot for reordered weights with these contents (-1: none, use the
  * scratch); *ready when they are there already. Weights are kept from their
  * second use on: training changes them every step, so nothing is kept there,

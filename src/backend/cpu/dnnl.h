@@ -39,6 +39,10 @@ size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c);
  * 16, 8 or 4, of the array's own size; 0 for row-major or anything else. */
 uint32_t kl_dnnl_conv_layout(const kl_dnnl_conv *c, int of_result);
 
+/* c's result, left in its own layout (kl_dnnl_conv_layout's of_result),
+ * put back in row-major order in place. */
+kl_status kl_dnnl_conv_to_row_major(kl_dnnl *d, kl_dnnl_conv *c, void *result);
+
 /* Which arrays of a forward run are already (a, residual) or are to be left
  * (out) in the primitive's own layouts: the ids kl_dnnl_conv_layout gave,
  * 0 for row-major. */

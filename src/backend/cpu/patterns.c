@@ -19,6 +19,8 @@ static int gemm_supported(kl_cpu_backend *c, kl_dtype dtype)
 int kl_cpu_supports(kl_backend *b, const kl_pattern *p)
 {
     kl_cpu_backend *c = (kl_cpu_backend *)b;
+    /* the thread count the call will run with: oneDNN picks implementations (and layouts) by it */
+    kl_cpu_threads_apply(&c->threads);
     if (p->kind == KL_PATTERN_GEMM) return gemm_supported(c, p->dtype);
     /* kernels of their own (render_c.c) */
     if (p->kind == KL_PATTERN_SOFTMAX || p->kind == KL_PATTERN_LAYERNORM) return !c->blas.disabled;
@@ -78,6 +80,15 @@ uint32_t kl_cpu_layout(kl_backend *b, const kl_pattern *p, int of_result)
     if (p->kind != KL_PATTERN_CONV || p->conv.kind != KL_CONV_FORWARD || !kl_dnnl_available(&c->dnnl)) return 0;
     kl_dnnl_conv *conv = kl_dnnl_conv_get(&c->dnnl, &p->conv, 0);
     return conv ? kl_dnnl_conv_layout(conv, of_result) : 0;
+}
+
+kl_status kl_cpu_to_row_major(kl_backend *b, const kl_pattern *p, void *result)
+{
+    kl_cpu_backend *c = (kl_cpu_backend *)b;
+    kl_dnnl_conv *conv = p->kind == KL_PATTERN_CONV ? kl_dnnl_conv_get(&c->dnnl, &p->conv, 0) : NULL;
+    if (!conv || kl_dnnl_conv_layout(conv, 1) != p->out_layout)
+        return kl_error(KL_ERR_RUNTIME, "internal: no convolution left a result in layout %u", (unsigned)p->out_layout);
+    return kl_dnnl_conv_to_row_major(&c->dnnl, conv, result);
 }
 
 kl_status kl_cpu_run(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t b_contents)
