@@ -13,23 +13,12 @@
 
 enum { OTHER_NONE, OTHER_CHANNEL, OTHER_FULL };
 
-/* A stop_grad or an identity cast: the same values. */
-static int passes(const kl_var *x)
-{
-    return x->op.kind == KL_OP_STOP_GRAD || (x->op.kind == KL_OP_CAST && x->op.inputs[0]->dtype == x->dtype);
-}
-
 static int is_alias(const kl_var *x) { return kl_op_traits(x->op.kind) & KL_ALIAS; }
-
-static int same_shape(const kl_var *a, const kl_var *b)
-{
-    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof a->shape[0]) == 0;
-}
 
 /* The literal zero, seen through broadcasts, reshapes and passes. */
 static int is_zero(const kl_var *x)
 {
-    while (!x->buf && (x->op.kind == KL_OP_BROADCAST || x->op.kind == KL_OP_RESHAPE || passes(x)))
+    while (!x->buf && (x->op.kind == KL_OP_BROADCAST || x->op.kind == KL_OP_RESHAPE || kl_operand_passes(x)))
         x = x->op.inputs[0];
     return !x->buf && x->op.kind == KL_OP_FULL && x->op.p.full.value == 0.0;
 }
@@ -73,9 +62,9 @@ static int step_at(kl_var *x, const kl_var *e, uint8_t *op, kl_var **operand)
         /* the chain goes on through binary ops (and passes) to the convolution:
          * a broadcast partner of the same shape is an operand, not a link */
         const kl_var *next = c;
-        while (!next->buf && !next->materialize && passes(next)) next = next->op.inputs[0];
+        while (!next->buf && !next->materialize && kl_operand_passes(next)) next = next->op.inputs[0];
         int link = next->pattern || is_alias(next) || next->op.kind == KL_OP_BINARY;
-        if (!link || !same_shape(c, e) || !private_link(c, e)) continue;
+        if (!link || !kl_operand_same_shape(c, e) || !private_link(c, e)) continue;
         int kind = OTHER_NONE, step = -1;
         if (x->op.p.binary == KL_MAXIMUM && is_zero(o)) {
             step = KL_EPI_RELU;
@@ -107,7 +96,7 @@ int kl_epilogue_match(kl_var *e, kl_var *const *later, int n_later, kl_pattern *
             if (!private_link(x, e) || *n_chain == KL_EPILOGUE_MAX_CHAIN) return 0;
             chain[(*n_chain)++] = x;
         }
-        if (passes(x)) {
+        if (kl_operand_passes(x)) {
             x = x->op.inputs[0];
             continue;
         }
@@ -121,7 +110,8 @@ int kl_epilogue_match(kl_var *e, kl_var *const *later, int n_later, kl_pattern *
     chain[(*n_chain)++] = x;
     const kl_pattern *conv = x->pattern;
     if (conv->kind != KL_PATTERN_CONV || conv->conv.kind != KL_CONV_FORWARD || conv->conv.epilogue.n ||
-        conv->dtype != KL_FLOAT32 || !same_shape(x, e) || n == 0 || !kl_operand_gradient_free(e, later, n_later))
+        conv->dtype != KL_FLOAT32 || !kl_operand_same_shape(x, e) || n == 0 ||
+        !kl_operand_gradient_free(e, later, n_later))
         return 0;
     *p = *conv;
     p->conv.epilogue.n = n;

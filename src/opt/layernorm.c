@@ -8,11 +8,6 @@
 #include "opt/operand.h"
 #include <string.h>
 
-static int same_shape(const kl_var *a, const kl_var *b)
-{
-    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof a->shape[0]) == 0;
-}
-
 /* x read over y's shape is a float32 vector along the last dim (one value
  * per column, the same for every row): the stored var behind it. */
 static kl_var *row_vector(kl_var *x, const kl_var *y)
@@ -50,7 +45,7 @@ static kl_var *affine_step(kl_row_set *s, kl_var **v, kl_var *y, kl_binary_op op
     for (int side = 0; side < 2; side++) {
         kl_var *vec = row_vector(at->op.inputs[1 - side], y);
         kl_var *rest = at->op.inputs[side];
-        if (!vec || !same_shape(rest, y)) continue;
+        if (!vec || !kl_operand_same_shape(rest, y)) continue;
         if (at != y && !kl_row_add(s, at)) return NULL;
         *v = kl_row_through(s, rest);
         return vec;
@@ -63,7 +58,7 @@ static kl_var *centred(kl_row_set *s, kl_var *v, int d, const kl_var *y)
 {
     if (!kl_row_is_binary(v, KL_SUB) || !kl_row_add(s, v)) return NULL;
     kl_var *x = kl_operand_through(v->op.inputs[0]);
-    if (x->dtype != KL_FLOAT32 || !same_shape(x, y)) return NULL;
+    if (x->dtype != KL_FLOAT32 || !kl_operand_same_shape(x, y)) return NULL;
     return kl_row_reduce(s, v->op.inputs[1], KL_REDUCE_MEAN, d, x, 0) ? x : NULL;
 }
 
@@ -89,7 +84,7 @@ int kl_layernorm_match(kl_var *y, kl_pattern *p, kl_var **inner, int *n_inner)
     for (int side = 0; side < 2 && !c; side++) {
         kl_row_set t = s;
         kl_var *a = kl_row_through(&t, v->op.inputs[side]), *b = kl_row_through(&t, v->op.inputs[1 - side]);
-        if (same_shape(a, y) && b->ndim == y->ndim && b->shape[d] == 1) {
+        if (kl_operand_same_shape(a, y) && b->ndim == y->ndim && b->shape[d] == 1) {
             s = t;
             c = a;
             r = b;

@@ -32,13 +32,6 @@ static int index_of(const holders *h, const kl_var *v)
     return -1;
 }
 
-/* A stop_grad or an identity cast: an alias of the buffer when stored, the
- * same values read by its consumers when inlined. */
-static int passes(const kl_var *v)
-{
-    return v->op.kind == KL_OP_STOP_GRAD || (v->op.kind == KL_OP_CAST && v->op.inputs[0]->dtype == v->dtype);
-}
-
 static int forward_conv(const kl_var *v)
 {
     return v->pattern && v->pattern->kind == KL_PATTERN_CONV && v->pattern->conv.kind == KL_CONV_FORWARD;
@@ -63,7 +56,7 @@ static int readers_agree(kl_var **order, int n, int i, const uint8_t *is_target,
             int m = index_of(&h, c->op.inputs[k]);
             if (m < 0) continue;
             h.slots[m]++;
-            if (passes(c) && !c->absorbed) { /* the same values: its readers are checked too */
+            if (kl_operand_passes(c) && !c->absorbed) { /* the same values: its readers are checked too */
                 if (h.n == MAX_ALIASES || is_target[j] || c->user_refs) return 0;
                 h.v[h.n++] = c;
             } else if (c->op.kind == KL_OP_REINDEX && !c->materialize && !c->absorbed && c->graph_refs == 1) {

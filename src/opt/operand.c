@@ -1,21 +1,26 @@
 /* operand.c: seeing through broadcasts to the stored var a library call reads. */
 #include "opt/operand.h"
+#include <string.h>
 
-/* A stop_grad, or a cast to the type it already has: the same values. */
-static int passes_through(const kl_var *x)
+int kl_operand_passes(const kl_var *x)
 {
     return x->op.kind == KL_OP_STOP_GRAD || (x->op.kind == KL_OP_CAST && x->op.inputs[0]->dtype == x->dtype);
 }
 
+int kl_operand_same_shape(const kl_var *a, const kl_var *b)
+{
+    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof a->shape[0]) == 0;
+}
+
 kl_var *kl_operand_through(kl_var *x)
 {
-    while (!x->buf && !x->materialize && passes_through(x)) x = x->op.inputs[0];
+    while (!x->buf && !x->materialize && kl_operand_passes(x)) x = x->op.inputs[0];
     return x;
 }
 
 int kl_operand_stored(const kl_var *x, int assume_roots)
 {
-    return x->buf || x->materialize || (assume_roots && x->op.kind != KL_OP_BROADCAST && !passes_through(x));
+    return x->buf || x->materialize || (assume_roots && x->op.kind != KL_OP_BROADCAST && !kl_operand_passes(x));
 }
 
 int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl_var **src, int64_t *strides)
@@ -35,7 +40,7 @@ int kl_operand_view(kl_var *x, int R, const int64_t *shape, int assume_roots, kl
                 j++;
             }
             for (int d = 0; d < R; d++) if (map[d] >= 0) map[d] = to_in[map[d]];
-        } else if (!passes_through(x)) {
+        } else if (!kl_operand_passes(x)) {
             return 0;
         }
         x = in;
@@ -57,7 +62,7 @@ int kl_operand_gradient_free(const kl_var *v, kl_var *const *later, int n_later)
                 /* a stop_grad cuts; an identity cast passes the question on */
                 const kl_var *c = later[j];
                 if (c->op.kind != KL_OP_STOP_GRAD &&
-                    !(passes_through(c) && kl_operand_gradient_free(c, later + j + 1, n_later - j - 1)))
+                    !(kl_operand_passes(c) && kl_operand_gradient_free(c, later + j + 1, n_later - j - 1)))
                     return 0;
                 cut++;
             }

@@ -5,6 +5,10 @@
 
 #include "core/graph.h"
 
+/* A stop_grad, or a cast to the type it already has: the same values. */
+int kl_operand_passes(const kl_var *x);
+/* a and b have the same shape. */
+int kl_operand_same_shape(const kl_var *a, const kl_var *b);
 /* x with the stop_grads and identity casts above it skipped (unless stored):
  * no_grad wraps every op's result in a stop_grad, and neither changes what a
  * library reads. */

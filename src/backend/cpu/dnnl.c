@@ -559,7 +559,8 @@ static int bind_epilogue(kl_dnnl *d, kl_dnnl_conv *c, const void *const *operand
             args[(*n_args)++] = (exec_arg){ARG_POST_OP_BASE * (i + 1) | ARG_SRC_1, c->post[i]};
         } else if (c->residual_in && !residual_kept) {
             exec_arg r[2] = {{ARG_FROM, c->post[i]}, {ARG_TO, c->ops[2].inner}};
-            ok = api->memory_set_data_handle(c->post[i], (void *)operands[i]) == SUCCESS && run(d, c->residual_in, 2, r);
+            ok = api->memory_set_data_handle(c->post[i], (void *)operands[i]) == SUCCESS &&
+                 run(d, c->residual_in, 2, r);
         } else {
             memcpy(dst, operands[i], dst_bytes(&c->shape));
         }
