@@ -426,9 +426,9 @@ static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, int debug)
     return c;
 }
 
-/* The primitive for s, or (refused set) the record that oneDNN does not run
- * it, or runs its epilogue only in a slower implementation than the bare
- * convolution's (a reference loop, say): the epilogue then stays a kernel. */
+/* The primitive for s; for an epilogue oneDNN does not run, or runs only in
+ * a slower implementation than the bare convolution's (a reference loop,
+ * say), the record of that (refused set): the epilogue stays a kernel. */
 static kl_dnnl_conv *create_or_refuse(kl_dnnl *d, const kl_conv_shape *s, int debug)
 {
     const char *bare_impl = NULL;
@@ -444,7 +444,9 @@ static kl_dnnl_conv *create_or_refuse(kl_dnnl *d, const kl_conv_shape *s, int de
         conv_free(d, c);
         c = NULL;
     }
-    if (!c && (c = calloc(1, sizeof *c)) != NULL) {
+    /* a bare convolution that failed is asked again next time (the failure
+     * may have been for memory); an epilogue's refusal is kept */
+    if (!c && s->epilogue.n && (c = calloc(1, sizeof *c)) != NULL) {
         c->shape = *s;
         c->refused = 1;
     }
