@@ -219,9 +219,20 @@ void kl_dnnl_free(kl_dnnl *d)
     d->api->stream_destroy(d->stream);
     d->api->engine_destroy(d->engine);
     free(d->api);
-
     /* the library stays loaded: its OpenMP threads may outlive this call */
     d->available = 0;
+}
+
+/* The dims of a convolution's src (of_result 0) or dst (1), (n, channels,
+ * spatial...), and the bytes the array holds row-major. */
+static size_t activation(const kl_conv_shape *s, int of_result, int64_t *dims)
+{
+    size_t bytes = sizeof(float);
+    dims[0] = s->n;
+    dims[1] = of_result ? s->oc : s->ic;
+    for (int j = 0; j < s->nd; j++) dims[2 + j] = of_result ? s->out[j] : s->in[j];
+    for (int j = 0; j < 2 + s->nd; j++) bytes *= (size_t)dims[j];
+    return bytes;
 }
 
 /* Descriptors of src, weights and dst: kiln's row-major layouts, or (any)
@@ -229,11 +240,13 @@ void kl_dnnl_free(kl_dnnl *d)
 static int make_mds(struct kl_dnnl_api *api, const kl_conv_shape *s, int any, md_t *src, md_t *w, md_t *dst)
 {
     int nd = s->nd, nw = 0;
-    dims_t ds = {s->n, s->ic}, dd = {s->n, s->oc}, dw;
+    dims_t ds, dd, dw;
+    activation(s, 0, ds);
+    activation(s, 1, dd);
     if (s->groups > 1) dw[nw++] = s->groups;
     dw[nw++] = s->oc / s->groups;
     dw[nw++] = s->ic / s->groups;
-    for (int j = 0; j < nd; j++) { ds[2 + j] = s->in[j]; dd[2 + j] = s->out[j]; dw[nw++] = s->k[j]; }
+    for (int j = 0; j < nd; j++) dw[nw++] = s->k[j];
     int atag = any ? TAG_ANY : ACTIVATION_TAG[nd];
     int wtag = any ? TAG_ANY : s->groups > 1 ? GROUP_WEIGHT_TAG[nd] : WEIGHT_TAG[nd];
     return api->md_init_by_tag(src, 2 + nd, ds, F32, atag) == SUCCESS &&
@@ -256,13 +269,6 @@ static int setup_operand(kl_dnnl *d, operand *o, int arg, const md_t *user_md, c
     ok = ok && api->primitive_create(&o->reorder, rpd) == SUCCESS;
     if (rpd) api->pd_destroy(rpd);
     return ok;
-}
-
-static size_t dst_bytes(const kl_conv_shape *s)
-{
-    size_t bytes = (size_t)s->n * (size_t)s->oc * sizeof(float);
-    for (int j = 0; j < s->nd; j++) bytes *= (size_t)s->out[j];
-    return bytes;
 }
 
 /* The layouts an activation may be kept in between convolutions (channels
@@ -289,17 +295,13 @@ static void number_layouts(kl_dnnl *d, kl_dnnl_conv *c)
 {
     const kl_conv_shape *s = &c->shape;
     if (s->kind != KL_CONV_FORWARD) return;
-    dims_t src = {s->n, s->ic}, dst = {s->n, s->oc};
-    size_t src_bytes = (size_t)s->n * (size_t)s->ic * sizeof(float);
-    for (int j = 0; j < s->nd; j++) {
-        src[2 + j] = s->in[j];
-        dst[2 + j] = s->out[j];
-        src_bytes *= (size_t)s->in[j];
+    for (int of_result = 0; of_result < 2; of_result++) {
+        dims_t dims;
+        const operand *o = &c->ops[of_result ? 2 : 0];
+        if (o->inner && o->inner_bytes == activation(s, of_result, dims))
+            c->layout[of_result] =
+                layout_number(d, d->api->pd_query_md(c->pd, of_result ? QUERY_DST : QUERY_SRC, 0), s->nd, dims);
     }
-    if (c->ops[0].inner && c->ops[0].inner_bytes == src_bytes)
-        c->layout[0] = layout_number(d, d->api->pd_query_md(c->pd, QUERY_SRC, 0), s->nd, src);
-    if (c->ops[2].inner && c->ops[2].inner_bytes == dst_bytes(s))
-        c->layout[1] = layout_number(d, d->api->pd_query_md(c->pd, QUERY_DST, 0), s->nd, dst);
 }
 
 /* The primitive attribute carrying e as post-ops (*attr NULL: no epilogue). */
@@ -482,7 +484,6 @@ kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *s, int debug)
 
 size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c) { return c->scratch_bytes; }
 
-
 uint32_t kl_dnnl_conv_layout(const kl_dnnl_conv *c, int of_result) { return c->layout[of_result != 0]; }
 
 static int run(kl_dnnl *d, void *primitive, int n, const exec_arg *args)
@@ -494,9 +495,8 @@ kl_status kl_dnnl_conv_to_row_major(kl_dnnl *d, kl_dnnl_conv *c, void *result)
 {
     struct kl_dnnl_api *api = d->api;
     const kl_conv_shape *s = &c->shape;
-    dims_t dims = {s->n, s->oc};
-    for (int j = 0; j < s->nd; j++) dims[2 + j] = s->out[j];
-    size_t bytes = dst_bytes(s);
+    dims_t dims;
+    size_t bytes = activation(s, 1, dims);
     md_t kept, plain;
     void *from = NULL, *to = NULL, *rpd = NULL, *reorder = NULL, *copy = kl_host_alloc(d->alloc, bytes);
     int ok = copy && c->layout[1] &&
@@ -564,7 +564,8 @@ static int bind_epilogue(kl_dnnl *d, kl_dnnl_conv *c, const void *const *operand
             ok = api->memory_set_data_handle(c->post[i], (void *)operands[i]) == SUCCESS &&
                  run(d, c->residual_in, 2, r);
         } else {
-            memcpy(dst, operands[i], dst_bytes(&c->shape));
+            dims_t dims;
+            memcpy(dst, operands[i], activation(&c->shape, 1, dims));
         }
     }
     return ok;
