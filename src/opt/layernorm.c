@@ -96,14 +96,9 @@ int kl_layernorm_match(kl_var *y, kl_pattern *p, kl_var **inner, int *n_inner)
     for (int side = 0; side < 2 && !eps; side++)
         if ((eps = full_scalar(plus->op.inputs[1 - side])) != NULL) var = plus->op.inputs[side];
     if (!eps) return 0;
-    kl_var *square = NULL;
-    {
-        kl_var *mv = kl_row_through(&s, var);
-        if (!kl_row_is_op(mv, KL_OP_REDUCE) || mv->op.p.reduce.op != KL_REDUCE_MEAN ||
-            mv->op.p.reduce.mask != 1u << d || !mv->op.p.reduce.keepdims || !kl_row_add(&s, mv))
-            return 0;
-        square = kl_row_through(&s, mv->op.inputs[0]);
-    }
+    kl_var *mean_square = kl_row_reduction(&s, var, KL_REDUCE_MEAN, d);
+    if (!mean_square) return 0;
+    kl_var *square = kl_row_through(&s, mean_square->op.inputs[0]);
     if (!kl_row_is_binary(square, KL_MUL) || !kl_row_add(&s, square) ||
         kl_row_through(&s, square->op.inputs[0]) != c || kl_row_through(&s, square->op.inputs[1]) != c)
         return 0;

@@ -28,12 +28,19 @@ int kl_row_is_binary(const kl_var *v, kl_binary_op op)
     return kl_row_is_op(v, KL_OP_BINARY) && v->op.p.binary == op;
 }
 
-int kl_row_reduce(kl_row_set *s, kl_var *v, kl_reduce_op op, int d, kl_var *want, int want_inside)
+kl_var *kl_row_reduction(kl_row_set *s, kl_var *v, kl_reduce_op op, int d)
 {
     v = kl_row_through(s, v);
     if (!kl_row_is_op(v, KL_OP_REDUCE) || v->op.p.reduce.op != op || v->op.p.reduce.mask != 1u << d ||
         !v->op.p.reduce.keepdims || !kl_row_add(s, v))
-        return 0;
+        return NULL;
+    return v;
+}
+
+int kl_row_reduce(kl_row_set *s, kl_var *v, kl_reduce_op op, int d, kl_var *want, int want_inside)
+{
+    v = kl_row_reduction(s, v, op, d);
+    if (!v) return 0;
     return (want_inside ? kl_row_through(s, v->op.inputs[0]) : kl_operand_through(v->op.inputs[0])) == want;
 }
 

@@ -23,9 +23,11 @@ kl_var *kl_row_through(kl_row_set *s, kl_var *x);
 /* v is pending, inlined so far, and of this kind (binary: with this op). */
 int kl_row_is_op(const kl_var *v, kl_op_kind kind);
 int kl_row_is_binary(const kl_var *v, kl_binary_op op);
-/* v (seen through) is a keepdims reduce of op along dim d alone whose input
- * (seen through) is want; records the vars on the way (want's own
- * pass-throughs only when it is inside the pattern: an input's belong to it). */
+/* v (seen through) is a keepdims reduce of op along dim d alone: the
+ * reduce (recorded, with the passes on the way), else NULL. */
+kl_var *kl_row_reduction(kl_row_set *s, kl_var *v, kl_reduce_op op, int d);
+/* The same, and its input (seen through) is want; want's own pass-throughs
+ * are recorded only when it is inside the pattern (an input's belong to it). */
 int kl_row_reduce(kl_row_set *s, kl_var *v, kl_reduce_op op, int d, kl_var *want, int want_inside);
 /* Every recorded var is read only by recorded vars and y, and nothing
  * outside holds it. */

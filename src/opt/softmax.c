@@ -49,10 +49,8 @@ int kl_softmax_match(kl_var *y, kl_pattern *p, kl_var **inner, int *n_inner)
         x = shifted(&s, top, d);
         if (!x || !kl_row_is_op(bottom, KL_OP_UNARY) || bottom->op.p.unary != KL_LOG || !kl_row_add(&s, bottom))
             return 0;
-        kl_var *sum = kl_row_through(&s, bottom->op.inputs[0]);
-        if (!kl_row_is_op(sum, KL_OP_REDUCE) || sum->op.p.reduce.op != KL_REDUCE_SUM ||
-            sum->op.p.reduce.mask != 1u << d || !sum->op.p.reduce.keepdims || !kl_row_add(&s, sum))
-            return 0;
+        kl_var *sum = kl_row_reduction(&s, bottom->op.inputs[0], KL_REDUCE_SUM, d);
+        if (!sum) return 0;
         kl_var *e = kl_row_through(&s, sum->op.inputs[0]);
         if (!kl_row_is_op(e, KL_OP_UNARY) || e->op.p.unary != KL_EXP || !kl_row_add(&s, e) ||
             kl_row_through(&s, e->op.inputs[0]) != top)
