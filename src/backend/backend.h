@@ -112,10 +112,11 @@ typedef struct {
 
 /* Layer normalisation over the last dim of a row-major (rows, axis) array,
  * y = (x - mean) * rsqrt(var + eps) [* weight] [+ bias], the vectors of
- * length axis; eps is the scalar (a full var) the graph adds. */
+ * length axis (the weight is the pattern's b); eps is the scalar (a full
+ * var) the graph adds. */
 typedef struct {
     int64_t rows, axis;
-    struct kl_var *weight, *bias, *eps;
+    struct kl_var *bias, *eps;
 } kl_layernorm_shape;
 
 /* A pattern the replacement passes (src/opt/) found: what is computed, in
@@ -125,7 +126,7 @@ typedef struct {
  * a forward convolution's epilogue reads epilogue_operand[i] at its step i
  * (a float32 vector of oc for a scale or shift, an array of dst's shape for
  * a residual, NULL for a ReLU). A softmax reads a alone (b is NULL), a
- * layer norm a and the vectors its shape names.
+ * layer norm a, its weight as b (NULL: none) and the bias its shape names.
  * Layouts (src/opt/layout.c): 0 where a convolution's input a, its residual
  * or its result is row-major; else the device's id of the layout that
  * array is kept in (backend ops' layout): the result of one convolution

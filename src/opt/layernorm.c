@@ -109,7 +109,6 @@ int kl_layernorm_match(kl_var *y, kl_pattern *p, kl_var **inner, int *n_inner)
     p->dtype = KL_FLOAT32;
     p->a = x;
     p->b = weight;
-    p->layernorm.weight = weight;
     p->layernorm.bias = bias;
     p->layernorm.eps = eps;
     p->layernorm.axis = y->shape[d];
@@ -128,11 +127,11 @@ kl_status kl_layernorm_describe(kl_var *y, const kl_pattern *p, kl_kdesc *k)
     k->h.out_dtype = (uint8_t)y->dtype;
     int next = 2;
     if (kl_kd_buffer(k, y) != 0 || kl_kd_buffer(k, x) != 1) return k->status;
-    if (ln->weight && kl_kd_buffer(k, ln->weight) != next++) return k->status;
+    if (p->b && kl_kd_buffer(k, p->b) != next++) return k->status;
     if (ln->bias && kl_kd_buffer(k, ln->bias) != next++) return k->status;
     kl_kd_farg(k, ln->eps, KL_ARG_FULL);
     k->h.kind = KL_KD_LAYERNORM;
-    k->h.op = (ln->weight ? 1 : 0) | (ln->bias ? 2 : 0);
+    k->h.op = (p->b ? 1 : 0) | (ln->bias ? 2 : 0);
     k->h.in_dtype = (uint8_t)x->dtype;
     k->h.rank = (uint8_t)x->ndim;
     k->h.reduced = (uint8_t)(1u << (x->ndim - 1));
