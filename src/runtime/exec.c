@@ -228,7 +228,7 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
                       : st->is_alias      ? " (alias)"
                                           : "";
     char ops[160];
-    if (st->pattern && st->pattern->kind == KL_PATTERN_CONV)
+    if (conv)
         conv_ops(st->pattern, ops, sizeof ops);
     else
         kernel_ops(st->plan ? st->plan->source : NULL, ops, sizeof ops);
@@ -547,7 +547,8 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
             st->is_code = v->op.kind == KL_OP_CODE;
             st->is_collective = v->op.kind == KL_OP_COLLECTIVE;
             st->pattern = v->pattern;
-            if (st->pattern && st->pattern->kind != KL_PATTERN_SOFTMAX && st->pattern->kind != KL_PATTERN_LAYERNORM) {
+            /* a library call; a softmax's or layer norm's pattern is built as a kernel below */
+            if (st->pattern && (st->pattern->kind == KL_PATTERN_GEMM || st->pattern->kind == KL_PATTERN_CONV)) {
                 continue;
             } else if (st->is_code) {
                 int cxx;
