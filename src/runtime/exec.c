@@ -287,9 +287,13 @@ typedef struct {
 static kl_status keep_track(kept_results *k, const step *st, int n_steps)
 {
     if (!st->pattern || st->pattern->kind != KL_PATTERN_CONV || !st->pattern->out_layout) return KL_OK;
-    if (!k->r && !(k->r = malloc((size_t)n_steps * sizeof *k->r)))
-        return kl_error(KL_ERR_MEMORY, "out of memory tracking kept layouts");
     kl_buffer *b = st->v->buf;
+    if (!k->r && !(k->r = malloc((size_t)n_steps * sizeof *k->r))) {
+        /* untracked, it could not go back later: back now, and the sync stops */
+        kl_backend *dev = b->backend;
+        KL_TRY(dev->ops->to_row_major(dev, st->pattern, b->data));
+        return kl_error(KL_ERR_MEMORY, "out of memory tracking kept layouts");
+    }
     b->refcount++;
     k->r[k->n].buf = b;
     k->r[k->n++].p = st->pattern;
