@@ -40,6 +40,12 @@ def _global_stats(x, dims):
     return mean.reshape(shape), var.reshape(shape), n
 
 
+def _per_channel(x, scale, shift):
+    """x * scale + shift with (C,) vectors along x's dim 1."""
+    shape = _channel_shape(x)
+    return x * scale.reshape(shape) + shift.reshape(shape)
+
+
 def _eval_scale_shift(running_mean, running_var, weight, bias, eps):
     """Eval-mode batch norm as x * scale + shift, per channel."""
     scale = (to_var(running_var) + eps).rsqrt()
@@ -112,8 +118,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     if not training:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: eval mode needs running_mean and running_var")
-        scale, shift = _eval_scale_shift(running_mean, running_var, weight, bias, eps)
-        return x * scale.reshape(_channel_shape(x)) + shift.reshape(_channel_shape(x))
+        return _per_channel(x, *_eval_scale_shift(running_mean, running_var, weight, bias, eps))
     n = x.numel() // C
     if n <= 1:
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
@@ -205,8 +210,7 @@ class _BatchNorm(Module):
         if kept is None or kept[0] != key:
             kept = (key, *_eval_scale_shift(*vecs, self.eps))
             self.__dict__["_folded_state"] = kept
-        shape = _channel_shape(x)
-        return x * kept[1].reshape(shape) + kept[2].reshape(shape)
+        return _per_channel(x, kept[1], kept[2])
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
