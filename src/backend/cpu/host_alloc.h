@@ -1,8 +1,9 @@
 /* host_alloc.h: the caching host allocator. Freed blocks wait in size-class
  * lists for reuse, so a training loop stops calling malloc after one step.
- * What waits is bounded: at most the peak in use (or KL_ALLOC_MIN_CACHE,
- * whichever is more); past it the largest waiting blocks go back to the
- * system first, so a workload whose sizes change does not hoard old ones. */
+ * What it holds, in use and waiting, is bounded: at most twice the peak in
+ * use (or KL_ALLOC_MIN_CACHE, whichever is more); past it the largest
+ * waiting blocks go back to the system first, so a workload whose sizes
+ * change does not hoard old ones. */
 #ifndef KL_HOST_ALLOC_H
 #define KL_HOST_ALLOC_H
 
