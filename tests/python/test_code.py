@@ -473,6 +473,27 @@ def test_knn_example_runs():
     assert "matches NumPy: True" in run.stdout
 
 
+def test_knn_example_edges():
+    """The example's k-bounded insertion: ties, k = n, a block boundary (its
+    distances go in blocks of 256), nearest first; k > n is refused."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.join(root, "examples"))
+    try:
+        from code_op import check, knn
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(5)
+    grid = np.stack(np.meshgrid(np.arange(4), np.arange(4), [0], indexing="ij"), -1).reshape(-1, 3)
+    for pts, k in ((rng.random((300, 3)), 10), (rng.random((257, 3)), 257), (grid, 5), (rng.random((1, 3)), 1)):
+        pts = pts.astype(np.float32)
+        idx = knn(jt.array(pts), k).numpy()
+        assert idx.shape == (len(pts), k) and check(pts, idx, k)
+        d = ((pts[:, None, :].astype(np.float64) - pts[None, :, :]) ** 2).sum(-1)
+        assert np.all(np.diff(np.take_along_axis(d, idx.astype(np.int64), 1), axis=1) >= 0)   # nearest first
+    with pytest.raises(ValueError, match="k=4 neighbours asked of 3 points"):
+        knn(jt.array(np.zeros((3, 3), np.float32)), 4)
+
+
 def test_help_has_examples():
     doc = code.__doc__
     assert "Example" in doc and "@in0(i" in doc and "set_shape" in doc and "cpu_grad_src" in doc
