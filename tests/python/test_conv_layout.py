@@ -149,4 +149,8 @@ def test_resnet50_keeps_its_blocks_blocked():
     # downsampling blocks' (read through a stop_grad as a residual) too
     assert count(names, KEPT_RESULT) == 50, names
     assert count(names, KEPT_INPUT) == 49, names  # the stem and the two max-pool readers are not
-    np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-5, atol=1e-5)
+    # the grad-mode forward keeps nothing, so its convolutions run oneDNN's
+    # row-major form (another implementation, another summation order):
+    # through 53 layers they agree to 1e-5 of the logits' scale
+    unkept = model(x).numpy()
+    np.testing.assert_allclose(got, unkept, rtol=1e-5, atol=1e-5 * np.abs(unkept).max())

@@ -32,6 +32,10 @@ void kl_dnnl_trim(kl_dnnl *d);
 /* The primitive for shape, created on first use and kept; NULL when oneDNN
  * cannot run it (the caller falls back to a kernel). debug: print the choice. */
 kl_dnnl_conv *kl_dnnl_conv_get(kl_dnnl *d, const kl_conv_shape *shape, int debug);
+/* The form of a forward convolution that reads and writes row-major arrays
+ * (nothing kept in its layouts), when one applies; NULL otherwise (the
+ * caller uses kl_dnnl_conv_get's). */
+kl_dnnl_conv *kl_dnnl_conv_get_row_major(kl_dnnl *d, const kl_conv_shape *shape, int debug);
 /* Bytes of the temporaries (oneDNN's blocked layouts) a run needs. */
 size_t kl_dnnl_conv_scratch_bytes(const kl_dnnl_conv *c);
 /* The layout forward convolution c reads src in (of_result 0) or writes

@@ -59,7 +59,10 @@ static kl_status run_gemm(kl_cpu_backend *c, const kl_pattern *p, void *out, con
 static kl_status run_conv(kl_cpu_backend *c, const kl_pattern *p, void *out, const void *const *in,
                           uint64_t b_contents)
 {
-    kl_dnnl_conv *conv = kl_dnnl_conv_get(&c->dnnl, &p->conv, 0);
+    kl_dnnl_conv *conv = NULL;
+    if (!p->a_layout && !p->residual_layout && !p->out_layout)
+        conv = kl_dnnl_conv_get_row_major(&c->dnnl, &p->conv, c->base.ctx ? kl_context_debug(c->base.ctx) : 0);
+    if (!conv) conv = kl_dnnl_conv_get(&c->dnnl, &p->conv, 0);
     if (!conv) return kl_error(KL_ERR_RUNTIME, "internal: oneDNN refused a convolution it accepted before");
     size_t scratch_bytes = kl_dnnl_conv_scratch_bytes(conv);
     void *scratch = scratch_bytes ? kl_host_alloc(&c->alloc, scratch_bytes) : NULL;
