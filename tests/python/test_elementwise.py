@@ -64,6 +64,27 @@ def test_unary_float32(name):
           dtype="float32")
 
 
+def test_float32_exp_over_the_whole_range():
+    """float32 exp in a kernel (the CPU's own kl_expf, not libm's) against
+    float64 from far below the denormals to past overflow: within 3e-7 where
+    the result is normal, within two of the smallest denormals below that,
+    inf above, NaN kept; exp(0) is exactly 1. sigmoid uses it too."""
+    x = np.concatenate([np.linspace(-110, 95, 400001), [0, 1, -1, 88.72, 88.73, -87.33, -103.2, -104.5,
+                                                        np.inf, -np.inf, np.nan]]).astype(np.float32)
+    got = jt.array(x).exp().numpy().astype(np.float64)
+    with np.errstate(over="ignore"):
+        want = np.exp(x.astype(np.float64))
+    normal = (want >= np.finfo(np.float32).tiny) & (want <= np.finfo(np.float32).max)
+    assert np.max(np.abs(got[normal] - want[normal]) / want[normal]) < 3e-7
+    small = want < np.finfo(np.float32).tiny
+    assert np.max(np.abs(got[small] - want[small])) <= 2 * 1.4013e-45
+    assert np.all(np.isinf(got[want > 3.41e38])) and np.isnan(got[-1]) and got[x == 0][0] == 1.0
+    s = jt.array(x[:-3]).sigmoid().numpy().astype(np.float64)
+    with np.errstate(over="ignore"):
+        ref = 1 / (1 + np.exp(-x[:-3].astype(np.float64)))
+    np.testing.assert_allclose(s, ref, rtol=5e-7, atol=1e-38)
+
+
 def test_unary_aliases_and_integers():
     a = np.array([-2, 0, 3], np.int32)
     check(jt.exp(jt.array(a)), np.exp(a), rtol=1e-6, dtype="float32")

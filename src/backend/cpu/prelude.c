@@ -47,6 +47,28 @@ const char kl_kernel_prelude[] =
     "    const int32_t e = ((int32_t)n + 127) << 23; float s; __builtin_memcpy(&s, &e, 4);\n"
     "    return x < -87.33f ? 0.0f : p * s;\n"
     "}\n"
+    /* exp(x) for every float kernel (expf below names it): the same 2^n p(r)
+     * over float's whole range, the scale 2^n applied in two halves so that
+     * results down in the denormals and up to overflow come out as libm's
+     * (to 2.5e-7; 0 below -104, inf above 89, NaN stays NaN). About twice as
+     * fast as libmvec's expf, which bounded exp-heavy chains (sum(exp(2x+1)*x)
+     * over 4M floats: 1.0 ms on a thread, compute, not memory). */
+    "KL_FN float kl_expf(float x) {\n"
+    "    const float c = x >= -104.0f ? (x <= 89.0f ? x : 89.0f) : -104.0f;\n"
+    "    const float n = __builtin_rintf(c * 1.44269504088896341f);\n"
+    "    float r = __builtin_fmaf(n, -0.693145751953125f, c);\n"
+    "    r = __builtin_fmaf(n, -1.428606765330187045e-06f, r);\n"
+    "    float p = __builtin_fmaf(1.3981999507e-3f, r, 8.3334519073e-3f);\n"
+    "    p = __builtin_fmaf(p, r, 4.1665795894e-2f);\n"
+    "    p = __builtin_fmaf(p, r, 1.6666665459e-1f);\n"
+    "    p = __builtin_fmaf(p, r, 5.0000001201e-1f);\n"
+    "    p = __builtin_fmaf(p, r * r, r) + 1.0f;\n"
+    "    const int32_t ni = (int32_t)n, h = ni >> 1;\n"
+    "    const uint32_t e1 = (uint32_t)(h + 127) << 23, e2 = (uint32_t)(ni - h + 127) << 23;\n"
+    "    float s1, s2; __builtin_memcpy(&s1, &e1, 4); __builtin_memcpy(&s2, &e2, 4);\n"
+    "    return x != x ? x : p * s1 * s2;\n"
+    "}\n"
+    "#define expf(x) kl_expf(x)\n"
     "static void kl_index_fail(int64_t *rec, int64_t v, int64_t lo, int64_t hi, int64_t what) {\n"
     "    if (__atomic_exchange_n(&rec[0], 1, __ATOMIC_RELAXED) == 0) { rec[1] = v; rec[2] = lo; rec[3] = hi; rec[4] = what; }\n"
     "}\n"
