@@ -276,6 +276,22 @@ static void test_repeated_step_reuses_its_blocks(void)
     kl_host_trim(&a);
 }
 
+/* Large blocks start on a huge page (and are advised to use them); small
+ * ones keep the plain alignment. */
+static void test_large_blocks_start_on_a_huge_page(void)
+{
+    kl_host_allocator a;
+    memset(&a, 0, sizeof a);
+    void *big = kl_host_alloc(&a, KL_ALLOC_HUGE_FROM), *small = kl_host_alloc(&a, 1000);
+    CHECK(big && small);
+    CHECK_MSG((uintptr_t)big % KL_ALLOC_HUGE_PAGE == 0, "a %zu-byte block at %p", (size_t)KL_ALLOC_HUGE_FROM, big);
+    CHECK((uintptr_t)small % KL_ALLOC_ALIGN == 0);
+    memset(big, 1, KL_ALLOC_HUGE_FROM); /* usable to its end */
+    kl_host_free(&a, big, KL_ALLOC_HUGE_FROM);
+    kl_host_free(&a, small, 1000);
+    kl_host_trim(&a);
+}
+
 static void test_intermediates_freed_in_a_long_chain(void)
 {
     kl_context *ctx = check_context();
@@ -453,5 +469,5 @@ static void test_sync_all_computes_held_pending_vars(void)
 CHECK_MAIN(TEST(test_sync_all_computes_held_pending_vars), TEST(test_release_returns_to_baseline), TEST(test_computed_var_drops_its_inputs),
            TEST(test_retain_release), TEST(test_intermediates_freed_in_a_long_chain),
            TEST(test_intermediates_freed_during_a_sync), TEST(test_interrupted_sync_resumes),
-           TEST(test_cached_memory_is_bounded), TEST(test_repeated_step_reuses_its_blocks),
+           TEST(test_cached_memory_is_bounded), TEST(test_repeated_step_reuses_its_blocks), TEST(test_large_blocks_start_on_a_huge_page),
            TEST(test_repeated_work_stays_flat), TEST(test_gc_empties_cache))

@@ -13,6 +13,8 @@
 #define KL_ALLOC_ALIGN 64
 #define KL_ALLOC_CLASSES 192
 #define KL_ALLOC_MIN_CACHE ((uint64_t)64 << 20)
+#define KL_ALLOC_HUGE_PAGE ((size_t)2 << 20)
+#define KL_ALLOC_HUGE_FROM ((size_t)4 << 20) /* blocks this large ask for huge pages */
 
 typedef struct kl_free_block { struct kl_free_block *next; } kl_free_block;
 
