@@ -3,7 +3,7 @@ protocol; integer powers lower to multiplications."""
 import numbers
 
 from . import _C
-from ._core import Var, binary, cast, is_scalar, operands, out, rebind, to_float, to_var, unary
+from ._core import Var, binary, binary_op, cast, is_scalar, operands, out, rebind, to_float, to_var, unary
 from ._amp import white_dtype
 from ._dtype import as_dtype
 
@@ -33,8 +33,7 @@ UNARY = {n: _make_unary(n) for n in _C.names("unary")}
 
 
 def _make_binary(name):
-    def op(a, b):
-        return binary(a, b, name)
+    op = binary_op(name)
     op.__name__ = name
     op.__doc__ = f"Element-wise {name} (broadcasting)."
     return op
