@@ -492,15 +492,45 @@ def binary(a, b, op):
     return out(_C.binary(a, b, op), a, b)
 
 
+_FLOAT_CODES = frozenset(d.code for d in DTYPES if d.is_float)
+_BOOL_CODE = as_dtype("bool").code
+
+
+def _weak_scalar(value, code):
+    """value as a rank-0 var of dtype code where weak typing keeps the var's
+    dtype (a float next to a float var, an int next to a non-bool one), else
+    None (binary() decides, and names an out-of-range value)."""
+    t = value.__class__
+    if (t is float and code in _FLOAT_CODES) or (t is int and code != _BOOL_CODE):
+        try:
+            return _C.full((), value, code)
+        except OverflowError:
+            return None
+    return None
+
+
 def binary_op(op):
     """The function of binary op (jt.add, Var.__add__): binary() with its
-    common case (two Vars of one dtype) and out() written inline, since on
-    tiny arrays the Python calls are most of an op's cost (0.37 -> 0.25 us
-    for a + a)."""
+    common cases (two Vars of one dtype, a Var and a Python scalar that takes
+    its dtype) and out() written inline, since on tiny arrays the Python calls
+    are most of an op's cost (a + a 0.37 -> 0.25 us, a * 0.5 0.83 -> 0.4)."""
     c_binary, grad_enabled = _C.binary, grad_mode.get
 
     def f(a, b):
-        if a.__class__ is not Var or b.__class__ is not Var or a._dtype_code != b._dtype_code:
+        if a.__class__ is Var and b.__class__ is Var:
+            if a._dtype_code != b._dtype_code:
+                return binary(a, b, op)
+        elif a.__class__ is Var:
+            s = _weak_scalar(b, a._dtype_code)
+            if s is None:
+                return binary(a, b, op)
+            b = s
+        elif b.__class__ is Var:
+            s = _weak_scalar(a, b._dtype_code)
+            if s is None:
+                return binary(a, b, op)
+            a = s
+        else:
             return binary(a, b, op)
         o = c_binary(a, b, op)
         if grad_enabled():
