@@ -252,8 +252,10 @@ static size_t activation(const kl_conv_shape *s, int of_result, int64_t *dims)
 }
 
 /* Descriptors of src, weights and dst: kiln's row-major layouts, or (any)
- * left for oneDNN to choose. */
-static int make_mds(struct kl_dnnl_api *api, const kl_conv_shape *s, int any, md_t *src, md_t *w, md_t *dst)
+ * left for oneDNN to choose, src and dst then in activation_tag (TAG_ANY:
+ * oneDNN's choice too). */
+static int make_mds(struct kl_dnnl_api *api, const kl_conv_shape *s, int any, int activation_tag, md_t *src, md_t *w,
+                    md_t *dst)
 {
     int nd = s->nd, nw = 0;
     dims_t ds, dd, dw;
@@ -263,7 +265,7 @@ static int make_mds(struct kl_dnnl_api *api, const kl_conv_shape *s, int any, md
     dw[nw++] = s->oc / s->groups;
     dw[nw++] = s->ic / s->groups;
     for (int j = 0; j < nd; j++) dw[nw++] = s->k[j];
-    int atag = any ? TAG_ANY : ACTIVATION_TAG[nd];
+    int atag = any ? activation_tag : ACTIVATION_TAG[nd];
     int wtag = any ? TAG_ANY : s->groups > 1 ? GROUP_WEIGHT_TAG[nd] : WEIGHT_TAG[nd];
     return api->md_init_by_tag(src, 2 + nd, ds, F32, atag) == SUCCESS &&
            api->md_init_by_tag(w, nw, dw, F32, wtag) == SUCCESS &&
@@ -375,15 +377,8 @@ static kl_dnnl_conv *create(kl_dnnl *d, const kl_conv_shape *s, conv_form form, 
 {
     struct kl_dnnl_api *api = d->api;
     md_t src, w, dst, asrc, aw, adst;
-    if (!make_mds(api, s, 0, &src, &w, &dst) || !make_mds(api, s, 1, &asrc, &aw, &adst)) return NULL;
-    if (form == FORM_ROW_MAJOR_IO) {
-        dims_t ds, dd;
-        activation(s, 0, ds);
-        activation(s, 1, dd);
-        if (api->md_init_by_tag(&asrc, 2 + s->nd, ds, F32, KEPT_TAGS[s->nd][1]) != SUCCESS ||
-            api->md_init_by_tag(&adst, 2 + s->nd, dd, F32, KEPT_TAGS[s->nd][1]) != SUCCESS)
-            return NULL;
-    }
+    int chosen = form == FORM_ROW_MAJOR_IO ? KEPT_TAGS[s->nd][1] : TAG_ANY; /* channel blocks of 16, or any */
+    if (!make_mds(api, s, 0, 0, &src, &w, &dst) || !make_mds(api, s, 1, chosen, &asrc, &aw, &adst)) return NULL;
     if (s->kind == KL_CONV_FORWARD && s->ic / s->groups <= FIRST_LAYER_CHANNELS) asrc = src;
     int64_t strides[3], dilates[3], pad_l[3], pad_r[3];
     for (int j = 0; j < s->nd; j++) {

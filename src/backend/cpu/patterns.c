@@ -16,6 +16,8 @@ static int gemm_supported(kl_cpu_backend *c, kl_dtype dtype)
     return kl_blas_available(&c->blas);
 }
 
+static int debug_of(kl_backend *b) { return b->ctx ? kl_context_debug(b->ctx) : 0; }
+
 int kl_cpu_supports(kl_backend *b, const kl_pattern *p)
 {
     kl_cpu_backend *c = (kl_cpu_backend *)b;
@@ -25,7 +27,7 @@ int kl_cpu_supports(kl_backend *b, const kl_pattern *p)
     /* kernels of their own (render_c.c) */
     if (p->kind == KL_PATTERN_SOFTMAX || p->kind == KL_PATTERN_LAYERNORM) return !c->blas.disabled;
     if (p->dtype != KL_FLOAT32 || !kl_dnnl_available(&c->dnnl)) return 0;
-    return kl_dnnl_conv_get(&c->dnnl, &p->conv, b->ctx ? kl_context_debug(b->ctx) : 0) != NULL;
+    return kl_dnnl_conv_get(&c->dnnl, &p->conv, debug_of(b)) != NULL;
 }
 
 static kl_status run_gemm(kl_cpu_backend *c, const kl_pattern *p, void *out, const void *a, const void *bp)
@@ -61,7 +63,7 @@ static kl_status run_conv(kl_cpu_backend *c, const kl_pattern *p, void *out, con
 {
     kl_dnnl_conv *conv = NULL;
     if (!p->a_layout && !p->residual_layout && !p->out_layout)
-        conv = kl_dnnl_conv_get_row_major(&c->dnnl, &p->conv, c->base.ctx ? kl_context_debug(c->base.ctx) : 0);
+        conv = kl_dnnl_conv_get_row_major(&c->dnnl, &p->conv, debug_of(&c->base));
     if (!conv) conv = kl_dnnl_conv_get(&c->dnnl, &p->conv, 0);
     if (!conv) return kl_error(KL_ERR_RUNTIME, "internal: oneDNN refused a convolution it accepted before");
     size_t scratch_bytes = kl_dnnl_conv_scratch_bytes(conv);
