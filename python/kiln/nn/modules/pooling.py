@@ -201,9 +201,9 @@ def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None, geometry=None)
     the (stride, pad) per window dim, stride == kernel, dilation 1: one map
     kernel), a gather over the windows covering each input position when
     they overlap (geometry: _gather_to_input), else (dilated windows) a
-    scatter-add (reindex_reduce). The gathers need no atomics. win was read from x with
-    the index expressions idx (and conds); geometry: (kernel, stride,
-    padding, output sizes) when the windows are dense (dilation 1)."""
+    scatter-add (reindex_reduce). The gathers need no atomics. win was read
+    from x with the index expressions idx (and conds); geometry: (kernel,
+    stride, padding, output sizes) when the windows are dense (dilation 1)."""
     kdims = list(range(lead + nd, lead + 2 * nd))
     x = to_var(x)
     if not grad_mode.get() or not x.requires_grad:
@@ -216,10 +216,10 @@ def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None, geometry=None)
 
     def rule(douts):
         dout = douts[0]
-        if geometry is not None and (tiling is None or dout._scatters_planes):
-            ks_, st_, pad_, outs_ = geometry
-            if dout._scatters_planes:   # the device's choice: the CPU's, not a GPU's
-                return [_scatter_by_plane(pos, dout, x.shape, lead, ks_, st_, pad_)]
+        if geometry is not None and dout._scatters_planes:   # the device's choice: the CPU's, not a GPU's
+            return [_scatter_by_plane(pos, dout, x.shape, lead, *geometry[:3])]
+        if geometry is not None and tiling is None:
+            ks_, st_, _, outs_ = geometry
             first_pos = _plane_positions(pos, lead, ks_, st_, outs_)
             return [_gather_to_input(first_pos, dout, x.shape, lead, *geometry)]
         rank = None      # each position's row-major rank in its window, small ints
