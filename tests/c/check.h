@@ -581,6 +581,18 @@ static inline kl_context *check_context_(const char *file, int line)
     return ctx;
 }
 
+/* A new context made while the environment variable off (KILN_BLAS,
+ * KILN_DNNL) is "0": the backend reads it when the context is made, so this
+ * one runs without that library; off is unset again afterwards. */
+#define check_context_without(off) check_context_without_((off), __FILE__, __LINE__)
+static inline kl_context *check_context_without_(const char *off, const char *file, int line)
+{
+    setenv(off, "0", 1);
+    kl_context *ctx = check_context_(file, line);
+    unsetenv(off);
+    return ctx;
+}
+
 /* A rank-0 var holding value. */
 static inline kl_var *check_scalar(kl_context *ctx, kl_dtype t, double value)
 {

@@ -179,9 +179,7 @@ static void compare(const conv_case *cc)
     for (int64_t i = 0; i < nw; i++) w[i] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
     for (int64_t i = 0; i < ny; i++) dy[i] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
     kl_context *lib = check_context();
-    setenv("KILN_DNNL", "0", 1);
-    kl_context *fused = check_context();
-    unsetenv("KILN_DNNL");
+    kl_context *fused = check_context_without("KILN_DNNL");
     if (!lib || !fused) return;
     uint64_t want_fwd = check_have_dnnl(lib) ? 1 : 0;
     CHECK(!kl_context_has_library(fused, "dnnl"));
@@ -324,9 +322,7 @@ static void test_near_misses_left_to_kernels(void)
         for (int64_t k = 0; k < nw; k++) w[k] = check_round_to(KL_FLOAT32, check_rand01(&st) - 0.5);
         for (int64_t k = 0; k < ny; k++) dy[k] = 1;
         kl_context *ctx = check_context();
-        setenv("KILN_DNNL", "0", 1);
-        kl_context *fused = check_context();
-        unsetenv("KILN_DNNL");
+        kl_context *fused = check_context_without("KILN_DNNL");
         if (!ctx || !fused) return;
         conv_result r = run(ctx, cc, x, w, dy), f = run(fused, cc, x, w, dy);
         double *want = reference(cc, x, w, ny);
@@ -452,12 +448,8 @@ static kl_conv_form form_for(kl_context *ctx, kl_dtype t, int groups, int transp
 static void test_form_follows_the_device(void)
 {
     kl_context *ctx = check_context();
-    setenv("KILN_DNNL", "0", 1);
-    kl_context *blas_only = check_context();
-    unsetenv("KILN_DNNL");
-    setenv("KILN_BLAS", "0", 1);
-    kl_context *none = check_context();
-    unsetenv("KILN_BLAS");
+    kl_context *blas_only = check_context_without("KILN_DNNL");
+    kl_context *none = check_context_without("KILN_BLAS");
     if (!ctx || !blas_only || !none) return;
     if (check_have_dnnl(ctx)) {
         /* the library runs it: the direct form, whose patterns it takes */

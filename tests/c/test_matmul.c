@@ -56,12 +56,8 @@ static void compare(const layout *l, kl_dtype t, int expect_blas, const char *la
     for (int64_t i = 0; i < na; i++) a[i] = check_round_to(t, check_rand01(&st) - 0.5);
     for (int64_t i = 0; i < nb; i++) b[i] = check_round_to(t, check_rand01(&st) - 0.5);
     kl_context *with_blas = check_context();
-    setenv("KILN_DNNL", "0", 1);
-    kl_context *openblas = check_context();
-    unsetenv("KILN_DNNL");
-    setenv("KILN_BLAS", "0", 1);
-    kl_context *fused_only = check_context();
-    unsetenv("KILN_BLAS");
+    kl_context *openblas = check_context_without("KILN_DNNL");
+    kl_context *fused_only = check_context_without("KILN_BLAS");
     uint64_t calls_blas = 0, calls_openblas = 0, calls_fused = 0;
     double *got = with_blas ? product(with_blas, t, l, a, b, &calls_blas) : NULL;
     double *got_openblas = openblas ? product(openblas, t, l, a, b, &calls_openblas) : NULL;

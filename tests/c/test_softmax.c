@@ -94,9 +94,7 @@ static void compare(const sm_case *sc, int matched)
     uint64_t st = 17;
     for (int64_t i = 0; i < n; i++) x[i] = check_round_to(sc->dtype, 8 * (check_rand01(&st) - 0.5));
     kl_context *lib = check_context();
-    setenv("KILN_BLAS", "0", 1);
-    kl_context *fused = check_context();
-    unsetenv("KILN_BLAS");
+    kl_context *fused = check_context_without("KILN_BLAS");
     if (!lib || !fused) return;
     uint64_t kernels_lib = 0, kernels_fused = 0;
     double *inner_lib = NULL, *inner_fused = NULL;
