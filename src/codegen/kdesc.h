@@ -64,6 +64,7 @@ typedef enum { KL_KD_MAP, KL_KD_REDUCE, KL_KD_SCATTER, KL_KD_SOFTMAX, KL_KD_LAYE
 typedef struct { int64_t lo, hi; } kl_range;
 
 #define KL_KD_MAX_BUFS 64
+#define KL_KD_MAX_EXTRA KL_MAX_SIBLINGS
 #define KL_KD_MAX_IARGS 512
 #define KL_KD_MAX_FARGS 128
 #define KL_KD_MAX_LOCALS 256
@@ -93,7 +94,13 @@ typedef struct {
     int32_t target;        /* reduce: the output offset; scatter: the target offset */
     int32_t skip;          /* scatter: nonzero when the target is outside (skip it) */
     int32_t n_instrs, n_bufs, n_iargs, n_fargs, n_locals, n_checks;
+    /* reduce: sibling reductions folded in the same loops (fuse.c): output
+     * j + 1 (buffer j + 1) gets extra_value[j] folded as the value is and
+     * stored at the same target */
+    int32_t extra_value[KL_KD_MAX_EXTRA];
+    uint8_t n_extra, pad_[3];
 } kl_kd_head;
+_Static_assert(sizeof(kl_kd_head) % 8 == 0, "the hash reads the head as whole words");
 
 typedef struct kl_kdesc {
     kl_kd_head h;

@@ -419,6 +419,7 @@ kl_status kl_stmt_init(renderer *r, const kl_kdesc *k, kl_dialect dialect)
         }
     }
     mark(k, h->value, r->need);
+    for (int j = 0; j < h->n_extra; j++) mark(k, h->extra_value[j], r->need);
     if (h->kind == KL_KD_SCATTER) { mark(k, h->target, r->need); mark(k, h->skip, r->need); }
     for (int i = 0; i < h->n_checks; i++) mark(k, k->checks[i], r->need);
     return KL_OK;

@@ -42,6 +42,8 @@ typedef struct kl_buffer {
 } kl_buffer;
 
 #define KL_MAX_INPUTS KL_MAX_OP_INPUTS
+/* reductions one kernel folds beside its own (src/opt/siblings.c) */
+#define KL_MAX_SIBLINGS 3
 
 typedef struct kl_op {
     kl_op_kind kind;
@@ -100,6 +102,12 @@ struct kl_var {
     struct kl_pattern *pattern; /* a library pattern its device runs (src/opt/fuse.c) */
     uint8_t absorbed; /* computed inside a consumer's library pattern, never on its own */
     uint8_t stop_fuse; /* stored when computed, never inlined into consumers (kl_var_stop_fuse) */
+    /* sibling reductions (src/opt/siblings.c): a reduce computed in a later
+     * one's kernel points to it; that one lists them */
+    uint8_t n_siblings;
+    uint8_t reads_candidate; /* scratch of that pass: computing it reads the candidate sibling */
+    kl_var *sibling_of;
+    kl_var *siblings[KL_MAX_SIBLINGS];
     char *name;        /* the name the program gave it, for dumps (kl_var_set_name) */
     kl_var *grad;    /* scratch for kl_grad */
     /* kl_grad's own marks (a custom gradient may sync while kl_grad runs,

@@ -234,6 +234,12 @@ kl_status kl_lower_kernel(kl_var *root, kl_kdesc *k)
     kl_kd_local(k, root);
     k->h.out_dtype = (uint8_t)root->dtype;
     if (kl_kd_buffer(k, root) != 0) return k->status;
+    /* sibling reductions' outputs follow the root's (buffers 1..n_extra) */
+    for (int j = 0; j < root->n_siblings; j++) {
+        kl_kd_local(k, root->siblings[j]);
+        if (kl_kd_buffer(k, root->siblings[j]) != 1 + j) return k->status;
+    }
+    k->h.n_extra = root->n_siblings;
     /* the loops run over the output (map), the reduced input (reduce) or
      * the scattered values (scatter) */
     int folds = root->op.kind == KL_OP_REDUCE || root->op.kind == KL_OP_REINDEX_REDUCE;
@@ -251,6 +257,7 @@ kl_status kl_lower_kernel(kl_var *root, kl_kdesc *k)
         for (int d = 0; d < root->ndim; d++) k->h.dims[d] = kl_kd_shape(k, root, d);
     }
     int loops = k->instrs[k->h.value].loops;
+    for (int j = 0; j < k->h.n_extra; j++) loops |= k->instrs[k->h.extra_value[j]].loops;
     for (int i = 0; i < k->h.n_checks; i++) loops |= k->instrs[k->checks[i]].loops;
     k->h.uses_loops = (uint8_t)loops;
     kl_kd_hash(k);

@@ -70,6 +70,9 @@ kl_status kl_reduce_lower_kernel(kl_kdesc *k, kl_var *v)
     /* identity coordinates: loads at x's own linear index read it directly */
     kl_coords c = kl_lower_loop_coords(k, x->ndim, 1);
     k->h.value = kl_lower(k, x, &c);
+    /* siblings (src/opt/siblings.c) fold their own inputs over the same
+     * loops; what the chains share is computed once */
+    for (int j = 0; j < v->n_siblings; j++) k->h.extra_value[j] = kl_lower(k, v->siblings[j]->op.inputs[0], &c);
     /* the output element: the kept coordinates (0 for a kept reduced dim) */
     kl_coords oc = {.n = v->ndim, .identity = 0};
     for (int d = 0, j = 0; d < x->ndim; d++) {
@@ -90,6 +93,7 @@ kl_status kl_reduce_lower_kernel(kl_kdesc *k, kl_var *v)
                                                                          : kl_kd_shape(k, x, d);
     k->h.out_rank = (uint8_t)v->ndim;
     k->locals[0].mean = v->op.p.reduce.op == KL_REDUCE_MEAN;
+    for (int j = 0; j < v->n_siblings; j++) k->locals[kl_kd_local(k, v->siblings[j])].mean = k->locals[0].mean;
     return k->status;
 }
 

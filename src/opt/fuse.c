@@ -5,7 +5,8 @@
  * reindexes fold into whoever reads them, and a reduce absorbs its producers.
  * Last, a convolution whose result only flows through an epilogue the
  * device runs with it (epilogue.h) hands its result to the chain's end, and
- * results only convolutions read stay in the library's layout (layout.h). */
+ * results only convolutions read stay in the library's layout (layout.h),
+ * and sums over the same loops share one kernel (siblings.h). */
 #include "opt/fuse.h"
 #include "backend/backend.h"
 #include "codegen/kdesc.h"
@@ -14,6 +15,7 @@
 #include "opt/layernorm.h"
 #include "opt/layout.h"
 #include "opt/matmul.h"
+#include "opt/siblings.h"
 #include "opt/operand.h"
 #include "opt/softmax.h"
 
@@ -200,4 +202,5 @@ void kl_fuse_plan(kl_var **order, int n, const uint8_t *is_target, kl_pattern *p
                 again |= absorb_epilogue(order[i], order + i + 1, n - i - 1, &patterns[i]);
     }
     kl_layout_plan(order, n, is_target);
+    kl_siblings_plan(order, n);
 }

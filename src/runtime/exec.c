@@ -96,6 +96,7 @@ static kl_status topo_order(kl_sync_scratch *sc, kl_var *const *targets, int n, 
  * (retained; [0] is the output) and arguments. */
 typedef struct {
     int n_bufs, n_iargs, n_fargs;
+    int n_extra;  /* bufs[1..n_extra]: sibling reductions' outputs, computed too */
     int64_t work; /* elements of the iteration space */
     int n_checks; /* index checks in the kernel */
     kl_var *bufs[KL_KD_MAX_BUFS];
@@ -119,7 +120,7 @@ static void step_init(step *st, kl_var *v)
 {
     memset(st, 0, offsetof(step, args));
     st->v = v;
-    st->args.n_bufs = st->args.n_iargs = st->args.n_fargs = 0;
+    st->args.n_bufs = st->args.n_iargs = st->args.n_fargs = st->args.n_extra = 0;
 }
 
 static void launch_args_free(launch_args *a)
@@ -213,7 +214,10 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
         for (int i = 0, n = pattern_operands(st->pattern, operands); i < n; i++)
             in_bytes += operands[i] ? bytes_of(operands[i]) : 0;
     else if (st->plan)
-        for (int i = 1; i < st->args.n_bufs; i++) in_bytes += bytes_of(st->args.bufs[i]);
+        for (int i = 1; i < st->args.n_bufs; i++) {
+            if (i <= st->args.n_extra) out_bytes += bytes_of(st->args.bufs[i]);
+            else in_bytes += bytes_of(st->args.bufs[i]);
+        }
     else
         for (int i = 0; i < v->op.n_inputs; i++) in_bytes += bytes_of(v->op.inputs[i]);
     double t0 = now_seconds();
@@ -330,36 +334,47 @@ static kl_status run_step(kl_context *ctx, step *st)
         return KL_OK;
     }
     void *ptrs[KL_KD_MAX_BUFS];
+    int n_out = 1 + st->args.n_extra;
     kl_residency_next_step(ctx);
-    for (int i = 1; i < st->args.n_bufs; i++) {
+    for (int i = n_out; i < st->args.n_bufs; i++) {
         if (!st->args.bufs[i]->buf) return kl_error(KL_ERR_RUNTIME, "internal: kernel input b%d not computed", i);
         KL_TRY(kl_buffer_resident(st->args.bufs[i]->buf));
     }
-    for (int i = 1; i < st->args.n_bufs; i++) ptrs[i] = st->args.bufs[i]->buf->data; /* after every input is back */
-    size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
+    for (int i = n_out; i < st->args.n_bufs; i++) ptrs[i] = st->args.bufs[i]->buf->data; /* after every input is back */
     kl_backend *dev = v->device;
-    kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
-    if (!out && device_failed(dev)) return KL_ERR_RUNTIME;
-    if (!out) {
-        kl_memory_stats m;
-        dev->ops->memory(dev, &m);
-        return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for a %s result (%llu bytes in use)", nbytes,
-                        dev->name, kl_var_op_name(v), (unsigned long long)m.bytes_in_use);
+    kl_buffer *out[1 + KL_KD_MAX_EXTRA] = {0};
+    kl_status s = KL_OK;
+    for (int j = 0; j < n_out && s == KL_OK; j++) {
+        kl_var *o = j ? st->args.bufs[j] : v;
+        size_t nbytes = (size_t)o->numel * kl_dtype_size(o->dtype);
+        out[j] = kl_buffer_new(ctx, dev, nbytes);
+        if (out[j]) {
+            ptrs[j] = out[j]->data;
+        } else if (device_failed(dev)) {
+            s = KL_ERR_RUNTIME;
+        } else {
+            kl_memory_stats m;
+            dev->ops->memory(dev, &m);
+            s = kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for a %s result (%llu bytes in use)", nbytes,
+                         dev->name, kl_var_op_name(o), (unsigned long long)m.bytes_in_use);
+        }
     }
-    ptrs[0] = out->data;
-    kl_launch_args la = {ptrs, st->args.iargs, st->args.fargs, st->args.n_bufs, st->args.n_iargs, st->args.n_fargs,
-                         st->args.work};
-    kl_status s = dev->ops->launch(dev, st->fn, &la);
-    ctx->counters.kernels_launched++;
-    /* a kernel with index checks may have written the record: on a device
-     * that runs asynchronously it must have finished before it is read */
-    if (s == KL_OK && st->args.n_checks && !dev->ops->host_visible) s = dev->ops->synchronize(dev);
-    if (s == KL_OK) s = kl_check_index_result(ctx);
+    if (s == KL_OK) {
+        kl_launch_args la = {ptrs, st->args.iargs, st->args.fargs, st->args.n_bufs, st->args.n_iargs,
+                             st->args.n_fargs, st->args.work};
+        s = dev->ops->launch(dev, st->fn, &la);
+        ctx->counters.kernels_launched++;
+        /* a kernel with index checks may have written the record: on a device
+         * that runs asynchronously it must have finished before it is read */
+        if (s == KL_OK && st->args.n_checks && !dev->ops->host_visible) s = dev->ops->synchronize(dev);
+        if (s == KL_OK) s = kl_check_index_result(ctx);
+    }
     if (s != KL_OK) { /* v stays pending: every later sync of it fails the same way */
-        kl_buffer_release(out);
+        for (int j = 0; j < n_out; j++)
+            if (out[j]) kl_buffer_release(out[j]);
         return s;
     }
-    kl_var_set_computed(v, out);
+    for (int j = 0; j < n_out; j++) kl_var_set_computed(j ? st->args.bufs[j] : v, out[j]);
     return KL_OK;
 }
 
@@ -452,6 +467,7 @@ static kl_status build_step(kl_context *ctx, step *st)
         a->n_fargs = kd->h.n_fargs;
         memcpy(a->fargs, kd->fargs, (size_t)a->n_fargs * sizeof *a->fargs);
         a->n_checks = kd->h.n_checks;
+        a->n_extra = kd->h.n_extra;
         a->work = 1;
         for (int d = 0; d < kd->h.rank; d++) { /* an extent is an argument, or a literal (a short window) */
             const kl_instr *e = &kd->instrs[kd->h.dims[d]];
@@ -537,7 +553,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
         if (n_stored && !(steps && sources && langs && fns)) s = kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
         for (int i = 0; i < order.n && s == KL_OK; i++) {
             kl_var *v = order.v[i];
-            if (!v->materialize) continue;
+            if (!v->materialize || v->sibling_of) continue; /* a sibling: computed in a later var's kernel */
             /* planning a huge graph takes seconds too (more when plans are
              * checked): Ctrl-C must not wait for it */
             if (ctx->interrupt && ctx->interrupt(ctx->interrupt_arg)) {

@@ -163,3 +163,34 @@ def test_code_ops_run_on_the_host_with_the_devices_data(emulated):
                 cpu_grad_src=["for (int i = 0; i < in0_shape0; i++) @out(i) = @dout(i) * @in0(i) * 2;"])
     np.testing.assert_array_equal((y + 1).numpy(), a * a + 1)
     np.testing.assert_array_equal(jt.grad(y.sum(), x).numpy(), 2 * a)
+
+
+@pytest.mark.parametrize("shape,dims", [
+    ((10000,), 0),           # one output: blocks split the range
+    ((3, 4000), 1),          # few outputs: blocks split each
+    ((100, 300), 1),         # a block per output
+    ((600, 40), 1),          # many outputs: a thread each
+    ((300, 70), 0),          # columns
+    ((6, 50, 30), (0, 2)),   # a batch norm's: reduced dims apart
+])
+def test_sibling_sums_in_every_form(shape, dims):
+    """A sum and a sum of squares synced together are one kernel with two
+    outputs (src/opt/siblings.c) in each reduction form, as on the CPU."""
+    a = r.uniform(2, 4, shape).astype(np.float32)
+    got = {}
+    for device in ("cpu", "cuda-emulate"):
+        before = _C.device()
+        _C.set_device(device)
+        try:
+            x = jt.array(a)
+            sums = [x.sum(dims), (x * x).sum(dims)]
+            launched = jt.counters()["kernels_launched"]
+            jt.sync(sums)
+            assert jt.counters()["kernels_launched"] - launched == 1, device
+            got[device] = [s.numpy() for s in sums]
+        finally:
+            _C.set_device(before)
+    a64 = a.astype(np.float64)
+    for g in got.values():
+        np.testing.assert_allclose(g[0], a64.sum(dims), rtol=1e-6)
+        np.testing.assert_allclose(g[1], (a64 * a64).sum(dims), rtol=1e-6)

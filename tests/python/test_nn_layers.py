@@ -224,6 +224,58 @@ def test_batchnorm1d_and_options():
     compare(bn, tbn, rand(3, 2, 2, 2))
 
 
+def _launches(fn):
+    """The kernel launches fn's syncs make: (name, ops, ms, input bytes, output bytes)."""
+    from kiln import _C
+    _C.profile_take()
+    _C.profile_enable(True)
+    try:
+        fn()
+    finally:
+        records = _C.profile_take()
+        _C.profile_enable(False)
+    return records
+
+
+def test_batchnorm_statistics_and_gradient_in_one_pass_each():
+    """Training-mode batch norm reads the batch once for its statistics (the
+    sum and the sum of squares of x less a per-channel shift: one kernel
+    with two outputs) and once for its gradient's two sums; on float32 data
+    far from 0 the shift keeps the variance accurate (float64 reference)."""
+    r = np.random.default_rng(3)
+    N, C, H, W = 8, 16, 6, 7
+    x0 = (r.standard_normal((N, C, H, W)) + 100 + r.uniform(-50, 50, (1, C, 1, 1))).astype(np.float32)
+    u0 = r.standard_normal(x0.shape).astype(np.float32)
+    w0, b0 = r.uniform(0.5, 1.5, C).astype(np.float32), r.standard_normal(C).astype(np.float32)
+    x, u = jt.array(x0), jt.array(u0)
+    w, b = jt.array(w0), jt.array(b0)
+    y = nn.batch_norm(x, weight=w, bias=b, training=True)
+
+    def batch_passes(records):
+        """Reductions over the whole batch, and how many sums each makes (the
+        shift, a mean of the first row read through a slice of x, aside)."""
+        return [r[4] // (4 * C) for r in records
+                if r[0] == "reduce" and r[3] >= x0.nbytes and "reindex" not in r[1]]
+
+    assert batch_passes(_launches(y.sync)) == [2]
+    dx, dw, db = jt.grad((y * u).sum(), [x, w, b])
+    assert batch_passes(_launches(lambda: jt.sync([dx, dw, db]))) == [2]
+
+    x64, u64 = x0.astype(np.float64), u0.astype(np.float64)
+    dims = (0, 2, 3)
+    mean, var = x64.mean(dims, keepdims=True), x64.var(dims, keepdims=True)
+    rstd = 1 / np.sqrt(var + 1e-5)
+    xhat = (x64 - mean) * rstd
+    want_y = xhat * w0.reshape(1, C, 1, 1) + b0.reshape(1, C, 1, 1)
+    np.testing.assert_allclose(y.numpy(), want_y, atol=5e-5)
+    want_db, want_dw = u64.sum(dims), (u64 * xhat).sum(dims)
+    n = N * H * W
+    want_dx = w0.reshape(1, C, 1, 1) * rstd * (u64 - (want_db.reshape(1, C, 1, 1) + xhat * want_dw.reshape(1, C, 1, 1)) / n)
+    np.testing.assert_allclose(db.numpy(), want_db, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dw.numpy(), want_dw, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(dx.numpy(), want_dx, rtol=1e-3, atol=2e-5)
+
+
 def test_batchnorm_training_gradients_finite_differences():
     """Training-mode batch norm's gradient is written out (two reductions
     and one pass): against central differences for x, weight and bias, 2-d

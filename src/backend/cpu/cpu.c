@@ -91,6 +91,7 @@ static const kl_backend_ops cpu_ops = {
     .artifact = "so",
     .host_visible = 1,
     .plane_scatter = 1,
+    .sibling_reductions = 1,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .copy = cpu_copy,

@@ -90,31 +90,58 @@ static reduce_code code_for(kl_reduce_op op, kl_dtype in)
     return rc;
 }
 
+/* The statements of a reduction, for every output it folds: the value
+ * (accumulator a) and its siblings' (a1, a2...; kdesc.h), each stored at
+ * the same offset to its own buffer (out, out1...). */
 typedef struct {
     reduce_code rc;
-    const char *body, *t_raw;
-    char fold[256], nanfold[256], final[256], red_clause[96];
+    const char *body;
+    int n_out;
+    char decl[512];     /* the accumulators, started */
+    char fold[1024], nanfold[256], red_clause[128];
+    /* float blocks (blocked): the partial sums, their clause, the folds
+     * into them and the partials added to the accumulators */
+    char bdecl[160], bclause[96], badd[512], bmerge[160];
+    /* columns: the accumulators' arrays, started, loaded, kept, read at the end */
+    char cdecl[256], cstart[256], cload[512], ckeep[256], cfinal[512];
+    char final[4][256]; /* per output: the stored value of its accumulator */
     int blocked;
 } reduce_parts;
+
+/* The accumulator or buffer name suffix of output j ("", "1", "2"...). */
+static const char *out_suffix(int j)
+{
+    static const char *const s[] = {"", "1", "2", "3"};
+    return s[j];
+}
+
+/* Every output's store at offset off, on one line. */
+static void store_outputs(kl_strbuf *L, const reduce_parts *p, const char *off)
+{
+    kl_sb_append(L, "        ");
+    for (int j = 0; j < p->n_out; j++)
+        kl_sb_printf(L, "%sout%s[%s] = %s;", j ? " " : "", out_suffix(j), off, p->final[j]);
+    kl_sb_append(L, "\n");
+}
 
 /* The reduction of one output k over the flat range [0, rn) of its inputs
  * (li = k * rn + j), parallel over the range when asked. */
 static void flat_reduction(kl_strbuf *L, const reduce_parts *p, int parallel)
 {
-    kl_sb_printf(L, "        %s a = %s; int n = 0; (void)n;\n", p->rc.acc_type, p->rc.identity);
+    kl_sb_printf(L, "        %s\n", p->decl);
     if (p->blocked) {
         if (parallel) kl_sb_printf(L, "        #pragma omp parallel for %s schedule(static)\n", p->red_clause);
         kl_sb_printf(L, "        for (int64_t blk = 0; blk < rn; blk += 1024) {\n");
-        kl_sb_printf(L, "        float ba = 0; const int64_t bend = blk + 1024 < rn ? blk + 1024 : rn;\n");
-        kl_sb_printf(L, "        #pragma omp simd reduction(+:ba)\n");
+        kl_sb_printf(L, "        %s const int64_t bend = blk + 1024 < rn ? blk + 1024 : rn;\n", p->bdecl);
+        kl_sb_printf(L, "        #pragma omp simd %s\n", p->bclause);
         kl_sb_printf(L, "        for (int64_t j = blk; j < bend; j++) {\n        const int64_t li = k * rn + j;\n");
-        kl_sb_printf(L, "%s        ba += %s;\n        }\n        a += ba;\n        }\n", p->body, p->t_raw);
+        kl_sb_printf(L, "%s        %s\n        }\n        %s\n        }\n", p->body, p->badd, p->bmerge);
     } else {
         kl_sb_printf(L, "        #pragma omp %s %s\n", parallel ? "parallel for simd" : "simd", p->red_clause);
         kl_sb_printf(L, "        for (int64_t j = 0; j < rn; j++) {\n        const int64_t li = k * rn + j;\n");
         kl_sb_printf(L, "%s        %s%s\n        }\n", p->body, p->fold, p->nanfold);
     }
-    kl_sb_printf(L, "        out[k] = %s;\n", p->final);
+    store_outputs(L, p, "k");
 }
 
 /* Every input read at the element's own linear index and the reduced dims
@@ -248,35 +275,57 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     reduce_parts p;
     memset(&p, 0, sizeof p);
     p.rc = code_for(op, in_t);
-    p.t_raw = name(r, h->value);
-    char tcast[96];
-    if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN)
-        snprintf(tcast, sizeof tcast, "(%s)%s", p.rc.acc_type, p.t_raw);
-    else
-        snprintf(tcast, sizeof tcast, "%s", p.t_raw);
+    p.n_out = 1 + h->n_extra;
     kl_strbuf offb = {0};
     kl_stmt_index_expr(r, &offb, h->target, 1);
     const char *off = offb.data ? offb.data : "0";
     kl_sb_printf(L, "    int64_t kn = 1, rn = 1;\n");
     for (int i = 0; i < nk; i++) kl_sb_printf(L, "    kn *= %s;\n", name(r, h->dims[kept[i]]));
     for (int i = 0; i < nr; i++) kl_sb_printf(L, "    rn *= %s;\n", name(r, h->dims[red[i]]));
-    const char *value = op == KL_REDUCE_MEAN ? (p.rc.track_nan ? "(n ? NAN : rn ? a / (double)rn : NAN)"
-                                                               : "(rn ? a / (double)rn : NAN)")
-                                             : (p.rc.track_nan ? "(n ? NAN : a)" : "a");
-    kl_stmt_stored(r, p.final, sizeof p.final, out_t, value);
-    snprintf(p.red_clause, sizeof p.red_clause, "reduction(%s:a)%s", p.rc.omp_op, p.rc.track_nan ? " reduction(|:n)" : "");
-    kl_stmt_combine(p.fold, sizeof p.fold, op, "a", tcast);
-    if (p.rc.track_nan) snprintf(p.nanfold, sizeof p.nanfold, " n |= %s != %s;", tcast, tcast);
     p.blocked = nr > 0 && (op == KL_REDUCE_SUM || op == KL_REDUCE_MEAN) && (in_t == KL_FLOAT32 || in_t == KL_FLOAT16);
+    char accs[64] = "", baccs[64] = "";
+    size_t at = 0, bat = 0, dl = 0, bl = 0, fl = 0, al = 0, ml = 0, cdl = 0, csl = 0, cll = 0, ckl = 0, cfl = 0;
+    for (int j = 0; j < p.n_out; j++) {
+        const char *x = out_suffix(j), *raw = name(r, j ? h->extra_value[j - 1] : h->value), *sep = j ? " " : "";
+        const char *T = p.rc.acc_type, *I = p.rc.identity;
+        char a[8], t[96], fold[256], value[96];
+        snprintf(a, sizeof a, "a%s", x);
+        if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN) snprintf(t, sizeof t, "(%s)%s", T, raw);
+        else snprintf(t, sizeof t, "%s", raw);
+        if (op == KL_REDUCE_MEAN)
+            snprintf(value, sizeof value, p.rc.track_nan ? "(n ? NAN : rn ? %s / (double)rn : NAN)" : "(rn ? %s / (double)rn : NAN)", a);
+        else
+            snprintf(value, sizeof value, p.rc.track_nan ? "(n ? NAN : %s)" : "%s", a);
+        kl_stmt_stored(r, p.final[j], sizeof p.final[j], out_t, value);
+        kl_stmt_combine(fold, sizeof fold, op, a, t);
+        if (!j && p.rc.track_nan) snprintf(p.nanfold, sizeof p.nanfold, " n |= %s != %s;", t, t);
+        at += (size_t)snprintf(accs + at, sizeof accs - at, "%s%s", j ? "," : "", a);
+        bat += (size_t)snprintf(baccs + bat, sizeof baccs - bat, "%sba%s", j ? "," : "", x);
+        dl += (size_t)snprintf(p.decl + dl, sizeof p.decl - dl, "%s a%s = %s; ", T, x, I);
+        bl += (size_t)snprintf(p.bdecl + bl, sizeof p.bdecl - bl, "%sfloat ba%s = 0;", sep, x);
+        fl += (size_t)snprintf(p.fold + fl, sizeof p.fold - fl, "%s%s", sep, fold);
+        al += (size_t)snprintf(p.badd + al, sizeof p.badd - al, "%sba%s += %s;", sep, x, raw);
+        ml += (size_t)snprintf(p.bmerge + ml, sizeof p.bmerge - ml, "%sa%s += ba%s;", sep, x, x);
+        cdl += (size_t)snprintf(p.cdecl + cdl, sizeof p.cdecl - cdl, "%s acc%s[256]; ", T, x);
+        csl += (size_t)snprintf(p.cstart + csl, sizeof p.cstart - csl, "acc%s[j] = %s; ", x, I);
+        cll += (size_t)snprintf(p.cload + cll, sizeof p.cload - cll, "%s a%s = acc%s[j]; ", T, x, x);
+        ckl += (size_t)snprintf(p.ckeep + ckl, sizeof p.ckeep - ckl, "acc%s[j] = a%s; ", x, x);
+        cfl += (size_t)snprintf(p.cfinal + cfl, sizeof p.cfinal - cfl, "const %s a%s = acc%s[j]; ", T, x, x);
+    }
+    snprintf(p.decl + dl, sizeof p.decl - dl, "int n = 0; (void)n;");
+    snprintf(p.red_clause, sizeof p.red_clause, "reduction(%s:%s)%s", p.rc.omp_op, accs,
+             p.rc.track_nan ? " reduction(|:n)" : "");
+    snprintf(p.bclause, sizeof p.bclause, "reduction(+:%s)", baccs);
     if (short_window(r, red, nr, nk)) {
         /* a window's few elements fold in the accumulator directly */
         window_kept_loops(r, L, kept, nk, serial_limit(bd));
-        kl_sb_printf(L, "    {\n        %s a = %s; int n = 0; (void)n;\n", p.rc.acc_type, p.rc.identity);
+        kl_sb_printf(L, "    {\n        %s\n", p.decl);
         for (int i = 0; i < nr; i++) open_loop(r, L, red[i], 2 + i);
         kl_sb_append(L, "    {\n");
         body_with_li(r, L, bd);
         kl_sb_printf(L, "        %s%s\n    }\n", p.fold, p.nanfold);
-        kl_sb_printf(L, "        out[%s] = %s;\n    }\n", off, p.final);
+        store_outputs(L, &p, off);
+        kl_sb_append(L, "    }\n");
         kl_sb_free(&offb);
         return KL_OK;
     }
@@ -301,7 +350,7 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
                 kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > %ld) schedule(static)\n", nk,
                              serial_limit(bd));
             for (int i = 0; i < nk; i++) open_loop(r, L, kept[i], 1 + i);
-            kl_sb_printf(L, "    {\n        %s a = %s; int n = 0; (void)n;\n", p.rc.acc_type, p.rc.identity);
+            kl_sb_printf(L, "    {\n        %s\n", p.decl);
             for (int i = 0; i < nr; i++) {
                 int innermost = i == nr - 1;
                 const char *S = name(r, h->dims[red[i]]);
@@ -312,9 +361,9 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
                     kl_sb_indent(L, 4 * (2 + i));
                     kl_sb_printf(L, "if (%s < 16)\n", S);
                     if (p.blocked)
-                        kl_sb_printf(L, "    {\n        float ba = 0;\n        for (int64_t i%d = 0; i%d < %s; i%d++) {\n"
-                                        "%s        ba += %s;\n        }\n        a += ba;\n    }\n",
-                                     red[i], red[i], S, red[i], body_li, p.t_raw);
+                        kl_sb_printf(L, "    {\n        %s\n        for (int64_t i%d = 0; i%d < %s; i%d++) {\n"
+                                        "%s        %s\n        }\n        %s\n    }\n",
+                                     p.bdecl, red[i], red[i], S, red[i], body_li, p.badd, p.bmerge);
                     else
                         kl_sb_printf(L, "    for (int64_t i%d = 0; i%d < %s; i%d++)\n    {\n%s        %s%s\n    }\n",
                                      red[i], red[i], S, red[i], body_li, p.fold, p.nanfold);
@@ -326,10 +375,10 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
                     if (i == 0 && !over_kept)
                         kl_sb_printf(L, "    #pragma omp parallel for %s if(rn > 32768) schedule(static)\n", p.red_clause);
                     kl_sb_printf(L, "    for (int64_t blk = 0; blk < %s; blk += 1024) {\n", S);
-                    kl_sb_printf(L, "        float ba = 0; const int64_t bend = blk + 1024 < %s ? blk + 1024 : %s;\n", S, S);
-                    kl_sb_printf(L, "    #pragma omp simd reduction(+:ba)\n");
+                    kl_sb_printf(L, "        %s const int64_t bend = blk + 1024 < %s ? blk + 1024 : %s;\n", p.bdecl, S, S);
+                    kl_sb_printf(L, "    #pragma omp simd %s\n", p.bclause);
                     kl_sb_printf(L, "    for (int64_t i%d = blk; i%d < bend; i%d++)\n", red[i], red[i], red[i]);
-                    kl_sb_printf(L, "    {\n%s        ba += %s;\n    }\n        a += ba;\n    }\n", body_li, p.t_raw);
+                    kl_sb_printf(L, "    {\n%s        %s\n    }\n        %s\n    }\n", body_li, p.badd, p.bmerge);
                     break;
                 }
                 if (i == 0 && !over_kept)
@@ -340,7 +389,8 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
                 open_loop(r, L, red[i], 2 + i);
             }
             if (!p.blocked) kl_sb_printf(L, "    {\n%s        %s%s\n    }\n", body_li, p.fold, p.nanfold);
-            kl_sb_printf(L, "        out[%s] = %s;\n    }\n", off, p.final);
+            store_outputs(L, &p, off);
+            kl_sb_append(L, "    }\n");
         }
         kl_sb_printf(L, "    }\n");
     } else {
@@ -350,17 +400,18 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
         kl_sb_printf(L, "    #pragma omp parallel for collapse(%d) if(kn * rn > 32768) schedule(static)\n", nk);
         for (int i = 0; i < nk - 1; i++) open_loop(r, L, kept[i], 1 + i);
         kl_sb_printf(L, "    for (int64_t chunk = 0; chunk < nchunk; chunk++) {\n");
-        kl_sb_printf(L, "        %s acc[256]; int nan[256];\n", p.rc.acc_type);
+        kl_sb_printf(L, "        %sint nan[256];\n", p.cdecl);
         kl_sb_printf(L, "        const int64_t j0 = chunk * 256, jn = nlast - j0 < 256 ? nlast - j0 : 256;\n");
-        kl_sb_printf(L, "        for (int64_t j = 0; j < jn; j++) { acc[j] = %s; nan[j] = 0; }\n", p.rc.identity);
+        kl_sb_printf(L, "        for (int64_t j = 0; j < jn; j++) { %snan[j] = 0; }\n", p.cstart);
         for (int i = 0; i < nr; i++) open_loop(r, L, red[i], 2 + i);
         kl_sb_printf(L, "        {\n        #pragma omp simd\n        for (int64_t j = 0; j < jn; j++) {\n");
         kl_sb_printf(L, "        const int64_t i%d = j0 + j;\n%s", last, body_li);
-        kl_sb_printf(L, "        %s a = acc[j]; int n = nan[j]; (void)n;\n", p.rc.acc_type);
-        kl_sb_printf(L, "        %s%s\n        acc[j] = a; nan[j] = n;\n        }\n        }\n", p.fold, p.nanfold);
+        kl_sb_printf(L, "        %sint n = nan[j]; (void)n;\n", p.cload);
+        kl_sb_printf(L, "        %s%s\n        %snan[j] = n;\n        }\n        }\n", p.fold, p.nanfold, p.ckeep);
         kl_sb_printf(L, "        for (int64_t j = 0; j < jn; j++) {\n            const int64_t i%d = j0 + j;\n", last);
-        kl_sb_printf(L, "            const %s a = acc[j]; const int n = nan[j]; (void)n;\n", p.rc.acc_type);
-        kl_sb_printf(L, "            out[%s] = %s;\n        }\n    }\n", off, p.final);
+        kl_sb_printf(L, "            %sconst int n = nan[j]; (void)n;\n    ", p.cfinal);
+        store_outputs(L, &p, off);
+        kl_sb_append(L, "        }\n    }\n");
     }
     kl_sb_free(&withli);
     kl_sb_free(&offb);
@@ -549,8 +600,11 @@ kl_status kl_cpu_render(kl_backend *b, const kl_kdesc *k, char **out)
                            "    (void)iarg; (void)farg;\n    %s *restrict out = (%s *)buf[0]; /* v0 */\n", T, T);
         for (int i = 1; i < h->n_bufs; i++) {
             const char *bt = kl_dtype_ctype((kl_dtype)k->buf_dtype[i]);
-            kl_sb_printf(&src, "    const %s *restrict b%d = (const %s *)buf[%d]; /* v%d */\n", bt, i, bt, i,
-                         k->buf_local[i]);
+            if (i <= h->n_extra) /* a sibling reduction's output */
+                kl_sb_printf(&src, "    %s *restrict out%d = (%s *)buf[%d]; /* v%d */\n", bt, i, bt, i, k->buf_local[i]);
+            else
+                kl_sb_printf(&src, "    const %s *restrict b%d = (const %s *)buf[%d]; /* v%d */\n", bt, i, bt, i,
+                             k->buf_local[i]);
         }
         for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(&src, "    const int64_t k%d = iarg[%d];\n", i, i);
         for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(&src, "    const double f%d = farg[%d];\n", i, i);

@@ -237,6 +237,7 @@ static const kl_backend_ops compile_only_ops = {
     .name = "cuda",
     .artifact = "ptx",
     .host_visible = 0,
+    .sibling_reductions = 1,
     .alloc = no_alloc,
     .free = no_free,
     .copy = no_copy,

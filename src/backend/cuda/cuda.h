@@ -19,7 +19,9 @@
 #define KL_CUDA_BLOCK 256
 #define KL_CUDA_UNROLL 4      /* elements a thread takes per loop turn */
 #define KL_CUDA_MAX_GRID 4096 /* blocks a launch may use: the workspace is sized for it */
-#define KL_CUDA_WS_BYTES (KL_CUDA_MAX_GRID * 16)
+/* per block: a reduction's partial result (8 bytes), its NaN flag and an
+ * output's counter (4 each), and each sibling value's partial (8 each) */
+#define KL_CUDA_WS_BYTES (KL_CUDA_MAX_GRID * (16 + 8 * 3))
 
 typedef struct kl_nvrtc kl_nvrtc;
 struct kl_nvrtc {

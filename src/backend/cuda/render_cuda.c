@@ -66,17 +66,39 @@ static void map_kernel(const renderer *r, kl_strbuf *L, const char *bd)
 
 /* ---- reduce ---- */
 
+/* The statements of a reduction, for the value (accumulator a) and its
+ * sibling values (a1, a2...; kdesc.h), each stored at the same offset to its
+ * own buffer (out, out1...). */
 typedef struct {
     kl_reduce_acc acc;
-    char fold[256], nanfold[256], merge[160], final[256], off[8192];
+    int n_out;
+    char decl[256];             /* the siblings' accumulators, started */
+    char fold[1024], nanfold[256], off[8192];
+    char merge[4][160];         /* per output: o<j> folded into a<j> */
+    char final[4][256];         /* per output: the stored value of a<j> */
     int kept[KL_MAX_DIMS], red[KL_MAX_DIMS], nk, nr, flat; /* flat: li = ko * rn + r */
 } reduce_parts;
+
+/* The name suffix of output j ("", "1", "2"...). */
+static const char *out_suffix(int j)
+{
+    static const char *const s[] = {"", "1", "2", "3"};
+    return s[j];
+}
+
+/* Every output's store at the target, when `guard` (a condition, or 1). */
+static void store_outputs(kl_strbuf *L, const reduce_parts *p, const char *indent, const char *guard)
+{
+    for (int j = 0; j < p->n_out; j++)
+        kl_sb_printf(L, "%sif (%s) out%s[%s] = %s;\n", indent, guard, out_suffix(j), p->off, p->final[j]);
+}
 
 /* The fold of the reduced range [from, rn) by step into a, n. */
 static void fold_range(const renderer *r, kl_strbuf *L, const reduce_parts *p, const char *from, const char *step,
                        const char *bd)
 {
-    kl_sb_printf(L, "        %s a = %s; int n = 0; (void)n; int32_t ai = 0; (void)ai;\n", p->acc.acc_type, p->acc.identity);
+    kl_sb_printf(L, "        %s a = %s; %sint n = 0; (void)n; int32_t ai = 0; (void)ai;\n", p->acc.acc_type, p->acc.identity,
+                 p->decl);
     kl_sb_printf(L, "        for (int64_t r0 = %s; r0 < rn; r0 += (%s) * KL_UNROLL) {\n"
                     "        #pragma unroll\n        for (int u = 0; u < KL_UNROLL; u++) {\n"
                     "        const int64_t ri = r0 + u * (%s);\n        if (ri >= rn) break;\n", from, step, step);
@@ -95,10 +117,12 @@ static void fold_range(const renderer *r, kl_strbuf *L, const reduce_parts *p, c
 /* a, n of this warp's threads combined into lane 0's. */
 static void warp_combine(kl_strbuf *L, const reduce_parts *p)
 {
-    kl_sb_printf(L, "        for (int s = 16; s > 0; s >>= 1) {\n"
-                    "            const %s o = __shfl_down_sync(0xffffffffu, a, s);\n"
-                    "            const int on = __shfl_down_sync(0xffffffffu, n, s);\n"
-                    "            %s n |= on;\n        }\n", p->acc.acc_type, p->merge);
+    kl_sb_printf(L, "        for (int s = 16; s > 0; s >>= 1) {\n");
+    for (int j = 0; j < p->n_out; j++)
+        kl_sb_printf(L, "            const %s o%s = __shfl_down_sync(0xffffffffu, a%s, s); %s\n", p->acc.acc_type,
+                     out_suffix(j), out_suffix(j), p->merge[j]);
+    kl_sb_printf(L, "            const int on = __shfl_down_sync(0xffffffffu, n, s);\n"
+                    "            n |= on;\n        }\n");
 }
 
 static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
@@ -116,20 +140,29 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     for (int i = 0; i < p->nr; i++) trailing &= p->red[i] == p->nk + i;
     p->flat = trailing && !h->uses_loops;
     p->acc = kl_stmt_reduce_acc(op, in_t);
+    p->n_out = 1 + h->n_extra;
     const char *T = p->acc.acc_type;
-    const char *raw = name(r, h->value);
-    char t[96];
-    if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN) snprintf(t, sizeof t, "(%s)%s", T, raw);
-    else snprintf(t, sizeof t, "%s", raw);
     int arg = op == KL_REDUCE_ARGMAX || op == KL_REDUCE_ARGMIN;
-    if (arg) kl_stmt_arg_fold(p->fold, sizeof p->fold, op, in_t, t, "ri");
-    else kl_stmt_combine(p->fold, sizeof p->fold, op, "a", t);
-    if (p->acc.track_nan) snprintf(p->nanfold, sizeof p->nanfold, " n |= %s != %s;", t, t);
-    kl_stmt_combine(p->merge, sizeof p->merge, op, "a", "o");
-    const char *value = arg ? "ai" : op == KL_REDUCE_MEAN ? (p->acc.track_nan ? "(n ? NAN : rn ? a / (double)rn : NAN)"
-                                                                 : "(rn ? a / (double)rn : NAN)")
-                                             : (p->acc.track_nan ? "(n ? NAN : a)" : "a");
-    kl_stmt_stored(r, p->final, sizeof p->final, out_t, value);
+    size_t dl = 0, fl = 0;
+    for (int j = 0; j < p->n_out; j++) {
+        const char *x = out_suffix(j), *raw = name(r, j ? h->extra_value[j - 1] : h->value);
+        char a[8], o[8], t[96], fold[256], value[96];
+        snprintf(a, sizeof a, "a%s", x);
+        snprintf(o, sizeof o, "o%s", x);
+        if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN) snprintf(t, sizeof t, "(%s)%s", T, raw);
+        else snprintf(t, sizeof t, "%s", raw);
+        if (arg) kl_stmt_arg_fold(fold, sizeof fold, op, in_t, t, "ri");
+        else kl_stmt_combine(fold, sizeof fold, op, a, t);
+        fl += (size_t)snprintf(p->fold + fl, sizeof p->fold - fl, "%s%s", j ? " " : "", fold);
+        if (j) dl += (size_t)snprintf(p->decl + dl, sizeof p->decl - dl, "%s %s = %s; ", T, a, p->acc.identity);
+        if (!j && p->acc.track_nan) snprintf(p->nanfold, sizeof p->nanfold, " n |= %s != %s;", t, t);
+        kl_stmt_combine(p->merge[j], sizeof p->merge[j], op, a, o);
+        if (arg) snprintf(value, sizeof value, "ai");
+        else if (op == KL_REDUCE_MEAN)
+            snprintf(value, sizeof value, p->acc.track_nan ? "(n ? NAN : rn ? %s / (double)rn : NAN)" : "(rn ? %s / (double)rn : NAN)", a);
+        else snprintf(value, sizeof value, p->acc.track_nan ? "(n ? NAN : %s)" : "%s", a);
+        kl_stmt_stored(r, p->final[j], sizeof p->final[j], out_t, value);
+    }
     kl_strbuf offb = {0};
     kl_stmt_index_expr(r, &offb, h->target, 1);
     if (offb.len >= sizeof p->off) L->failed = 1; /* reported as a failed render, never a cut expression */
@@ -141,13 +174,15 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     for (int i = 0; i < p->nr; i++) rd[i] = h->dims[p->red[i]];
     kl_stmt_product(r, L, "kn", kd, p->nk);
     kl_stmt_product(r, L, "rn", rd, p->nr);
-    kl_sb_printf(L, "    __shared__ %s kl_sa[KL_BLOCK / 32];\n    __shared__ int kl_sn[KL_BLOCK / 32], kl_last;\n", T);
+    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, "    __shared__ %s kl_sa%s[KL_BLOCK / 32];\n", T, out_suffix(j));
+    kl_sb_printf(L, "    __shared__ int kl_sn[KL_BLOCK / 32], kl_last;\n");
     /* a thread per output (argmax / argmin: always; the scan's order is the position's) */
     kl_sb_printf(L, arg ? "    {\n" : "    if (rn <= 32 || kn >= (int64_t)gridDim.x * KL_BLOCK / 4) {\n");
     kl_sb_printf(L, "    " GRID_LOOP("ko", "kn") " {\n        int64_t rest_k = ko; (void)rest_k;\n");
     split_index(r, L, p->kept, p->nk, "rest_k");
     fold_range(r, L, p, "0", "1", bd);
-    kl_sb_printf(L, "        out[%s] = %s;\n    }\n    return;\n    }\n", p->off, p->final);
+    store_outputs(L, p, "        ", "1");
+    kl_sb_printf(L, "    }\n    return;\n    }\n");
     if (arg) {
         free(p);
         return;
@@ -159,30 +194,39 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     split_index(r, L, p->kept, p->nk, "rest_k");
     fold_range(r, L, p, "g * KL_BLOCK + threadIdx.x", "G * KL_BLOCK", bd);
     warp_combine(L, p);
-    kl_sb_printf(L, "        if ((threadIdx.x & 31) == 0) { kl_sa[threadIdx.x >> 5] = a; kl_sn[threadIdx.x >> 5] = n; }\n"
-                    "        __syncthreads();\n"
-                    "        if (threadIdx.x < 32) {\n"
-                    "        a = threadIdx.x < KL_BLOCK / 32 ? kl_sa[threadIdx.x] : (%s)(%s);\n"
-                    "        n = threadIdx.x < KL_BLOCK / 32 ? kl_sn[threadIdx.x] : 0;\n", T, p->acc.identity);
+    kl_sb_printf(L, "        if ((threadIdx.x & 31) == 0) { kl_sn[threadIdx.x >> 5] = n;");
+    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, " kl_sa%s[threadIdx.x >> 5] = a%s;", out_suffix(j), out_suffix(j));
+    kl_sb_printf(L, " }\n        __syncthreads();\n        if (threadIdx.x < 32) {\n"
+                    "        n = threadIdx.x < KL_BLOCK / 32 ? kl_sn[threadIdx.x] : 0;\n");
+    for (int j = 0; j < p->n_out; j++)
+        kl_sb_printf(L, "        a%s = threadIdx.x < KL_BLOCK / 32 ? kl_sa%s[threadIdx.x] : (%s)(%s);\n", out_suffix(j),
+                     out_suffix(j), T, p->acc.identity);
     warp_combine(L, p);
-    kl_sb_printf(L, "        }\n");
-    kl_sb_printf(L, "        if (G == 1) {\n            if (threadIdx.x == 0) out[%s] = %s;\n        } else {\n", p->off,
-                 p->final);
-    kl_sb_printf(L, "            %s *part = (%s *)kl_ws; int *part_n = (int *)(kl_ws + 8 * KL_MAX_GRID);\n"
-                    "            unsigned *count = (unsigned *)(kl_ws + 12 * KL_MAX_GRID) + ko;\n"
-                    "            if (threadIdx.x == 0) {\n"
-                    "                part[w] = a; part_n[w] = n;\n                __threadfence();\n"
+    kl_sb_printf(L, "        }\n        if (G == 1) {\n");
+    store_outputs(L, p, "            ", "threadIdx.x == 0");
+    /* partial results: the value's at the workspace's start, the siblings'
+     * after the counters (KL_CUDA_WS_BYTES has room for them) */
+    kl_sb_printf(L, "        } else {\n"
+                    "            %s *part = (%s *)kl_ws; int *part_n = (int *)(kl_ws + 8 * KL_MAX_GRID);\n"
+                    "            unsigned *count = (unsigned *)(kl_ws + 12 * KL_MAX_GRID) + ko;\n", T, T);
+    for (int j = 1; j < p->n_out; j++)
+        kl_sb_printf(L, "            %s *part%d = (%s *)(kl_ws + %d * KL_MAX_GRID);\n", T, j, T, 16 + 8 * (j - 1));
+    kl_sb_printf(L, "            if (threadIdx.x == 0) {\n                part_n[w] = n;");
+    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, " part%s[w] = a%s;", out_suffix(j), out_suffix(j));
+    kl_sb_printf(L, "\n                __threadfence();\n"
                     "                kl_last = atomicAdd(count, 1u) == (unsigned)(G - 1);\n            }\n"
                     "            __syncthreads();\n"
                     "            if (kl_last && threadIdx.x == 0) {\n                __threadfence();\n"
-                    "                a = %s; n = 0;\n"
-                    "                for (int64_t j = 0; j < G; j++) {\n"
-                    "                    const %s o = ((volatile %s *)part)[ko * G + j];\n"
-                    "                    n |= ((volatile int *)part_n)[ko * G + j];\n"
-                    "                    %s\n                }\n"
-                    "                out[%s] = %s;\n                *count = 0;\n            }\n        }\n"
-                    "        __syncthreads();\n    }\n",
-                 T, T, p->acc.identity, T, T, p->merge, p->off, p->final);
+                    "                n = 0;");
+    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, " a%s = %s;", out_suffix(j), p->acc.identity);
+    kl_sb_printf(L, "\n                for (int64_t j = 0; j < G; j++) {\n"
+                    "                    n |= ((volatile int *)part_n)[ko * G + j];\n");
+    for (int j = 0; j < p->n_out; j++)
+        kl_sb_printf(L, "                    const %s o%s = ((volatile %s *)part%s)[ko * G + j]; %s\n", T, out_suffix(j),
+                     T, out_suffix(j), p->merge[j]);
+    kl_sb_printf(L, "                }\n");
+    store_outputs(L, p, "                ", "1");
+    kl_sb_printf(L, "                *count = 0;\n            }\n        }\n        __syncthreads();\n    }\n");
     free(p);
 }
 
@@ -350,9 +394,13 @@ static void signature(const renderer *r, kl_strbuf *s, const char *fn)
     const kl_kd_head *h = &k->h;
     const char *T = kl_stmt_buffer_type(r, (kl_dtype)h->out_dtype);
     kl_sb_printf(s, "extern \"C\" __global__ void __launch_bounds__(KL_BLOCK) %s(\n    %s *__restrict__ out /* v0 */", fn, T);
-    for (int i = 1; i < h->n_bufs; i++)
-        kl_sb_printf(s, ",\n    const %s *__restrict__ b%d /* v%d */", kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]), i,
-                     k->buf_local[i]);
+    for (int i = 1; i < h->n_bufs; i++) {
+        const char *bt = kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]);
+        if (i <= h->n_extra) /* a sibling reduction's output */
+            kl_sb_printf(s, ",\n    %s *__restrict__ out%d /* v%d */", bt, i, k->buf_local[i]);
+        else
+            kl_sb_printf(s, ",\n    const %s *__restrict__ b%d /* v%d */", bt, i, k->buf_local[i]);
+    }
     for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(s, ", const int64_t k%d", i);
     for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(s, ", const double f%d", i);
     kl_sb_printf(s, ",\n    unsigned char *__restrict__ kl_ws)\n{\n    (void)kl_ws;\n");
@@ -368,7 +416,8 @@ static void emulation_entry(const renderer *r, kl_strbuf *s)
     kl_strbuf args = {0};
     kl_sb_printf(&args, "(%s *)buf[0]", kl_stmt_buffer_type(r, (kl_dtype)h->out_dtype));
     for (int i = 1; i < h->n_bufs; i++)
-        kl_sb_printf(&args, ", (const %s *)buf[%d]", kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]), i);
+        kl_sb_printf(&args, ", (%s%s *)buf[%d]", i <= h->n_extra ? "" : "const ",
+                     kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]), i);
     for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(&args, ", iarg[%d]", i);
     for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(&args, ", farg[%d]", i);
     kl_sb_printf(&args, ", ws");

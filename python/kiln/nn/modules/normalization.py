@@ -57,6 +57,31 @@ def _eval_scale_shift(running_mean, running_var, weight, bias, eps):
     return scale, shift
 
 
+def _shift_of(x):
+    """Per channel, a value near its mean, cheaply: the mean of the first
+    sample's first row (x[0, c, 0, ..., :]), or of the first rows of a
+    2-d (N, C) input; kept dims, so it broadcasts against x."""
+    if x.ndim == 2:
+        return x[:16].mean(0, keepdims=True)
+    first = (slice(0, 1), slice(None)) + (slice(0, 1),) * (x.ndim - 3)
+    return x[first].mean(x.ndim - 1, keepdims=True)
+
+
+def _shifted_stats(x, dims):
+    """The mean and biased variance over dims in one pass over x: the sums
+    of d = x - k and of d * d, which the core computes in one kernel, with k
+    a per-channel shift near the mean (_shift_of), so that the difference
+    s2 / n - (s1 / n)^2 does not cancel as it would for data far from 0
+    (the shifted-data algorithm; the sums accumulate in double over float
+    blocks). Keepdims results."""
+    n = x.numel() // x.shape[1]
+    k = _shift_of(x)
+    d = x - k
+    dm = d.sum(dims, keepdims=True) * (1.0 / n)
+    var = ((d * d).sum(dims, keepdims=True) * (1.0 / n) - dm * dm).maximum(0.0)
+    return k + dm, var
+
+
 def _batch_norm_train(x, dims, weight, bias, eps):
     """Training-mode batch norm over dims with its gradient written out:
     y = xhat * w + b, xhat = (x - mean) * rstd, and for an output gradient
@@ -64,16 +89,16 @@ def _batch_norm_train(x, dims, weight, bias, eps):
         db = sum(dy), dw = sum(dy * xhat),
         dx = w * rstd * (dy - (db + xhat * dw) / n),
     two reductions and one element-wise pass (the meta-op derivation of the
-    same graph takes five of each). The statistics are the batch's (biased
-    variance, two passes for accuracy). Inside the gradient, the mean and
+    same graph takes five of each; the two sums share one pass, as the
+    core folds sibling reductions). The statistics are the batch's (biased
+    variance) from one pass as well (_shifted_stats). Inside the gradient, the mean and
     rstd are the forward's values carrying their own exact derivatives in x
     (d mean = d / n, d rstd = -rstd^3 (x - mean) d / n), so a gradient of
     the gradient is exact and costs nothing unless asked. Returns y and the
     (keepdims) mean and variance."""
     xd = x.detach()
-    mean = xd.mean(dims, keepdims=True)
+    mean, var = _shifted_stats(xd, dims)
     xc = xd - mean
-    var = (xc * xc).mean(dims, keepdims=True)
     rstd = (var + eps).rsqrt()
     shape = _channel_shape(x)
     w = None if weight is None else to_var(weight).reshape(shape)

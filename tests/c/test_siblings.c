@@ -1,0 +1,217 @@
+/* test_siblings.c: sums over the same loops share one kernel (src/opt/siblings.c)
+ * in every loop form the CPU renderer prints, give the values separate
+ * kernels give (float64 references), and never share one when one sum
+ * needs the other, or when a kernel between them needs the first. */
+#include "check.h"
+
+static uint64_t launched(kl_context *ctx)
+{
+    kl_counters c;
+    memset(&c, 0, sizeof c);
+    kl_context_counters(ctx, &c);
+    return c.kernels_launched;
+}
+
+/* Values 3 + u, u in [-1, 1): sums of squares that a float sum would round. */
+static kl_var *filled(kl_context *ctx, kl_dtype t, int ndim, const int64_t *shape, double **vals, int64_t *n)
+{
+    *n = 1;
+    for (int d = 0; d < ndim; d++) *n *= shape[d];
+    *vals = malloc((size_t)*n * sizeof **vals);
+    uint64_t st = 7;
+    for (int64_t i = 0; i < *n; i++) (*vals)[i] = check_round_to(t, 3 + 2 * check_rand01(&st) - 1);
+    return check_var(ctx, t, ndim, shape, *vals);
+}
+
+/* The float64 sums of x and of x * x over the dims in mask (keepdims off). */
+static void reference_sums(const double *x, int ndim, const int64_t *shape, unsigned mask, double *s1, double *s2,
+                           int64_t *n_out)
+{
+    int64_t n = 1, outn = 1;
+    for (int d = 0; d < ndim; d++) {
+        n *= shape[d];
+        if (!(mask >> d & 1)) outn *= shape[d];
+    }
+    for (int64_t o = 0; o < outn; o++) s1[o] = s2[o] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rest = i, o = 0, scale = 1;
+        for (int d = ndim - 1; d >= 0; d--) {
+            int64_t c = rest % shape[d];
+            rest /= shape[d];
+            if (!(mask >> d & 1)) { o += c * scale; scale *= shape[d]; }
+        }
+        s1[o] += x[i];
+        s2[o] += x[i] * x[i];
+    }
+    *n_out = outn;
+}
+
+/* sum(x) and sum(x * x) over dims, synced together: one kernel, both right. */
+static void check_pair(kl_dtype t, int ndim, const int64_t *shape, int ndims, const int *dims, const char *form)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    double *vals = NULL;
+    int64_t n;
+    kl_var *x = filled(ctx, t, ndim, shape, &vals, &n);
+    kl_var *sq = x ? check_bin(KL_MUL, x, x) : NULL;
+    kl_var *s[2] = {NULL, NULL};
+    if (sq) {
+        CHECK_OK(kl_reduce(x, KL_REDUCE_SUM, ndims, dims, 0, &s[0]));
+        CHECK_OK(kl_reduce(sq, KL_REDUCE_SUM, ndims, dims, 0, &s[1]));
+    }
+    check_release(sq); /* held, it would be a kernel's result of its own */
+    sq = NULL;
+    if (s[0] && s[1]) {
+        uint64_t before = launched(ctx);
+        CHECK_OK(kl_sync(s, 2));
+        CHECK_MSG(launched(ctx) - before == 1, "%s: the two sums ran as %llu kernels", form,
+                  (unsigned long long)(launched(ctx) - before));
+        unsigned mask = 0;
+        for (int i = 0; i < ndims; i++) mask |= 1u << dims[i];
+        double *w1 = malloc((size_t)n * sizeof *w1), *w2 = malloc((size_t)n * sizeof *w2);
+        int64_t outn;
+        reference_sums(vals, ndim, shape, mask, w1, w2, &outn);
+        double *g1 = check_read(s[0]), *g2 = check_read(s[1]);
+        double rtol = t == KL_FLOAT64 ? 1e-12 : 1e-6;
+        if (g1) CHECK_ARRAY_CLOSE(g1, w1, outn, rtol, 0, form);
+        if (g2) CHECK_ARRAY_CLOSE(g2, w2, outn, rtol, 0, form);
+        free(g1);
+        free(g2);
+        free(w1);
+        free(w2);
+    }
+    free(vals);
+    check_release(s[0]);
+    check_release(s[1]);
+    check_release(sq);
+    check_release(x);
+    CHECK_OK(kl_context_free(ctx));
+}
+
+static void test_rows(void) /* a batch norm's statistics: the innermost dim reduced */
+{
+    int64_t shape[] = {3, 20, 9, 70};
+    int dims[] = {0, 2, 3};
+    check_pair(KL_FLOAT32, 4, shape, 3, dims, "rows");
+    check_pair(KL_FLOAT64, 4, shape, 3, dims, "rows, float64");
+}
+
+static void test_long_rows_in_parallel(void) /* few outputs, a long range split between threads */
+{
+    int64_t shape[] = {2, 3, 40000};
+    int dims[] = {0, 2};
+    check_pair(KL_FLOAT32, 3, shape, 2, dims, "long rows");
+}
+
+static void test_columns(void) /* a 2-d batch norm's: the innermost dim kept */
+{
+    int64_t shape[] = {300, 37};
+    int dims[] = {0};
+    check_pair(KL_FLOAT32, 2, shape, 1, dims, "columns");
+    check_pair(KL_FLOAT64, 2, shape, 1, dims, "columns, float64");
+}
+
+static void test_flat(void) /* trailing dims reduced, no index arithmetic */
+{
+    int64_t shape[] = {5, 40, 50};
+    int dims[] = {1, 2};
+    check_pair(KL_FLOAT32, 3, shape, 2, dims, "flat");
+    int64_t whole[] = {100000};
+    int all[] = {0};
+    check_pair(KL_FLOAT32, 1, whole, 1, all, "flat, one output");
+}
+
+static void test_short_window(void) /* reduced extents written into the kernel */
+{
+    int64_t shape[] = {6, 3, 4, 5};
+    int dims[] = {2};
+    check_pair(KL_FLOAT32, 4, shape, 1, dims, "short window");
+}
+
+/* t = sum(x) * 2 is asked for first, so a kernel computing t comes between
+ * sum(x) and sum(x * x) in the graph's order: the pair is one kernel in
+ * sum(x)'s place (the later sum needs nothing computed between them). */
+static void test_reader_between_moves_the_pair_back(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t shape[] = {4, 3000}, n;
+    double *vals = NULL;
+    kl_var *x = filled(ctx, KL_FLOAT32, 2, shape, &vals, &n);
+    int dims[] = {1};
+    kl_var *s1 = NULL, *s2 = NULL, *sq = x ? check_bin(KL_MUL, x, x) : NULL;
+    kl_var *two = check_scalar(ctx, KL_FLOAT32, 2), *t = NULL;
+    if (x) CHECK_OK(kl_reduce(x, KL_REDUCE_SUM, 1, dims, 0, &s1));
+    if (s1) t = check_bin(KL_MUL, s1, two);
+    if (sq) CHECK_OK(kl_reduce(sq, KL_REDUCE_SUM, 1, dims, 0, &s2));
+    check_release(sq);
+    check_release(s1);
+    sq = s1 = NULL;
+    if (t && s2) {
+        kl_var *asked[] = {t, s2};
+        uint64_t before = launched(ctx);
+        CHECK_OK(kl_sync(asked, 2));
+        CHECK_MSG(launched(ctx) - before == 2, "the sums and t ran as %llu kernels, expected 2",
+                  (unsigned long long)(launched(ctx) - before));
+        double w1[4], w2[4];
+        int64_t outn;
+        reference_sums(vals, 2, shape, 2u, w1, w2, &outn);
+        double *gt = check_read(t), *g2 = check_read(s2);
+        for (int r = 0; gt && g2 && r < 4; r++) {
+            CHECK_CLOSE(gt[r], 2 * w1[r], 1e-6, 0);
+            CHECK_CLOSE(g2[r], w2[r], 1e-6, 0);
+        }
+        free(gt);
+        free(g2);
+    }
+    free(vals);
+    kl_var *tmp[] = {x, s1, s2, sq, two, t};
+    for (int i = 0; i < 6; i++) check_release(tmp[i]);
+    CHECK_OK(kl_context_free(ctx));
+}
+
+/* s2 = sum(x * t), t = sum(x) * 2, over the same loops as s1 = sum(x):
+ * s2 needs s1, so they are never one kernel, with t inlined into s2 or a
+ * kernel of its own between them (stop_fuse); each result is right. */
+static void check_chained_sums(int t_own_kernel)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t shape[] = {4, 6}, n;
+    double *vals = NULL;
+    kl_var *x = filled(ctx, KL_FLOAT32, 2, shape, &vals, &n);
+    int dims[] = {1};
+    kl_var *s1 = NULL, *t = NULL, *p = NULL, *s2 = NULL, *two = check_scalar(ctx, KL_FLOAT32, 2);
+    if (x) CHECK_OK(kl_reduce(x, KL_REDUCE_SUM, 1, dims, 1, &s1));
+    if (s1) t = check_bin(KL_MUL, s1, two);
+    if (t && t_own_kernel) CHECK_OK(kl_var_stop_fuse(t));
+    if (t) p = check_bin(KL_MUL, x, t);
+    if (p) CHECK_OK(kl_reduce(p, KL_REDUCE_SUM, 1, dims, 1, &s2));
+    if (s2) {
+        kl_var *asked[] = {s1, s2};
+        CHECK_OK(kl_sync(asked, 2));
+        double *g1 = check_read(s1), *g2 = check_read(s2);
+        for (int r = 0; g1 && g2 && r < 4; r++) {
+            double s = 0, want = 0;
+            for (int c = 0; c < 6; c++) s += vals[r * 6 + c];
+            for (int c = 0; c < 6; c++) want += vals[r * 6 + c] * (2 * (float)s);
+            CHECK_CLOSE(g1[r], s, 1e-6, 0);
+            CHECK_CLOSE(g2[r], want, 1e-6, 0);
+        }
+        free(g1);
+        free(g2);
+    }
+    free(vals);
+    kl_var *tmp[] = {x, s1, t, p, s2, two};
+    for (int i = 0; i < 6; i++) check_release(tmp[i]);
+    CHECK_OK(kl_context_free(ctx));
+}
+
+static void test_dependent_sums_stay_apart(void) { check_chained_sums(0); }
+
+static void test_chained_through_a_kernel_stays_apart(void) { check_chained_sums(1); }
+
+CHECK_MAIN(TEST(test_rows), TEST(test_long_rows_in_parallel), TEST(test_columns), TEST(test_flat),
+           TEST(test_short_window), TEST(test_dependent_sums_stay_apart), TEST(test_reader_between_moves_the_pair_back),
+           TEST(test_chained_through_a_kernel_stays_apart))
