@@ -156,9 +156,9 @@ typedef struct kl_backend_ops {
      * gradient should take where threads are few (a CPU); where they are
      * many (a GPU) a gather by target beats it */
     int plane_scatter;
-    /* the renderer folds a reduction's extra values (kdesc.h: sibling
-     * sums, each stored to its own output) */
-    int sibling_reductions;
+    /* the renderer prints a description's extra values (kdesc.h: sibling
+     * sums and maps, each stored to its own output) */
+    int sibling_outputs;
 
     /* memory: device pointers are opaque to everything but the backend */
     void *(*alloc)(kl_backend *b, size_t nbytes);              /* NULL when out of memory */

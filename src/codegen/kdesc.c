@@ -310,7 +310,7 @@ int kl_kd_local(kl_kdesc *k, kl_var *v)
     k->local_index[j].gen = k->gen;
     k->local_index[j].index = i;
     k->local_vars[i] = v;
-    /* a sibling reduction (an output of this kernel, never read) is described as the root is */
+    /* a sibling (an output of this kernel, never read) is described as the root is */
     int loaded = i > 0 && (v->buf || (v->materialize && !v->sibling_of));
     int32_t param = 0;
     if (!loaded) {

@@ -94,9 +94,10 @@ typedef struct {
     int32_t target;        /* reduce: the output offset; scatter: the target offset */
     int32_t skip;          /* scatter: nonzero when the target is outside (skip it) */
     int32_t n_instrs, n_bufs, n_iargs, n_fargs, n_locals, n_checks;
-    /* reduce: sibling reductions folded in the same loops (fuse.c): output
-     * j + 1 (buffer j + 1) gets extra_value[j] folded as the value is and
-     * stored at the same target */
+    /* siblings computed in the same loops (src/opt/siblings.c): output
+     * j + 1 (buffer j + 1) gets extra_value[j], folded as the value is and
+     * stored at the same target (reduce), or stored at the element's index
+     * (map) */
     int32_t extra_value[KL_KD_MAX_EXTRA];
     uint8_t n_extra, pad_[3];
 } kl_kd_head;

@@ -274,6 +274,22 @@ void kl_stmt_product(const renderer *r, kl_strbuf *s, const char *var, const int
     for (int d = 0; d < n; d++) kl_sb_printf(s, "    %s *= %s;\n", var, name(r, dims[d]));
 }
 
+const char *kl_stmt_out_suffix(int j)
+{
+    static const char *const s[] = {"", "1", "2", "3"};
+    return j >= 0 && j <= KL_MAX_SIBLINGS ? s[j] : "?";
+}
+
+void kl_stmt_map_stores(const renderer *r, kl_strbuf *s)
+{
+    const kl_kd_head *h = &r->k->h;
+    for (int j = 0; j <= h->n_extra; j++) {
+        char value[160];
+        kl_stmt_stored(r, value, sizeof value, (kl_dtype)r->k->buf_dtype[j], name(r, j ? h->extra_value[j - 1] : h->value));
+        kl_sb_printf(s, "        out%s[li] = %s;\n", kl_stmt_out_suffix(j), value);
+    }
+}
+
 /* A cast, or for the 16-bit floats stored as bits the prelude's rounding
  * conversion (float16 in C is the compiler's _Float16: a cast). */
 void kl_stmt_stored(const renderer *r, char *buf, size_t n, kl_dtype t, const char *expr)

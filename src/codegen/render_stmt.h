@@ -40,6 +40,12 @@ void kl_stmt_loop_offset(const kl_stmt_printer *p, kl_strbuf *s);
 void kl_stmt_product(const kl_stmt_printer *p, kl_strbuf *s, const char *var, const int32_t *dims, int n);
 /* expr (a compute-type value) as dtype t's stored form. */
 void kl_stmt_stored(const kl_stmt_printer *p, char *buf, size_t n, kl_dtype t, const char *expr);
+/* Output j's name suffix ("", "1", "2"...: out, out1...; the value's,
+ * then its siblings', kdesc.h). */
+const char *kl_stmt_out_suffix(int j);
+/* A map's stores at the element's index li: its value's, then its
+ * siblings' (one line each). */
+void kl_stmt_map_stores(const kl_stmt_printer *p, kl_strbuf *s);
 /* The C type a buffer of dtype t is declared with. */
 const char *kl_stmt_buffer_type(const kl_stmt_printer *p, kl_dtype t);
 

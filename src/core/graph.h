@@ -42,7 +42,7 @@ typedef struct kl_buffer {
 } kl_buffer;
 
 #define KL_MAX_INPUTS KL_MAX_OP_INPUTS
-/* reductions one kernel folds beside its own (src/opt/siblings.c) */
+/* results one kernel computes beside its own (src/opt/siblings.c) */
 #define KL_MAX_SIBLINGS 3
 
 typedef struct kl_op {
@@ -102,8 +102,8 @@ struct kl_var {
     struct kl_pattern *pattern; /* a library pattern its device runs (src/opt/fuse.c) */
     uint8_t absorbed; /* computed inside a consumer's library pattern, never on its own */
     uint8_t stop_fuse; /* stored when computed, never inlined into consumers (kl_var_stop_fuse) */
-    /* sibling reductions (src/opt/siblings.c): a reduce computed in a later
-     * one's kernel points to it; that one lists them */
+    /* siblings (src/opt/siblings.c): a result computed in another's kernel
+     * points to it; that one lists them */
     uint8_t n_siblings;
     uint8_t reads_candidate; /* scratch of that pass: computing it reads the candidate sibling */
     kl_var *sibling_of;

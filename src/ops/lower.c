@@ -114,7 +114,9 @@ int32_t kl_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
     if (m->gen == k->gen) return m->value;
     int cap = k->cap_memo;
     int32_t r;
-    int root = v == k->local_vars[0];
+    /* the root, and a map sibling a later output reads (src/opt/siblings.c),
+     * are computed here, never loaded */
+    int root = v == k->local_vars[0] || (!v->buf && v->sibling_of && v->sibling_of == k->local_vars[0]);
     if (!root && (v->buf || v->materialize)) {
         kl_kd_local(k, v);
         r = kl_load_lower(k, v, c);
@@ -219,12 +221,17 @@ int32_t kl_lower_targets(kl_kdesc *k, kl_var *v, const kl_coords *c, kl_var *x, 
     return outside;
 }
 
-/* The value at every element of the root's shape, stored at its linear index. */
+/* The value at every element of the root's shape, stored at its linear
+ * index; its siblings' (outputs of the same shape) beside it. */
 static kl_status map_kernel(kl_kdesc *k, kl_var *root)
 {
     kl_coords c = kl_lower_loop_coords(k, root->ndim, 1);
     int32_t v = kl_lower(k, root, &c);
     k->h.value = kl_lower_convert(k, v, root->dtype, root->dtype);
+    for (int j = 0; j < root->n_siblings; j++) {
+        kl_var *s = root->siblings[j];
+        k->h.extra_value[j] = kl_lower_convert(k, kl_lower(k, s, &c), s->dtype, s->dtype);
+    }
     return k->status;
 }
 
@@ -234,7 +241,7 @@ kl_status kl_lower_kernel(kl_var *root, kl_kdesc *k)
     kl_kd_local(k, root);
     k->h.out_dtype = (uint8_t)root->dtype;
     if (kl_kd_buffer(k, root) != 0) return k->status;
-    /* sibling reductions' outputs follow the root's (buffers 1..n_extra) */
+    /* siblings' outputs follow the root's (buffers 1..n_extra) */
     for (int j = 0; j < root->n_siblings; j++) {
         kl_kd_local(k, root->siblings[j]);
         if (kl_kd_buffer(k, root->siblings[j]) != 1 + j) return k->status;

@@ -1,16 +1,16 @@
-/* siblings.h: reductions over the same input space folded in one kernel. */
+/* siblings.h: results computed over the same loops folded in one kernel. */
 #ifndef KL_SIBLINGS_H
 #define KL_SIBLINGS_H
 
 #include "core/graph.h"
 
-/* After fusion: each stored sum or mean whose loops equal a later one's
- * (the same input shape, reduced dims, op and dtypes) rides in the later
- * one's kernel when nothing between them reads it, or the later one in the
- * earlier one's when it needs nothing computed between them: the var whose
- * kernel runs lists the other in siblings, which points back with
- * sibling_of and gets no kernel of its own. Their inputs are read once for
- * both (a batch norm's sum and sum of squares, its gradient's two sums). */
+/* After fusion: stored sums (or means) whose loops are equal (the same
+ * input shape, reduced dims, op and dtypes), and stored element-wise
+ * results of one shape, share one kernel when they read a stored var in
+ * common and the graph's order allows (siblings.c says when): the var whose
+ * kernel runs lists the others in siblings, which point back with
+ * sibling_of and get no kernel of their own. A batch norm's sum and sum of
+ * squares, its gradient's two sums, an optimiser's new parameter and state. */
 void kl_siblings_plan(kl_var **order, int n);
 
 #endif

@@ -96,7 +96,7 @@ static kl_status topo_order(kl_sync_scratch *sc, kl_var *const *targets, int n, 
  * (retained; [0] is the output) and arguments. */
 typedef struct {
     int n_bufs, n_iargs, n_fargs;
-    int n_extra;  /* bufs[1..n_extra]: sibling reductions' outputs, computed too */
+    int n_extra;  /* bufs[1..n_extra]: siblings' outputs, computed too */
     int64_t work; /* elements of the iteration space */
     int n_checks; /* index checks in the kernel */
     kl_var *bufs[KL_KD_MAX_BUFS];

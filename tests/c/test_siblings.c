@@ -1,7 +1,9 @@
 /* test_siblings.c: sums over the same loops share one kernel (src/opt/siblings.c)
  * in every loop form the CPU renderer prints, give the values separate
  * kernels give (float64 references), and never share one when one sum
- * needs the other, or when a kernel between them needs the first. */
+ * needs the other, or when a kernel between them needs the first;
+ * element-wise results of one shape share a loop, one reading the other
+ * where it reads it element by element, and only those. */
 #include "check.h"
 
 static uint64_t launched(kl_context *ctx)
@@ -212,6 +214,116 @@ static void test_dependent_sums_stay_apart(void) { check_chained_sums(0); }
 
 static void test_chained_through_a_kernel_stays_apart(void) { check_chained_sums(1); }
 
+/* An optimiser's step: m2 = m * 0.9 + g, p2 = p - m2 * 0.01 (reading m2
+ * element by element) is one kernel with two outputs, both right; and
+ * with a third output of another dtype (p2 > 0.5 as int32). */
+static void test_map_siblings_share_a_loop(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t shape[] = {300, 7}, n;
+    double *pv = NULL, *gv = NULL, *mv = NULL;
+    kl_var *p = filled(ctx, KL_FLOAT32, 2, shape, &pv, &n), *g = filled(ctx, KL_FLOAT32, 2, shape, &gv, &n);
+    kl_var *m = filled(ctx, KL_FLOAT32, 2, shape, &mv, &n);
+    kl_var *c9 = check_scalar(ctx, KL_FLOAT32, 0.9), *c01 = check_scalar(ctx, KL_FLOAT32, 0.01);
+    kl_var *half = check_scalar(ctx, KL_FLOAT32, 3.5);
+    kl_var *mm = check_bin(KL_MUL, m, c9), *m2 = check_bin(KL_ADD, mm, g), *step = check_bin(KL_MUL, m2, c01);
+    kl_var *p2 = check_bin(KL_SUB, p, step), *big = check_bin(KL_GREATER, p2, half), *flag = NULL;
+    if (big) CHECK_OK(kl_cast(big, KL_INT32, &flag));
+    check_release(mm);
+    check_release(step);
+    check_release(big);
+    if (flag) {
+        kl_var *asked[] = {m2, p2, flag};
+        uint64_t before = launched(ctx);
+        CHECK_OK(kl_sync(asked, 3));
+        CHECK_MSG(launched(ctx) - before == 1, "the step ran as %llu kernels", (unsigned long long)(launched(ctx) - before));
+        double *gm = check_read(m2), *gp = check_read(p2), *gf = check_read(flag);
+        for (int64_t i = 0; gm && gp && gf && i < n; i++) {
+            float wm = (float)((float)mv[i] * 0.9f + (float)gv[i]), wp = (float)pv[i] - wm * 0.01f;
+            if (!CHECK_CLOSE(gm[i], wm, 1e-6, 0) || !CHECK_CLOSE(gp[i], wp, 1e-6, 0) ||
+                !CHECK_EQ_INT((long long)gf[i], gp[i] > 3.5))
+                break;
+        }
+        free(gm);
+        free(gp);
+        free(gf);
+    }
+    free(pv);
+    free(gv);
+    free(mv);
+    kl_var *tmp[] = {p, g, m, c9, c01, half, m2, p2, flag};
+    for (int i = 0; i < 9; i++) check_release(tmp[i]);
+    CHECK_OK(kl_context_free(ctx));
+}
+
+/* Maps that share no input, or where one reads the other at other
+ * positions (a transpose), stay apart, and right. */
+static void test_map_siblings_only_where_they_should(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t shape[] = {40, 40}, n;
+    double *xv = NULL, *yv = NULL;
+    kl_var *x = filled(ctx, KL_FLOAT32, 2, shape, &xv, &n), *y = filled(ctx, KL_FLOAT32, 2, shape, &yv, &n);
+    kl_var *two = check_scalar(ctx, KL_FLOAT32, 2), *three = check_scalar(ctx, KL_FLOAT32, 3);
+    kl_var *a = check_bin(KL_MUL, x, two), *b = check_bin(KL_MUL, y, three), *at = NULL, *c = NULL;
+    const char *swap[] = {"i1", "i0"};
+    if (a) CHECK_OK(kl_reindex(a, 2, shape, swap, 0, 0, NULL, 0, NULL, &at));
+    if (at) c = check_bin(KL_ADD, at, x);
+    check_release(at);
+    if (c && b) {
+        kl_var *asked[] = {a, b, c};
+        uint64_t before = launched(ctx);
+        CHECK_OK(kl_sync(asked, 3));
+        CHECK_MSG(launched(ctx) - before == 3, "ran as %llu kernels, expected 3", (unsigned long long)(launched(ctx) - before));
+        double *gb = check_read(b), *gc = check_read(c);
+        for (int i = 0; gb && gc && i < 40; i++)
+            for (int j = 0; j < 40; j++) {
+                if (!CHECK_CLOSE(gb[i * 40 + j], (float)yv[i * 40 + j] * 3.0f, 1e-6, 0)) i = 40;
+                else if (!CHECK_CLOSE(gc[i * 40 + j], (float)xv[j * 40 + i] * 2.0f + (float)xv[i * 40 + j], 1e-6, 0)) i = 40;
+            }
+        free(gb);
+        free(gc);
+    }
+    free(xv);
+    free(yv);
+    kl_var *tmp[] = {x, y, two, three, a, b, c};
+    for (int i = 0; i < 7; i++) check_release(tmp[i]);
+    CHECK_OK(kl_context_free(ctx));
+}
+
+/* b = float32(a), a = x as float16 or bfloat16: b reads a as stored,
+ * rounded, never the value before rounding (a sibling computed in b's loop
+ * would give that). */
+static void test_rounded_dtypes_are_read_as_stored(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t shape[] = {4};
+    double vals[] = {1.00390625, 1.01171875, 0.1, 123.456};
+    kl_dtype rounded[] = {KL_BFLOAT16, KL_FLOAT16};
+    for (int t = 0; t < 2; t++) {
+        kl_var *x = check_var(ctx, KL_FLOAT32, 1, shape, vals), *a = NULL, *b = NULL;
+        if (x) CHECK_OK(kl_cast(x, rounded[t], &a));
+        if (a) CHECK_OK(kl_cast(a, KL_FLOAT32, &b));
+        if (b) {
+            kl_var *asked[] = {a, b};
+            CHECK_OK(kl_sync(asked, 2));
+            double *got = check_read(b);
+            for (int i = 0; got && i < 4; i++)
+                CHECK_MSG(got[i] == check_round_to(rounded[t], (float)vals[i]), "%s: %.9g read as %.9g",
+                          kl_dtype_name(rounded[t]), vals[i], got[i]);
+            free(got);
+        }
+        check_release(x);
+        check_release(a);
+        check_release(b);
+    }
+    CHECK_OK(kl_context_free(ctx));
+}
+
 CHECK_MAIN(TEST(test_rows), TEST(test_long_rows_in_parallel), TEST(test_columns), TEST(test_flat),
            TEST(test_short_window), TEST(test_dependent_sums_stay_apart), TEST(test_reader_between_moves_the_pair_back),
-           TEST(test_chained_through_a_kernel_stays_apart))
+           TEST(test_chained_through_a_kernel_stays_apart), TEST(test_map_siblings_share_a_loop),
+           TEST(test_map_siblings_only_where_they_should), TEST(test_rounded_dtypes_are_read_as_stored))

@@ -194,3 +194,25 @@ def test_sibling_sums_in_every_form(shape, dims):
     for g in got.values():
         np.testing.assert_allclose(g[0], a64.sum(dims), rtol=1e-6)
         np.testing.assert_allclose(g[1], (a64 * a64).sum(dims), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(5000,), (37, 29)])
+def test_map_siblings_share_a_loop(shape):
+    """An optimiser's step (a new momentum, and the parameter reading it)
+    synced together is one kernel with two outputs, as on the CPU."""
+    p0, g0, m0 = (r.standard_normal(shape).astype(np.float32) for _ in range(3))
+    for device in ("cpu", "cuda-emulate"):
+        before = _C.device()
+        _C.set_device(device)
+        try:
+            p, g, m = jt.array(p0), jt.array(g0), jt.array(m0)
+            m2 = m * 0.9 + g
+            p2 = p - m2 * 0.01
+            launched = jt.counters()["kernels_launched"]
+            jt.sync([p2, m2])
+            assert jt.counters()["kernels_launched"] - launched == 1, device
+            want_m = m0 * np.float32(0.9) + g0
+            np.testing.assert_allclose(m2.numpy(), want_m, rtol=1e-6, atol=1e-6)   # fma or not
+            np.testing.assert_allclose(p2.numpy(), p0 - want_m * np.float32(0.01), rtol=1e-6, atol=1e-6)
+        finally:
+            _C.set_device(before)

@@ -280,3 +280,20 @@ def test_sgd_nesterov_with_dampening_follows_the_formula():
         np.testing.assert_allclose(p.numpy(), ref, rtol=1e-12)
     with pytest.raises(ValueError, match="requires momentum > 0"):
         jt.optim.SGD([p], 0.1, nesterov=True)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_parameter_update_is_one_kernel(name):
+    """A step's new parameter and new state (momentum, moments, maxima) are
+    one kernel per parameter: element-wise results of one shape share a loop
+    (src/opt/siblings.c), the parameter's reading the state's as it is made."""
+    jt.seed(1)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+    opt = CASES[name][0](model.parameters())
+    x, y = jt.array(X.astype(np.float32)), jt.array(Y)
+    for step in range(2):
+        nn.cross_entropy(model(x), y).backward()
+        jt.sync([p.grad for p in model.parameters()])    # the gradients apart from the step
+        launched = jt.counters()["kernels_launched"]
+        opt.step()
+        assert jt.counters()["kernels_launched"] - launched == len(model.parameters()), step

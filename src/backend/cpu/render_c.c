@@ -58,17 +58,18 @@ static void map_loops(renderer *r, kl_strbuf *L, int parallel, const char *bd, c
 static kl_status map_kernel(renderer *r, kl_strbuf *L, const char *bd)
 {
     const kl_kd_head *h = &r->k->h;
-    char store[160];
-    char value[96];
-    kl_stmt_stored(r, value, sizeof value, (kl_dtype)h->out_dtype, name(r, h->value));
-    snprintf(store, sizeof store, "        out[li] = %s;\n", value);
+    kl_strbuf stores = {0};
+    kl_stmt_map_stores(r, &stores);
+    const char *store = stores.data ? stores.data : "";
     kl_stmt_product(r, L, "n", h->dims, h->rank);
     kl_sb_printf(L, "    if (n <= %ld) {\n", serial_limit(bd));
     map_loops(r, L, 0, bd, store);
     kl_sb_printf(L, "    } else {\n");
     map_loops(r, L, 1, bd, store);
     kl_sb_printf(L, "    }\n");
-    return KL_OK;
+    kl_status st = stores.failed ? kl_error(KL_ERR_MEMORY, "out of memory rendering a kernel") : KL_OK;
+    kl_sb_free(&stores);
+    return st;
 }
 
 /* ---- reduce ---- */
@@ -108,19 +109,12 @@ typedef struct {
     int blocked;
 } reduce_parts;
 
-/* The accumulator or buffer name suffix of output j ("", "1", "2"...). */
-static const char *out_suffix(int j)
-{
-    static const char *const s[] = {"", "1", "2", "3"};
-    return s[j];
-}
-
 /* Every output's store at offset off, on one line. */
 static void store_outputs(kl_strbuf *L, const reduce_parts *p, const char *off)
 {
     kl_sb_append(L, "        ");
     for (int j = 0; j < p->n_out; j++)
-        kl_sb_printf(L, "%sout%s[%s] = %s;", j ? " " : "", out_suffix(j), off, p->final[j]);
+        kl_sb_printf(L, "%sout%s[%s] = %s;", j ? " " : "", kl_stmt_out_suffix(j), off, p->final[j]);
     kl_sb_append(L, "\n");
 }
 
@@ -286,7 +280,7 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
     char accs[64] = "", baccs[64] = "";
     size_t at = 0, bat = 0, dl = 0, bl = 0, fl = 0, al = 0, ml = 0, cdl = 0, csl = 0, cll = 0, ckl = 0, cfl = 0;
     for (int j = 0; j < p.n_out; j++) {
-        const char *x = out_suffix(j), *raw = name(r, j ? h->extra_value[j - 1] : h->value), *sep = j ? " " : "";
+        const char *x = kl_stmt_out_suffix(j), *raw = name(r, j ? h->extra_value[j - 1] : h->value), *sep = j ? " " : "";
         const char *T = p.rc.acc_type, *I = p.rc.identity;
         char a[8], t[96], fold[256], value[96];
         snprintf(a, sizeof a, "a%s", x);
@@ -600,7 +594,7 @@ kl_status kl_cpu_render(kl_backend *b, const kl_kdesc *k, char **out)
                            "    (void)iarg; (void)farg;\n    %s *restrict out = (%s *)buf[0]; /* v0 */\n", T, T);
         for (int i = 1; i < h->n_bufs; i++) {
             const char *bt = kl_dtype_ctype((kl_dtype)k->buf_dtype[i]);
-            if (i <= h->n_extra) /* a sibling reduction's output */
+            if (i <= h->n_extra) /* a sibling's output */
                 kl_sb_printf(&src, "    %s *restrict out%d = (%s *)buf[%d]; /* v%d */\n", bt, i, bt, i, k->buf_local[i]);
             else
                 kl_sb_printf(&src, "    const %s *restrict b%d = (const %s *)buf[%d]; /* v%d */\n", bt, i, bt, i,

@@ -46,8 +46,6 @@ static void split_index(const renderer *r, kl_strbuf *L, const int *dims, int n,
 static void map_kernel(const renderer *r, kl_strbuf *L, const char *bd)
 {
     const kl_kd_head *h = &r->k->h;
-    char value[160];
-    kl_stmt_stored(r, value, sizeof value, (kl_dtype)h->out_dtype, name(r, h->value));
     kl_stmt_product(r, L, "n", h->dims, h->rank);
     /* KL_UNROLL elements per thread and turn, a block apart (coalesced), so
      * that each thread has several loads in flight */
@@ -61,7 +59,9 @@ static void map_kernel(const renderer *r, kl_strbuf *L, const char *bd)
         kl_sb_printf(L, "        int64_t rest = li;\n");
         split_index(r, L, all, h->rank, "rest");
     }
-    kl_sb_printf(L, "%s        out[li] = %s;\n    }\n    }\n", bd, value);
+    kl_sb_append(L, bd);
+    kl_stmt_map_stores(r, L);
+    kl_sb_append(L, "    }\n    }\n");
 }
 
 /* ---- reduce ---- */
@@ -79,18 +79,11 @@ typedef struct {
     int kept[KL_MAX_DIMS], red[KL_MAX_DIMS], nk, nr, flat; /* flat: li = ko * rn + r */
 } reduce_parts;
 
-/* The name suffix of output j ("", "1", "2"...). */
-static const char *out_suffix(int j)
-{
-    static const char *const s[] = {"", "1", "2", "3"};
-    return s[j];
-}
-
 /* Every output's store at the target, when `guard` (a condition, or 1). */
 static void store_outputs(kl_strbuf *L, const reduce_parts *p, const char *indent, const char *guard)
 {
     for (int j = 0; j < p->n_out; j++)
-        kl_sb_printf(L, "%sif (%s) out%s[%s] = %s;\n", indent, guard, out_suffix(j), p->off, p->final[j]);
+        kl_sb_printf(L, "%sif (%s) out%s[%s] = %s;\n", indent, guard, kl_stmt_out_suffix(j), p->off, p->final[j]);
 }
 
 /* The fold of the reduced range [from, rn) by step into a, n. */
@@ -120,7 +113,7 @@ static void warp_combine(kl_strbuf *L, const reduce_parts *p)
     kl_sb_printf(L, "        for (int s = 16; s > 0; s >>= 1) {\n");
     for (int j = 0; j < p->n_out; j++)
         kl_sb_printf(L, "            const %s o%s = __shfl_down_sync(0xffffffffu, a%s, s); %s\n", p->acc.acc_type,
-                     out_suffix(j), out_suffix(j), p->merge[j]);
+                     kl_stmt_out_suffix(j), kl_stmt_out_suffix(j), p->merge[j]);
     kl_sb_printf(L, "            const int on = __shfl_down_sync(0xffffffffu, n, s);\n"
                     "            n |= on;\n        }\n");
 }
@@ -145,7 +138,7 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     int arg = op == KL_REDUCE_ARGMAX || op == KL_REDUCE_ARGMIN;
     size_t dl = 0, fl = 0;
     for (int j = 0; j < p->n_out; j++) {
-        const char *x = out_suffix(j), *raw = name(r, j ? h->extra_value[j - 1] : h->value);
+        const char *x = kl_stmt_out_suffix(j), *raw = name(r, j ? h->extra_value[j - 1] : h->value);
         char a[8], o[8], t[96], fold[256], value[96];
         snprintf(a, sizeof a, "a%s", x);
         snprintf(o, sizeof o, "o%s", x);
@@ -174,7 +167,7 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     for (int i = 0; i < p->nr; i++) rd[i] = h->dims[p->red[i]];
     kl_stmt_product(r, L, "kn", kd, p->nk);
     kl_stmt_product(r, L, "rn", rd, p->nr);
-    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, "    __shared__ %s kl_sa%s[KL_BLOCK / 32];\n", T, out_suffix(j));
+    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, "    __shared__ %s kl_sa%s[KL_BLOCK / 32];\n", T, kl_stmt_out_suffix(j));
     kl_sb_printf(L, "    __shared__ int kl_sn[KL_BLOCK / 32], kl_last;\n");
     /* a thread per output (argmax / argmin: always; the scan's order is the position's) */
     kl_sb_printf(L, arg ? "    {\n" : "    if (rn <= 32 || kn >= (int64_t)gridDim.x * KL_BLOCK / 4) {\n");
@@ -195,12 +188,12 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     fold_range(r, L, p, "g * KL_BLOCK + threadIdx.x", "G * KL_BLOCK", bd);
     warp_combine(L, p);
     kl_sb_printf(L, "        if ((threadIdx.x & 31) == 0) { kl_sn[threadIdx.x >> 5] = n;");
-    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, " kl_sa%s[threadIdx.x >> 5] = a%s;", out_suffix(j), out_suffix(j));
+    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, " kl_sa%s[threadIdx.x >> 5] = a%s;", kl_stmt_out_suffix(j), kl_stmt_out_suffix(j));
     kl_sb_printf(L, " }\n        __syncthreads();\n        if (threadIdx.x < 32) {\n"
                     "        n = threadIdx.x < KL_BLOCK / 32 ? kl_sn[threadIdx.x] : 0;\n");
     for (int j = 0; j < p->n_out; j++)
-        kl_sb_printf(L, "        a%s = threadIdx.x < KL_BLOCK / 32 ? kl_sa%s[threadIdx.x] : (%s)(%s);\n", out_suffix(j),
-                     out_suffix(j), T, p->acc.identity);
+        kl_sb_printf(L, "        a%s = threadIdx.x < KL_BLOCK / 32 ? kl_sa%s[threadIdx.x] : (%s)(%s);\n", kl_stmt_out_suffix(j),
+                     kl_stmt_out_suffix(j), T, p->acc.identity);
     warp_combine(L, p);
     kl_sb_printf(L, "        }\n        if (G == 1) {\n");
     store_outputs(L, p, "            ", "threadIdx.x == 0");
@@ -212,18 +205,18 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
     for (int j = 1; j < p->n_out; j++)
         kl_sb_printf(L, "            %s *part%d = (%s *)(kl_ws + %d * KL_MAX_GRID);\n", T, j, T, 16 + 8 * (j - 1));
     kl_sb_printf(L, "            if (threadIdx.x == 0) {\n                part_n[w] = n;");
-    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, " part%s[w] = a%s;", out_suffix(j), out_suffix(j));
+    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, " part%s[w] = a%s;", kl_stmt_out_suffix(j), kl_stmt_out_suffix(j));
     kl_sb_printf(L, "\n                __threadfence();\n"
                     "                kl_last = atomicAdd(count, 1u) == (unsigned)(G - 1);\n            }\n"
                     "            __syncthreads();\n"
                     "            if (kl_last && threadIdx.x == 0) {\n                __threadfence();\n"
                     "                n = 0;");
-    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, " a%s = %s;", out_suffix(j), p->acc.identity);
+    for (int j = 0; j < p->n_out; j++) kl_sb_printf(L, " a%s = %s;", kl_stmt_out_suffix(j), p->acc.identity);
     kl_sb_printf(L, "\n                for (int64_t j = 0; j < G; j++) {\n"
                     "                    n |= ((volatile int *)part_n)[ko * G + j];\n");
     for (int j = 0; j < p->n_out; j++)
-        kl_sb_printf(L, "                    const %s o%s = ((volatile %s *)part%s)[ko * G + j]; %s\n", T, out_suffix(j),
-                     T, out_suffix(j), p->merge[j]);
+        kl_sb_printf(L, "                    const %s o%s = ((volatile %s *)part%s)[ko * G + j]; %s\n", T, kl_stmt_out_suffix(j),
+                     T, kl_stmt_out_suffix(j), p->merge[j]);
     kl_sb_printf(L, "                }\n");
     store_outputs(L, p, "                ", "1");
     kl_sb_printf(L, "                *count = 0;\n            }\n        }\n        __syncthreads();\n    }\n");
@@ -396,7 +389,7 @@ static void signature(const renderer *r, kl_strbuf *s, const char *fn)
     kl_sb_printf(s, "extern \"C\" __global__ void __launch_bounds__(KL_BLOCK) %s(\n    %s *__restrict__ out /* v0 */", fn, T);
     for (int i = 1; i < h->n_bufs; i++) {
         const char *bt = kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]);
-        if (i <= h->n_extra) /* a sibling reduction's output */
+        if (i <= h->n_extra) /* a sibling's output */
             kl_sb_printf(s, ",\n    %s *__restrict__ out%d /* v%d */", bt, i, k->buf_local[i]);
         else
             kl_sb_printf(s, ",\n    const %s *__restrict__ b%d /* v%d */", bt, i, k->buf_local[i]);

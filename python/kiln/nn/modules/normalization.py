@@ -90,7 +90,7 @@ def _batch_norm_train(x, dims, weight, bias, eps):
         dx = w * rstd * (dy - (db + xhat * dw) / n),
     two reductions and one element-wise pass (the meta-op derivation of the
     same graph takes five of each; the two sums share one pass, as the
-    core folds sibling reductions). The statistics are the batch's (biased
+    core folds sibling sums). The statistics are the batch's (biased
     variance) from one pass as well (_shifted_stats). Inside the gradient, the mean and
     rstd are the forward's values carrying their own exact derivatives in x
     (d mean = d / n, d rstd = -rstd^3 (x - mean) d / n), so a gradient of
