@@ -212,6 +212,7 @@ double kl_arg_value(const kl_var *v, kl_arg_kind kind, int dim)
     case KL_ARG_CHECK_LO: case KL_ARG_CHECK_HI: case KL_ARG_CHECK_WHAT: case KL_ARG_CHECK_RECORD:
         return (double)kl_arg_int(v, kind, dim);
     case KL_ARG_INDEX_CONST: return 0; /* the description carries it (kl_kd_iarg_const) */
+    case KL_ARG_SHAPE_RUN: return (double)kl_arg_int(v, kind, dim);
     }
     return 0;
 }
@@ -220,6 +221,11 @@ int64_t kl_arg_int(const kl_var *v, kl_arg_kind kind, int dim)
 {
     switch (kind) {
     case KL_ARG_SHAPE: return v->shape[dim];
+    case KL_ARG_SHAPE_RUN: {
+        int64_t n = 1;
+        for (int d = dim & 15; d < (dim & 15) + (dim >> 4); d++) n *= v->shape[d];
+        return n;
+    }
     case KL_ARG_SEED: return (int64_t)v->op.p.random.seed;
     case KL_ARG_OFFSET: return (int64_t)v->op.p.random.offset;
     case KL_ARG_FULL: return v->op.p.full.ivalue;
@@ -417,4 +423,94 @@ int kl_kd_structure_is(const kl_kdesc *k, const void *block)
 {
     parts pa = parts_of(k), pb = parts_of_block(block);
     return parts_equal(&pa, &pb);
+}
+
+/* ---- merging loops ---- */
+
+/* Bit d set when the instructions the kernel needs read loop index i<d>
+ * (not through the linear index); -1 when the kernel is too large to
+ * look (then nothing merges). */
+static int dims_read(const kl_kdesc *k)
+{
+    enum { MAX_SCANNED = 2048 };
+    uint8_t need[MAX_SCANNED];
+    const kl_kd_head *h = &k->h;
+    if (h->n_instrs > MAX_SCANNED) return -1;
+    memset(need, 0, (size_t)h->n_instrs);
+    int32_t roots[2 + KL_KD_MAX_EXTRA + 64];
+    int n = 0;
+    roots[n++] = h->value;
+    if (h->kind == KL_KD_REDUCE) roots[n++] = h->target;
+    for (int j = 0; j < h->n_extra; j++) roots[n++] = h->extra_value[j];
+    for (int i = 0; i < h->n_checks; i++) roots[n++] = k->checks[i];
+    for (int i = 0; i < n; i++)
+        if (roots[i] >= 0) need[roots[i]] = 1;
+    int read = 0;
+    for (int32_t i = h->n_instrs - 1; i >= 0; i--) {
+        if (!need[i]) continue;
+        const kl_instr *in = &k->instrs[i];
+        if (in->kind == KL_I_LOOP) read |= 1 << in->a;
+        int32_t ops[5];
+        for (int o = 0, c = kl_kd_operands(in, ops); o < c; o++)
+            if (ops[o] >= 0) need[ops[o]] = 1;
+    }
+    return read;
+}
+
+/* Whether dim d's extent is v's shape argument. */
+static int shape_extent(const kl_kdesc *k, const kl_var *v, int d)
+{
+    const kl_instr *e = &k->instrs[k->h.dims[d]];
+    return e->kind == KL_I_IARG && k->isrc[e->a].v == v && k->isrc[e->a].kind == KL_ARG_SHAPE && k->isrc[e->a].dim == d;
+}
+
+/* Whether dims d - 1 and d can share a loop: both v's shape arguments, or
+ * both literals (a short reduced extent: the merged one is their product). */
+static int mergeable_extents(const kl_kdesc *k, const kl_var *v, int d)
+{
+    int literal = k->instrs[k->h.dims[d]].kind == KL_I_CONST, before = k->instrs[k->h.dims[d - 1]].kind == KL_I_CONST;
+    return literal ? before : !before && shape_extent(k, v, d) && shape_extent(k, v, d - 1);
+}
+
+void kl_kd_merge_dims(kl_kdesc *k, kl_var *v)
+{
+    kl_kd_head *h = &k->h;
+    if (k->status != KL_OK || h->rank < 2 || (h->kind != KL_KD_MAP && h->kind != KL_KD_REDUCE)) return;
+    if (h->kind == KL_KD_REDUCE && (h->op == KL_REDUCE_ARGMAX || h->op == KL_REDUCE_ARGMIN)) return;
+    int read = dims_read(k);
+    if (read < 0) return;
+    /* groups of adjacent dims: d joins d - 1's when neither is read, both
+     * are shape arguments, and (a reduce) both are reduced or both kept */
+    int group_of[8], start[8], count[8], groups = 0;
+    for (int d = 0; d < h->rank; d++) {
+        int joins = d > 0 && !(read >> d & 1) && !(read >> (d - 1) & 1) && mergeable_extents(k, v, d) &&
+                    ((h->reduced >> d) & 1) == ((h->reduced >> (d - 1)) & 1);
+        if (!joins) start[groups] = d, count[groups++] = 0;
+        group_of[d] = groups - 1;
+        count[groups - 1]++;
+    }
+    if (groups == h->rank) return;
+    int32_t dims[8] = {0};
+    uint8_t reduced = 0;
+    for (int g = 0; g < groups; g++) {
+        if (count[g] == 1) {
+            dims[g] = h->dims[start[g]];
+        } else if (k->instrs[h->dims[start[g]]].kind == KL_I_CONST) {
+            int64_t n = 1;
+            for (int d = start[g]; d < start[g] + count[g]; d++) n *= k->instrs[h->dims[d]].value;
+            dims[g] = kl_kd_const(k, n);
+        } else {
+            dims[g] = kl_kd_iarg(k, v, KL_ARG_SHAPE_RUN, start[g] | count[g] << 4);
+        }
+        if (h->reduced >> start[g] & 1) reduced |= (uint8_t)(1u << g);
+    }
+    if (k->status != KL_OK) return;
+    memcpy(h->dims, dims, sizeof dims);
+    h->reduced = h->kind == KL_KD_REDUCE ? reduced : 0;
+    h->rank = (uint8_t)groups;
+    /* the loop indexes name their group (a merged group's is never read) */
+    for (int32_t i = 0; i < h->n_instrs; i++)
+        if (k->instrs[i].kind == KL_I_LOOP) k->instrs[i].a = group_of[k->instrs[i].a];
+    k->instrs_hash = 0;
+    for (int32_t i = 0; i < h->n_instrs; i++) k->instrs_hash = mix(k->instrs_hash, instr_hash(&k->instrs[i]));
 }

@@ -64,6 +64,9 @@ typedef enum { KL_KD_MAP, KL_KD_REDUCE, KL_KD_SCATTER, KL_KD_SOFTMAX, KL_KD_LAYE
 typedef struct { int64_t lo, hi; } kl_range;
 
 #define KL_KD_MAX_BUFS 64
+/* reduced extents up to this are literals in a reduce's description (a
+ * pooling window's: src/ops/reduce.c), so the compiler unrolls them */
+#define KL_SHORT_EXTENT 8
 #define KL_KD_MAX_EXTRA KL_MAX_SIBLINGS
 #define KL_KD_MAX_IARGS 512
 #define KL_KD_MAX_FARGS 128
@@ -73,7 +76,8 @@ typedef struct { int64_t lo, hi; } kl_range;
 typedef enum {
     KL_ARG_SHAPE, KL_ARG_FULL, KL_ARG_SEED, KL_ARG_OFFSET, KL_ARG_RAND_A, KL_ARG_RAND_B, KL_ARG_OVERFLOW,
     KL_ARG_CHECK_LO, KL_ARG_CHECK_HI, KL_ARG_CHECK_WHAT, KL_ARG_CHECK_RECORD,
-    KL_ARG_INDEX_CONST /* a literal of an index expression that is an offset or a bound */
+    KL_ARG_INDEX_CONST, /* a literal of an index expression that is an offset or a bound */
+    KL_ARG_SHAPE_RUN    /* the product of dims dim & 15 .. + (dim >> 4) of v's shape (merged loops) */
 } kl_arg_kind;
 
 /* The structure: everything the generated text depends on. Equal structures
@@ -190,6 +194,14 @@ int kl_kd_local(kl_kdesc *k, kl_var *v);
 int kl_kd_operands(const kl_instr *in, int32_t ops[5]);
 /* Records a failure (the first wins) and returns -1. */
 int32_t kl_kd_fail(kl_kdesc *k, kl_status s);
+
+/* After building a map or reduce description whose root's space is v
+ * (the root, or a reduce's input): adjacent dims that the body reads only
+ * through the element's linear index (a batch norm's H and W, reduced or
+ * kept alike) become one loop, so the innermost loop runs over H*W
+ * contiguous elements instead of W (a vector loop of 49, not 7). Literal
+ * extents (a window's) stay as they are. */
+void kl_kd_merge_dims(kl_kdesc *k, kl_var *v);
 
 /* Sets k->hash from the structure (after building); structural equality. */
 uint64_t kl_kd_hash(kl_kdesc *k);

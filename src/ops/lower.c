@@ -263,6 +263,7 @@ kl_status kl_lower_kernel(kl_var *root, kl_kdesc *k)
         k->h.rank = (uint8_t)root->ndim;
         for (int d = 0; d < root->ndim; d++) k->h.dims[d] = kl_kd_shape(k, root, d);
     }
+    if (root->op.kind != KL_OP_REINDEX_REDUCE) kl_kd_merge_dims(k, (kl_var *)space);
     int loops = k->instrs[k->h.value].loops;
     for (int j = 0; j < k->h.n_extra; j++) loops |= k->instrs[k->h.extra_value[j]].loops;
     for (int i = 0; i < k->h.n_checks; i++) loops |= k->instrs[k->checks[i]].loops;

@@ -8,8 +8,6 @@
 #include "core/dtype.h"
 #include <string.h>
 
-/* reduced extents up to this are written into the kernel (see below) */
-#define KL_SHORT_EXTENT 8
 
 kl_status kl_reduce_check_dtype(const char *opname, kl_reduce_op op, kl_dtype t)
 {

@@ -2,7 +2,8 @@
  * and the plan cache that keys on them (src/codegen/plan.c): equal values
  * are one instruction whatever an initialiser left in the padding; shapes
  * and constants are arguments, not structure; dtypes, ops and size-1 dims
- * are structure; equal structures render to equal text. */
+ * are structure; equal structures render to equal text; loops the body
+ * reads only through the linear index merge. */
 #include "check.h"
 #include "backend/backend.h"
 #include "codegen/plan.h"
@@ -200,6 +201,73 @@ static void test_plan_cache_keys_on_structure_and_device(void)
     kl_context_free(ctx);
 }
 
+/* The value of iteration extent d of a described kernel. */
+static int64_t extent(const kl_kdesc *k, int d)
+{
+    const kl_instr *e = &k->instrs[k->h.dims[d]];
+    return e->kind == KL_I_CONST ? e->value : k->iargs[e->a];
+}
+
+/* A batch norm's shapes, x (2, 3, 4, 5) and a per-channel v (1, 3, 1, 1):
+ * x * v (a map reading i1) and its sum over (0, 2, 3) loop over H*W = 20
+ * as one dim; a transpose of x's last two dims (reading i2 and i3) keeps
+ * them. Each result equals its float64 reference. */
+static void test_loops_read_only_through_the_linear_index_merge(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t xs[] = {2, 3, 4, 5}, vs[] = {1, 3, 1, 1}, ts[] = {2, 3, 5, 4};
+    double xv[120], vv[3] = {0.5, -2, 3};
+    for (int i = 0; i < 120; i++) xv[i] = i * 0.25 - 7;
+    kl_var *x = check_var(ctx, KL_FLOAT32, 4, xs, xv), *v = check_var(ctx, KL_FLOAT32, 4, vs, vv);
+    kl_var *vb = NULL, *y = NULL, *s = NULL, *t = NULL;
+    int dims[] = {0, 2, 3};
+    if (v) CHECK_OK(kl_broadcast_to(v, 4, xs, 0, NULL, &vb));
+    if (vb) y = check_bin(KL_MUL, x, vb);
+    if (y) CHECK_OK(kl_reduce(y, KL_REDUCE_SUM, 3, dims, 0, &s));
+    const char *swap[] = {"i0", "i1", "i3", "i2"};
+    if (x) CHECK_OK(kl_reindex(x, 4, ts, swap, 0, 0, NULL, 0, NULL, &t));
+    kl_kdesc k;
+    memset(&k, 0, sizeof k);
+    if (y) {
+        y->materialize = 1;
+        if (describe(y, &k)) {
+            CHECK_EQ_INT(k.h.rank, 3);
+            if (k.h.rank == 3) CHECK_EQ_INT(extent(&k, 2), 20);
+        }
+        y->materialize = 0;
+    }
+    if (s && describe(s, &k)) {
+        CHECK_EQ_INT(k.h.rank, 3);
+        CHECK_EQ_INT(k.h.reduced, 5); /* dims 0 and (2, 3) */
+        if (k.h.rank == 3) CHECK_EQ_INT(extent(&k, 2), 20);
+    }
+    if (t && describe(t, &k)) CHECK_EQ_INT(k.h.rank, 4);
+    kl_kd_free(&k);
+    double *gy = y ? check_read(y) : NULL, *gs = s ? check_read(s) : NULL, *gt = t ? check_read(t) : NULL;
+    for (int n = 0; gy && gs && gt && n < 2; n++)
+        for (int c = 0; c < 3; c++)
+            for (int h = 0; h < 4; h++)
+                for (int w = 0; w < 5; w++) {
+                    int i = ((n * 3 + c) * 4 + h) * 5 + w;
+                    CHECK_CLOSE(gy[i], xv[i] * vv[c], 1e-6, 0);
+                    CHECK_CLOSE(gt[((n * 3 + c) * 5 + w) * 4 + h], xv[i], 0, 0);
+                }
+    for (int c = 0; gs && c < 3; c++) {
+        double want = 0;
+        for (int n = 0; n < 2; n++)
+            for (int j = 0; j < 20; j++) want += xv[(n * 3 + c) * 20 + j] * vv[c];
+        CHECK_CLOSE(gs[c], want, 1e-6, 1e-6);
+    }
+    free(gy);
+    free(gs);
+    free(gt);
+    kl_var *tmp[] = {x, v, vb, y, s, t};
+    for (int i = 0; i < 6; i++) check_release(tmp[i]);
+    kl_context_free(ctx);
+}
+
 CHECK_MAIN(TEST(test_equal_values_are_one_instruction_whatever_the_padding),
            TEST(test_shapes_and_constants_are_arguments), TEST(test_dtypes_ops_and_ranks_are_structure),
-           TEST(test_size_one_dims_are_structure), TEST(test_plan_cache_keys_on_structure_and_device))
+           TEST(test_size_one_dims_are_structure), TEST(test_plan_cache_keys_on_structure_and_device),
+           TEST(test_loops_read_only_through_the_linear_index_merge))

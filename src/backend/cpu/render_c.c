@@ -169,12 +169,16 @@ static void body_with_li(renderer *r, kl_strbuf *sb, const char *bd)
     kl_sb_printf(sb, "; (void)li;\n%s", bd);
 }
 
-/* Every reduced extent is a literal (a window: src/ops/reduce.c writes
- * short ones into the kernel), and some dim is kept. */
+/* Every reduced extent is a short literal (a window: src/ops/reduce.c
+ * writes short ones into the kernel), and some dim is kept. Literals that
+ * merged (kl_kd_merge_dims: a batch norm's 7x7, read as one run of 49) are
+ * rows, not windows. */
 static int short_window(const renderer *r, const int *red, int nr, int nk)
 {
-    for (int i = 0; i < nr; i++)
-        if (r->k->instrs[r->k->h.dims[red[i]]].kind != KL_I_CONST) return 0;
+    for (int i = 0; i < nr; i++) {
+        const kl_instr *e = &r->k->instrs[r->k->h.dims[red[i]]];
+        if (e->kind != KL_I_CONST || e->value > KL_SHORT_EXTENT) return 0;
+    }
     return nr > 0 && nk > 0;
 }
 
