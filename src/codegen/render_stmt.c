@@ -53,7 +53,7 @@ static void int_unary(kl_strbuf *s, kl_unary_op op, const char *x, kl_dtype t)
     case KL_ABS: kl_sb_printf(s, "(%s < 0 ? (%s)(-%s) : %s)", x, T, x, x); break;
     case KL_SIGN: kl_sb_printf(s, "(%s)((%s > 0) - (%s < 0))", T, x, x); break;
     case KL_BITWISE_NOT:
-        if (t == KL_BOOL) kl_sb_printf(s, "(uint8_t)!%s", x);
+        if (t == KL_BOOL) kl_sb_printf(s, "(%s)!%s", T, x);
         else kl_sb_printf(s, "(%s)~%s", T, x);
         break;
     default: kl_sb_append(s, x); /* floor, ceil, round, trunc of an integer */
@@ -67,12 +67,12 @@ static int binary_text(kl_strbuf *s, kl_binary_op op, const char *a, const char 
 {
     if (is_comparison(op)) {
         static const char *const text[] = {"<", "<=", ">", ">=", "==", "!="};
-        kl_sb_printf(s, "(uint8_t)(%s %s %s)", a, text[op - KL_LESS], b);
+        kl_sb_printf(s, "(%s)(%s %s %s)", kl_dtype_compute_ctype(KL_BOOL), a, text[op - KL_LESS], b);
         return 1;
     }
     if (is_logical(op)) {
         static const char *const logic[] = {"&", "|", "^"};
-        kl_sb_printf(s, "(uint8_t)((%s != 0) %s (%s != 0))", a, logic[op - KL_LOGICAL_AND], b);
+        kl_sb_printf(s, "(%s)((%s != 0) %s (%s != 0))", kl_dtype_compute_ctype(KL_BOOL), a, logic[op - KL_LOGICAL_AND], b);
         return 1;
     }
     const char *T = kl_dtype_compute_ctype(t);
@@ -98,12 +98,12 @@ static int binary_text(kl_strbuf *s, kl_binary_op op, const char *a, const char 
     int is_bool = t == KL_BOOL;
     switch (op) {
     case KL_ADD:
-        if (is_bool) kl_sb_printf(s, "(uint8_t)(%s | %s)", a, b);
+        if (is_bool) kl_sb_printf(s, "(%s)(%s | %s)", T, a, b);
         else kl_sb_printf(s, "(%s)(%s + %s)", T, a, b);
         return 1;
     case KL_SUB: kl_sb_printf(s, "(%s)(%s - %s)", T, a, b); return 1;
     case KL_MUL:
-        if (is_bool) kl_sb_printf(s, "(uint8_t)(%s & %s)", a, b);
+        if (is_bool) kl_sb_printf(s, "(%s)(%s & %s)", T, a, b);
         else kl_sb_printf(s, "(%s)(%s * %s)", T, a, b);
         return 1;
     case KL_FLOOR_DIVIDE: kl_sb_printf(s, "(%s)kl_floordiv(%s, %s)", T, a, b); return 1;
@@ -207,11 +207,11 @@ static kl_status statement(const renderer *r, kl_strbuf *s, int32_t i)
         else kl_sb_printf(s, "b%d[%s]", in->a, b);
         break;
     case KL_I_CONVERT:
-        if (t == KL_BOOL) kl_sb_printf(s, "(uint8_t)(%s != 0)", a);
+        if (t == KL_BOOL) kl_sb_printf(s, "(%s)(%s != 0)", T, a);
         else kl_sb_printf(s, "(%s)%s", T, a);
         break;
     case KL_I_UNARY:
-        if (in->op == KL_LOGICAL_NOT) kl_sb_printf(s, "(uint8_t)(%s == 0)", a);
+        if (in->op == KL_LOGICAL_NOT) kl_sb_printf(s, "(%s)(%s == 0)", T, a);
         else if (kl_dtype_is_float(t)) float_unary(s, (kl_unary_op)in->op, a, t);
         else int_unary(s, (kl_unary_op)in->op, a, t);
         break;
@@ -221,7 +221,7 @@ static kl_status statement(const renderer *r, kl_strbuf *s, int32_t i)
                             kl_dtype_name((kl_dtype)in->aux));
         break;
     case KL_I_SCALAR:
-        if (t == KL_BOOL) kl_sb_printf(s, "(uint8_t)(%s != 0)", a);
+        if (t == KL_BOOL) kl_sb_printf(s, "(%s)(%s != 0)", T, a);
         else kl_sb_printf(s, "((%s)%s)", T, a);
         break;
     case KL_I_RANDOM: {

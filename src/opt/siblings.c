@@ -138,7 +138,8 @@ static int elementwise(const kl_var *v)
  * bfloat16, which a load would read rounded). */
 static int reads_elementwise(const kl_var *v, const kl_var *a)
 {
-    if (strcmp(kl_dtype_ctype(a->dtype), kl_dtype_compute_ctype(a->dtype)) != 0) return -1 + !reads_at_all(v, a);
+    if (a->dtype != KL_BOOL && strcmp(kl_dtype_ctype(a->dtype), kl_dtype_compute_ctype(a->dtype)) != 0)
+        return -1 + !reads_at_all(v, a);
     int found = 0;
     for (int k = 0; k < v->op.n_inputs; k++) {
         const kl_var *in = v->op.inputs[k];
