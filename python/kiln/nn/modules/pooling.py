@@ -181,6 +181,24 @@ def _gather_to_input(first_pos, dout, x_shape, lead, ks, st, pad, outs):
     return dx
 
 
+def _padded(x, lead, ks, st, pad, outs):
+    """x with -inf around it as far as the windows read (_padded_extent),
+    stored, and the windows' index expressions into it. On the CPU a window
+    kernel whose reads can leave x keeps every load under a bounds check
+    and runs scalar; over the padded copy none can, the checks fold away
+    and it vectorises (ResNet's stem: the argmax 9.3 -> 2.1 ms, for a 3.4 ms
+    copy). The copy feeds the forward only: the gradient still goes to x
+    (the windows' ranks are the same)."""
+    nd = len(ks)
+    shape = x.shape[:lead] + tuple(_padded_extent(ks, st, outs))
+    exprs = [f"i{d}" for d in range(lead)] + [f"i{lead + j}-{p}" if p else f"i{lead + j}" for j, p in enumerate(pad)]
+    padded = reindex(x, shape, exprs, float("-inf"))
+    padded.stop_fuse()
+    read = [f"i{d}" for d in range(lead)]
+    read += [(f"i{lead + j}*{s}" if s != 1 else f"i{lead + j}") + f"+i{lead + nd + j}" for j, s in enumerate(st)]
+    return padded, read
+
+
 def _window_value(win, pos, lead, nd):
     """win's element at each window's rank pos (row-major over win's
     trailing nd kernel dims): one gather, fused with win's own reads."""
@@ -210,9 +228,15 @@ def _max_first_grad(x, win, lead, nd, idx, conds=(), tiling=None, geometry=None)
         return win.max(kdims)
     ks = win.shape[lead + nd:]
     wshape = win.shape
-    w = reindex(x.detach(), wshape, list(idx), float("-inf"), list(conds))
+    src, read = x.detach(), list(idx)
+    padded = geometry is not None and any(geometry[2]) and x._scatters_planes
+    if padded:
+        src, read = _padded(src, lead, *geometry)
+    w = reindex(src, wshape, read, float("-inf"), list(conds))
     pos = reduce(w, "argmax", kdims)
-    y = _window_value(w, pos, lead, nd)
+    # the value at the first maximum is the maximum (NaN where one is NaN):
+    # over the padded copy a reduce, which vectorises, beats a gather at pos
+    y = w.max(kdims) if padded else _window_value(w, pos, lead, nd)
 
     def rule(douts):
         dout = douts[0]
