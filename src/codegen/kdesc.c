@@ -317,7 +317,7 @@ int kl_kd_local(kl_kdesc *k, kl_var *v)
     k->local_index[j].index = i;
     k->local_vars[i] = v;
     /* a sibling (an output of this kernel, never read) is described as the root is */
-    int loaded = i > 0 && (v->buf || (v->materialize && !v->sibling_of));
+    int loaded = i > 0 && (v->buf || (v->materialize && v->sibling_of != k->local_vars[0]));
     int32_t param = 0;
     if (!loaded) {
         switch (v->op.kind) {

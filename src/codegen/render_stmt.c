@@ -274,6 +274,8 @@ void kl_stmt_product(const renderer *r, kl_strbuf *s, const char *var, const int
     for (int d = 0; d < n; d++) kl_sb_printf(s, "    %s *= %s;\n", var, name(r, dims[d]));
 }
 
+_Static_assert(KL_MAX_SIBLINGS <= 3, "the renderers name and size up to four outputs");
+
 const char *kl_stmt_out_suffix(int j)
 {
     static const char *const s[] = {"", "1", "2", "3"};

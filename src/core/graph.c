@@ -79,7 +79,7 @@ kl_buffer *kl_buffer_new(kl_context *ctx, kl_backend *device, size_t nbytes)
     b->nbytes = nbytes;
     b->ctx = ctx;
     b->backend = device;
-    kl_residency_track(b); /* not pinned: a step pins what it reads, and allocates its result last */
+    kl_residency_track(b); /* not pinned: a step pins what it reads, and its results as it makes them */
     return b;
 }
 

@@ -8,7 +8,6 @@
 #include "core/dtype.h"
 #include <string.h>
 
-
 kl_status kl_reduce_check_dtype(const char *opname, kl_reduce_op op, kl_dtype t)
 {
     int bitwise = op == KL_REDUCE_BIT_AND || op == KL_REDUCE_BIT_OR || op == KL_REDUCE_BIT_XOR;
@@ -91,7 +90,6 @@ kl_status kl_reduce_lower_kernel(kl_kdesc *k, kl_var *v)
                                                                          : kl_kd_shape(k, x, d);
     k->h.out_rank = (uint8_t)v->ndim;
     k->locals[0].mean = v->op.p.reduce.op == KL_REDUCE_MEAN;
-    for (int j = 0; j < v->n_siblings; j++) k->locals[kl_kd_local(k, v->siblings[j])].mean = k->locals[0].mean;
     return k->status;
 }
 

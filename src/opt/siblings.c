@@ -28,6 +28,9 @@
 #define LOOKBACK 16
 #define MAX_CHECKS 4
 #define MAX_DISTANCE 1024 /* positions apart (ResNet's siblings: at most 12) */
+/* the nodes of the chains one kernel computes (a batch norm's sums: ~20),
+ * below its locals (KL_KD_MAX_LOCALS) and scalar arguments (KL_KD_MAX_FARGS) */
+#define MAX_FOLDED_NODES 112
 #define MAX_LOADS KL_KD_MAX_BUFS
 
 /* The renderers of v's device (and of the compile check, which renders the
@@ -124,6 +127,22 @@ static int reads_at_all(const kl_var *v, const kl_var *a)
     return 0;
 }
 
+/* The nodes a kernel computing v walks (its inlined chains, a tree count). */
+static int cone_nodes(const kl_var *v, int limit)
+{
+    int n = 1;
+    for (int k = 0; k < v->op.n_inputs && n <= limit; k++) {
+        const kl_var *in = v->op.inputs[k];
+        n += in->buf || in->materialize ? 1 : cone_nodes(in, limit - n);
+    }
+    return n;
+}
+
+static int cone_size(const kl_var *v, int kind)
+{
+    return cone_nodes(kind == REDUCE ? v->op.inputs[0] : v, MAX_FOLDED_NODES + 1);
+}
+
 static int elementwise(const kl_var *v)
 {
     kl_op_kind k = v->op.kind;
@@ -150,10 +169,19 @@ static int reads_elementwise(const kl_var *v, const kl_var *a)
     return found;
 }
 
+/* Whether v's own kernel, or a sibling computed in it, reads a. */
+static int kernel_computes_reader_of(const kl_var *w, const kl_var *a)
+{
+    for (int k = 0; k < w->n_siblings; k++)
+        if (reads_at_all(w->siblings[k], a)) return 1;
+    return 0;
+}
+
 /* Whether a kernel that runs from order[from] to order[to] (root's place)
  * reads v: a stored var there that reads it, directly or through the vars
- * inlined into it; root's own kernel (root and its siblings) counts unless
- * it may (its_own_may_read). An inlined reader whose kernel comes later is
+ * inlined into it, or whose kernel computes a sibling (from elsewhere in
+ * the order) that reads it; root's own kernel (root and its siblings)
+ * counts unless it may (its_own_may_read). An inlined reader whose kernel comes later is
  * no obstacle (a mean scaled before the sum of squares is taken, say). The
  * marks are cleared again before returning. */
 static int kernel_between_reads(kl_var **order, int from, int to, const kl_var *v, const kl_var *root,
@@ -167,7 +195,8 @@ static int kernel_between_reads(kl_var **order, int from, int to, const kl_var *
             w->reads_candidate = in == v || (in->reads_candidate && !in->materialize && !in->buf);
         }
         int its_own = w == root || w->sibling_of == root;
-        found = w->reads_candidate && (w->materialize || i == to) && !(its_own && its_own_may_read);
+        int reads = w->reads_candidate || (w->n_siblings && kernel_computes_reader_of(w, v));
+        found = reads && (w->materialize || i == to) && !(its_own && its_own_may_read);
     }
     for (int i = from; i <= to; i++) order[i]->reads_candidate = 0;
     return found;
@@ -208,13 +237,18 @@ static void join(kl_var *root, kl_var *sib)
 static int try_fold(kl_var **order, int i, int j, int kind, load_set *kernel)
 {
     kl_var *a = order[i], *b = order[j];
-    /* how b's kernel (b and its siblings so far) reads a */
-    int reads_a = 0;
-    for (int k = -1; kind == MAP && k < b->n_siblings; k++) {
-        int r = reads_elementwise(k < 0 ? b : b->siblings[k], a);
+    /* how b's kernel (b and its siblings so far) reads a: a sum never may,
+     * a map element by element */
+    int reads_a = 0, size = cone_size(a, kind);
+    for (int k = -1; k < b->n_siblings; k++) {
+        const kl_var *member = k < 0 ? b : b->siblings[k];
+        int r = kind == MAP ? reads_elementwise(member, a) : -reads_at_all(member, a);
         if (r < 0) return 0;
         reads_a |= r;
+        size += cone_size(member, kind);
     }
+    /* the instructions' locals and scalar arguments must fit one kernel */
+    if (size > MAX_FOLDED_NODES) return 0;
     load_set mine = {.n = 0};
     kernel_loads(a, kind, &mine);
     int shared = reads_a, fresh = 0;

@@ -349,6 +349,8 @@ static kl_status run_step(kl_context *ctx, step *st)
         size_t nbytes = (size_t)o->numel * kl_dtype_size(o->dtype);
         out[j] = kl_buffer_new(ctx, dev, nbytes);
         if (out[j]) {
+            /* pinned: making room for the next output must not move this one */
+            out[j]->pin = ctx->residency_step;
             ptrs[j] = out[j]->data;
         } else if (device_failed(dev)) {
             s = KL_ERR_RUNTIME;
@@ -553,7 +555,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
         if (n_stored && !(steps && sources && langs && fns)) s = kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
         for (int i = 0; i < order.n && s == KL_OK; i++) {
             kl_var *v = order.v[i];
-            if (!v->materialize || v->sibling_of) continue; /* a sibling: computed in a later var's kernel */
+            if (!v->materialize || v->sibling_of) continue; /* a sibling: computed in another var's kernel */
             /* planning a huge graph takes seconds too (more when plans are
              * checked): Ctrl-C must not wait for it */
             if (ctx->interrupt && ctx->interrupt(ctx->interrupt_arg)) {

@@ -214,6 +214,53 @@ static void test_dependent_sums_stay_apart(void) { check_chained_sums(0); }
 
 static void test_chained_through_a_kernel_stays_apart(void) { check_chained_sums(1); }
 
+/* m = sum(x) asked first, p = sum(x * y), a running value 0.9 * r + 0.1 * p
+ * between p and v = sum((x - m)^2): v moves back into p's kernel (the
+ * running value reads p), and then m must not join it (v reads m). Every
+ * result right, no kernel reads what is not yet computed. */
+static void test_a_moved_sibling_keeps_its_reads(void)
+{
+    kl_context *ctx = check_context();
+    if (!ctx) return;
+    int64_t shape[] = {5000}, n;
+    double *xv = NULL, *yv = NULL;
+    kl_var *x = filled(ctx, KL_FLOAT32, 1, shape, &xv, &n), *y = filled(ctx, KL_FLOAT32, 1, shape, &yv, &n);
+    kl_var *r = check_scalar(ctx, KL_FLOAT32, 2), *c9 = check_scalar(ctx, KL_FLOAT32, 0.9);
+    kl_var *c1 = check_scalar(ctx, KL_FLOAT32, 0.1), *inv = check_scalar(ctx, KL_FLOAT32, 1.0 / 5000);
+    kl_var *m = NULL, *p = NULL, *v = NULL, *xy = check_bin(KL_MUL, x, y);
+    if (x) CHECK_OK(kl_reduce(x, KL_REDUCE_SUM, 0, NULL, 0, &m));
+    if (xy) CHECK_OK(kl_reduce(xy, KL_REDUCE_SUM, 0, NULL, 0, &p));
+    kl_var *r9 = check_bin(KL_MUL, r, c9), *p1 = p ? check_bin(KL_MUL, p, c1) : NULL;
+    kl_var *running = p1 ? check_bin(KL_ADD, r9, p1) : NULL;
+    kl_var *mean = m ? check_bin(KL_MUL, m, inv) : NULL, *mb = NULL, *d = NULL, *dd = NULL;
+    if (mean) CHECK_OK(kl_broadcast_to(mean, 1, shape, 0, NULL, &mb));
+    if (mb) d = check_bin(KL_SUB, x, mb);
+    if (d) dd = check_bin(KL_MUL, d, d);
+    if (dd) CHECK_OK(kl_reduce(dd, KL_REDUCE_SUM, 0, NULL, 0, &v));
+    kl_var *tmp[] = {xy, r9, p1, mean, mb, d, dd};
+    for (int i = 0; i < 7; i++) check_release(tmp[i]);
+    if (m && running && v) {
+        kl_var *asked[] = {m, running, v};
+        CHECK_OK(kl_sync(asked, 3));
+        double sm = 0, sp = 0, sv = 0;
+        for (int64_t i = 0; i < n; i++) { sm += (float)xv[i]; sp += (float)xv[i] * (float)yv[i]; }
+        float fm = (float)(sm / 5000);
+        for (int64_t i = 0; i < n; i++) sv += ((float)xv[i] - fm) * ((float)xv[i] - fm);
+        double *gm = check_read(m), *gr = check_read(running), *gv = check_read(v);
+        if (gm) CHECK_CLOSE(gm[0], sm, 1e-6, 0);
+        if (gr) CHECK_CLOSE(gr[0], 1.8 + 0.1 * sp, 1e-6, 0);
+        if (gv) CHECK_CLOSE(gv[0], sv, 1e-5, 0);
+        free(gm);
+        free(gr);
+        free(gv);
+    }
+    free(xv);
+    free(yv);
+    kl_var *rest[] = {x, y, r, c9, c1, inv, m, p, v, running};
+    for (int i = 0; i < 10; i++) check_release(rest[i]);
+    CHECK_OK(kl_context_free(ctx));
+}
+
 /* An optimiser's step: m2 = m * 0.9 + g, p2 = p - m2 * 0.01 (reading m2
  * element by element) is one kernel with two outputs, both right; and
  * with a third output of another dtype (p2 > 0.5 as int32). */
@@ -326,4 +373,5 @@ static void test_rounded_dtypes_are_read_as_stored(void)
 CHECK_MAIN(TEST(test_rows), TEST(test_long_rows_in_parallel), TEST(test_columns), TEST(test_flat),
            TEST(test_short_window), TEST(test_dependent_sums_stay_apart), TEST(test_reader_between_moves_the_pair_back),
            TEST(test_chained_through_a_kernel_stays_apart), TEST(test_map_siblings_share_a_loop),
-           TEST(test_map_siblings_only_where_they_should), TEST(test_rounded_dtypes_are_read_as_stored))
+           TEST(test_map_siblings_only_where_they_should), TEST(test_rounded_dtypes_are_read_as_stored),
+           TEST(test_a_moved_sibling_keeps_its_reads))

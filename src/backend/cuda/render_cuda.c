@@ -79,6 +79,9 @@ typedef struct {
     int kept[KL_MAX_DIMS], red[KL_MAX_DIMS], nk, nr, flat; /* flat: li = ko * rn + r */
 } reduce_parts;
 
+_Static_assert(KL_CUDA_WS_BYTES >= KL_CUDA_MAX_GRID * (16 + 8 * KL_MAX_SIBLINGS),
+               "the workspace holds each sibling's partial results");
+
 /* Every output's store at the target, when `guard` (a condition, or 1). */
 static void store_outputs(kl_strbuf *L, const reduce_parts *p, const char *indent, const char *guard)
 {
