@@ -368,6 +368,20 @@ void kl_stmt_arg_fold(char *out, size_t size, kl_reduce_op op, kl_dtype in, cons
                  t, cmp, t, rank);
 }
 
+void kl_stmt_fold_operand(char *out, size_t size, kl_reduce_op op, const char *acc_type, const char *raw)
+{
+    if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN) snprintf(out, size, "(%s)%s", acc_type, raw);
+    else snprintf(out, size, "%s", raw);
+}
+
+void kl_stmt_reduce_result(char *out, size_t size, kl_reduce_op op, int track_nan, const char *acc)
+{
+    if (op == KL_REDUCE_MEAN)
+        snprintf(out, size, track_nan ? "(n ? NAN : rn ? %s / (double)rn : NAN)" : "(rn ? %s / (double)rn : NAN)", acc);
+    else
+        snprintf(out, size, track_nan ? "(n ? NAN : %s)" : "%s", acc);
+}
+
 kl_reduce_acc kl_stmt_reduce_acc(kl_reduce_op op, kl_dtype in)
 {
     kl_reduce_acc rc = {kl_dtype_is_float(in) ? "double" : "int64_t", "0", 0};

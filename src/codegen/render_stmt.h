@@ -53,6 +53,13 @@ const char *kl_stmt_buffer_type(const kl_stmt_printer *p, kl_dtype t);
  * value t into accumulator a. */
 const char *kl_stmt_identity(kl_reduce_op op, kl_dtype t);
 void kl_stmt_combine(char *out, size_t size, kl_reduce_op op, const char *a, const char *t);
+/* The operand a reduction of op folds from the value raw: cast to the
+ * accumulator's type acc_type for sums, products and means. */
+void kl_stmt_fold_operand(char *out, size_t size, kl_reduce_op op, const char *acc_type, const char *raw);
+/* What a reduction of op stores from its accumulator acc (before the
+ * stored form): a mean divided by rn (NaN for none), NaN where track_nan
+ * and the NaN flag n is set. */
+void kl_stmt_reduce_result(char *out, size_t size, kl_reduce_op op, int track_nan, const char *acc);
 /* A softmax's or layer norm's outer, axis and inner extents as int64
  * locals of those names (the rows are outer x inner, axis long, inner
  * apart; a layer norm's inner is 1). */

@@ -116,7 +116,7 @@ int32_t kl_lower(kl_kdesc *k, kl_var *v, const kl_coords *c)
     int32_t r;
     /* the root, and a map sibling a later output reads (src/opt/siblings.c),
      * are computed here, never loaded */
-    int root = v == k->local_vars[0] || (!v->buf && v->sibling_of && v->sibling_of == k->local_vars[0]);
+    int root = v == k->local_vars[0] || (!v->buf && v->sibling_of == k->local_vars[0]);
     if (!root && (v->buf || v->materialize)) {
         kl_kd_local(k, v);
         r = kl_load_lower(k, v, c);

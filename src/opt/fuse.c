@@ -6,7 +6,8 @@
  * Last, a convolution whose result only flows through an epilogue the
  * device runs with it (epilogue.h) hands its result to the chain's end, and
  * results only convolutions read stay in the library's layout (layout.h),
- * and sums over the same loops share one kernel (siblings.h). */
+ * and results over the same loops that read a stored var in common share
+ * one kernel (siblings.h). */
 #include "opt/fuse.h"
 #include "backend/backend.h"
 #include "codegen/kdesc.h"

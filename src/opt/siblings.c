@@ -61,6 +61,9 @@ static int candidate(const kl_var *v)
     }
 }
 
+/* Read from memory by a kernel (computed, or stored by this sync), not inlined into it. */
+static int stored(const kl_var *v) { return v->buf || v->materialize; }
+
 static int same_shape(const kl_var *a, const kl_var *b)
 {
     return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
@@ -104,7 +107,7 @@ static void loads_through(const kl_var *v, load_set *s)
 {
     for (int k = 0; k < v->op.n_inputs && !s->full; k++) {
         const kl_var *in = v->op.inputs[k];
-        if (in->buf || in->materialize) add_load(s, in);
+        if (stored(in)) add_load(s, in);
         else loads_through(in, s);
     }
 }
@@ -113,7 +116,7 @@ static void loads_through(const kl_var *v, load_set *s)
 static void kernel_loads(const kl_var *v, int kind, load_set *s)
 {
     const kl_var *x = v->op.inputs[0];
-    if (kind == REDUCE && (x->buf || x->materialize)) add_load(s, x);
+    if (kind == REDUCE && stored(x)) add_load(s, x);
     else loads_through(kind == REDUCE ? x : v, s);
 }
 
@@ -122,7 +125,7 @@ static int reads_at_all(const kl_var *v, const kl_var *a)
 {
     for (int k = 0; k < v->op.n_inputs; k++) {
         const kl_var *in = v->op.inputs[k];
-        if (in == a || (!in->buf && !in->materialize && reads_at_all(in, a))) return 1;
+        if (in == a || (!stored(in) && reads_at_all(in, a))) return 1;
     }
     return 0;
 }
@@ -133,7 +136,7 @@ static int cone_nodes(const kl_var *v, int limit)
     int n = 1;
     for (int k = 0; k < v->op.n_inputs && n <= limit; k++) {
         const kl_var *in = v->op.inputs[k];
-        n += in->buf || in->materialize ? 1 : cone_nodes(in, limit - n);
+        n += stored(in) ? 1 : cone_nodes(in, limit - n);
     }
     return n;
 }
@@ -162,14 +165,14 @@ static int reads_elementwise(const kl_var *v, const kl_var *a)
     int found = 0;
     for (int k = 0; k < v->op.n_inputs; k++) {
         const kl_var *in = v->op.inputs[k];
-        int r = in == a ? 1 : !in->buf && !in->materialize ? reads_elementwise(in, a) : 0;
+        int r = in == a ? 1 : !stored(in) ? reads_elementwise(in, a) : 0;
         if (r < 0 || (r > 0 && (!elementwise(v) || !same_shape(v, in)))) return -1;
         found |= r;
     }
     return found;
 }
 
-/* Whether v's own kernel, or a sibling computed in it, reads a. */
+/* Whether a sibling computed in w's kernel reads a. */
 static int kernel_computes_reader_of(const kl_var *w, const kl_var *a)
 {
     for (int k = 0; k < w->n_siblings; k++)
@@ -181,9 +184,9 @@ static int kernel_computes_reader_of(const kl_var *w, const kl_var *a)
  * reads v: a stored var there that reads it, directly or through the vars
  * inlined into it, or whose kernel computes a sibling (from elsewhere in
  * the order) that reads it; root's own kernel (root and its siblings)
- * counts unless it may (its_own_may_read). An inlined reader whose kernel comes later is
- * no obstacle (a mean scaled before the sum of squares is taken, say). The
- * marks are cleared again before returning. */
+ * counts unless it may (its_own_may_read). An inlined reader whose kernel
+ * comes later is no obstacle (a mean scaled before the sum of squares is
+ * taken, say). The marks are cleared again before returning. */
 static int kernel_between_reads(kl_var **order, int from, int to, const kl_var *v, const kl_var *root,
                                 int its_own_may_read)
 {
@@ -192,7 +195,7 @@ static int kernel_between_reads(kl_var **order, int from, int to, const kl_var *
         kl_var *w = order[i];
         for (int k = 0; k < w->op.n_inputs && !w->reads_candidate; k++) {
             const kl_var *in = w->op.inputs[k];
-            w->reads_candidate = in == v || (in->reads_candidate && !in->materialize && !in->buf);
+            w->reads_candidate = in == v || (in->reads_candidate && !stored(in));
         }
         int its_own = w == root || w->sibling_of == root;
         int reads = w->reads_candidate || (w->n_siblings && kernel_computes_reader_of(w, v));

@@ -388,6 +388,14 @@ static inline void check_release(kl_var *v)
     if (v) kl_var_release(v);
 }
 
+/* Releases each of the vars given (NULL ones skipped). */
+#define check_release_all(...) \
+    check_release_n_((kl_var *[]){__VA_ARGS__}, sizeof((kl_var *[]){__VA_ARGS__}) / sizeof(kl_var *))
+static inline void check_release_n_(kl_var *const *vs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) check_release(vs[i]);
+}
+
 /* Whether ctx has oneDNN; when not, says so, and fails the test if it is
  * required (KILN_TEST_REQUIRE_DNNL=1, set by scripts/test.sh where the
  * package is installed: skipping would hide a break). */

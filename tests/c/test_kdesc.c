@@ -264,8 +264,7 @@ static void test_loops_read_only_through_the_linear_index_merge(void)
     free(gy);
     free(gs);
     free(gt);
-    kl_var *tmp[] = {x, v, vb, y, s, t};
-    for (int i = 0; i < 6; i++) check_release(tmp[i]);
+    check_release_all(x, v, vb, y, s, t);
     CHECK_OK(kl_context_free(ctx));
 }
 

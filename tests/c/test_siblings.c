@@ -168,8 +168,7 @@ static void test_reader_between_moves_the_pair_back(void)
         free(g2);
     }
     free(vals);
-    kl_var *tmp[] = {x, s1, s2, sq, two, t};
-    for (int i = 0; i < 6; i++) check_release(tmp[i]);
+    check_release_all(x, s1, s2, sq, two, t);
     CHECK_OK(kl_context_free(ctx));
 }
 
@@ -205,8 +204,7 @@ static void check_chained_sums(int t_own_kernel)
         free(g2);
     }
     free(vals);
-    kl_var *tmp[] = {x, s1, t, p, s2, two};
-    for (int i = 0; i < 6; i++) check_release(tmp[i]);
+    check_release_all(x, s1, t, p, s2, two);
     CHECK_OK(kl_context_free(ctx));
 }
 
@@ -237,8 +235,7 @@ static void test_a_moved_sibling_keeps_its_reads(void)
     if (mb) d = check_bin(KL_SUB, x, mb);
     if (d) dd = check_bin(KL_MUL, d, d);
     if (dd) CHECK_OK(kl_reduce(dd, KL_REDUCE_SUM, 0, NULL, 0, &v));
-    kl_var *tmp[] = {xy, r9, p1, mean, mb, d, dd};
-    for (int i = 0; i < 7; i++) check_release(tmp[i]);
+    check_release_all(xy, r9, p1, mean, mb, d, dd);
     if (m && running && v) {
         kl_var *asked[] = {m, running, v};
         CHECK_OK(kl_sync(asked, 3));
@@ -256,8 +253,7 @@ static void test_a_moved_sibling_keeps_its_reads(void)
     }
     free(xv);
     free(yv);
-    kl_var *rest[] = {x, y, r, c9, c1, inv, m, p, v, running};
-    for (int i = 0; i < 10; i++) check_release(rest[i]);
+    check_release_all(x, y, r, c9, c1, inv, m, p, v, running);
     CHECK_OK(kl_context_free(ctx));
 }
 
@@ -299,8 +295,7 @@ static void test_map_siblings_share_a_loop(void)
     free(pv);
     free(gv);
     free(mv);
-    kl_var *tmp[] = {p, g, m, c9, c01, half, m2, p2, flag};
-    for (int i = 0; i < 9; i++) check_release(tmp[i]);
+    check_release_all(p, g, m, c9, c01, half, m2, p2, flag);
     CHECK_OK(kl_context_free(ctx));
 }
 
@@ -335,8 +330,7 @@ static void test_map_siblings_only_where_they_should(void)
     }
     free(xv);
     free(yv);
-    kl_var *tmp[] = {x, y, two, three, a, b, c};
-    for (int i = 0; i < 7; i++) check_release(tmp[i]);
+    check_release_all(x, y, two, three, a, b, c);
     CHECK_OK(kl_context_free(ctx));
 }
 

@@ -288,12 +288,8 @@ static kl_status reduce_kernel(renderer *r, kl_strbuf *L, const char *bd)
         const char *T = p.rc.acc_type, *I = p.rc.identity;
         char a[8], t[96], fold[256], value[96];
         snprintf(a, sizeof a, "a%s", x);
-        if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN) snprintf(t, sizeof t, "(%s)%s", T, raw);
-        else snprintf(t, sizeof t, "%s", raw);
-        if (op == KL_REDUCE_MEAN)
-            snprintf(value, sizeof value, p.rc.track_nan ? "(n ? NAN : rn ? %s / (double)rn : NAN)" : "(rn ? %s / (double)rn : NAN)", a);
-        else
-            snprintf(value, sizeof value, p.rc.track_nan ? "(n ? NAN : %s)" : "%s", a);
+        kl_stmt_fold_operand(t, sizeof t, op, T, raw);
+        kl_stmt_reduce_result(value, sizeof value, op, p.rc.track_nan, a);
         kl_stmt_stored(r, p.final[j], sizeof p.final[j], out_t, value);
         kl_stmt_combine(fold, sizeof fold, op, a, t);
         if (!j && p.rc.track_nan) snprintf(p.nanfold, sizeof p.nanfold, " n |= %s != %s;", t, t);

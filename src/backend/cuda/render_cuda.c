@@ -145,8 +145,7 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
         char a[8], o[8], t[96], fold[256], value[96];
         snprintf(a, sizeof a, "a%s", x);
         snprintf(o, sizeof o, "o%s", x);
-        if (op == KL_REDUCE_SUM || op == KL_REDUCE_PROD || op == KL_REDUCE_MEAN) snprintf(t, sizeof t, "(%s)%s", T, raw);
-        else snprintf(t, sizeof t, "%s", raw);
+        kl_stmt_fold_operand(t, sizeof t, op, T, raw);
         if (arg) kl_stmt_arg_fold(fold, sizeof fold, op, in_t, t, "ri");
         else kl_stmt_combine(fold, sizeof fold, op, a, t);
         fl += (size_t)snprintf(p->fold + fl, sizeof p->fold - fl, "%s%s", j ? " " : "", fold);
@@ -154,9 +153,7 @@ static void reduce_kernel(const renderer *r, kl_strbuf *L, const char *bd)
         if (!j && p->acc.track_nan) snprintf(p->nanfold, sizeof p->nanfold, " n |= %s != %s;", t, t);
         kl_stmt_combine(p->merge[j], sizeof p->merge[j], op, a, o);
         if (arg) snprintf(value, sizeof value, "ai");
-        else if (op == KL_REDUCE_MEAN)
-            snprintf(value, sizeof value, p->acc.track_nan ? "(n ? NAN : rn ? %s / (double)rn : NAN)" : "(rn ? %s / (double)rn : NAN)", a);
-        else snprintf(value, sizeof value, p->acc.track_nan ? "(n ? NAN : %s)" : "%s", a);
+        else kl_stmt_reduce_result(value, sizeof value, op, p->acc.track_nan, a);
         kl_stmt_stored(r, p->final[j], sizeof p->final[j], out_t, value);
     }
     kl_strbuf offb = {0};

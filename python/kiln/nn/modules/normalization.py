@@ -94,11 +94,11 @@ def _batch_norm_train(x, dims, weight, bias, eps):
     two reductions and one element-wise pass (the meta-op derivation of the
     same graph takes five of each; the two sums share one pass, as the
     core folds sibling sums). The statistics are the batch's (biased
-    variance) from one pass as well (_shifted_stats). Inside the gradient, the mean and
-    rstd are the forward's values carrying their own exact derivatives in x
-    (d mean = d / n, d rstd = -rstd^3 (x - mean) d / n), so a gradient of
-    the gradient is exact and costs nothing unless asked. Returns y and the
-    (keepdims) mean and variance."""
+    variance) from one pass as well (_shifted_stats). Inside the gradient,
+    the mean and rstd are the forward's values carrying their own exact
+    derivatives in x (d mean = d / n, d rstd = -rstd^3 (x - mean) d / n),
+    so a gradient of the gradient is exact and costs nothing unless asked.
+    Returns y and the (keepdims) mean and variance."""
     xd = x.detach()
     mean, var = _shifted_stats(xd, dims)
     xc = xd - mean

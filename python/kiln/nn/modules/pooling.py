@@ -60,6 +60,15 @@ def _windows(x, nd, ks, stride, pad, dil, ceil_mode, fill, name):
     if any(o <= 0 for o in outs):
         raise ValueError(f"{name}: input of shape {x.shape} is too small for kernel {ks}")
     shape = x.shape[:lead] + tuple(outs) + tuple(ks)
+    idx = _window_exprs(lead, stride, dil, pad)
+    win = reindex(x, shape, idx, fill)
+    return win, lead, sp, outs, idx
+
+
+def _window_exprs(lead, stride, dil, pad):
+    """The index expressions of the windows [lead, *out, *kernel] into the
+    input: out * stride + kernel * dilation - pad per window dim."""
+    nd = len(stride)
     idx = [f"i{k}" for k in range(lead)]
     for j in range(nd):
         e = f"i{lead + j}" if stride[j] == 1 else f"i{lead + j}*{stride[j]}"
@@ -68,8 +77,7 @@ def _windows(x, nd, ks, stride, pad, dil, ceil_mode, fill, name):
         if pad[j]:
             e = f"{e}-{pad[j]}"
         idx.append(e)
-    win = reindex(x, shape, idx, fill)
-    return win, lead, sp, outs, idx
+    return idx
 
 
 def _first_max(win, lead, nd, sp, idx, conds=(), return_indices=False):
@@ -194,9 +202,7 @@ def _padded(x, lead, ks, st, pad, outs):
     exprs = [f"i{d}" for d in range(lead)] + [f"i{lead + j}-{p}" if p else f"i{lead + j}" for j, p in enumerate(pad)]
     padded = reindex(x, shape, exprs, float("-inf"))
     padded.stop_fuse()
-    read = [f"i{d}" for d in range(lead)]
-    read += [(f"i{lead + j}*{s}" if s != 1 else f"i{lead + j}") + f"+i{lead + nd + j}" for j, s in enumerate(st)]
-    return padded, read
+    return padded, _window_exprs(lead, st, (1,) * nd, (0,) * nd)
 
 
 def _window_value(win, pos, lead, nd):
