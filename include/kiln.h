@@ -104,6 +104,9 @@ typedef struct {
     uint64_t ops_alive;          /* vars holding an op: pending, or kept for backward */
     uint64_t kernels_checked;    /* kernels compiled for the compile check (kl_context_set_compile_check) */
     uint64_t bytes_moved_to_host; /* device memory full: buffers moved to host memory (unified memory) */
+    uint64_t launches_grouped;   /* kernels run inside a group's one launch (src/runtime/group.c) */
+    uint64_t group_forms;        /* group forms compiled or loaded (in kernels_compiled when compiled) */
+    uint64_t syncs_replayed;     /* syncs whose graph's plan was replayed (src/runtime/step_cache.c) */
 } kl_counters;
 
 /* One launch the profiler recorded: the root op (with " (library gemm)" and

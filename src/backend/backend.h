@@ -168,9 +168,19 @@ typedef struct kl_backend_ops {
     void (*memory)(kl_backend *b, kl_memory_stats *out);
     void (*trim)(kl_backend *b);                               /* give cached memory back */
 
+    /* optional: what this device's answers to supports and layout depend on
+     * besides a pattern's shapes, as a word (the CPU's thread count, by
+     * which oneDNN picks implementations): a sync's plan is replayed only
+     * under the same word (src/runtime/step_cache.c) */
+    uint64_t (*plan_state)(kl_backend *b);
+
     /* rendering: a kernel description as source of its toolchain's
      * KL_LANG_KERNEL (malloc'd text in *source) */
     kl_status (*render)(kl_backend *b, const struct kl_kdesc *k, char **source);
+    /* optional: the group form of a description (src/runtime/group.c has
+     * its arguments): one launch computes several launches of it; *source
+     * NULL when the description has none */
+    kl_status (*render_group)(kl_backend *b, const struct kl_kdesc *k, char **source);
 
     /* compiling: the jit caches, locks and schedules; the backend says how */
     kl_status (*toolchain)(kl_backend *b, kl_lang lang, kl_toolchain *out);

@@ -7,6 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Forgets every entry of the hash-consing table, the memo and the locals'
+ * index (their stamps are the old generation's). */
+static void next_generation(kl_kdesc *k)
+{
+    if (++k->gen == 0) { /* wrapped: clear the stamps once */
+        if (k->table) memset(k->table, 0, (size_t)k->cap_table * sizeof *k->table);
+        memset(k->local_index, 0, sizeof k->local_index);
+        k->cap_memo = k->n_memo = 0;
+        free(k->memo);
+        k->memo = NULL;
+        k->gen = 1;
+    }
+}
+
 void kl_kd_init(kl_kdesc *k)
 {
     memset(&k->h, 0, sizeof k->h);
@@ -16,14 +30,7 @@ void kl_kd_init(kl_kdesc *k)
     k->n_memo = 0;
     k->space_rank = 0;
     k->n_ranged = 0;
-    if (++k->gen == 0) { /* wrapped: clear the stamps once */
-        if (k->table) memset(k->table, 0, (size_t)k->cap_table * sizeof *k->table);
-        memset(k->local_index, 0, sizeof k->local_index);
-        k->cap_memo = k->n_memo = 0;
-        free(k->memo);
-        k->memo = NULL;
-        k->gen = 1;
-    }
+    next_generation(k);
 }
 
 void kl_kd_clear(kl_kdesc *k)
@@ -89,17 +96,26 @@ static int grow_table(kl_kdesc *k)
     return 1;
 }
 
-int kl_kd_operands(const kl_instr *in, int32_t ops[5])
+/* Where in's operand instructions are; how many. */
+static int operand_slots(kl_instr *in, int32_t *slot[5])
 {
     switch (in->kind) {
     case KL_I_LOOP: case KL_I_LINEAR: case KL_I_CONST: case KL_I_IARG: case KL_I_FARG: return 0;
-    case KL_I_LOAD: ops[0] = in->b; return 1;
-    case KL_I_NEG: case KL_I_NOT: case KL_I_CONVERT: case KL_I_UNARY: case KL_I_SCALAR: ops[0] = in->a; return 1;
-    case KL_I_SELECT: ops[0] = in->a; ops[1] = in->b; ops[2] = in->c; return 3;
+    case KL_I_LOAD: slot[0] = &in->b; return 1;
+    case KL_I_NEG: case KL_I_NOT: case KL_I_CONVERT: case KL_I_UNARY: case KL_I_SCALAR: slot[0] = &in->a; return 1;
+    case KL_I_SELECT: slot[0] = &in->a; slot[1] = &in->b; slot[2] = &in->c; return 3;
     case KL_I_RANDOM: case KL_I_CHECK:
-        ops[0] = in->a; ops[1] = in->b; ops[2] = in->c; ops[3] = in->d; ops[4] = in->e; return 5;
-    default: ops[0] = in->a; ops[1] = in->b; return 2;
+        slot[0] = &in->a; slot[1] = &in->b; slot[2] = &in->c; slot[3] = &in->d; slot[4] = &in->e; return 5;
+    default: slot[0] = &in->a; slot[1] = &in->b; return 2;
     }
+}
+
+int kl_kd_operands(const kl_instr *in, int32_t ops[5])
+{
+    int32_t *slot[5];
+    int n = operand_slots((kl_instr *)in, slot); /* only read */
+    for (int i = 0; i < n; i++) ops[i] = *slot[i];
+    return n;
 }
 
 /* in with its padding zeroed (instructions are compared bytewise, here and
@@ -281,6 +297,8 @@ int32_t kl_kd_farg(kl_kdesc *k, kl_var *v, kl_arg_kind kind)
         return kl_kd_fail(k, kl_error(KL_ERR_RUNTIME, "kernel too large: too many scalar arguments"));
     int n = k->h.n_fargs++;
     k->fargs[n] = kl_arg_value(v, kind, 0);
+    k->fsrc[n].v = v;
+    k->fsrc[n].kind = (uint8_t)kind;
     kl_instr in = {KL_I_FARG, KL_FLOAT64, 0, 0, 0, n, -1, -1, -1, -1, 0};
     return kl_kd_add(k, &in);
 }
@@ -472,7 +490,79 @@ static int mergeable_extents(const kl_kdesc *k, const kl_var *v, int d)
     return literal ? before : !before && shape_extent(k, v, d) && shape_extent(k, v, d - 1);
 }
 
-void kl_kd_merge_dims(kl_kdesc *k, kl_var *v)
+/* The head's references to instructions; how many. */
+static int head_roots(kl_kdesc *k, int32_t **root)
+{
+    kl_kd_head *h = &k->h;
+    int n = 0;
+    root[n++] = &h->value;
+    root[n++] = &h->target;
+    root[n++] = &h->skip;
+    for (int j = 0; j < h->n_extra; j++) root[n++] = &h->extra_value[j];
+    for (int i = 0; i < h->n_checks; i++) root[n++] = &k->checks[i];
+    for (int d = 0; d < h->rank; d++) root[n++] = &h->dims[d];
+    for (int d = 0; d < h->out_rank; d++) root[n++] = &h->out_dims[d];
+    return n;
+}
+
+/* Drops the instructions nothing needs any more (a merge leaves the merged
+ * dims' extents behind) and the arguments only they read, so that kernels
+ * that differ only in what they no longer use are one structure (a
+ * parameter's update is one plan for a matrix and a vector). The
+ * description is complete: nothing is added to it afterwards. */
+static void drop_unused(kl_kdesc *k)
+{
+    enum { MAX_KEPT = 2048 }; /* kl_kd_merge_dims scans no more */
+    kl_kd_head *h = &k->h;
+    if (k->status != KL_OK || h->n_instrs > MAX_KEPT) return;
+    int32_t renum[MAX_KEPT], iarg_renum[KL_KD_MAX_IARGS], farg_renum[KL_KD_MAX_FARGS];
+    int32_t *root[3 + KL_KD_MAX_EXTRA + 64 + 16];
+    int n_roots = head_roots(k, root);
+    memset(renum, 0, (size_t)h->n_instrs * sizeof *renum); /* 1: needed (renumbered below) */
+    for (int r = 0; r < n_roots; r++)
+        if (*root[r] >= 0) renum[*root[r]] = 1;
+    for (int32_t i = h->n_instrs - 1; i >= 0; i--) {
+        if (!renum[i]) continue;
+        int32_t *slot[5];
+        for (int o = 0, c = operand_slots(&k->instrs[i], slot); o < c; o++)
+            if (*slot[o] >= 0) renum[*slot[o]] = 1;
+    }
+    memset(iarg_renum, -1, sizeof iarg_renum);
+    memset(farg_renum, -1, sizeof farg_renum);
+    int32_t kept = 0, n_iargs = 0, n_fargs = 0;
+    for (int32_t i = 0; i < h->n_instrs; i++) {
+        if (!renum[i]) { renum[i] = -1; continue; }
+        kl_instr in = k->instrs[i];
+        int32_t *slot[5];
+        for (int o = 0, c = operand_slots(&in, slot); o < c; o++)
+            if (*slot[o] >= 0) *slot[o] = renum[*slot[o]];
+        if (in.kind == KL_I_IARG && iarg_renum[in.a] < 0) {
+            k->iargs[n_iargs] = k->iargs[in.a];
+            k->isrc[n_iargs] = k->isrc[in.a];
+            iarg_renum[in.a] = n_iargs++;
+        }
+        if (in.kind == KL_I_FARG && farg_renum[in.a] < 0) {
+            k->fargs[n_fargs] = k->fargs[in.a];
+            k->fsrc[n_fargs] = k->fsrc[in.a];
+            farg_renum[in.a] = n_fargs++;
+        }
+        if (in.kind == KL_I_IARG) in.a = iarg_renum[in.a];
+        if (in.kind == KL_I_FARG) in.a = farg_renum[in.a];
+        k->instrs[kept] = in;
+        renum[i] = kept++;
+    }
+    for (int r = 0; r < n_roots; r++)
+        if (*root[r] >= 0) *root[r] = renum[*root[r]];
+    h->n_instrs = kept;
+    h->n_iargs = n_iargs;
+    h->n_fargs = n_fargs;
+    k->n_ranged = 0;
+    next_generation(k);
+    k->instrs_hash = 0;
+    for (int32_t i = 0; i < h->n_instrs; i++) k->instrs_hash = mix(k->instrs_hash, instr_hash(&k->instrs[i]));
+}
+
+static void merge_dims(kl_kdesc *k, kl_var *v)
 {
     kl_kd_head *h = &k->h;
     if (k->status != KL_OK || h->rank < 2 || (h->kind != KL_KD_MAP && h->kind != KL_KD_REDUCE)) return;
@@ -513,4 +603,10 @@ void kl_kd_merge_dims(kl_kdesc *k, kl_var *v)
         if (k->instrs[i].kind == KL_I_LOOP) k->instrs[i].a = group_of[k->instrs[i].a];
     k->instrs_hash = 0;
     for (int32_t i = 0; i < h->n_instrs; i++) k->instrs_hash = mix(k->instrs_hash, instr_hash(&k->instrs[i]));
+}
+
+void kl_kd_merge_dims(kl_kdesc *k, kl_var *v)
+{
+    merge_dims(k, v);
+    drop_unused(k);
 }

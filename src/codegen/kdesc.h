@@ -123,6 +123,7 @@ typedef struct kl_kdesc {
     int64_t iargs[KL_KD_MAX_IARGS];
     double fargs[KL_KD_MAX_FARGS];
     struct { kl_var *v; uint8_t kind, dim; } isrc[KL_KD_MAX_IARGS];
+    struct { kl_var *v; uint8_t kind; } fsrc[KL_KD_MAX_FARGS];
     kl_var *local_vars[KL_KD_MAX_LOCALS];
     uint64_t hash;         /* of the structure, once built */
     uint64_t instrs_hash;  /* of the instructions so far, in order */
@@ -200,7 +201,9 @@ int32_t kl_kd_fail(kl_kdesc *k, kl_status s);
  * through the element's linear index (a batch norm's H and W, reduced or
  * kept alike) become one loop, so the innermost loop runs over H*W
  * contiguous elements instead of W (a vector loop of 49, not 7). Literal
- * extents (a window's) stay as they are. */
+ * extents (a window's) stay as they are. Then the instructions nothing
+ * needs go, with the arguments only they read: a description is complete
+ * after it (nothing may be added). */
 void kl_kd_merge_dims(kl_kdesc *k, kl_var *v);
 
 /* Sets k->hash from the structure (after building); structural equality. */

@@ -29,6 +29,7 @@ kl_plan *kl_plan_find(const kl_plan_cache *pc, const struct kl_backend *device, 
 static void plan_free(kl_plan *p)
 {
     if (!p) return;
+    plan_free(p->group);
     free(p->structure);
     free(p->source);
     free(p);
@@ -40,6 +41,7 @@ void kl_plan_cache_free(kl_plan_cache *pc)
     free(pc->slots);
     pc->slots = NULL;
     pc->capacity = pc->count = 0;
+    pc->generation++;
 }
 
 void kl_plan_cache_bound(kl_plan_cache *pc)
@@ -63,6 +65,18 @@ static int grow(kl_plan_cache *pc)
     free(pc->slots);
     pc->slots = slots;
     pc->capacity = cap;
+    return 1;
+}
+
+int kl_plan_set_group(kl_plan *p, const char *source)
+{
+    kl_plan *g = calloc(1, sizeof *g);
+    if (!g || !(g->source = strdup(source))) {
+        free(g);
+        return 0;
+    }
+    g->device = p->device;
+    p->group = g;
     return 1;
 }
 

@@ -10,12 +10,15 @@
 
 struct kl_backend;
 
-typedef struct {
+typedef struct kl_plan {
     const struct kl_backend *device;
     void *structure;     /* kl_kd_structure_write's block */
     uint64_t hash;       /* of the structure and the device */
     char *source;        /* the rendered text */
     kl_kernel_fn fn;     /* NULL until compiled */
+    /* the structure's group form (src/runtime/group.c: several launches of
+     * it as one), when the device has one: owned, outside the table */
+    struct kl_plan *group;
 } kl_plan;
 
 typedef struct {
@@ -23,6 +26,7 @@ typedef struct {
     size_t capacity, count;
     int check;       /* KILN_CHECK_PLANS=1: render again on every hit and compare */
     int disabled;    /* KILN_PLANS=0: a plan serves one sync only */
+    uint64_t generation; /* counts frees: what holds plans of an older one holds freed plans */
 } kl_plan_cache;
 
 /* The plan for k's structure on device; NULL when none was recorded. */
@@ -31,6 +35,9 @@ kl_plan *kl_plan_find(const kl_plan_cache *pc, const struct kl_backend *device, 
  * compiled); the plan already there for an equal structure; NULL when out
  * of memory. */
 kl_plan *kl_plan_insert(kl_plan_cache *pc, const struct kl_backend *device, const kl_kdesc *k, const char *source);
+/* Gives p the group form rendered as source (its function follows once
+ * compiled); 0 when out of memory. */
+int kl_plan_set_group(kl_plan *p, const char *source);
 /* Starts again when the cache holds too many plans; call between syncs only
  * (plans found in a sync are used until it ends). */
 void kl_plan_cache_bound(kl_plan_cache *pc);

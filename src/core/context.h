@@ -57,6 +57,7 @@ struct kl_context {
                                          table holds its kernels) */
     kl_jit jit;
     kl_plan_cache plans;
+    struct kl_step_cache *step_cache; /* whole syncs' plans (src/runtime/step_cache.c) */
     kl_kdesc *kdesc;  /* the kernel description being built (reused, grown once) */
     kl_sync_scratch sync;
     kl_var *pending; /* vars not yet computed, newest first (kl_sync_all) */

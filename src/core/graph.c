@@ -300,8 +300,10 @@ static void forget_graph(kl_var *v)
 void kl_var_set_computed(kl_var *v, kl_buffer *buf)
 {
     v->buf = buf;
-    v->sibling_of = NULL; /* a sync's plan, done */
+    v->sibling_of = NULL; /* a sync's plan, done (its pattern lived in the sync's scratch) */
     v->n_siblings = 0;
+    v->pattern = NULL;
+    v->materialize = 0;
     unlink_pending(v);
     /* the graph stays for backward, except behind a stop_grad, which no
      * gradient crosses (parameter updates would otherwise chain every step) */

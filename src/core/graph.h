@@ -106,6 +106,8 @@ struct kl_var {
      * points to it; that one lists them */
     uint8_t n_siblings;
     uint8_t reads_candidate; /* scratch of that pass: computing it reads the candidate sibling */
+    uint8_t read_mark; /* scratch of src/runtime/group.c: a step of the sync reads it */
+    int32_t sync_pos;  /* scratch of src/runtime/step_cache.c: its position in the sync (with epoch) */
     kl_var *sibling_of;
     kl_var *siblings[KL_MAX_SIBLINGS];
     char *name;        /* the name the program gave it, for dumps (kl_var_set_name) */

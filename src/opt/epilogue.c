@@ -63,7 +63,8 @@ static int step_at(kl_var *x, const kl_var *e, uint8_t *op, kl_var **operand)
          * a broadcast partner of the same shape is an operand, not a link */
         const kl_var *next = c;
         while (!next->buf && !next->materialize && kl_operand_passes(next)) next = next->op.inputs[0];
-        int link = next->pattern || is_alias(next) || next->op.kind == KL_OP_BINARY;
+        /* a computed var ends the chain: it is an operand, whatever it was */
+        int link = !next->buf && (next->pattern || is_alias(next) || next->op.kind == KL_OP_BINARY);
         if (!link || !kl_operand_same_shape(c, e) || !private_link(c, e)) continue;
         int kind = OTHER_NONE, step = -1;
         if (x->op.p.binary == KL_MAXIMUM && is_zero(o)) {

@@ -25,7 +25,7 @@ int kl_matmul_match(kl_var *v, int assume_roots, kl_pattern *pat)
     if (a->dtype != v->dtype || b->dtype != v->dtype) return 0;
     uint8_t mask = v->op.p.reduce.mask;
     int kd = -1, md = -1, nd = -1;
-    memset(p, 0, sizeof *p);
+    memset(pat, 0, sizeof *pat); /* no layouts or epilogue operands left from another use of it */
     int64_t out_stride[KL_MAX_DIMS], s = 1;
     for (int d = R - 1; d >= 0; d--) { out_stride[d] = (mask >> d & 1) ? 0 : s; if (!(mask >> d & 1)) s *= shape[d]; }
     for (int d = 0; d < R; d++) {

@@ -3,6 +3,7 @@
 #include "core/context.h"
 #include "backend/backend.h"
 #include "core/error.h"
+#include "runtime/step.h"
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -63,6 +64,7 @@ kl_status kl_context_free(kl_context *ctx)
     kl_graveyard_free(ctx);
     kl_status left = kl_mpi_finish(ctx);
     free(ctx->profile.records);
+    kl_step_cache_free(ctx->step_cache);
     kl_plan_cache_free(&ctx->plans);
     kl_sync_scratch_free(&ctx->sync);
     if (ctx->kdesc) kl_kd_free(ctx->kdesc);

@@ -11,6 +11,7 @@
 #include "ops/ops.h"
 #include "codegen/plan.h"
 #include "ops/lower.h"
+#include "runtime/step.h"
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@
 #include <time.h>
 
 typedef kl_var_list var_list;
+typedef kl_step step;
+typedef kl_launch_plan launch_args;
 
 static int push(var_list *l, kl_var *v)
 {
@@ -92,41 +95,18 @@ static kl_status topo_order(kl_sync_scratch *sc, kl_var *const *targets, int n, 
     return s == KL_OK ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory ordering the graph");
 }
 
-/* What one launch of a fused kernel passes: the description's buffers
- * (retained; [0] is the output) and arguments. */
-typedef struct {
-    int n_bufs, n_iargs, n_fargs;
-    int n_extra;  /* bufs[1..n_extra]: siblings' outputs, computed too */
-    int64_t work; /* elements of the iteration space */
-    int n_checks; /* index checks in the kernel */
-    kl_var *bufs[KL_KD_MAX_BUFS];
-    int64_t iargs[KL_KD_MAX_IARGS];
-    double fargs[KL_KD_MAX_FARGS];
-} launch_args;
-
-typedef struct {
-    kl_var *v;
-    int is_alias, is_code, is_collective;
-    const kl_pattern *pattern; /* a library call (found by the fusion pass) */
-    kl_plan *plan;     /* a fused kernel's plan; its fn is set once compiled */
-    int compile;       /* the plan's source goes to this sync's compile batch */
-    kl_kernel_fn fn;
-    char *check_source; /* the compile check's rendering of a new plan (malloc'd) */
-    launch_args args;  /* last: ~5 KB, filled only for fused kernels */
-} step;
-
-/* A step with everything but the launch's argument arrays cleared. */
-static void step_init(step *st, kl_var *v)
-{
-    memset(st, 0, offsetof(step, args));
-    st->v = v;
-    st->args.n_bufs = st->args.n_iargs = st->args.n_fargs = st->args.n_extra = 0;
-}
-
 static void launch_args_free(launch_args *a)
 {
     for (int i = 0; i < a->n_bufs; i++) kl_var_release(a->bufs[i]);
     a->n_bufs = 0;
+}
+
+/* Drops a step's holds: its launch's buffers, its var. */
+static void step_release(step *st)
+{
+    launch_args_free(&st->args);
+    kl_var_release(st->v);
+    st->v = NULL;
 }
 
 static double now_seconds(void)
@@ -175,9 +155,7 @@ static void profile_record(kl_context *ctx, const char *name, const char *how, c
     r->output_bytes = out_bytes;
 }
 
-/* The stored vars a library call reads: a, b, then a convolution's
- * epilogue operands by step (NULL where a step reads none). */
-static int pattern_operands(const kl_pattern *p, kl_var **vars)
+int kl_pattern_operands(const kl_pattern *p, kl_var **vars)
 {
     int n = 2 + (p->kind == KL_PATTERN_CONV ? p->conv.epilogue.n : 0);
     vars[0] = p->a;
@@ -208,18 +186,23 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     if ((ctx->debug < 2 && !ctx->profile.on) || st->v->buf) return run_step(ctx, st);
     kl_var *v = st->v;
     const char *name = kl_var_op_name(v); /* before v becomes a computed array */
-    uint64_t in_bytes = 0, out_bytes = bytes_of(v);
+    uint64_t in_bytes = 0, out_bytes = 0;
+    int members = 0; /* of a group this step launches */
     kl_var *operands[2 + KL_MAX_EPILOGUE];
     if (st->pattern)
-        for (int i = 0, n = pattern_operands(st->pattern, operands); i < n; i++)
+        for (int i = 0, n = kl_pattern_operands(st->pattern, operands); i < n; i++)
             in_bytes += operands[i] ? bytes_of(operands[i]) : 0;
     else if (st->plan)
-        for (int i = 1; i < st->args.n_bufs; i++) {
-            if (i <= st->args.n_extra) out_bytes += bytes_of(st->args.bufs[i]);
-            else in_bytes += bytes_of(st->args.bufs[i]);
+        for (const step *m = st->group_first ? st->group_first : st; m; m = st->group_first ? m->group_next : NULL) {
+            members++;
+            for (int i = 0; i < m->args.n_bufs; i++) {
+                if (i <= m->args.n_extra) out_bytes += bytes_of(i ? m->args.bufs[i] : m->v);
+                else in_bytes += bytes_of(m->args.bufs[i]);
+            }
         }
     else
         for (int i = 0; i < v->op.n_inputs; i++) in_bytes += bytes_of(v->op.inputs[i]);
+    if (!st->plan) out_bytes = bytes_of(v);
     double t0 = now_seconds();
     kl_status s = run_step(ctx, st);
     double ms = (now_seconds() - t0) * 1e3;
@@ -231,6 +214,8 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
                       : st->is_collective ? " (library mpi)"
                       : st->is_alias      ? " (alias)"
                                           : "";
+    char group[40];
+    if (members > 1) snprintf(group, sizeof group, " (group of %d)", members), how = group;
     char ops[160];
     if (conv)
         conv_ops(st->pattern, ops, sizeof ops);
@@ -243,19 +228,12 @@ static kl_status run_step_timed(kl_context *ctx, step *st)
     return s;
 }
 
-/* A failed allocation on a device (which says why) that was not for want of
- * memory: a fault of an earlier kernel, say; its message stands. */
-static int device_failed(const kl_backend *dev)
-{
-    return !dev->ops->host_visible && kl_last_status() == KL_ERR_RUNTIME;
-}
-
 /* A library call of v's device computes v from the pattern's operands. */
 static kl_status run_pattern(kl_context *ctx, kl_var *v, const kl_pattern *p)
 {
     kl_var *vars[2 + KL_MAX_EPILOGUE];
     const void *in[2 + KL_MAX_EPILOGUE];
-    int n = pattern_operands(p, vars);
+    int n = kl_pattern_operands(p, vars);
     kl_backend *dev = v->device;
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
     kl_residency_next_step(ctx);
@@ -265,7 +243,7 @@ static kl_status run_pattern(kl_context *ctx, kl_var *v, const kl_pattern *p)
     }
     for (int i = 0; i < n; i++) in[i] = vars[i] ? vars[i]->buf->data : NULL; /* after every operand is back */
     kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
-    if (!out && device_failed(dev)) return KL_ERR_RUNTIME;
+    if (!out && kl_device_failed(dev)) return KL_ERR_RUNTIME;
     if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for a library call's result", nbytes,
                               dev->name);
     kl_status s = dev->ops->run(dev, p, out->data, in, p->b ? p->b->buf->id : 0);
@@ -333,50 +311,27 @@ static kl_status run_step(kl_context *ctx, step *st)
         kl_var_set_computed(v, b);
         return KL_OK;
     }
+    if (st->group_first) return kl_group_run(ctx, st);
     void *ptrs[KL_KD_MAX_BUFS];
-    int n_out = 1 + st->args.n_extra;
-    kl_residency_next_step(ctx);
-    for (int i = n_out; i < st->args.n_bufs; i++) {
-        if (!st->args.bufs[i]->buf) return kl_error(KL_ERR_RUNTIME, "internal: kernel input b%d not computed", i);
-        KL_TRY(kl_buffer_resident(st->args.bufs[i]->buf));
-    }
-    for (int i = n_out; i < st->args.n_bufs; i++) ptrs[i] = st->args.bufs[i]->buf->data; /* after every input is back */
-    kl_backend *dev = v->device;
     kl_buffer *out[1 + KL_KD_MAX_EXTRA] = {0};
-    kl_status s = KL_OK;
-    for (int j = 0; j < n_out && s == KL_OK; j++) {
-        kl_var *o = j ? st->args.bufs[j] : v;
-        size_t nbytes = (size_t)o->numel * kl_dtype_size(o->dtype);
-        out[j] = kl_buffer_new(ctx, dev, nbytes);
-        if (out[j]) {
-            /* pinned: making room for the next output must not move this one */
-            out[j]->pin = ctx->residency_step;
-            ptrs[j] = out[j]->data;
-        } else if (device_failed(dev)) {
-            s = KL_ERR_RUNTIME;
-        } else {
-            kl_memory_stats m;
-            dev->ops->memory(dev, &m);
-            s = kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for a %s result (%llu bytes in use)", nbytes,
-                         dev->name, kl_var_op_name(o), (unsigned long long)m.bytes_in_use);
-        }
-    }
-    if (s == KL_OK) {
-        kl_launch_args la = {ptrs, st->args.iargs, st->args.fargs, st->args.n_bufs, st->args.n_iargs,
-                             st->args.n_fargs, st->args.work};
-        s = dev->ops->launch(dev, st->fn, &la);
-        ctx->counters.kernels_launched++;
-        /* a kernel with index checks may have written the record: on a device
-         * that runs asynchronously it must have finished before it is read */
-        if (s == KL_OK && st->args.n_checks && !dev->ops->host_visible) s = dev->ops->synchronize(dev);
-        if (s == KL_OK) s = kl_check_index_result(ctx);
-    }
+    kl_backend *dev = v->device;
+    kl_residency_next_step(ctx);
+    KL_TRY(kl_step_inputs_resident(st));
+    kl_step_input_pointers(st, ptrs);
+    KL_TRY(kl_step_outputs_new(ctx, st, out, ptrs));
+    kl_launch_args la = {ptrs, st->args.iargs, st->args.fargs, st->args.n_bufs, st->args.n_iargs,
+                         st->args.n_fargs, st->args.work};
+    kl_status s = dev->ops->launch(dev, st->fn, &la);
+    ctx->counters.kernels_launched++;
+    /* a kernel with index checks may have written the record: on a device
+     * that runs asynchronously it must have finished before it is read */
+    if (s == KL_OK && st->args.n_checks && !dev->ops->host_visible) s = dev->ops->synchronize(dev);
+    if (s == KL_OK) s = kl_check_index_result(ctx);
     if (s != KL_OK) { /* v stays pending: every later sync of it fails the same way */
-        for (int j = 0; j < n_out; j++)
-            if (out[j]) kl_buffer_release(out[j]);
+        kl_step_outputs_release(st, out);
         return s;
     }
-    for (int j = 0; j < n_out; j++) kl_var_set_computed(j ? st->args.bufs[j] : v, out[j]);
+    kl_step_outputs_set(st, out);
     return KL_OK;
 }
 
@@ -428,6 +383,16 @@ static kl_status compile_check(kl_context *ctx, step *steps, int n_steps, int co
     return s;
 }
 
+/* Records the group form of a new plan's structure, when it has one. */
+static kl_status add_group_form(kl_backend *dev, const kl_kdesc *kd, kl_plan *p)
+{
+    char *text = NULL;
+    KL_TRY(dev->ops->render_group(dev, kd, &text));
+    int ok = !text || kl_plan_set_group(p, text);
+    free(text);
+    return ok ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory recording a kernel's group form");
+}
+
 /* A fused kernel: its description, then the plan recorded for that
  * structure, or a fresh render (recorded as a plan, compiled in the sync's
  * batch). */
@@ -455,6 +420,7 @@ static kl_status build_step(kl_context *ctx, step *st)
         s = dev->ops->render(dev, kd, &text);
         if (s == KL_OK) p = kl_plan_insert(&ctx->plans, dev, kd, text);
         if (s == KL_OK && !p) s = kl_error(KL_ERR_MEMORY, "out of memory recording a kernel's plan");
+        if (s == KL_OK && !p->group && dev->ops->render_group) s = add_group_form(dev, kd, p);
         if (s == KL_OK && ctx->compile_check) s = ctx->compile_check->ops->render(ctx->compile_check, kd, &st->check_source);
     }
     free(text);
@@ -475,9 +441,29 @@ static kl_status build_step(kl_context *ctx, step *st)
             const kl_instr *e = &kd->instrs[kd->h.dims[d]];
             a->work *= e->kind == KL_I_CONST ? e->value : kd->iargs[e->a];
         }
+        kl_step_record_step(ctx, st, kd);
     }
     kl_kd_clear(kd);
     return s;
+}
+
+/* Queues the source of each group form this sync's groups launch that is
+ * not compiled yet (after the steps' sources), once; the new count (the
+ * arrays have room for a source per two steps more than there are steps:
+ * a group has two steps or more). */
+static int add_group_sources(step *steps, int n_steps, const char **sources, kl_lang *langs, int n_src)
+{
+    int first = n_src;
+    for (int i = 0; i < n_steps; i++) {
+        kl_plan *g = steps[i].group_first ? steps[i].plan->group : NULL;
+        if (!g || g->fn) continue;
+        int queued = 0; /* by an earlier group of the plan */
+        for (int j = first; j < n_src && !queued; j++) queued = sources[j] == g->source;
+        if (queued) continue;
+        langs[n_src] = KL_LANG_KERNEL;
+        sources[n_src++] = g->source;
+    }
+    return n_src;
 }
 
 static kl_status sync_one_device(kl_var *const *vars, int n);
@@ -539,21 +525,35 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
     kl_lang *langs = NULL;
     kl_kernel_fn *fns = NULL;
     kl_status s = is_target && patterns ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
-    int n_steps = 0, n_src = 0, n_stored = 0, steps_owned = 0;
+    int n_steps = 0, n_src = 0, n_stored = 0, steps_owned = 0, replay = 0;
+    const kl_step_plan *hit = NULL;
     if (s == KL_OK) {
         for (int i = 0; i < order.n; i++)
             for (int t = 0; t < n; t++) is_target[i] |= order.v[i] == vars[t];
-        kl_fuse_plan(order.v, order.n, is_target, patterns);
+        /* a graph planned before is replayed (checked plans: planned again, and compared) */
+        hit = kl_step_cache_sign(ctx, order.v, order.n, is_target, epoch) ? kl_step_cache_find(ctx) : NULL;
+        replay = hit && !ctx->plans.check && kl_step_plan_apply(ctx, hit, order.v, order.n, patterns);
+        if (!replay) {
+            kl_fuse_plan(order.v, order.n, is_target, patterns);
+            kl_step_record_begin(ctx);
+        }
         for (int i = 0; i < order.n; i++) n_stored += order.v[i]->materialize != 0;
         /* steps are ~15 KB each: a huge sync's are not kept */
         steps_owned = (size_t)n_stored * sizeof *steps > KEPT_STEP_BYTES;
         steps = steps_owned ? malloc((size_t)n_stored * sizeof *steps)
                             : scratch(sc, 1, (size_t)n_stored * sizeof *steps, 0);
-        sources = scratch(sc, 2, (size_t)n_stored * sizeof *sources, 1);
-        langs = scratch(sc, 3, (size_t)n_stored * sizeof *langs, 1);
-        fns = scratch(sc, 4, (size_t)n_stored * sizeof *fns, 1);
+        size_t n_sources = (size_t)n_stored + (size_t)n_stored / 2 + 1; /* a step's each, a group's each */
+        sources = scratch(sc, 2, n_sources * sizeof *sources, 1);
+        langs = scratch(sc, 3, n_sources * sizeof *langs, 1);
+        fns = scratch(sc, 4, n_sources * sizeof *fns, 1);
         if (n_stored && !(steps && sources && langs && fns)) s = kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
-        for (int i = 0; i < order.n && s == KL_OK; i++) {
+        if (replay && s == KL_OK && kl_step_plan_count(hit) > n_stored)
+            s = kl_error(KL_ERR_RUNTIME, "internal: the step cache's plan has more steps than vars stored");
+        if (replay && s == KL_OK) {
+            n_steps = kl_step_plan_steps(ctx, hit, steps);
+            ctx->counters.syncs_replayed++;
+        }
+        for (int i = 0; i < order.n && s == KL_OK && !replay; i++) {
             kl_var *v = order.v[i];
             if (!v->materialize || v->sibling_of) continue; /* a sibling: computed in another var's kernel */
             /* planning a huge graph takes seconds too (more when plans are
@@ -563,7 +563,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
                 break;
             }
             step *st = &steps[n_steps++];
-            step_init(st, v);
+            kl_step_init(st, v);
             kl_var_retain(v);
             st->is_alias = kl_op_traits(v->op.kind) & KL_ALIAS;
             st->is_code = v->op.kind == KL_OP_CODE;
@@ -571,6 +571,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
             st->pattern = v->pattern;
             /* a library call; a softmax's or layer norm's pattern is built as a kernel below */
             if (st->pattern && (st->pattern->kind == KL_PATTERN_GEMM || st->pattern->kind == KL_PATTERN_CONV)) {
+                kl_step_record_step(ctx, st, NULL);
                 continue;
             } else if (st->is_code) {
                 int cxx;
@@ -580,8 +581,24 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
                 s = build_step(ctx, st);
                 st->pattern = NULL; /* a softmax or layer norm runs as the kernel just built */
                 if (s == KL_OK && st->compile) { langs[n_src] = KL_LANG_KERNEL; sources[n_src++] = st->plan->source; }
+            } else {
+                kl_step_record_step(ctx, st, NULL);
             }
         }
+        /* checked plans: a hit planned afresh must equal its record; then
+         * the record's steps run, as they would unchecked */
+        if (hit && !replay && s == KL_OK && ctx->plans.check && n_src == 0 &&
+            (s = kl_step_record_check(ctx, hit, steps)) == KL_OK) {
+            for (int i = 0; i < n_steps; i++) step_release(&steps[i]);
+            n_steps = kl_step_plan_steps(ctx, hit, steps);
+            ctx->counters.syncs_replayed++;
+            replay = 1;
+        }
+    }
+    int n_step_src = n_src;
+    if (s == KL_OK) {
+        kl_groups_form(steps, n_steps);
+        n_src = add_group_sources(steps, n_steps, sources, langs, n_src);
     }
     if (s == KL_OK) s = compile_sources(ctx, vars[0]->device, n_src, sources, langs, fns);
     if (ctx->compile_check) {
@@ -593,24 +610,32 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
             steps[i].fn = fns[j++];
             if (steps[i].plan) steps[i].plan->fn = steps[i].fn;
         }
+    for (int i = 0, j = n_step_src; s == KL_OK && i < n_steps; i++)
+        if (steps[i].group_first && !steps[i].plan->group->fn) {
+            steps[i].plan->group->fn = fns[j++];
+            ctx->counters.group_forms++;
+        }
+    /* kept once its kernels compiled (a plan's function is set) */
+    if (s == KL_OK && !replay) kl_step_record_end(ctx);
+    else kl_step_record_abort(ctx);
     kept_results kept = {0};
-    for (int i = 0; s == KL_OK && i < n_steps; i++) {
-        if (ctx->interrupt && ctx->interrupt(ctx->interrupt_arg))
-            s = kl_error(KL_ERR_INTERRUPTED, "sync interrupted after %d of %d kernels", i, n_steps);
-        else
-            s = run_step_timed(ctx, &steps[i]);
-        if (s == KL_OK) s = keep_track(&kept, &steps[i], n_steps);
-        /* drop this step's holds at once: an intermediate is freed as soon
-         * as the last kernel that reads it has run, not at the end of the sync */
-        launch_args_free(&steps[i].args);
-        kl_var_release(steps[i].v);
-        steps[i].v = NULL;
-    }
+    /* a group's members run with its last (holding their inputs till
+     * then), aliases of their results once every other step has run */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; s == KL_OK && i < n_steps; i++) {
+            if (steps[i].deferred != (pass ? KL_DEFERRED_ALIAS : 0)) continue;
+            if (ctx->interrupt && ctx->interrupt(ctx->interrupt_arg))
+                s = kl_error(KL_ERR_INTERRUPTED, "sync interrupted after %d of %d kernels", i, n_steps);
+            else
+                s = run_step_timed(ctx, &steps[i]);
+            if (s == KL_OK) s = keep_track(&kept, &steps[i], n_steps);
+            /* drop this step's holds at once: an intermediate is freed as soon
+             * as the last kernel that reads it has run, not at the end of the sync */
+            if (!steps[i].group_first) step_release(&steps[i]);
+            for (step *m = steps[i].group_first; m; m = m->group_next) step_release(m);
+        }
     kept_results_end(&kept, s != KL_OK);
-    for (int i = 0; i < n_steps; i++) {
-        launch_args_free(&steps[i].args);
-        kl_var_release(steps[i].v);
-    }
+    for (int i = 0; i < n_steps; i++) step_release(&steps[i]);
     if (steps_owned) free(steps);
     return s;
 }

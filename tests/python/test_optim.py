@@ -282,18 +282,37 @@ def test_sgd_nesterov_with_dampening_follows_the_formula():
         jt.optim.SGD([p], 0.1, nesterov=True)
 
 
+@pytest.mark.parametrize("style", ["jittor", "pytorch"])
+def test_training_steps_replay_their_plan(style):
+    """From the second step on, a training step's syncs replay the plan
+    recorded for its graph (src/runtime/step_cache.c): one lookup instead of
+    fusion and a description per kernel, the launches' arguments read
+    afresh; the values still follow PyTorch's, step by step (run compares)."""
+    t = torch()
+    ours, theirs = CASES["adam"]
+    before = jt.counters()["syncs_replayed"]
+    run(ours, lambda p: theirs(p, t), steps=6, style=style)
+    assert jt.counters()["syncs_replayed"] - before >= 4
+
+
+@pytest.mark.parametrize("groups", [False, True])
 @pytest.mark.parametrize("name", list(CASES))
-def test_each_parameter_update_is_one_kernel(name):
-    """A step's new parameter and new state (momentum, moments, maxima) are
-    one kernel per parameter: element-wise results of one shape share a loop
-    (src/opt/siblings.c), the parameter's reading the state's as it is made."""
+def test_the_update_is_one_kernel(name, groups):
+    """A step's new parameters and new state (momentum, moments, maxima)
+    are one kernel: a parameter's element-wise results share a loop
+    (src/opt/siblings.c), the parameter's reading the state's as it is
+    made, and the parameters' kernels, one structure whatever their shapes,
+    run as one launch (src/runtime/group.c), each with its group's learning
+    rate (test_param_groups checks the values)."""
     jt.seed(1)
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
-    opt = CASES[name][0](model.parameters())
+    params = ([{"params": model[0].parameters(), "lr": 0.05}, {"params": model[2].parameters()}]
+              if groups else model.parameters())
+    opt = CASES[name][0](params)
     x, y = jt.array(X.astype(np.float32)), jt.array(Y)
     for step in range(2):
         nn.cross_entropy(model(x), y).backward()
         jt.sync([p.grad for p in model.parameters()])    # the gradients apart from the step
         launched = jt.counters()["kernels_launched"]
         opt.step()
-        assert jt.counters()["kernels_launched"] - launched == len(model.parameters()), step
+        assert jt.counters()["kernels_launched"] - launched == 1, step

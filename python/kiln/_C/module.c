@@ -266,7 +266,7 @@ static PyObject *m_counters(PyObject *mod, PyObject *unused)
     (void)mod; (void)unused;
     kl_counters c;
     kl_context_counters(klpy_ctx, &c);
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
         "kernels_compiled", (unsigned long long)c.kernels_compiled,
         "cache_hits_memory", (unsigned long long)c.cache_hits_memory,
         "cache_hits_disk", (unsigned long long)c.cache_hits_disk,
@@ -280,7 +280,10 @@ static PyObject *m_counters(PyObject *mod, PyObject *unused)
         "vars_held", (unsigned long long)c.vars_held,
         "ops_alive", (unsigned long long)c.ops_alive,
         "kernels_checked", (unsigned long long)c.kernels_checked,
-        "bytes_moved_to_host", (unsigned long long)c.bytes_moved_to_host);
+        "bytes_moved_to_host", (unsigned long long)c.bytes_moved_to_host,
+        "launches_grouped", (unsigned long long)c.launches_grouped,
+        "group_forms", (unsigned long long)c.group_forms,
+        "syncs_replayed", (unsigned long long)c.syncs_replayed);
 }
 
 /* ---- names ---- */

@@ -3,6 +3,7 @@
  * parts in toolchain.c (compile and load) and patterns.c (libraries). */
 #include "backend/cpu/cpu.h"
 #include "core/error.h"
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,12 @@ static kl_status cpu_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args
     return KL_OK;
 }
 
+static uint64_t cpu_plan_state(kl_backend *b)
+{
+    kl_cpu_threads_apply(&((kl_cpu_backend *)b)->threads);
+    return (uint64_t)omp_get_max_threads();
+}
+
 static kl_status cpu_synchronize(kl_backend *b)
 {
     (void)b; /* launches are synchronous */
@@ -99,6 +106,8 @@ static const kl_backend_ops cpu_ops = {
     .memory = cpu_memory,
     .trim = cpu_trim,
     .render = kl_cpu_render,
+    .render_group = kl_cpu_render_group,
+    .plan_state = cpu_plan_state,
     .toolchain = kl_cpu_toolchain,
     .compile_start = kl_cpu_compile_start,
     .compile_finish = kl_cpu_compile_finish,

@@ -53,6 +53,7 @@ void kl_cpu_unload(kl_backend *b, void *handle);
 
 /* render_c.c */
 kl_status kl_cpu_render(kl_backend *b, const struct kl_kdesc *k, char **source);
+kl_status kl_cpu_render_group(kl_backend *b, const struct kl_kdesc *k, char **source);
 
 /* patterns.c */
 int kl_cpu_supports(kl_backend *b, const kl_pattern *p);

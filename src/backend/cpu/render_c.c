@@ -570,6 +570,92 @@ static kl_status scatter_kernel(renderer *r, kl_strbuf *L, const char *bd)
 
 /* ---- the kernel ---- */
 
+/* The kernel's buffers and arguments as locals (out, out1.., b2.., k0..,
+ * f0..), from the arrays named buf, iarg and farg. */
+static void declare_args(const kl_kdesc *k, kl_strbuf *src, const char *ind, const char *buf, const char *iarg,
+                         const char *farg)
+{
+    const kl_kd_head *h = &k->h;
+    const char *T = kl_dtype_ctype((kl_dtype)h->out_dtype);
+    kl_sb_printf(src, "%s%s *restrict out = (%s *)%s[0]; /* v0 */\n", ind, T, T, buf);
+    for (int i = 1; i < h->n_bufs; i++) {
+        const char *bt = kl_dtype_ctype((kl_dtype)k->buf_dtype[i]);
+        if (i <= h->n_extra) /* a sibling's output */
+            kl_sb_printf(src, "%s%s *restrict out%d = (%s *)%s[%d]; /* v%d */\n", ind, bt, i, bt, buf, i,
+                         k->buf_local[i]);
+        else
+            kl_sb_printf(src, "%sconst %s *restrict b%d = (const %s *)%s[%d]; /* v%d */\n", ind, bt, i, bt, buf, i,
+                         k->buf_local[i]);
+    }
+    for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(src, "%sconst int64_t k%d = %s[%d];\n", ind, i, iarg, i);
+    for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(src, "%sconst double f%d = %s[%d];\n", ind, i, farg, i);
+}
+
+/* Whether a description has a group form: a map whose body reads only the
+ * element's linear index, without index checks (whose record names one
+ * launch). */
+static int groupable(const kl_kdesc *k)
+{
+    return k->h.kind == KL_KD_MAP && !k->h.uses_loops && k->h.n_checks == 0;
+}
+
+/* The group form (src/runtime/group.c has its arguments): the members'
+ * elements end to end, split evenly over the threads, each thread running
+ * the parts of the members its share covers. */
+static void group_kernel(const kl_kdesc *k, kl_strbuf *src, const char *bd, const char *store)
+{
+    const kl_kd_head *h = &k->h;
+    kl_sb_printf(src,
+                 "/* a group: iarg[0] members, iarg[1..] where each one's elements end, then\n"
+                 " * each one's integer arguments; buffers and float arguments member by member */\n"
+                 "int omp_get_num_threads(void);\nint omp_get_thread_num(void);\n"
+                 "void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)\n{\n"
+                 "    const int64_t members = iarg[0], total = iarg[members];\n"
+                 "    const int64_t *const ends = iarg + 1;\n"
+                 "    #pragma omp parallel if(total > %ld)\n    {\n"
+                 "        const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();\n"
+                 "        const int64_t lo = total * t / threads, hi = total * (t + 1) / threads;\n"
+                 "        for (int64_t m = 0; m < members; m++) {\n"
+                 "            const int64_t start = m ? ends[m - 1] : 0, end = ends[m];\n"
+                 "            if (end <= lo || start >= hi) continue;\n"
+                 "            void *const *mbuf = buf + m * %d;\n"
+                 "            const int64_t *miarg = iarg + 1 + members + m * %d;\n"
+                 "            const double *mfarg = farg + m * %d;\n"
+                 "            (void)miarg; (void)mfarg;\n",
+                 serial_limit(bd), h->n_bufs, h->n_iargs, h->n_fargs);
+    declare_args(k, src, "            ", "mbuf", "miarg", "mfarg");
+    kl_sb_printf(src,
+                 "            const int64_t from = (lo > start ? lo : start) - start;\n"
+                 "            const int64_t to = (hi < end ? hi : end) - start;\n"
+                 "            #pragma omp simd\n"
+                 "            for (int64_t li = from; li < to; li++) {\n%s%s            }\n"
+                 "        }\n    }\n}\n",
+                 bd, store);
+}
+
+kl_status kl_cpu_render_group(kl_backend *b, const kl_kdesc *k, char **out)
+{
+    (void)b;
+    *out = NULL;
+    if (!groupable(k)) return KL_OK;
+    renderer r;
+    KL_TRY(kl_stmt_init(&r, k, KL_DIALECT_C));
+    kl_strbuf bd = {0}, stores = {0}, src = {0};
+    kl_status s = kl_stmt_body(&r, &bd);
+    if (s == KL_OK) {
+        kl_stmt_map_stores(&r, &stores);
+        kl_stmt_header_comment(k, &src);
+        group_kernel(k, &src, bd.data ? bd.data : "", stores.data ? stores.data : "");
+        if (src.failed || bd.failed || stores.failed) s = kl_error(KL_ERR_MEMORY, "out of memory rendering a kernel");
+        else *out = kl_sb_take(&src);
+    }
+    kl_sb_free(&src);
+    kl_sb_free(&stores);
+    kl_sb_free(&bd);
+    kl_stmt_free(&r);
+    return s;
+}
+
 kl_status kl_cpu_render(kl_backend *b, const kl_kdesc *k, char **out)
 {
     (void)b;
@@ -589,19 +675,9 @@ kl_status kl_cpu_render(kl_backend *b, const kl_kdesc *k, char **out)
     }
     if (s == KL_OK) {
         kl_stmt_header_comment(k, &src);
-        const char *T = kl_dtype_ctype((kl_dtype)h->out_dtype);
-        kl_sb_printf(&src, "void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)\n{\n"
-                           "    (void)iarg; (void)farg;\n    %s *restrict out = (%s *)buf[0]; /* v0 */\n", T, T);
-        for (int i = 1; i < h->n_bufs; i++) {
-            const char *bt = kl_dtype_ctype((kl_dtype)k->buf_dtype[i]);
-            if (i <= h->n_extra) /* a sibling's output */
-                kl_sb_printf(&src, "    %s *restrict out%d = (%s *)buf[%d]; /* v%d */\n", bt, i, bt, i, k->buf_local[i]);
-            else
-                kl_sb_printf(&src, "    const %s *restrict b%d = (const %s *)buf[%d]; /* v%d */\n", bt, i, bt, i,
-                             k->buf_local[i]);
-        }
-        for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(&src, "    const int64_t k%d = iarg[%d];\n", i, i);
-        for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(&src, "    const double f%d = farg[%d];\n", i, i);
+        kl_sb_append(&src, "void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)\n{\n"
+                           "    (void)iarg; (void)farg;\n");
+        declare_args(k, &src, "    ", "buf", "iarg", "farg");
         kl_sb_append(&src, L.data ? L.data : "");
         kl_sb_append(&src, "}\n");
         if (src.failed || L.failed || bd.failed) s = kl_error(KL_ERR_MEMORY, "out of memory rendering a kernel");
