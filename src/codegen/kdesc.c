@@ -527,6 +527,8 @@ static void drop_unused(kl_kdesc *k)
         for (int o = 0, c = operand_slots(&k->instrs[i], slot); o < c; o++)
             if (*slot[o] >= 0) renum[*slot[o]] = 1;
     }
+    /* arguments compact in place: an argument's read is made with it (one
+     * instruction per argument), so kept ones are met in increasing order */
     memset(iarg_renum, -1, sizeof iarg_renum);
     memset(farg_renum, -1, sizeof farg_renum);
     int32_t kept = 0, n_iargs = 0, n_fargs = 0;

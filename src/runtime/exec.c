@@ -393,6 +393,18 @@ static kl_status add_group_form(kl_backend *dev, const kl_kdesc *kd, kl_plan *p)
     return ok ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory recording a kernel's group form");
 }
 
+/* KILN_CHECK_PLANS: the group form a plan keeps is the one its structure renders. */
+static kl_status check_group_form(kl_backend *dev, const kl_kdesc *kd, const kl_plan *p)
+{
+    char *text = NULL;
+    kl_status s = dev->ops->render_group(dev, kd, &text);
+    if (s == KL_OK && (!text || strcmp(text, p->group->source) != 0))
+        s = kl_error(KL_ERR_RUNTIME, "internal: the plan cache gave a different group form:\n%s\nvs\n%s",
+                     p->group->source, text ? text : "(none)");
+    free(text);
+    return s;
+}
+
 /* A fused kernel: its description, then the plan recorded for that
  * structure, or a fresh render (recorded as a plan, compiled in the sync's
  * batch). */
@@ -416,6 +428,7 @@ static kl_status build_step(kl_context *ctx, step *st)
         if (ctx->plans.check && (s = dev->ops->render(dev, kd, &text)) == KL_OK && strcmp(text, p->source) != 0)
             s = kl_error(KL_ERR_RUNTIME, "internal: the plan cache gave a different kernel for %s:\n%s\nvs\n%s",
                          kl_var_op_name(st->v), p->source, text);
+        if (s == KL_OK && ctx->plans.check && p->group) s = check_group_form(dev, kd, p);
     } else if (s == KL_OK && !p) {
         s = dev->ops->render(dev, kd, &text);
         if (s == KL_OK) p = kl_plan_insert(&ctx->plans, dev, kd, text);
@@ -550,7 +563,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
         if (replay && s == KL_OK && kl_step_plan_count(hit) > n_stored)
             s = kl_error(KL_ERR_RUNTIME, "internal: the step cache's plan has more steps than vars stored");
         if (replay && s == KL_OK) {
-            n_steps = kl_step_plan_steps(ctx, hit, steps);
+            n_steps = kl_step_plan_steps(ctx, hit, steps, 1);
             ctx->counters.syncs_replayed++;
         }
         for (int i = 0; i < order.n && s == KL_OK && !replay; i++) {
@@ -586,11 +599,14 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
             }
         }
         /* checked plans: a hit planned afresh must equal its record; then
-         * the record's steps run, as they would unchecked */
+         * the record is applied and its steps run, as they would unchecked
+         * (unless the fresh plan compiled something: then the record is
+         * replaced, so it differs, which the check has just failed) */
+        if (hit && !replay && s == KL_OK && ctx->plans.check) s = kl_step_record_check(ctx, hit, steps);
         if (hit && !replay && s == KL_OK && ctx->plans.check && n_src == 0 &&
-            (s = kl_step_record_check(ctx, hit, steps)) == KL_OK) {
+            kl_step_plan_apply(ctx, hit, order.v, order.n, patterns)) {
             for (int i = 0; i < n_steps; i++) step_release(&steps[i]);
-            n_steps = kl_step_plan_steps(ctx, hit, steps);
+            n_steps = kl_step_plan_steps(ctx, hit, steps, 0);
             ctx->counters.syncs_replayed++;
             replay = 1;
         }
@@ -621,13 +637,16 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
     kept_results kept = {0};
     /* a group's members run with its last (holding their inputs till
      * then), aliases of their results once every other step has run */
+    int ran = 0; /* steps run, a group's members each */
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; s == KL_OK && i < n_steps; i++) {
             if (steps[i].deferred != (pass ? KL_DEFERRED_ALIAS : 0)) continue;
             if (ctx->interrupt && ctx->interrupt(ctx->interrupt_arg))
-                s = kl_error(KL_ERR_INTERRUPTED, "sync interrupted after %d of %d kernels", i, n_steps);
+                s = kl_error(KL_ERR_INTERRUPTED, "sync interrupted after %d of %d kernels", ran, n_steps);
             else
                 s = run_step_timed(ctx, &steps[i]);
+            for (step *m = steps[i].group_first; m && m != &steps[i]; m = m->group_next) ran++;
+            ran++;
             if (s == KL_OK) s = keep_track(&kept, &steps[i], n_steps);
             /* drop this step's holds at once: an intermediate is freed as soon
              * as the last kernel that reads it has run, not at the end of the sync */

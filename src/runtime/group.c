@@ -19,8 +19,10 @@
 
 /* Plans with a group open at once; a candidate of a further plan runs alone. */
 #define MAX_OPEN 32
-/* What a group's waiting members hold that their own launches would have
- * freed sooner (their inputs): past this a group closes and a new one opens. */
+/* What waiting members hold that their own launches would have freed
+ * sooner (their inputs that nothing outside the graph holds), all open
+ * groups together: past this every open group closes (each runs in its
+ * last member's place) and new ones open. */
 #define MAX_HELD_BYTES ((uint64_t)256 << 20)
 
 static uint64_t bytes_of(const kl_var *v) { return (uint64_t)v->numel * kl_dtype_size(v->dtype); }
@@ -52,7 +54,6 @@ typedef struct {
     const kl_plan *plan;
     kl_step *first, *last;
     int n;
-    uint64_t held;
 } open_group;
 
 static void close_group(open_group *g)
@@ -64,7 +65,6 @@ static void close_group(open_group *g)
         g->first->group_next = NULL;
     }
     g->n = 0;
-    g->held = 0;
 }
 
 /* Marks what the sync's steps read: an alias's input only when something
@@ -98,22 +98,27 @@ void kl_groups_form(kl_step *steps, int n_steps)
     mark_all_reads(steps, n_steps);
     open_group open[MAX_OPEN];
     int n_open = 0;
+    uint64_t held = 0; /* by the open groups' members */
     for (int i = 0; i < n_steps; i++) {
         kl_step *st = &steps[i];
         if (!candidate(st)) continue;
-        uint64_t held = 0;
-        for (int b = 1 + st->args.n_extra; b < st->args.n_bufs; b++) held += bytes_of(st->args.bufs[b]);
+        uint64_t holds = 0;
+        for (int b = 1 + st->args.n_extra; b < st->args.n_bufs; b++)
+            if (st->args.bufs[b]->user_refs == 0) holds += bytes_of(st->args.bufs[b]);
+        if (held + holds > MAX_HELD_BYTES) {
+            for (int k = 0; k < n_open; k++) close_group(&open[k]);
+            held = 0;
+        }
         open_group *g = NULL;
         for (int k = 0; k < n_open && !g; k++)
             if (open[k].plan == st->plan) g = &open[k];
         if (!g && n_open == MAX_OPEN) continue;
-        if (!g) *(g = &open[n_open++]) = (open_group){st->plan, NULL, NULL, 0, 0};
-        if (g->n && g->held + held > MAX_HELD_BYTES) close_group(g);
+        if (!g) *(g = &open[n_open++]) = (open_group){st->plan, NULL, NULL, 0};
         if (g->n) g->last->group_next = st;
         else g->first = st;
         g->last = st;
         g->n++;
-        g->held += held;
+        held += holds;
     }
     for (int k = 0; k < n_open; k++) close_group(&open[k]);
     for (int i = 0; i < n_steps; i++) mark_reads(&steps[i], 0);

@@ -27,6 +27,7 @@
 
 #define MAX_PLANS 32                   /* distinct graphs kept */
 #define MAX_WORDS ((size_t)1 << 22)    /* a larger graph's signature is not kept */
+#define MAX_KEPT_WORDS ((size_t)1 << 23) /* signature words kept in all (64 MB, about as much in records) */
 #define NO_VAR INT32_MIN               /* a position that names no var */
 
 typedef struct {
@@ -69,6 +70,7 @@ struct kl_step_cache {
     uint64_t plan_generation;   /* of the plan cache the recorded plans belong to */
     kl_step_plan *plans[MAX_PLANS];
     int n_plans;
+    size_t kept_words;          /* their signatures' */
     /* this sync's */
     uint64_t *sig;
     size_t n_sig, cap_sig;
@@ -278,7 +280,7 @@ int kl_step_plan_apply(kl_context *ctx, const kl_step_plan *sp, kl_var *const *o
     return 1;
 }
 
-int kl_step_plan_steps(kl_context *ctx, const kl_step_plan *sp, kl_step *steps)
+int kl_step_plan_steps(kl_context *ctx, const kl_step_plan *sp, kl_step *steps, int count_hits)
 {
     kl_step_cache *c = ctx->step_cache;
     for (int s = 0; s < sp->n_steps; s++) {
@@ -308,7 +310,7 @@ int kl_step_plan_steps(kl_context *ctx, const kl_step_plan *sp, kl_step *steps)
         a->n_extra = r->n_extra;
         a->n_checks = r->n_checks;
         a->work = r->work;
-        ctx->counters.cache_hits_memory++;
+        if (count_hits) ctx->counters.cache_hits_memory++;
     }
     return sp->n_steps;
 }
@@ -545,7 +547,7 @@ kl_status kl_step_record_check(kl_context *ctx, const kl_step_plan *against, con
 {
     kl_step_cache *c = ctx->step_cache;
     kl_step_plan *sp = c ? c->recording : NULL;
-    if (!sp) return kl_error(KL_ERR_RUNTIME, "internal: a checked plan was not recorded");
+    if (!sp) return KL_OK; /* not recorded (out of memory): nothing to compare */
     c->recording = NULL;
     const char *where = difference(against, sp);
     if (!where) where = argument_difference(c, against, steps);
@@ -567,17 +569,17 @@ void kl_step_record_end(kl_context *ctx)
             c->plans[i] = sp;
             return;
         }
-    if (c->n_plans == MAX_PLANS) { /* a program of many graphs: start again */
-        for (int i = 0; i < c->n_plans; i++) plan_free(c->plans[i]);
-        c->n_plans = 0;
-    }
+    /* a program of many graphs, or of large ones: start again */
+    if (c->n_plans == MAX_PLANS || c->kept_words + sp->n_sig > MAX_KEPT_WORDS) kl_step_cache_clear(c);
     c->plans[c->n_plans++] = sp;
+    c->kept_words += sp->n_sig;
 }
 
 void kl_step_cache_clear(kl_step_cache *c)
 {
     for (int i = 0; i < c->n_plans; i++) plan_free(c->plans[i]);
     c->n_plans = 0;
+    c->kept_words = 0;
     plan_free(c->recording);
     c->recording = NULL;
 }
