@@ -48,6 +48,10 @@ typedef struct {
     const double *farg;
     int n_buf, n_iarg, n_farg;
     int64_t work;
+    /* the kernel takes the three arrays themselves (a group form,
+     * src/runtime/group.c), not their elements one by one: a device whose
+     * kernels read only its own memory copies them there */
+    int arrays;
 } kl_launch_args;
 
 /* A compiler for one kind of source, as the jit needs it: the text every

@@ -30,6 +30,7 @@ static void plan_free(kl_plan *p)
 {
     if (!p) return;
     plan_free(p->group);
+    free(p->check_source);
     free(p->structure);
     free(p->source);
     free(p);

@@ -19,6 +19,9 @@ typedef struct kl_plan {
     /* the structure's group form (src/runtime/group.c: several launches of
      * it as one), when the device has one: owned, outside the table */
     struct kl_plan *group;
+    /* a group form's rendering for the compile check, until the sync that
+     * first compiles the form takes it */
+    char *check_source;
 } kl_plan;
 
 typedef struct {

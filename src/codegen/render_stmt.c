@@ -464,3 +464,26 @@ void kl_stmt_free(renderer *r)
     r->names = NULL;
     r->need = NULL;
 }
+
+kl_status kl_stmt_group_form(const kl_kdesc *k, kl_dialect dialect, kl_group_printer print, char **out)
+{
+    *out = NULL;
+    const kl_kd_head *h = &k->h;
+    if (h->kind != KL_KD_MAP || h->uses_loops || h->n_checks) return KL_OK;
+    kl_stmt_printer p;
+    KL_TRY(kl_stmt_init(&p, k, dialect));
+    kl_strbuf bd = {0}, stores = {0}, src = {0};
+    kl_status s = kl_stmt_body(&p, &bd);
+    if (s == KL_OK) {
+        kl_stmt_map_stores(&p, &stores);
+        kl_stmt_header_comment(k, &src);
+        print(&p, &src, bd.data ? bd.data : "", stores.data ? stores.data : "");
+        if (src.failed || bd.failed || stores.failed) s = kl_error(KL_ERR_MEMORY, "out of memory rendering a kernel");
+        else *out = kl_sb_take(&src);
+    }
+    kl_sb_free(&src);
+    kl_sb_free(&stores);
+    kl_sb_free(&bd);
+    kl_stmt_free(&p);
+    return s;
+}

@@ -163,7 +163,7 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
         for (int d = 0; d < in->ndim; d++) iarg[na++] = in->shape[d];
     }
     ptrs[no + ni] = dims;
-    kl_launch_args la = {ptrs, iarg, NULL, no + ni + 1, na, 0, 0};
+    kl_launch_args la = {ptrs, iarg, NULL, no + ni + 1, na, 0, 0, 0};
     if (s == KL_OK) s = host->ops->launch(host, fn, &la);
     if (s == KL_OK) ctx->counters.kernels_launched++;
     if (s == KL_OK && staging) s = stage_outputs_to_device(ctx, v, bufs, no);

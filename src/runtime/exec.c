@@ -320,7 +320,7 @@ static kl_status run_step(kl_context *ctx, step *st)
     kl_step_input_pointers(st, ptrs);
     KL_TRY(kl_step_outputs_new(ctx, st, out, ptrs));
     kl_launch_args la = {ptrs, st->args.iargs, st->args.fargs, st->args.n_bufs, st->args.n_iargs,
-                         st->args.n_fargs, st->args.work};
+                         st->args.n_fargs, st->args.work, 0};
     kl_status s = dev->ops->launch(dev, st->fn, &la);
     ctx->counters.kernels_launched++;
     /* a kernel with index checks may have written the record: on a device
@@ -370,27 +370,37 @@ static kl_status compile_sources(kl_context *ctx, kl_backend *dev, int n, const 
  * rendering is freed either way. */
 static kl_status compile_check(kl_context *ctx, step *steps, int n_steps, int compile)
 {
-    const char **sources = malloc((size_t)(n_steps ? n_steps : 1) * sizeof *sources);
-    kl_kernel_fn *fns = malloc((size_t)(n_steps ? n_steps : 1) * sizeof *fns);
+    const char **sources = malloc((size_t)(2 * n_steps + 1) * sizeof *sources);
+    kl_kernel_fn *fns = malloc((size_t)(2 * n_steps + 1) * sizeof *fns);
     kl_status s = sources && fns ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory checking kernels");
     int n = 0;
-    for (int i = 0; i < n_steps && s == KL_OK; i++)
+    for (int i = 0; i < n_steps && s == KL_OK; i++) {
         if (steps[i].check_source) sources[n++] = steps[i].check_source;
+        if (steps[i].check_group_source) sources[n++] = steps[i].check_group_source;
+    }
     if (s == KL_OK && n && compile) s = kl_jit_get_many(ctx, ctx->compile_check, n, sources, NULL, fns);
-    for (int i = 0; i < n_steps; i++) { free(steps[i].check_source); steps[i].check_source = NULL; }
+    for (int i = 0; i < n_steps; i++) {
+        free(steps[i].check_source);
+        free(steps[i].check_group_source);
+        steps[i].check_source = steps[i].check_group_source = NULL;
+    }
     free(sources);
     free(fns);
     return s;
 }
 
-/* Records the group form of a new plan's structure, when it has one. */
-static kl_status add_group_form(kl_backend *dev, const kl_kdesc *kd, kl_plan *p)
+/* Records the group form of a new plan's structure, when it has one (and
+ * the compile check's rendering of it, compiled when the form first is). */
+static kl_status add_group_form(kl_context *ctx, kl_backend *dev, const kl_kdesc *kd, kl_plan *p)
 {
     char *text = NULL;
     KL_TRY(dev->ops->render_group(dev, kd, &text));
     int ok = !text || kl_plan_set_group(p, text);
     free(text);
-    return ok ? KL_OK : kl_error(KL_ERR_MEMORY, "out of memory recording a kernel's group form");
+    if (!ok) return kl_error(KL_ERR_MEMORY, "out of memory recording a kernel's group form");
+    kl_backend *check = ctx->compile_check;
+    if (p->group && check && check->ops->render_group) KL_TRY(check->ops->render_group(check, kd, &p->group->check_source));
+    return KL_OK;
 }
 
 /* KILN_CHECK_PLANS: the group form a plan keeps is the one its structure renders. */
@@ -433,7 +443,7 @@ static kl_status build_step(kl_context *ctx, step *st)
         s = dev->ops->render(dev, kd, &text);
         if (s == KL_OK) p = kl_plan_insert(&ctx->plans, dev, kd, text);
         if (s == KL_OK && !p) s = kl_error(KL_ERR_MEMORY, "out of memory recording a kernel's plan");
-        if (s == KL_OK && !p->group && dev->ops->render_group) s = add_group_form(dev, kd, p);
+        if (s == KL_OK && !p->group && dev->ops->render_group) s = add_group_form(ctx, dev, kd, p);
         if (s == KL_OK && ctx->compile_check) s = ctx->compile_check->ops->render(ctx->compile_check, kd, &st->check_source);
     }
     free(text);
@@ -475,6 +485,8 @@ static int add_group_sources(step *steps, int n_steps, const char **sources, kl_
         if (queued) continue;
         langs[n_src] = KL_LANG_KERNEL;
         sources[n_src++] = g->source;
+        steps[i].check_group_source = g->check_source; /* compiled by the check with it, once */
+        g->check_source = NULL;
     }
     return n_src;
 }

@@ -175,7 +175,7 @@ kl_status kl_group_run(kl_context *ctx, kl_step *last)
         memcpy(a.fargs + made * nf, m->args.fargs, (size_t)nf * sizeof *a.fargs);
     }
     if (s == KL_OK) {
-        kl_launch_args la = {a.ptrs, a.iargs, a.fargs, members * nb, 1 + members + members * ni, members * nf, end};
+        kl_launch_args la = {a.ptrs, a.iargs, a.fargs, members * nb, 1 + members + members * ni, members * nf, end, 1};
         s = dev->ops->launch(dev, last->plan->group->fn, &la);
         ctx->counters.kernels_launched++;
         if (s == KL_OK) ctx->counters.launches_grouped += (uint64_t)members;

@@ -35,6 +35,7 @@ typedef struct kl_step {
     int compile;       /* the plan's source goes to this sync's compile batch */
     kl_kernel_fn fn;
     char *check_source; /* the compile check's rendering of a new plan (malloc'd) */
+    char *check_group_source; /* and of a group form this step's launch compiles (malloc'd) */
     /* a group (group.c): its members' launches wait for the last member's
      * step, which runs them all as one launch of the plan's group form */
     int deferred;                /* KL_DEFERRED_*: runs later than its place */

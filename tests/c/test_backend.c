@@ -360,7 +360,7 @@ static void kernels_on(const char *device)
             void *bufs[KL_KD_MAX_BUFS] = {out};
             for (int i = 1; i < kd->h.n_bufs; i++) bufs[i] = kd->bufs[i]->buf->data;
             kl_launch_args la = {bufs, kd->iargs, kd->fargs, kd->h.n_bufs, kd->h.n_iargs, kd->h.n_fargs,
-                                 kl_var_numel(y)};
+                                 kl_var_numel(y), 0};
             if (CHECK(out != NULL) && CHECK_OK(b->ops->launch(b, fn, &la)) &&
                 CHECK_OK(b->ops->synchronize(b))) {
                 float got[15];

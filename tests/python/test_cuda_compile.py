@@ -113,10 +113,10 @@ def test_every_kernel_of_the_op_matrix_compiles_for_cuda(tmp_path):
     p = run(MATRIX, tmp_path)
     assert p.returncode == 0, p.stderr[-4000:]
     c = json.loads(p.stdout.strip().splitlines()[-1])
-    # every kernel the CPU compiled was also compiled for CUDA (but the CPU's
-    # group forms: the CUDA renderer has none, its members launch one by one)
+    # every kernel the CPU compiled was also compiled for CUDA, the group
+    # forms of launches grouped as one (the optimiser's) included
     assert c["group_forms"] > 0, c
-    assert c["kernels_checked"] >= c["kernels_compiled"] - c["group_forms"] > 200, c
+    assert c["kernels_checked"] >= c["kernels_compiled"] > 200, c
     kernels = os.path.join(tmp_path, "kernels")
     ptx = [f for f in os.listdir(kernels) if f.endswith(".ptx")]
     assert len(ptx) == c["kernels_checked"]

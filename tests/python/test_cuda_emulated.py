@@ -216,3 +216,32 @@ def test_map_siblings_share_a_loop(shape):
             np.testing.assert_allclose(p2.numpy(), p0 - want_m * np.float32(0.01), rtol=1e-6, atol=1e-6)
         finally:
             _C.set_device(before)
+
+
+def test_grouped_launches_run_the_cuda_group_form():
+    """Updates of several parameters of one structure (any sizes, one over
+    the 8 blocks' reach and one of a single element) launch as one kernel,
+    the CUDA group form (a grid-stride loop over the members' elements end
+    to end, each element's member found by a binary search), with each
+    member's own scalars; the values are the CPU's."""
+    shapes = [(3000,), (7, 5), (1,), (40, 33, 2)]
+    params = [r.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [r.standard_normal(s).astype(np.float32) for s in shapes]
+    results = {}
+    for device in ("cpu", "cuda-emulate"):
+        before = _C.device()
+        _C.set_device(device)
+        try:
+            ps, gs = [jt.array(p) for p in params], [jt.array(g) for g in grads]
+            new = [p - g * (0.01 * (i + 1)) for i, (p, g) in enumerate(zip(ps, gs))]
+            launched, grouped = jt.counters()["kernels_launched"], jt.counters()["launches_grouped"]
+            jt.sync(new)
+            assert jt.counters()["kernels_launched"] - launched == 1, device
+            assert jt.counters()["launches_grouped"] - grouped == len(shapes), device
+            results[device] = [n.numpy() for n in new]
+        finally:
+            _C.set_device(before)
+    for i, (p, g) in enumerate(zip(params, grads)):
+        want = p - g * np.float32(0.01 * (i + 1))
+        np.testing.assert_allclose(results["cpu"][i], want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(results["cuda-emulate"][i], want, rtol=1e-6, atol=1e-6)

@@ -591,19 +591,12 @@ static void declare_args(const kl_kdesc *k, kl_strbuf *src, const char *ind, con
     for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(src, "%sconst double f%d = %s[%d];\n", ind, i, farg, i);
 }
 
-/* Whether a description has a group form: a map whose body reads only the
- * element's linear index, without index checks (whose record names one
- * launch). */
-static int groupable(const kl_kdesc *k)
-{
-    return k->h.kind == KL_KD_MAP && !k->h.uses_loops && k->h.n_checks == 0;
-}
-
 /* The group form (src/runtime/group.c has its arguments): the members'
  * elements end to end, split evenly over the threads, each thread running
  * the parts of the members its share covers. */
-static void group_kernel(const kl_kdesc *k, kl_strbuf *src, const char *bd, const char *store)
+static void group_kernel(const renderer *r, kl_strbuf *src, const char *bd, const char *store)
 {
+    const kl_kdesc *k = r->k;
     const kl_kd_head *h = &k->h;
     kl_sb_printf(src,
                  "/* a group: iarg[0] members, iarg[1..] where each one's elements end, then\n"
@@ -636,24 +629,7 @@ static void group_kernel(const kl_kdesc *k, kl_strbuf *src, const char *bd, cons
 kl_status kl_cpu_render_group(kl_backend *b, const kl_kdesc *k, char **out)
 {
     (void)b;
-    *out = NULL;
-    if (!groupable(k)) return KL_OK;
-    renderer r;
-    KL_TRY(kl_stmt_init(&r, k, KL_DIALECT_C));
-    kl_strbuf bd = {0}, stores = {0}, src = {0};
-    kl_status s = kl_stmt_body(&r, &bd);
-    if (s == KL_OK) {
-        kl_stmt_map_stores(&r, &stores);
-        kl_stmt_header_comment(k, &src);
-        group_kernel(k, &src, bd.data ? bd.data : "", stores.data ? stores.data : "");
-        if (src.failed || bd.failed || stores.failed) s = kl_error(KL_ERR_MEMORY, "out of memory rendering a kernel");
-        else *out = kl_sb_take(&src);
-    }
-    kl_sb_free(&src);
-    kl_sb_free(&stores);
-    kl_sb_free(&bd);
-    kl_stmt_free(&r);
-    return s;
+    return kl_stmt_group_form(k, KL_DIALECT_C, group_kernel, out);
 }
 
 kl_status kl_cpu_render(kl_backend *b, const kl_kdesc *k, char **out)

@@ -245,6 +245,7 @@ static const kl_backend_ops compile_only_ops = {
     .memory = no_memory,
     .trim = no_trim,
     .render = kl_cuda_render,
+    .render_group = kl_cuda_render_group,
     .toolchain = cuda_toolchain,
     .compile_start = cuda_compile_start,
     .compile_finish = cuda_compile_finish,

@@ -224,5 +224,6 @@ extern const char kl_cuda_prelude[];
 
 /* render_cuda.c */
 kl_status kl_cuda_render(kl_backend *b, const struct kl_kdesc *k, char **source);
+kl_status kl_cuda_render_group(kl_backend *b, const struct kl_kdesc *k, char **source);
 
 #endif

@@ -231,10 +231,41 @@ void kl_cuda_device_unload(kl_cuda_backend *c, void *handle)
     free(k);
 }
 
+/* A launch whose kernel takes the arrays themselves (a group form): they go
+ * to device memory on the stream (a copy from pageable memory returns once
+ * the driver has staged it, so the caller may free them), the kernel reads
+ * them there, and the block is freed after it, on the stream. */
+static kl_status launch_arrays(kl_cuda_backend *c, const cuda_kernel *k, const kl_launch_args *a)
+{
+    size_t nb = (size_t)a->n_buf * sizeof *a->buf, ni = (size_t)a->n_iarg * sizeof *a->iarg,
+           nf = (size_t)a->n_farg * sizeof *a->farg;
+    unsigned char *host = malloc(nb + ni + nf + 1);
+    if (!host) return kl_error(KL_ERR_MEMORY, "out of memory staging a group's arguments");
+    memcpy(host, a->buf, nb);
+    memcpy(host + nb, a->iarg, ni);
+    memcpy(host + nb + ni, a->farg, nf);
+    uint64_t block = 0;
+    kl_status s = cu_check(c, c->drv.mem_alloc_async(&block, nb + ni + nf + 1, c->stream), "allocating a group's arguments");
+    if (s == KL_OK) s = cu_check(c, c->drv.htod_async(block, host, nb + ni + nf, c->stream), "copying a group's arguments");
+    free(host);
+    if (s != KL_OK) {
+        if (block) c->drv.mem_free_async(block, c->stream);
+        return s;
+    }
+    uint64_t bufs = block, iargs = block + nb, fargs = block + nb + ni;
+    void *params[4] = {&bufs, &iargs, &fargs, &c->workspace};
+    unsigned grid = (unsigned)kl_cuda_grid(a->work, c->max_grid);
+    s = cu_check(c, c->drv.launch(k->fn, grid, 1, 1, KL_CUDA_BLOCK, 1, 1, 0, c->stream, params, NULL),
+                 "launching a group's kernel");
+    c->drv.mem_free_async(block, c->stream); /* after the kernel, which the stream runs first */
+    return s;
+}
+
 kl_status kl_cuda_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a)
 {
     kl_cuda_backend *c = as_cuda(b);
     const cuda_kernel *k = (const cuda_kernel *)(uintptr_t)fn;
+    if (a->arrays) return launch_arrays(c, k, a);
     if (a->n_buf > KL_KD_MAX_BUFS || a->n_iarg > KL_KD_MAX_IARGS || a->n_farg > KL_KD_MAX_FARGS)
         return kl_error(KL_ERR_VALUE, "%s: a launch with %d buffers, %d integer and %d float arguments is over the "
                         "limits", b->name, a->n_buf, a->n_iarg, a->n_farg);

@@ -423,6 +423,63 @@ static void emulation_entry(const renderer *r, kl_strbuf *s)
     kl_sb_free(&args);
 }
 
+/* The group form (src/runtime/group.c has its arguments): the members'
+ * elements end to end as one grid-stride loop, each element's member found
+ * by a binary search over where they end. The arrays are in device memory
+ * (the launch copies them there: kl_launch_args.arrays). */
+static void group_kernel(const renderer *r, kl_strbuf *s, const char *bd, const char *store)
+{
+    const kl_kdesc *k = r->k;
+    const kl_kd_head *h = &k->h;
+    kl_sb_printf(s,
+                 "/* a group: iarg[0] members, iarg[1..] where each one's elements end, then\n"
+                 " * each one's integer arguments; buffers and float arguments member by member */\n"
+                 "extern \"C\" __global__ void __launch_bounds__(KL_BLOCK) kl_kernel(\n"
+                 "    void *const *__restrict__ buf, const int64_t *__restrict__ iarg, const double *__restrict__ farg,\n"
+                 "    unsigned char *__restrict__ kl_ws)\n{\n"
+                 "    (void)kl_ws;\n"
+                 "    const int64_t members = iarg[0], total = iarg[members];\n"
+                 "    const int64_t *const ends = iarg + 1;\n"
+                 "    for (int64_t base = (int64_t)blockIdx.x * (KL_BLOCK * KL_UNROLL) + threadIdx.x; base < total;\n"
+                 "         base += (int64_t)gridDim.x * (KL_BLOCK * KL_UNROLL)) {\n"
+                 "    #pragma unroll\n    for (int u = 0; u < KL_UNROLL; u++) {\n"
+                 "        const int64_t g = base + u * KL_BLOCK;\n        if (g >= total) break;\n"
+                 "        int64_t m = 0, top = members - 1; /* the member whose elements hold g */\n"
+                 "        while (m < top) {\n"
+                 "            const int64_t mid = (m + top) / 2;\n"
+                 "            if (ends[mid] <= g) m = mid + 1; else top = mid;\n"
+                 "        }\n"
+                 "        const int64_t li = g - (m ? ends[m - 1] : 0);\n"
+                 "        void *const *mbuf = buf + m * %d;\n"
+                 "        const int64_t *miarg = iarg + 1 + members + m * %d;\n"
+                 "        const double *mfarg = farg + m * %d;\n"
+                 "        (void)miarg; (void)mfarg;\n",
+                 h->n_bufs, h->n_iargs, h->n_fargs);
+    const char *T = kl_stmt_buffer_type(r, (kl_dtype)h->out_dtype);
+    kl_sb_printf(s, "        %s *__restrict__ out = (%s *)mbuf[0]; /* v0 */\n", T, T);
+    for (int i = 1; i < h->n_bufs; i++) {
+        const char *bt = kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]);
+        if (i <= h->n_extra) /* a sibling's output */
+            kl_sb_printf(s, "        %s *__restrict__ out%d = (%s *)mbuf[%d]; /* v%d */\n", bt, i, bt, i,
+                         k->buf_local[i]);
+        else
+            kl_sb_printf(s, "        const %s *__restrict__ b%d = (const %s *)mbuf[%d]; /* v%d */\n", bt, i, bt, i,
+                         k->buf_local[i]);
+    }
+    for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(s, "        const int64_t k%d = miarg[%d];\n", i, i);
+    for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(s, "        const double f%d = mfarg[%d];\n", i, i);
+    kl_sb_printf(s, "%s%s    }\n    }\n}\n", bd, store);
+    kl_sb_append(s, "#ifdef KL_EMULATE\nextern \"C\" int kl_emulate(void *const *buf, const int64_t *iarg, "
+                    "const double *farg, unsigned char *ws, int grid)\n{\n"
+                    "    KL_EMULATE_LAUNCH(grid, kl_kernel, (buf, iarg, farg, ws));\n    return 0;\n}\n#endif\n");
+}
+
+kl_status kl_cuda_render_group(kl_backend *b, const kl_kdesc *k, char **out)
+{
+    (void)b;
+    return kl_stmt_group_form(k, KL_DIALECT_CUDA, group_kernel, out);
+}
+
 kl_status kl_cuda_render(kl_backend *b, const kl_kdesc *k, char **out)
 {
     (void)b;
