@@ -465,6 +465,27 @@ void kl_stmt_free(renderer *r)
     r->need = NULL;
 }
 
+void kl_stmt_declare_args(const renderer *r, kl_strbuf *s, const char *indent, const char *buf, const char *iarg,
+                          const char *farg)
+{
+    const kl_kdesc *k = r->k;
+    const kl_kd_head *h = &k->h;
+    const char *restrict_ = r->dialect == KL_DIALECT_CUDA ? "__restrict__" : "restrict";
+    const char *T = kl_stmt_buffer_type(r, (kl_dtype)h->out_dtype);
+    kl_sb_printf(s, "%s%s *%s out = (%s *)%s[0]; /* v0 */\n", indent, T, restrict_, T, buf);
+    for (int i = 1; i < h->n_bufs; i++) {
+        const char *bt = kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]);
+        if (i <= h->n_extra) /* a sibling's output */
+            kl_sb_printf(s, "%s%s *%s out%d = (%s *)%s[%d]; /* v%d */\n", indent, bt, restrict_, i, bt, buf, i,
+                         k->buf_local[i]);
+        else
+            kl_sb_printf(s, "%sconst %s *%s b%d = (const %s *)%s[%d]; /* v%d */\n", indent, bt, restrict_, i, bt, buf,
+                         i, k->buf_local[i]);
+    }
+    for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(s, "%sconst int64_t k%d = %s[%d];\n", indent, i, iarg, i);
+    for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(s, "%sconst double f%d = %s[%d];\n", indent, i, farg, i);
+}
+
 kl_status kl_stmt_group_form(const kl_kdesc *k, kl_dialect dialect, kl_group_printer print, char **out)
 {
     *out = NULL;
@@ -477,6 +498,8 @@ kl_status kl_stmt_group_form(const kl_kdesc *k, kl_dialect dialect, kl_group_pri
     if (s == KL_OK) {
         kl_stmt_map_stores(&p, &stores);
         kl_stmt_header_comment(k, &src);
+        kl_sb_append(&src, "/* a group: iarg[0] members, iarg[1..] where each one's elements end, then\n"
+                           " * each one's integer arguments; buffers and float arguments member by member */\n");
         print(&p, &src, bd.data ? bd.data : "", stores.data ? stores.data : "");
         if (src.failed || bd.failed || stores.failed) s = kl_error(KL_ERR_MEMORY, "out of memory rendering a kernel");
         else *out = kl_sb_take(&src);

@@ -82,10 +82,16 @@ kl_reduce_acc kl_stmt_reduce_acc(kl_reduce_op op, kl_dtype in);
 /* The comment naming the kernel's kind and vars (its first lines). */
 void kl_stmt_header_comment(const kl_kdesc *k, kl_strbuf *s);
 
+/* The kernel's buffers and arguments as locals (out, out1.., b2.., k0..,
+ * f0..), each line after indent, from the arrays named buf, iarg and farg. */
+void kl_stmt_declare_args(const kl_stmt_printer *p, kl_strbuf *s, const char *indent, const char *buf,
+                          const char *iarg, const char *farg);
+
 /* A description's group form (src/runtime/group.c) in a dialect: none
  * (*out NULL) but for a map whose body reads only the linear index, without
- * index checks; else the header comment, then what print makes of the
- * body's statements and the map's stores (malloc'd text in *out). */
+ * index checks; else the header comment and the group's arguments, then
+ * what print makes of the body's statements and the map's stores
+ * (malloc'd text in *out). */
 typedef void (*kl_group_printer)(const kl_stmt_printer *p, kl_strbuf *s, const char *body, const char *stores);
 kl_status kl_stmt_group_form(const kl_kdesc *k, kl_dialect dialect, kl_group_printer print, char **out);
 

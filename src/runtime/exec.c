@@ -574,10 +574,7 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
         if (n_stored && !(steps && sources && langs && fns)) s = kl_error(KL_ERR_MEMORY, "out of memory planning a sync");
         if (replay && s == KL_OK && kl_step_plan_count(hit) > n_stored)
             s = kl_error(KL_ERR_RUNTIME, "internal: the step cache's plan has more steps than vars stored");
-        if (replay && s == KL_OK) {
-            n_steps = kl_step_plan_steps(ctx, hit, steps, 1);
-            ctx->counters.syncs_replayed++;
-        }
+        if (replay && s == KL_OK) n_steps = kl_step_plan_steps(ctx, hit, steps, 1);
         for (int i = 0; i < order.n && s == KL_OK && !replay; i++) {
             kl_var *v = order.v[i];
             if (!v->materialize || v->sibling_of) continue; /* a sibling: computed in another var's kernel */
@@ -619,7 +616,6 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
             kl_step_plan_apply(ctx, hit, order.v, order.n, patterns)) {
             for (int i = 0; i < n_steps; i++) step_release(&steps[i]);
             n_steps = kl_step_plan_steps(ctx, hit, steps, 0);
-            ctx->counters.syncs_replayed++;
             replay = 1;
         }
     }

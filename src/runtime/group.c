@@ -41,6 +41,12 @@ static void mark_reads(const kl_step *st, uint8_t mark)
     }
 }
 
+/* Marks (1) or unmarks (0) st's results: its var and its siblings'. */
+static void mark_outputs(const kl_step *st, uint8_t mark)
+{
+    for (int j = 0; j <= st->args.n_extra; j++) (j ? st->args.bufs[j] : st->v)->read_mark = mark;
+}
+
 /* A fused kernel with a group form whose results no step reads. */
 static int candidate(const kl_step *st)
 {
@@ -58,11 +64,9 @@ typedef struct {
 
 static void close_group(open_group *g)
 {
-    if (g->n >= 2) {
+    if (g->n >= 2) { /* a lone member runs in its place: no member joined it, its group_next is NULL */
         for (kl_step *m = g->first; m != g->last; m = m->group_next) m->deferred = KL_DEFERRED_MEMBER;
         g->last->group_first = g->first;
-    } else if (g->n == 1) {
-        g->first->group_next = NULL;
     }
     g->n = 0;
 }
@@ -80,17 +84,14 @@ static void mark_all_reads(kl_step *steps, int n_steps)
 static void defer_aliases(kl_step *steps, int n_steps)
 {
     for (int i = 0; i < n_steps; i++)
-        if (steps[i].deferred)
-            for (int j = 0; j <= steps[i].args.n_extra; j++) (j ? steps[i].args.bufs[j] : steps[i].v)->read_mark = 1;
+        if (steps[i].deferred) mark_outputs(&steps[i], 1);
     for (int i = 0; i < n_steps; i++)
         if (steps[i].is_alias && steps[i].v->op.inputs[0]->read_mark) {
             steps[i].deferred = KL_DEFERRED_ALIAS;
             steps[i].v->read_mark = 1;
         }
-    for (int i = 0; i < n_steps; i++) {
-        if (steps[i].deferred)
-            for (int j = 0; j <= steps[i].args.n_extra; j++) (j ? steps[i].args.bufs[j] : steps[i].v)->read_mark = 0;
-    }
+    for (int i = 0; i < n_steps; i++)
+        if (steps[i].deferred) mark_outputs(&steps[i], 0);
 }
 
 void kl_groups_form(kl_step *steps, int n_steps)

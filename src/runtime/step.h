@@ -79,8 +79,9 @@ const kl_step_plan *kl_step_cache_find(kl_context *ctx);
  * patterns[]) as recorded; 0 when the device no longer runs a recorded
  * pattern as it was (then plan afresh: kl_fuse_plan sets every field). */
 int kl_step_plan_apply(kl_context *ctx, const kl_step_plan *sp, kl_var *const *order, int n, kl_pattern *patterns);
-/* Steps made from the record, their arguments read afresh (each kernel a
- * plan-cache hit in the counters when count_hits); how many. */
+/* Steps made from the record, their arguments read afresh (a replayed
+ * sync in the counters, and each kernel a plan-cache hit when count_hits);
+ * how many. */
 int kl_step_plan_steps(kl_context *ctx, const kl_step_plan *sp, kl_step *steps, int count_hits);
 int kl_step_plan_count(const kl_step_plan *sp);
 /* Recording a signed sync's plan: after fusion (0: not recorded), each

@@ -98,6 +98,17 @@ static kl_var *var_at(const kl_step_cache *c, int32_t pos)
     return pos >= 0 ? c->order[pos] : c->ext[-1 - pos];
 }
 
+/* An argument's value in this sync, read from its source. */
+static int64_t iarg_from(const kl_step_cache *c, const arg_source *src)
+{
+    return src->kind == KL_ARG_INDEX_CONST ? src->value : kl_arg_int(var_at(c, src->pos), src->kind, src->dim);
+}
+
+static double farg_from(const kl_step_cache *c, const arg_source *src)
+{
+    return kl_arg_value(var_at(c, src->pos), src->kind, 0);
+}
+
 /* ---- the signature ---- */
 
 static void put(kl_step_cache *c, uint64_t w)
@@ -299,19 +310,15 @@ int kl_step_plan_steps(kl_context *ctx, const kl_step_plan *sp, kl_step *steps, 
         a->n_bufs = r->n_bufs;
         for (int i = 0; i < r->n_bufs; i++) kl_var_retain(a->bufs[i] = var_at(c, r->bufs[i]));
         a->n_iargs = r->n_iargs;
-        for (int i = 0; i < r->n_iargs; i++) {
-            const arg_source *src = &r->iargs[i];
-            a->iargs[i] = src->kind == KL_ARG_INDEX_CONST ? src->value
-                                                          : kl_arg_int(var_at(c, src->pos), src->kind, src->dim);
-        }
+        for (int i = 0; i < r->n_iargs; i++) a->iargs[i] = iarg_from(c, &r->iargs[i]);
         a->n_fargs = r->n_fargs;
-        for (int i = 0; i < r->n_fargs; i++)
-            a->fargs[i] = kl_arg_value(var_at(c, r->fargs[i].pos), r->fargs[i].kind, 0);
+        for (int i = 0; i < r->n_fargs; i++) a->fargs[i] = farg_from(c, &r->fargs[i]);
         a->n_extra = r->n_extra;
         a->n_checks = r->n_checks;
         a->work = r->work;
         if (count_hits) ctx->counters.cache_hits_memory++;
     }
+    ctx->counters.syncs_replayed++;
     return sp->n_steps;
 }
 
@@ -530,13 +537,10 @@ static const char *argument_difference(const kl_step_cache *c, const kl_step_pla
         if (steps[s].v != c->order[r->var]) return "a step's var";
         for (int i = 0; r->plan && i < r->n_bufs; i++)
             if (var_at(c, r->bufs[i]) != a->bufs[i]) return "a kernel's buffer";
-        for (int i = 0; r->plan && i < r->n_iargs; i++) {
-            const arg_source *src = &r->iargs[i];
-            int64_t v = src->kind == KL_ARG_INDEX_CONST ? src->value : kl_arg_int(var_at(c, src->pos), src->kind, src->dim);
-            if (v != a->iargs[i]) return "a kernel's integer argument";
-        }
+        for (int i = 0; r->plan && i < r->n_iargs; i++)
+            if (iarg_from(c, &r->iargs[i]) != a->iargs[i]) return "a kernel's integer argument";
         for (int i = 0; r->plan && i < r->n_fargs; i++) {
-            double v = kl_arg_value(var_at(c, r->fargs[i].pos), r->fargs[i].kind, 0);
+            double v = farg_from(c, &r->fargs[i]);
             if (memcmp(&v, &a->fargs[i], sizeof v) != 0) return "a kernel's float argument";
         }
     }

@@ -570,27 +570,6 @@ static kl_status scatter_kernel(renderer *r, kl_strbuf *L, const char *bd)
 
 /* ---- the kernel ---- */
 
-/* The kernel's buffers and arguments as locals (out, out1.., b2.., k0..,
- * f0..), from the arrays named buf, iarg and farg. */
-static void declare_args(const kl_kdesc *k, kl_strbuf *src, const char *ind, const char *buf, const char *iarg,
-                         const char *farg)
-{
-    const kl_kd_head *h = &k->h;
-    const char *T = kl_dtype_ctype((kl_dtype)h->out_dtype);
-    kl_sb_printf(src, "%s%s *restrict out = (%s *)%s[0]; /* v0 */\n", ind, T, T, buf);
-    for (int i = 1; i < h->n_bufs; i++) {
-        const char *bt = kl_dtype_ctype((kl_dtype)k->buf_dtype[i]);
-        if (i <= h->n_extra) /* a sibling's output */
-            kl_sb_printf(src, "%s%s *restrict out%d = (%s *)%s[%d]; /* v%d */\n", ind, bt, i, bt, buf, i,
-                         k->buf_local[i]);
-        else
-            kl_sb_printf(src, "%sconst %s *restrict b%d = (const %s *)%s[%d]; /* v%d */\n", ind, bt, i, bt, buf, i,
-                         k->buf_local[i]);
-    }
-    for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(src, "%sconst int64_t k%d = %s[%d];\n", ind, i, iarg, i);
-    for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(src, "%sconst double f%d = %s[%d];\n", ind, i, farg, i);
-}
-
 /* The group form (src/runtime/group.c has its arguments): the members'
  * elements end to end, split evenly over the threads, each thread running
  * the parts of the members its share covers. */
@@ -599,8 +578,6 @@ static void group_kernel(const renderer *r, kl_strbuf *src, const char *bd, cons
     const kl_kdesc *k = r->k;
     const kl_kd_head *h = &k->h;
     kl_sb_printf(src,
-                 "/* a group: iarg[0] members, iarg[1..] where each one's elements end, then\n"
-                 " * each one's integer arguments; buffers and float arguments member by member */\n"
                  "int omp_get_num_threads(void);\nint omp_get_thread_num(void);\n"
                  "void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)\n{\n"
                  "    const int64_t members = iarg[0], total = iarg[members];\n"
@@ -616,7 +593,7 @@ static void group_kernel(const renderer *r, kl_strbuf *src, const char *bd, cons
                  "            const double *mfarg = farg + m * %d;\n"
                  "            (void)miarg; (void)mfarg;\n",
                  serial_limit(bd), h->n_bufs, h->n_iargs, h->n_fargs);
-    declare_args(k, src, "            ", "mbuf", "miarg", "mfarg");
+    kl_stmt_declare_args(r, src, "            ", "mbuf", "miarg", "mfarg");
     kl_sb_printf(src,
                  "            const int64_t from = (lo > start ? lo : start) - start;\n"
                  "            const int64_t to = (hi < end ? hi : end) - start;\n"
@@ -653,7 +630,7 @@ kl_status kl_cpu_render(kl_backend *b, const kl_kdesc *k, char **out)
         kl_stmt_header_comment(k, &src);
         kl_sb_append(&src, "void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)\n{\n"
                            "    (void)iarg; (void)farg;\n");
-        declare_args(k, &src, "    ", "buf", "iarg", "farg");
+        kl_stmt_declare_args(&r, &src, "    ", "buf", "iarg", "farg");
         kl_sb_append(&src, L.data ? L.data : "");
         kl_sb_append(&src, "}\n");
         if (src.failed || L.failed || bd.failed) s = kl_error(KL_ERR_MEMORY, "out of memory rendering a kernel");

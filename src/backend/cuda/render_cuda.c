@@ -432,8 +432,6 @@ static void group_kernel(const renderer *r, kl_strbuf *s, const char *bd, const 
     const kl_kdesc *k = r->k;
     const kl_kd_head *h = &k->h;
     kl_sb_printf(s,
-                 "/* a group: iarg[0] members, iarg[1..] where each one's elements end, then\n"
-                 " * each one's integer arguments; buffers and float arguments member by member */\n"
                  "extern \"C\" __global__ void __launch_bounds__(KL_BLOCK) kl_kernel(\n"
                  "    void *const *__restrict__ buf, const int64_t *__restrict__ iarg, const double *__restrict__ farg,\n"
                  "    unsigned char *__restrict__ kl_ws)\n{\n"
@@ -455,19 +453,7 @@ static void group_kernel(const renderer *r, kl_strbuf *s, const char *bd, const 
                  "        const double *mfarg = farg + m * %d;\n"
                  "        (void)miarg; (void)mfarg;\n",
                  h->n_bufs, h->n_iargs, h->n_fargs);
-    const char *T = kl_stmt_buffer_type(r, (kl_dtype)h->out_dtype);
-    kl_sb_printf(s, "        %s *__restrict__ out = (%s *)mbuf[0]; /* v0 */\n", T, T);
-    for (int i = 1; i < h->n_bufs; i++) {
-        const char *bt = kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]);
-        if (i <= h->n_extra) /* a sibling's output */
-            kl_sb_printf(s, "        %s *__restrict__ out%d = (%s *)mbuf[%d]; /* v%d */\n", bt, i, bt, i,
-                         k->buf_local[i]);
-        else
-            kl_sb_printf(s, "        const %s *__restrict__ b%d = (const %s *)mbuf[%d]; /* v%d */\n", bt, i, bt, i,
-                         k->buf_local[i]);
-    }
-    for (int i = 0; i < h->n_iargs; i++) kl_sb_printf(s, "        const int64_t k%d = miarg[%d];\n", i, i);
-    for (int i = 0; i < h->n_fargs; i++) kl_sb_printf(s, "        const double f%d = mfarg[%d];\n", i, i);
+    kl_stmt_declare_args(r, s, "        ", "mbuf", "miarg", "mfarg");
     kl_sb_printf(s, "%s%s    }\n    }\n}\n", bd, store);
     kl_sb_append(s, "#ifdef KL_EMULATE\nextern \"C\" int kl_emulate(void *const *buf, const int64_t *iarg, "
                     "const double *farg, unsigned char *ws, int grid)\n{\n"
