@@ -124,6 +124,28 @@ CRAFTED = {
 }
 
 
+# frames the length check's walk cannot follow: the C unpickler drops what
+# is left of a frame when an opcode reaches past it, and runs bytes the walk
+# never read (a fuzzed checkpoint hid a terabyte BYTEARRAY8 behind one)
+FRAMED = {
+    # a FRAME inside a frame: the walk stops at the STOP left in the outer
+    # frame, the C unpickler runs the 8 GB BYTEARRAY8 after it
+    "frame_in_frame": b"\x80\x05\x95" + (10).to_bytes(8, "little") + b"\x95" + (11).to_bytes(8, "little") + b"."
+                      + b"\x96" + (2 ** 33).to_bytes(8, "little") + b"NN",
+    # a string whose bytes run past the end of its frame
+    "op_across_frame_end": b"\x80\x05\x95" + (2).to_bytes(8, "little") + b"N\x8c\x02ab0.",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FRAMED))
+def test_frames_the_check_cannot_follow_are_refused(tmp_path, name):
+    p = tmp_path / "x.pkl"
+    p.write_bytes(FRAMED[name])
+    with _Peak() as peak, pytest.raises(CheckpointError, match="frame"):
+        jt.load(p)
+    assert peak.mib < 64, f"the crafted size was allocated ({peak.mib:.0f} MiB)"
+
+
 @pytest.mark.parametrize("name", sorted(CRAFTED))
 def test_crafted_sizes_fail_without_allocating(tmp_path, name):
     p = tmp_path / "x.pkl"

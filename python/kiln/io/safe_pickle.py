@@ -74,6 +74,9 @@ class BoundedReader:
         self.left -= len(line)
         return line
 
+    def tell(self):
+        return self._f.tell()
+
 
 def _too_big(what, n, budget):
     return CheckpointError(f"{what} would allocate {n} elements, more than a {budget}-byte "
@@ -407,9 +410,23 @@ def _check_lengths(f, limit):
     declares before it reads it: a BINBYTES8 or BYTEARRAY8 object at its
     declared length, and a memo table as large as the largest PUT index; so
     a length or index the file cannot back is refused first (a real pickle's
-    memo indices count its objects, fewer than its bytes)."""
+    memo indices count its objects, fewer than its bytes). The walk sees the
+    opcodes the C unpickler runs only where frames are whole: a FRAME inside
+    a frame, or an opcode across a frame's end, makes the C unpickler drop
+    the rest of the frame and run bytes this walk never read (a fuzzed
+    checkpoint hid a terabyte BYTEARRAY8 so), so both are refused, as
+    Python's own unpickler refuses them."""
     start = f.tell()
-    for op, arg, _ in pickletools.genops(BoundedReader(f, limit)):
+    frame_end = None  # of the frame being walked (a file position)
+    for op, arg, pos in pickletools.genops(BoundedReader(f, limit)):
+        if frame_end is not None and pos > frame_end:
+            raise CheckpointError("a pickle opcode runs past the end of its frame (crafted or corrupt)")
+        if frame_end is not None and pos == frame_end:
+            frame_end = None
+        if op.name == "FRAME":
+            if frame_end is not None:
+                raise CheckpointError("a pickle frame begins inside another frame (crafted or corrupt)")
+            frame_end = pos + 9 + arg
         if op.name in _MEMO_PUTS and arg > limit:
             raise CheckpointError(f"a pickle of {limit} bytes puts memo entry {arg} "
                                   "(crafted or corrupt)")
