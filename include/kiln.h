@@ -357,23 +357,59 @@ typedef struct {
     int64_t shape[KL_MAX_DIMS]; /* a negative dim is dynamic: at most -dim, set by the kernel */
 } kl_code_output;
 
+/* The language of a user kernel's source: C, C++, or the C++ host code of
+ * a CUDA op (jt.code's cuda_src), which runs on the host with the device's
+ * pointers and launches the op's own device kernels through the
+ * kl_code_cuda_runtime it is given. */
+typedef enum { KL_CODE_C, KL_CODE_CXX, KL_CODE_CUDA } kl_code_lang;
+
+/* What CUDA host code is given (after the dims array in buf): launching one
+ * of its kernels (device_source: the op's device code, which the device
+ * compiles once and caches; grid and block in three dims), filling and
+ * copying device memory (kind: 0 host to host, 1 host to device, 2 device
+ * to host, 3 device to device, as cudaMemcpyKind), waiting for the device,
+ * and a host copy of input k (the op's constants). Each returns 0 or a
+ * CUDA-like error code; the first failure is kept in status, later calls
+ * do nothing, and the op fails with its message. The fields are written
+ * once, here: generated code declares the struct from
+ * kl_code_cuda_runtime_decl(). */
+#define KL_CODE_CUDA_RUNTIME_FIELDS \
+    void *self; \
+    int status; \
+    int (*launch)(struct kl_code_cuda_runtime *rt, const char *device_source, const char *kernel, \
+                  const unsigned *grid, const unsigned *block, unsigned shared_bytes, void **params, int n_params); \
+    int (*fill)(struct kl_code_cuda_runtime *rt, void *dst, int byte, size_t nbytes); \
+    int (*copy)(struct kl_code_cuda_runtime *rt, void *dst, const void *src, size_t nbytes, int kind); \
+    int (*synchronize)(struct kl_code_cuda_runtime *rt); \
+    const void *(*host_input)(struct kl_code_cuda_runtime *rt, int k); \
+    const char *(*message)(struct kl_code_cuda_runtime *rt);
+typedef struct kl_code_cuda_runtime { KL_CODE_CUDA_RUNTIME_FIELDS } kl_code_cuda_runtime;
+KL_API const char *kl_code_cuda_runtime_decl(void);
+
 /* A kernel written by the user. source defines
  *     void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)
- * (extern "C" when cplusplus): buf[0..n_outputs-1] are the outputs, then the
- * inputs, then an int64_t array of the outputs' dims (outputs in order), which
- * the kernel overwrites to give dynamic outputs their size; iarg holds the
- * dims of the outputs then of the inputs, so a new shape needs no new compile.
- * grad_sources[k] (NULL: none) is a kernel of the same form whose inputs are
- * the inputs, output 0 and its gradient, and whose one output is input k's
- * gradient. Outputs with dynamic dims are computed at once. */
+ * (extern "C" unless lang is KL_CODE_C): buf[0..n_outputs-1] are the
+ * outputs, then the inputs, then an int64_t array of the outputs' dims
+ * (outputs in order), which the kernel overwrites to give dynamic outputs
+ * their size, then for KL_CODE_CUDA the kl_code_cuda_runtime; iarg holds the
+ * dims of the outputs then of the inputs, so a new shape needs no new
+ * compile. C and C++ read and write host memory (on a device, through host
+ * copies); CUDA host code gets the device's memory. grad_sources[k] (NULL:
+ * none) is a kernel of the same form whose inputs are the inputs, output 0
+ * and its gradient, and whose one output is input k's gradient. Outputs
+ * with dynamic dims are computed at once. */
 KL_API kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
-                  int n_outputs, const kl_code_output *outs, const char *source, int cplusplus,
+                  int n_outputs, const kl_code_output *outs, const char *source, kl_code_lang lang,
                   int n_grads, const char *const *grad_sources, kl_var **outputs);
 
 /* Compiles (or finds in the caches) the n kernel sources of kl_code now,
  * several at once, so a compile error surfaces where the kernel is written;
  * the message names the kept source file and has the compiler's output. */
-KL_API kl_status kl_code_compile(kl_context *ctx, int n, const char *const *sources, int cplusplus);
+KL_API kl_status kl_code_compile(kl_context *ctx, int n, const char *const *sources, kl_code_lang lang);
+/* The same for the device code of CUDA ops (their kernels, which their host
+ * code launches by name): compiled for the context's device, and for the
+ * compile check's when one is on. */
+KL_API kl_status kl_code_compile_device(kl_context *ctx, int n, const char *const *sources);
 
 /* ---- autograd ---- */
 /* Gradients of sum(y * dy) (dy NULL means ones) with respect to each xs[k],

@@ -375,9 +375,16 @@ def _alias_decls(new, a, with_type):
     return " ".join(d)
 
 
-def _array_decls(a, dims_buf):
-    """The kernel's view of one buffer: pointer, shape, strides, Var-like struct."""
-    lines = [f"    {a.name}_type *__restrict__ {a.name}_p = ({a.name}_type *)buf[{a.buf}];"]
+def _array_decls(a, dims_buf, host_copy_of=None):
+    """The kernel's view of one buffer: pointer, shape, strides, Var-like
+    struct. host_copy_of: CUDA host code reads this input (the op's
+    constants) through a host copy, which is input host_copy_of."""
+    if host_copy_of is None:
+        lines = [f"    {a.name}_type *__restrict__ {a.name}_p = ({a.name}_type *)buf[{a.buf}];"]
+    else:
+        lines = [f"    {a.name}_type *__restrict__ {a.name}_p = "
+                 f"({a.name}_type *)kl_rt->host_input(kl_rt, {host_copy_of});",
+                 f"    if (!{a.name}_p) return;  /* the runtime keeps why */"]
     if a.ndim:
         shapes = ", ".join(f"{a.name}_shape{d} = iarg[{a.iarg + d}]" for d in range(a.ndim))
         lines.append(f"    const int64_t {shapes};")
@@ -413,12 +420,18 @@ def _numbered(text, marks=()):
                      for i, line in enumerate(lines))
 
 
-def _generate(kernel, header, body, cxx, data_spec, init_pairs, what):
+def _generate(kernel, header, body, lang, data_spec, init_pairs, what):
     """A complete kernel source: prelude, types, the translated header, then
-    kl_kernel with the buffer views and the translated body in a block."""
+    kl_kernel with the buffer views and the translated body in a block; and
+    for CUDA (lang 2) the op's device code (else None)."""
+    cxx, cuda = lang != 0, lang == 2
+    header_what = "cuda_header" if cuda else "cpu_header"
+    if cuda:
+        from . import _code_cuda
+        cuda_parts, header, body = _code_cuda.split(kernel, header, body, what)
     data_keys = {k: i for i, (k, _) in enumerate(data_spec)} if data_spec is not None else None
     tr = _Translator(kernel, data_keys)
-    header_c = tr.translate(header, "cpu_header", in_header=True) if header.strip() else ""
+    header_c = tr.translate(header, header_what, in_header=True) if header.strip() else ""
     body_c = tr.translate(body, what)
     used = set(_IDENT.findall(header)) | set(_IDENT.findall(body))
     names = dict(kernel.names)
@@ -436,16 +449,22 @@ def _generate(kernel, header, body, cxx, data_spec, init_pairs, what):
         if in_header:
             src.append(f"typedef {a.name}_type {n}_type; enum {{ {n}_dim = {a.ndim} }};")
     src += old_file
+    if cuda:
+        src.append(cuda_parts.host_scope)
     if header_c:
-        src.append('#line 1 "cpu_header"')
+        src.append(f'#line 1 "{header_what}"')
         src.append(header_c)
     text = "\n".join(src) + "\n"
     after = [f'#line {text.count(chr(10)) + 2} "kiln-generated"',
              ('extern "C" ' if cxx else "")
              + "void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)", "{",
              "    (void)farg;"]
+    if cuda:
+        after.append(f"    kl_rt = (kl_code_cuda_runtime *)buf[{cuda_parts.runtime_buf}];")
+    n_out = len(kernel.outputs)
     for a in kernel.arrays:
-        after += _array_decls(a, kernel.dims_buf)
+        on_host = cuda and a.name == "kl_data"
+        after += _array_decls(a, kernel.dims_buf, a.buf - n_out if on_host else None)
     for n, a in kernel.names.items():
         if n != a.name:
             after.append("    " + _alias_decls(n, a, with_type=False))
@@ -459,10 +478,13 @@ def _generate(kernel, header, body, cxx, data_spec, init_pairs, what):
             t = "int64_t" if is_int else "double"
             after.append(f"    const {t} {k} = ({t})kl_data_p[{i}];")
     for o, init in init_pairs:
-        after.append(f"    memcpy({o}_p, {init}_p, (size_t){o}[0].size);")
+        if cuda:
+            after.append(f"    kl_rt->copy(kl_rt, {o}_p, {init}_p, (size_t){o}[0].size, cudaMemcpyDeviceToDevice);")
+        else:
+            after.append(f"    memcpy({o}_p, {init}_p, (size_t){o}[0].size);")
     after += old_body
     after += ["    {", f'#line 1 "{what}"', body_c, "    }", "}", ""]
-    return text + "\n".join(after)
+    return text + "\n".join(after), (cuda_parts.device_code if cuda else None)
 
 
 # ---- the op ----
@@ -501,12 +523,12 @@ def _out_specs(shape, dtype):
             for s, d in zip(shapes, dtypes)], True
 
 
-def _grad_list(grads, n_inputs):
+def _grad_list(grads, n_inputs, what="cpu"):
     if grads is None:
         return []
     if isinstance(grads, str):
         if n_inputs != 1:
-            raise TypeError("jt.code: cpu_grad_src must be a list with one source per input")
+            raise TypeError(f"jt.code: {what}_grad_src must be a list with one source per input")
         grads = [grads]
     grads = list(grads)
     if len(grads) > n_inputs:
@@ -522,6 +544,23 @@ _compiled = set()    # sources this process has compiled or found in a cache
 _warned = [False]
 
 
+def _compile_now(pairs, lang, texts):
+    """Compiles the (host source, device code) pairs not compiled yet: the
+    host sources for the host, device code for the current device."""
+    host = [h for h, _ in pairs if h not in _compiled]
+    device = _C.device()
+    dev = [d for _, d in pairs if d is not None and (device, d) not in _compiled]
+    try:
+        if host:
+            _C.code_compile(host, lang)
+        if dev:
+            _C.code_compile(dev, lang, True)
+    except RuntimeError as e:
+        raise _compile_error(e, texts) from None
+    _compiled.update(host)
+    _compiled.update((device, d) for d in dev)
+
+
 def _compile_error(e, texts):
     """The core's compile error, with the user's sources numbered."""
     msg = str(e)
@@ -530,10 +569,12 @@ def _compile_error(e, texts):
         return RuntimeError(f"jt.code: {msg}")
     path, log = m.group(1), m.group(2).rstrip()
     parts = ["jt.code: the kernel failed to compile.", "", "compiler output:", log]
+    def lines_of(name):   # gcc's "cpu_src:12:", NVRTC's "cuda_src(12):"
+        return {int(a or b) for a, b in re.findall(re.escape(name) + r"(?::(\d+):|\((\d+)\):)", log)}
+
     for name, text in texts:
-        marks = {int(x) for x in re.findall(re.escape(name) + r":(\d+):", log)}
-        if marks or (name == "cpu_src" and not any(
-                re.search(re.escape(n) + r":\d+:", log) for n, _ in texts)):
+        marks = lines_of(name)
+        if marks or (name == texts[0][0] and not any(lines_of(n) for n, _ in texts)):
             parts += ["", f"{name} (line numbers as the compiler gives them):",
                       _numbered(text, marks)]
     parts += ["", f"generated source: {path}"]
@@ -542,7 +583,7 @@ def _compile_error(e, texts):
 
 def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu_header="",
          cuda_src="", cuda_grad_src=None, cuda_header="", data=None, lang="c++", outputs=None):
-    """Runs a kernel written in C++ (or C) on vars: Jittor's code op.
+    """Runs a kernel written in C++ (or C, or CUDA) on vars: Jittor's code op.
 
     Forms::
 
@@ -584,8 +625,32 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
     output a gradient reaches, with that output as ``@pout`` and its gradient
     as ``@dout`` (as Jittor), and the shares add. Without gradient sources the
     op is a constant for autograd. A compile error raises RuntimeError with the compiler's message,
-    the source numbered by line, and the generated file's path. cuda_src:
-    kiln has no GPU backend yet; an op with only cuda_src raises RuntimeError.
+    the source numbered by line, and the generated file's path.
+
+    cuda_src (with cuda_header and cuda_grad_src) runs instead of cpu_src
+    when the op's inputs are on a CUDA device (``jt.flags.use_cuda = 1``),
+    in Jittor's form: the definitions it begins with that start with ``_``
+    (``__global__`` kernels, ``__device__`` functions) are device code,
+    compiled by NVRTC (on the emulator, ``cuda-emulate``, by the C++
+    compiler); the rest is host code that launches them with
+    ``kernel<<<grid, block[, shared bytes]>>>(@ARGS)`` and may call
+    cudaMemsetAsync, cudaMemcpy, cudaDeviceSynchronize and cudaGetLastError.
+    ``@ARGS_DEF`` / ``@ARGS`` give a kernel every array's pointer and dims,
+    ``@PRECALC`` their strides. Arguments convert to the kernel's parameter
+    types; kernels are found by name (no kernel templates); cuda_header's
+    ``#define`` lines are seen by the host code too. A launch of over 1024
+    threads a block, or a grid with an empty dim, raises ValueError. An op
+    with only cuda_src on the CPU raises RuntimeError. Example::
+
+        c = jt.code(a.shape, a.dtype, [a, b], cuda_src='''
+            __global__ static void kernel1(@ARGS_DEF) {
+                @PRECALC
+                for (int i = threadIdx.x + blockIdx.x * blockDim.x; i < in0_shape0;
+                     i += blockDim.x * gridDim.x)
+                    @out(i) = @in0(i) * @in1(i);
+            }
+            kernel1<<<(in0_shape0 - 1) / 1024 + 1, 1024>>>(@ARGS);
+        ''')
 
     Example: an element-wise op with its gradient::
 
@@ -681,20 +746,36 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
     inputs = [x if isinstance(x, Var) else array(x) for x in inputs]
     lang_l = str(lang).lower()
     if lang_l in ("c++", "cpp", "cxx", "c++17"):
-        cxx = True
+        lang_code = 1
     elif lang_l == "c":
-        cxx = False
+        lang_code = 0
     else:
         raise ValueError(f"jt.code: lang must be 'c++' or 'c', got {lang!r}")
-    if not cpu_src or not cpu_src.strip():
+    # the op runs where its first input is (else on the current device): a
+    # CUDA device runs cuda_src when there is one
+    device = inputs[0]._device if inputs else _C.device()
+    if not isinstance(cuda_src or "", str) or not isinstance(cuda_header or "", str):
+        raise TypeError("jt.code: cuda_src and cuda_header must be strings")
+    if cuda_src and cuda_src.strip() and device.startswith("cuda"):
+        lang_code, src_what = 2, "cuda"
+        cpu_src, cpu_header, cpu_grad_src = cuda_src, cuda_header or "", cuda_grad_src
+    elif not cpu_src or not cpu_src.strip():
         if cuda_src and cuda_src.strip():
-            raise RuntimeError("jt.code: this op has only cuda_src, and CUDA isn't available: "
-                               "kiln has no GPU backend yet. Give cpu_src to run it on the CPU.")
+            raise RuntimeError(f"jt.code: this op has only cuda_src, which runs on a CUDA device, and its "
+                               f"inputs are on {device}: set jt.flags.use_cuda = 1 (an NVIDIA GPU) before "
+                               "making them, or give cpu_src to run it on the CPU")
         raise ValueError("jt.code: cpu_src is required (the kernel's body)")
+    else:
+        src_what = "cpu"
     if not isinstance(cpu_src, str) or not isinstance(cpu_header or "", str):
         raise TypeError("jt.code: cpu_src and cpu_header must be strings")
+    cxx = lang_code != 0
     cpu_header = cpu_header or ""
-    grads = _grad_list(cpu_grad_src, len(inputs))
+    grads = _grad_list(cpu_grad_src, len(inputs), src_what)
+    if lang_code == 2 and (any(x.dtype.name == "float16" for x in inputs)
+                           or any(dt.name == "float16" for dt, _ in specs)):
+        raise TypeError("jt.code: float16 inputs and outputs are not supported in cuda_src; cast to float32 "
+                        "around the op")
     if any(x.dtype.name == "bfloat16" for x in inputs) or any(dt.name == "bfloat16" for dt, _ in specs):
         raise TypeError("jt.code: bfloat16 inputs and outputs are not supported (kernels store it as "
                         "16 raw bits, with no C arithmetic type); cast to float32 around the op")
@@ -744,44 +825,42 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
     in_sig = tuple((x.dtype.name, x.ndim) for x in inputs)
     out_sig = tuple((dt.name, len(sh), tuple(i for i, d in enumerate(sh) if d < 0))
                     for dt, sh in specs)
-    key = (cpu_src, cpu_header, tuple(grads), cxx, out_sig, in_sig, data_spec,
+    key = (cpu_src, cpu_header, tuple(grads), lang_code, out_sig, in_sig, data_spec,
            outputs is not None)
+    texts = [(f"{src_what}_src", cpu_src), (f"{src_what}_header", cpu_header)]
+    texts += [(f"{src_what}_grad_src[{k}]", g) for k, g in enumerate(grads) if g]
     tr = _translations.get(key)
     if tr is None:
-        tr = _translate_all(cpu_src, cpu_header, [] if multi_grads else grads, cxx, specs, inputs,
-                            data_spec, outputs is not None)
+        try:
+            tr = _translate_all(cpu_src, cpu_header, [] if multi_grads else grads, lang_code, specs, inputs,
+                                data_spec, outputs is not None)
+        except CodeTranslationError as e:
+            raise CodeTranslationError(str(e).replace("cpu_src", f"{src_what}_src", 1)
+                                       if src_what != "cpu" else str(e)) from None
         if len(_translations) >= 4096:   # sources built on the fly: keep the table bounded
             _translations.clear()
         _translations[key] = tr
     source, grad_sources = tr
-    if source not in _compiled:
-        todo = [source] + [g for g in grad_sources if g]
-        try:
-            _C.code_compile(todo, cxx)
-        except RuntimeError as e:
-            texts = [("cpu_src", cpu_src), ("cpu_header", cpu_header)]
-            texts += [(f"cpu_grad_src[{k}]", g) for k, g in enumerate(grads) if g]
-            raise _compile_error(e, texts) from None
-        _compiled.update(todo)
+    _compile_now([source] + [g for g in grad_sources if g], lang_code, texts)
 
     if not any(grads) and state.grad_enabled and not _warned[0] \
             and any(x.dtype.is_float for x in inputs) and any(dt.is_float for dt, _ in specs):
         _warned[0] = True
-        warnings.warn("jt.code: no cpu_grad_src was given, so the op's outputs are constants "
+        warnings.warn(f"jt.code: no {src_what}_grad_src was given, so the op's outputs are constants "
                       "for autograd (no gradient flows to its inputs); this warning is shown once",
                       stacklevel=2)
 
     # ---- the op ----
     out_specs = [(dt.code, sh) for dt, sh in specs]
     try:
-        made = _C.code(all_ins, out_specs, source, cxx, list(grad_sources))
+        made = _C.code(all_ins, out_specs, source[0], lang_code, [g and g[0] for g in grad_sources])
     except RuntimeError as e:
         if "compile failed" in str(e):
-            raise _compile_error(e, [("cpu_src", cpu_src), ("cpu_header", cpu_header)]) from None
+            raise _compile_error(e, texts[:2]) from None
         raise
     made = [_link(o, *inputs[:n_user]) for o in made]
     if multi_grads:
-        made = _multi_output_grads(made, inputs[:n_user], hidden, grads, cpu_header, cxx, data_spec)
+        made = _multi_output_grads(made, inputs[:n_user], hidden, grads, cpu_header, lang_code, data_spec)
     if outputs is not None:
         for o, new in zip(outputs, made):
             rebind(o, new)
@@ -789,20 +868,21 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
     return made if multi else made[0]
 
 
-def _grad_source(inputs, hidden_specs, k, out_dtype, out_ndim, header, body, cxx, data_spec):
+def _grad_source(inputs, hidden_specs, k, out_dtype, out_ndim, header, body, lang, data_spec):
     """The gradient kernel of input k for one output (pout) and its gradient
     (dout), run as an op of its own: Jittor's numbering (dout is in{n},
-    pout in{n+1})."""
+    pout in{n+1}). (host source, device code or None)"""
     n = len(inputs)
     ins = [(f"in{i}", x.dtype, x.ndim) for i, x in enumerate(inputs)]
     gk = _Kernel([("out0", inputs[k].dtype, inputs[k].ndim, [])],
                  ins + hidden_specs + [(f"in{n + 1}", out_dtype, out_ndim), (f"in{n}", out_dtype, out_ndim)],
                  [f"in{i}" for i in range(n + 2)],
                  {"out": "out0", "dout": f"in{n}", "pout": f"in{n + 1}", "pout0": f"in{n + 1}"})
-    return _generate(gk, header, body, cxx, data_spec, [], f"cpu_grad_src[{k}]")
+    what = "cuda_grad_src" if lang == 2 else "cpu_grad_src"
+    return _generate(gk, header, body, lang, data_spec, [], f"{what}[{k}]")
 
 
-def _multi_output_grads(made, inputs, hidden, grads, header, cxx, data_spec):
+def _multi_output_grads(made, inputs, hidden, grads, header, lang, data_spec):
     """Each output of a several-output code op carries a rule that runs the
     gradient kernels with that output as pout and its gradient as dout
     (Jittor calls them once per output reaching the loss; the shares add)."""
@@ -818,12 +898,10 @@ def _multi_output_grads(made, inputs, hidden, grads, header, cxx, data_spec):
             got = []
             for k in taped:
                 src = _grad_source(inputs, hidden_specs, k, pout.dtype, pout.ndim, header, grads[k],
-                                   cxx, data_spec)
-                if src not in _compiled:
-                    _C.code_compile([src], cxx)
-                    _compiled.add(src)
+                                   lang, data_spec)
+                _compile_now([src], lang, [])
                 spec = [(inputs[k].dtype.code, tuple(inputs[k].shape))]
-                g, = _C.code([x.detach() for x in inputs] + hidden + [pout, dout], spec, src, cxx, [])
+                g, = _C.code([x.detach() for x in inputs] + hidden + [pout, dout], spec, src[0], lang, [])
                 got.append(_link(g))
             return got
         return rule
@@ -831,7 +909,9 @@ def _multi_output_grads(made, inputs, hidden, grads, header, cxx, data_spec):
     return [_attach([o], [inputs[k] for k in taped], rule_for(j))[0] for j, o in enumerate(made)]
 
 
-def _translate_all(cpu_src, cpu_header, grads, cxx, specs, inputs, data_spec, has_init):
+def _translate_all(cpu_src, cpu_header, grads, lang, specs, inputs, data_spec, has_init):
+    """(kl_kernel's source, its device code or None) of the op and of each
+    gradient kernel (None: none)."""
     n = len(inputs)
     ins = [(f"in{k}", x.dtype, x.ndim) for k, x in enumerate(inputs)]
     hidden = []
@@ -845,7 +925,8 @@ def _translate_all(cpu_src, cpu_header, grads, cxx, specs, inputs, data_spec, ha
     outs = [(f"out{i}", dt, len(sh), [d for d, s in enumerate(sh) if s < 0])
             for i, (dt, sh) in enumerate(specs)]
     fwd = _Kernel(outs, ins + hidden, [f"in{k}" for k in range(n)], {"out": "out0"})
-    source = _generate(fwd, cpu_header, cpu_src, cxx, data_spec, init_pairs, "cpu_src")
+    source = _generate(fwd, cpu_header, cpu_src, lang, data_spec, init_pairs,
+                       "cuda_src" if lang == 2 else "cpu_src")
     grad_sources = []
     for k, g in enumerate(grads):
         if not g:
@@ -853,6 +934,6 @@ def _translate_all(cpu_src, cpu_header, grads, cxx, specs, inputs, data_spec, ha
             continue
         # the core's gradient kernel: one output shaped like input k
         odt, osh = specs[0]
-        grad_sources.append(_grad_source(inputs, hidden, k, odt, len(osh), cpu_header, g, cxx,
+        grad_sources.append(_grad_source(inputs, hidden, k, odt, len(osh), cpu_header, g, lang,
                                          data_spec))
     return source, tuple(grad_sources)

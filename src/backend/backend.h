@@ -32,8 +32,9 @@ typedef struct {
 } kl_memory_stats;
 
 /* The kinds of source a backend compiles: a generated kernel (which the
- * backend's prelude precedes), a user's C or C++ kernel (jt.code). */
-typedef enum { KL_LANG_KERNEL, KL_LANG_C, KL_LANG_CXX, KL_LANG_COUNT } kl_lang;
+ * backend's prelude precedes), a user's C or C++ kernel (jt.code), a user's
+ * CUDA device code (jt.code's cuda_src kernels, launched by name). */
+typedef enum { KL_LANG_KERNEL, KL_LANG_C, KL_LANG_CXX, KL_LANG_CUDA, KL_LANG_COUNT } kl_lang;
 
 /* What a compiled kernel is called with: buffers (buf[0] the output),
  * integer and floating-point arguments. */
@@ -201,6 +202,11 @@ typedef struct kl_backend_ops {
     /* running */
     kl_status (*launch)(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *args);
     kl_status (*synchronize)(kl_backend *b);
+    /* optional: runs kernel `name` of a KL_LANG_CUDA artifact (fn as load
+     * gave it) on grid x block threads (three dims each) with shared_bytes
+     * of dynamic shared memory, params pointing at its arguments in order */
+    kl_status (*launch_named)(kl_backend *b, kl_kernel_fn fn, const char *name, const unsigned grid[3],
+                              const unsigned block[3], unsigned shared_bytes, void **params, int n_params);
 
     /* library patterns: whether p runs here, and running it into out */
     int (*supports)(kl_backend *b, const kl_pattern *p);

@@ -11,7 +11,7 @@
 typedef struct kl_code_node {
     int refcount;
     char *source;
-    int cplusplus;
+    kl_code_lang lang;
     int n_outputs;
     kl_code_output outs[KL_MAX_INPUTS];
     kl_var *vars[KL_MAX_INPUTS]; /* weak: cleared when an output var goes */
@@ -42,7 +42,7 @@ static int is_dynamic(const kl_code_output *o)
 }
 
 kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
-                  int n_outputs, const kl_code_output *outs, const char *source, int cplusplus,
+                  int n_outputs, const kl_code_output *outs, const char *source, kl_code_lang lang,
                   int n_grads, const char *const *grad_sources, kl_var **outputs)
 {
     KL_ARG(outputs, "code", "outputs");
@@ -52,6 +52,7 @@ kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
     KL_ARG(ctx, "code", "context");
     KL_ARG(source, "code", "source");
     KL_ARG(outs, "code", "outs");
+    if ((unsigned)lang > KL_CODE_CUDA) return kl_error(KL_ERR_VALUE, "code: language %d is none of C, C++, CUDA", (int)lang);
     if (n_inputs < 0 || n_inputs > KL_MAX_INPUTS)
         return kl_error(KL_ERR_VALUE, "code: at most %d inputs, got %d", KL_MAX_INPUTS, n_inputs);
     if (n_inputs > 0) KL_ARG(inputs, "code", "inputs");
@@ -78,7 +79,7 @@ kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
         free(node);
         return kl_error(KL_ERR_MEMORY, "code: out of memory");
     }
-    node->cplusplus = cplusplus;
+    node->lang = lang;
     node->n_outputs = n_outputs;
     memcpy(node->outs, outs, (size_t)n_outputs * sizeof *outs);
     for (int k = 0; k < n_grads; k++)
@@ -107,15 +108,16 @@ kl_status kl_code(kl_context *ctx, int n_inputs, kl_var *const *inputs,
     return s;
 }
 
-const char *kl_code_source(const kl_var *v, int *cplusplus)
+const char *kl_code_source(const kl_var *v, kl_code_lang *lang)
 {
-    *cplusplus = v->op.p.code.node->cplusplus;
+    *lang = v->op.p.code.node->lang;
     return v->op.p.code.node->source;
 }
 
-/* A code op's kernel is host code: on a device whose memory the host cannot
- * read, its inputs are read through host copies and its outputs written to
- * host buffers (bufs), then copied to the device. */
+/* A code op's kernel is host code: unless it is a CUDA op's (which is given
+ * the device's memory), on a device whose memory the host cannot read its
+ * inputs are read through host copies and its outputs written to host
+ * buffers (bufs), then copied to the device. */
 static kl_status stage_outputs_to_device(kl_context *ctx, kl_var *v, kl_buffer **bufs, int no)
 {
     kl_status s = KL_OK;
@@ -136,10 +138,11 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
     kl_code_node *node = v->op.p.code.node;
     node->refcount++; /* siblings computed below detach from it */
     kl_backend *host = ctx->backends[0];
-    int staging = !v->device->ops->host_visible;
+    int cuda = node->lang == KL_CODE_CUDA, staging = !cuda && !v->device->ops->host_visible;
     kl_residency_next_step(ctx);
     int no = node->n_outputs, ni = v->op.n_inputs;
-    void *ptrs[2 * KL_MAX_INPUTS + 1];
+    void *ptrs[2 * KL_MAX_INPUTS + 2];
+    kl_code_runtime runtime;
     kl_buffer *bufs[KL_MAX_INPUTS] = {0};
     int64_t dims[KL_MAX_INPUTS * KL_MAX_DIMS], iarg[2 * KL_MAX_INPUTS * KL_MAX_DIMS];
     int nd = 0, na = 0;
@@ -159,12 +162,15 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
     for (int k = 0; k < ni && s == KL_OK; k++) {
         kl_var *in = v->op.inputs[k];
         if (!in->buf) s = kl_error(KL_ERR_RUNTIME, "internal: code input %d not computed", k);
+        else if (cuda) s = kl_buffer_resident(in->buf), ptrs[no + k] = in->buf->data;
         else if (!(ptrs[no + k] = (void *)kl_buffer_host(in->buf))) s = KL_ERR_MEMORY;
         for (int d = 0; d < in->ndim; d++) iarg[na++] = in->shape[d];
     }
     ptrs[no + ni] = dims;
-    kl_launch_args la = {ptrs, iarg, NULL, no + ni + 1, na, 0, 0, 0};
+    if (cuda) kl_code_runtime_init(&runtime, ctx, v), ptrs[no + ni + 1] = &runtime.rt;
+    kl_launch_args la = {ptrs, iarg, NULL, no + ni + 1 + cuda, na, 0, 0, 0};
     if (s == KL_OK) s = host->ops->launch(host, fn, &la);
+    if (s == KL_OK && cuda) s = kl_code_runtime_status(&runtime);
     if (s == KL_OK) ctx->counters.kernels_launched++;
     if (s == KL_OK && staging) s = stage_outputs_to_device(ctx, v, bufs, no);
     for (int i = 0, at = 0; i < no; i++) {
@@ -207,25 +213,42 @@ kl_status kl_code_backward(kl_var *v, int k, kl_var *dv, kl_var **out)
     ins[n + 1] = dcast ? dcast : dv;
     kl_code_output o = {.dtype = x->dtype, .ndim = x->ndim};
     memcpy(o.shape, x->shape, (size_t)x->ndim * sizeof *x->shape);
-    kl_status s = kl_code(v->ctx, n + 2, ins, 1, &o, node->grads[k], node->cplusplus, 0, NULL, out);
+    kl_status s = kl_code(v->ctx, n + 2, ins, 1, &o, node->grads[k], node->lang, 0, NULL, out);
     kl_var_release(dcast);
     return s;
 }
 
-kl_status kl_code_compile(kl_context *ctx, int n, const char *const *sources, int cplusplus)
+/* Compiles user sources of one language for a backend, and for a second
+ * (NULL: none) where the compile check wants them too. */
+static kl_status compile_sources(kl_context *ctx, const char *who, int n, const char *const *sources, kl_lang lang,
+                                 kl_backend *backend, kl_backend *also)
 {
-    KL_ARG(ctx, "kl_code_compile", "ctx");
-    if (n < 0) return kl_error(KL_ERR_VALUE, "kl_code_compile: %d sources", n);
+    KL_ARG(ctx, who, "ctx");
+    if (n < 0) return kl_error(KL_ERR_VALUE, "%s: %d sources", who, n);
     if (n == 0) return KL_OK;
-    KL_ARG(sources, "kl_code_compile", "sources");
+    KL_ARG(sources, who, "sources");
     for (int i = 0; i < n; i++)
-        if (!sources[i]) return kl_error(KL_ERR_VALUE, "kl_code_compile: source %d is NULL", i);
+        if (!sources[i]) return kl_error(KL_ERR_VALUE, "%s: source %d is NULL", who, i);
     kl_lang *langs = malloc((size_t)n * sizeof *langs);
     kl_kernel_fn *fns = malloc((size_t)n * sizeof *fns);
-    kl_status s = langs && fns ? KL_OK : kl_error(KL_ERR_MEMORY, "kl_code_compile: out of memory");
-    for (int i = 0; s == KL_OK && i < n; i++) langs[i] = cplusplus ? KL_LANG_CXX : KL_LANG_C;
-    if (s == KL_OK) s = kl_jit_get_many(ctx, ctx->backends[0], n, sources, langs, fns); /* code runs on the host */
+    kl_status s = langs && fns ? KL_OK : kl_error(KL_ERR_MEMORY, "%s: out of memory", who);
+    for (int i = 0; s == KL_OK && i < n; i++) langs[i] = lang;
+    if (s == KL_OK) s = kl_jit_get_many(ctx, backend, n, sources, langs, fns);
+    if (s == KL_OK && also && also != backend) s = kl_jit_get_many(ctx, also, n, sources, langs, fns);
     free(langs);
     free(fns);
     return s;
+}
+
+kl_status kl_code_compile(kl_context *ctx, int n, const char *const *sources, kl_code_lang lang)
+{
+    KL_ARG(ctx, "kl_code_compile", "ctx");
+    return compile_sources(ctx, "kl_code_compile", n, sources, lang == KL_CODE_C ? KL_LANG_C : KL_LANG_CXX,
+                           ctx->backends[0] /* code runs on the host */, NULL);
+}
+
+kl_status kl_code_compile_device(kl_context *ctx, int n, const char *const *sources)
+{
+    KL_ARG(ctx, "kl_code_compile_device", "ctx");
+    return compile_sources(ctx, "kl_code_compile_device", n, sources, KL_LANG_CUDA, ctx->device, ctx->compile_check);
 }

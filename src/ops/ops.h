@@ -52,9 +52,23 @@ kl_status kl_check_index_result(struct kl_context *ctx);
 
 /* User kernels: the source and language of v's kernel, running it (and its
  * siblings), and its gradient kernels. */
-const char *kl_code_source(const kl_var *v, int *cplusplus);
+const char *kl_code_source(const kl_var *v, kl_code_lang *lang);
 kl_status kl_code_run(struct kl_context *ctx, kl_var *v, kl_kernel_fn fn);
 kl_status kl_code_backward(kl_var *v, int k, kl_var *dv, kl_var **out);
+
+/* code_cuda.c: the runtime CUDA host code is given (kiln.h), for one run of
+ * op v's kernel; kl_code_runtime_status is its first failure, if any. */
+typedef struct kl_code_runtime {
+    kl_code_cuda_runtime rt;
+    struct kl_context *ctx;
+    struct kl_backend *device;
+    kl_var *v;
+    const char *source;   /* the device code compiled last, and its module */
+    kl_kernel_fn module;
+    char message[2048];
+} kl_code_runtime;
+void kl_code_runtime_init(kl_code_runtime *r, struct kl_context *ctx, kl_var *v);
+kl_status kl_code_runtime_status(const kl_code_runtime *r);
 
 /* MPI collectives: running one (the executor's step) and its gradient. */
 kl_status kl_collective_run(struct kl_context *ctx, kl_var *v);

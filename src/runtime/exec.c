@@ -596,9 +596,9 @@ static kl_status sync_one_device(kl_var *const *vars, int n)
                 kl_step_record_step(ctx, st, NULL);
                 continue;
             } else if (st->is_code) {
-                int cxx;
-                sources[n_src] = kl_code_source(v, &cxx);
-                langs[n_src++] = cxx ? KL_LANG_CXX : KL_LANG_C;
+                kl_code_lang lang;
+                sources[n_src] = kl_code_source(v, &lang); /* host code (a CUDA op's launches its kernels) */
+                langs[n_src++] = lang == KL_CODE_C ? KL_LANG_C : KL_LANG_CXX;
             } else if (!st->is_alias && !st->is_collective) {
                 s = build_step(ctx, st);
                 st->pattern = NULL; /* a softmax or layer norm runs as the kernel just built */

@@ -80,3 +80,16 @@ def on_device(device, fn, *arrays):
         return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
     finally:
         _C.set_device(before)
+
+
+def cuda_device_missing():
+    """Why there is no CUDA device to run on (None: there is one)."""
+    from kiln import _C
+    before = _C.device()
+    try:
+        jt.flags.use_cuda = 1
+    except RuntimeError as e:
+        return str(e)
+    finally:
+        _C.set_device(before)
+    return None

@@ -6,21 +6,9 @@ import pytest
 
 import kiln as jt
 from kiln import _C
-from ktest import on_device
+from ktest import cuda_device_missing, on_device
 
-
-def _no_device():
-    before = _C.device()
-    try:
-        jt.flags.use_cuda = 1
-    except RuntimeError as e:
-        return str(e)
-    finally:
-        _C.set_device(before)
-    return None
-
-
-NO_DEVICE = _no_device()
+NO_DEVICE = cuda_device_missing()
 pytestmark = pytest.mark.skipif(NO_DEVICE is not None, reason=f"no CUDA device: {NO_DEVICE}")
 
 

@@ -5,7 +5,7 @@
  * these sources is Python's work (kiln/code.py). */
 #include "kiln_py.h"
 
-/* code(inputs, outputs, source, cplusplus, grad_sources) -> [vars]
+/* code(inputs, outputs, source, lang, grad_sources) -> [vars]
  * outputs: a sequence of (dtype, shape) where a negative dim is dynamic
  * (at most -dim, set by the kernel). grad_sources: a sequence of str or None. */
 static PyObject *c_code(PyObject *mod, PyObject *args)
@@ -14,8 +14,8 @@ static PyObject *c_code(PyObject *mod, PyObject *args)
     (void)mod;
     PyObject *ins, *outs, *grads;
     const char *source;
-    int cplusplus;
-    if (!PyArg_ParseTuple(args, "OOspO", &ins, &outs, &source, &cplusplus, &grads)) return NULL;
+    int lang; /* kl_code_lang: 0 C, 1 C++, 2 CUDA host code */
+    if (!PyArg_ParseTuple(args, "OOsiO", &ins, &outs, &source, &lang, &grads)) return NULL;
     PyObject *in_seq = NULL, *out_seq = NULL, *grad_seq = NULL, *res = NULL;
     kl_var *in_vars[KL_MAX_DIMS * 2 + 16];
     kl_code_output specs[KL_MAX_DIMS * 2 + 16];
@@ -45,7 +45,7 @@ static PyObject *c_code(PyObject *mod, PyObject *args)
         if (g == Py_None) grad_src[k] = NULL;
         else if (!(grad_src[k] = PyUnicode_AsUTF8(g))) goto done;
     }
-    kl_status s = kl_code(klpy_ctx, (int)ni, in_vars, (int)no, specs, source, cplusplus,
+    kl_status s = kl_code(klpy_ctx, (int)ni, in_vars, (int)no, specs, source, (kl_code_lang)lang,
                           (int)ng, grad_src, made);
     if (s != KL_OK) { klpy_raise(s); goto done; }
     res = PyList_New(no);
@@ -61,16 +61,18 @@ done:
     return res;
 }
 
-/* code_compile([sources], cplusplus): compiles (or finds in the caches) every
- * source as the executor would, several at once; raises RuntimeError with the
- * compiler's output on failure. A later run of the same source costs a lookup. */
+/* code_compile([sources], lang, device=False): compiles (or finds in the
+ * caches) every source as the executor would, several at once; raises
+ * RuntimeError with the compiler's output on failure. A later run of the same
+ * source costs a lookup. device: the sources are CUDA ops' device code, for
+ * the current device. */
 static PyObject *c_code_compile(PyObject *mod, PyObject *args)
 {
     if (!klpy_enter()) return NULL;
     (void)mod;
     PyObject *srcs;
-    int cplusplus;
-    if (!PyArg_ParseTuple(args, "Op", &srcs, &cplusplus)) return NULL;
+    int lang, device = 0; /* kl_code_lang: 0 C, 1 C++, 2 CUDA host code */
+    if (!PyArg_ParseTuple(args, "Oi|p", &srcs, &lang, &device)) return NULL;
     PyObject *seq = PySequence_Fast(srcs, "code_compile: expected a sequence of sources");
     if (!seq) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -79,7 +81,8 @@ static PyObject *c_code_compile(PyObject *mod, PyObject *args)
     if (!text) { PyErr_NoMemory(); goto done; }
     for (Py_ssize_t i = 0; i < n; i++)
         if (!(text[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i)))) goto done;
-    kl_status s = kl_code_compile(klpy_ctx, (int)n, text, cplusplus);
+    kl_status s = device ? kl_code_compile_device(klpy_ctx, (int)n, text)
+                         : kl_code_compile(klpy_ctx, (int)n, text, (kl_code_lang)lang);
     if (s != KL_OK) { klpy_raise(s); goto done; }
     res = Py_None;
     Py_INCREF(res);
@@ -91,8 +94,9 @@ done:
 
 PyMethodDef klpy_code_methods[] = {
     {"code", c_code, METH_VARARGS,
-     "code(inputs, [(dtype, shape)], source, cplusplus, [grad source or None]) -> [vars]"},
+     "code(inputs, [(dtype, shape)], source, lang, [grad source or None]) -> [vars]"},
     {"code_compile", c_code_compile, METH_VARARGS,
-     "code_compile([sources], cplusplus): compile user kernels now (errors name the source file)"},
+     "code_compile([sources], lang, device=False): compile user kernels (device: CUDA ops' device code) now "
+     "(errors name the source file)"},
     {NULL, NULL, 0, NULL}
 };

@@ -502,6 +502,7 @@ PyMODINIT_FUNC PyInit__C(void)
     if (PyModule_AddObject(m, "Var", (PyObject *)&KlVar_Type) < 0) { Py_DECREF(&KlVar_Type); goto fail; }
     if (PyModule_AddIntConstant(m, "MAX_DIMS", KL_MAX_DIMS) < 0) goto fail;
     if (PyModule_AddIntConstant(m, "MAX_OP_INPUTS", KL_MAX_OP_INPUTS) < 0) goto fail;
+    if (PyModule_AddStringConstant(m, "CODE_CUDA_RUNTIME", kl_code_cuda_runtime_decl()) < 0) goto fail;
     if (!klpy_ctx) {
         kl_status s = kl_context_new(&klpy_ctx);
         if (s != KL_OK) { klpy_raise(s); goto fail; }

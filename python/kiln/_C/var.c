@@ -124,6 +124,13 @@ static PyObject *var_get_scatters_planes(KlVarObject *self, void *closure)
     return PyBool_FromLong(kl_var_device_scatters_planes(v));
 }
 
+static PyObject *var_get_device(KlVarObject *self, void *closure)
+{
+    (void)closure;
+    SELF_VAR(self, "_device");
+    return PyUnicode_FromString(kl_var_device(v));
+}
+
 static PyObject *var_get_keep_graph(KlVarObject *self, void *closure)
 {
     (void)closure;
@@ -152,6 +159,7 @@ static PyGetSetDef var_getset[] = {
     {"is_computed", (getter)var_get_computed, NULL, "whether the data exists", NULL},
     {"_scatters_planes", (getter)var_get_scatters_planes, NULL,
      "whether the var's device runs a scatter over disjoint planes in parallel (else gather)", NULL},
+    {"_device", (getter)var_get_device, NULL, "the name of the device the var is on", NULL},
     {"_keep_graph", (getter)var_get_keep_graph, (setter)var_set_keep_graph,
      "the core's requires_grad: the var (and what is computed from it) keeps its graph", NULL},
     {NULL, NULL, NULL, NULL, NULL}

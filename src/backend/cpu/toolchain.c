@@ -80,6 +80,9 @@ static kl_status probe(kl_cpu_compiler *L, kl_lang lang)
 
 kl_status kl_cpu_toolchain(kl_backend *b, kl_lang lang, kl_toolchain *out)
 {
+    if (lang == KL_LANG_CUDA)
+        return kl_error(KL_ERR_RUNTIME, "%s: CUDA device code runs on a CUDA device only (jt.flags.use_cuda = 1)",
+                        b->name);
     kl_cpu_compiler *L = &((kl_cpu_backend *)b)->compilers[lang];
     KL_TRY(probe(L, lang));
     out->identity = L->identity;

@@ -66,16 +66,16 @@ static kl_status no_run(kl_backend *b, const kl_pattern *p, void *out, const voi
 static kl_status cuda_toolchain(kl_backend *b, kl_lang lang, kl_toolchain *out)
 {
     kl_cuda_backend *c = (kl_cuda_backend *)b;
-    if (lang != KL_LANG_KERNEL)
-        return kl_error(KL_ERR_RUNTIME, "%s: only generated kernels compile for CUDA so far (jt.code's C/C++ "
-                        "source runs on the CPU)", b->name);
+    if (lang != KL_LANG_KERNEL && lang != KL_LANG_CUDA)
+        return kl_error(KL_ERR_RUNTIME, "%s: C and C++ source runs on the host (jt.code's cpu_src)", b->name);
     KL_TRY(kl_nvrtc_load(&c->nvrtc));
     snprintf(c->identity, sizeof c->identity, "nvrtc %d.%d|%s|--std=c++17", c->nvrtc.major, c->nvrtc.minor,
              c->arch);
     out->identity = c->identity;
     out->prelude = kl_cuda_prelude;
     out->source_ext = "cu";
-    out->key_line = "\nextern \"C\" __device__ const char kl_kernel_key[] = \"%s\";\n";
+    out->key_line = lang == KL_LANG_KERNEL ? "\nextern \"C\" __device__ const char kl_kernel_key[] = \"%s\";\n"
+                                           : kl_cuda_user_key_line;
     return KL_OK;
 }
 
@@ -159,7 +159,7 @@ static kl_status cuda_compile_finish(kl_backend *b, kl_compile_job *job, const c
     if (!w) return kl_error(KL_ERR_RUNTIME, "internal: no CUDA compile was started for %s", src);
     pthread_join(w->thread, NULL);
     job->work = NULL;
-    kl_status s = w->failed ? kl_error(KL_ERR_RUNTIME, "CUDA kernel compile failed; source kept at %s; %s", src,
+    kl_status s = w->failed ? kl_error(KL_ERR_RUNTIME, "CUDA kernel compile failed; source kept at %s; compiler output:\n%s", src,
                                        w->message)
                             : KL_OK;
     free(w);
@@ -275,6 +275,7 @@ kl_status kl_cuda_backend_new(struct kl_context *ctx, kl_cuda_mode mode, kl_back
         c->ops.memory = kl_cuda_memory;
         c->ops.trim = kl_cuda_trim;
         c->ops.launch = kl_cuda_launch;
+        c->ops.launch_named = kl_cuda_launch_named;
         c->ops.synchronize = kl_cuda_synchronize;
         c->ops.supports = kl_cuda_supports;
         c->ops.run = kl_cuda_run;

@@ -283,6 +283,24 @@ kl_status kl_cuda_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a
                     "launching a kernel");
 }
 
+/* A kernel of a user's device code (jt.code's cuda_src), by its name, with
+ * the block and shared memory its launch asks for. */
+kl_status kl_cuda_launch_named(kl_backend *b, kl_kernel_fn fn, const char *name, const unsigned grid[3],
+                               const unsigned block[3], unsigned shared_bytes, void **params, int n_params)
+{
+    (void)n_params;
+    kl_cuda_backend *c = as_cuda(b);
+    const cuda_kernel *k = (const cuda_kernel *)(uintptr_t)fn;
+    void *f = NULL;
+    if (c->drv.module_function(&f, k->module, name) != 0)
+        return kl_error(KL_ERR_VALUE, "%s: the op's device code has no kernel named %s", b->name, name);
+    char what[200];
+    snprintf(what, sizeof what, "launching %s<<<(%u, %u, %u), (%u, %u, %u), %u>>>", name, grid[0], grid[1], grid[2],
+             block[0], block[1], block[2], shared_bytes);
+    return cu_check(c, c->drv.launch(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared_bytes,
+                                     c->stream, params, NULL), what);
+}
+
 kl_status kl_cuda_synchronize(kl_backend *b)
 {
     kl_cuda_backend *c = as_cuda(b);

@@ -25,6 +25,7 @@
 static const char emulation_header[] =
     "#define KL_EMULATE 1\n"
     "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n#include <omp.h>\n#include <pthread.h>\n"
+    "#include <utility>\n#include <type_traits>\n"
     "#define __global__\n#define __device__\n#define __forceinline__ inline\n#define __launch_bounds__(n)\n"
     "#define __restrict__ __restrict\n#define __shared__ static\n"
     "struct kl_emu_dim { unsigned x, y, z; };\n"
@@ -70,9 +71,37 @@ static const char emulation_header[] =
     "              blockIdx.x = kl_b; threadIdx.x = (unsigned)omp_get_thread_num(); fn args; \\\n"
     "          } else if (omp_get_thread_num() == 0) kl_emu_team = omp_get_num_threads(); } \\\n"
     "        if (kl_emu_team) return kl_emu_team; \\\n"
-    "    }\n";
+    "    }\n"
+    /* a user's kernel (jt.code's cuda_src): every block of its grid in turn, each a
+     * team of the block's threads, its arguments read from params by the kernel's
+     * own parameter types */
+    "template <class... P, size_t... I>\n"
+    "static void kl_emu_call(void (*f)(P...), void **p, std::index_sequence<I...>) {\n"
+    "    f(*(std::remove_reference_t<P> *)p[I]...);\n"
+    "}\n"
+    "template <class... P>\n"
+    "static int kl_emu_user_launch(void (*f)(P...), void **p, const unsigned *grid, const unsigned *block) {\n"
+    "    const int team = (int)(block[0] * block[1] * block[2]);\n"
+    "    gridDim = {grid[0], grid[1], grid[2]}; blockDim = {block[0], block[1], block[2]};\n"
+    "    for (unsigned z = 0; z < grid[2]; z++) for (unsigned y = 0; y < grid[1]; y++)\n"
+    "    for (unsigned x = 0; x < grid[0]; x++) {\n"
+    "        kl_emu_team = 0;\n"
+    "        _Pragma(\"omp parallel num_threads(team)\")\n"
+    "        { if (omp_get_num_threads() == team) {\n"
+    "              const unsigned t = (unsigned)omp_get_thread_num();\n"
+    "              blockIdx = {x, y, z};\n"
+    "              threadIdx = {t % block[0], t / block[0] % block[1], t / (block[0] * block[1])};\n"
+    "              kl_emu_call(f, p, std::index_sequence_for<P...>{});\n"
+    "          } else if (omp_get_thread_num() == 0) kl_emu_team = omp_get_num_threads(); }\n"
+    "        if (kl_emu_team) return kl_emu_team;\n"
+    "    }\n"
+    "    return 0;\n"
+    "}\n";
 
 typedef int (*emulated_fn)(void *const *buf, const int64_t *iarg, const double *farg, unsigned char *ws, int grid);
+/* a user's device code: its kernel `name` run (0), no such kernel (-1), or the
+ * size of a team OpenMP made smaller than the block */
+typedef int (*emulated_user_fn)(const char *name, void **params, const unsigned *grid, const unsigned *block);
 
 static kl_cuda_backend *emulator(kl_backend *b) { return (kl_cuda_backend *)b; }
 
@@ -128,8 +157,8 @@ static void emu_trim(kl_backend *b) { (void)b; }
 static kl_status emu_toolchain(kl_backend *b, kl_lang lang, kl_toolchain *out)
 {
     kl_cuda_backend *c = emulator(b);
-    if (lang != KL_LANG_KERNEL)
-        return kl_error(KL_ERR_RUNTIME, "%s: only generated kernels run here (jt.code's source is for the CPU)", b->name);
+    if (lang != KL_LANG_KERNEL && lang != KL_LANG_CUDA)
+        return kl_error(KL_ERR_RUNTIME, "%s: C and C++ source runs on the host (jt.code's cpu_src)", b->name);
     out->identity = "cuda-emulate|c++ -x c++ -std=c++17 -O1 -fopenmp";
     out->prelude = c->emu_prelude;
     out->source_ext = "cc";
@@ -162,6 +191,7 @@ static kl_status emu_load(kl_backend *b, const char *path, const char *key, void
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) return kl_error(KL_ERR_RUNTIME, "%s: cannot load %s: %s", b->name, path, dlerror());
     void *entry = dlsym(h, "kl_emulate");
+    if (!entry) entry = dlsym(h, "kl_emulate_user"); /* a user's device code */
     const char *k = dlsym(h, "kl_kernel_key");
     if (!entry || !k || strcmp(k, key) != 0) {
         dlclose(h);
@@ -186,6 +216,21 @@ static kl_status emu_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args
     if (team)
         return kl_error(KL_ERR_RUNTIME, "%s: OpenMP gave a block %d threads, not %d (OMP_THREAD_LIMIT?)", b->name, team,
                         KL_CUDA_BLOCK);
+    return KL_OK;
+}
+
+static kl_status emu_launch_named(kl_backend *b, kl_kernel_fn fn, const char *name, const unsigned grid[3],
+                                  const unsigned block[3], unsigned shared_bytes, void **params, int n_params)
+{
+    (void)n_params;
+    if (shared_bytes)
+        return kl_error(KL_ERR_VALUE, "%s: %s asks for %u bytes of dynamic shared memory, which the emulator "
+                        "does not have (a fixed-size __shared__ array works)", b->name, name, shared_bytes);
+    int team = ((emulated_user_fn)(uintptr_t)fn)(name, params, grid, block);
+    if (team < 0) return kl_error(KL_ERR_VALUE, "%s: the op's device code has no kernel named %s", b->name, name);
+    if (team)
+        return kl_error(KL_ERR_RUNTIME, "%s: OpenMP gave a block %d threads, not %u (OMP_THREAD_LIMIT?)", b->name,
+                        team, block[0] * block[1] * block[2]);
     return KL_OK;
 }
 
@@ -222,6 +267,7 @@ kl_status kl_cuda_emulation_open(kl_cuda_backend *c)
     o->load = emu_load;
     o->unload = emu_unload;
     o->launch = emu_launch; /* synchronize (nothing queued) and run stay compile-only's */
+    o->launch_named = emu_launch_named;
     o->supports = emu_supports;
     return KL_OK;
 }

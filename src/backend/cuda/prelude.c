@@ -60,3 +60,10 @@ const char kl_cuda_prelude[] =
     "    }\n"
     "}\n"
     KL_PRELUDE_COMMON;
+
+/* A user's device code (jt.code's cuda_src) ends with its key and an empty
+ * kl_kernel: the entry every artifact's loader checks for. Its own kernels
+ * are launched by name. */
+const char kl_cuda_user_key_line[] =
+    "\nextern \"C\" __device__ const char kl_kernel_key[] = \"%s\";\n"
+    "extern \"C\" __global__ void kl_kernel(void) {}\n";
