@@ -16,6 +16,8 @@ cudaMemset, cudaMemcpy, cudaDeviceSynchronize and cudaGetLastError go
 through the same runtime. Kernels are given C linkage so that they are
 found by name; templates of kernels are therefore not supported.
 """
+import re
+
 from . import _C
 from .code import _IDENT, _Translator
 
@@ -286,6 +288,20 @@ def _split_top(t, start, end):
     return parts
 
 
+_DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+([^;\[\]{}]*?)\s*\b([A-Za-z_]\w*)\s*\[\s*\]\s*;")
+
+
+def dynamic_shared(text, where):
+    """`extern __shared__ T name[];` (the launch's dynamic shared memory): on
+    the emulator, name is its block of host memory. Line numbers are kept."""
+    def emulated(m):
+        typ = re.sub(r"__align__\s*\([^)]*\)", "", m.group(1)).strip()
+        line = text.count("\n", 0, m.end()) + 1
+        return (f"\n#ifdef KL_EMULATE\n#define {m.group(2)} (({typ} *)kl_emu_dynamic_shared)\n#else\n"
+                f"{m.group(0)}\n#endif\n#line {line} \"{where}\"\n")
+    return _DYNAMIC_SHARED.sub(emulated, text)
+
+
 def host_header(header):
     """What of cuda_header the host code sees: its #define and #undef lines
     (launch sizes), continuation lines included."""
@@ -322,6 +338,7 @@ def split(kernel, header, src, what):
     body = "\n" * src.count("\n", 0, end) + src[end:]
     body = rewrite_launches(scan, body, kernels, what)
 
+    head_dev, src_dev = dynamic_shared(head_dev, "cuda_header"), dynamic_shared(src_dev, what)
     dt = DeviceTranslator(kernel)
     dev_header = dt.translate(head_dev, "cuda_header", in_header=True) if header.strip() else ""
     dev_src = dt.translate(src_dev, what)
@@ -337,8 +354,8 @@ def split(kernel, header, src, what):
         lines += ['#line 1 "cuda_header"', dev_header]
     lines += [f'#line 1 "{what}"', dev_src, '#line 1 "kiln-generated"', "#ifdef KL_EMULATE",
               'extern "C" int kl_emulate_user(const char *name, void **p, const unsigned *grid, '
-              "const unsigned *block) {"]
-    lines += [f'    if (!strcmp(name, "{k.name}")) return kl_emu_user_launch({k.name}, p, grid, block);'
+              "const unsigned *block, unsigned shared) {"]
+    lines += [f'    if (!strcmp(name, "{k.name}")) return kl_emu_user_launch({k.name}, p, grid, block, shared);'
               for k in kernels]
     lines += ["    return -1;", "}", "#endif"]
     device_code = "\n".join(lines) + "\n"

@@ -14,8 +14,9 @@ static const char device_code[] =
     "        y[i] += (float)a * x[i];\n"
     "}\n"
     "#ifdef KL_EMULATE\n"
-    "extern \"C\" int kl_emulate_user(const char *name, void **p, const unsigned *g, const unsigned *b) {\n"
-    "    if (!strcmp(name, \"axpb\")) return kl_emu_user_launch(axpb, p, g, b);\n"
+    "extern \"C\" int kl_emulate_user(const char *name, void **p, const unsigned *g, const unsigned *b,\n"
+    "                               unsigned shared) {\n"
+    "    if (!strcmp(name, \"axpb\")) return kl_emu_user_launch(axpb, p, g, b, shared);\n"
     "    return -1;\n"
     "}\n"
     "#endif\n";

@@ -127,6 +127,25 @@ def test_shared_memory_block_reduction():
     np.testing.assert_allclose(out.numpy(), a.astype(np.float64).sum(1), rtol=1e-5)
 
 
+def test_dynamic_shared_memory_sized_by_the_launch():
+    a = r.standard_normal((4, 300))
+    out = jt.code([4], a.dtype, [jt.array(a)], cuda_src="""
+        __global__ void row_max(const double *x, int cols, double *y) {
+            extern __shared__ double part[];
+            double m = -1e300;
+            for (int j = threadIdx.x; j < cols; j += blockDim.x) m = fmax(m, x[blockIdx.x * cols + j]);
+            part[threadIdx.x] = m;
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                for (int t = 1; t < blockDim.x; t++) m = fmax(m, part[t]);
+                y[blockIdx.x] = fmax(m, part[0]);
+            }
+        }
+        row_max<<<in0_shape0, 64, 64 * sizeof(double)>>>(in0_p, in0_shape1, out0_p);
+    """)
+    np.testing.assert_array_equal(out.numpy(), a.max(1))
+
+
 def test_arguments_are_converted_to_the_kernels_parameter_types():
     # in0_shape0 is int64 and 2 an int: the kernel takes an int and a double
     a = r.standard_normal(50)

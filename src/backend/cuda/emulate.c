@@ -24,7 +24,8 @@
 
 static const char emulation_header[] =
     "#define KL_EMULATE 1\n"
-    "#include <math.h>\n#include <stdint.h>\n#include <string.h>\n#include <omp.h>\n#include <pthread.h>\n"
+    "#include <math.h>\n#include <stdint.h>\n#include <stdlib.h>\n#include <string.h>\n#include <omp.h>\n"
+    "#include <pthread.h>\n"
     "#include <utility>\n#include <type_traits>\n"
     "#define __global__\n#define __device__\n#define __forceinline__ inline\n#define __launch_bounds__(n)\n"
     "#define __restrict__ __restrict\n#define __shared__ static\n"
@@ -79,9 +80,14 @@ static const char emulation_header[] =
     "static void kl_emu_call(void (*f)(P...), void **p, std::index_sequence<I...>) {\n"
     "    f(*(std::remove_reference_t<P> *)p[I]...);\n"
     "}\n"
+    "static unsigned char *kl_emu_dynamic_shared; /* extern __shared__ arrays, one block at a time */\n"
     "template <class... P>\n"
-    "static int kl_emu_user_launch(void (*f)(P...), void **p, const unsigned *grid, const unsigned *block) {\n"
+    "static int kl_emu_user_launch(void (*f)(P...), void **p, const unsigned *grid, const unsigned *block,\n"
+    "                              unsigned shared) {\n"
     "    const int team = (int)(block[0] * block[1] * block[2]);\n"
+    "    unsigned char *dynamic = (unsigned char *)aligned_alloc(64, (shared + 63) / 64 * 64 + 64);\n"
+    "    if (!dynamic) return -2;\n"
+    "    kl_emu_dynamic_shared = dynamic;\n"
     "    gridDim = {grid[0], grid[1], grid[2]}; blockDim = {block[0], block[1], block[2]};\n"
     "    for (unsigned z = 0; z < grid[2]; z++) for (unsigned y = 0; y < grid[1]; y++)\n"
     "    for (unsigned x = 0; x < grid[0]; x++) {\n"
@@ -93,15 +99,18 @@ static const char emulation_header[] =
     "              threadIdx = {t % block[0], t / block[0] % block[1], t / (block[0] * block[1])};\n"
     "              kl_emu_call(f, p, std::index_sequence_for<P...>{});\n"
     "          } else if (omp_get_thread_num() == 0) kl_emu_team = omp_get_num_threads(); }\n"
-    "        if (kl_emu_team) return kl_emu_team;\n"
+    "        if (kl_emu_team) break;\n"
     "    }\n"
-    "    return 0;\n"
+    "    free(dynamic);\n"
+    "    return kl_emu_team;\n"
     "}\n";
 
 typedef int (*emulated_fn)(void *const *buf, const int64_t *iarg, const double *farg, unsigned char *ws, int grid);
-/* a user's device code: its kernel `name` run (0), no such kernel (-1), or the
- * size of a team OpenMP made smaller than the block */
-typedef int (*emulated_user_fn)(const char *name, void **params, const unsigned *grid, const unsigned *block);
+/* a user's device code: its kernel `name` run (0), no such kernel (-1), no
+ * memory for its dynamic shared memory (-2), or the size of a team OpenMP
+ * made smaller than the block */
+typedef int (*emulated_user_fn)(const char *name, void **params, const unsigned *grid, const unsigned *block,
+                                unsigned shared_bytes);
 
 static kl_cuda_backend *emulator(kl_backend *b) { return (kl_cuda_backend *)b; }
 
@@ -223,11 +232,10 @@ static kl_status emu_launch_named(kl_backend *b, kl_kernel_fn fn, const char *na
                                   const unsigned block[3], unsigned shared_bytes, void **params, int n_params)
 {
     (void)n_params;
-    if (shared_bytes)
-        return kl_error(KL_ERR_VALUE, "%s: %s asks for %u bytes of dynamic shared memory, which the emulator "
-                        "does not have (a fixed-size __shared__ array works)", b->name, name, shared_bytes);
-    int team = ((emulated_user_fn)(uintptr_t)fn)(name, params, grid, block);
-    if (team < 0) return kl_error(KL_ERR_VALUE, "%s: the op's device code has no kernel named %s", b->name, name);
+    int team = ((emulated_user_fn)(uintptr_t)fn)(name, params, grid, block, shared_bytes);
+    if (team == -1) return kl_error(KL_ERR_VALUE, "%s: the op's device code has no kernel named %s", b->name, name);
+    if (team == -2)
+        return kl_error(KL_ERR_MEMORY, "%s: no memory for %s's %u bytes of shared memory", b->name, name, shared_bytes);
     if (team)
         return kl_error(KL_ERR_RUNTIME, "%s: OpenMP gave a block %d threads, not %u (OMP_THREAD_LIMIT?)", b->name,
                         team, block[0] * block[1] * block[2]);
