@@ -31,6 +31,21 @@ def test_vars_live_on_the_device_and_round_trip(on_gpu):
     np.testing.assert_array_equal(x.numpy(), a)
 
 
+def test_copies_through_the_staging_slots_keep_their_values(on_gpu):
+    # more copies than slots, each queued behind kernels still running, so a
+    # slot refilled before its copy was read would show; the last one is
+    # larger than a slot may be (from pageable memory)
+    r = np.random.default_rng(3)
+    arrays = [r.standard_normal(n).astype(np.float32) for n in (10, 300000, 5, 2000000, 17, 70, 999, 1 << 16)]
+    arrays.append(r.standard_normal(20_000_000).astype(np.float32))
+    sums = []
+    for a in arrays:
+        x = jt.array(a)
+        sums.append(((x * 2).exp() * 0 + x).sum())
+    for a, s in zip(arrays, sums):
+        np.testing.assert_allclose(s.item(), a.astype(np.float64).sum(), rtol=1e-4, atol=1e-3)
+
+
 def test_elementwise_chain(on_gpu):
     r = np.random.default_rng(0)
     a = r.standard_normal((1000, 37)).astype(np.float32)

@@ -165,7 +165,24 @@ typedef struct {
     int (*module_global)(uint64_t *, size_t *, void *, const char *);
     int (*launch)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *, void **,
                   void **);
+    int (*host_alloc)(void **, size_t, unsigned);
+    int (*host_free)(void *);
+    int (*event_create)(void **, unsigned);
+    int (*event_destroy)(void *);
+    int (*event_record)(void *, void *);
+    int (*event_sync)(void *);
 } kl_cuda_driver;
+
+/* Pinned host memory that copies to the device go through, in turns: a
+ * copy returns once its bytes are in a slot, and the device reads them
+ * while kernels queued before run; a slot is refilled after the event
+ * recorded behind its last copy. */
+#define KL_CUDA_STAGING_SLOTS 4
+#define KL_CUDA_STAGING_MAX ((size_t)64 << 20) /* larger copies go from pageable memory */
+typedef struct {
+    void *host, *event;
+    size_t size;
+} kl_cuda_staging;
 
 /* Loads the driver and initialises it; an error says what is missing. */
 kl_status kl_cuda_driver_load(kl_cuda_driver *d);
@@ -185,6 +202,8 @@ typedef struct {
     uint64_t workspace;     /* KL_CUDA_WS_BYTES, counters zero */
     kl_cublas cublas;
     kl_cudnn cudnn;
+    kl_cuda_staging staging[KL_CUDA_STAGING_SLOTS];
+    int staging_next;
     /* the emulator (emulate.c) */
     char *emu_prelude;
     unsigned char *emu_workspace;

@@ -18,7 +18,8 @@
 enum { /* the driver's enum values this file uses */
     ATTR_SM_COUNT = 16, ATTR_CC_MAJOR = 75, ATTR_CC_MINOR = 76, ATTR_HOST_POINTER_FOR_REGISTERED = 91,
     POOL_RELEASE_THRESHOLD = 4, POOL_RESERVED_CURRENT = 5, POOL_USED_CURRENT = 7,
-    STREAM_NON_BLOCKING = 1, HOST_REGISTER_DEVICEMAP = 2, ERROR_OUT_OF_MEMORY = 2,
+    STREAM_NON_BLOCKING = 1, HOST_REGISTER_DEVICEMAP = 2, ERROR_OUT_OF_MEMORY = 2, EVENT_DISABLE_TIMING = 2,
+    STAGING_MIN = 1 << 20, /* a slot's smallest size */
     BLOCKS_PER_SM = 8 /* 256-thread blocks resident on one SM (2048 threads) */
 };
 
@@ -103,6 +104,10 @@ void kl_cuda_device_close(kl_cuda_backend *c)
     kl_cublas_close(c);
     kl_cudnn_close(&c->cudnn);
     if (c->stream) d->stream_sync(c->stream);
+    for (int i = 0; i < KL_CUDA_STAGING_SLOTS; i++) {
+        if (c->staging[i].event) d->event_destroy(c->staging[i].event);
+        if (c->staging[i].host) d->host_free(c->staging[i].host);
+    }
     if (c->workspace) d->mem_free_async(c->workspace, c->stream);
     if (c->stream) { d->stream_sync(c->stream); d->stream_destroy(c->stream); }
     if (c->record_registered) d->host_unregister(c->base.ctx->index_error);
@@ -140,14 +145,55 @@ void kl_cuda_free(kl_backend *b, void *p, size_t nbytes)
     c->bytes_in_use -= nbytes ? nbytes : 1;
 }
 
+/* A copy to the device through the next staging slot (kl_cuda_staging):
+ * 1 when it was queued, 0 when the slot could not be had (no pinned
+ * memory: the caller copies from pageable memory), -1 on a failure. */
+static int staged_copy(kl_cuda_backend *c, uint64_t dst, const void *src, size_t nbytes)
+{
+    kl_cuda_driver *d = &c->drv;
+    kl_cuda_staging *slot = &c->staging[c->staging_next];
+    if (!slot->event && d->event_create(&slot->event, EVENT_DISABLE_TIMING) != 0) {
+        slot->event = NULL;
+        return 0;
+    }
+    if (d->event_sync(slot->event) != 0) return 0; /* its last copy has read it (an unrecorded event is done) */
+    if (slot->size < nbytes) {
+        if (slot->host) d->host_free(slot->host);
+        slot->host = NULL;
+        slot->size = 0;
+        size_t size = nbytes < STAGING_MIN ? STAGING_MIN : nbytes;
+        if (d->host_alloc(&slot->host, size, 0) != 0) {
+            slot->host = NULL;
+            return 0;
+        }
+        slot->size = size;
+    }
+    memcpy(slot->host, src, nbytes);
+    if (cu_check(c, d->htod_async(dst, slot->host, nbytes, c->stream), "copy to the device") != KL_OK) return -1;
+    if (cu_check(c, d->event_record(slot->event, c->stream), "cuEventRecord") != KL_OK) return -1;
+    c->staging_next = (c->staging_next + 1) % KL_CUDA_STAGING_SLOTS;
+    return 1;
+}
+
+/* To the device: through pinned memory (a copy returns at once and overlaps
+ * the kernels queued before it) up to KL_CUDA_STAGING_MAX, else from
+ * pageable memory (the driver returns once it has staged src itself). */
+static kl_status copy_to_device(kl_cuda_backend *c, uint64_t dst, const void *src, size_t nbytes)
+{
+    int staged = nbytes <= KL_CUDA_STAGING_MAX ? staged_copy(c, dst, src, nbytes) : 0;
+    if (staged < 0) return KL_ERR_RUNTIME;
+    if (staged) return KL_OK;
+    return cu_check(c, c->drv.htod_async(dst, src, nbytes, c->stream), "copy to the device");
+}
+
 kl_status kl_cuda_copy(kl_backend *b, void *dst, const void *src, size_t nbytes, kl_copy_kind kind)
 {
     kl_cuda_backend *c = as_cuda(b);
     if (!nbytes) return KL_OK;
     kl_cuda_driver *d = &c->drv;
     switch (kind) {
-    case KL_COPY_HOST_TO_DEVICE: /* from pageable memory: returns once src is staged */
-        return cu_check(c, d->htod_async((uint64_t)(uintptr_t)dst, src, nbytes, c->stream), "copy to the device");
+    case KL_COPY_HOST_TO_DEVICE:
+        return copy_to_device(c, (uint64_t)(uintptr_t)dst, src, nbytes);
     case KL_COPY_DEVICE_TO_HOST:
         KL_TRY(cu_check(c, d->dtoh_async(dst, (uint64_t)(uintptr_t)src, nbytes, c->stream), "copy to the host"));
         return cu_check(c, d->stream_sync(c->stream), "waiting for a copy to the host");
@@ -232,9 +278,9 @@ void kl_cuda_device_unload(kl_cuda_backend *c, void *handle)
 }
 
 /* A launch whose kernel takes the arrays themselves (a group form): they go
- * to device memory on the stream (a copy from pageable memory returns once
- * the driver has staged it, so the caller may free them), the kernel reads
- * them there, and the block is freed after it, on the stream. */
+ * to device memory on the stream (a copy returns once its bytes are staged,
+ * so the caller may free them), the kernel reads them there, and the block
+ * is freed after it, on the stream. */
 static kl_status launch_arrays(kl_cuda_backend *c, const cuda_kernel *k, const kl_launch_args *a)
 {
     size_t nb = (size_t)a->n_buf * sizeof *a->buf, ni = (size_t)a->n_iarg * sizeof *a->iarg,
@@ -246,7 +292,7 @@ static kl_status launch_arrays(kl_cuda_backend *c, const cuda_kernel *k, const k
     memcpy(host + nb + ni, a->farg, nf);
     uint64_t block = 0;
     kl_status s = cu_check(c, c->drv.mem_alloc_async(&block, nb + ni + nf + 1, c->stream), "allocating a group's arguments");
-    if (s == KL_OK) s = cu_check(c, c->drv.htod_async(block, host, nb + ni + nf, c->stream), "copying a group's arguments");
+    if (s == KL_OK) s = copy_to_device(c, block, host, nb + ni + nf);
     free(host);
     if (s != KL_OK) {
         if (block) c->drv.mem_free_async(block, c->stream);

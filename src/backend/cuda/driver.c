@@ -60,6 +60,12 @@ kl_status kl_cuda_driver_load(kl_cuda_driver *d)
     BIND(module_function, "cuModuleGetFunction");
     BIND(module_global, "cuModuleGetGlobal_v2");
     BIND(launch, "cuLaunchKernel");
+    BIND(host_alloc, "cuMemHostAlloc");
+    BIND(host_free, "cuMemFreeHost");
+    BIND(event_create, "cuEventCreate");
+    BIND(event_destroy, "cuEventDestroy_v2");
+    BIND(event_record, "cuEventRecord");
+    BIND(event_sync, "cuEventSynchronize");
     int rc = ok ? d->init(0) : 0;
     if (rc != 0) {
         const char *what = NULL;
