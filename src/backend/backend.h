@@ -150,6 +150,23 @@ typedef struct kl_pattern {
     };
 } kl_pattern;
 
+/* A collective across the job's ranks on a device's own memory (the
+ * backend op `collective`: NCCL on a GPU). */
+typedef struct {
+    int kind;          /* a kl_collective_kind: 0 all-reduce, 1 reduce, 2 broadcast */
+    kl_reduce_op op;   /* sum, mean, max, min (not for a broadcast) */
+    int root;          /* of a reduce or a broadcast */
+    kl_dtype dtype;
+    int64_t count;     /* elements */
+    const void *src;
+    void *dst;         /* may be src; a reduce leaves zeros on the other ranks */
+    int rank, size;
+    /* rank 0's nbytes at bytes, to every rank (the job's MPI): how the
+     * ranks agree on a communicator */
+    kl_status (*share)(void *job, void *bytes, size_t nbytes);
+    void *job;
+} kl_collective_call;
+
 /* ---- the interface ---- */
 
 typedef struct kl_backend_ops {
@@ -224,6 +241,11 @@ typedef struct kl_backend_ops {
      * row-major order in place (a sync that stopped before the result's
      * readers ran leaves it to later syncs, which read arrays) */
     kl_status (*to_row_major)(kl_backend *b, const kl_pattern *p, void *result);
+
+    /* optional: runs a collective on this device's memory; *done is 0 when
+     * it cannot (no library, a dtype it has no type for), and the caller
+     * goes through host memory and MPI */
+    kl_status (*collective)(kl_backend *b, const kl_collective_call *call, int *done);
 
     /* optional: whether a named library is found and enabled ("blas", "dnnl") */
     int (*has_library)(kl_backend *b, const char *name);

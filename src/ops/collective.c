@@ -1,6 +1,8 @@
 /* collective.c: MPI's all-reduce, reduce and broadcast as lazy ops. Each is
  * a library call of its own at sync (its input stored first), run in graph
- * order; in a world of one rank each is the identity (an alias of x). */
+ * order; in a world of one rank each is the identity (an alias of x). A
+ * device with collectives of its own (NCCL on a GPU) runs them on its
+ * memory; otherwise a device's memory goes through host memory and MPI. */
 #include "ops/ops.h"
 #include "backend/backend.h"
 #include "core/context.h"
@@ -99,11 +101,60 @@ static kl_status pack(const kl_var *v, char *dst)
     return KL_OK;
 }
 
+static kl_status share_through_mpi(void *job, void *bytes, size_t nbytes)
+{
+    return kl_mpi_do_broadcast(job, bytes, bytes, nbytes, 0);
+}
+
+/* The collective on the device's own memory (NCCL on a GPU), a bucket's
+ * vars packed there first: *done 0 when the device cannot run it. */
+static kl_status on_device(kl_context *ctx, kl_var *v, int *done)
+{
+    kl_backend *dev = v->device;
+    size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
+    kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
+    if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for an MPI collective's result", nbytes,
+                              dev->name);
+    kl_status s = KL_OK;
+    const void *src = out->data;
+    if (v->op.p.collective.bucket) {
+        size_t at = 0;
+        for (int i = 0; i < v->op.n_inputs && s == KL_OK; i++) {
+            kl_var *x = v->op.inputs[i];
+            size_t n = (size_t)x->numel * kl_dtype_size(x->dtype);
+            s = kl_buffer_resident(x->buf);
+            if (s == KL_OK && n) s = dev->ops->copy(dev, (char *)out->data + at, x->buf->data, n, KL_COPY_DEVICE_TO_DEVICE);
+            at += n;
+        }
+    } else {
+        s = kl_buffer_resident(v->op.inputs[0]->buf);
+        src = v->op.inputs[0]->buf->data;
+    }
+    kl_collective_call call = {.kind = (int)v->op.p.collective.kind, .op = v->op.p.collective.op,
+                               .root = v->op.p.collective.root, .dtype = v->dtype, .count = v->numel, .src = src,
+                               .dst = out->data, .rank = kl_mpi_info_rank(ctx->mpi),
+                               .size = kl_mpi_info_size(ctx->mpi), .share = share_through_mpi, .job = ctx->mpi};
+    *done = 0;
+    if (s == KL_OK) s = dev->ops->collective(dev, &call, done);
+    if (s != KL_OK || !*done) {
+        kl_buffer_release(out);
+        return s;
+    }
+    ctx->counters.library_calls++;
+    kl_var_set_computed(v, out);
+    return KL_OK;
+}
+
 kl_status kl_collective_run(kl_context *ctx, kl_var *v)
 {
     const char *name = NAMES[v->op.p.collective.kind];
     for (int i = 0; i < v->op.n_inputs; i++)
         if (!v->op.inputs[i]->buf) return kl_error(KL_ERR_RUNTIME, "internal: %s input not computed", name);
+    if (ctx->mpi && v->device->ops->collective) {
+        int done = 0;
+        KL_TRY(on_device(ctx, v, &done));
+        if (done) return KL_OK;
+    }
     kl_var *x = v->op.inputs[0];
     int many = v->op.p.collective.bucket;
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);

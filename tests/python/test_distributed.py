@@ -19,16 +19,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MPIRUN = shutil.which("mpirun")
 
 
-def mpirun(tmp_path, source, n=2, args=(), timeout=300):
-    """Runs source as a script on n ranks (n=0: one plain process, no mpirun);
-    returns the finished process."""
+def mpirun(tmp_path, source, n=2, args=(), timeout=300, env=None):
+    """Runs source as a script on n ranks (n=0: one plain process, no mpirun),
+    with env's variables added; returns the finished process."""
     if n and not MPIRUN:
         if os.environ.get("KILN_TEST_REQUIRE_MPI") == "1":
             pytest.fail("mpirun not found (scripts/install.sh --packages mpi installs OpenMPI)")
         pytest.skip("mpirun not found")
     script = tmp_path / f"script_{n}.py"
     script.write_text(textwrap.dedent(source))
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"), **(env or {}))
     env.pop("KILN_THREADS", None)
     cmd = [sys.executable, str(script), str(tmp_path), *map(str, args)]
     if n:
@@ -123,6 +123,8 @@ def test_save_writes_on_rank_zero_only_unless_asked(tmp_path, monkeypatch):
 # ---- two ranks ----
 
 COLLECTIVES = """
+    import ctypes
+    import os
     import sys
     import numpy as np
     import kiln as jt
@@ -161,16 +163,30 @@ COLLECTIVES = """
     host = np.full(5, r + 1.0)
     jt.distributed._C.mpi_all_reduce_host(host, "float64")
     out["host"] = host
+    if os.environ.get("KILN_NCCL", "0") != "0":
+        out["nccl_calls"] = ctypes.CDLL(os.environ["KILN_NCCL"]).fake_nccl_calls()
     np.savez(f"{sys.argv[1]}/rank{r}.npz", **out)
 """
 
 
-@pytest.mark.parametrize("device", ["cpu", "cuda-emulate"])
+def fake_nccl(tmp_path):
+    """tests/python/fake_nccl.c built: NCCL's calls made with MPI's."""
+    lib = tmp_path / "libfake_nccl.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(lib),
+                    os.path.join(os.path.dirname(__file__), "fake_nccl.c"), "-ldl"], check=True)
+    return str(lib)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda-emulate", "cuda-emulate+nccl"])
 def test_collectives_values_and_gradients_on_two_ranks(tmp_path, device):
-    """On the CPU, and on a device whose memory MPI cannot read (the CUDA
-    emulator: its data goes through host memory)."""
-    ok(mpirun(tmp_path, COLLECTIVES, args=(device,)))
+    """On the CPU; on a device whose memory MPI cannot read (the CUDA
+    emulator: its data goes through host memory); and on that device with
+    NCCL (a stand-in: fake_nccl.c), whose calls take the device's memory."""
+    env = {"KILN_NCCL": fake_nccl(tmp_path)} if device.endswith("+nccl") else {"KILN_NCCL": "0"}
+    ok(mpirun(tmp_path, COLLECTIVES, args=(device.split("+")[0],), env=env))
     got = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
+    if device.endswith("+nccl"):   # every collective but the host array's went through it
+        assert all(int(g["nccl_calls"]) >= 30 for g in got), [int(g["nccl_calls"]) for g in got]
     for dt in ("float32", "float64", "int32"):
         base = np.arange(-3, 9).reshape(3, 4).astype(np.float64)
         xs = [base * (r + 1) + r for r in range(2)]

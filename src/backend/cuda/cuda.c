@@ -276,6 +276,7 @@ kl_status kl_cuda_backend_new(struct kl_context *ctx, kl_cuda_mode mode, kl_back
         c->ops.trim = kl_cuda_trim;
         c->ops.launch = kl_cuda_launch;
         c->ops.launch_named = kl_cuda_launch_named;
+        c->ops.collective = kl_cuda_collective;
         c->ops.synchronize = kl_cuda_synchronize;
         c->ops.supports = kl_cuda_supports;
         c->ops.run = kl_cuda_run;

@@ -173,6 +173,26 @@ typedef struct {
     int (*event_sync)(void *);
 } kl_cuda_driver;
 
+/* NCCL (nccl.c), loaded at the first collective on the device: its
+ * communicator is made then, once, from an id rank 0 draws and the job
+ * shares (kl_collective_call.share). */
+typedef struct {
+    char internal[128];
+} kl_nccl_id;
+typedef struct {
+    void *lib, *comm;
+    int tried, version;
+    char path[256], why[400];
+    int (*get_version)(int *);
+    int (*get_unique_id)(kl_nccl_id *);
+    int (*comm_init_rank)(void **, int, kl_nccl_id, int);
+    int (*comm_destroy)(void *);
+    int (*all_reduce)(const void *, void *, size_t, int, int, void *, void *);
+    int (*reduce)(const void *, void *, size_t, int, int, int, void *, void *);
+    int (*broadcast)(const void *, void *, size_t, int, int, void *, void *);
+    const char *(*error_string)(int);
+} kl_nccl;
+
 /* Pinned host memory that copies to the device go through, in turns: a
  * copy returns once its bytes are in a slot, and the device reads them
  * while kernels queued before run; a slot is refilled after the event
@@ -204,6 +224,7 @@ typedef struct {
     kl_cudnn cudnn;
     kl_cuda_staging staging[KL_CUDA_STAGING_SLOTS];
     int staging_next;
+    kl_nccl nccl;
     /* the emulator (emulate.c) */
     char *emu_prelude;
     unsigned char *emu_workspace;
@@ -232,6 +253,12 @@ int kl_cuda_supports(kl_backend *b, const kl_pattern *p);
 kl_status kl_cuda_run(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t bc);
 void kl_cublas_close(kl_cuda_backend *c);
 kl_status kl_cudnn_run(kl_cuda_backend *c, const kl_pattern *p, void *out, const void *a, const void *b);
+
+/* nccl.c: the backend's collective op (NCCL on the device's stream; on the
+ * emulator only a library KILN_NCCL names, a test's stand-in), and closing
+ * the communicator */
+kl_status kl_cuda_collective(kl_backend *b, const kl_collective_call *call, int *done);
+void kl_nccl_close(kl_nccl *n);
 
 /* emulate.c: the kernels run on the CPU (device "cuda-emulate") */
 kl_status kl_cuda_emulation_open(kl_cuda_backend *c);

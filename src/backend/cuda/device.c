@@ -104,6 +104,7 @@ void kl_cuda_device_close(kl_cuda_backend *c)
     kl_cublas_close(c);
     kl_cudnn_close(&c->cudnn);
     if (c->stream) d->stream_sync(c->stream);
+    kl_nccl_close(&c->nccl);
     for (int i = 0; i < KL_CUDA_STAGING_SLOTS; i++) {
         if (c->staging[i].event) d->event_destroy(c->staging[i].event);
         if (c->staging[i].host) d->host_free(c->staging[i].host);

@@ -276,12 +276,14 @@ kl_status kl_cuda_emulation_open(kl_cuda_backend *c)
     o->unload = emu_unload;
     o->launch = emu_launch; /* synchronize (nothing queued) and run stay compile-only's */
     o->launch_named = emu_launch_named;
+    o->collective = kl_cuda_collective;
     o->supports = emu_supports;
     return KL_OK;
 }
 
 void kl_cuda_emulation_close(kl_cuda_backend *c)
 {
+    kl_nccl_close(&c->nccl);
     free(c->emu_prelude);
     free(c->emu_workspace);
 }
