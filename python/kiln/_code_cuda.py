@@ -186,7 +186,10 @@ def find_kernels(t, text, where):
     for pos, word in list(_code_tokens(t, 0, len(text))):
         if word != "__global__":
             continue
+        # the declaration's start: after the last ; { } or preprocessor line before it
         start = max(text.rfind(ch, 0, pos) for ch in ";}{") + 1
+        for line in re.finditer(r"^[ \t]*#.*$", text[:pos], re.M):
+            start = max(start, line.end())
         prefix = [(p, w) for p, w in _code_tokens(t, start, pos)]
         if any(w == "template" for _, w in prefix):
             t.fail(pos, "a kernel template cannot be launched by name: write the kernel for the types it "

@@ -449,11 +449,12 @@ def _generate(kernel, header, body, lang, data_spec, init_pairs, what):
         if in_header:
             src.append(f"typedef {a.name}_type {n}_type; enum {{ {n}_dim = {a.ndim} }};")
     src += old_file
-    if cuda:
-        src.append(cuda_parts.host_scope)
     if header_c:
         src.append(f'#line 1 "{header_what}"')
         src.append(header_c)
+    if cuda:   # after the header: the kernels' parameters may use its macros
+        src.append('#line 1 "kiln-generated"')
+        src.append(cuda_parts.host_scope)
     text = "\n".join(src) + "\n"
     after = [f'#line {text.count(chr(10)) + 2} "kiln-generated"',
              ('extern "C" ' if cxx else "")
@@ -640,7 +641,9 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
     types; kernels are found by name (no kernel templates); cuda_header's
     ``#define`` lines are seen by the host code too. A launch of over 1024
     threads a block, or a grid with an empty dim, raises ValueError. An op
-    with only cuda_src on the CPU raises RuntimeError. Example::
+    with only cuda_src on the CPU raises RuntimeError. The host code must
+    not read device memory itself (in0_p, out0_p: cudaMemcpy them), and
+    threads it starts must not call the CUDA functions. Example::
 
         c = jt.code(a.shape, a.dtype, [a, b], cuda_src='''
             __global__ static void kernel1(@ARGS_DEF) {

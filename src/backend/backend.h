@@ -164,7 +164,13 @@ typedef struct {
     /* rank 0's nbytes at bytes, to every rank (the job's MPI): how the
      * ranks agree on a communicator */
     kl_status (*share)(void *job, void *bytes, size_t nbytes);
+    /* *value becomes the least of every rank's (the job's MPI): how the
+     * ranks agree on whether to use the device's collectives at all */
+    kl_status (*agree)(void *job, int32_t *value);
     void *job;
+    /* only asking: *done says whether the device would run the call
+     * (src and dst unset); every rank asks at the same point */
+    int probe;
 } kl_collective_call;
 
 /* ---- the interface ---- */

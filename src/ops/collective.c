@@ -106,37 +106,51 @@ static kl_status share_through_mpi(void *job, void *bytes, size_t nbytes)
     return kl_mpi_do_broadcast(job, bytes, bytes, nbytes, 0);
 }
 
+static kl_status agree_through_mpi(void *job, int32_t *value)
+{
+    return kl_mpi_do_all_reduce(job, value, value, 1, KL_INT32, KL_REDUCE_MIN);
+}
+
 /* The collective on the device's own memory (NCCL on a GPU), a bucket's
- * vars packed there first: *done 0 when the device cannot run it. */
+ * vars packed there first: *done 0 when the device cannot run it (asked
+ * before anything is made). */
 static kl_status on_device(kl_context *ctx, kl_var *v, int *done)
 {
     kl_backend *dev = v->device;
+    kl_collective_call call = {.kind = (int)v->op.p.collective.kind, .op = v->op.p.collective.op,
+                               .root = v->op.p.collective.root, .dtype = v->dtype, .count = v->numel,
+                               .rank = kl_mpi_info_rank(ctx->mpi), .size = kl_mpi_info_size(ctx->mpi),
+                               .share = share_through_mpi, .agree = agree_through_mpi, .job = ctx->mpi, .probe = 1};
+    *done = 0;
+    KL_TRY(dev->ops->collective(dev, &call, done));
+    if (!*done) return KL_OK;
+    *done = 0;
+    /* the inputs on the device (pinned) before the result is made, which must not move them */
+    kl_residency_next_step(ctx);
+    for (int i = 0; i < v->op.n_inputs; i++) KL_TRY(kl_buffer_resident(v->op.inputs[i]->buf));
     size_t nbytes = (size_t)v->numel * kl_dtype_size(v->dtype);
     kl_buffer *out = kl_buffer_new(ctx, dev, nbytes);
     if (!out) return kl_error(KL_ERR_MEMORY, "out of memory: %zu bytes on %s for an MPI collective's result", nbytes,
                               dev->name);
+    out->pin = ctx->residency_step;
     kl_status s = KL_OK;
-    const void *src = out->data;
+    call.src = out->data;
     if (v->op.p.collective.bucket) {
         size_t at = 0;
         for (int i = 0; i < v->op.n_inputs && s == KL_OK; i++) {
             kl_var *x = v->op.inputs[i];
             size_t n = (size_t)x->numel * kl_dtype_size(x->dtype);
-            s = kl_buffer_resident(x->buf);
-            if (s == KL_OK && n) s = dev->ops->copy(dev, (char *)out->data + at, x->buf->data, n, KL_COPY_DEVICE_TO_DEVICE);
+            if (n) s = dev->ops->copy(dev, (char *)out->data + at, x->buf->data, n, KL_COPY_DEVICE_TO_DEVICE);
             at += n;
         }
     } else {
-        s = kl_buffer_resident(v->op.inputs[0]->buf);
-        src = v->op.inputs[0]->buf->data;
+        call.src = v->op.inputs[0]->buf->data;
     }
-    kl_collective_call call = {.kind = (int)v->op.p.collective.kind, .op = v->op.p.collective.op,
-                               .root = v->op.p.collective.root, .dtype = v->dtype, .count = v->numel, .src = src,
-                               .dst = out->data, .rank = kl_mpi_info_rank(ctx->mpi),
-                               .size = kl_mpi_info_size(ctx->mpi), .share = share_through_mpi, .job = ctx->mpi};
-    *done = 0;
+    call.dst = out->data;
+    call.probe = 0;
     if (s == KL_OK) s = dev->ops->collective(dev, &call, done);
-    if (s != KL_OK || !*done) {
+    if (s == KL_OK && !*done) s = kl_error(KL_ERR_RUNTIME, "internal: %s took a collective, then refused it", dev->name);
+    if (s != KL_OK) {
         kl_buffer_release(out);
         return s;
     }

@@ -105,6 +105,23 @@ def test_two_dim_grid_and_block_index_the_elements():
     np.testing.assert_allclose(out.numpy(), a * (i + 1) - j, rtol=1e-6)
 
 
+def test_warp_shuffles_in_a_two_dim_block_and_a_three_dim_grid():
+    # warps are 32 consecutive threads in x-then-y order; every block of a 3-d grid runs
+    a = r.standard_normal((8, 64))
+    out = jt.code([8], a.dtype, [jt.array(a)], cuda_src="""
+        __global__ void warp_sums(const double *x, double *y) {
+            const int block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+            const int t = threadIdx.x + blockDim.x * threadIdx.y;
+            double v = x[block * 64 + t];
+            for (int s = 16; s > 0; s /= 2) v += __shfl_down_sync(0xffffffffu, v, s);
+            if (t % 32 == 0) atomicAdd(&y[block], v);
+        }
+        cudaMemsetAsync(out0_p, 0, out0->size);
+        warp_sums<<<dim3(2, 2, 2), dim3(16, 4)>>>(in0_p, out0_p);
+    """)
+    np.testing.assert_allclose(out.numpy(), a.sum(1), rtol=1e-12)
+
+
 def test_shared_memory_block_reduction():
     a = r.standard_normal((5, 700)).astype(np.float32)
     out = jt.code([5], a.dtype, [jt.array(a)], cuda_src="""
@@ -162,8 +179,10 @@ def test_kernel_in_the_header_with_its_block_size_defined_there():
     a = r.standard_normal(300).astype(np.float32)
     header = """
         #define BLOCK 32
-        __device__ float twice(float v) { return 2 * v; }
-        __global__ void twice_all(const float *x, float *y, int n) {
+        #define real float
+        #define HELPER static __device__
+        HELPER float twice(float v) { return 2 * v; }
+        __global__ void twice_all(const real *x, real *y, int n) {
             int i = blockIdx.x * BLOCK + threadIdx.x;
             if (i < n) y[i] = twice(x[i]);
         }
@@ -280,6 +299,15 @@ def test_a_block_over_1024_threads_is_refused_with_the_launch():
         k<<<1, 2048>>>(out0_p);
     """)
     with pytest.raises(ValueError, match=r"k<<<\(1, 1, 1\), \(2048, 1, 1\)>>>: a block holds at most 1024"):
+        x.numpy()
+
+
+def test_more_shared_memory_than_a_block_has_is_refused():
+    x = jt.code([4], "float32", [jt.array(np.ones(4, np.float32))], cuda_src="""
+        __global__ void k(float *y) { extern __shared__ float s[]; s[0] = 1; y[0] = s[0]; }
+        k<<<1, 32, 300000>>>(out0_p);
+    """)
+    with pytest.raises(ValueError, match="300000 bytes of dynamic shared memory; a block of .* at most"):
         x.numpy()
 
 

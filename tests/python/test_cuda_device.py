@@ -38,10 +38,14 @@ def test_copies_through_the_staging_slots_keep_their_values(on_gpu):
     r = np.random.default_rng(3)
     arrays = [r.standard_normal(n).astype(np.float32) for n in (10, 300000, 5, 2000000, 17, 70, 999, 1 << 16)]
     arrays.append(r.standard_normal(20_000_000).astype(np.float32))
+    w = jt.array(r.standard_normal((4096, 4096)).astype(np.float32))
     sums = []
     for a in arrays:
+        busy = (w @ w).sum()
+        busy.sync()           # queued, not waited for: the copy below goes in behind it
         x = jt.array(a)
         sums.append(((x * 2).exp() * 0 + x).sum())
+        sums[-1].sync()
     for a, s in zip(arrays, sums):
         np.testing.assert_allclose(s.item(), a.astype(np.float64).sum(), rtol=1e-4, atol=1e-3)
 

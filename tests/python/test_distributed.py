@@ -177,6 +177,29 @@ def fake_nccl(tmp_path):
     return str(lib)
 
 
+NCCL_ON_ONE_RANK = """
+    import ctypes
+    import os
+    import sys
+    import numpy as np
+    import kiln as jt
+    jt._C.set_device("cuda-emulate")
+    lib = os.environ["KILN_NCCL"]
+    if jt.rank == 1:
+        os.environ["KILN_NCCL"] = "0"    # read at the first collective
+    x = jt.array(np.arange(4.0) + jt.rank)
+    got = jt.mpi_all_reduce(x, "add").numpy()
+    assert np.array_equal(got, 2 * np.arange(4.0) + 1), got
+    assert ctypes.CDLL(lib).fake_nccl_calls() == 0
+"""
+
+
+def test_ranks_use_nccl_only_when_all_have_it(tmp_path):
+    """One rank without NCCL: the job keeps MPI, rather than hanging with one
+    rank in NCCL and the other in MPI."""
+    ok(mpirun(tmp_path, NCCL_ON_ONE_RANK, env={"KILN_NCCL": fake_nccl(tmp_path)}, timeout=60))
+
+
 @pytest.mark.parametrize("device", ["cpu", "cuda-emulate", "cuda-emulate+nccl"])
 def test_collectives_values_and_gradients_on_two_ranks(tmp_path, device):
     """On the CPU; on a device whose memory MPI cannot read (the CUDA

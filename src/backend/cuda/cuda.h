@@ -165,6 +165,7 @@ typedef struct {
     int (*module_global)(uint64_t *, size_t *, void *, const char *);
     int (*launch)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *, void **,
                   void **);
+    int (*func_set_attribute)(void *, int, int);
     int (*host_alloc)(void **, size_t, unsigned);
     int (*host_free)(void *);
     int (*event_create)(void **, unsigned);
@@ -181,7 +182,7 @@ typedef struct {
 } kl_nccl_id;
 typedef struct {
     void *lib, *comm;
-    int tried, version;
+    int tried, decided, version;
     char path[256], why[400];
     int (*get_version)(int *);
     int (*get_unique_id)(kl_nccl_id *);
@@ -194,11 +195,14 @@ typedef struct {
 } kl_nccl;
 
 /* Pinned host memory that copies to the device go through, in turns: a
- * copy returns once its bytes are in a slot, and the device reads them
- * while kernels queued before run; a slot is refilled after the event
- * recorded behind its last copy. */
+ * copy returns once its bytes are in a free slot, and the device reads
+ * them in the stream's order, after the kernels queued before, while the
+ * host goes on; a slot is refilled after the event recorded behind its last
+ * copy. Small copies (the driver stages those itself without waiting) and
+ * large ones go from pageable memory. */
 #define KL_CUDA_STAGING_SLOTS 4
-#define KL_CUDA_STAGING_MAX ((size_t)64 << 20) /* larger copies go from pageable memory */
+#define KL_CUDA_STAGING_MIN ((size_t)64 << 10)
+#define KL_CUDA_STAGING_MAX ((size_t)64 << 20)
 typedef struct {
     void *host, *event;
     size_t size;
@@ -218,6 +222,7 @@ typedef struct {
     /* the device (not compile-only) */
     kl_cuda_driver drv;
     int device, sms, max_grid, record_registered;
+    int max_shared; /* dynamic shared memory a block may opt in to */
     void *context, *stream, *pool;
     uint64_t workspace;     /* KL_CUDA_WS_BYTES, counters zero */
     kl_cublas cublas;
@@ -267,6 +272,11 @@ void kl_cuda_emulation_close(kl_cuda_backend *c);
 /* The blocks a launch over `work` elements uses: enough for KL_CUDA_UNROLL
  * elements per thread, at most max_grid (0 work: unknown, max_grid). */
 int kl_cuda_grid(int64_t work, int max_grid);
+
+/* Shared memory a block may have with an opt-in, on sm_90 (H100, H200): the
+ * emulator's bound, standing in for such a device. */
+#define KL_CUDA_SM90_MAX_SHARED 232448
+#define KL_CUDA_DEFAULT_SHARED 49152 /* a block's shared memory without an opt-in */
 
 extern const char kl_cuda_prelude[];
 extern const char kl_cuda_user_key_line[];

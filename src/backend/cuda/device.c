@@ -17,6 +17,7 @@
 
 enum { /* the driver's enum values this file uses */
     ATTR_SM_COUNT = 16, ATTR_CC_MAJOR = 75, ATTR_CC_MINOR = 76, ATTR_HOST_POINTER_FOR_REGISTERED = 91,
+    ATTR_MAX_SHARED_OPTIN = 97, FUNC_MAX_DYNAMIC_SHARED = 8,
     POOL_RELEASE_THRESHOLD = 4, POOL_RESERVED_CURRENT = 5, POOL_USED_CURRENT = 7,
     STREAM_NON_BLOCKING = 1, HOST_REGISTER_DEVICEMAP = 2, ERROR_OUT_OF_MEMORY = 2, EVENT_DISABLE_TIMING = 2,
     STAGING_MIN = 1 << 20, /* a slot's smallest size */
@@ -70,6 +71,8 @@ kl_status kl_cuda_device_open(kl_cuda_backend *c)
     KL_TRY(cu_check(c, d->device_attribute(&major, ATTR_CC_MAJOR, c->device), "cuDeviceGetAttribute"));
     KL_TRY(cu_check(c, d->device_attribute(&minor, ATTR_CC_MINOR, c->device), "cuDeviceGetAttribute"));
     snprintf(c->arch, sizeof c->arch, "sm_%d%d", major, minor);
+    if (d->device_attribute(&c->max_shared, ATTR_MAX_SHARED_OPTIN, c->device) != 0)
+        c->max_shared = KL_CUDA_DEFAULT_SHARED;
     c->max_grid = c->sms * BLOCKS_PER_SM < KL_CUDA_MAX_GRID ? c->sms * BLOCKS_PER_SM : KL_CUDA_MAX_GRID;
     KL_TRY(cu_check(c, d->primary_retain(&c->context, c->device), "cuDevicePrimaryCtxRetain"));
     KL_TRY(cu_check(c, d->ctx_set_current(c->context), "cuCtxSetCurrent"));
@@ -176,12 +179,12 @@ static int staged_copy(kl_cuda_backend *c, uint64_t dst, const void *src, size_t
     return 1;
 }
 
-/* To the device: through pinned memory (a copy returns at once and overlaps
- * the kernels queued before it) up to KL_CUDA_STAGING_MAX, else from
- * pageable memory (the driver returns once it has staged src itself). */
+/* To the device: through a pinned slot (kl_cuda_staging) between
+ * KL_CUDA_STAGING_MIN and _MAX bytes, so the host need not wait for the
+ * kernels queued before the copy; else from pageable memory. */
 static kl_status copy_to_device(kl_cuda_backend *c, uint64_t dst, const void *src, size_t nbytes)
 {
-    int staged = nbytes <= KL_CUDA_STAGING_MAX ? staged_copy(c, dst, src, nbytes) : 0;
+    int staged = nbytes > KL_CUDA_STAGING_MIN && nbytes <= KL_CUDA_STAGING_MAX ? staged_copy(c, dst, src, nbytes) : 0;
     if (staged < 0) return KL_ERR_RUNTIME;
     if (staged) return KL_OK;
     return cu_check(c, c->drv.htod_async(dst, src, nbytes, c->stream), "copy to the device");
@@ -341,6 +344,13 @@ kl_status kl_cuda_launch_named(kl_backend *b, kl_kernel_fn fn, const char *name,
     void *f = NULL;
     if (c->drv.module_function(&f, k->module, name) != 0)
         return kl_error(KL_ERR_VALUE, "%s: the op's device code has no kernel named %s", b->name, name);
+    if (shared_bytes > (unsigned)c->max_shared)
+        return kl_error(KL_ERR_VALUE, "%s: %s asks for %u bytes of dynamic shared memory; a block of this device "
+                        "may have at most %d", b->name, name, shared_bytes, c->max_shared);
+    /* past the default a kernel must opt in (cudaFuncSetAttribute in CUDA's runtime) */
+    if (shared_bytes > KL_CUDA_DEFAULT_SHARED)
+        KL_TRY(cu_check(c, c->drv.func_set_attribute(f, FUNC_MAX_DYNAMIC_SHARED, (int)shared_bytes),
+                        "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)"));
     char what[200];
     snprintf(what, sizeof what, "launching %s<<<(%u, %u, %u), (%u, %u, %u), %u>>>", name, grid[0], grid[1], grid[2],
              block[0], block[1], block[2], shared_bytes);

@@ -60,6 +60,7 @@ kl_status kl_cuda_driver_load(kl_cuda_driver *d)
     BIND(module_function, "cuModuleGetFunction");
     BIND(module_global, "cuModuleGetGlobal_v2");
     BIND(launch, "cuLaunchKernel");
+    BIND(func_set_attribute, "cuFuncSetAttribute");
     BIND(host_alloc, "cuMemHostAlloc");
     BIND(host_free, "cuMemFreeHost");
     BIND(event_create, "cuEventCreate");

@@ -5,7 +5,7 @@
  * blocks one after another, each block as an OpenMP team of 256 threads
  * (__syncthreads is the team's barrier, __shared__ variables are static,
  * which is per block when blocks run one at a time), warp shuffles exchange
- * through a per-warp array between two barriers of the warp's 32 threads,
+ * through a per-warp array between two barriers of the warp's threads,
  * and atomics are the compiler's. Memory is host memory, which the runtime
  * reaches only through copies, as a GPU's. Slow (a team per block);
  * faithful to the kernels' indexing, reductions, block splits and atomics,
@@ -32,7 +32,7 @@ static const char emulation_header[] =
     "struct kl_emu_dim { unsigned x, y, z; };\n"
     "static thread_local kl_emu_dim threadIdx, blockIdx;\n"
     "static kl_emu_dim gridDim, blockDim;\n"
-    "static int kl_emu_team;\n"
+    "static int kl_emu_team, kl_emu_threads; /* a team OpenMP made smaller; threads in the running block */\n"
     "static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }\n"
     "static inline void __syncthreads(void) { _Pragma(\"omp barrier\") }\n"
     "static inline void __threadfence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }\n"
@@ -42,12 +42,14 @@ static const char emulation_header[] =
     "    omp_set_dynamic(0);\n"
     "    for (int w = 0; w < 32; w++) pthread_barrier_init(&kl_emu_warps[w], NULL, 32);\n"
     "}\n"
+    /* a warp: 32 consecutive threads of the block in x, then y, then z order (the last may be partial) */
     "template <class T> static inline T __shfl_down_sync(unsigned, T v, int s) {\n"
-    "    const unsigned t = threadIdx.x, lane = t % 32;\n"
+    "    const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);\n"
+    "    const unsigned end = t / 32 * 32 + 32 < (unsigned)kl_emu_threads ? t / 32 * 32 + 32 : (unsigned)kl_emu_threads;\n"
     "    memcpy(&kl_emu_lanes[t], &v, sizeof v);\n"
     "    pthread_barrier_wait(&kl_emu_warps[t / 32]);\n"
     "    T got = v;\n"
-    "    if (lane + (unsigned)s < 32) memcpy(&got, &kl_emu_lanes[t + s], sizeof got);\n"
+    "    if (t + (unsigned)s < end) memcpy(&got, &kl_emu_lanes[t + s], sizeof got);\n"
     "    pthread_barrier_wait(&kl_emu_warps[t / 32]);\n"
     "    return got;\n"
     "}\n"
@@ -66,10 +68,11 @@ static const char emulation_header[] =
     /* the grid's blocks in turn, each a team of KL_BLOCK threads; a smaller team is refused */
     "#define KL_EMULATE_LAUNCH(grid, fn, args) \\\n"
     "    for (unsigned kl_b = 0; kl_b < (unsigned)(grid); kl_b++) { \\\n"
-    "        gridDim.x = (unsigned)(grid); blockDim.x = KL_BLOCK; kl_emu_team = 0; \\\n"
+    "        gridDim = {(unsigned)(grid), 1, 1}; blockDim = {KL_BLOCK, 1, 1}; \\\n"
+    "        kl_emu_team = 0; kl_emu_threads = KL_BLOCK; \\\n"
     "        _Pragma(\"omp parallel num_threads(KL_BLOCK)\") \\\n"
     "        { if (omp_get_num_threads() == KL_BLOCK) { \\\n"
-    "              blockIdx.x = kl_b; threadIdx.x = (unsigned)omp_get_thread_num(); fn args; \\\n"
+    "              blockIdx = {kl_b, 0, 0}; threadIdx = {(unsigned)omp_get_thread_num(), 0, 0}; fn args; \\\n"
     "          } else if (omp_get_thread_num() == 0) kl_emu_team = omp_get_num_threads(); } \\\n"
     "        if (kl_emu_team) return kl_emu_team; \\\n"
     "    }\n"
@@ -89,9 +92,14 @@ static const char emulation_header[] =
     "    if (!dynamic) return -2;\n"
     "    kl_emu_dynamic_shared = dynamic;\n"
     "    gridDim = {grid[0], grid[1], grid[2]}; blockDim = {block[0], block[1], block[2]};\n"
-    "    for (unsigned z = 0; z < grid[2]; z++) for (unsigned y = 0; y < grid[1]; y++)\n"
-    "    for (unsigned x = 0; x < grid[0]; x++) {\n"
-    "        kl_emu_team = 0;\n"
+    "    kl_emu_threads = team;\n"
+    "    pthread_barrier_t *partial = team % 32 ? &kl_emu_warps[team / 32] : NULL; /* its warp's barrier counts it */\n"
+    "    if (partial) { pthread_barrier_destroy(partial); pthread_barrier_init(partial, NULL, team % 32); }\n"
+    "    kl_emu_team = 0;\n"
+    "    const unsigned long long blocks = (unsigned long long)grid[0] * grid[1] * grid[2];\n"
+    "    for (unsigned long long b = 0; b < blocks && !kl_emu_team; b++) {\n"
+    "        const unsigned x = (unsigned)(b % grid[0]), y = (unsigned)(b / grid[0] % grid[1]),\n"
+    "                       z = (unsigned)(b / ((unsigned long long)grid[0] * grid[1]));\n"
     "        _Pragma(\"omp parallel num_threads(team)\")\n"
     "        { if (omp_get_num_threads() == team) {\n"
     "              const unsigned t = (unsigned)omp_get_thread_num();\n"
@@ -99,8 +107,8 @@ static const char emulation_header[] =
     "              threadIdx = {t % block[0], t / block[0] % block[1], t / (block[0] * block[1])};\n"
     "              kl_emu_call(f, p, std::index_sequence_for<P...>{});\n"
     "          } else if (omp_get_thread_num() == 0) kl_emu_team = omp_get_num_threads(); }\n"
-    "        if (kl_emu_team) break;\n"
     "    }\n"
+    "    if (partial) { pthread_barrier_destroy(partial); pthread_barrier_init(partial, NULL, 32); }\n"
     "    free(dynamic);\n"
     "    return kl_emu_team;\n"
     "}\n";
@@ -232,6 +240,9 @@ static kl_status emu_launch_named(kl_backend *b, kl_kernel_fn fn, const char *na
                                   const unsigned block[3], unsigned shared_bytes, void **params, int n_params)
 {
     (void)n_params;
+    if (shared_bytes > KL_CUDA_SM90_MAX_SHARED) /* as the device it stands in for would refuse */
+        return kl_error(KL_ERR_VALUE, "%s: %s asks for %u bytes of dynamic shared memory; a block of an sm_90 "
+                        "device may have at most %d", b->name, name, shared_bytes, KL_CUDA_SM90_MAX_SHARED);
     int team = ((emulated_user_fn)(uintptr_t)fn)(name, params, grid, block, shared_bytes);
     if (team == -1) return kl_error(KL_ERR_VALUE, "%s: the op's device code has no kernel named %s", b->name, name);
     if (team == -2)

@@ -3,9 +3,10 @@
  * another library, KILN_NCCL=0 keeps MPI through host memory). The
  * communicator is made once, at that first collective, which every rank
  * reaches at the same point (MPI's rule for collectives): rank 0 draws a
- * unique id and the job's MPI shares it. Each call then goes on the
- * device's stream with device buffers, no host copies. What NCCL has no
- * type for (int16), and a mean before NCCL 2.10 (no ncclAvg), go through
+ * unique id and the job's MPI shares it; the ranks first agree that every
+ * one of them has NCCL 2.10 or later (ncclAvg, bfloat16), else they all
+ * keep MPI. Each call then goes on the device's stream with device
+ * buffers, no host copies. What NCCL has no type for (int16) goes through
  * MPI as before. On the emulator only a library KILN_NCCL names is used (a
  * test's stand-in: its memory is the host's, which MPI reaches anyway). */
 #include "backend/cuda/cuda.h"
@@ -85,17 +86,42 @@ static kl_status nccl_check(const kl_nccl *n, int rc, const char *what, int rank
                     n->error_string(rc), n->version / 10000, n->version / 100 % 100, n->version % 100, n->path, rc);
 }
 
-/* The communicator, made by every rank at its first collective. */
+/* The communicator: rank 0 draws its id and shares it, or shares that it
+ * could not (so that no rank waits for an id that never comes). */
 static kl_status communicator(kl_nccl *n, const kl_collective_call *call)
 {
-    if (n->comm) return KL_OK;
-    kl_nccl_id id;
-    memset(&id, 0, sizeof id);
-    if (call->rank == 0) KL_TRY(nccl_check(n, n->get_unique_id(&id), "ncclGetUniqueId", call->rank));
-    KL_TRY(call->share(call->job, &id, sizeof id));
+    struct {
+        int32_t ok, rc;
+        kl_nccl_id id;
+    } drawn;
+    memset(&drawn, 0, sizeof drawn);
+    if (call->rank == 0) {
+        drawn.rc = n->get_unique_id(&drawn.id);
+        drawn.ok = drawn.rc == 0;
+    }
+    KL_TRY(call->share(call->job, &drawn, sizeof drawn));
+    if (!drawn.ok) return nccl_check(n, drawn.rc ? drawn.rc : 1, "ncclGetUniqueId (on rank 0)", call->rank);
     void *comm = NULL;
-    KL_TRY(nccl_check(n, n->comm_init_rank(&comm, call->size, id, call->rank), "ncclCommInitRank", call->rank));
+    KL_TRY(nccl_check(n, n->comm_init_rank(&comm, call->size, drawn.id, call->rank), "ncclCommInitRank", call->rank));
     n->comm = comm;
+    return KL_OK;
+}
+
+/* Whether the job uses NCCL: decided once, by every rank together, at the
+ * first collective NCCL could run (the same on every rank), so that no rank
+ * calls NCCL while another calls MPI. */
+static kl_status decide(kl_cuda_backend *c, const kl_collective_call *call, int *use)
+{
+    kl_nccl *n = &c->nccl;
+    *use = n->comm != NULL;
+    if (n->decided) return KL_OK;
+    n->decided = 1;
+    int32_t can = load(n, c->mode == KL_CUDA_EMULATE) && n->version >= AVG_SINCE;
+    KL_TRY(call->agree(call->job, &can));
+    if (!can) return KL_OK;
+    if (c->mode == KL_CUDA_DEVICE) c->drv.ctx_set_current(c->context);
+    KL_TRY(communicator(n, call));
+    *use = 1;
     return KL_OK;
 }
 
@@ -109,11 +135,15 @@ kl_status kl_cuda_collective(kl_backend *b, const kl_collective_call *call, int 
     kl_cuda_backend *c = (kl_cuda_backend *)b;
     kl_nccl *n = &c->nccl;
     *done = 0;
-    int type = nccl_type(call->dtype);
-    if (type < 0 || !load(n, c->mode == KL_CUDA_EMULATE)) return KL_OK;
-    if (call->kind != 2 && call->op == KL_REDUCE_MEAN && n->version < AVG_SINCE) return KL_OK;
+    int type = nccl_type(call->dtype), use = 0;
+    if (type < 0) return KL_OK;
+    KL_TRY(decide(c, call, &use));
+    if (!use) return KL_OK;
+    if (call->probe) {
+        *done = 1;
+        return KL_OK;
+    }
     if (c->mode == KL_CUDA_DEVICE) c->drv.ctx_set_current(c->context);
-    KL_TRY(communicator(n, call));
     void *stream = c->mode == KL_CUDA_DEVICE ? c->stream : NULL;
     size_t count = (size_t)call->count;
     int rc;
