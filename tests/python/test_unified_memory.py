@@ -45,11 +45,43 @@ print(json.dumps({"counters": jt.counters()}))
 """
 
 
-def run(env):
+def run(env, program=PROGRAM):
     e = dict(os.environ, KILN_EMULATE_MEMORY=str(4 << 20),
              PYTHONPATH=PYTHON_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
     e.update(env)
-    return subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, env=e, timeout=900)
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=e, timeout=900)
+
+
+# A CUDA code op (its kernels given the device's memory) whose two 1 MB
+# inputs were moved to host memory, with a 3 MB output: 5 MB will not fit in
+# 4. Its inputs come back first and are held, so making the output cannot
+# move them, nor can bringing an input back move the output: a clean
+# out-of-memory error, not a kernel writing to memory that was given back.
+CODE_OP_TOO_LARGE = r"""
+import numpy as np
+import kiln as jt
+from kiln import _C
+_C.set_device("cuda-emulate")
+a, b = jt.array(np.ones(250_000, np.float32)), jt.array(np.ones(250_000, np.float32))
+others = [jt.array(np.zeros(250_000, np.float32)) for _ in range(4)]   # a and b move out
+del others
+out = jt.code([750_000], "float32", [a, b], cuda_src='''
+    __global__ void spread(const float *a, const float *b, float *y, int n, int m) {
+        for (int i = threadIdx.x; i < m; i += blockDim.x) y[i] = a[i % n] + b[i % n];
+    }
+    spread<<<1, 64>>>(in0_p, in1_p, out0_p, in0_shape0, out0_shape0);
+''')
+try:
+    out.numpy()
+except MemoryError as e:
+    print("refused:", e)
+"""
+
+
+def test_a_code_op_larger_than_the_device_is_refused_cleanly(tmp_path):
+    p = run({"KILN_CACHE_DIR": str(tmp_path)}, CODE_OP_TOO_LARGE)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "refused: code: out of memory for output 0" in p.stdout, p.stdout + p.stderr[-2000:]
 
 
 def test_work_larger_than_the_device_runs_through_host_memory(tmp_path):
