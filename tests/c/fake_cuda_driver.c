@@ -1,0 +1,198 @@
+/* fake_cuda_driver.c: a stand-in for NVIDIA's driver library (libcuda.so.1)
+ * that tests/c/test_cuda_device.c builds and names with KILN_CUDA_DRIVER,
+ * so that the CUDA backend's device half (src/backend/cuda/device.c: its
+ * opening, memory, copies, staging buffers and events) runs on a machine
+ * without a GPU. Device memory is host
+ * memory. The one stream is as lazy as a real one may be: what is queued on
+ * it runs only when the host waits (cuStreamSynchronize, or
+ * cuEventSynchronize up to its event), and a copy from pinned memory
+ * (cuMemHostAlloc) reads it then, as a GPU's DMA does, while one from
+ * pageable memory is staged at once, as the real driver does. No module
+ * loads and no kernel runs (there is no GPU to run a cubin). Not kiln's
+ * code: a test double. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OP_COPY, OP_FILL, OP_FREE, OP_EVENT, OP_LAUNCH };
+typedef struct {
+    int kind;
+    void *dst;
+    const void *src;
+    void *owned; /* a staged source, freed once copied */
+    size_t n;
+    unsigned char byte;
+    void *event;
+} op;
+
+static op *queue;
+static size_t queued, capacity;
+static int launches;
+typedef struct { void *p; size_t n; } pinned_block;
+static pinned_block pinned[64];
+
+int fake_cuda_launches(void) { return launches; }
+size_t fake_cuda_queued(void) { return queued; }
+
+static int push(op o)
+{
+    if (queued == capacity) {
+        size_t c = capacity ? 2 * capacity : 64;
+        op *q = realloc(queue, c * sizeof *q);
+        if (!q) return 2;
+        queue = q;
+        capacity = c;
+    }
+    queue[queued++] = o;
+    return 0;
+}
+
+static void run(const op *o)
+{
+    if (o->kind == OP_COPY) memmove(o->dst, o->owned ? o->owned : o->src, o->n);
+    if (o->kind == OP_FILL) memset(o->dst, o->byte, o->n);
+    if (o->kind == OP_FREE) free(o->dst);
+    free(o->owned);
+}
+
+/* runs the queue up to and with op `upto` */
+static void drain(size_t upto)
+{
+    for (size_t i = 0; i < upto; i++) run(&queue[i]);
+    memmove(queue, queue + upto, (queued - upto) * sizeof *queue);
+    queued -= upto;
+}
+
+static int is_pinned(const void *p)
+{
+    for (int i = 0; i < 64; i++)
+        if (pinned[i].p && (const char *)p >= (const char *)pinned[i].p &&
+            (const char *)p < (const char *)pinned[i].p + pinned[i].n)
+            return 1;
+    return 0;
+}
+
+int cuInit(unsigned flags) { (void)flags; return 0; }
+int cuGetErrorString(int rc, const char **s) { (void)rc; *s = "fake driver error"; return 0; }
+int cuDriverGetVersion(int *v) { *v = 13000; return 0; }
+int cuDeviceGetCount(int *n) { *n = 1; return 0; }
+int cuDeviceGet(int *d, int ordinal) { *d = ordinal; return 0; }
+int cuDeviceGetName(char *name, int len, int d) { (void)d; strncpy(name, "fake", (size_t)len); return 0; }
+int cuDeviceGetAttribute(int *v, int attr, int d)
+{
+    (void)d;
+    switch (attr) {
+    case 16: *v = 132; return 0;    /* SMs */
+    case 75: *v = 9; return 0;      /* compute capability */
+    case 76: *v = 0; return 0;
+    case 91: *v = 1; return 0;      /* registered host memory at its own address */
+    case 97: *v = 232448; return 0; /* shared memory a block may opt in to */
+    default: *v = 0; return 0;
+    }
+}
+static int context_token;
+int cuDevicePrimaryCtxRetain(void **ctx, int d) { (void)d; *ctx = &context_token; return 0; }
+int cuDevicePrimaryCtxRelease_v2(int d) { (void)d; return 0; }
+int cuCtxSetCurrent(void *ctx) { (void)ctx; return 0; }
+static int stream_token;
+int cuStreamCreate(void **s, unsigned flags) { (void)flags; *s = &stream_token; return 0; }
+int cuStreamDestroy_v2(void *s) { (void)s; return 0; }
+int cuStreamSynchronize(void *s) { (void)s; drain(queued); return 0; }
+static int pool_token;
+int cuDeviceGetDefaultMemPool(void **pool, int d) { (void)d; *pool = &pool_token; return 0; }
+int cuMemPoolSetAttribute(void *pool, int attr, void *v) { (void)pool; (void)attr; (void)v; return 0; }
+int cuMemPoolGetAttribute(void *pool, int attr, void *v) { (void)pool; (void)attr; *(uint64_t *)v = 0; return 0; }
+int cuMemPoolTrimTo(void *pool, size_t keep) { (void)pool; (void)keep; return 0; }
+int cuMemGetInfo_v2(size_t *free_bytes, size_t *total) { *free_bytes = *total = (size_t)80 << 30; return 0; }
+int cuMemAllocAsync(uint64_t *p, size_t n, void *s)
+{
+    (void)s;
+    void *m = malloc(n ? n : 1);
+    *p = (uint64_t)(uintptr_t)m;
+    return m ? 0 : 2;
+}
+int cuMemFreeAsync(uint64_t p, void *s) { (void)s; return push((op){.kind = OP_FREE, .dst = (void *)(uintptr_t)p}); }
+int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *s)
+{
+    (void)s;
+    op o = {.kind = OP_COPY, .dst = (void *)(uintptr_t)dst, .src = src, .n = n};
+    if (!is_pinned(src)) { /* pageable: staged now */
+        o.owned = malloc(n ? n : 1);
+        if (!o.owned) return 2;
+        memcpy(o.owned, src, n);
+    }
+    return push(o);
+}
+int cuMemcpyDtoHAsync_v2(void *dst, uint64_t src, size_t n, void *s)
+{
+    (void)s;
+    return push((op){.kind = OP_COPY, .dst = dst, .src = (const void *)(uintptr_t)src, .n = n});
+}
+int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void *s)
+{
+    (void)s;
+    return push((op){.kind = OP_COPY, .dst = (void *)(uintptr_t)dst, .src = (const void *)(uintptr_t)src, .n = n});
+}
+int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t n) { memcpy(dst, (const void *)(uintptr_t)src, n); return 0; }
+int cuMemsetD8Async(uint64_t dst, unsigned char byte, size_t n, void *s)
+{
+    (void)s;
+    return push((op){.kind = OP_FILL, .dst = (void *)(uintptr_t)dst, .byte = byte, .n = n});
+}
+int cuMemHostRegister_v2(void *p, size_t n, unsigned flags) { (void)p; (void)n; (void)flags; return 0; }
+int cuMemHostUnregister(void *p) { (void)p; return 0; }
+int cuMemHostAlloc(void **p, size_t n, unsigned flags)
+{
+    (void)flags;
+    for (int i = 0; i < 64; i++)
+        if (!pinned[i].p) {
+            pinned[i].p = *p = malloc(n ? n : 1);
+            pinned[i].n = n;
+            return *p ? 0 : 2;
+        }
+    return 2;
+}
+int cuMemFreeHost(void *p)
+{
+    for (int i = 0; i < 64; i++)
+        if (pinned[i].p == p) pinned[i].p = NULL;
+    free(p);
+    return 0;
+}
+int cuEventCreate(void **e, unsigned flags) { (void)flags; *e = malloc(1); return *e ? 0 : 2; }
+int cuEventDestroy_v2(void *e)
+{
+    for (size_t i = 0; i < queued; i++)
+        if (queue[i].kind == OP_EVENT && queue[i].event == e) queue[i].event = NULL;
+    free(e);
+    return 0;
+}
+int cuEventRecord(void *e, void *s) { (void)s; return push((op){.kind = OP_EVENT, .event = e}); }
+int cuEventSynchronize(void *e)
+{
+    size_t last = 0; /* the last record of e still queued */
+    for (size_t i = 0; i < queued; i++)
+        if (queue[i].kind == OP_EVENT && queue[i].event == e) last = i + 1;
+    drain(last);
+    return 0;
+}
+
+/* Modules: none loads (a cubin cannot run here); what launches is tested
+ * through a function handle the test makes up. */
+int cuModuleLoadData(void **m, const void *image) { (void)m; (void)image; return 200; /* invalid image */ }
+int cuModuleUnload(void *m) { (void)m; return 0; }
+int cuModuleGetFunction(void **f, void *m, const char *name) { (void)name; *f = m; return 0; }
+int cuModuleGetGlobal_v2(uint64_t *p, size_t *n, void *m, const char *name)
+{
+    (void)p; (void)n; (void)m; (void)name;
+    return 500; /* not found */
+}
+int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned shared, void *s, void **params, void **extra)
+{
+    (void)f; (void)gx; (void)gy; (void)gz; (void)bx; (void)by; (void)bz; (void)shared; (void)s; (void)params;
+    (void)extra;
+    launches++;
+    return push((op){.kind = OP_LAUNCH});
+}
+int cuFuncSetAttribute(void *f, int attr, int v) { (void)f; (void)attr; (void)v; return 0; }
