@@ -136,6 +136,27 @@ def test_every_kernel_of_the_op_matrix_compiles_for_cuda(tmp_path):
     assert c2["kernels_checked"] == 0 and c2["kernels_compiled"] == 0, c2
 
 
+def test_contiguous_maps_load_and_store_16_bytes_at_a_time(tmp_path):
+    # the fused chain's map (every array read at its linear index): on arrays
+    # on 16-byte boundaries a thread takes four consecutive floats, which
+    # NVRTC turns into one 16-byte load and store; a map that reads loop
+    # indexes (a transpose) keeps the strided form
+    p = run("import numpy as np\nimport kiln as jt\n"
+            "x = jt.array(np.ones(1000, np.float32))\n"
+            "((x * 2 + 1).exp() * x).sync()\n"
+            "y = jt.array(np.ones((32, 48), np.float32))\n"
+            "(y.transpose() + 1).sync()\n", tmp_path)
+    assert p.returncode == 0, p.stderr[-4000:]
+    kernels = os.path.join(tmp_path, "kernels")
+    texts = {f: open(os.path.join(kernels, f)).read() for f in os.listdir(kernels) if f.endswith((".cu", ".ptx"))}
+    chain = [f for f, t in texts.items() if f.endswith(".cu") and "__builtin_assume_aligned" in t and "expf" in t]
+    assert len(chain) == 1, sorted(texts)
+    ptx = texts[chain[0][:-3] + ".ptx"]
+    assert "ld.global.v4.f32" in ptx and "st.global.v4.f32" in ptx, ptx[-3000:]
+    transposes = [t for f, t in texts.items() if f.endswith(".cu") and "i1" in t and "expf" not in t]
+    assert transposes and all("__builtin_assume_aligned" not in t for t in transposes)
+
+
 def test_a_missing_nvrtc_is_named(tmp_path):
     p = run("import kiln", tmp_path, env={"KILN_NVRTC": "/nonexistent/libnvrtc.so.99"})
     assert p.returncode != 0

@@ -5,9 +5,12 @@
  * Element-wise kernels and the folds of reductions take KL_UNROLL (4)
  * elements per thread and loop turn, a block apart so that loads stay
  * coalesced and each thread has several in flight; the linear index is split
- * into the loop indexes only when the body reads them. Reductions choose
- * at run time, uniformly over the grid: with enough outputs to fill the
- * device (or short ranges) a thread folds one output; otherwise a block
+ * into the loop indexes only when the body reads them; a map reading only
+ * the linear index, on arrays on 16-byte boundaries, gives each thread 4
+ * consecutive elements instead, which compile to 16-byte loads and stores.
+ * Reductions choose at run time, uniformly over the grid: with enough
+ * outputs to fill the device (or short ranges) a thread folds one output;
+ * otherwise a block
  * folds one output with warp shuffles, and when there are fewer outputs
  * than blocks, several blocks split an output's range and the last to
  * finish combines their partial results in block order (through the
@@ -43,10 +46,49 @@ static void split_index(const renderer *r, kl_strbuf *L, const int *dims, int n,
 
 /* ---- map ---- */
 
+/* A map whose body reads only li (every array at li, or at fixed places),
+ * with arrays all on 16-byte boundaries: each thread takes KL_UNROLL
+ * consecutive elements, so its loads and stores of them merge into 16-byte
+ * ones (the arrays' alignment is told to the compiler, the full runs
+ * unrolled without bounds checks); the last partial run element by element. */
+static void map_vector_branch(const renderer *r, kl_strbuf *L, const char *bd)
+{
+    const kl_kdesc *k = r->k;
+    const kl_kd_head *h = &k->h;
+    kl_sb_append(L, "    if (((unsigned long long)out");
+    for (int i = 1; i < h->n_bufs; i++) kl_sb_printf(L, " | (unsigned long long)%s%d", i <= h->n_extra ? "out" : "b", i);
+    kl_sb_append(L, ") % 16 == 0) {\n");
+    /* the arrays again, under their own names, known to be aligned */
+    const char *T = kl_stmt_buffer_type(r, (kl_dtype)h->out_dtype);
+    kl_sb_printf(L, "        %s *__restrict__ const kl_a0 = (%s *)__builtin_assume_aligned(out, 16);\n", T, T);
+    for (int i = 1; i < h->n_bufs; i++) {
+        const char *bt = kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]);
+        const char *c = i <= h->n_extra ? "" : "const ";
+        kl_sb_printf(L, "        %s%s *__restrict__ const kl_a%d = (%s%s *)__builtin_assume_aligned(%s%d, 16);\n", c,
+                     bt, i, c, bt, i <= h->n_extra ? "out" : "b", i);
+    }
+    kl_sb_printf(L, "        {\n        %s *__restrict__ const out = kl_a0;\n", T);
+    for (int i = 1; i < h->n_bufs; i++)
+        kl_sb_printf(L, "        %s%s *__restrict__ const %s%d = kl_a%d;\n", i <= h->n_extra ? "" : "const ",
+                     kl_stmt_buffer_type(r, (kl_dtype)k->buf_dtype[i]), i <= h->n_extra ? "out" : "b", i, i);
+    kl_sb_append(L, "    for (int64_t base = ((int64_t)blockIdx.x * KL_BLOCK + threadIdx.x) * KL_UNROLL; base < n;\n"
+                    "         base += (int64_t)gridDim.x * (KL_BLOCK * KL_UNROLL)) {\n"
+                    "    if (base + KL_UNROLL <= n) {\n"
+                    "    #pragma unroll\n    for (int u = 0; u < KL_UNROLL; u++) {\n"
+                    "        const int64_t li = base + u;\n");
+    kl_sb_append(L, bd);
+    kl_stmt_map_stores(r, L);
+    kl_sb_append(L, "    }\n    } else {\n    for (int64_t li = base; li < n; li++) {\n");
+    kl_sb_append(L, bd);
+    kl_stmt_map_stores(r, L);
+    kl_sb_append(L, "    }\n    }\n    }\n        }\n        return;\n    }\n");
+}
+
 static void map_kernel(const renderer *r, kl_strbuf *L, const char *bd)
 {
     const kl_kd_head *h = &r->k->h;
     kl_stmt_product(r, L, "n", h->dims, h->rank);
+    if (!h->uses_loops && !h->n_checks) map_vector_branch(r, L, bd);
     /* KL_UNROLL elements per thread and turn, a block apart (coalesced), so
      * that each thread has several loads in flight */
     kl_sb_printf(L, "    for (int64_t base = (int64_t)blockIdx.x * (KL_BLOCK * KL_UNROLL) + threadIdx.x; base < n;\n"
