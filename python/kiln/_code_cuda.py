@@ -188,7 +188,7 @@ def find_kernels(t, text, where):
             continue
         # the declaration's start: after the last ; { } or preprocessor line before it
         start = max(text.rfind(ch, 0, pos) for ch in ";}{") + 1
-        for line in re.finditer(r"^[ \t]*#.*$", text[:pos], re.M):
+        for line in re.finditer(r"^[ \t]*#(?:.*\\\n)*.*$", text[:pos], re.M):
             start = max(start, line.end())
         prefix = [(p, w) for p, w in _code_tokens(t, start, pos)]
         if any(w == "template" for _, w in prefix):

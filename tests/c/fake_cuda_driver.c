@@ -2,8 +2,8 @@
  * that tests/c/test_cuda_device.c builds and names with KILN_CUDA_DRIVER,
  * so that the CUDA backend's device half (src/backend/cuda/device.c: its
  * opening, memory, copies, staging buffers and events) runs on a machine
- * without a GPU. Device memory is host
- * memory. The one stream is as lazy as a real one may be: what is queued on
+ * without a GPU. Device memory is host memory at addresses the host cannot
+ * read (a tag bit set), so host code touching it faults. The one stream is as lazy as a real one may be: what is queued on
  * it runs only when the host waits (cuStreamSynchronize, or
  * cuEventSynchronize up to its event), and a copy from pinned memory
  * (cuMemHostAlloc) reads it then, as a GPU's DMA does, while one from
@@ -33,6 +33,18 @@ static pinned_block pinned[64];
 
 int fake_cuda_launches(void) { return launches; }
 size_t fake_cuda_queued(void) { return queued; }
+size_t fake_cuda_pending_frees(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < queued; i++) n += queue[i].kind == OP_FREE;
+    return n;
+}
+
+/* Device addresses carry a bit no host address has (non-canonical on
+ * x86-64): host code reading device memory faults, as it would on a GPU. */
+#define TAG ((uint64_t)1 << 62)
+static uint64_t tagged(void *p) { return (uint64_t)(uintptr_t)p | TAG; }
+static void *untagged(uint64_t p) { return (void *)(uintptr_t)(p & ~TAG); }
 
 static int push(op o)
 {
@@ -108,14 +120,14 @@ int cuMemAllocAsync(uint64_t *p, size_t n, void *s)
 {
     (void)s;
     void *m = malloc(n ? n : 1);
-    *p = (uint64_t)(uintptr_t)m;
+    *p = tagged(m);
     return m ? 0 : 2;
 }
-int cuMemFreeAsync(uint64_t p, void *s) { (void)s; return push((op){.kind = OP_FREE, .dst = (void *)(uintptr_t)p}); }
+int cuMemFreeAsync(uint64_t p, void *s) { (void)s; return push((op){.kind = OP_FREE, .dst = untagged(p)}); }
 int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *s)
 {
     (void)s;
-    op o = {.kind = OP_COPY, .dst = (void *)(uintptr_t)dst, .src = src, .n = n};
+    op o = {.kind = OP_COPY, .dst = untagged(dst), .src = src, .n = n};
     if (!is_pinned(src)) { /* pageable: staged now */
         o.owned = malloc(n ? n : 1);
         if (!o.owned) return 2;
@@ -126,18 +138,18 @@ int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *s)
 int cuMemcpyDtoHAsync_v2(void *dst, uint64_t src, size_t n, void *s)
 {
     (void)s;
-    return push((op){.kind = OP_COPY, .dst = dst, .src = (const void *)(uintptr_t)src, .n = n});
+    return push((op){.kind = OP_COPY, .dst = dst, .src = untagged(src), .n = n});
 }
 int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void *s)
 {
     (void)s;
-    return push((op){.kind = OP_COPY, .dst = (void *)(uintptr_t)dst, .src = (const void *)(uintptr_t)src, .n = n});
+    return push((op){.kind = OP_COPY, .dst = untagged(dst), .src = untagged(src), .n = n});
 }
-int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t n) { memcpy(dst, (const void *)(uintptr_t)src, n); return 0; }
+int cuMemcpyDtoH_v2(void *dst, uint64_t src, size_t n) { memcpy(dst, untagged(src), n); return 0; }
 int cuMemsetD8Async(uint64_t dst, unsigned char byte, size_t n, void *s)
 {
     (void)s;
-    return push((op){.kind = OP_FILL, .dst = (void *)(uintptr_t)dst, .byte = byte, .n = n});
+    return push((op){.kind = OP_FILL, .dst = untagged(dst), .byte = byte, .n = n});
 }
 int cuMemHostRegister_v2(void *p, size_t n, unsigned flags) { (void)p; (void)n; (void)flags; return 0; }
 int cuMemHostUnregister(void *p) { (void)p; return 0; }
@@ -196,3 +208,4 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
     return push((op){.kind = OP_LAUNCH});
 }
 int cuFuncSetAttribute(void *f, int attr, int v) { (void)f; (void)attr; (void)v; return 0; }
+int cuFuncGetAttribute(int *v, int attr, void *f) { (void)attr; (void)f; *v = 0; return 0; }

@@ -4,7 +4,8 @@
  * whose copies from pinned memory read it then, as a GPU's do: opening the
  * device, copies in every size class (pageable, through the pinned staging
  * buffers, past them) round-tripping while earlier copies are still queued,
- * fills, and memory freed on the stream. On a GPU, scripts/gpu_check.sh runs
+ * fills, and memory freed on the stream (its addresses fault if the host
+ * reads them, as a GPU's would). On a GPU, scripts/gpu_check.sh runs
  * the real thing (tests/python/test_cuda_device.py). */
 #include "check.h"
 #include "backend/backend.h"
@@ -36,10 +37,11 @@ static kl_context *on_fake_device(void)
     return ctx;
 }
 
-static size_t (*queued_of(void))(void)
+/* one of the stand-in's counters (fake_cuda_queued, fake_cuda_pending_frees) */
+static size_t (*counter(const char *name))(void)
 {
     void *h = dlopen(driver, RTLD_NOW | RTLD_NOLOAD);
-    return h ? (size_t(*)(void))dlsym(h, "fake_cuda_queued") : NULL;
+    return h ? (size_t(*)(void))dlsym(h, name) : NULL;
 }
 
 static void finish(kl_context *ctx)
@@ -65,7 +67,7 @@ static void test_copies_round_trip_while_earlier_ones_are_queued(void)
         for (int64_t i = 0; i < sizes[k]; i++) want[k][i] = (float)(k * 1000003 + i);
         CHECK_OK(kl_var_from_host(ctx, KL_FLOAT32, 1, &sizes[k], want[k], &vars[k]));
     }
-    size_t (*queued)(void) = queued_of();
+    size_t (*queued)(void) = counter("fake_cuda_queued");
     CHECK_MSG(queued && queued() > 0, "the copies should still be queued (a lazy stream)");
     for (int k = 0; k < N; k++) {
         float *got = malloc((size_t)sizes[k] * sizeof(float));
@@ -123,10 +125,16 @@ static void test_fill_and_memory_counts(void)
     dev->ops->memory(dev, &m);
     CHECK(m.bytes_in_use >= 1000 && m.peak_bytes_in_use >= m.bytes_in_use);
     uint64_t before = m.bytes_in_use;
-    dev->ops->free(dev, p, 1000); /* queued on the stream, after the copy */
+    size_t (*pending_frees)(void) = counter("fake_cuda_pending_frees");
+    if (!CHECK(pending_frees != NULL)) { finish(ctx); return; }
+    CHECK_OK(dev->ops->fill(dev, p, 1000, 1)); /* queued: the free must come after it */
+    size_t frees = pending_frees();
+    dev->ops->free(dev, p, 1000);
+    CHECK_EQ_INT((long long)pending_frees(), (long long)frees + 1); /* on the stream, not at once */
     dev->ops->memory(dev, &m);
     CHECK_EQ_INT((long long)m.bytes_in_use, (long long)(before - 1000));
     CHECK_OK(dev->ops->synchronize(dev));
+    CHECK_EQ_INT((long long)pending_frees(), 0);
     finish(ctx);
 }
 

@@ -192,6 +192,13 @@ def test_kernel_in_the_header_with_its_block_size_defined_there():
     np.testing.assert_allclose(out.numpy(), 2 * a, rtol=1e-6)
 
 
+def test_a_macro_continued_over_lines_is_not_part_of_the_kernel_after_it():
+    # the continuation line says "template": it belongs to the macro, not the kernel
+    header = "#define DECL \\\n    template <class T> T\n__global__ void k(float *y) { y[0] = 7; }\n"
+    out = jt.code([1], "float32", [], cuda_header=header, cuda_src="k<<<1, 1>>>(out0_p);")
+    np.testing.assert_array_equal(out.numpy(), [7])
+
+
 def test_data_constants_reach_the_host_code():
     a = r.standard_normal(40)
     src = """
@@ -308,6 +315,22 @@ def test_more_shared_memory_than_a_block_has_is_refused():
         k<<<1, 32, 300000>>>(out0_p);
     """)
     with pytest.raises(ValueError, match="300000 bytes of dynamic shared memory; a block of .* at most"):
+        x.numpy()
+
+
+def test_a_shuffle_in_a_partial_warp_is_refused_on_the_emulator(device):
+    # 48 threads: the second warp has 16; on a GPU the missing lanes' values are undefined
+    if device != "cuda-emulate":
+        pytest.skip("undefined on a GPU: only the emulator can say so")
+    x = jt.code([1], "float32", [jt.array(np.ones(48, np.float32))], cuda_src="""
+        __global__ void k(const float *x, float *y) {
+            float v = x[threadIdx.x];
+            for (int s = 16; s > 0; s /= 2) v += __shfl_down_sync(0xffffffffu, v, s);
+            if (threadIdx.x == 0) y[0] = v;
+        }
+        k<<<1, 48>>>(in0_p, out0_p);
+    """)
+    with pytest.raises(ValueError, match="last warp of a 48-thread block, which has only 16 threads"):
         x.numpy()
 
 

@@ -166,6 +166,7 @@ typedef struct {
     int (*launch)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *, void **,
                   void **);
     int (*func_set_attribute)(void *, int, int);
+    int (*func_get_attribute)(int *, int, void *);
     int (*host_alloc)(void **, size_t, unsigned);
     int (*host_free)(void *);
     int (*event_create)(void **, unsigned);

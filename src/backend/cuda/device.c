@@ -17,7 +17,7 @@
 
 enum { /* the driver's enum values this file uses */
     ATTR_SM_COUNT = 16, ATTR_CC_MAJOR = 75, ATTR_CC_MINOR = 76, ATTR_HOST_POINTER_FOR_REGISTERED = 91,
-    ATTR_MAX_SHARED_OPTIN = 97, FUNC_MAX_DYNAMIC_SHARED = 8,
+    ATTR_MAX_SHARED_OPTIN = 97, FUNC_STATIC_SHARED = 1, FUNC_MAX_DYNAMIC_SHARED = 8,
     POOL_RELEASE_THRESHOLD = 4, POOL_RESERVED_CURRENT = 5, POOL_USED_CURRENT = 7,
     STREAM_NON_BLOCKING = 1, HOST_REGISTER_DEVICEMAP = 2, ERROR_OUT_OF_MEMORY = 2, EVENT_DISABLE_TIMING = 2,
     STAGING_MIN = 1 << 20, /* a slot's smallest size */
@@ -344,11 +344,14 @@ kl_status kl_cuda_launch_named(kl_backend *b, kl_kernel_fn fn, const char *name,
     void *f = NULL;
     if (c->drv.module_function(&f, k->module, name) != 0)
         return kl_error(KL_ERR_VALUE, "%s: the op's device code has no kernel named %s", b->name, name);
-    if (shared_bytes > (unsigned)c->max_shared)
-        return kl_error(KL_ERR_VALUE, "%s: %s asks for %u bytes of dynamic shared memory; a block of this device "
-                        "may have at most %d", b->name, name, shared_bytes, c->max_shared);
+    int fixed = 0; /* its static __shared__ arrays: they count against the same bound */
+    if (c->drv.func_get_attribute(&fixed, FUNC_STATIC_SHARED, f) != 0) fixed = 0;
+    if ((long long)shared_bytes + fixed > c->max_shared)
+        return kl_error(KL_ERR_VALUE, "%s: %s asks for %u bytes of dynamic shared memory besides its %d static; a "
+                        "block of this device may have at most %d in all", b->name, name, shared_bytes, fixed,
+                        c->max_shared);
     /* past the default a kernel must opt in (cudaFuncSetAttribute in CUDA's runtime) */
-    if (shared_bytes > KL_CUDA_DEFAULT_SHARED)
+    if ((long long)shared_bytes + fixed > KL_CUDA_DEFAULT_SHARED)
         KL_TRY(cu_check(c, c->drv.func_set_attribute(f, FUNC_MAX_DYNAMIC_SHARED, (int)shared_bytes),
                         "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)"));
     char what[200];

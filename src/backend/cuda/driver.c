@@ -14,7 +14,7 @@
 #define BIND(field, symbol) \
     do { \
         if (ok && !(*(void **)&d->field = dlsym(d->lib, symbol))) { \
-            snprintf(d->why, sizeof d->why, "libcuda.so.1 has no %s (a driver older than CUDA 12?)", symbol); \
+            snprintf(d->why, sizeof d->why, "the driver library has no %s (a driver older than CUDA 12?)", symbol); \
             ok = 0; \
         } \
     } while (0)
@@ -63,6 +63,7 @@ kl_status kl_cuda_driver_load(kl_cuda_driver *d)
     BIND(module_global, "cuModuleGetGlobal_v2");
     BIND(launch, "cuLaunchKernel");
     BIND(func_set_attribute, "cuFuncSetAttribute");
+    BIND(func_get_attribute, "cuFuncGetAttribute");
     BIND(host_alloc, "cuMemHostAlloc");
     BIND(host_free, "cuMemFreeHost");
     BIND(event_create, "cuEventCreate");

@@ -33,6 +33,7 @@ static const char emulation_header[] =
     "static thread_local kl_emu_dim threadIdx, blockIdx;\n"
     "static kl_emu_dim gridDim, blockDim;\n"
     "static int kl_emu_team, kl_emu_threads; /* a team OpenMP made smaller; threads in the running block */\n"
+    "static int kl_emu_partial_shuffle; /* a shuffle in a warp the block leaves partial: undefined on a GPU */\n"
     "static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }\n"
     "static inline void __syncthreads(void) { _Pragma(\"omp barrier\") }\n"
     "static inline void __threadfence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }\n"
@@ -46,6 +47,7 @@ static const char emulation_header[] =
     "template <class T> static inline T __shfl_down_sync(unsigned, T v, int s) {\n"
     "    const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);\n"
     "    const unsigned end = t / 32 * 32 + 32 < (unsigned)kl_emu_threads ? t / 32 * 32 + 32 : (unsigned)kl_emu_threads;\n"
+    "    if (end - t / 32 * 32 < 32) kl_emu_partial_shuffle = 1;\n"
     "    memcpy(&kl_emu_lanes[t], &v, sizeof v);\n"
     "    pthread_barrier_wait(&kl_emu_warps[t / 32]);\n"
     "    T got = v;\n"
@@ -95,7 +97,7 @@ static const char emulation_header[] =
     "    kl_emu_threads = team;\n"
     "    pthread_barrier_t *partial = team % 32 ? &kl_emu_warps[team / 32] : NULL; /* its warp's barrier counts it */\n"
     "    if (partial) { pthread_barrier_destroy(partial); pthread_barrier_init(partial, NULL, team % 32); }\n"
-    "    kl_emu_team = 0;\n"
+    "    kl_emu_team = 0; kl_emu_partial_shuffle = 0;\n"
     "    const unsigned long long blocks = (unsigned long long)grid[0] * grid[1] * grid[2];\n"
     "    for (unsigned long long b = 0; b < blocks && !kl_emu_team; b++) {\n"
     "        const unsigned x = (unsigned)(b % grid[0]), y = (unsigned)(b / grid[0] % grid[1]),\n"
@@ -110,13 +112,15 @@ static const char emulation_header[] =
     "    }\n"
     "    if (partial) { pthread_barrier_destroy(partial); pthread_barrier_init(partial, NULL, 32); }\n"
     "    free(dynamic);\n"
-    "    return kl_emu_team;\n"
+    "    return kl_emu_team ? kl_emu_team : kl_emu_partial_shuffle ? -3 : 0;\n"
     "}\n";
 
 typedef int (*emulated_fn)(void *const *buf, const int64_t *iarg, const double *farg, unsigned char *ws, int grid);
 /* a user's device code: its kernel `name` run (0), no such kernel (-1), no
- * memory for its dynamic shared memory (-2), or the size of a team OpenMP
- * made smaller than the block */
+ * memory for its dynamic shared memory (-2), a warp shuffle in the partial
+ * warp of a block that is not a multiple of 32 threads (-3: lanes that do not
+ * exist, undefined on a GPU), or the size of a team OpenMP made smaller than
+ * the block */
 typedef int (*emulated_user_fn)(const char *name, void **params, const unsigned *grid, const unsigned *block,
                                 unsigned shared_bytes);
 
@@ -247,6 +251,10 @@ static kl_status emu_launch_named(kl_backend *b, kl_kernel_fn fn, const char *na
     if (team == -1) return kl_error(KL_ERR_VALUE, "%s: the op's device code has no kernel named %s", b->name, name);
     if (team == -2)
         return kl_error(KL_ERR_MEMORY, "%s: no memory for %s's %u bytes of shared memory", b->name, name, shared_bytes);
+    if (team == -3)
+        return kl_error(KL_ERR_VALUE, "%s: %s shuffles values in the last warp of a %u-thread block, which has only "
+                        "%u threads: on a GPU the missing lanes' values are undefined (make blocks a multiple of 32 "
+                        "threads)", b->name, name, block[0] * block[1] * block[2], block[0] * block[1] * block[2] % 32);
     if (team)
         return kl_error(KL_ERR_RUNTIME, "%s: OpenMP gave a block %d threads, not %u (OMP_THREAD_LIMIT?)", b->name,
                         team, block[0] * block[1] * block[2]);

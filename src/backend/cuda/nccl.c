@@ -102,7 +102,15 @@ static kl_status communicator(kl_nccl *n, const kl_collective_call *call)
     KL_TRY(call->share(call->job, &drawn, sizeof drawn));
     if (!drawn.ok) return nccl_check(n, drawn.rc ? drawn.rc : 1, "ncclGetUniqueId (on rank 0)", call->rank);
     void *comm = NULL;
-    KL_TRY(nccl_check(n, n->comm_init_rank(&comm, call->size, drawn.id, call->rank), "ncclCommInitRank", call->rank));
+    int rc = n->comm_init_rank(&comm, call->size, drawn.id, call->rank);
+    int32_t made = rc == 0; /* every rank's, or none uses it (no rank in NCCL while another is not) */
+    KL_TRY(call->agree(call->job, &made));
+    if (!made) {
+        if (rc == 0) n->comm_destroy(comm);
+        return rc ? nccl_check(n, rc, "ncclCommInitRank", call->rank)
+                  : kl_error(KL_ERR_RUNTIME, "ncclCommInitRank failed on another rank (rank %d's succeeded)",
+                             call->rank);
+    }
     n->comm = comm;
     return KL_OK;
 }

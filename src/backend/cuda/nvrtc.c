@@ -47,6 +47,10 @@ kl_status kl_nvrtc_load(kl_nvrtc *n)
     if (ok && n->version(&n->major, &n->minor) != 0) {
         snprintf(n->why, sizeof n->why, "%s: nvrtcVersion failed", n->path);
         ok = 0;
+    } else if (ok && n->major * 100 + n->minor < 1102) { /* the kernels use __builtin_assume_aligned */
+        snprintf(n->why, sizeof n->why, "%s is NVRTC %d.%d; kiln's kernels need 11.2 or later", n->path, n->major,
+                 n->minor);
+        ok = 0;
     }
     if (!ok) {
         dlclose(n->lib);
