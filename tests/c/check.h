@@ -626,4 +626,17 @@ static inline kl_var *check_un(kl_unary_op op, kl_var *a)
     return out;
 }
 
+/* s as the body of a C string literal (quotes, backslashes and newlines
+ * escaped), cut short to fit n bytes: for kernel sources written in tests. */
+static inline void check_c_escape(const char *s, char *out, size_t n)
+{
+    size_t k = 0;
+    for (; *s && k + 3 < n; s++) {
+        if (*s == '"' || *s == '\\') out[k++] = '\\', out[k++] = *s;
+        else if (*s == '\n') out[k++] = '\\', out[k++] = 'n';
+        else out[k++] = *s;
+    }
+    out[k] = 0;
+}
+
 #endif

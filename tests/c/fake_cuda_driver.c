@@ -1,16 +1,19 @@
 /* fake_cuda_driver.c: a stand-in for NVIDIA's driver library (libcuda.so.1)
  * that tests/c/test_cuda_device.c builds and names with KILN_CUDA_DRIVER,
  * so that the CUDA backend's device half (src/backend/cuda/device.c: its
- * opening, memory, copies, staging buffers and events) runs on a machine
- * without a GPU. Device memory is host memory at addresses the host cannot
+ * opening, memory, copies, staging buffers, events, kernel loading and
+ * launches) runs on a machine without a GPU. Device memory is host memory at addresses the host cannot
  * read (a tag bit set), so host code touching it faults. The one stream is as lazy as a real one may be: what is queued on
  * it runs only when the host waits (cuStreamSynchronize, or
  * cuEventSynchronize up to its event), and a copy from pinned memory
  * (cuMemHostAlloc) reads it then, as a GPU's DMA does, while one from
- * pageable memory is staged at once, as the real driver does. No module
- * loads and no kernel runs (there is no GPU to run a cubin). Not kiln's
- * code: a test double. */
+ * pageable memory is staged at once, as the real driver does. Modules are
+ * NVRTC's cubins, read for their symbols; no kernel runs (there is no GPU
+ * to run one): the last launch is recorded. Not kiln's code: a test
+ * double. */
+#include <elf.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,23 +192,129 @@ int cuEventSynchronize(void *e)
     return 0;
 }
 
-/* Modules: none loads (a cubin cannot run here); what launches is tested
- * through a function handle the test makes up. */
-int cuModuleLoadData(void **m, const void *image) { (void)m; (void)image; return 200; /* invalid image */ }
-int cuModuleUnload(void *m) { (void)m; return 0; }
-int cuModuleGetFunction(void **f, void *m, const char *name) { (void)name; *f = m; return 0; }
-int cuModuleGetGlobal_v2(uint64_t *p, size_t *n, void *m, const char *name)
+/* Modules: a cubin's ELF is read for its symbols (kernels by name, a
+ * global's bytes, a kernel's static shared memory); nothing runs. */
+typedef struct {
+    unsigned char *image;
+    size_t size;
+    void *globals[16];
+    int n_globals;
+} module;
+typedef struct {
+    char name[128];
+    int static_shared;
+} function;
+static char last_name[128];
+static unsigned last_dims[6], last_shared;
+static int last_optin;
+
+void fake_cuda_last_launch(char *name, unsigned *dims, unsigned *shared, int *optin)
 {
-    (void)p; (void)n; (void)m; (void)name;
-    return 500; /* not found */
+    strcpy(name, last_name);
+    memcpy(dims, last_dims, sizeof last_dims);
+    *shared = last_shared;
+    *optin = last_optin;
+}
+
+static const Elf64_Shdr *section(const module *m, int i)
+{
+    const Elf64_Ehdr *e = (const Elf64_Ehdr *)m->image;
+    return (const Elf64_Shdr *)(m->image + e->e_shoff + (size_t)i * e->e_shentsize);
+}
+
+static const char *section_name(const module *m, int i)
+{
+    const Elf64_Ehdr *e = (const Elf64_Ehdr *)m->image;
+    return (const char *)m->image + section(m, e->e_shstrndx)->sh_offset + section(m, i)->sh_name;
+}
+
+/* the symbol `name` of type `type` (STT_FUNC, STT_OBJECT), or NULL */
+static const Elf64_Sym *symbol(const module *m, const char *name, int type)
+{
+    const Elf64_Ehdr *e = (const Elf64_Ehdr *)m->image;
+    for (int i = 0; i < e->e_shnum; i++) {
+        const Elf64_Shdr *sh = section(m, i);
+        if (sh->sh_type != SHT_SYMTAB) continue;
+        const char *names = (const char *)m->image + section(m, (int)sh->sh_link)->sh_offset;
+        for (size_t k = 0; k < sh->sh_size / sizeof(Elf64_Sym); k++) {
+            const Elf64_Sym *sym = (const Elf64_Sym *)(m->image + sh->sh_offset) + k;
+            if (ELF64_ST_TYPE(sym->st_info) == type && strcmp(names + sym->st_name, name) == 0) return sym;
+        }
+    }
+    return NULL;
+}
+
+int cuModuleLoadData(void **out, const void *image)
+{
+    const Elf64_Ehdr *e = image;
+    if (memcmp(e->e_ident, ELFMAG, SELFMAG) != 0 || e->e_ident[EI_CLASS] != ELFCLASS64) return 200; /* invalid image */
+    size_t size = e->e_shoff + (size_t)e->e_shnum * e->e_shentsize;
+    for (int i = 0; i < e->e_shnum; i++) {
+        const Elf64_Shdr *sh = (const Elf64_Shdr *)((const unsigned char *)image + e->e_shoff + (size_t)i * e->e_shentsize);
+        if (sh->sh_type != SHT_NOBITS && sh->sh_offset + sh->sh_size > size) size = sh->sh_offset + sh->sh_size;
+    }
+    module *m = calloc(1, sizeof *m);
+    if (!m || !(m->image = malloc(size))) { free(m); return 2; }
+    memcpy(m->image, image, size);
+    m->size = size;
+    *out = m;
+    return 0;
+}
+int cuModuleUnload(void *p)
+{
+    module *m = p;
+    for (int i = 0; i < m->n_globals; i++) free(m->globals[i]);
+    free(m->image);
+    free(m);
+    return 0;
+}
+int cuModuleGetFunction(void **f, void *p, const char *name)
+{
+    module *m = p;
+    if (!symbol(m, name, STT_FUNC)) return 500; /* not found */
+    function *fn = calloc(1, sizeof *fn);
+    if (!fn) return 2;
+    snprintf(fn->name, sizeof fn->name, "%s", name);
+    char shared[160];
+    snprintf(shared, sizeof shared, ".nv.shared.%s", name);
+    const Elf64_Ehdr *e = (const Elf64_Ehdr *)m->image;
+    for (int i = 0; i < e->e_shnum; i++)
+        if (strcmp(section_name(m, i), shared) == 0) fn->static_shared = (int)section(m, i)->sh_size;
+    *f = fn; /* (a test's few functions: not freed) */
+    return 0;
+}
+int cuModuleGetGlobal_v2(uint64_t *p, size_t *n, void *mp, const char *name)
+{
+    module *m = mp;
+    const Elf64_Sym *sym = symbol(m, name, STT_OBJECT);
+    if (!sym || m->n_globals == 16) return 500;
+    void *copy = malloc(sym->st_size ? sym->st_size : 1);
+    if (!copy) return 2;
+    memcpy(copy, m->image + section(m, sym->st_shndx)->sh_offset + sym->st_value, sym->st_size);
+    m->globals[m->n_globals++] = copy;
+    *p = tagged(copy);
+    *n = sym->st_size;
+    return 0;
 }
 int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                    unsigned shared, void *s, void **params, void **extra)
 {
-    (void)f; (void)gx; (void)gy; (void)gz; (void)bx; (void)by; (void)bz; (void)shared; (void)s; (void)params;
-    (void)extra;
+    (void)s; (void)params; (void)extra;
     launches++;
+    snprintf(last_name, sizeof last_name, "%s", ((function *)f)->name);
+    const unsigned dims[6] = {gx, gy, gz, bx, by, bz};
+    memcpy(last_dims, dims, sizeof dims);
+    last_shared = shared;
     return push((op){.kind = OP_LAUNCH});
 }
-int cuFuncSetAttribute(void *f, int attr, int v) { (void)f; (void)attr; (void)v; return 0; }
-int cuFuncGetAttribute(int *v, int attr, void *f) { (void)attr; (void)f; *v = 0; return 0; }
+int cuFuncSetAttribute(void *f, int attr, int v)
+{
+    (void)f;
+    if (attr == 8) last_optin = v; /* the most dynamic shared memory it may be launched with */
+    return 0;
+}
+int cuFuncGetAttribute(int *v, int attr, void *f)
+{
+    *v = attr == 1 ? ((function *)f)->static_shared : 0; /* its static shared memory */
+    return 0;
+}

@@ -21,24 +21,12 @@ static const char device_code[] =
     "}\n"
     "#endif\n";
 
-/* s as the body of a C string literal */
-static void escaped(const char *s, char *out, size_t n)
-{
-    size_t k = 0;
-    for (; *s && k + 3 < n; s++) {
-        if (*s == '"' || *s == '\\') out[k++] = '\\', out[k++] = *s;
-        else if (*s == '\n') out[k++] = '\\', out[k++] = 'n';
-        else out[k++] = *s;
-    }
-    out[k] = 0;
-}
-
 /* y = 1 + a * x with a read from input 1 on the host; `launch` is the
  * kernel's name and block size, to make launches that fail. */
 static char *host_code(const char *kernel, unsigned block)
 {
     static char text[8192], code[2048];
-    escaped(device_code, code, sizeof code);
+    check_c_escape(device_code, code, sizeof code);
     snprintf(text, sizeof text,
              "#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n%s\n"
              "static const char device_code[] = \"%s\";\n"
