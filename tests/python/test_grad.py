@@ -387,7 +387,8 @@ def test_max_pool_without_overlap_backward_is_a_plane_scatter_on_the_cpu():
     x = jt.array(a)
     y = jt.nn.max_pool2d(x, 2)
     g = jt.grad((y * y).sum(), x)
-    assert g._op == "reindex_reduce", g._op
+    # (the suite on a device that gathers, KILN_TEST_DEVICE: its one map kernel)
+    assert g._op == ("reindex_reduce" if x._scatters_planes else "reindex"), g._op
 
 
 def test_grad_through_values_already_computed():
