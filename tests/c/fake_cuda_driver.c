@@ -195,15 +195,17 @@ int cuEventSynchronize(void *e)
 /* Modules: a cubin's ELF is read for its symbols (kernels by name, a
  * global's bytes, a kernel's static shared memory); nothing runs. */
 typedef struct {
+    char name[128];
+    int static_shared;
+} function;
+typedef struct {
     unsigned char *image;
     size_t size;
     void *globals[16];
     int n_globals;
+    function functions[16]; /* the handles given out, freed with the module */
+    int n_functions;
 } module;
-typedef struct {
-    char name[128];
-    int static_shared;
-} function;
 static char last_name[128];
 static unsigned last_dims[6], last_shared;
 static int last_optin;
@@ -272,15 +274,20 @@ int cuModuleGetFunction(void **f, void *p, const char *name)
 {
     module *m = p;
     if (!symbol(m, name, STT_FUNC)) return 500; /* not found */
-    function *fn = calloc(1, sizeof *fn);
-    if (!fn) return 2;
+    for (int i = 0; i < m->n_functions; i++)
+        if (strcmp(m->functions[i].name, name) == 0) {
+            *f = &m->functions[i];
+            return 0;
+        }
+    if (m->n_functions == 16) return 2;
+    function *fn = &m->functions[m->n_functions++];
     snprintf(fn->name, sizeof fn->name, "%s", name);
     char shared[160];
     snprintf(shared, sizeof shared, ".nv.shared.%s", name);
     const Elf64_Ehdr *e = (const Elf64_Ehdr *)m->image;
     for (int i = 0; i < e->e_shnum; i++)
         if (strcmp(section_name(m, i), shared) == 0) fn->static_shared = (int)section(m, i)->sh_size;
-    *f = fn; /* (a test's few functions: not freed) */
+    *f = fn;
     return 0;
 }
 int cuModuleGetGlobal_v2(uint64_t *p, size_t *n, void *mp, const char *name)
