@@ -377,7 +377,7 @@ typedef enum { KL_CODE_C, KL_CODE_CXX, KL_CODE_CUDA } kl_code_lang;
     void *self; \
     int status; \
     int (*launch)(struct kl_code_cuda_runtime *rt, const char *device_source, const char *kernel, \
-                  const unsigned *grid, const unsigned *block, unsigned shared_bytes, void **params, int n_params); \
+                  const unsigned *grid, const unsigned *block, unsigned shared_bytes, void **params); \
     int (*fill)(struct kl_code_cuda_runtime *rt, void *dst, int byte, size_t nbytes); \
     int (*copy)(struct kl_code_cuda_runtime *rt, void *dst, const void *src, size_t nbytes, int kind); \
     int (*synchronize)(struct kl_code_cuda_runtime *rt); \

@@ -19,7 +19,7 @@ found by name; templates of kernels are therefore not supported.
 import re
 
 from . import _C
-from .code import _IDENT, _Translator
+from .code import _IDENT, _SET_SHAPE, _Translator
 
 _HOST_RUNTIME = r"""
 #include <tuple>
@@ -61,7 +61,7 @@ template <class... P> struct kl_launcher<void(P...)> {
     static void go(std::tuple<P...> &a, const char *name, dim3 g, dim3 b, size_t shared, std::index_sequence<I...>) {
         void *params[sizeof...(P) + 1] = {(void *)&std::get<I>(a)...};
         const unsigned grid[3] = {g.x, g.y, g.z}, block[3] = {b.x, b.y, b.z};
-        kl_rt->launch(kl_rt, kl_device_code, name, grid, block, (unsigned)shared, params, (int)sizeof...(P));
+        kl_rt->launch(kl_rt, kl_device_code, name, grid, block, (unsigned)shared, params);
     }
     template <class... A>
     static void launch(const char *name, dim3 g, dim3 b, size_t shared, A &&...a) {
@@ -111,10 +111,9 @@ class DeviceTranslator(_Translator):
         return "", after
 
     def identifier(self, m):
-        rep, j = super().identifier(m)
-        if rep.startswith("(") and "->dims[" in rep:
+        if _SET_SHAPE.match(self.text, m.end()) and self.lookup(m.group()) is not None:
             self.fail(m.start(), "set_shape belongs in the host code (after the kernels), not in device code")
-        return rep, j
+        return super().identifier(m)
 
 
 def _alias_macros(new, a):

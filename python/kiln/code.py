@@ -29,6 +29,8 @@ _CTYPES = {
     "int32": "int32_t", "int64": "int64_t", "float16": "_Float16", "float32": "float",
     "float64": "double",
 }
+# the language of a kernel's source, as kl_code takes it (kl_code_lang)
+_LANG_C, _LANG_CXX, _LANG_CUDA = 0, 1, 2
 _MAX_INPUTS = _C.MAX_OP_INPUTS   # the core's limit on a code op's inputs (and outputs)
 _MAX_DIMS = _C.MAX_DIMS
 
@@ -420,12 +422,17 @@ def _numbered(text, marks=()):
                      for i, line in enumerate(lines))
 
 
+def _src_kind(lang):
+    """How the user's sources of a language are named: cpu_src, cuda_src ..."""
+    return "cuda" if lang == _LANG_CUDA else "cpu"
+
+
 def _generate(kernel, header, body, lang, data_spec, init_pairs, what):
     """A complete kernel source: prelude, types, the translated header, then
     kl_kernel with the buffer views and the translated body in a block; and
-    for CUDA (lang 2) the op's device code (else None)."""
-    cxx, cuda = lang != 0, lang == 2
-    header_what = "cuda_header" if cuda else "cpu_header"
+    for CUDA the op's device code (else None)."""
+    cxx, cuda = lang != _LANG_C, lang == _LANG_CUDA
+    header_what = f"{_src_kind(lang)}_header"
     if cuda:
         from . import _code_cuda
         cuda_parts, header, body = _code_cuda.split(kernel, header, body, what)
@@ -749,9 +756,9 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
     inputs = [x if isinstance(x, Var) else array(x) for x in inputs]
     lang_l = str(lang).lower()
     if lang_l in ("c++", "cpp", "cxx", "c++17"):
-        lang_code = 1
+        lang_code = _LANG_CXX
     elif lang_l == "c":
-        lang_code = 0
+        lang_code = _LANG_C
     else:
         raise ValueError(f"jt.code: lang must be 'c++' or 'c', got {lang!r}")
     # the op runs where its first input is (else on the current device): a
@@ -760,7 +767,7 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
     if not isinstance(cuda_src or "", str) or not isinstance(cuda_header or "", str):
         raise TypeError("jt.code: cuda_src and cuda_header must be strings")
     if cuda_src and cuda_src.strip() and device.startswith("cuda"):
-        lang_code, src_what = 2, "cuda"
+        lang_code = _LANG_CUDA
         cpu_src, cpu_header, cpu_grad_src = cuda_src, cuda_header or "", cuda_grad_src
     elif not cpu_src or not cpu_src.strip():
         if cuda_src and cuda_src.strip():
@@ -768,14 +775,12 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
                                f"inputs are on {device}: set jt.flags.use_cuda = 1 (an NVIDIA GPU) before "
                                "making them, or give cpu_src to run it on the CPU")
         raise ValueError("jt.code: cpu_src is required (the kernel's body)")
-    else:
-        src_what = "cpu"
+    src_what = _src_kind(lang_code)
     if not isinstance(cpu_src, str) or not isinstance(cpu_header or "", str):
         raise TypeError("jt.code: cpu_src and cpu_header must be strings")
-    cxx = lang_code != 0
     cpu_header = cpu_header or ""
     grads = _grad_list(cpu_grad_src, len(inputs), src_what)
-    if lang_code == 2 and (any(x.dtype.name == "float16" for x in inputs)
+    if lang_code == _LANG_CUDA and (any(x.dtype.name == "float16" for x in inputs)
                            or any(dt.name == "float16" for dt, _ in specs)):
         raise TypeError("jt.code: float16 inputs and outputs are not supported in cuda_src; cast to float32 "
                         "around the op")
@@ -834,12 +839,8 @@ def code(shape=None, dtype=None, inputs=None, cpu_src="", cpu_grad_src=None, cpu
     texts += [(f"{src_what}_grad_src[{k}]", g) for k, g in enumerate(grads) if g]
     tr = _translations.get(key)
     if tr is None:
-        try:
-            tr = _translate_all(cpu_src, cpu_header, [] if multi_grads else grads, lang_code, specs, inputs,
-                                data_spec, outputs is not None)
-        except CodeTranslationError as e:
-            raise CodeTranslationError(str(e).replace("cpu_src", f"{src_what}_src", 1)
-                                       if src_what != "cpu" else str(e)) from None
+        tr = _translate_all(cpu_src, cpu_header, [] if multi_grads else grads, lang_code, specs, inputs,
+                            data_spec, outputs is not None)
         if len(_translations) >= 4096:   # sources built on the fly: keep the table bounded
             _translations.clear()
         _translations[key] = tr
@@ -881,8 +882,7 @@ def _grad_source(inputs, hidden_specs, k, out_dtype, out_ndim, header, body, lan
                  ins + hidden_specs + [(f"in{n + 1}", out_dtype, out_ndim), (f"in{n}", out_dtype, out_ndim)],
                  [f"in{i}" for i in range(n + 2)],
                  {"out": "out0", "dout": f"in{n}", "pout": f"in{n + 1}", "pout0": f"in{n + 1}"})
-    what = "cuda_grad_src" if lang == 2 else "cpu_grad_src"
-    return _generate(gk, header, body, lang, data_spec, [], f"{what}[{k}]")
+    return _generate(gk, header, body, lang, data_spec, [], f"{_src_kind(lang)}_grad_src[{k}]")
 
 
 def _multi_output_grads(made, inputs, hidden, grads, header, lang, data_spec):
@@ -928,8 +928,7 @@ def _translate_all(cpu_src, cpu_header, grads, lang, specs, inputs, data_spec, h
     outs = [(f"out{i}", dt, len(sh), [d for d, s in enumerate(sh) if s < 0])
             for i, (dt, sh) in enumerate(specs)]
     fwd = _Kernel(outs, ins + hidden, [f"in{k}" for k in range(n)], {"out": "out0"})
-    source = _generate(fwd, cpu_header, cpu_src, lang, data_spec, init_pairs,
-                       "cuda_src" if lang == 2 else "cpu_src")
+    source = _generate(fwd, cpu_header, cpu_src, lang, data_spec, init_pairs, f"{_src_kind(lang)}_src")
     grad_sources = []
     for k, g in enumerate(grads):
         if not g:

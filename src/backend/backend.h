@@ -229,7 +229,7 @@ typedef struct kl_backend_ops {
      * gave it) on grid x block threads (three dims each) with shared_bytes
      * of dynamic shared memory, params pointing at its arguments in order */
     kl_status (*launch_named)(kl_backend *b, kl_kernel_fn fn, const char *name, const unsigned grid[3],
-                              const unsigned block[3], unsigned shared_bytes, void **params, int n_params);
+                              const unsigned block[3], unsigned shared_bytes, void **params);
 
     /* library patterns: whether p runs here, and running it into out */
     int (*supports)(kl_backend *b, const kl_pattern *p);

@@ -147,11 +147,12 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
     int64_t dims[KL_MAX_INPUTS * KL_MAX_DIMS], iarg[2 * KL_MAX_INPUTS * KL_MAX_DIMS];
     int nd = 0, na = 0;
     kl_status s = KL_OK;
-    /* the device's memory itself: the inputs there (pinned) before the
-     * outputs are made, which must not move them, nor one another */
-    for (int k = 0; cuda && k < ni && s == KL_OK; k++)
-        s = v->op.inputs[k]->buf ? kl_buffer_resident(v->op.inputs[k]->buf)
-                                 : kl_error(KL_ERR_RUNTIME, "internal: code input %d not computed", k);
+    /* CUDA host code gets the device's memory itself: the inputs there
+     * (pinned) before the outputs are made, which must not move them, nor
+     * one another */
+    for (int k = 0; k < ni && s == KL_OK; k++)
+        if (!v->op.inputs[k]->buf) s = kl_error(KL_ERR_RUNTIME, "internal: code input %d not computed", k);
+        else if (cuda) s = kl_buffer_resident(v->op.inputs[k]->buf);
     for (int i = 0; i < no && s == KL_OK; i++) {
         const kl_code_output *o = &node->outs[i];
         int64_t numel = 1;
@@ -162,13 +163,11 @@ kl_status kl_code_run(kl_context *ctx, kl_var *v, kl_kernel_fn fn)
         }
         bufs[i] = kl_buffer_new(ctx, staging ? host : v->device, (size_t)numel * kl_dtype_size(o->dtype));
         if (!bufs[i]) s = kl_error(KL_ERR_MEMORY, "code: out of memory for output %d", i);
-        else bufs[i]->pin = ctx->residency_step;
+        else bufs[i]->pin = ctx->residency_step, ptrs[i] = bufs[i]->data;
     }
-    for (int i = 0; i < no && s == KL_OK; i++) ptrs[i] = bufs[i]->data;
     for (int k = 0; k < ni && s == KL_OK; k++) {
         kl_var *in = v->op.inputs[k];
-        if (!in->buf) s = kl_error(KL_ERR_RUNTIME, "internal: code input %d not computed", k);
-        else if (cuda) ptrs[no + k] = in->buf->data;
+        if (cuda) ptrs[no + k] = in->buf->data;
         else if (!(ptrs[no + k] = (void *)kl_buffer_host(in->buf))) s = KL_ERR_MEMORY;
         for (int d = 0; d < in->ndim; d++) iarg[na++] = in->shape[d];
     }

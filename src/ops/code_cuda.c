@@ -53,7 +53,7 @@ static kl_status check_dims(const char *kernel, const unsigned *grid, const unsi
 }
 
 static int rt_launch(kl_code_cuda_runtime *rt, const char *device_source, const char *kernel, const unsigned *grid,
-                     const unsigned *block, unsigned shared_bytes, void **params, int n_params)
+                     const unsigned *block, unsigned shared_bytes, void **params)
 {
     kl_code_runtime *r = runtime_of(rt);
     if (rt->status) return rt->status;
@@ -71,7 +71,7 @@ static int rt_launch(kl_code_cuda_runtime *rt, const char *device_source, const 
         r->source = device_source;
         r->module = fn;
     }
-    KEEP(dev->ops->launch_named(dev, r->module, kernel, grid, block, shared_bytes, params, n_params));
+    KEEP(dev->ops->launch_named(dev, r->module, kernel, grid, block, shared_bytes, params));
     r->ctx->counters.kernels_launched++;
     return 0;
 }

@@ -101,6 +101,18 @@ static kl_status pack(const kl_var *v, char *dst)
     return KL_OK;
 }
 
+/* out becomes v's result when the call went well (s), else it goes */
+static kl_status settle(kl_context *ctx, kl_var *v, kl_buffer *out, kl_status s)
+{
+    if (s != KL_OK) {
+        kl_buffer_release(out);
+        return s;
+    }
+    ctx->counters.library_calls++;
+    kl_var_set_computed(v, out);
+    return KL_OK;
+}
+
 static kl_status share_through_mpi(void *job, void *bytes, size_t nbytes)
 {
     return kl_mpi_do_broadcast(job, bytes, bytes, nbytes, 0);
@@ -150,13 +162,7 @@ static kl_status on_device(kl_context *ctx, kl_var *v, int *done)
     call.probe = 0;
     if (s == KL_OK) s = dev->ops->collective(dev, &call, done);
     if (s == KL_OK && !*done) s = kl_error(KL_ERR_RUNTIME, "internal: %s took a collective, then refused it", dev->name);
-    if (s != KL_OK) {
-        kl_buffer_release(out);
-        return s;
-    }
-    ctx->counters.library_calls++;
-    kl_var_set_computed(v, out);
-    return KL_OK;
+    return settle(ctx, v, out, s);
 }
 
 kl_status kl_collective_run(kl_context *ctx, kl_var *v)
@@ -204,13 +210,7 @@ kl_status kl_collective_run(kl_context *ctx, kl_var *v)
     if (s == KL_OK && staged && nbytes)
         s = v->device->ops->copy(v->device, out->data, result, nbytes, KL_COPY_HOST_TO_DEVICE);
     if (staged) free(result);
-    if (s != KL_OK) {
-        kl_buffer_release(out);
-        return s;
-    }
-    ctx->counters.library_calls++;
-    kl_var_set_computed(v, out);
-    return KL_OK;
+    return settle(ctx, v, out, s);
 }
 
 /* all_reduce's gradient is the all_reduce of the gradient (every rank's

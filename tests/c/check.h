@@ -639,4 +639,21 @@ static inline void check_c_escape(const char *s, char *out, size_t n)
     out[k] = 0;
 }
 
+/* The host code of a CUDA code op (kl_code's KL_CODE_CUDA) as a test writes
+ * it: the runtime's declaration, device_code as the string device_code, and
+ * kl_kernel with rt (the runtime, buf[runtime_buf]) followed by body. */
+static inline void check_cuda_host_code(char *out, size_t n, const char *device_code, int runtime_buf,
+                                        const char *body)
+{
+    char code[4096];
+    check_c_escape(device_code, code, sizeof code);
+    snprintf(out, n,
+             "#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n%s\n"
+             "static const char device_code[] = \"%s\";\n"
+             "extern \"C\" void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)\n{\n"
+             "    (void)iarg; (void)farg;\n"
+             "    kl_code_cuda_runtime *rt = (kl_code_cuda_runtime *)buf[%d];\n%s}\n",
+             kl_code_cuda_runtime_decl(), code, runtime_buf, body);
+}
+
 #endif

@@ -25,15 +25,9 @@ static const char device_code[] =
  * kernel's name and block size, to make launches that fail. */
 static char *host_code(const char *kernel, unsigned block)
 {
-    static char text[8192], code[2048];
-    check_c_escape(device_code, code, sizeof code);
-    snprintf(text, sizeof text,
-             "#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n%s\n"
-             "static const char device_code[] = \"%s\";\n"
-             "extern \"C\" void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)\n"
-             "{\n"
-             "    (void)farg;\n"
-             "    kl_code_cuda_runtime *rt = (kl_code_cuda_runtime *)buf[4];\n"
+    static char text[8192];
+    char body[2048];
+    snprintf(body, sizeof body,
              "    float *y = (float *)buf[0];\n"
              "    const float *x = (const float *)buf[1];\n"
              "    long long n = iarg[0];\n"
@@ -44,9 +38,9 @@ static char *host_code(const char *kernel, unsigned block)
              "    double scale = a[0];\n"
              "    void *params[] = {&x, &y, &n, &scale};\n"
              "    const unsigned grid[3] = {2, 1, 1}, block[3] = {%u, 1, 1};\n"
-             "    rt->launch(rt, device_code, \"%s\", grid, block, 0, params, 4);\n"
-             "}\n",
-             kl_code_cuda_runtime_decl(), code, block, kernel);
+             "    rt->launch(rt, device_code, \"%s\", grid, block, 0, params);\n",
+             block, kernel);
+    check_cuda_host_code(text, sizeof text, device_code, 4, body);
     return text;
 }
 

@@ -195,18 +195,14 @@ static const char tiled_code[] =
 /* a CUDA code op launching `tiled` with `shared` bytes of dynamic shared memory */
 static kl_status run_tiled(kl_context *ctx, unsigned shared)
 {
-    static char host[8192], code[1024];
-    check_c_escape(tiled_code, code, sizeof code);
-    snprintf(host, sizeof host,
-             "#include <stddef.h>\n#include <stdint.h>\n%s\n"
-             "static const char device_code[] = \"%s\";\n"
-             "extern \"C\" void kl_kernel(void *const *buf, const int64_t *iarg, const double *farg)\n{\n"
-             "    (void)iarg; (void)farg;\n"
-             "    kl_code_cuda_runtime *rt = (kl_code_cuda_runtime *)buf[2];\n"
+    static char host[8192];
+    char body[512];
+    snprintf(body, sizeof body,
              "    void *y = buf[0];\n    void *params[] = {&y};\n"
              "    const unsigned grid[3] = {3, 1, 1}, block[3] = {128, 1, 1};\n"
-             "    rt->launch(rt, device_code, \"tiled\", grid, block, %u, params, 1);\n}\n",
-             kl_code_cuda_runtime_decl(), code, shared);
+             "    rt->launch(rt, device_code, \"tiled\", grid, block, %u, params);\n",
+             shared);
+    check_cuda_host_code(host, sizeof host, tiled_code, 2, body);
     kl_code_output co = {KL_FLOAT32, 1, {128}};
     kl_var *out = NULL;
     kl_status s = kl_code(ctx, 0, NULL, 1, &co, host, KL_CODE_CUDA, 0, NULL, &out);

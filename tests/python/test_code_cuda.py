@@ -341,6 +341,14 @@ def test_launching_an_undefined_kernel_names_it():
         """)
 
 
+def test_set_shape_in_device_code_is_refused():
+    with pytest.raises(CodeTranslationError, match="cuda_src line 2: set_shape belongs in the host code"):
+        jt.code([-4], "float32", [jt.array(np.ones(4, np.float32))], cuda_src="""
+            __global__ void k(float *y) { out0->set_shape({1}); }
+            k<<<1, 1>>>(out0_p);
+        """)
+
+
 def test_kernel_templates_are_refused():
     with pytest.raises(CodeTranslationError, match="kernel template"):
         jt.code([4], "float32", [jt.array(np.ones(4, np.float32))], cuda_src="""

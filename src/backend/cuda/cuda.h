@@ -254,7 +254,7 @@ void kl_cuda_device_unload(kl_cuda_backend *c, void *handle);
 kl_status kl_cuda_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a);
 kl_status kl_cuda_synchronize(kl_backend *b);
 kl_status kl_cuda_launch_named(kl_backend *b, kl_kernel_fn fn, const char *name, const unsigned grid[3],
-                               const unsigned block[3], unsigned shared_bytes, void **params, int n_params);
+                               const unsigned block[3], unsigned shared_bytes, void **params);
 int kl_cuda_supports(kl_backend *b, const kl_pattern *p);
 kl_status kl_cuda_run(kl_backend *b, const kl_pattern *p, void *out, const void *const *in, uint64_t bc);
 void kl_cublas_close(kl_cuda_backend *c);

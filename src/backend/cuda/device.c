@@ -336,9 +336,8 @@ kl_status kl_cuda_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args *a
 /* A kernel of a user's device code (jt.code's cuda_src), by its name, with
  * the block and shared memory its launch asks for. */
 kl_status kl_cuda_launch_named(kl_backend *b, kl_kernel_fn fn, const char *name, const unsigned grid[3],
-                               const unsigned block[3], unsigned shared_bytes, void **params, int n_params)
+                               const unsigned block[3], unsigned shared_bytes, void **params)
 {
-    (void)n_params;
     kl_cuda_backend *c = as_cuda(b);
     const cuda_kernel *k = (const cuda_kernel *)(uintptr_t)fn;
     void *f = NULL;

@@ -241,9 +241,8 @@ static kl_status emu_launch(kl_backend *b, kl_kernel_fn fn, const kl_launch_args
 }
 
 static kl_status emu_launch_named(kl_backend *b, kl_kernel_fn fn, const char *name, const unsigned grid[3],
-                                  const unsigned block[3], unsigned shared_bytes, void **params, int n_params)
+                                  const unsigned block[3], unsigned shared_bytes, void **params)
 {
-    (void)n_params;
     if (shared_bytes > KL_CUDA_SM90_MAX_SHARED) /* as the device it stands in for would refuse */
         return kl_error(KL_ERR_VALUE, "%s: %s asks for %u bytes of dynamic shared memory; a block of an sm_90 "
                         "device may have at most %d", b->name, name, shared_bytes, KL_CUDA_SM90_MAX_SHARED);
